@@ -1,0 +1,96 @@
+--[[ ack: leased -> completed
+  Completes each job whose lease the caller still holds (its token is current and its deadline
+  has not passed). All or nothing: one stale, expired or missing job refuses the whole call and
+  nothing is written. Re-sending a successful ack with the same token succeeds again without a
+  second completion. The done set is then trimmed to its retention limits.
+  KEYS[1] meta        hash   schema
+  KEYS[2] leased      zset   job ids, score = lease deadline (ms)
+  KEYS[3] done        zset   completed job ids, score = completion time (ms)
+  KEYS[4] unique      hash   unique key -> job id
+  KEYS[5] job_prefix  prefix job record hashes are job_prefix .. <id>
+  ARGV[1] now_ms      int    test clock override; '' = Redis TIME
+  ARGV[2] keep        int    retention of the done set: count
+  ARGV[3] max_age_ms  int    retention of the done set: age (0 = no age limit)
+  ARGV[4] batch       int    most records trimmed in this call
+  ARGV[5] count       int    number of jobs that follow
+  ARGV[6+] jobs       list   3 values per job: id, token, result ('' = none)
+  Returns: {status, now_ms, {flag per job: 0 = completed now, 1 = had been acked already}};
+           refusals: {status, index of the job, detail}
+  Status: OK, NOT_FOUND, LEASE_LOST, LEASE_EXPIRED, WRONG_TYPE, SCHEMA_MISMATCH, BAD_ARGUMENT
+  Cost: O(n log N + batch) for n jobs
+]]
+--- @include "lib/status"
+--- @include "lib/now_ms"
+--- @include "lib/num"
+--- @include "lib/check_queue"
+--- @include "lib/read_job"
+--- @include "lib/lease_check"
+--- @include "lib/chunks"
+--- @include "lib/clear_unique"
+--- @include "lib/trim_retention"
+
+local meta_key = KEYS[1]
+local leased_key = KEYS[2]
+local done_key = KEYS[3]
+local unique_key = KEYS[4]
+local job_prefix = KEYS[5]
+local now_arg = ARGV[1]
+local keep = tonumber(ARGV[2])
+local max_age_ms = tonumber(ARGV[3])
+local batch = tonumber(ARGV[4])
+local count = tonumber(ARGV[5])
+local jobs_at = 6
+local STRIDE = 3
+
+if not keep or not max_age_ms or not batch or not count or count < 1
+    or #ARGV ~= jobs_at - 1 + count * STRIDE then
+  return {STATUS.BAD_ARGUMENT, 'ack'}
+end
+local now = now_ms(now_arg)
+local err = check_queue({meta_key, 'hash', leased_key, 'zset', done_key, 'zset',
+  unique_key, 'hash'})
+if err then
+  return err
+end
+
+local flags = {}
+local todo = {}
+for i = 1, count do
+  local b = jobs_at + (i - 1) * STRIDE
+  local f = read_job(job_prefix .. ARGV[b], 'state', 'token', 'ended', 'deadline', 'ukey')
+  local refusal = lease_check(f, ARGV[b + 1], now, 'ack', i)
+  if refusal == 'again' then
+    flags[i] = 1
+  elseif refusal then
+    return refusal
+  else
+    flags[i] = 0
+    todo[#todo + 1] = {b, f[5]}
+  end
+end
+if #todo == 0 then
+  return {STATUS.OK, now, flags}
+end
+
+local n = num(now)
+local ids = {}
+local done_pairs = {}
+for i = 1, #todo do
+  local b = todo[i][1]
+  local id = ARGV[b]
+  local key = job_prefix .. id
+  if ARGV[b + 2] ~= '' then
+    redis.call('HSET', key, 'state', 'completed', 'finished', n, 'ended', 'ack',
+      'result', ARGV[b + 2])
+  else
+    redis.call('HSET', key, 'state', 'completed', 'finished', n, 'ended', 'ack')
+  end
+  clear_unique(unique_key, todo[i][2], id)
+  ids[#ids + 1] = id
+  done_pairs[#done_pairs + 1] = n
+  done_pairs[#done_pairs + 1] = id
+end
+chunks({'ZREM', leased_key}, ids)
+chunks({'ZADD', done_key}, done_pairs)
+trim_retention(done_key, job_prefix, keep, max_age_ms, now, batch)
+return {STATUS.OK, now, flags}

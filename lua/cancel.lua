@@ -1,0 +1,74 @@
+--[[ cancel: ready | scheduled | leased -> cancelled
+  Cancels a job that has not finished. Cancelling a leased job issues a new token, so the holder's
+  later ack, nack, renew or progress is refused (LEASE_LOST) and its handler can be told. A
+  finished job is left as it is (reply 0). The cancelled set is trimmed like the done set.
+  KEYS[1] meta        hash   schema, token counter
+  KEYS[2] ready       zset   job ids
+  KEYS[3] scheduled   zset   job ids
+  KEYS[4] leased      zset   job ids
+  KEYS[5] cancelled   zset   job ids, score = time of cancellation (ms)
+  KEYS[6] unique      hash   unique key -> job id
+  KEYS[7] job_prefix  prefix job record hashes are job_prefix .. <id>
+  ARGV[1] now_ms      int    test clock override; '' = Redis TIME
+  ARGV[2] id          str    job id
+  ARGV[3] keep        int    retention of the cancelled set: count
+  ARGV[4] max_age_ms  int    retention of the cancelled set: age (0 = no age limit)
+  ARGV[5] batch       int    most records trimmed in this call
+  Returns: {status, 1 = cancelled now | 0 = already finished}
+  Status: OK, NOT_FOUND, WRONG_TYPE, SCHEMA_MISMATCH, BAD_ARGUMENT
+  Cost: O(log N + batch)
+]]
+--- @include "lib/status"
+--- @include "lib/now_ms"
+--- @include "lib/num"
+--- @include "lib/check_queue"
+--- @include "lib/read_job"
+--- @include "lib/clear_unique"
+--- @include "lib/trim_retention"
+
+local meta_key = KEYS[1]
+local ready_key = KEYS[2]
+local scheduled_key = KEYS[3]
+local leased_key = KEYS[4]
+local cancelled_key = KEYS[5]
+local unique_key = KEYS[6]
+local job_prefix = KEYS[7]
+local now_arg = ARGV[1]
+local id = ARGV[2]
+local keep = tonumber(ARGV[3])
+local max_age_ms = tonumber(ARGV[4])
+local batch = tonumber(ARGV[5])
+
+if not keep or not max_age_ms or not batch then
+  return {STATUS.BAD_ARGUMENT, 'cancel'}
+end
+local now = now_ms(now_arg)
+local err = check_queue({meta_key, 'hash', ready_key, 'zset', scheduled_key, 'zset',
+  leased_key, 'zset', cancelled_key, 'zset', unique_key, 'hash'})
+if err then
+  return err
+end
+local key = job_prefix .. id
+local f = read_job(key, 'state', 'ukey')
+if not f then
+  return {STATUS.NOT_FOUND, id}
+end
+local state = f[1]
+if state ~= 'ready' and state ~= 'scheduled' and state ~= 'leased' then
+  return {STATUS.OK, 0}
+end
+local n = num(now)
+if state == 'leased' then
+  local token = num(redis.call('HINCRBY', meta_key, 'token', 1))
+  redis.call('HSET', key, 'token', token)
+  redis.call('ZREM', leased_key, id)
+elseif state == 'ready' then
+  redis.call('ZREM', ready_key, id)
+else
+  redis.call('ZREM', scheduled_key, id)
+end
+redis.call('HSET', key, 'state', 'cancelled', 'finished', n, 'ended', 'cancel')
+redis.call('ZADD', cancelled_key, n, id)
+clear_unique(unique_key, f[2], id)
+trim_retention(cancelled_key, job_prefix, keep, max_age_ms, now, batch)
+return {STATUS.OK, 1}

@@ -1,0 +1,139 @@
+--[[ claim: ready -> leased
+  Leases the best ready jobs (highest priority first, FIFO within a priority) to one worker, each
+  with a new fencing token from the queue's counter and a deadline on the Redis clock. First it
+  promotes due scheduled jobs and reaps expired leases of this queue, in bounded batches.
+  A re-sent call with the same request id returns the jobs the first run leased.
+  KEYS[1] meta        hash   schema, token counter, paused
+  KEYS[2] ready       zset   job ids, score = ready_score(priority, seq)
+  KEYS[3] scheduled   zset   job ids, score = due time (ms)
+  KEYS[4] leased      zset   job ids, score = lease deadline (ms)
+  KEYS[5] dead        zset   job ids, score = time of death (ms)
+  KEYS[6] unique      hash   unique key -> job id
+  KEYS[7] job_prefix  prefix job record hashes are job_prefix .. <id>
+  KEYS[8] memo_prefix prefix claim memos are memo_prefix .. <request id>
+  ARGV[1] now_ms      int    test clock override; '' = Redis TIME
+  ARGV[2] worker      str    name of the claiming worker
+  ARGV[3] count       int    most jobs to lease
+  ARGV[4] lease_ms    int    lease length for jobs that carry no lease_ms of their own
+  ARGV[5] request_id  str    '' = no memo
+  ARGV[6] memo_ms     int    how long the memo is kept
+  ARGV[7] batch       int    most scheduled jobs promoted, and most leases reaped, in this call
+  ARGV[8] dead_keep   int    retention of the dead set: count
+  ARGV[9] dead_age_ms int    retention of the dead set: age (0 = no age limit)
+  Returns: {status, now_ms, id, {field, value, ...}, id, {...}, ...}
+  Status: OK, PAUSED, WRONG_TYPE, SCHEMA_MISMATCH, BAD_ARGUMENT
+  Cost: O((batch + count) log N)
+]]
+--- @include "lib/status"
+--- @include "lib/now_ms"
+--- @include "lib/num"
+--- @include "lib/check_queue"
+--- @include "lib/read_job"
+--- @include "lib/chunks"
+--- @include "lib/promote_due"
+--- @include "lib/reap_expired"
+--- @include "lib/trim_retention"
+--- @include "lib/memo_get"
+--- @include "lib/memo_set"
+
+local meta_key = KEYS[1]
+local ready_key = KEYS[2]
+local scheduled_key = KEYS[3]
+local leased_key = KEYS[4]
+local dead_key = KEYS[5]
+local unique_key = KEYS[6]
+local job_prefix = KEYS[7]
+local memo_prefix = KEYS[8]
+local now_arg = ARGV[1]
+local worker = ARGV[2]
+local count = tonumber(ARGV[3])
+local lease_ms = tonumber(ARGV[4])
+local request_id = ARGV[5]
+local memo_ms = tonumber(ARGV[6])
+local batch = tonumber(ARGV[7])
+local dead_keep = tonumber(ARGV[8])
+local dead_age_ms = tonumber(ARGV[9])
+
+if not count or count < 1 or not lease_ms or lease_ms < 1 or not memo_ms or not batch
+    or batch < 1 or not dead_keep or not dead_age_ms then
+  return {STATUS.BAD_ARGUMENT, 'claim'}
+end
+local now = now_ms(now_arg)
+local err = check_queue({meta_key, 'hash', ready_key, 'zset', scheduled_key, 'zset',
+  leased_key, 'zset', dead_key, 'zset', unique_key, 'hash'})
+if err then
+  return err
+end
+
+-- A retried call: hand back what the first run leased, if those leases still stand.
+if request_id ~= '' then
+  local memo = memo_get(memo_prefix .. request_id)
+  if memo then
+    local out = {STATUS.OK, now}
+    for i = 1, #memo, 2 do
+      local key = job_prefix .. memo[i]
+      local f = read_job(key, 'state', 'token')
+      if f and f[1] == 'leased' and f[2] == memo[i + 1] then
+        out[#out + 1] = memo[i]
+        out[#out + 1] = redis.call('HGETALL', key)
+      end
+    end
+    return out
+  end
+end
+
+-- Housekeeping of this queue, bounded by `batch`.
+local keys = {ready = ready_key, leased = leased_key, dead = dead_key, unique = unique_key,
+  job_prefix = job_prefix}
+promote_due(scheduled_key, ready_key, job_prefix, now, batch)
+local _, died = reap_expired(keys, now, batch)
+if died > 0 then
+  trim_retention(dead_key, job_prefix, dead_keep, dead_age_ms, now, batch)
+end
+
+if redis.call('HGET', meta_key, 'paused') == '1' then
+  return {STATUS.PAUSED, now}
+end
+
+-- Read and validate the candidates, then lease them.
+local ids = redis.call('ZRANGE', ready_key, 0, count - 1)
+if #ids == 0 then
+  return {STATUS.OK, now}
+end
+local jobs = {}
+for i = 1, #ids do
+  local f = read_job(job_prefix .. ids[i], 'state', 'attempts', 'lease_ms')
+  if f then
+    jobs[#jobs + 1] = {ids[i], tonumber(f[2]), tonumber(f[3]) or lease_ms}
+  end
+end
+redis.call('ZREMRANGEBYRANK', ready_key, 0, #ids - 1)
+if #jobs == 0 then
+  return {STATUS.OK, now}
+end
+
+local token = redis.call('HINCRBY', meta_key, 'token', #jobs) - #jobs
+local n = num(now)
+local leased_pairs = {}
+local memo = {}
+local out = {STATUS.OK, now}
+for i = 1, #jobs do
+  local id = jobs[i][1]
+  local key = job_prefix .. id
+  token = token + 1
+  local deadline = num(now + jobs[i][3])
+  local t = num(token)
+  redis.call('HSET', key, 'state', 'leased', 'token', t, 'worker', worker, 'leased_at', n,
+    'deadline', deadline, 'attempts', num(jobs[i][2] + 1), 'ended', '')
+  leased_pairs[#leased_pairs + 1] = deadline
+  leased_pairs[#leased_pairs + 1] = id
+  memo[#memo + 1] = id
+  memo[#memo + 1] = t
+  out[#out + 1] = id
+  out[#out + 1] = redis.call('HGETALL', key)
+end
+chunks({'ZADD', leased_key}, leased_pairs)
+if request_id ~= '' and memo_ms > 0 then
+  memo_set(memo_prefix .. request_id, memo, memo_ms)
+end
+return out

@@ -1,0 +1,125 @@
+--[[ claim_and_ack: ready -> completed
+  Takes the best ready job and completes it in one step (thingd's claim_and_ack): the attempt is
+  counted and a new token issued, as a claim would. Like claim, it first promotes due scheduled
+  jobs and reaps expired leases, and a re-sent call with the same request id returns the job the
+  first run completed instead of completing another.
+  KEYS[1] meta        hash   schema, token counter, paused
+  KEYS[2] ready       zset   job ids, score = ready_score(priority, seq)
+  KEYS[3] scheduled   zset   job ids, score = due time (ms)
+  KEYS[4] leased      zset   job ids, score = lease deadline (ms)
+  KEYS[5] done        zset   completed job ids, score = completion time (ms)
+  KEYS[6] dead        zset   job ids, score = time of death (ms)
+  KEYS[7] unique      hash   unique key -> job id
+  KEYS[8] job_prefix  prefix job record hashes are job_prefix .. <id>
+  KEYS[9] memo_prefix prefix claim memos are memo_prefix .. <request id>
+  ARGV[1] now_ms      int    test clock override; '' = Redis TIME
+  ARGV[2] worker      str    name of the worker
+  ARGV[3] request_id  str    '' = no memo
+  ARGV[4] memo_ms     int    how long the memo is kept
+  ARGV[5] batch       int    most jobs promoted, reaped and trimmed in this call
+  ARGV[6] done_keep   int    retention of the done set: count
+  ARGV[7] done_age_ms int    retention of the done set: age (0 = no age limit)
+  ARGV[8] dead_keep   int    retention of the dead set: count
+  ARGV[9] dead_age_ms int    retention of the dead set: age (0 = no age limit)
+  Returns: {status, now_ms} or {status, now_ms, id, {field, value, ...}}
+  Status: OK, PAUSED, WRONG_TYPE, SCHEMA_MISMATCH, BAD_ARGUMENT
+  Cost: O(batch log N)
+]]
+--- @include "lib/status"
+--- @include "lib/now_ms"
+--- @include "lib/num"
+--- @include "lib/check_queue"
+--- @include "lib/read_job"
+--- @include "lib/chunks"
+--- @include "lib/clear_unique"
+--- @include "lib/promote_due"
+--- @include "lib/reap_expired"
+--- @include "lib/trim_retention"
+--- @include "lib/memo_get"
+--- @include "lib/memo_set"
+
+local meta_key = KEYS[1]
+local ready_key = KEYS[2]
+local scheduled_key = KEYS[3]
+local leased_key = KEYS[4]
+local done_key = KEYS[5]
+local dead_key = KEYS[6]
+local unique_key = KEYS[7]
+local job_prefix = KEYS[8]
+local memo_prefix = KEYS[9]
+local now_arg = ARGV[1]
+local worker = ARGV[2]
+local request_id = ARGV[3]
+local memo_ms = tonumber(ARGV[4])
+local batch = tonumber(ARGV[5])
+local done_keep = tonumber(ARGV[6])
+local done_age_ms = tonumber(ARGV[7])
+local dead_keep = tonumber(ARGV[8])
+local dead_age_ms = tonumber(ARGV[9])
+
+if not memo_ms or not batch or batch < 1 or not done_keep or not done_age_ms or not dead_keep
+    or not dead_age_ms then
+  return {STATUS.BAD_ARGUMENT, 'claim_and_ack'}
+end
+local now = now_ms(now_arg)
+local err = check_queue({meta_key, 'hash', ready_key, 'zset', scheduled_key, 'zset',
+  leased_key, 'zset', done_key, 'zset', dead_key, 'zset', unique_key, 'hash'})
+if err then
+  return err
+end
+
+if request_id ~= '' then
+  local memo = memo_get(memo_prefix .. request_id)
+  if memo then
+    local key = job_prefix .. memo[1]
+    local f = read_job(key, 'state', 'token')
+    if f and f[1] == 'completed' and f[2] == memo[2] then
+      return {STATUS.OK, now, memo[1], redis.call('HGETALL', key)}
+    end
+    return {STATUS.OK, now}
+  end
+end
+
+local keys = {ready = ready_key, leased = leased_key, dead = dead_key, unique = unique_key,
+  job_prefix = job_prefix}
+promote_due(scheduled_key, ready_key, job_prefix, now, batch)
+local _, died = reap_expired(keys, now, batch)
+if died > 0 then
+  trim_retention(dead_key, job_prefix, dead_keep, dead_age_ms, now, batch)
+end
+if redis.call('HGET', meta_key, 'paused') == '1' then
+  return {STATUS.PAUSED, now}
+end
+
+-- The best ready job with a record; index entries without one are dropped on the way.
+local id = nil
+local f = nil
+for _ = 1, batch do
+  local top = redis.call('ZRANGE', ready_key, 0, 0)
+  if #top == 0 then
+    break
+  end
+  f = read_job(job_prefix .. top[1], 'state', 'attempts', 'ukey')
+  redis.call('ZREM', ready_key, top[1])
+  if f then
+    id = top[1]
+    break
+  end
+end
+if not id then
+  return {STATUS.OK, now}
+end
+
+local key = job_prefix .. id
+local n = num(now)
+local token = num(redis.call('HINCRBY', meta_key, 'token', 1))
+redis.call('HSET', key, 'state', 'completed', 'token', token, 'worker', worker, 'leased_at', n,
+  'deadline', n, 'finished', n, 'attempts', num(tonumber(f[2]) + 1), 'ended', 'ack')
+redis.call('ZADD', done_key, n, id)
+clear_unique(unique_key, f[3], id)
+local record = redis.call('HGETALL', key)
+if request_id ~= '' and memo_ms > 0 then
+  memo_set(memo_prefix .. request_id, {id, token}, memo_ms)
+end
+trim_retention(done_key, job_prefix, done_keep, done_age_ms, now, batch)
+return {STATUS.OK, now, id, record}

@@ -1,0 +1,47 @@
+--[[ delete: any -> (deleted)
+  Removes a job and every index entry that points at it, in whatever state it is. A leased job
+  can be deleted; its holder's later ack or nack then finds no job (NOT_FOUND).
+  KEYS[1] meta        hash   schema
+  KEYS[2] ready       zset   job ids
+  KEYS[3] scheduled   zset   job ids
+  KEYS[4] leased      zset   job ids
+  KEYS[5] done        zset   job ids
+  KEYS[6] dead        zset   job ids
+  KEYS[7] cancelled   zset   job ids
+  KEYS[8] unique      hash   unique key -> job id
+  KEYS[9] job_prefix  prefix job record hashes are job_prefix .. <id>
+  ARGV[1] id          str    job id
+  Returns: {status, 1 = deleted | 0 = there was no such job}
+  Status: OK, WRONG_TYPE, SCHEMA_MISMATCH
+  Cost: O(log N)
+]]
+--- @include "lib/status"
+--- @include "lib/check_queue"
+--- @include "lib/clear_unique"
+
+local meta_key = KEYS[1]
+local ready_key = KEYS[2]
+local scheduled_key = KEYS[3]
+local leased_key = KEYS[4]
+local done_key = KEYS[5]
+local dead_key = KEYS[6]
+local cancelled_key = KEYS[7]
+local unique_key = KEYS[8]
+local job_prefix = KEYS[9]
+local id = ARGV[1]
+
+local key = job_prefix .. id
+local err = check_queue({meta_key, 'hash', ready_key, 'zset', scheduled_key, 'zset',
+  leased_key, 'zset', done_key, 'zset', dead_key, 'zset', cancelled_key, 'zset',
+  unique_key, 'hash', key, 'hash'})
+if err then
+  return err
+end
+local ukey = redis.call('HGET', key, 'ukey')
+local existed = redis.call('DEL', key)
+local sets = {ready_key, scheduled_key, leased_key, done_key, dead_key, cancelled_key}
+for i = 1, #sets do
+  redis.call('ZREM', sets[i], id)
+end
+clear_unique(unique_key, ukey, id)
+return {STATUS.OK, existed}

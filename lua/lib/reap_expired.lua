@@ -1,0 +1,45 @@
+--- @include "lib/num"
+--- @include "lib/chunks"
+--- @include "lib/read_job"
+--- @include "lib/ready_score"
+--- @include "lib/clear_unique"
+-- Returns up to `limit` jobs whose lease deadline has passed to the ready set, or to the dead
+-- set when their attempts are used up. The lease's token stays on the record with ended='reap',
+-- so a late ack, nack or renew by the old holder is refused. Returns reaped, dead-lettered.
+local function reap_expired(keys, now, limit)
+  local ids = redis.call('ZRANGEBYSCORE', keys.leased, '-inf', num(now), 'LIMIT', 0, limit)
+  if #ids == 0 then
+    return 0, 0
+  end
+  local to_ready = {}
+  local ready_ids = {}
+  local dead = {}
+  for i = 1, #ids do
+    local f = read_job(keys.job_prefix .. ids[i], 'state', 'prio', 'seq', 'attempts', 'max', 'ukey')
+    if f then
+      if tonumber(f[4]) >= tonumber(f[5]) then
+        dead[#dead + 1] = {ids[i], f[4], f[5], f[6]}
+      else
+        to_ready[#to_ready + 1] = ready_score(f[2], f[3])
+        to_ready[#to_ready + 1] = ids[i]
+        ready_ids[#ready_ids + 1] = ids[i]
+      end
+    end
+  end
+  for i = 1, #ready_ids do
+    redis.call('HSET', keys.job_prefix .. ready_ids[i], 'state', 'ready', 'ended', 'reap')
+  end
+  if #to_ready > 0 then
+    chunks({'ZADD', keys.ready}, to_ready)
+  end
+  local n = num(now)
+  for i = 1, #dead do
+    local d = dead[i]
+    redis.call('HSET', keys.job_prefix .. d[1], 'state', 'dead', 'ended', 'reap', 'finished', n,
+      'error', 'lease expired on attempt ' .. d[2] .. ' of ' .. d[3])
+    redis.call('ZADD', keys.dead, n, d[1])
+    clear_unique(keys.unique, d[4], d[1])
+  end
+  chunks({'ZREM', keys.leased}, ids)
+  return #ready_ids, #dead
+end

@@ -1,0 +1,4 @@
+-- The data layout version. Bump it when the meaning of a key or field changes; every script
+-- refuses to touch a queue whose meta hash records another version (SCHEMA_MISMATCH).
+-- Mirrored by redisq/_core/schema.py (SCHEMA_VERSION); a test checks parity.
+local SCHEMA_VERSION = '1'

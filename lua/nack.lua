@@ -1,0 +1,92 @@
+--[[ nack: leased -> scheduled | ready | dead
+  Ends the caller's lease after a failed attempt: the job is retried after `delay_ms` (scheduled,
+  or ready at once when the delay is 0), or goes to the dead set when its attempts are used up or
+  the caller asks for it. A non-empty error becomes last_error; an empty one keeps the previous.
+  A stale token changes nothing; re-sending a successful nack with the same token succeeds again.
+  KEYS[1] meta        hash   schema
+  KEYS[2] ready       zset   job ids, score = ready_score(priority, seq)
+  KEYS[3] scheduled   zset   job ids, score = due time (ms)
+  KEYS[4] leased      zset   job ids, score = lease deadline (ms)
+  KEYS[5] dead        zset   job ids, score = time of death (ms)
+  KEYS[6] unique      hash   unique key -> job id
+  KEYS[7] job_prefix  prefix job record hashes are job_prefix .. <id>
+  ARGV[1] now_ms      int    test clock override; '' = Redis TIME
+  ARGV[2] id          str    job id
+  ARGV[3] token       int    the caller's fencing token
+  ARGV[4] error       str    error text ('' keeps the previous last_error)
+  ARGV[5] delay_ms    int    retry delay
+  ARGV[6] dead        int    1 = dead-letter now, whatever the attempts
+  ARGV[7] dead_keep   int    retention of the dead set: count
+  ARGV[8] dead_age_ms int    retention of the dead set: age (0 = no age limit)
+  ARGV[9] batch       int    most records trimmed in this call
+  Returns: {status, {field, value, ...}}; refusals: {status, 1, detail}
+  Status: OK, NOT_FOUND, LEASE_LOST, LEASE_EXPIRED, WRONG_TYPE, SCHEMA_MISMATCH, BAD_ARGUMENT
+  Cost: O(log N + batch)
+]]
+--- @include "lib/status"
+--- @include "lib/now_ms"
+--- @include "lib/num"
+--- @include "lib/check_queue"
+--- @include "lib/read_job"
+--- @include "lib/lease_check"
+--- @include "lib/ready_score"
+--- @include "lib/clear_unique"
+--- @include "lib/trim_retention"
+
+local meta_key = KEYS[1]
+local ready_key = KEYS[2]
+local scheduled_key = KEYS[3]
+local leased_key = KEYS[4]
+local dead_key = KEYS[5]
+local unique_key = KEYS[6]
+local job_prefix = KEYS[7]
+local now_arg = ARGV[1]
+local id = ARGV[2]
+local token = ARGV[3]
+local error_text = ARGV[4]
+local delay_ms = tonumber(ARGV[5])
+local to_dead = ARGV[6] == '1'
+local dead_keep = tonumber(ARGV[7])
+local dead_age_ms = tonumber(ARGV[8])
+local batch = tonumber(ARGV[9])
+
+if not delay_ms or delay_ms < 0 or not dead_keep or not dead_age_ms or not batch then
+  return {STATUS.BAD_ARGUMENT, 'nack'}
+end
+local now = now_ms(now_arg)
+local err = check_queue({meta_key, 'hash', ready_key, 'zset', scheduled_key, 'zset',
+  leased_key, 'zset', dead_key, 'zset', unique_key, 'hash'})
+if err then
+  return err
+end
+local key = job_prefix .. id
+local f = read_job(key, 'state', 'token', 'ended', 'deadline', 'attempts', 'max', 'prio', 'seq',
+  'ukey')
+local refusal = lease_check(f, token, now, 'nack', 1)
+if refusal == 'again' then
+  return {STATUS.OK, redis.call('HGETALL', key)}
+elseif refusal then
+  return refusal
+end
+
+local n = num(now)
+if error_text ~= '' then
+  redis.call('HSET', key, 'error', error_text)
+end
+redis.call('ZREM', leased_key, id)
+if to_dead or tonumber(f[5]) >= tonumber(f[6]) then
+  redis.call('HSET', key, 'state', 'dead', 'finished', n, 'ended', 'nack')
+  redis.call('ZADD', dead_key, n, id)
+  clear_unique(unique_key, f[9], id)
+  local record = redis.call('HGETALL', key)
+  trim_retention(dead_key, job_prefix, dead_keep, dead_age_ms, now, batch)
+  return {STATUS.OK, record}
+elseif delay_ms > 0 then
+  local run_at = num(now + delay_ms)
+  redis.call('HSET', key, 'state', 'scheduled', 'run_at', run_at, 'ended', 'nack')
+  redis.call('ZADD', scheduled_key, run_at, id)
+else
+  redis.call('HSET', key, 'state', 'ready', 'run_at', n, 'ended', 'nack')
+  redis.call('ZADD', ready_key, ready_score(f[7], f[8]), id)
+end
+return {STATUS.OK, redis.call('HGETALL', key)}

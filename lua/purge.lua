@@ -1,0 +1,73 @@
+--[[ purge: any -> (deleted)
+  Deletes up to `limit` jobs of one state (or of every state, ready first) with their index
+  entries and unique keys. The client calls it again until it reports fewer than `limit`, so no
+  single call does unbounded work.
+  KEYS[1] meta        hash   schema
+  KEYS[2] ready       zset   job ids
+  KEYS[3] scheduled   zset   job ids
+  KEYS[4] leased      zset   job ids
+  KEYS[5] done        zset   job ids
+  KEYS[6] dead        zset   job ids
+  KEYS[7] cancelled   zset   job ids
+  KEYS[8] unique      hash   unique key -> job id
+  KEYS[9] job_prefix  prefix job record hashes are job_prefix .. <id>
+  ARGV[1] state       str    ready, scheduled, leased, completed, dead, cancelled; '' = all
+  ARGV[2] limit       int    most jobs deleted in this call
+  Returns: {status, number deleted}
+  Status: OK, WRONG_TYPE, SCHEMA_MISMATCH, BAD_ARGUMENT
+  Cost: O(limit log N)
+]]
+--- @include "lib/status"
+--- @include "lib/check_queue"
+--- @include "lib/clear_unique"
+--- @include "lib/chunks"
+
+local meta_key = KEYS[1]
+local ready_key = KEYS[2]
+local scheduled_key = KEYS[3]
+local leased_key = KEYS[4]
+local done_key = KEYS[5]
+local dead_key = KEYS[6]
+local cancelled_key = KEYS[7]
+local unique_key = KEYS[8]
+local job_prefix = KEYS[9]
+local state = ARGV[1]
+local limit = tonumber(ARGV[2])
+
+local by_state = {ready = ready_key, scheduled = scheduled_key, leased = leased_key,
+  completed = done_key, dead = dead_key, cancelled = cancelled_key}
+local order = {'ready', 'scheduled', 'leased', 'completed', 'dead', 'cancelled'}
+if not limit or limit < 1 or (state ~= '' and not by_state[state]) then
+  return {STATUS.BAD_ARGUMENT, 'purge'}
+end
+local err = check_queue({meta_key, 'hash', ready_key, 'zset', scheduled_key, 'zset',
+  leased_key, 'zset', done_key, 'zset', dead_key, 'zset', cancelled_key, 'zset',
+  unique_key, 'hash'})
+if err then
+  return err
+end
+local sets = order
+if state ~= '' then
+  sets = {state}
+end
+local removed = 0
+for i = 1, #sets do
+  if removed >= limit then
+    break
+  end
+  local set_key = by_state[sets[i]]
+  local ids = redis.call('ZRANGE', set_key, 0, limit - removed - 1)
+  for j = 1, #ids do
+    local key = job_prefix .. ids[j]
+    local ukey = redis.pcall('HGET', key, 'ukey')
+    if type(ukey) == 'string' then
+      clear_unique(unique_key, ukey, ids[j])
+    end
+    redis.call('DEL', key)
+  end
+  if #ids > 0 then
+    chunks({'ZREM', set_key}, ids)
+  end
+  removed = removed + #ids
+end
+return {STATUS.OK, removed}

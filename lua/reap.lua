@@ -1,0 +1,55 @@
+--[[ reap: leased -> ready | dead, scheduled -> ready
+  The lease reaper, on demand: returns up to `limit` expired leases of this queue to the ready set
+  (or to the dead set when their attempts are used up) and promotes up to `limit` due scheduled
+  jobs. Claims do the same on every call; workers also run this periodically. Safe to repeat.
+  KEYS[1] meta        hash   schema
+  KEYS[2] ready       zset   job ids, score = ready_score(priority, seq)
+  KEYS[3] scheduled   zset   job ids, score = due time (ms)
+  KEYS[4] leased      zset   job ids, score = lease deadline (ms)
+  KEYS[5] dead        zset   job ids, score = time of death (ms)
+  KEYS[6] unique      hash   unique key -> job id
+  KEYS[7] job_prefix  prefix job record hashes are job_prefix .. <id>
+  ARGV[1] now_ms      int    test clock override; '' = Redis TIME
+  ARGV[2] limit       int    most leases reaped, and most scheduled jobs promoted
+  ARGV[3] dead_keep   int    retention of the dead set: count
+  ARGV[4] dead_age_ms int    retention of the dead set: age (0 = no age limit)
+  Returns: {status, reaped to ready, dead-lettered, promoted}
+  Status: OK, WRONG_TYPE, SCHEMA_MISMATCH, BAD_ARGUMENT
+  Cost: O(limit log N)
+]]
+--- @include "lib/status"
+--- @include "lib/now_ms"
+--- @include "lib/check_queue"
+--- @include "lib/promote_due"
+--- @include "lib/reap_expired"
+--- @include "lib/trim_retention"
+
+local meta_key = KEYS[1]
+local ready_key = KEYS[2]
+local scheduled_key = KEYS[3]
+local leased_key = KEYS[4]
+local dead_key = KEYS[5]
+local unique_key = KEYS[6]
+local job_prefix = KEYS[7]
+local now_arg = ARGV[1]
+local limit = tonumber(ARGV[2])
+local dead_keep = tonumber(ARGV[3])
+local dead_age_ms = tonumber(ARGV[4])
+
+if not limit or limit < 1 or not dead_keep or not dead_age_ms then
+  return {STATUS.BAD_ARGUMENT, 'reap'}
+end
+local now = now_ms(now_arg)
+local err = check_queue({meta_key, 'hash', ready_key, 'zset', scheduled_key, 'zset',
+  leased_key, 'zset', dead_key, 'zset', unique_key, 'hash'})
+if err then
+  return err
+end
+local keys = {ready = ready_key, leased = leased_key, dead = dead_key, unique = unique_key,
+  job_prefix = job_prefix}
+local reaped, died = reap_expired(keys, now, limit)
+if died > 0 then
+  trim_retention(dead_key, job_prefix, dead_keep, dead_age_ms, now, limit)
+end
+local promoted = promote_due(scheduled_key, ready_key, job_prefix, now, limit)
+return {STATUS.OK, reaped, died, promoted}

@@ -1,0 +1,64 @@
+--[[ renew: leased -> leased
+  Extends each lease the caller still holds to now + lease_ms on the Redis clock. Each job is
+  judged on its own (a worker renews its leases in one call): a stale, expired or missing job gets
+  its refusal status in the reply and is left unchanged; the others are extended.
+  KEYS[1] meta        hash   schema
+  KEYS[2] leased      zset   job ids, score = lease deadline (ms)
+  KEYS[3] job_prefix  prefix job record hashes are job_prefix .. <id>
+  ARGV[1] now_ms      int    test clock override; '' = Redis TIME
+  ARGV[2] lease_ms    int    new lease length; '' = the job's own lease_ms, else default_ms
+  ARGV[3] default_ms  int    lease length for jobs that carry no lease_ms of their own
+  ARGV[4] count       int    number of jobs that follow
+  ARGV[5+] jobs       list   2 values per job: id, token
+  Returns: {status, now_ms, {status per job}, {deadline per job, 0 when refused}}
+  Status: OK, NOT_FOUND, LEASE_LOST, LEASE_EXPIRED, WRONG_TYPE, SCHEMA_MISMATCH, BAD_ARGUMENT
+  Cost: O(n log N) for n jobs
+]]
+--- @include "lib/status"
+--- @include "lib/now_ms"
+--- @include "lib/num"
+--- @include "lib/check_queue"
+--- @include "lib/read_job"
+--- @include "lib/lease_check"
+
+local meta_key = KEYS[1]
+local leased_key = KEYS[2]
+local job_prefix = KEYS[3]
+local now_arg = ARGV[1]
+local lease_arg = ARGV[2]
+local default_ms = tonumber(ARGV[3])
+local count = tonumber(ARGV[4])
+local jobs_at = 5
+local STRIDE = 2
+
+if not default_ms or not count or count < 1 or #ARGV ~= jobs_at - 1 + count * STRIDE
+    or (lease_arg ~= '' and not tonumber(lease_arg)) then
+  return {STATUS.BAD_ARGUMENT, 'renew'}
+end
+local now = now_ms(now_arg)
+local err = check_queue({meta_key, 'hash', leased_key, 'zset'})
+if err then
+  return err
+end
+
+local statuses = {}
+local deadlines = {}
+for i = 1, count do
+  local b = jobs_at + (i - 1) * STRIDE
+  local key = job_prefix .. ARGV[b]
+  local f = read_job(key, 'state', 'token', 'ended', 'deadline', 'lease_ms')
+  local refusal = lease_check(f, ARGV[b + 1], now, 'renew', i)
+  if refusal then
+    -- 'again' cannot happen: renew never ends a lease.
+    statuses[i] = refusal[1]
+    deadlines[i] = 0
+  else
+    local lease = tonumber(lease_arg) or tonumber(f[5]) or default_ms
+    local deadline = num(now + lease)
+    redis.call('HSET', key, 'deadline', deadline)
+    redis.call('ZADD', leased_key, 'XX', deadline, ARGV[b])
+    statuses[i] = STATUS.OK
+    deadlines[i] = now + lease
+  end
+end
+return {STATUS.OK, now, statuses, deadlines}

@@ -1,0 +1,381 @@
+"""The public API of the job store: one class for asyncio, and its generated sync twin.
+
+redisq/_async/store.py (AsyncStore, on redis.asyncio) is the source of the sync twin: redisq/_sync/store.py is generated from it by
+`python tools/gen_sync.py` (a test runs the generator in check mode), so the two clients have
+the same methods, signatures and docstrings, and no logic is written twice. Every method is
+glue: it builds an operation in redisq._core and runs it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from types import TracebackType
+from typing import Any, TypeVar
+
+from redisq._async.transport import AsyncTransport
+from redisq._core import ops, queries
+from redisq._core.backoff import exponential
+from redisq._core.ops import Call, Op, Settings
+from redisq.errors import InvalidArgument
+from redisq.models import Job, JobState
+
+__all__ = ["AsyncStore"]
+
+T = TypeVar("T")
+_Jobs = list[Job]
+_Names = list[str]
+_Outcomes = list[Job | Exception]
+_NOT_SET: Any = object()
+
+
+class AsyncStore:
+    """A connection to redisq's job store; every method is one or a few round trips.
+
+    Create it with `redisq.connect_async(url)`. Each state transition runs as one Lua script,
+    atomically on the server. The store is safe to share between tasks.
+    """
+
+    def __init__(self, transport: AsyncTransport, settings: Settings) -> None:
+        self._transport = transport
+        self.settings = settings
+        self._registered: set[str] = set()
+        self._turn = 0
+
+    @property
+    def prefix(self) -> str:
+        """The key prefix all queues of this store live under."""
+        return self.settings.prefix
+
+    @property
+    def redis(self) -> Any:
+        """The underlying redis-py client, for what redisq does not wrap."""
+        return self._transport.client
+
+    async def close(self) -> None:
+        """Close the connections of this store."""
+        await self._transport.close()
+
+    async def __aenter__(self) -> AsyncStore:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def _run(self, op: Call[T] | Op[T]) -> T:
+        if isinstance(op, Call):
+            result: T = await self._transport.run(op)
+            return result
+        try:
+            request = next(op)
+            while True:
+                if isinstance(request, Call):
+                    reply = await self._transport.run(request)
+                else:
+                    reply = await self._transport.pipeline(request)
+                request = op.send(reply)
+        except StopIteration as stop:
+            value: T = stop.value
+            return value
+
+    # ----------------------------------------------------------------------------------------
+    # enqueue
+
+    async def enqueue(
+        self,
+        queue: str,
+        payload: Any = None,
+        *,
+        id: str | None = None,
+        name: str | None = None,
+        priority: int = 0,
+        delay_ms: int = 0,
+        run_at_ms: int | None = None,
+        max_attempts: int = 3,
+        lease_ms: int | None = None,
+        unique_key: str | None = None,
+    ) -> Job:
+        """Add a job to a queue, or return the existing one.
+
+        Enqueue is idempotent on (queue, id) and, while the job is live, on `unique_key`: the
+        stored job is returned unchanged, so a retried call never creates a second job.
+
+        Args:
+            queue: queue name (1 to 200 characters, no braces or control characters).
+            payload: the job's data; anything msgpack encodes (None, bool, int, float, str,
+                bytes, lists and dicts), at most `payload_limit` bytes encoded.
+            id: the job id; generated (32 hex digits) when None.
+            name: a task name for routing, optional.
+            priority: in [-1000, 1000]; higher is claimed first, FIFO within a priority.
+            delay_ms: claimable only after this many ms (Redis clock).
+            run_at_ms: claimable from this Redis time (ms); not with delay_ms.
+            max_attempts: claims allowed, counting the first run (1 to 1000).
+            lease_ms: the job's own lease length, overriding the claim's.
+            unique_key: a dedupe key, held while the job is ready, scheduled or leased.
+
+        Returns:
+            The new job, or the job that already held the id or unique key.
+
+        Raises:
+            InvalidArgument: an argument is out of range; nothing was written.
+            SerializationError: msgpack cannot encode the payload.
+            PayloadTooLarge: the encoded payload is over the limit.
+        """
+        options = {
+            "id": id,
+            "name": name,
+            "priority": priority,
+            "delay_ms": delay_ms,
+            "run_at_ms": run_at_ms,
+            "max_attempts": max_attempts,
+            "lease_ms": lease_ms,
+            "unique_key": unique_key,
+        }
+        jobs = await self._run(ops.enqueue_many(self.settings, queue, [payload], options, self._registered))
+        return jobs[0]
+
+    async def enqueue_many(self, queue: str, payloads: Sequence[Any], **options: Any) -> _Jobs:
+        """Add many jobs to a queue with one round trip per 1,000 jobs.
+
+        Every job is validated and encoded before anything is sent, so bad input writes
+        nothing; each chunk of 1,000 is then written atomically.
+
+        Args:
+            queue: queue name.
+            payloads: payloads, or `redisq.Spec` items carrying per-job options.
+            **options: defaults for every job: name, priority, delay_ms, run_at_ms,
+                max_attempts, lease_ms, unique_key (as for `enqueue`; not id).
+
+        Returns:
+            One Job per item, in order (existing jobs for ids or unique keys already live).
+
+        Raises:
+            InvalidArgument: an item or option is invalid; nothing was written.
+        """
+        if "id" in options:
+            raise InvalidArgument("options.id", "given per job, with redisq.Spec(id=...)", options)
+        ops.check_options(options)
+        return await self._run(ops.enqueue_many(self.settings, queue, payloads, options, self._registered))
+
+    # ----------------------------------------------------------------------------------------
+    # reads
+
+    async def get(self, queue: str, id: str) -> Job | None:
+        """Read one job; None when it does not exist (never enqueued, deleted or trimmed)."""
+        return await self._run(queries.get(self.settings, queue, id))
+
+    async def find(self, id: str) -> Job | None:
+        """Look a job id up in every known queue with one pipelined round trip."""
+        return await self._run(queries.find(self.settings, id))
+
+    async def list(
+        self,
+        queue: str | None = None,
+        *,
+        state: JobState | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> _Jobs:
+        """List jobs in a stable order: by queue name, then state, then the state's own order.
+
+        Within a state the order is claim order (ready), due time (scheduled), lease deadline
+        (leased), or the time finished (completed, dead, cancelled).
+
+        Args:
+            queue: one queue, or None for every queue.
+            state: only jobs in this state.
+            limit: most jobs returned (None = all, read in pages of 500).
+            offset: jobs skipped first.
+        """
+        return await self._run(queries.list_jobs(self.settings, queue, state, limit, offset))
+
+    async def counts(self, queue: str | None = None) -> dict[JobState, int]:
+        """Count jobs per state, in one queue or summed over every queue (O(1) per state)."""
+        return await self._run(queries.counts(self.settings, queue))
+
+    async def queues(self) -> _Names:
+        """Name the queues that hold at least one job, sorted."""
+        return await self._run(queries.queues(self.settings))
+
+    async def peek(self, queue: str, limit: int = 10) -> _Jobs:
+        """List the jobs the next claims would take, in claim order; nothing is locked."""
+        return await self._run(queries.peek(self.settings, queue, limit))
+
+    # ----------------------------------------------------------------------------------------
+    # claim and the lease transitions
+
+    async def claim(
+        self,
+        queues: str | Sequence[str],
+        *,
+        worker: str,
+        lease_ms: int | None = None,
+        count: int = 1,
+    ) -> _Jobs:
+        """Lease up to `count` ready jobs, best first, each with a new fencing token.
+
+        Before taking jobs, each queue's due scheduled jobs are promoted and its expired
+        leases reaped (in bounded batches). With several queues the round starts at the next
+        queue each call, so a busy queue does not starve the others. A paused queue gives
+        nothing.
+
+        Args:
+            queues: one queue name or a list of names.
+            worker: the claiming worker's name (recorded on the job).
+            lease_ms: lease length (default 30,000, at most 12 hours); a job's own lease_ms
+                wins.
+            count: most jobs to lease (1 to 1000).
+
+        Returns:
+            The leased jobs (possibly none). Each carries `token` and `lease_deadline_ms`.
+        """
+        self._turn += 1
+        return await self._run(
+            ops.claim(self.settings, queues, worker, lease_ms, count, self._turn - 1)
+        )
+
+    async def ack(self, job: Job, result: Any = None) -> Job:
+        """Complete a leased job, storing `result` (msgpack) if given.
+
+        Re-sending a successful ack (same token) succeeds again without a second completion.
+
+        Raises:
+            LeaseLost: the lease is no longer held (stale token, or expired); nothing changed.
+            JobNotFound: the job is gone (deleted, or trimmed after an earlier ack).
+        """
+        jobs = await self._run(ops.ack_many(self.settings, [job], [result]))
+        return jobs[0]
+
+    async def ack_many(self, jobs: Sequence[Job], results: Sequence[Any] | None = None) -> _Jobs:
+        """Complete many leased jobs: one script call per queue and 1,000 jobs.
+
+        Each call is all or nothing: if one job's lease is lost, `LeaseLost` names it and no
+        job of that call is completed (ack the others one by one).
+        """
+        values = [None] * len(jobs) if results is None else results
+        if len(values) != len(jobs):
+            raise InvalidArgument("results", f"a list of {len(jobs)} values (one per job)", values)
+        return await self._run(ops.ack_many(self.settings, jobs, values))
+
+    async def nack(
+        self, job: Job, *, error: str = "", delay_ms: int | None = None, dead: bool = False
+    ) -> Job:
+        """Fail the current attempt of a leased job.
+
+        The job is retried after `delay_ms` (scheduled; ready at once for 0), or goes to the
+        dead set when its attempts are used up or `dead` is True.
+
+        Args:
+            job: the Job returned by claim.
+            error: error text kept as last_error (cut at 16 KiB); '' keeps the previous one.
+            delay_ms: retry delay; None = exponential backoff (1 s, x2, cap 15 min, +-25%).
+            dead: dead-letter now, whatever attempts remain.
+
+        Raises:
+            LeaseLost: the lease is no longer held; nothing changed.
+        """
+        delay = exponential(job.attempts) if delay_ms is None else delay_ms
+        return await self._run(ops.nack(self.settings, job, error, delay, dead))
+
+    async def renew(self, job: Job, lease_ms: int | None = None) -> Job:
+        """Extend a lease to now + lease_ms (default: the job's or the store's lease length).
+
+        Raises:
+            LeaseLost: the lease is no longer held or has expired; nothing changed.
+        """
+        outcome = (await self._run(ops.renew_many(self.settings, [job], lease_ms)))[0]
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    async def renew_many(
+        self, jobs: Sequence[Job], lease_ms: int | None = None
+    ) -> _Outcomes:
+        """Extend many leases in one call per queue; each job is judged on its own.
+
+        Returns:
+            Per job, its renewed snapshot or the exception (LeaseLost, JobNotFound) it earned.
+        """
+        return await self._run(ops.renew_many(self.settings, jobs, lease_ms))
+
+    async def release(self, job: Job) -> Job:
+        """Give a lease back without counting the attempt (for a graceful stop)."""
+        return await self._run(ops.release(self.settings, job))
+
+    async def progress(self, job: Job, value: Any) -> Job:
+        """Record progress (msgpack) on a job whose lease the caller holds."""
+        return await self._run(ops.progress(self.settings, job, value))
+
+    async def claim_and_ack(self, queue: str, *, worker: str = "claim_and_ack") -> Job | None:
+        """Take the best ready job and complete it in one script; None when there is none."""
+        return await self._run(ops.claim_and_ack(self.settings, queue, worker))
+
+    async def reap(self, queue: str, *, limit: int = 1000) -> int:
+        """Return expired leases to ready (or dead), and promote due jobs; count the leases."""
+        return await self._run(ops.reap(self.settings, queue, limit))
+
+    # ----------------------------------------------------------------------------------------
+    # management
+
+    async def update(
+        self,
+        queue: str,
+        id: str,
+        *,
+        priority: int | None = None,
+        payload: Any = _NOT_SET,
+        run_at_ms: int | None = None,
+    ) -> Job:
+        """Change a waiting job's priority, payload or due time.
+
+        Raises:
+            JobNotFound: no such job.
+            InvalidTransition: the job is leased or finished; nothing changed.
+        """
+        set_payload = payload is not _NOT_SET
+        value = payload if set_payload else None
+        return await self._run(
+            ops.update(self.settings, queue, id, priority, value, set_payload, run_at_ms)
+        )
+
+    async def delete(self, queue: str, id: str) -> bool:
+        """Remove a job in any state with its index entries; True when it existed."""
+        return await self._run(ops.delete(self.settings, queue, id))
+
+    async def cancel(self, queue: str, id: str) -> bool:
+        """Cancel a job that has not finished; True when this call cancelled it.
+
+        A leased job gets a new token, so its holder's ack or renew is refused (LeaseLost).
+        """
+        return await self._run(ops.cancel(self.settings, queue, id))
+
+    async def retry_dead(
+        self, queue: str, ids: Iterable[str] | None = None, *, limit: int = 1000
+    ) -> int:
+        """Replay dead jobs (the given ids, else the oldest) with a fresh attempt budget."""
+        return await self._run(ops.retry_dead(self.settings, queue, ids, limit))
+
+    async def pause(self, queue: str) -> None:
+        """Stop every worker from claiming from `queue` until `resume`."""
+        await self._run(ops.set_paused(self.settings, queue, True))
+
+    async def resume(self, queue: str) -> None:
+        """Let workers claim from a paused queue again."""
+        await self._run(ops.set_paused(self.settings, queue, False))
+
+    async def purge(self, queue: str, state: JobState | None = None) -> int:
+        """Delete every job of `queue` in `state` (None = all states); count them."""
+        return await self._run(ops.purge(self.settings, queue, state))
+
+    async def lock(self, queue: str, id: str, worker: str, ttl_ms: int) -> bool:
+        """Take the advisory lock of a job id; not re-entrant; expires after ttl_ms."""
+        return await self._run(ops.lock(self.settings, queue, id, worker, ttl_ms))
+
+    async def unlock(self, queue: str, id: str, worker: str) -> bool:
+        """Release the advisory lock of a job id if `worker` holds it."""
+        return await self._run(ops.unlock(self.settings, queue, id, worker))
+

@@ -1,0 +1,95 @@
+"""Running Calls on a redis.asyncio client: scripts by SHA with a NOSCRIPT fallback."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import redis.asyncio
+from redis.exceptions import NoScriptError
+
+from redisq._core.ops import Call
+from redisq._server import check_reply_error, check_server_info
+
+if TYPE_CHECKING:
+    from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
+
+__all__ = ["AsyncTransport"]
+
+
+class AsyncTransport:
+    """Runs Calls on a redis.asyncio client (standalone, fakeredis, or Redis Cluster)."""
+
+    def __init__(
+        self,
+        factory: Callable[[], redis.asyncio.Redis | AsyncRedisCluster],
+        *,
+        check_server: bool,
+        cluster: bool,
+    ) -> None:
+        # The client is made on first use, inside the running event loop.
+        self._factory = factory
+        self._client: Any = None
+        self._cluster = cluster
+        self._checked = not check_server
+
+    @property
+    def client(self) -> Any:
+        """The redis.asyncio client, made on first use."""
+        if self._client is None:
+            self._client = self._factory()
+        return self._client
+
+    async def close(self) -> None:
+        """Close the client's connections."""
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+    async def _check(self) -> None:
+        self._checked = True
+        client = self.client
+        nodes = client.get_primaries() if self._cluster else [None]
+        for node in nodes:
+            kwargs = {} if node is None else {"target_nodes": node}
+            info = dict(await client.info("server", **kwargs))
+            info.update(await client.info("memory", **kwargs))
+            check_server_info(info)
+
+    async def run(self, call: Call[Any]) -> Any:
+        """Run one Call and parse its reply."""
+        if not self._checked:
+            await self._check()
+        client = self.client
+        if call.spec is None:
+            return call.parse(await client.execute_command(*call.args))
+        spec, keys, args = call.spec, call.keys, call.args
+        try:
+            reply = await client.evalsha(spec.sha, len(keys), *keys, *args)
+        except NoScriptError:
+            await client.script_load(spec.source)
+            reply = await client.evalsha(spec.sha, len(keys), *keys, *args)
+        return call.parse(reply)
+
+    async def pipeline(self, calls: list[Call[Any]]) -> list[Any]:
+        """Run read-only Calls in one round trip where the client allows it."""
+        if not self._checked:
+            await self._check()
+        if self._cluster:
+            return [await self.run(c) for c in calls]
+        client = self.client
+        for attempt in range(2):
+            pipe = client.pipeline(transaction=False)
+            for c in calls:
+                if c.spec is None:
+                    pipe.execute_command(*c.args)
+                else:
+                    pipe.evalsha(c.spec.sha, len(c.keys), *c.keys, *c.args)
+            replies = await pipe.execute(raise_on_error=False)
+            if attempt == 0 and any(isinstance(r, NoScriptError) for r in replies):
+                for c in calls:
+                    if c.spec is not None:
+                        await client.script_load(c.spec.source)
+                continue
+            break
+        return [c.parse(check_reply_error(r)) for c, r in zip(calls, replies, strict=True)]

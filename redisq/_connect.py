@@ -1,0 +1,194 @@
+"""connect() and connect_async(): URLs to stores.
+
+Schemes: ``redis://``, ``rediss://`` (TLS), ``unix://``, ``redis+cluster://`` and
+``rediss+cluster://`` (or ``cluster=True``), and ``memory://[name]``: an in-process fakeredis
+server running the very same Lua scripts, shared by every store of the process that names it.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import urlsplit
+
+import redis
+import redis.asyncio
+import redis.asyncio.cluster
+import redis.cluster
+
+from redisq._async.store import AsyncStore
+from redisq._async.transport import AsyncTransport
+from redisq._core.codec import DEFAULT_PAYLOAD_LIMIT
+from redisq._core.ops import Settings
+from redisq._core.validate import MAX_LEASE_MS, check_int, check_name
+from redisq._sync.store import Store
+from redisq._sync.transport import SyncTransport
+from redisq.errors import ConfigurationError
+from redisq.models import Retention
+
+__all__ = ["connect", "connect_async", "memory_server"]
+
+_SCHEMES = ("redis", "rediss", "unix", "redis+cluster", "rediss+cluster", "memory")
+_memory_servers: dict[str, Any] = {}
+_memory_lock = threading.Lock()
+
+
+def memory_server(name: str) -> Any:
+    """Return the process-wide fakeredis server called `name` (made on first use)."""
+    try:
+        import fakeredis
+        import lupa  # noqa: F401  (fakeredis runs Lua scripts through lupa)
+    except ImportError as exc:
+        raise ConfigurationError(
+            "memory:// runs on fakeredis with Lua support, which is not installed: install it"
+            " with `pip install 'redisq[memory]'`"
+        ) from exc
+    with _memory_lock:
+        server = _memory_servers.get(name)
+        if server is None:
+            server = fakeredis.FakeServer()
+            _memory_servers[name] = server
+        return server
+
+
+def _settings(
+    prefix: str,
+    payload_limit: int,
+    retention: Retention | None,
+    lease_ms: int,
+    claim_memo_ms: int,
+    clock: Callable[[], int] | None,
+) -> Settings:
+    check_name("prefix", prefix)
+    check_int("payload_limit", payload_limit, 1, 512 * 1024 * 1024)
+    check_int("lease_ms", lease_ms, 1, MAX_LEASE_MS)
+    check_int("claim_memo_ms", claim_memo_ms, 0, MAX_LEASE_MS)
+    kept = retention or Retention()
+    for field in ("completed", "dead", "cancelled"):
+        check_int(f"retention.{field}", getattr(kept, field), 0, 10**9)
+        check_int(f"retention.{field}_age_ms", getattr(kept, f"{field}_age_ms"), 0, 10**13)
+    check_int("retention.trim_batch", kept.trim_batch, 1, 10_000)
+    return Settings(
+        prefix=prefix,
+        payload_limit=payload_limit,
+        retention=kept,
+        lease_ms=lease_ms,
+        claim_memo_ms=claim_memo_ms,
+        clock=clock,
+    )
+
+
+def _parse(url: str, cluster: bool | None, options: dict[str, Any]) -> tuple[str, str, bool]:
+    """Split a URL into (kind, url for redis-py, cluster?)."""
+    if not isinstance(url, str):
+        raise ConfigurationError(f"url must be a str such as 'redis://localhost:6379'; got {url!r}")
+    scheme = urlsplit(url).scheme.lower()
+    if scheme not in _SCHEMES:
+        raise ConfigurationError(
+            f"unsupported URL scheme {scheme!r} in {url!r}; use one of"
+            f" {', '.join(s + '://' for s in _SCHEMES)}"
+        )
+    if options.get("decode_responses"):
+        raise ConfigurationError(
+            "decode_responses=True cannot work: payloads are binary msgpack; leave it off"
+        )
+    if scheme == "memory":
+        if cluster:
+            raise ConfigurationError("memory:// is a single in-process server, not a cluster")
+        return "memory", urlsplit(url).netloc or "default", False
+    if scheme.endswith("+cluster"):
+        return "redis", scheme.split("+")[0] + url[len(scheme) :], True
+    return "redis", url, bool(cluster)
+
+
+def connect(
+    url: str = "memory://",
+    *,
+    prefix: str = "redisq",
+    payload_limit: int = DEFAULT_PAYLOAD_LIMIT,
+    retention: Retention | None = None,
+    lease_ms: int = 30_000,
+    claim_memo_ms: int = 30_000,
+    cluster: bool | None = None,
+    check_server: bool = True,
+    clock: Callable[[], int] | None = None,
+    **redis_options: Any,
+) -> Store:
+    """Open a job store (sync).
+
+    Args:
+        url: ``redis://[[user]:password@]host:port/db``, ``rediss://...`` (TLS; redis-py's
+            ``ssl_*`` options pass through), ``unix:///path.sock``, ``redis+cluster://host:port``,
+            or ``memory://[name]`` (in-process, the default).
+        prefix: the key prefix; all keys of queue Q live under the hash tag ``{prefix:Q}``.
+        payload_limit: largest encoded payload, result or progress value in bytes (512 KiB).
+        retention: how many completed, dead and cancelled jobs are kept, and how long.
+        lease_ms: default lease length for claims.
+        claim_memo_ms: how long a claim remembers its request id, so that a client retry
+            gets the same jobs back (0 disables).
+        cluster: treat the URL as a Redis Cluster seed node.
+        check_server: on first use, refuse servers older than 6.2 and warn when
+            maxmemory-policy is not noeviction.
+        clock: test clock in ms that replaces the Redis clock in scripts; tests only.
+        **redis_options: passed to redis-py (socket_timeout, retry, ssl_ca_certs, ...).
+
+    Raises:
+        ConfigurationError: the URL or an option cannot work.
+    """
+    settings = _settings(prefix, payload_limit, retention, lease_ms, claim_memo_ms, clock)
+    kind, target, is_cluster = _parse(url, cluster, redis_options)
+    client: Any
+    if kind == "memory":
+        import fakeredis
+
+        client = fakeredis.FakeRedis(server=memory_server(target), **redis_options)
+        return Store(SyncTransport(client, check_server=False), settings)
+    if is_cluster:
+        client = redis.cluster.RedisCluster.from_url(target, **redis_options)
+    else:
+        client = redis.Redis.from_url(target, **redis_options)
+    return Store(SyncTransport(client, check_server=check_server), settings)
+
+
+def connect_async(
+    url: str = "memory://",
+    *,
+    prefix: str = "redisq",
+    payload_limit: int = DEFAULT_PAYLOAD_LIMIT,
+    retention: Retention | None = None,
+    lease_ms: int = 30_000,
+    claim_memo_ms: int = 30_000,
+    cluster: bool | None = None,
+    check_server: bool = True,
+    clock: Callable[[], int] | None = None,
+    **redis_options: Any,
+) -> AsyncStore:
+    """Open a job store for asyncio; a plain function: the connection opens on first use.
+
+    Takes the same arguments as `connect`.
+    """
+    settings = _settings(prefix, payload_limit, retention, lease_ms, claim_memo_ms, clock)
+    kind, target, is_cluster = _parse(url, cluster, redis_options)
+    factory: Callable[[], Any]
+    if kind == "memory":
+        import fakeredis
+
+        server = memory_server(target)
+
+        def factory() -> Any:
+            return fakeredis.FakeAsyncRedis(server=server, **redis_options)
+
+        return AsyncStore(AsyncTransport(factory, check_server=False, cluster=False), settings)
+    if is_cluster:
+
+        def factory() -> Any:
+            return redis.asyncio.cluster.RedisCluster.from_url(target, **redis_options)
+
+    else:
+
+        def factory() -> Any:
+            return redis.asyncio.Redis.from_url(target, **redis_options)
+
+    transport = AsyncTransport(factory, check_server=check_server, cluster=is_cluster)
+    return AsyncStore(transport, settings)

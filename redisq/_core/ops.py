@@ -1,0 +1,721 @@
+"""Operations as pure Call builders: one function per script, plus the multi-step generators.
+
+An operation validates its input (raising before anything is sent), then either returns one
+`Call` or is a generator that yields Calls (or lists of Calls to pipeline) and receives their
+replies (STYLE A3). The sync and asyncio clients only run what these build.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Generator, Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from functools import lru_cache
+from typing import Any, Generic, TypeVar
+
+from redisq._core.codec import DEFAULT_PAYLOAD_LIMIT, decode, encode
+from redisq._core.records import parse_entries, parse_record
+from redisq._core.scripts import ScriptSpec, script
+from redisq._core.status import ScriptStatus, raise_for_status
+from redisq._core.validate import (
+    MAX_ATTEMPTS,
+    MAX_DELAY_MS,
+    MAX_LEASE_MS,
+    PRIORITY_MAX,
+    PRIORITY_MIN,
+    check_id,
+    check_int,
+    check_name,
+    check_optional_text,
+)
+from redisq._version import __version__
+from redisq.errors import InvalidArgument
+from redisq.keys import QueueKeys
+from redisq.models import Job, JobState, Retention, Spec
+
+__all__ = ["Call", "Op", "Settings", "queue_keys"]
+
+T = TypeVar("T")
+
+#: Jobs per script call in batch operations: far below Lua's unpack limit (about 8,000 values),
+#: and small enough that one call stays well under a millisecond of server time.
+CHUNK = 1_000
+#: Most jobs one claim may lease.
+MAX_CLAIM = 1_000
+#: Error texts longer than this are cut (with a marker) before they reach Redis.
+MAX_ERROR_LENGTH = 16 * 1024
+#: Latest time accepted for run_at_ms (scores must stay exact integers below 2^53).
+MAX_TIME_MS = 2**53 - 1
+
+
+@dataclass(frozen=True, slots=True)
+class Call(Generic[T]):
+    """One round trip: a script when `spec` is set, else the plain command in `args`."""
+
+    spec: ScriptSpec | None
+    keys: list[str]
+    args: list[Any]
+    parse: Callable[[Any], T]
+
+
+#: A multi-step operation: yields a Call (or a list of Calls to pipeline), receives the parsed
+#: result (or the list of results), and returns its value.
+Op = Generator["Call[Any] | list[Call[Any]]", Any, T]
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Client-wide options that operations need (see `redisq.connect`)."""
+
+    prefix: str = "redisq"
+    payload_limit: int = DEFAULT_PAYLOAD_LIMIT
+    retention: Retention = field(default_factory=Retention)
+    lease_ms: int = 30_000
+    claim_memo_ms: int = 30_000
+    housekeeping_batch: int = 100
+    #: Test clock (ms); None = the Redis server clock. Production never sets it.
+    clock: Callable[[], int] | None = None
+
+    def now_arg(self) -> str:
+        """Give scripts their clock override: '' means TIME on the server."""
+        return "" if self.clock is None else str(self.clock())
+
+
+@lru_cache(maxsize=4096)
+def queue_keys(prefix: str, queue: str) -> QueueKeys:
+    """Build (and cache) the key names of a queue, validating the names."""
+    return QueueKeys.build(prefix, queue)
+
+
+@lru_cache(maxsize=8192)
+def _key_list(name: str, keys: QueueKeys) -> tuple[str, ...]:
+    return tuple(getattr(keys, k) for k in script(name).keys)
+
+
+def script_call(name: str, keys: QueueKeys, parse: Callable[[Any], T], **argv: Any) -> Call[T]:
+    """Bind a script's KEYS and ARGV by the names in its header (never by hand)."""
+    spec = script(name)
+    args: list[Any] = []
+    for a in spec.argv:
+        if a.rest:
+            args.extend(argv[a.name])
+        else:
+            args.append(argv[a.name])
+    if len(argv) != len(spec.argv):
+        unknown = set(argv) - {a.name for a in spec.argv}
+        raise TypeError(f"{name}: unknown script arguments {sorted(unknown)}")
+    return Call(spec, list(_key_list(name, keys)), args, parse)
+
+
+def command(parse: Callable[[Any], T], *args: Any) -> Call[T]:
+    """Build a plain Redis command call (reads of job records and the queue registry)."""
+    return Call(None, [], list(args), parse)
+
+
+def _ok(reply: Any) -> Any:
+    return reply
+
+
+def new_id() -> str:
+    """Generate a job id: 32 random hex digits (128 bits)."""
+    return os.urandom(16).hex()
+
+
+def _check(reply: Any, queue: str, **context: Any) -> Any:
+    if reply[0] != ScriptStatus.OK:
+        raise_for_status(reply, queue=queue, **context)
+    return reply
+
+
+# --------------------------------------------------------------------------------------------
+# enqueue
+
+_SPEC_FIELDS = frozenset(
+    {
+        "id",
+        "name",
+        "priority",
+        "delay_ms",
+        "run_at_ms",
+        "max_attempts",
+        "lease_ms",
+        "unique_key",
+    }
+)
+
+
+@dataclass(frozen=True, slots=True)
+class _Prepared:
+    id: str
+    payload: bytes
+    name: str
+    priority: int
+    run_at_ms: int | None
+    delay_ms: int
+    max_attempts: int
+    lease_ms: int | None
+    unique_key: str
+
+
+def check_options(options: dict[str, Any], where: str = "options") -> None:
+    """Refuse option names enqueue does not know, listing the valid ones."""
+    unknown = set(options) - _SPEC_FIELDS
+    if unknown:
+        raise InvalidArgument(
+            f"{where}.{sorted(unknown)[0]}",
+            f"one of {', '.join(sorted(_SPEC_FIELDS))}",
+            options[sorted(unknown)[0]],
+        )
+
+
+def _pick(spec_value: Any, default: Any) -> Any:
+    return default if spec_value is None else spec_value
+
+
+def prepare(s: Settings, item: Any, defaults: dict[str, Any], where: str) -> _Prepared:
+    """Validate and encode one job; `where` names it in errors ("" or "payloads[3].").
+
+    `item` is a payload, or a Spec whose options override `defaults`.
+    """
+    if isinstance(item, Spec):
+        payload = item.payload
+        get = {f: getattr(item, f) for f in _SPEC_FIELDS}
+    else:
+        payload = item
+        get = {}
+
+    def opt(name: str, fallback: Any) -> Any:
+        return _pick(get.get(name), defaults.get(name, fallback))
+
+    job_id = opt("id", None)
+    jid = new_id() if job_id is None else check_id(f"{where}id", job_id)
+    priority = check_int(f"{where}priority", opt("priority", 0), PRIORITY_MIN, PRIORITY_MAX)
+    delay_ms = check_int(f"{where}delay_ms", opt("delay_ms", 0), 0, MAX_DELAY_MS)
+    run_at_ms = opt("run_at_ms", None)
+    if run_at_ms is not None:
+        check_int(f"{where}run_at_ms", run_at_ms, 0, MAX_TIME_MS)
+        if delay_ms:
+            raise InvalidArgument(f"{where}run_at_ms", "given without delay_ms (pick one)", run_at_ms)
+    max_attempts = check_int(f"{where}max_attempts", opt("max_attempts", 3), 1, MAX_ATTEMPTS)
+    lease_ms = opt("lease_ms", None)
+    if lease_ms is not None:
+        check_int(f"{where}lease_ms", lease_ms, 1, MAX_LEASE_MS)
+    unique_key = opt("unique_key", None)
+    ukey = "" if unique_key is None else check_id(f"{where}unique_key", unique_key)
+    name = check_optional_text(f"{where}name", opt("name", None))
+    data = encode(f"{where}payload", payload, s.payload_limit, jid)
+    return _Prepared(jid, data, name, priority, run_at_ms, delay_ms, max_attempts, lease_ms, ukey)
+
+
+def _created(queue: str, p: _Prepared, now: int) -> Job:
+    run_at = p.run_at_ms if p.run_at_ms is not None else now + p.delay_ms
+    return Job(
+        id=p.id,
+        queue=queue,
+        name=p.name or None,
+        payload=decode(p.payload),
+        state=JobState.SCHEDULED if run_at > now else JobState.READY,
+        priority=p.priority,
+        attempts=0,
+        max_attempts=p.max_attempts,
+        token=None,
+        worker=None,
+        created_at_ms=now,
+        run_at_ms=run_at,
+        lease_deadline_ms=None,
+        last_error=None,
+        lease_ms=p.lease_ms,
+        unique_key=p.unique_key or None,
+    )
+
+
+def _enqueue_args(batch: Sequence[_Prepared]) -> list[Any]:
+    args: list[Any] = []
+    for p in batch:
+        args += (
+            p.id,
+            p.payload,
+            p.name,
+            p.priority,
+            "" if p.run_at_ms is None else p.run_at_ms,
+            p.delay_ms,
+            p.max_attempts,
+            "" if p.lease_ms is None else p.lease_ms,
+            p.unique_key,
+        )
+    return args
+
+
+def enqueue_many(
+    s: Settings,
+    queue: str,
+    items: Sequence[Any],
+    defaults: dict[str, Any],
+    registered: set[str],
+) -> Op[list[Job]]:
+    """Enqueue jobs in chunks of CHUNK; every item is validated before the first is sent.
+
+    The queue is added to the registry (outside its slot, idempotently) the first time this
+    client enqueues to it; `registered` remembers that.
+    """
+    keys = queue_keys(s.prefix, queue)
+    if isinstance(items, (str, bytes)) or not isinstance(items, Sequence):
+        raise InvalidArgument("payloads", "a list of payloads or redisq.Spec items", items)
+    single = len(items) == 1 and "id" in defaults
+    prepared = [prepare(s, item, defaults, "" if single else f"payloads[{i}].") for i, item in enumerate(items)]
+    if not prepared:
+        return []
+    if queue not in registered:
+        yield command(_ok, "SADD", registry(s), queue)
+        registered.add(queue)
+    jobs: list[Job] = []
+    for start in range(0, len(prepared), CHUNK):
+        batch = prepared[start : start + CHUNK]
+        reply = yield script_call(
+            "enqueue",
+            keys,
+            _ok,
+            now_ms=s.now_arg(),
+            lib_version=__version__,
+            count=len(batch),
+            jobs=_enqueue_args(batch),
+        )
+        _check(reply, queue)
+        now = reply[1]
+        out: list[Job] = []
+        for p, entry in zip(batch, reply[2], strict=True):
+            if entry == 0:
+                out.append(_created(queue, p, now))
+            elif isinstance(entry, int):
+                out.append(out[entry - 1])
+            else:
+                out.append(parse_record(queue, entry[0].decode(), entry[1:]))
+        jobs.extend(out)
+    return jobs
+
+
+def registry(s: Settings) -> str:
+    """Name the queue registry set."""
+    return f"{s.prefix}:queues"
+
+
+# --------------------------------------------------------------------------------------------
+# claim and the lease transitions
+
+
+def check_queues(queues: str | Sequence[str]) -> list[str]:
+    """Validate the queue argument of claim: one name or a non-empty list of names."""
+    if isinstance(queues, str):
+        return [check_name("queue", queues)]
+    if not isinstance(queues, (list, tuple)) or not queues:
+        raise InvalidArgument("queues", "a queue name or a non-empty list of names", queues)
+    return [check_name(f"queues[{i}]", q) for i, q in enumerate(queues)]
+
+
+def claim(
+    s: Settings,
+    queues: str | Sequence[str],
+    worker: str,
+    lease_ms: int | None,
+    count: int,
+    turn: int,
+) -> Op[list[Job]]:
+    """Lease up to `count` jobs, starting the round at queue number `turn` (for fairness)."""
+    names = check_queues(queues)
+    check_name("worker", worker)
+    lease = s.lease_ms if lease_ms is None else check_int("lease_ms", lease_ms, 1, MAX_LEASE_MS)
+    check_int("count", count, 1, MAX_CLAIM)
+    start = turn % len(names)
+    jobs: list[Job] = []
+    for queue in names[start:] + names[:start]:
+        reply = yield script_call(
+            "claim",
+            queue_keys(s.prefix, queue),
+            _ok,
+            now_ms=s.now_arg(),
+            worker=worker,
+            count=count - len(jobs),
+            lease_ms=lease,
+            request_id=os.urandom(8).hex(),
+            memo_ms=s.claim_memo_ms,
+            batch=s.housekeeping_batch,
+            dead_keep=s.retention.dead,
+            dead_age_ms=s.retention.dead_age_ms,
+        )
+        if reply[0] != ScriptStatus.PAUSED:
+            _check(reply, queue)
+            jobs.extend(parse_entries(queue, reply, 2))
+        if len(jobs) >= count:
+            break
+    return jobs
+
+
+def _held(job: Any, where: str) -> Job:
+    if not isinstance(job, Job):
+        raise InvalidArgument(where, "a Job returned by claim", job)
+    if job.token is None:
+        raise InvalidArgument(f"{where}.token", "set: pass the Job that claim returned", job.token)
+    return job
+
+
+def ack_many(s: Settings, jobs: Sequence[Job], results: Sequence[Any]) -> Op[list[Job]]:
+    """Complete leased jobs; one script call per queue and chunk, each all or nothing."""
+    if not isinstance(jobs, (list, tuple)):
+        raise InvalidArgument("jobs", "a list of Jobs returned by claim", jobs)
+    held = [_held(j, f"jobs[{i}]") for i, j in enumerate(jobs)]
+    encoded = [
+        b"" if r is None else encode("result", r, s.payload_limit, j.id)
+        for j, r in zip(held, results, strict=True)
+    ]
+    by_queue: dict[str, list[int]] = {}
+    for i, j in enumerate(held):
+        by_queue.setdefault(j.queue, []).append(i)
+    out: list[Job | None] = [None] * len(held)
+    r = s.retention
+    for queue, indexes in by_queue.items():
+        keys = queue_keys(s.prefix, queue)
+        for start in range(0, len(indexes), CHUNK):
+            part = indexes[start : start + CHUNK]
+            args: list[Any] = []
+            for i in part:
+                args += (held[i].id, held[i].token, encoded[i])
+            reply = yield script_call(
+                "ack",
+                keys,
+                _ok,
+                now_ms=s.now_arg(),
+                keep=r.completed,
+                max_age_ms=r.completed_age_ms,
+                batch=r.trim_batch,
+                count=len(part),
+                jobs=args,
+            )
+            _check(
+                reply,
+                queue,
+                job_ids=[held[i].id for i in part],
+                tokens=[held[i].token for i in part],
+            )
+            now = reply[1]
+            for i in part:
+                out[i] = replace(
+                    held[i],
+                    state=JobState.COMPLETED,
+                    finished_at_ms=now,
+                    lease_deadline_ms=None,
+                    result=decode(encoded[i]) if encoded[i] else None,
+                )
+    return [j for j in out if j is not None]
+
+
+def _error_text(error: Any) -> str:
+    if not isinstance(error, str):
+        raise InvalidArgument("error", "a str", error)
+    if len(error) > MAX_ERROR_LENGTH:
+        marker = "... [truncated]"
+        return error[: MAX_ERROR_LENGTH - len(marker)] + marker
+    return error
+
+
+def _record(queue: str, job_id: str, token: int | None) -> Callable[[Any], Job]:
+    def parse(reply: Any) -> Job:
+        _check(reply, queue, job_ids=[job_id], tokens=[token])
+        return parse_record(queue, job_id, reply[1])
+
+    return parse
+
+
+def nack(s: Settings, job: Job, error: Any, delay_ms: int, dead: bool) -> Call[Job]:
+    """Fail the current attempt: retry after `delay_ms`, or dead-letter."""
+    _held(job, "job")
+    text = _error_text(error)
+    check_int("delay_ms", delay_ms, 0, MAX_DELAY_MS)
+    if not isinstance(dead, bool):
+        raise InvalidArgument("dead", "a bool", dead)
+    r = s.retention
+    return script_call(
+        "nack",
+        queue_keys(s.prefix, job.queue),
+        _record(job.queue, job.id, job.token),
+        now_ms=s.now_arg(),
+        id=job.id,
+        token=job.token,
+        error=text,
+        delay_ms=delay_ms,
+        dead=1 if dead else 0,
+        dead_keep=r.dead,
+        dead_age_ms=r.dead_age_ms,
+        batch=r.trim_batch,
+    )
+
+
+def renew_many(s: Settings, jobs: Sequence[Job], lease_ms: int | None) -> Op[list[Job | Exception]]:
+    """Extend leases; each job's outcome is its new snapshot or the exception it earned."""
+    held = [_held(j, f"jobs[{i}]") for i, j in enumerate(jobs)]
+    if lease_ms is not None:
+        check_int("lease_ms", lease_ms, 1, MAX_LEASE_MS)
+    out: list[Job | Exception] = []
+    by_queue: dict[str, list[int]] = {}
+    for i, j in enumerate(held):
+        by_queue.setdefault(j.queue, []).append(i)
+    results: dict[int, Job | Exception] = {}
+    for queue, indexes in by_queue.items():
+        keys = queue_keys(s.prefix, queue)
+        for start in range(0, len(indexes), CHUNK):
+            part = indexes[start : start + CHUNK]
+            args: list[Any] = []
+            for i in part:
+                args += (held[i].id, held[i].token)
+            reply = yield script_call(
+                "renew",
+                keys,
+                _ok,
+                now_ms=s.now_arg(),
+                lease_ms="" if lease_ms is None else lease_ms,
+                default_ms=s.lease_ms,
+                count=len(part),
+                jobs=args,
+            )
+            _check(reply, queue)
+            for n, i in enumerate(part):
+                status, deadline = reply[2][n], reply[3][n]
+                if status == ScriptStatus.OK:
+                    results[i] = replace(held[i], lease_deadline_ms=deadline)
+                else:
+                    try:
+                        raise_for_status(
+                            [status, 1, b"leased"],
+                            queue=queue,
+                            job_ids=[held[i].id],
+                            tokens=[held[i].token],
+                        )
+                    except Exception as exc:  # collected per job, re-raised by renew()
+                        results[i] = exc
+    out = [results[i] for i in range(len(held))]
+    return out
+
+
+def release(s: Settings, job: Job) -> Call[Job]:
+    """Give the lease back without counting the attempt."""
+    _held(job, "job")
+    return script_call(
+        "release",
+        queue_keys(s.prefix, job.queue),
+        _record(job.queue, job.id, job.token),
+        now_ms=s.now_arg(),
+        id=job.id,
+        token=job.token,
+    )
+
+
+def progress(s: Settings, job: Job, value: Any) -> Call[Job]:
+    """Record progress for a job whose lease the caller holds."""
+    _held(job, "job")
+    data = encode("progress", value, s.payload_limit, job.id)
+
+    def parse(reply: Any) -> Job:
+        _check(reply, job.queue, job_ids=[job.id], tokens=[job.token])
+        return replace(job, progress=decode(data))
+
+    return script_call(
+        "progress",
+        queue_keys(s.prefix, job.queue),
+        parse,
+        now_ms=s.now_arg(),
+        id=job.id,
+        token=job.token,
+        progress=data,
+    )
+
+
+def claim_and_ack(s: Settings, queue: str, worker: str) -> Call[Job | None]:
+    """Take the best ready job and complete it in one script."""
+    check_name("worker", worker)
+    r = s.retention
+
+    def parse(reply: Any) -> Job | None:
+        if reply[0] == ScriptStatus.PAUSED:
+            return None
+        _check(reply, queue)
+        jobs = parse_entries(queue, reply, 2)
+        return jobs[0] if jobs else None
+
+    return script_call(
+        "claim_and_ack",
+        queue_keys(s.prefix, queue),
+        parse,
+        now_ms=s.now_arg(),
+        worker=worker,
+        request_id=os.urandom(8).hex(),
+        memo_ms=s.claim_memo_ms,
+        batch=s.housekeeping_batch,
+        done_keep=r.completed,
+        done_age_ms=r.completed_age_ms,
+        dead_keep=r.dead,
+        dead_age_ms=r.dead_age_ms,
+    )
+
+
+def reap(s: Settings, queue: str, limit: int) -> Call[int]:
+    """Return expired leases (and promote due scheduled jobs) of one queue."""
+    check_int("limit", limit, 1, 100_000)
+
+    def parse(reply: Any) -> int:
+        _check(reply, queue)
+        return int(reply[1]) + int(reply[2])
+
+    return script_call(
+        "reap",
+        queue_keys(s.prefix, queue),
+        parse,
+        now_ms=s.now_arg(),
+        limit=limit,
+        dead_keep=s.retention.dead,
+        dead_age_ms=s.retention.dead_age_ms,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# management of waiting and finished jobs
+
+
+def update(
+    s: Settings,
+    queue: str,
+    job_id: str,
+    priority: int | None,
+    payload: Any,
+    set_payload: bool,
+    run_at_ms: int | None,
+) -> Call[Job]:
+    """Change a waiting job's priority, payload or due time."""
+    keys = queue_keys(s.prefix, queue)
+    check_id("id", job_id)
+    if priority is not None:
+        check_int("priority", priority, PRIORITY_MIN, PRIORITY_MAX)
+    if run_at_ms is not None:
+        check_int("run_at_ms", run_at_ms, 0, MAX_TIME_MS)
+    data = encode("payload", payload, s.payload_limit, job_id) if set_payload else b""
+
+    def parse(reply: Any) -> Job:
+        _check(reply, queue, job_ids=[job_id], expected_state="ready or scheduled")
+        return parse_record(queue, job_id, reply[1])
+
+    return script_call(
+        "update",
+        keys,
+        parse,
+        now_ms=s.now_arg(),
+        id=job_id,
+        priority="" if priority is None else priority,
+        set_payload=1 if set_payload else 0,
+        payload=data,
+        run_at_ms="" if run_at_ms is None else run_at_ms,
+    )
+
+
+def _flag(queue: str, not_found: bool | None = None) -> Callable[[Any], bool]:
+    def parse(reply: Any) -> bool:
+        if not_found is not None and reply[0] == ScriptStatus.NOT_FOUND:
+            return not_found
+        _check(reply, queue)
+        return bool(reply[1])
+
+    return parse
+
+
+def delete(s: Settings, queue: str, job_id: str) -> Call[bool]:
+    """Remove a job in any state; True when it existed."""
+    keys = queue_keys(s.prefix, queue)
+    check_id("id", job_id)
+    return script_call("delete", keys, _flag(queue), id=job_id)
+
+
+def cancel(s: Settings, queue: str, job_id: str) -> Call[bool]:
+    """Cancel a job that has not finished; True when it was cancelled by this call."""
+    keys = queue_keys(s.prefix, queue)
+    check_id("id", job_id)
+    r = s.retention
+    return script_call(
+        "cancel",
+        keys,
+        _flag(queue, not_found=False),
+        now_ms=s.now_arg(),
+        id=job_id,
+        keep=r.cancelled,
+        max_age_ms=r.cancelled_age_ms,
+        batch=r.trim_batch,
+    )
+
+
+def retry_dead(s: Settings, queue: str, ids: Iterable[str] | None, limit: int) -> Op[int]:
+    """Replay dead jobs (the given ids, else the oldest `limit`) with a fresh attempt budget."""
+    keys = queue_keys(s.prefix, queue)
+    check_int("limit", limit, 1, 1_000_000)
+    chosen: list[str] = []
+    if ids is not None:
+        if isinstance(ids, str):
+            raise InvalidArgument("ids", "a list of job ids (not one str)", ids)
+        chosen = [check_id(f"ids[{i}]", v) for i, v in enumerate(ids)][:limit]
+    total = 0
+    if ids is None:
+        while total < limit:
+            step = min(CHUNK, limit - total)
+            reply = yield script_call(
+                "retry_dead", keys, _ok, now_ms=s.now_arg(), limit=step, count=0, ids=[]
+            )
+            _check(reply, queue)
+            total += int(reply[1])
+            if int(reply[1]) < step:
+                break
+        return total
+    for start in range(0, len(chosen), CHUNK):
+        part = chosen[start : start + CHUNK]
+        reply = yield script_call(
+            "retry_dead", keys, _ok, now_ms=s.now_arg(), limit=len(part), count=len(part), ids=part
+        )
+        _check(reply, queue)
+        total += int(reply[1])
+    return total
+
+
+def set_paused(s: Settings, queue: str, paused: bool) -> Call[None]:
+    """Pause or resume claiming from a queue, for every worker."""
+    keys = queue_keys(s.prefix, queue)
+
+    def parse(reply: Any) -> None:
+        _check(reply, queue)
+
+    return script_call(
+        "set_paused", keys, parse, lib_version=__version__, paused=1 if paused else 0
+    )
+
+
+def purge(s: Settings, queue: str, state: JobState | None) -> Op[int]:
+    """Delete every job of a queue in `state` (None = every state), CHUNK per call."""
+    keys = queue_keys(s.prefix, queue)
+    name = "" if state is None else JobState(state).value
+    total = 0
+    while True:
+        reply = yield script_call("purge", keys, _ok, state=name, limit=CHUNK)
+        _check(reply, queue)
+        total += int(reply[1])
+        if int(reply[1]) < CHUNK:
+            return total
+
+
+def lock(s: Settings, queue: str, job_id: str, worker: str, ttl_ms: int) -> Call[bool]:
+    """Take a job's advisory lock (not re-entrant, expires after ttl_ms)."""
+    keys = queue_keys(s.prefix, queue)
+    check_id("id", job_id)
+    check_name("worker", worker)
+    check_int("ttl_ms", ttl_ms, 1, MAX_DELAY_MS)
+    return script_call("lock", keys, _flag(queue), id=job_id, owner=worker, ttl_ms=ttl_ms)
+
+
+def unlock(s: Settings, queue: str, job_id: str, worker: str) -> Call[bool]:
+    """Release a job's advisory lock if `worker` holds it."""
+    keys = queue_keys(s.prefix, queue)
+    check_id("id", job_id)
+    check_name("worker", worker)
+    return script_call("unlock", keys, _flag(queue), id=job_id, owner=worker)

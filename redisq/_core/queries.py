@@ -1,0 +1,151 @@
+"""Read-only operations: records, listings, counts, the queue registry."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from redisq._core.ops import Call, Op, Settings, command, queue_keys, registry, script_call
+from redisq._core.records import parse_entries, parse_record
+from redisq._core.status import ScriptStatus, raise_for_status
+from redisq._core.validate import check_id, check_int, check_name
+from redisq.models import Job, JobState
+
+__all__ = ["counts", "find", "get", "list_jobs", "peek", "queues"]
+
+#: Jobs per page when a listing has no limit (or a large one).
+PAGE = 500
+_ORDER = list(JobState)
+
+
+def _parse_counts(queue: str) -> Any:
+    def parse(reply: Any) -> dict[JobState, int]:
+        if reply[0] != ScriptStatus.OK:
+            raise_for_status(reply, queue=queue)
+        return dict(zip(_ORDER, (int(n) for n in reply[1:7]), strict=True))
+
+    return parse
+
+
+def _counts_call(s: Settings, queue: str) -> Call[dict[JobState, int]]:
+    return script_call("counts", queue_keys(s.prefix, queue), _parse_counts(queue))
+
+
+def _sorted_names(reply: Any) -> list[str]:
+    return sorted(v.decode() for v in reply)
+
+
+def get(s: Settings, queue: str, job_id: str) -> Call[Job | None]:
+    """Read one job record; None when it does not exist."""
+    keys = queue_keys(s.prefix, queue)
+    check_id("id", job_id)
+
+    def parse(reply: Any) -> Job | None:
+        return parse_record(queue, job_id, reply) if reply else None
+
+    return command(parse, "HGETALL", keys.job(job_id))
+
+
+def find(s: Settings, job_id: str) -> Op[Job | None]:
+    """Look an id up in every known queue, with one pipelined round trip."""
+    check_id("id", job_id)
+    names = yield command(_sorted_names, "SMEMBERS", registry(s))
+    if not names:
+        return None
+    found = yield [get(s, q, job_id) for q in names]
+    for job in found:
+        if job is not None:
+            return job  # type: ignore[no-any-return]
+    return None
+
+
+def _all_counts(s: Settings) -> Op[dict[str, dict[JobState, int]]]:
+    names = yield command(_sorted_names, "SMEMBERS", registry(s))
+    if not names:
+        return {}
+    per_queue = yield [_counts_call(s, q) for q in names]
+    return dict(zip(names, per_queue, strict=True))
+
+
+def queues(s: Settings) -> Op[list[str]]:
+    """Name the queues that hold at least one job, sorted."""
+    per_queue = yield from _all_counts(s)
+    return [q for q, c in per_queue.items() if any(c.values())]
+
+
+def counts(s: Settings, queue: str | None) -> Op[dict[JobState, int]]:
+    """Count jobs per state in one queue, or summed over every queue."""
+    if queue is not None:
+        result = yield _counts_call(s, queue)
+        return result  # type: ignore[no-any-return]
+    per_queue = yield from _all_counts(s)
+    total = dict.fromkeys(_ORDER, 0)
+    for c in per_queue.values():
+        for state, n in c.items():
+            total[state] += n
+    return total
+
+
+def peek(s: Settings, queue: str, limit: int) -> Call[list[Job]]:
+    """List the jobs the next claims of `queue` would take, in claim order."""
+    keys = queue_keys(s.prefix, queue)
+    check_int("limit", limit, 1, 10_000)
+
+    def parse(reply: Any) -> list[Job]:
+        if reply[0] != ScriptStatus.OK:
+            raise_for_status(reply, queue=queue)
+        return parse_entries(queue, reply, 1)
+
+    return script_call("peek", keys, parse, now_ms=s.now_arg(), limit=limit)
+
+
+def _page(s: Settings, queue: str, state: str, offset: int, limit: int) -> Call[list[Job]]:
+    def parse(reply: Any) -> list[Job]:
+        if reply[0] != ScriptStatus.OK:
+            raise_for_status(reply, queue=queue)
+        return parse_entries(queue, reply, 1)
+
+    return script_call(
+        "list_jobs", queue_keys(s.prefix, queue), parse, state=state, offset=offset, limit=limit
+    )
+
+
+def list_jobs(
+    s: Settings, queue: str | None, state: JobState | None, limit: int | None, offset: int
+) -> Op[list[Job]]:
+    """List jobs in a stable order: queue name, then state, then each state's set order."""
+    if queue is not None:
+        check_name("queue", queue)
+    if state is not None and state not in _ORDER:
+        raise_state = ", ".join(s.value for s in _ORDER)
+        from redisq.errors import InvalidArgument
+
+        raise InvalidArgument("state", f"None or one of {raise_state}", state)
+    if limit is not None:
+        check_int("limit", limit, 0, 10**9)
+    check_int("offset", offset, 0, 10**12)
+    name = "" if state is None else JobState(state).value
+    if queue is not None:
+        sizes = {queue: None}
+    else:
+        per_queue = yield from _all_counts(s)
+        sizes = {
+            q: (sum(c.values()) if state is None else c[JobState(state)])
+            for q, c in per_queue.items()
+        }
+    out: list[Job] = []
+    want = limit
+    for q, size in sizes.items():
+        if want is not None and len(out) >= want:
+            break
+        if size is not None and offset >= size:
+            offset -= size
+            continue
+        while want is None or len(out) < want:
+            page = PAGE if want is None else min(PAGE, want - len(out))
+            jobs = yield _page(s, q, name, offset, page)
+            out.extend(jobs)
+            offset += len(jobs)
+            if len(jobs) < page:
+                break
+        offset = 0
+    return out

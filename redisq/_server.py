@@ -1,0 +1,64 @@
+"""What the sync and asyncio transports share: the server checks made on first use."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+
+
+from redis.exceptions import ResponseError
+
+
+
+from redisq.errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
+    from redis.cluster import RedisCluster
+
+__all__ = ["ServerConfigWarning", "check_reply_error", "check_server_info"]
+
+MIN_SERVER = (6, 2)
+
+
+class ServerConfigWarning(UserWarning):
+    """Warned when the server is set up in a way that can lose or corrupt queue data."""
+
+
+def _version(info: dict[str, Any]) -> tuple[int, ...]:
+    raw = str(info.get("redis_version") or info.get("valkey_version") or "0")
+    parts = []
+    for piece in raw.split(".")[:2]:
+        digits = "".join(ch for ch in piece if ch.isdigit())
+        parts.append(int(digits or 0))
+    return tuple(parts)
+
+
+def check_server_info(info: dict[str, Any]) -> None:
+    """Refuse servers older than 6.2 and warn when eviction can drop queue data.
+
+    `info` is the merged reply of INFO server and INFO memory.
+    """
+    version = _version(info)
+    if version < MIN_SERVER:
+        raise ConfigurationError(
+            f"redisq needs Redis or Valkey {MIN_SERVER[0]}.{MIN_SERVER[1]} or newer; the server"
+            f" reports {info.get('redis_version')}"
+        )
+    policy = info.get("maxmemory_policy")
+    if policy is not None and policy != "noeviction":
+        warnings.warn(
+            f"the server's maxmemory-policy is {policy!r}: under memory pressure it may evict"
+            " queue keys and lose jobs; set `maxmemory-policy noeviction` for queue data",
+            ServerConfigWarning,
+            stacklevel=4,
+        )
+
+
+def check_reply_error(reply: Any) -> Any:
+    """Raise a pipelined reply that is an error; pass any other reply through."""
+    if isinstance(reply, ResponseError):
+        raise reply
+    return reply

@@ -1,0 +1,112 @@
+"""Running Calls on a sync redis-py client: scripts by SHA with a NOSCRIPT fallback.
+
+`SyncTransport` has a lean path for the hot operations: it takes a pooled connection and
+speaks EVALSHA directly (send_command/read_response), skipping the per-call bookkeeping of
+`Redis.execute_command`, which costs more than the round trip itself on loopback. It keeps
+redis-py's retry policy (every script is safe to run twice) and its connection handling.
+Redis Cluster goes through the generic path.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import redis
+from redis.exceptions import NoScriptError
+
+from redisq._core.ops import Call
+from redisq._core.scripts import ScriptSpec
+from redisq._server import check_reply_error, check_server_info
+
+if TYPE_CHECKING:
+    from redis.cluster import RedisCluster
+
+__all__ = ["SyncTransport"]
+
+
+def _send_script(conn: Any, spec: ScriptSpec, keys: list[str], args: list[Any]) -> Any:
+    conn.send_command("EVALSHA", spec.sha, len(keys), *keys, *args)
+    try:
+        return conn.read_response()
+    except NoScriptError:
+        # The server lost its script cache (restart, SCRIPT FLUSH, eviction): load it again.
+        conn.send_command("SCRIPT", "LOAD", spec.source)
+        conn.read_response()
+        conn.send_command("EVALSHA", spec.sha, len(keys), *keys, *args)
+        return conn.read_response()
+
+
+class SyncTransport:
+    """Runs Calls on a redis-py client (standalone, fakeredis, or Redis Cluster)."""
+
+    def __init__(self, client: redis.Redis | RedisCluster, *, check_server: bool) -> None:
+        self.client = client
+        self._lean = isinstance(client, redis.Redis)
+        self._checked = not check_server
+
+    def close(self) -> None:
+        """Close the client's connections."""
+        self.client.close()
+
+    def _check(self) -> None:
+        self._checked = True
+        client: Any = self.client
+        if self._lean:
+            nodes = [None]
+        else:
+            nodes = client.get_primaries()
+        for node in nodes:
+            kwargs = {} if node is None else {"target_nodes": node}
+            info = dict(client.info("server", **kwargs))
+            info.update(client.info("memory", **kwargs))
+            check_server_info(info)
+
+    def run(self, call: Call[Any]) -> Any:
+        """Run one Call and parse its reply."""
+        if not self._checked:
+            self._check()
+        if call.spec is None:
+            return call.parse(self.client.execute_command(*call.args))
+        if self._lean:
+            pool = self.client.connection_pool
+            conn = pool.get_connection()
+            try:
+                reply = conn.retry.call_with_retry(
+                    lambda: _send_script(conn, call.spec, call.keys, call.args),
+                    lambda _error: conn.disconnect(),
+                )
+            finally:
+                pool.release(conn)
+            return call.parse(reply)
+        return call.parse(self._generic_script(call.spec, call.keys, call.args))
+
+    def _generic_script(self, spec: ScriptSpec, keys: list[str], args: list[Any]) -> Any:
+        client: Any = self.client
+        try:
+            return client.evalsha(spec.sha, len(keys), *keys, *args)
+        except NoScriptError:
+            client.script_load(spec.source)
+            return client.evalsha(spec.sha, len(keys), *keys, *args)
+
+    def pipeline(self, calls: list[Call[Any]]) -> list[Any]:
+        """Run read-only Calls in one round trip where the client allows it."""
+        if not self._checked:
+            self._check()
+        if not self._lean:
+            # Cluster: the calls may live on different nodes; they are reads, run them in turn.
+            return [self.run(c) for c in calls]
+        for attempt in range(2):
+            pipe = self.client.pipeline(transaction=False)
+            for c in calls:
+                if c.spec is None:
+                    pipe.execute_command(*c.args)
+                else:
+                    pipe.evalsha(c.spec.sha, len(c.keys), *c.keys, *c.args)
+            replies = pipe.execute(raise_on_error=False)
+            if attempt == 0 and any(isinstance(r, NoScriptError) for r in replies):
+                for c in calls:
+                    if c.spec is not None:
+                        self.client.script_load(c.spec.source)
+                continue
+            break
+        return [c.parse(check_reply_error(r)) for c, r in zip(calls, replies, strict=True)]

@@ -1,0 +1,184 @@
+"""The whole exception tree of redisq, and nothing else.
+
+Every error redisq raises on purpose is a `RedisqError`. Connection and timeout errors of
+redis-py pass through unchanged, so callers can keep their existing handling of those.
+`TaskSignal` and its subclasses are raised *inside task handlers* by user code; they are not
+errors of redisq and live outside the tree on purpose.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ConfigurationError",
+    "InvalidArgument",
+    "InvalidTransition",
+    "JobNotFound",
+    "LeaseLost",
+    "PayloadTooLarge",
+    "RedisqError",
+    "SchemaVersionError",
+    "ScriptReplyError",
+    "SerializationError",
+    "WrongKeyType",
+]
+
+
+class RedisqError(Exception):
+    """Raised for every error redisq detects; the root of the tree."""
+
+
+class ConfigurationError(RedisqError, ValueError):
+    """Raised when a connection URL, client option or server setting cannot work."""
+
+
+class InvalidArgument(RedisqError, ValueError):
+    """Raised when an argument is out of range or of the wrong type; nothing was written.
+
+    Attributes:
+        field: the name of the offending argument (``"priority"``, ``"jobs[3].id"``).
+        limit: the rule it broke, in words (``"an int in [-1000, 1000]"``).
+        value: the value given (its repr is shortened in the message).
+    """
+
+    def __init__(self, field: str, limit: str, value: object = None) -> None:
+        shown = repr(value)
+        if len(shown) > 80:
+            shown = shown[:77] + "..."
+        super().__init__(f"{field} must be {limit}; got {shown}")
+        self.field = field
+        self.limit = limit
+        self.value = value
+
+
+class SerializationError(RedisqError, TypeError):
+    """Raised when a payload, result or progress value cannot be encoded as msgpack.
+
+    Attributes:
+        field: what was being encoded (``"payload"``, ``"result"``, ``"progress"``).
+        job_id: the job concerned, when known.
+    """
+
+    def __init__(self, field: str, reason: str, job_id: str | None = None) -> None:
+        super().__init__(
+            f"{field} cannot be serialized with msgpack ({reason}); pass plain data: None, bool,"
+            " int, float, str, bytes, and lists or dicts of those"
+        )
+        self.field = field
+        self.job_id = job_id
+
+
+class PayloadTooLarge(RedisqError, ValueError):
+    """Raised when an encoded payload is larger than the configured limit; nothing was written.
+
+    Attributes:
+        field: what was too large (``"payload"``, ``"result"``...).
+        size: the encoded size in bytes (a lower bound when encoding was cut short).
+        limit: the configured limit in bytes.
+    """
+
+    def __init__(self, field: str, size: int, limit: int) -> None:
+        super().__init__(
+            f"{field} is {size} bytes encoded, over the limit of {limit} bytes; store large data"
+            " elsewhere and enqueue a reference, or raise payload_limit in redisq.connect()"
+        )
+        self.field = field
+        self.size = size
+        self.limit = limit
+
+
+class JobNotFound(RedisqError, LookupError):
+    """Raised when a job does not exist (never enqueued, deleted, or trimmed by retention).
+
+    Attributes:
+        job_id: the id looked for.
+        queue: the queue looked in.
+    """
+
+    def __init__(self, queue: str, job_id: str) -> None:
+        super().__init__(f"job {job_id!r} does not exist in queue {queue!r}")
+        self.queue = queue
+        self.job_id = job_id
+
+
+class LeaseLost(RedisqError):
+    """Raised when the caller no longer holds the job's lease; nothing was changed.
+
+    The lease was lost because another claim issued a newer fencing token (the lease expired
+    and was reaped, the job was cancelled) or because its deadline has passed. The handler's
+    work may run again elsewhere: at-least-once delivery.
+
+    Attributes:
+        job_id: the job concerned.
+        token: the caller's (stale) token.
+        reason: ``"stale token"`` or ``"lease expired"``.
+        state: the job's current state when known.
+    """
+
+    def __init__(
+        self, job_id: str, token: int | None, reason: str, state: str | None = None
+    ) -> None:
+        where = f" (the job is now {state})" if state else ""
+        super().__init__(
+            f"lease on job {job_id!r} with token {token} is no longer held: {reason}{where}"
+        )
+        self.job_id = job_id
+        self.token = token
+        self.reason = reason
+        self.state = state
+
+
+class InvalidTransition(RedisqError):
+    """Raised when a job is not in a state that allows the operation; nothing was changed.
+
+    Attributes:
+        job_id: the job concerned.
+        expected: the states the operation accepts.
+        actual: the job's state.
+    """
+
+    def __init__(self, job_id: str, expected: str, actual: str) -> None:
+        super().__init__(f"job {job_id!r} is {actual}; this operation needs it {expected}")
+        self.job_id = job_id
+        self.expected = expected
+        self.actual = actual
+
+
+class SchemaVersionError(RedisqError):
+    """Raised when a queue was written by a redisq with another data layout version.
+
+    Scripts refuse the queue before writing anything, so old and new workers can run side by
+    side during a rolling deploy without corrupting data.
+
+    Attributes:
+        found: the version recorded in the queue's meta hash.
+        expected: the version this redisq speaks.
+    """
+
+    def __init__(self, found: str, expected: str) -> None:
+        super().__init__(
+            f"the queue was written with schema version {found}, this redisq speaks version"
+            f" {expected}; upgrade (or roll back) every client of the queue to one version"
+        )
+        self.found = found
+        self.expected = expected
+
+
+class WrongKeyType(RedisqError):
+    """Raised when a key redisq owns holds a value of another type; nothing was written.
+
+    Attributes:
+        key: the key name.
+        found: its Redis type.
+    """
+
+    def __init__(self, key: str, found: str) -> None:
+        super().__init__(
+            f"key {key!r} holds a {found}, not what redisq stores there; another program"
+            " shares this prefix: pick another prefix or remove the key"
+        )
+        self.key = key
+        self.found = found
+
+
+class ScriptReplyError(RedisqError):
+    """Raised when a script replies in an unexpected shape: always a bug in redisq."""

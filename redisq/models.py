@@ -1,0 +1,119 @@
+"""Jobs, job states and the option records of the public API."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+__all__ = ["DAY_MS", "Job", "JobState", "Retention", "Spec"]
+
+DAY_MS = 24 * 60 * 60 * 1000
+
+
+class JobState(StrEnum):
+    """Where a job is in its lifecycle. The values are what Redis stores."""
+
+    #: Claimable now.
+    READY = "ready"
+    #: Delayed, or waiting for a retry; becomes READY at its due time.
+    SCHEDULED = "scheduled"
+    #: Held by a worker under a lease with a deadline and a fencing token.
+    LEASED = "leased"
+    #: Acknowledged by its worker. Kept within the completed retention limits.
+    COMPLETED = "completed"
+    #: Dead-lettered: attempts used up, or failed for good. Kept within the dead limits.
+    DEAD = "dead"
+    #: Cancelled on purpose before it finished. Kept within the cancelled limits.
+    CANCELLED = "cancelled"
+
+    @property
+    def is_final(self) -> bool:
+        """Tell whether the job has finished (completed, dead or cancelled)."""
+        return self in _FINAL
+
+
+_FINAL = frozenset({JobState.COMPLETED, JobState.DEAD, JobState.CANCELLED})
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """A snapshot of one job, as Redis held it when the call returned.
+
+    A Job never changes; operations return a new snapshot. Times are Redis server
+    milliseconds since the epoch.
+    """
+
+    #: Unique within its queue; chosen by the caller or generated (32 hex digits).
+    id: str
+    #: The queue the job lives in.
+    queue: str
+    #: Optional task name, for routing to a handler.
+    name: str | None
+    #: The job's data, as given to enqueue (msgpack round trip).
+    payload: Any
+    #: Lifecycle state when the snapshot was taken.
+    state: JobState
+    #: Higher runs first, in [-1000, 1000].
+    priority: int
+    #: Claims made so far (the attempt number while leased).
+    attempts: int
+    #: Claims allowed, counting the first run.
+    max_attempts: int
+    #: The fencing token of the latest claim; None before the first claim.
+    token: int | None
+    #: The worker of the latest claim.
+    worker: str | None
+    #: When the job was enqueued.
+    created_at_ms: int
+    #: When the job was (or becomes) claimable.
+    run_at_ms: int
+    #: The lease deadline while LEASED, else None.
+    lease_deadline_ms: int | None
+    #: The error text of the latest failure, if any.
+    last_error: str | None
+    #: The value given to ack, if any.
+    result: Any = None
+    #: The latest value given to progress, if any.
+    progress: Any = None
+    #: When the job completed, died or was cancelled.
+    finished_at_ms: int | None = None
+    #: The job's own lease length, overriding the claim's.
+    lease_ms: int | None = None
+    #: The dedupe key held while the job is live.
+    unique_key: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Spec:
+    """One job of an `enqueue_many` call with options of its own.
+
+    Options left as None take the value given to `enqueue_many` (or its default).
+    """
+
+    payload: Any = None
+    id: str | None = None
+    name: str | None = None
+    priority: int | None = None
+    delay_ms: int | None = None
+    run_at_ms: int | None = None
+    max_attempts: int | None = None
+    lease_ms: int | None = None
+    unique_key: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Retention:
+    """How many finished jobs are kept, and for how long.
+
+    Finishing scripts trim the oldest records beyond these limits, at most `trim_batch` per
+    call, so memory stays bounded under any steady load. An age of 0 means no age limit.
+    """
+
+    completed: int = 1_000
+    completed_age_ms: int = 7 * DAY_MS
+    dead: int = 10_000
+    dead_age_ms: int = 7 * DAY_MS
+    cancelled: int = 1_000
+    cancelled_age_ms: int = 7 * DAY_MS
+    trim_batch: int = 100
