@@ -31,7 +31,7 @@ from redisq.errors import (
 )
 from redisq.models import Job, JobState, Retention, Spec
 
-__all__ = [
+__all__ = [  # noqa: RUF022  (grouped by topic, STYLE section 1)
     # connecting
     "AsyncStore",
     "Store",

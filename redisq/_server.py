@@ -3,20 +3,14 @@
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-
-
 from redis.exceptions import ResponseError
-
-
 
 from redisq.errors import ConfigurationError
 
 if TYPE_CHECKING:
-    from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
-    from redis.cluster import RedisCluster
+    pass
 
 __all__ = ["ServerConfigWarning", "check_reply_error", "check_server_info"]
 

@@ -1,9 +1,9 @@
 """The public API of the job store: one class for asyncio, and its generated sync twin.
 
-redisq/_async/store.py (AsyncStore, on redis.asyncio) is the source of the sync twin: redisq/_sync/store.py is generated from it by
-`python tools/gen_sync.py` (a test runs the generator in check mode), so the two clients have
-the same methods, signatures and docstrings, and no logic is written twice. Every method is
-glue: it builds an operation in redisq._core and runs it.
+redisq/_async/store.py (AsyncStore, on redis.asyncio) is the source; redisq/_sync/store.py
+(Store) is generated from it by `python tools/gen_sync.py`, and a test runs the generator in
+check mode. So the two clients have the same methods, signatures and docstrings, and no logic
+is written twice. Every method is glue: it builds an operation in redisq._core and runs it.
 """
 
 from __future__ import annotations
@@ -135,7 +135,9 @@ class AsyncStore:
             "lease_ms": lease_ms,
             "unique_key": unique_key,
         }
-        jobs = await self._run(ops.enqueue_many(self.settings, queue, [payload], options, self._registered))
+        jobs = await self._run(
+            ops.enqueue_many(self.settings, queue, [payload], options, self._registered)
+        )
         return jobs[0]
 
     async def enqueue_many(self, queue: str, payloads: Sequence[Any], **options: Any) -> _Jobs:
@@ -159,7 +161,9 @@ class AsyncStore:
         if "id" in options:
             raise InvalidArgument("options.id", "given per job, with redisq.Spec(id=...)", options)
         ops.check_options(options)
-        return await self._run(ops.enqueue_many(self.settings, queue, payloads, options, self._registered))
+        return await self._run(
+            ops.enqueue_many(self.settings, queue, payloads, options, self._registered)
+        )
 
     # ----------------------------------------------------------------------------------------
     # reads
@@ -292,9 +296,7 @@ class AsyncStore:
             raise outcome
         return outcome
 
-    async def renew_many(
-        self, jobs: Sequence[Job], lease_ms: int | None = None
-    ) -> _Outcomes:
+    async def renew_many(self, jobs: Sequence[Job], lease_ms: int | None = None) -> _Outcomes:
         """Extend many leases in one call per queue; each job is judged on its own.
 
         Returns:
@@ -378,4 +380,3 @@ class AsyncStore:
     async def unlock(self, queue: str, id: str, worker: str) -> bool:
         """Release the advisory lock of a job id if `worker` holds it."""
         return await self._run(ops.unlock(self.settings, queue, id, worker))
-

@@ -51,7 +51,7 @@ class AsyncTransport:
         client = self.client
         nodes = client.get_primaries() if self._cluster else [None]
         for node in nodes:
-            kwargs = {} if node is None else {"target_nodes": node}
+            kwargs: dict[str, Any] = {} if node is None else {"target_nodes": node}
             info = dict(await client.info("server", **kwargs))
             info.update(await client.info("memory", **kwargs))
             check_server_info(info)

@@ -195,7 +195,9 @@ def prepare(s: Settings, item: Any, defaults: dict[str, Any], where: str) -> _Pr
     if run_at_ms is not None:
         check_int(f"{where}run_at_ms", run_at_ms, 0, MAX_TIME_MS)
         if delay_ms:
-            raise InvalidArgument(f"{where}run_at_ms", "given without delay_ms (pick one)", run_at_ms)
+            raise InvalidArgument(
+                f"{where}run_at_ms", "given without delay_ms (pick one)", run_at_ms
+            )
     max_attempts = check_int(f"{where}max_attempts", opt("max_attempts", 3), 1, MAX_ATTEMPTS)
     lease_ms = opt("lease_ms", None)
     if lease_ms is not None:
@@ -262,7 +264,10 @@ def enqueue_many(
     if isinstance(items, (str, bytes)) or not isinstance(items, Sequence):
         raise InvalidArgument("payloads", "a list of payloads or redisq.Spec items", items)
     single = len(items) == 1 and "id" in defaults
-    prepared = [prepare(s, item, defaults, "" if single else f"payloads[{i}].") for i, item in enumerate(items)]
+    prepared = [
+        prepare(s, item, defaults, "" if single else f"payloads[{i}].")
+        for i, item in enumerate(items)
+    ]
     if not prepared:
         return []
     if queue not in registered:

@@ -8,6 +8,7 @@ from redisq._core.ops import Call, Op, Settings, command, queue_keys, registry, 
 from redisq._core.records import parse_entries, parse_record
 from redisq._core.status import ScriptStatus, raise_for_status
 from redisq._core.validate import check_id, check_int, check_name
+from redisq.errors import InvalidArgument
 from redisq.models import Job, JobState
 
 __all__ = ["counts", "find", "get", "list_jobs", "peek", "queues"]
@@ -116,14 +117,13 @@ def list_jobs(
     if queue is not None:
         check_name("queue", queue)
     if state is not None and state not in _ORDER:
-        raise_state = ", ".join(s.value for s in _ORDER)
-        from redisq.errors import InvalidArgument
-
-        raise InvalidArgument("state", f"None or one of {raise_state}", state)
+        names = ", ".join(s.value for s in _ORDER)
+        raise InvalidArgument("state", f"None or one of {names}", state)
     if limit is not None:
         check_int("limit", limit, 0, 10**9)
     check_int("offset", offset, 0, 10**12)
     name = "" if state is None else JobState(state).value
+    sizes: dict[str, int | None]
     if queue is not None:
         sizes = {queue: None}
     else:

@@ -18,12 +18,16 @@ def text(value: bytes) -> str:
     return value.decode()
 
 
-def parse_record(queue: str, job_id: str, flat: list[bytes]) -> Job:
-    """Build a Job from a job hash read as ``[field, value, field, value, ...]``."""
+def parse_record(queue: str, job_id: str, flat: list[bytes] | dict[bytes, bytes]) -> Job:
+    """Build a Job from a job hash: ``[field, value, ...]`` from scripts, a dict from HGETALL."""
     if not flat:
         raise ScriptReplyError(f"empty record for job {job_id!r} of queue {queue!r}")
-    it = iter(flat)
-    f: dict[bytes, bytes] = dict(zip(it, it, strict=True))
+    f: dict[bytes, bytes]
+    if isinstance(flat, dict):
+        f = flat
+    else:
+        it = iter(flat)
+        f = dict(zip(it, it, strict=True))
     state = _STATES[f[b"state"]]
     token = f.get(b"token")
     worker = f.get(b"worker")

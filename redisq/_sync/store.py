@@ -1,10 +1,10 @@
 # Generated from redisq/_async/store.py by tools/gen_sync.py: do not edit.
 """The public API of the job store: one class for asyncio, and its generated sync twin.
 
-redisq/_async/store.py (AsyncStore, on redis.asyncio) is the source of the sync twin: redisq/_sync/store.py is generated from it by
-`python tools/gen_sync.py` (a test runs the generator in check mode), so the two clients have
-the same methods, signatures and docstrings, and no logic is written twice. Every method is
-glue: it builds an operation in redisq._core and runs it.
+redisq/_async/store.py (AsyncStore, on redis.asyncio) is the source; redisq/_sync/store.py
+(Store) is generated from it by `python tools/gen_sync.py`, and a test runs the generator in
+check mode. So the two clients have the same methods, signatures and docstrings, and no logic
+is written twice. Every method is glue: it builds an operation in redisq._core and runs it.
 """
 
 from __future__ import annotations

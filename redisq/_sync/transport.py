@@ -51,12 +51,9 @@ class SyncTransport:
     def _check(self) -> None:
         self._checked = True
         client: Any = self.client
-        if self._lean:
-            nodes = [None]
-        else:
-            nodes = client.get_primaries()
+        nodes = [None] if self._lean else client.get_primaries()
         for node in nodes:
-            kwargs = {} if node is None else {"target_nodes": node}
+            kwargs: dict[str, Any] = {} if node is None else {"target_nodes": node}
             info = dict(client.info("server", **kwargs))
             info.update(client.info("memory", **kwargs))
             check_server_info(info)
@@ -65,20 +62,22 @@ class SyncTransport:
         """Run one Call and parse its reply."""
         if not self._checked:
             self._check()
-        if call.spec is None:
-            return call.parse(self.client.execute_command(*call.args))
+        client: Any = self.client
+        spec = call.spec
+        if spec is None:
+            return call.parse(client.execute_command(*call.args))
         if self._lean:
-            pool = self.client.connection_pool
+            pool = client.connection_pool
             conn = pool.get_connection()
             try:
                 reply = conn.retry.call_with_retry(
-                    lambda: _send_script(conn, call.spec, call.keys, call.args),
+                    lambda: _send_script(conn, spec, call.keys, call.args),
                     lambda _error: conn.disconnect(),
                 )
             finally:
                 pool.release(conn)
             return call.parse(reply)
-        return call.parse(self._generic_script(call.spec, call.keys, call.args))
+        return call.parse(self._generic_script(spec, call.keys, call.args))
 
     def _generic_script(self, spec: ScriptSpec, keys: list[str], args: list[Any]) -> Any:
         client: Any = self.client
