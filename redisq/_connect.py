@@ -15,7 +15,10 @@ from urllib.parse import urlsplit
 import redis
 import redis.asyncio
 import redis.asyncio.cluster
+import redis.asyncio.retry
 import redis.cluster
+import redis.retry
+from redis.backoff import ExponentialWithJitterBackoff
 
 from redisq._async.store import AsyncStore
 from redisq._async.transport import AsyncTransport
@@ -27,7 +30,7 @@ from redisq._sync.transport import SyncTransport
 from redisq.errors import ConfigurationError
 from redisq.models import Retention
 
-__all__ = ["connect", "connect_async", "memory_server"]
+__all__ = ["connect", "connect_async", "forget_memory", "memory_server"]
 
 _SCHEMES = ("redis", "rediss", "unix", "redis+cluster", "rediss+cluster", "memory")
 _memory_servers: dict[str, Any] = {}
@@ -50,6 +53,13 @@ def memory_server(name: str) -> Any:
             server = fakeredis.FakeServer()
             _memory_servers[name] = server
         return server
+
+
+def forget_memory(url: str) -> bool:
+    """Drop the in-process server of a ``memory://name`` URL; True when there was one."""
+    name = urlsplit(url).netloc or "default"
+    with _memory_lock:
+        return _memory_servers.pop(name, None) is not None
 
 
 def _settings(
@@ -77,6 +87,25 @@ def _settings(
         claim_memo_ms=claim_memo_ms,
         clock=clock,
     )
+
+
+#: Socket timeouts (s) unless the caller gives others: a hung server must not hang a worker.
+DEFAULT_TIMEOUT = 5.0
+#: Retries of a command after a connection error or timeout (redis-py's policy). A retried
+#: script may run twice on the server: every transition is idempotent by job id or token.
+DEFAULT_RETRIES = 3
+
+
+def _client_options(options: dict[str, Any], asynchronous: bool) -> dict[str, Any]:
+    """Fill in timeouts and the retry policy; redis-py's from_url() would retry nothing."""
+    filled = dict(options)
+    filled.setdefault("socket_timeout", DEFAULT_TIMEOUT)
+    filled.setdefault("socket_connect_timeout", DEFAULT_TIMEOUT)
+    if "retry" not in filled:
+        backoff = ExponentialWithJitterBackoff(base=0.01, cap=1.0)
+        retry_class: Any = redis.asyncio.retry.Retry if asynchronous else redis.retry.Retry
+        filled["retry"] = retry_class(backoff, DEFAULT_RETRIES)
+    return filled
 
 
 def _parse(url: str, cluster: bool | None, options: dict[str, Any]) -> tuple[str, str, bool]:
@@ -144,10 +173,11 @@ def connect(
 
         client = fakeredis.FakeRedis(server=memory_server(target), **redis_options)
         return Store(SyncTransport(client, check_server=False), settings)
+    options = _client_options(redis_options, asynchronous=False)
     if is_cluster:
-        client = redis.cluster.RedisCluster.from_url(target, **redis_options)
+        client = redis.cluster.RedisCluster.from_url(target, **options)
     else:
-        client = redis.Redis.from_url(target, **redis_options)
+        client = redis.Redis.from_url(target, **options)
     return Store(SyncTransport(client, check_server=check_server), settings)
 
 
@@ -180,15 +210,16 @@ def connect_async(
             return fakeredis.FakeAsyncRedis(server=server, **redis_options)
 
         return AsyncStore(AsyncTransport(factory, check_server=False, cluster=False), settings)
+    options = _client_options(redis_options, asynchronous=True)
     if is_cluster:
 
         def factory() -> Any:
-            return redis.asyncio.cluster.RedisCluster.from_url(target, **redis_options)
+            return redis.asyncio.cluster.RedisCluster.from_url(target, **options)
 
     else:
 
         def factory() -> Any:
-            return redis.asyncio.Redis.from_url(target, **redis_options)
+            return redis.asyncio.Redis.from_url(target, **options)
 
     transport = AsyncTransport(factory, check_server=check_server, cluster=is_cluster)
     return AsyncStore(transport, settings)

@@ -43,7 +43,9 @@ def generate() -> str:
         # Import order changes with the names (_sync sorts after _core): let ruff settle it.
         ruff = [sys.executable, "-m", "ruff"]
         config = ["--config", str(ROOT / "pyproject.toml")]
-        subprocess.run([*ruff, "check", "-q", "--fix", "--select", "I", *config, str(out)], check=True)
+        subprocess.run(
+            [*ruff, "check", "-q", "--fix", "--select", "I", *config, str(out)], check=True
+        )
         subprocess.run([*ruff, "format", "-q", *config, str(out)], check=True)
         return out.read_text()
 

@@ -10,5 +10,4 @@ local STATUS = {
   WRONG_TYPE = 6,
   BAD_ARGUMENT = 7,
   PAUSED = 8,
-  EXISTS = 9,
 }

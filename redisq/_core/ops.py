@@ -33,7 +33,7 @@ from redisq.errors import InvalidArgument
 from redisq.keys import QueueKeys
 from redisq.models import Job, JobState, Retention, Spec
 
-__all__ = ["Call", "Op", "Settings", "queue_keys"]
+__all__ = ["NOT_SET", "Call", "Op", "Settings", "queue_keys"]
 
 T = TypeVar("T")
 
@@ -46,6 +46,17 @@ MAX_CLAIM = 1_000
 MAX_ERROR_LENGTH = 16 * 1024
 #: Latest time accepted for run_at_ms (scores must stay exact integers below 2^53).
 MAX_TIME_MS = 2**53 - 1
+
+
+class _NotSet:
+    """The type of NOT_SET: "argument not given" where None is a meaningful value."""
+
+    def __repr__(self) -> str:
+        return "NOT_SET"
+
+
+#: Marks an argument that was not given (update's payload may be None).
+NOT_SET: Any = _NotSet()
 
 
 @dataclass(frozen=True, slots=True)

@@ -41,10 +41,8 @@ class ScriptStatus(IntEnum):
     WRONG_TYPE = 6
     #: An argument the client should have refused reached the script.
     BAD_ARGUMENT = 7
-    #: The queue is paused; nothing was leased.
+    #: The queue is paused; nothing was leased (claims return no job, not an error).
     PAUSED = 8
-    #: The job already existed (reserved; enqueue reports it per job).
-    EXISTS = 9
 
 
 def _text(value: Any) -> str:

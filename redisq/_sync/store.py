@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 from redisq._core import ops, queries
 from redisq._core.backoff import exponential
-from redisq._core.ops import Call, Op, Settings
+from redisq._core.ops import NOT_SET, Call, Op, Settings
 from redisq._sync.transport import SyncTransport
 from redisq.errors import InvalidArgument
 from redisq.models import Job, JobState
@@ -26,7 +26,6 @@ T = TypeVar("T")
 _Jobs = list[Job]
 _Names = list[str]
 _Outcomes = list[Job | Exception]
-_NOT_SET: Any = object()
 
 
 class Store:
@@ -328,7 +327,7 @@ class Store:
         id: str,
         *,
         priority: int | None = None,
-        payload: Any = _NOT_SET,
+        payload: Any = NOT_SET,
         run_at_ms: int | None = None,
     ) -> Job:
         """Change a waiting job's priority, payload or due time.
@@ -337,7 +336,7 @@ class Store:
             JobNotFound: no such job.
             InvalidTransition: the job is leased or finished; nothing changed.
         """
-        set_payload = payload is not _NOT_SET
+        set_payload = payload is not NOT_SET
         value = payload if set_payload else None
         return self._run(
             ops.update(self.settings, queue, id, priority, value, set_payload, run_at_ms)

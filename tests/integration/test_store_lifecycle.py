@@ -106,9 +106,7 @@ def test_claim_takes_highest_priority_first_and_fifo_within_a_priority(client: A
     assert claimed == order == ["e", "c", "a", "b", "d", "f"]
 
 
-def test_claim_leases_with_attempt_token_deadline_and_worker(
-    client: Any, clock: TestClock
-) -> None:
+def test_claim_leases_with_attempt_token_deadline_and_worker(client: Any, clock: TestClock) -> None:
     client.enqueue(Q, "a")
     client.enqueue(Q, "b", lease_ms=90_000)
     a, b = client.claim(Q, worker="w1", lease_ms=10_000, count=5)

@@ -65,9 +65,7 @@ def test_list_pages_through_large_queues(client: Any) -> None:
     assert [j.payload for j in client.list(Q, limit=3, offset=1_000)] == [1_000, 1_001, 1_002]
 
 
-def test_peek_shows_claim_order_including_due_scheduled_jobs(
-    client: Any, clock: TestClock
-) -> None:
+def test_peek_shows_claim_order_including_due_scheduled_jobs(client: Any, clock: TestClock) -> None:
     client.enqueue(Q, "ready-low", priority=-5)
     client.enqueue(Q, "due-high", priority=5, delay_ms=100)
     client.enqueue(Q, "ready-mid")
@@ -113,9 +111,7 @@ def test_delete_removes_a_job_in_any_state(client: Any, raw: Any, prefix: str) -
     assert raw.zcard(f"{{{prefix}:{Q}}}:leased") == 0
 
 
-def test_retry_dead_replays_with_a_fresh_budget_at_the_back(
-    client: Any, clock: TestClock
-) -> None:
+def test_retry_dead_replays_with_a_fresh_budget_at_the_back(client: Any, clock: TestClock) -> None:
     ids = [j.id for j in client.enqueue_many(Q, ["x", "y", "z"], max_attempts=1)]
     for job in client.claim(Q, worker="w", count=3):
         client.nack(job, error="bad", delay_ms=0)
@@ -162,7 +158,7 @@ def test_finished_jobs_are_trimmed_by_age(client_factory: Any, clock: TestClock)
         retention=redisq.Retention(completed_age_ms=day, dead_age_ms=day, cancelled_age_ms=day)
     )
     old = client.enqueue_many(Q, ["done", "dead", "cancelled"], max_attempts=1)
-    done, dead, _ = client.claim(Q, worker="w", count=2) + [None]
+    done, dead = client.claim(Q, worker="w", count=2)
     client.ack(done)
     client.nack(dead)
     client.cancel(Q, old[2].id)
@@ -187,9 +183,7 @@ def test_trimming_is_bounded_per_call(client_factory: Any) -> None:
     assert small.counts(Q)[JobState.COMPLETED] == 201
 
 
-def test_dead_jobs_are_kept_within_the_count_limit(
-    client_factory: Any, clock: TestClock
-) -> None:
+def test_dead_jobs_are_kept_within_the_count_limit(client_factory: Any, clock: TestClock) -> None:
     client = client_factory(retention=redisq.Retention(dead=3))
     client.enqueue_many(Q, list(range(6)), max_attempts=1)
     for job in client.claim(Q, worker="w", count=6):
