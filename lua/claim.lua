@@ -102,9 +102,9 @@ if #ids == 0 then
 end
 local jobs = {}
 for i = 1, #ids do
-  local f = read_job(job_prefix .. ids[i], 'state', 'attempts', 'lease_ms')
-  if f then
-    jobs[#jobs + 1] = {ids[i], tonumber(f[2]), tonumber(f[3]) or lease_ms}
+  local record = redis.pcall('HGETALL', job_prefix .. ids[i])
+  if type(record) == 'table' and not record['err'] and #record > 0 then
+    jobs[#jobs + 1] = {ids[i], record}
   end
 end
 redis.call('ZREMRANGEBYRANK', ready_key, 0, #ids - 1)
@@ -118,19 +118,36 @@ local leased_pairs = {}
 local memo = {}
 local out = {STATUS.OK, now}
 for i = 1, #jobs do
-  local id = jobs[i][1]
-  local key = job_prefix .. id
+  local id, record = jobs[i][1], jobs[i][2]
+  -- Find the fields to change in the record just read, so the reply needs no second read.
+  local at = {}
+  for j = 1, #record, 2 do
+    at[record[j]] = j + 1
+  end
   token = token + 1
-  local deadline = num(now + jobs[i][3])
-  local t = num(token)
-  redis.call('HSET', key, 'state', 'leased', 'token', t, 'worker', worker, 'leased_at', n,
-    'deadline', deadline, 'attempts', num(jobs[i][2] + 1), 'ended', '')
-  leased_pairs[#leased_pairs + 1] = deadline
+  local lease = lease_ms
+  if at['lease_ms'] then
+    lease = tonumber(record[at['lease_ms']])
+  end
+  local changes = {'state', 'leased', 'token', num(token), 'worker', worker, 'leased_at', n,
+    'deadline', num(now + lease), 'attempts', num(tonumber(record[at['attempts']]) + 1),
+    'ended', ''}
+  redis.call('HSET', job_prefix .. id, unpack(changes))
+  for j = 1, #changes, 2 do
+    local k = at[changes[j]]
+    if k then
+      record[k] = changes[j + 1]
+    else
+      record[#record + 1] = changes[j]
+      record[#record + 1] = changes[j + 1]
+    end
+  end
+  leased_pairs[#leased_pairs + 1] = changes[10]
   leased_pairs[#leased_pairs + 1] = id
   memo[#memo + 1] = id
-  memo[#memo + 1] = t
+  memo[#memo + 1] = changes[4]
   out[#out + 1] = id
-  out[#out + 1] = redis.call('HGETALL', key)
+  out[#out + 1] = record
 end
 chunks({'ZADD', leased_key}, leased_pairs)
 if request_id ~= '' and memo_ms > 0 then

@@ -41,7 +41,7 @@ if not count or count < 1 or #ARGV ~= jobs_at - 1 + count * STRIDE then
   return {STATUS.BAD_ARGUMENT, 'count'}
 end
 local now = now_ms(now_arg)
-local err = check_queue({meta_key, 'hash', ready_key, 'zset', scheduled_key, 'zset',
+local err, is_new = check_queue({meta_key, 'hash', ready_key, 'zset', scheduled_key, 'zset',
   unique_key, 'hash'})
 if err then
   return err
@@ -104,7 +104,9 @@ if #fresh == 0 then
 end
 
 -- Write.
-init_meta(meta_key, lib_version)
+if is_new then
+  init_meta(meta_key, lib_version)
+end
 local seq = redis.call('HINCRBY', meta_key, 'seq', #fresh) - #fresh
 local ready_pairs = {}
 local scheduled_pairs = {}

@@ -19,10 +19,12 @@ local paused = ARGV[2]
 if paused ~= '0' and paused ~= '1' then
   return {STATUS.BAD_ARGUMENT, 'paused'}
 end
-local err = check_queue({meta_key, 'hash'})
+local err, is_new = check_queue({meta_key, 'hash'})
 if err then
   return err
 end
-init_meta(meta_key, lib_version)
+if is_new then
+  init_meta(meta_key, lib_version)
+end
 redis.call('HSET', meta_key, 'paused', paused)
 return {STATUS.OK}

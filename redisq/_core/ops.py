@@ -156,9 +156,10 @@ _SPEC_FIELDS = frozenset(
 
 
 @dataclass(frozen=True, slots=True)
-class _Prepared:
-    id: str
-    payload: bytes
+class _Options:
+    """Validated options of one job (or the shared defaults of a call)."""
+
+    id: str | None
     name: str
     priority: int
     run_at_ms: int | None
@@ -166,6 +167,13 @@ class _Prepared:
     max_attempts: int
     lease_ms: int | None
     unique_key: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Prepared:
+    id: str
+    payload: bytes
+    opts: _Options
 
 
 def check_options(options: dict[str, Any], where: str = "options") -> None:
@@ -179,82 +187,98 @@ def check_options(options: dict[str, Any], where: str = "options") -> None:
         )
 
 
-def _pick(spec_value: Any, default: Any) -> Any:
-    return default if spec_value is None else spec_value
-
-
-def prepare(s: Settings, item: Any, defaults: dict[str, Any], where: str) -> _Prepared:
-    """Validate and encode one job; `where` names it in errors ("" or "payloads[3].").
-
-    `item` is a payload, or a Spec whose options override `defaults`.
-    """
-    if isinstance(item, Spec):
-        payload = item.payload
-        get = {f: getattr(item, f) for f in _SPEC_FIELDS}
-    else:
-        payload = item
-        get = {}
-
-    def opt(name: str, fallback: Any) -> Any:
-        return _pick(get.get(name), defaults.get(name, fallback))
-
-    job_id = opt("id", None)
-    jid = new_id() if job_id is None else check_id(f"{where}id", job_id)
-    priority = check_int(f"{where}priority", opt("priority", 0), PRIORITY_MIN, PRIORITY_MAX)
-    delay_ms = check_int(f"{where}delay_ms", opt("delay_ms", 0), 0, MAX_DELAY_MS)
-    run_at_ms = opt("run_at_ms", None)
+def _options(values: dict[str, Any], where: str) -> _Options:
+    """Validate enqueue options; `where` prefixes field names in errors ("", "options.")."""
+    job_id = values.get("id")
+    if job_id is not None:
+        check_id(f"{where}id", job_id)
+    priority = check_int(f"{where}priority", values.get("priority", 0), PRIORITY_MIN, PRIORITY_MAX)
+    delay_ms = check_int(f"{where}delay_ms", values.get("delay_ms", 0), 0, MAX_DELAY_MS)
+    run_at_ms = values.get("run_at_ms")
     if run_at_ms is not None:
         check_int(f"{where}run_at_ms", run_at_ms, 0, MAX_TIME_MS)
         if delay_ms:
             raise InvalidArgument(
                 f"{where}run_at_ms", "given without delay_ms (pick one)", run_at_ms
             )
-    max_attempts = check_int(f"{where}max_attempts", opt("max_attempts", 3), 1, MAX_ATTEMPTS)
-    lease_ms = opt("lease_ms", None)
+    max_attempts = check_int(f"{where}max_attempts", values.get("max_attempts", 3), 1, MAX_ATTEMPTS)
+    lease_ms = values.get("lease_ms")
     if lease_ms is not None:
         check_int(f"{where}lease_ms", lease_ms, 1, MAX_LEASE_MS)
-    unique_key = opt("unique_key", None)
+    unique_key = values.get("unique_key")
     ukey = "" if unique_key is None else check_id(f"{where}unique_key", unique_key)
-    name = check_optional_text(f"{where}name", opt("name", None))
-    data = encode(f"{where}payload", payload, s.payload_limit, jid)
-    return _Prepared(jid, data, name, priority, run_at_ms, delay_ms, max_attempts, lease_ms, ukey)
+    name = check_optional_text(f"{where}name", values.get("name"))
+    return _Options(job_id, name, priority, run_at_ms, delay_ms, max_attempts, lease_ms, ukey)
+
+
+def prepare(
+    s: Settings, items: Sequence[Any], defaults: dict[str, Any], single: bool
+) -> list[_Prepared]:
+    """Validate and encode every job of a call before anything is sent.
+
+    Items are payloads, or Specs whose options override `defaults`. The shared defaults are
+    validated once; a Spec's options are validated with the defaults merged in.
+    """
+    base = _options(
+        {k: v for k, v in defaults.items() if v is not None}, "" if single else "options."
+    )
+    ids = os.urandom(16 * len(items)).hex()
+    out: list[_Prepared] = []
+    for i, item in enumerate(items):
+        where = "" if single else f"payloads[{i}]."
+        if isinstance(item, Spec):
+            merged = {k: v for k, v in defaults.items() if v is not None}
+            for f in _SPEC_FIELDS:
+                value = getattr(item, f)
+                if value is not None:
+                    merged[f] = value
+            opts = _options(merged, where)
+            payload = item.payload
+        else:
+            opts = base
+            payload = item
+        jid = opts.id if opts.id is not None else ids[32 * i : 32 * i + 32]
+        out.append(_Prepared(jid, encode(f"{where}payload", payload, s.payload_limit, jid), opts))
+    return out
 
 
 def _created(queue: str, p: _Prepared, now: int) -> Job:
-    run_at = p.run_at_ms if p.run_at_ms is not None else now + p.delay_ms
+    o = p.opts
+    run_at = o.run_at_ms if o.run_at_ms is not None else now + o.delay_ms
     return Job(
         id=p.id,
         queue=queue,
-        name=p.name or None,
+        name=o.name or None,
         payload=decode(p.payload),
         state=JobState.SCHEDULED if run_at > now else JobState.READY,
-        priority=p.priority,
+        priority=o.priority,
         attempts=0,
-        max_attempts=p.max_attempts,
+        max_attempts=o.max_attempts,
         token=None,
         worker=None,
         created_at_ms=now,
         run_at_ms=run_at,
         lease_deadline_ms=None,
         last_error=None,
-        lease_ms=p.lease_ms,
-        unique_key=p.unique_key or None,
+        lease_ms=o.lease_ms,
+        unique_key=o.unique_key or None,
     )
 
 
 def _enqueue_args(batch: Sequence[_Prepared]) -> list[Any]:
     args: list[Any] = []
     for p in batch:
+        o = p.opts
         args += (
             p.id,
             p.payload,
-            p.name,
-            p.priority,
-            "" if p.run_at_ms is None else p.run_at_ms,
-            p.delay_ms,
-            p.max_attempts,
-            "" if p.lease_ms is None else p.lease_ms,
-            p.unique_key,
+            o.name,
+            o.priority,
+            "" if o.run_at_ms is None else o.run_at_ms,
+            o.delay_ms,
+            o.max_attempts,
+            "" if o.lease_ms is None else o.lease_ms,
+            o.unique_key,
         )
     return args
 
@@ -274,11 +298,7 @@ def enqueue_many(
     keys = queue_keys(s.prefix, queue)
     if isinstance(items, (str, bytes)) or not isinstance(items, Sequence):
         raise InvalidArgument("payloads", "a list of payloads or redisq.Spec items", items)
-    single = len(items) == 1 and "id" in defaults
-    prepared = [
-        prepare(s, item, defaults, "" if single else f"payloads[{i}].")
-        for i, item in enumerate(items)
-    ]
+    prepared = prepare(s, items, defaults, single=len(items) == 1 and "id" in defaults)
     if not prepared:
         return []
     if queue not in registered:
