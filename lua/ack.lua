@@ -14,8 +14,8 @@
   ARGV[4] batch       int    most records trimmed in this call
   ARGV[5] count       int    number of jobs that follow
   ARGV[6+] jobs       list   3 values per job: id, token, result ('' = none)
-  Returns: {status, now_ms, {flag per job: 0 = completed now, 1 = had been acked already}};
-           refusals: {status, index of the job, detail}
+  Returns: {status, now_ms, {per job: 0 = completed now, or the stored record
+           {field, value, ...} when it had been acked already}}; refusals: {status, index, detail}
   Status: OK, NOT_FOUND, LEASE_LOST, LEASE_EXPIRED, WRONG_TYPE, SCHEMA_MISMATCH, BAD_ARGUMENT
   Cost: O(n log N + batch) for n jobs
 ]]
@@ -57,10 +57,11 @@ local flags = {}
 local todo = {}
 for i = 1, count do
   local b = jobs_at + (i - 1) * STRIDE
-  local f = read_job(job_prefix .. ARGV[b], 'state', 'token', 'ended', 'deadline', 'ukey')
+  local key = job_prefix .. ARGV[b]
+  local f = read_job(key, 'state', 'token', 'ended', 'deadline', 'ukey')
   local refusal = lease_check(f, ARGV[b + 1], now, 'ack', i)
   if refusal == 'again' then
-    flags[i] = 1
+    flags[i] = redis.call('HGETALL', key)
   elseif refusal then
     return refusal
   else

@@ -433,7 +433,11 @@ def ack_many(s: Settings, jobs: Sequence[Job], results: Sequence[Any]) -> Op[lis
                 tokens=[held[i].token for i in part],
             )
             now = reply[1]
-            for i in part:
+            for n, i in enumerate(part):
+                stored = reply[2][n]
+                if stored != 0:  # acked before by this token (a retry): report what Redis holds
+                    out[i] = parse_record(queue, held[i].id, stored)
+                    continue
                 out[i] = replace(
                     held[i],
                     state=JobState.COMPLETED,
