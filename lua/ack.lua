@@ -81,10 +81,10 @@ for i = 1, #todo do
   local id = ARGV[b]
   local key = job_prefix .. id
   if ARGV[b + 2] ~= '' then
-    redis.call('HSET', key, 'state', 'completed', 'finished', n, 'ended', 'ack',
+    redis.call('HSET', key, 'state', 'completed', 'finished', n, 'ended', 'ack/' .. ARGV[b + 1],
       'result', ARGV[b + 2])
   else
-    redis.call('HSET', key, 'state', 'completed', 'finished', n, 'ended', 'ack')
+    redis.call('HSET', key, 'state', 'completed', 'finished', n, 'ended', 'ack/' .. ARGV[b + 1])
   end
   clear_unique(unique_key, todo[i][2], id)
   ids[#ids + 1] = id

@@ -1,7 +1,8 @@
 --[[ cancel: ready | scheduled | leased -> cancelled
   Cancels a job that has not finished. Cancelling a leased job issues a new token, so the holder's
   later ack, nack, renew or progress is refused (LEASE_LOST) and its handler can be told. A
-  finished job is left as it is (reply 0). The cancelled set is trimmed like the done set.
+  finished job is left as it is (reply 0). The cancelled set is trimmed like the done set. A
+  re-sent call (same request id) reports 1 again without changing anything.
   KEYS[1] meta        hash   schema, token counter
   KEYS[2] ready       zset   job ids
   KEYS[3] scheduled   zset   job ids
@@ -11,9 +12,10 @@
   KEYS[7] job_prefix  prefix job record hashes are job_prefix .. <id>
   ARGV[1] now_ms      int    test clock override; '' = Redis TIME
   ARGV[2] id          str    job id
-  ARGV[3] keep        int    retention of the cancelled set: count
-  ARGV[4] max_age_ms  int    retention of the cancelled set: age (0 = no age limit)
-  ARGV[5] batch       int    most records trimmed in this call
+  ARGV[3] request_id  str    the caller's id for this call, recorded on the job
+  ARGV[4] keep        int    retention of the cancelled set: count
+  ARGV[5] max_age_ms  int    retention of the cancelled set: age (0 = no age limit)
+  ARGV[6] batch       int    most records trimmed in this call
   Returns: {status, 1 = cancelled now | 0 = already finished}
   Status: OK, NOT_FOUND, WRONG_TYPE, SCHEMA_MISMATCH, BAD_ARGUMENT
   Cost: O(log N + batch)
@@ -35,9 +37,10 @@ local unique_key = KEYS[6]
 local job_prefix = KEYS[7]
 local now_arg = ARGV[1]
 local id = ARGV[2]
-local keep = tonumber(ARGV[3])
-local max_age_ms = tonumber(ARGV[4])
-local batch = tonumber(ARGV[5])
+local request_id = ARGV[3]
+local keep = tonumber(ARGV[4])
+local max_age_ms = tonumber(ARGV[5])
+local batch = tonumber(ARGV[6])
 
 if not keep or not max_age_ms or not batch then
   return {STATUS.BAD_ARGUMENT, 'cancel'}
@@ -49,12 +52,15 @@ if err then
   return err
 end
 local key = job_prefix .. id
-local f = read_job(key, 'state', 'ukey')
+local f = read_job(key, 'state', 'ukey', 'ended')
 if not f then
   return {STATUS.NOT_FOUND, id}
 end
 local state = f[1]
 if state ~= 'ready' and state ~= 'scheduled' and state ~= 'leased' then
+  if state == 'cancelled' and f[3] == 'cancel/' .. request_id then
+    return {STATUS.OK, 1}
+  end
   return {STATUS.OK, 0}
 end
 local n = num(now)
@@ -67,7 +73,7 @@ elseif state == 'ready' then
 else
   redis.call('ZREM', scheduled_key, id)
 end
-redis.call('HSET', key, 'state', 'cancelled', 'finished', n, 'ended', 'cancel')
+redis.call('HSET', key, 'state', 'cancelled', 'finished', n, 'ended', 'cancel/' .. request_id)
 redis.call('ZADD', cancelled_key, n, id)
 clear_unique(unique_key, f[2], id)
 trim_retention(cancelled_key, job_prefix, keep, max_age_ms, now, batch)

@@ -130,8 +130,7 @@ for i = 1, #jobs do
     lease = tonumber(record[at['lease_ms']])
   end
   local changes = {'state', 'leased', 'token', num(token), 'worker', worker, 'leased_at', n,
-    'deadline', num(now + lease), 'attempts', num(tonumber(record[at['attempts']]) + 1),
-    'ended', ''}
+    'deadline', num(now + lease), 'attempts', num(tonumber(record[at['attempts']]) + 1)}
   redis.call('HSET', job_prefix .. id, unpack(changes))
   for j = 1, #changes, 2 do
     local k = at[changes[j]]

@@ -114,7 +114,7 @@ local key = job_prefix .. id
 local n = num(now)
 local token = num(redis.call('HINCRBY', meta_key, 'token', 1))
 redis.call('HSET', key, 'state', 'completed', 'token', token, 'worker', worker, 'leased_at', n,
-  'deadline', n, 'finished', n, 'attempts', num(tonumber(f[2]) + 1), 'ended', 'ack')
+  'deadline', n, 'finished', n, 'attempts', num(tonumber(f[2]) + 1), 'ended', 'ack/' .. token)
 redis.call('ZADD', done_key, n, id)
 clear_unique(unique_key, f[3], id)
 local record = redis.call('HGETALL', key)

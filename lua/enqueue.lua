@@ -12,8 +12,9 @@
   ARGV[3] count       int    number of jobs that follow
   ARGV[4+] jobs       list   9 values per job: id, payload, name, priority, run_at_ms ('' = now +
                              delay_ms), delay_ms, max_attempts, lease_ms ('' = claim's), unique_key
-  Returns: {status, now_ms, entries}; entry per job: 0 = created, k > 0 = same job as entry k,
-           or {id, field, value, ...} = the existing job
+  Returns: {status, now_ms, entries, new_queue}; entry per job: 0 = created, k > 0 = same job as
+           entry k, or {id, field, value, ...} = the existing job; new_queue = 1 when this call
+           created the queue's meta hash (the client then adds the queue to the registry)
   Status: OK, WRONG_TYPE, SCHEMA_MISMATCH, BAD_ARGUMENT
   Cost: O(n log N) for n jobs
 ]]
@@ -100,7 +101,7 @@ for i = 1, count do
 end
 
 if #fresh == 0 then
-  return {STATUS.OK, now, entries}
+  return {STATUS.OK, now, entries, 0}
 end
 
 -- Write.
@@ -155,4 +156,8 @@ end
 if #scheduled_pairs > 0 then
   chunks({'ZADD', scheduled_key}, scheduled_pairs)
 end
-return {STATUS.OK, now, entries}
+local new_queue = 0
+if is_new then
+  new_queue = 1
+end
+return {STATUS.OK, now, entries, new_queue}

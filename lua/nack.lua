@@ -75,7 +75,7 @@ if error_text ~= '' then
 end
 redis.call('ZREM', leased_key, id)
 if to_dead or tonumber(f[5]) >= tonumber(f[6]) then
-  redis.call('HSET', key, 'state', 'dead', 'finished', n, 'ended', 'nack')
+  redis.call('HSET', key, 'state', 'dead', 'finished', n, 'ended', 'nack/' .. token)
   redis.call('ZADD', dead_key, n, id)
   clear_unique(unique_key, f[9], id)
   local record = redis.call('HGETALL', key)
@@ -83,10 +83,10 @@ if to_dead or tonumber(f[5]) >= tonumber(f[6]) then
   return {STATUS.OK, record}
 elseif delay_ms > 0 then
   local run_at = num(now + delay_ms)
-  redis.call('HSET', key, 'state', 'scheduled', 'run_at', run_at, 'ended', 'nack')
+  redis.call('HSET', key, 'state', 'scheduled', 'run_at', run_at, 'ended', 'nack/' .. token)
   redis.call('ZADD', scheduled_key, run_at, id)
 else
-  redis.call('HSET', key, 'state', 'ready', 'run_at', n, 'ended', 'nack')
+  redis.call('HSET', key, 'state', 'ready', 'run_at', n, 'ended', 'nack/' .. token)
   redis.call('ZADD', ready_key, ready_score(f[7], f[8]), id)
 end
 return {STATUS.OK, redis.call('HGETALL', key)}

@@ -46,7 +46,8 @@ local attempts = tonumber(f[5]) - 1
 if attempts < 0 then
   attempts = 0
 end
-redis.call('HSET', key, 'state', 'ready', 'attempts', num(attempts), 'ended', 'release')
+redis.call('HSET', key, 'state', 'ready', 'attempts', num(attempts),
+  'ended', 'release/' .. token)
 redis.call('ZREM', leased_key, id)
 redis.call('ZADD', ready_key, ready_score(f[6], f[7]), id)
 return {STATUS.OK, redis.call('HGETALL', key)}

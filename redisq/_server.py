@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import warnings
 from typing import TYPE_CHECKING, Any
 
@@ -47,8 +48,18 @@ def check_server_info(info: dict[str, Any]) -> None:
             f"the server's maxmemory-policy is {policy!r}: under memory pressure it may evict"
             " queue keys and lose jobs; set `maxmemory-policy noeviction` for queue data",
             ServerConfigWarning,
-            stacklevel=4,
+            stacklevel=_caller_level(),
         )
+
+
+def _caller_level() -> int:
+    """Find the stacklevel of the first frame outside redisq, so warnings name user code."""
+    frame = sys._getframe(1)  # the function that calls warnings.warn: stacklevel 1
+    level = 1
+    while frame.f_back is not None and frame.f_globals.get("__name__", "").startswith("redisq"):
+        frame = frame.f_back
+        level += 1
+    return level
 
 
 def check_reply_error(reply: Any) -> Any:

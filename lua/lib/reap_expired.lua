@@ -4,7 +4,7 @@
 --- @include "lib/ready_score"
 --- @include "lib/clear_unique"
 -- Returns up to `limit` jobs whose lease deadline has passed to the ready set, or to the dead
--- set when their attempts are used up. The lease's token stays on the record with ended='reap',
+-- set when their attempts are used up. The lease's token stays on the record (ended='reap/<token>'),
 -- so a late ack, nack or renew by the old holder is refused. Returns reaped, dead-lettered.
 local function reap_expired(keys, now, limit)
   local ids = redis.call('ZRANGEBYSCORE', keys.leased, '-inf', num(now), 'LIMIT', 0, limit)
@@ -15,19 +15,21 @@ local function reap_expired(keys, now, limit)
   local ready_ids = {}
   local dead = {}
   for i = 1, #ids do
-    local f = read_job(keys.job_prefix .. ids[i], 'state', 'prio', 'seq', 'attempts', 'max', 'ukey')
+    local f = read_job(keys.job_prefix .. ids[i], 'state', 'prio', 'seq', 'attempts', 'max', 'ukey',
+      'token')
     if f then
       if tonumber(f[4]) >= tonumber(f[5]) then
-        dead[#dead + 1] = {ids[i], f[4], f[5], f[6]}
+        dead[#dead + 1] = {ids[i], f[4], f[5], f[6], f[7]}
       else
         to_ready[#to_ready + 1] = ready_score(f[2], f[3])
         to_ready[#to_ready + 1] = ids[i]
-        ready_ids[#ready_ids + 1] = ids[i]
+        ready_ids[#ready_ids + 1] = {ids[i], f[7]}
       end
     end
   end
   for i = 1, #ready_ids do
-    redis.call('HSET', keys.job_prefix .. ready_ids[i], 'state', 'ready', 'ended', 'reap')
+    redis.call('HSET', keys.job_prefix .. ready_ids[i][1], 'state', 'ready',
+      'ended', 'reap/' .. ready_ids[i][2])
   end
   if #to_ready > 0 then
     chunks({'ZADD', keys.ready}, to_ready)
@@ -35,7 +37,8 @@ local function reap_expired(keys, now, limit)
   local n = num(now)
   for i = 1, #dead do
     local d = dead[i]
-    redis.call('HSET', keys.job_prefix .. d[1], 'state', 'dead', 'ended', 'reap', 'finished', n,
+    redis.call('HSET', keys.job_prefix .. d[1], 'state', 'dead', 'ended', 'reap/' .. d[5],
+      'finished', n,
       'error', 'lease expired on attempt ' .. d[2] .. ' of ' .. d[3])
     redis.call('ZADD', keys.dead, n, d[1])
     clear_unique(keys.unique, d[4], d[1])

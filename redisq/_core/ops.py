@@ -292,8 +292,10 @@ def enqueue_many(
 ) -> Op[list[Job]]:
     """Enqueue jobs in chunks of CHUNK; every item is validated before the first is sent.
 
-    The queue is added to the registry (outside its slot, idempotently) the first time this
-    client enqueues to it; `registered` remembers that.
+    The queue is added to the registry (outside its slot, idempotently) after the first
+    successful chunk of this client for the queue (`registered` remembers that), and whenever
+    the script reports that it created the queue; never before, so a refused call writes
+    nothing at all.
     """
     keys = queue_keys(s.prefix, queue)
     if isinstance(items, (str, bytes)) or not isinstance(items, Sequence):
@@ -301,9 +303,6 @@ def enqueue_many(
     prepared = prepare(s, items, defaults, single=len(items) == 1 and "id" in defaults)
     if not prepared:
         return []
-    if queue not in registered:
-        yield command(_ok, "SADD", registry(s), queue)
-        registered.add(queue)
     jobs: list[Job] = []
     for start in range(0, len(prepared), CHUNK):
         batch = prepared[start : start + CHUNK]
@@ -317,6 +316,11 @@ def enqueue_many(
             jobs=_enqueue_args(batch),
         )
         _check(reply, queue)
+        if reply[3] or queue not in registered:
+            # A new meta hash also means the registry may have lost the queue with the rest of
+            # the data (a server restarted without persistence): add it again.
+            yield command(_ok, "SADD", registry(s), queue)
+            registered.add(queue)
         now = reply[1]
         out: list[Job] = []
         for p, entry in zip(batch, reply[2], strict=True):
@@ -682,6 +686,7 @@ def cancel(s: Settings, queue: str, job_id: str) -> Call[bool]:
         _flag(queue, not_found=False),
         now_ms=s.now_arg(),
         id=job_id,
+        request_id=os.urandom(8).hex(),
         keep=r.cancelled,
         max_age_ms=r.cancelled_age_ms,
         batch=r.trim_batch,

@@ -1,0 +1,537 @@
+"""A client retry runs a script twice on the server: every transition must stay correct.
+
+redis-py re-sends a command whose reply did not arrive within ``socket_timeout`` (redisq's
+connect() gives it a retry policy by default). The server may well have run the first one: the
+reply was only late. These tests put a loopback proxy between redisq and a real server, hold
+back exactly one reply for longer than the socket timeout, and check that the transition
+happened once. Each test also proves that the script really ran twice (``cmdstat_evalsha``
+calls +2 and one reconnection through the proxy), so none passes vacuously.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+import redis
+
+import redisq
+from redisq import JobState
+from redisq._core.scripts import load_all
+from tests.support.polling import wait_for
+from tests.support.proxy import TcpProxy
+from tests.support.servers import ServerProcess
+
+QUEUE = "retried"
+#: Short enough to keep each case fast, long enough for a loopback reply under load.
+SOCKET_TIMEOUT = 0.2
+#: How long the proxy holds the one late reply: well past the socket timeout.
+LATE_REPLY = 1.0
+#: Per server: 20 retried claims in all across valkey and redis7.
+CLAIM_ROUNDS = 10
+
+Twice = Callable[..., Any]
+
+
+# ---------------------------------------------------------------------------------- fixtures
+
+
+@pytest.fixture
+def proxy(real_server: ServerProcess, make_proxy: Callable[..., TcpProxy]) -> TcpProxy:
+    """A fault-injection proxy in front of the real server."""
+    return make_proxy(real_server.port)
+
+
+@pytest.fixture
+def direct(real_server: ServerProcess) -> Iterator[redis.Redis]:
+    """A plain client to the server (not through the proxy), with every script loaded.
+
+    Loading the scripts up front means no EVALSHA of the test meets NOSCRIPT, so the
+    ``cmdstat_evalsha`` counter moves exactly once per execution.
+    """
+    with real_server.client() as client:
+        for spec in load_all().values():
+            client.script_load(spec.source)
+        yield client
+
+
+@pytest.fixture
+def store(proxy: TcpProxy, prefix: str) -> Iterator[redisq.Store]:
+    """A store that reaches the server through the proxy (with redisq's default retries)."""
+    connected = redisq.connect(proxy.url, prefix=prefix, socket_timeout=SOCKET_TIMEOUT)
+    connected.counts(QUEUE)  # the server check of the first call is done before any test
+    yield connected
+    connected.close()
+
+
+def _evalsha_calls(direct: redis.Redis) -> int:
+    stats = direct.info("commandstats").get("cmdstat_evalsha", {})
+    return int(stats.get("calls", 0))
+
+
+@pytest.fixture
+def twice(proxy: TcpProxy, direct: redis.Redis) -> Twice:
+    """``with twice(): store.op(...)``: the op's script runs twice, the first reply is lost.
+
+    Asserts afterwards that the retry really happened: EVALSHA ran exactly once more than
+    the op has script calls (``scripts``), and the client opened exactly one new connection
+    (redis-py reconnects to retry).
+    """
+
+    @contextmanager
+    def armed(scripts: int = 1) -> Iterator[None]:
+        calls, accepted = _evalsha_calls(direct), proxy.accepted
+        proxy.delay_next_reply(LATE_REPLY)
+        yield
+        assert _evalsha_calls(direct) - calls == scripts + 1, "no script ran twice"
+        assert proxy.accepted - accepted == 1, "the client did not reconnect to retry"
+
+    return armed
+
+
+def _key(prefix: str, part: str, queue: str = QUEUE) -> str:
+    return f"{{{prefix}:{queue}}}:{part}"
+
+
+def _job_key(prefix: str, job_id: str, queue: str = QUEUE) -> str:
+    return _key(prefix, f"job:{job_id}", queue)
+
+
+def _members(direct: redis.Redis, prefix: str, part: str, queue: str = QUEUE) -> list[str]:
+    members: list[bytes] = direct.zrange(_key(prefix, part, queue), 0, -1)  # type: ignore[assignment]
+    return [m.decode() for m in members]
+
+
+def _meta(direct: redis.Redis, prefix: str, field: str, queue: str = QUEUE) -> int:
+    return int(direct.hget(_key(prefix, "meta", queue), field) or 0)
+
+
+def _claim_one(store: redisq.Store, **options: Any) -> redisq.Job:
+    store.enqueue(QUEUE, {"n": 1}, id="j1", **options)
+    (job,) = store.claim(QUEUE, worker="w1", lease_ms=60_000)
+    return job
+
+
+# ------------------------------------------------------------------------------------ enqueue
+
+
+def test_enqueue_with_an_id_is_created_once(
+    store: redisq.Store, direct: redis.Redis, prefix: str, twice: Twice
+) -> None:
+    # Given a queue the store already registered
+    store.enqueue(QUEUE, "seed", id="seed")
+
+    # When the enqueue's reply is lost and redis-py re-sends it
+    with twice():
+        job = store.enqueue(QUEUE, {"a": 1}, id="j1", priority=5)
+
+    # Then one job exists, and the call returned it
+    assert _members(direct, prefix, "ready") == ["j1", "seed"]
+    assert _meta(direct, prefix, "seq") == 2
+    assert job == store.get(QUEUE, "j1")
+    assert (job.id, job.state, job.payload, job.priority) == ("j1", JobState.READY, {"a": 1}, 5)
+
+
+def test_enqueue_without_an_id_is_created_once(
+    store: redisq.Store, direct: redis.Redis, prefix: str, twice: Twice
+) -> None:
+    # Given a queue the store already registered
+    store.enqueue(QUEUE, "seed", id="seed")
+
+    # When an enqueue without an id (the client makes one before sending) is re-sent
+    with twice():
+        job = store.enqueue(QUEUE, {"a": 2})
+
+    # Then one job exists under the generated id
+    assert sorted(_members(direct, prefix, "ready")) == sorted(["seed", job.id])
+    assert _meta(direct, prefix, "seq") == 2
+    assert store.counts(QUEUE)[JobState.READY] == 2
+    assert job == store.get(QUEUE, job.id)
+
+
+def test_enqueue_with_a_unique_key_is_created_once(
+    store: redisq.Store, direct: redis.Redis, prefix: str, twice: Twice
+) -> None:
+    # Given a queue the store already registered
+    store.enqueue(QUEUE, "seed", id="seed")
+
+    # When an enqueue with a unique key is re-sent
+    with twice():
+        job = store.enqueue(QUEUE, "x", unique_key="u1")
+
+    # Then one job holds the key
+    assert sorted(_members(direct, prefix, "ready")) == sorted(["seed", job.id])
+    assert direct.hgetall(_key(prefix, "unique")) == {b"u1": job.id.encode()}
+    assert job == store.get(QUEUE, job.id)
+
+
+def test_enqueue_many_creates_each_job_once(
+    store: redisq.Store, direct: redis.Redis, prefix: str, twice: Twice
+) -> None:
+    # Given a queue the store already registered
+    store.enqueue(QUEUE, "seed", id="seed")
+    items = [redisq.Spec(i, id=f"s{i}") for i in range(20)] + list(range(20, 50))
+
+    # When the batch is re-sent
+    with twice():
+        jobs = store.enqueue_many(QUEUE, items)
+
+    # Then every item is one job, and the counts match
+    ids = [j.id for j in jobs]
+    assert len(ids) == len(set(ids)) == 50
+    assert ids[:20] == [f"s{i}" for i in range(20)]
+    assert [j.payload for j in jobs] == list(range(50))
+    assert set(_members(direct, prefix, "ready")) == {"seed", *ids}
+    assert _meta(direct, prefix, "seq") == 51
+    assert store.counts(QUEUE)[JobState.READY] == 51
+    assert jobs == [store.get(QUEUE, i) for i in ids]
+
+
+# ---------------------------------------------------------------------- lease transitions
+
+
+def test_ack_completes_once(
+    store: redisq.Store, direct: redis.Redis, prefix: str, twice: Twice
+) -> None:
+    # Given a leased job
+    job = _claim_one(store)
+
+    # When its ack is re-sent
+    with twice():
+        done = store.ack(job, result={"ok": True})
+
+    # Then the re-run was accepted as the same ack: completed once, in the done set once
+    stored = store.get(QUEUE, job.id)
+    assert stored is not None
+    assert stored.state is JobState.COMPLETED
+    assert stored.result == {"ok": True}
+    assert (stored.attempts, stored.token) == (1, job.token)
+    assert _members(direct, prefix, "done") == [job.id]
+    assert _members(direct, prefix, "leased") == []
+    assert store.counts(QUEUE)[JobState.COMPLETED] == 1
+
+    # And a further re-send with the same token still succeeds without a second completion
+    assert store.ack(job, result={"ok": True}).state is JobState.COMPLETED
+    assert _members(direct, prefix, "done") == [job.id]
+    assert store.get(QUEUE, job.id) == stored
+    assert done.result == {"ok": True}
+
+
+def test_ack_returns_the_stored_snapshot(store: redisq.Store, twice: Twice) -> None:
+    # Given a leased job
+    job = _claim_one(store)
+
+    # When its ack is re-sent
+    with twice():
+        done = store.ack(job)
+
+    # Then the snapshot returned is the job as stored: finished when the first run finished it
+    assert done == store.get(QUEUE, job.id)
+
+
+@pytest.mark.parametrize("dead", [False, True], ids=["retry", "dead"])
+def test_nack_fails_the_attempt_once(
+    store: redisq.Store, direct: redis.Redis, prefix: str, twice: Twice, dead: bool
+) -> None:
+    # Given a leased job on its first attempt of three
+    job = _claim_one(store, max_attempts=3)
+
+    # When its nack is re-sent
+    with twice():
+        failed = store.nack(job, error="boom", delay_ms=60_000, dead=dead)
+
+    # Then one retry is scheduled (or one death recorded); the attempt was counted once
+    stored = store.get(QUEUE, job.id)
+    assert stored is not None
+    assert failed == stored
+    assert (stored.attempts, stored.token, stored.last_error) == (1, job.token, "boom")
+    assert _members(direct, prefix, "leased") == []
+    assert _members(direct, prefix, "ready") == []
+    if dead:
+        assert stored.state is JobState.DEAD
+        assert _members(direct, prefix, "dead") == [job.id]
+        assert _members(direct, prefix, "scheduled") == []
+    else:
+        assert stored.state is JobState.SCHEDULED
+        assert direct.zrange(_key(prefix, "scheduled"), 0, -1, withscores=True) == [
+            (job.id.encode(), float(stored.run_at_ms))
+        ]
+        assert _members(direct, prefix, "dead") == []
+    counts = store.counts(QUEUE)
+    assert sum(counts.values()) == 1
+
+
+def test_nack_of_the_last_attempt_dead_letters_once(
+    store: redisq.Store, direct: redis.Redis, prefix: str, twice: Twice
+) -> None:
+    # Given a leased job on its only attempt
+    job = _claim_one(store, max_attempts=1)
+
+    # When its nack is re-sent
+    with twice():
+        failed = store.nack(job, error="last", delay_ms=0)
+
+    # Then it died once
+    assert failed.state is JobState.DEAD
+    assert failed == store.get(QUEUE, job.id)
+    assert _members(direct, prefix, "dead") == [job.id]
+    assert _members(direct, prefix, "ready") == []
+    assert store.counts(QUEUE)[JobState.DEAD] == 1
+
+
+def test_release_uncounts_the_attempt_once(
+    store: redisq.Store, direct: redis.Redis, prefix: str, twice: Twice
+) -> None:
+    # Given a job leased for its second attempt
+    first = _claim_one(store)
+    store.nack(first, delay_ms=0)
+    (job,) = store.claim(QUEUE, worker="w1", lease_ms=60_000)
+    assert job.attempts == 2
+
+    # When its release is re-sent
+    with twice():
+        released = store.release(job)
+
+    # Then the attempt was taken back once (2 -> 1, not 0)
+    stored = store.get(QUEUE, job.id)
+    assert stored is not None
+    assert released == stored
+    assert (stored.state, stored.attempts, stored.token) == (JobState.READY, 1, job.token)
+    assert _members(direct, prefix, "ready") == [job.id]
+    assert _members(direct, prefix, "leased") == []
+
+    # And the next claim counts the attempt again from there
+    (again,) = store.claim(QUEUE, worker="w2")
+    assert (again.id, again.attempts) == (job.id, 2)
+
+
+@pytest.mark.parametrize("verb", ["release", "nack"])
+def test_retry_after_another_worker_took_the_job_still_succeeds(
+    store: redisq.Store,
+    direct: redis.Redis,
+    proxy: TcpProxy,
+    real_url: str,
+    prefix: str,
+    verb: str,
+) -> None:
+    """release / nack(delay_ms=0) put the job back at once: another worker may claim it
+    before the retry of the call arrives. The call did succeed; it must not say LeaseLost."""
+    # Given a job leased through the proxy, and a second worker connected directly
+    job = _claim_one(store)
+    with redisq.connect(real_url, prefix=prefix) as other, ThreadPoolExecutor(1) as pool:
+        other.counts(QUEUE)
+        calls = _evalsha_calls(direct)
+
+        # When the release (or nack) runs, its reply is late, and the second worker claims
+        # the job before the client's retry reaches the server (the proxy is frozen meanwhile)
+        proxy.delay_next_reply(LATE_REPLY)
+        if verb == "release":
+            future = pool.submit(store.release, job)
+        else:
+            future = pool.submit(store.nack, job, error="boom", delay_ms=0)
+        wait_for(lambda: direct.hget(_job_key(prefix, job.id), "state") == b"ready")
+        proxy.freeze()
+        try:
+            assert _evalsha_calls(direct) == calls + 1, "the retry ran too early"
+            (taken,) = other.claim(QUEUE, worker="w2", lease_ms=60_000)
+        finally:
+            proxy.unfreeze()
+
+        # Then the retried call still reports success
+        outcome: Any
+        try:
+            outcome = future.result(timeout=10)
+        except redisq.LeaseLost as exc:
+            outcome = exc
+    assert _evalsha_calls(direct) == calls + 3, "the call was not retried"
+    assert taken.id == job.id
+    assert taken.attempts == (1 if verb == "release" else 2)
+    stored = store.get(QUEUE, job.id)
+    assert stored is not None
+    assert (stored.state, stored.token, stored.worker) == (JobState.LEASED, taken.token, "w2")
+    assert isinstance(outcome, redisq.Job), f"the retried {verb} raised {outcome!r}"
+
+
+def test_renew_extends_the_lease_once(
+    store: redisq.Store, direct: redis.Redis, prefix: str, twice: Twice
+) -> None:
+    # Given a leased job
+    job = _claim_one(store)
+
+    # When its renew is re-sent
+    with twice():
+        renewed = store.renew(job, lease_ms=120_000)
+
+    # Then the lease stands with the same token, and every record of the deadline agrees
+    stored = store.get(QUEUE, job.id)
+    assert stored is not None
+    assert (stored.state, stored.token, stored.attempts) == (JobState.LEASED, job.token, 1)
+    assert renewed.lease_deadline_ms == stored.lease_deadline_ms
+    assert job.lease_deadline_ms is not None
+    assert stored.lease_deadline_ms is not None
+    assert stored.lease_deadline_ms > job.lease_deadline_ms
+    assert direct.zscore(_key(prefix, "leased"), job.id) == float(stored.lease_deadline_ms)
+
+    # And the holder can still finish the job
+    assert store.ack(renewed).state is JobState.COMPLETED
+
+
+def test_cancel_of_a_leased_job_happens_once(
+    store: redisq.Store, direct: redis.Redis, prefix: str, twice: Twice
+) -> None:
+    # Given a leased job
+    job = _claim_one(store)
+    token_counter = _meta(direct, prefix, "token")
+
+    # When the cancel is re-sent
+    with twice():
+        cancelled = store.cancel(QUEUE, job.id)
+
+    # Then it was cancelled once, with one new token
+    stored = store.get(QUEUE, job.id)
+    assert stored is not None
+    assert stored.state is JobState.CANCELLED
+    assert _meta(direct, prefix, "token") == token_counter + 1
+    assert _members(direct, prefix, "cancelled") == [job.id]
+    assert _members(direct, prefix, "leased") == []
+    with pytest.raises(redisq.LeaseLost):
+        store.ack(job)
+    # And the call reports that it cancelled the job (its first run did)
+    assert cancelled is True
+
+
+def test_cancel_of_a_ready_job_happens_once(
+    store: redisq.Store, direct: redis.Redis, prefix: str, twice: Twice
+) -> None:
+    # Given a ready job
+    store.enqueue(QUEUE, "x", id="j1")
+
+    # When the cancel is re-sent
+    with twice():
+        cancelled = store.cancel(QUEUE, "j1")
+
+    # Then it was cancelled once, and the call reports that it cancelled the job
+    assert _members(direct, prefix, "cancelled") == ["j1"]
+    assert _members(direct, prefix, "ready") == []
+    assert cancelled is True
+
+
+# -------------------------------------------------------------------------------------- claim
+
+
+def _check_claim_retry(
+    store: redisq.Store, direct: redis.Redis, prefix: str, twice: Twice, queue: str
+) -> None:
+    ids = [j.id for j in store.enqueue_many(queue, [redisq.Spec(i, id=f"j{i}") for i in range(8)])]
+
+    # When a claim of three is re-sent
+    with twice():
+        jobs = store.claim(queue, worker="w1", count=3, lease_ms=60_000)
+
+    # Then the retry returned what the first run leased: the three oldest, with their tokens
+    assert [j.id for j in jobs] == ids[:3]
+    assert [j.token for j in jobs] == [1, 2, 3]
+    assert all(j.state is JobState.LEASED and j.attempts == 1 for j in jobs)
+    # No other job was leased or lost: the ready set lost exactly three
+    assert set(_members(direct, prefix, "leased", queue)) == set(ids[:3])
+    assert _members(direct, prefix, "ready", queue) == ids[3:]
+    assert _meta(direct, prefix, "token", queue) == 3
+    for job in jobs:
+        assert store.get(queue, job.id) == job
+    counts = store.counts(queue)
+    assert (counts[JobState.LEASED], counts[JobState.READY]) == (3, 5)
+
+    # And the holder's tokens work
+    assert [j.state for j in store.ack_many(jobs)] == [JobState.COMPLETED] * 3
+
+
+def test_claim_returns_the_same_jobs(
+    store: redisq.Store, direct: redis.Redis, prefix: str, twice: Twice
+) -> None:
+    _check_claim_retry(store, direct, prefix, twice, QUEUE)
+
+
+@pytest.mark.slow
+def test_claim_returns_the_same_jobs_every_time(
+    store: redisq.Store, direct: redis.Redis, prefix: str, twice: Twice
+) -> None:
+    for round_ in range(CLAIM_ROUNDS):
+        _check_claim_retry(store, direct, prefix, twice, f"round{round_}")
+
+
+def test_claim_from_several_queues_strands_nothing(
+    store: redisq.Store, direct: redis.Redis, prefix: str, twice: Twice
+) -> None:
+    # Given two queues with one job each
+    store.enqueue("qa", "a", id="a1")
+    store.enqueue("qb", "b", id="b1")
+
+    # When a claim of both is re-sent (the first script call's reply is the late one)
+    with twice(scripts=2):
+        jobs = store.claim(["qa", "qb"], worker="w1", count=2, lease_ms=60_000)
+
+    # Then both jobs came back leased, and nothing is left behind
+    assert sorted(j.id for j in jobs) == ["a1", "b1"]
+    for queue in ("qa", "qb"):
+        assert _members(direct, prefix, "ready", queue) == []
+        assert len(_members(direct, prefix, "leased", queue)) == 1
+    assert [j.state for j in store.ack_many(jobs)] == [JobState.COMPLETED] * 2
+
+
+def test_claim_and_ack_completes_one_job(
+    store: redisq.Store, direct: redis.Redis, prefix: str, twice: Twice
+) -> None:
+    # Given three ready jobs
+    store.enqueue_many(QUEUE, [redisq.Spec(i, id=f"j{i}") for i in range(3)])
+
+    # When a claim_and_ack is re-sent
+    with twice():
+        job = store.claim_and_ack(QUEUE)
+
+    # Then one job was completed, and the call returned it
+    assert job is not None
+    assert (job.id, job.state, job.attempts) == ("j0", JobState.COMPLETED, 1)
+    assert job == store.get(QUEUE, "j0")
+    assert _members(direct, prefix, "done") == ["j0"]
+    assert _members(direct, prefix, "ready") == ["j1", "j2"]
+    assert _meta(direct, prefix, "token") == 1
+
+
+# -------------------------------------------------------------------------------------- async
+
+
+def test_async_claim_returns_the_same_jobs(
+    proxy: TcpProxy, direct: redis.Redis, prefix: str, twice: Twice
+) -> None:
+    async def main() -> None:
+        store = redisq.connect_async(proxy.url, prefix=prefix, socket_timeout=SOCKET_TIMEOUT)
+        try:
+            await store.enqueue_many(QUEUE, [redisq.Spec(i, id=f"j{i}") for i in range(5)])
+
+            # When an enqueue and a claim are each re-sent
+            with twice():
+                extra = await store.enqueue(QUEUE, "extra", id="extra")
+            with twice():
+                jobs = await store.claim(QUEUE, worker="w1", count=2, lease_ms=60_000)
+
+            # Then one job was added, and the claim returned what its first run leased
+            assert extra.id == "extra"
+            assert [j.id for j in jobs] == ["j0", "j1"]
+            assert [j.token for j in jobs] == [1, 2]
+            assert sorted(_members(direct, prefix, "leased")) == ["j0", "j1"]
+            assert _members(direct, prefix, "ready") == ["j2", "j3", "j4", "extra"]
+            assert _meta(direct, prefix, "seq") == 6
+
+            # And an ack re-sent after that completes each job once
+            with twice():
+                done = await store.ack_many(jobs)
+            assert [j.state for j in done] == [JobState.COMPLETED] * 2
+            assert sorted(_members(direct, prefix, "done")) == ["j0", "j1"]
+        finally:
+            await store.close()
+
+    asyncio.run(main())
