@@ -28,6 +28,7 @@
 --- @include "lib/chunks"
 --- @include "lib/clear_unique"
 --- @include "lib/trim_retention"
+--- @include "lib/wrong_type"
 
 local meta_key = KEYS[1]
 local leased_key = KEYS[2]
@@ -58,7 +59,10 @@ local todo = {}
 for i = 1, count do
   local b = jobs_at + (i - 1) * STRIDE
   local key = job_prefix .. ARGV[b]
-  local f = read_job(key, 'state', 'token', 'ended', 'deadline', 'ukey')
+  local f, bad = read_job(key, 'state', 'token', 'ended', 'deadline', 'ukey')
+  if bad then
+    return wrong_type(bad)
+  end
   local refusal = lease_check(f, ARGV[b + 1], now, 'ack', i)
   if refusal == 'again' then
     flags[i] = redis.call('HGETALL', key)

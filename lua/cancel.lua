@@ -27,6 +27,7 @@
 --- @include "lib/read_job"
 --- @include "lib/clear_unique"
 --- @include "lib/trim_retention"
+--- @include "lib/wrong_type"
 
 local meta_key = KEYS[1]
 local ready_key = KEYS[2]
@@ -52,7 +53,10 @@ if err then
   return err
 end
 local key = job_prefix .. id
-local f = read_job(key, 'state', 'ukey', 'ended')
+local f, bad = read_job(key, 'state', 'ukey', 'ended')
+if bad then
+  return wrong_type(bad)
+end
 if not f then
   return {STATUS.NOT_FOUND, id}
 end

@@ -35,6 +35,7 @@
 --- @include "lib/trim_retention"
 --- @include "lib/memo_get"
 --- @include "lib/memo_set"
+--- @include "lib/wrong_type"
 
 local meta_key = KEYS[1]
 local ready_key = KEYS[2]
@@ -72,7 +73,7 @@ if request_id ~= '' then
     local out = {STATUS.OK, now}
     for i = 1, #memo, 2 do
       local key = job_prefix .. memo[i]
-      local f = read_job(key, 'state', 'token')
+      local f = read_job(key, 'state', 'token')  -- a bad record: not handed out
       if f and f[1] == 'leased' and f[2] == memo[i + 1] then
         out[#out + 1] = memo[i]
         out[#out + 1] = redis.call('HGETALL', key)
@@ -85,8 +86,14 @@ end
 -- Housekeeping of this queue, bounded by `batch`.
 local keys = {ready = ready_key, leased = leased_key, dead = dead_key, unique = unique_key,
   job_prefix = job_prefix}
-promote_due(scheduled_key, ready_key, job_prefix, now, batch)
-local _, died = reap_expired(keys, now, batch)
+local promoted, promote_err = promote_due(scheduled_key, ready_key, job_prefix, now, batch)
+if not promoted then
+  return promote_err
+end
+local reaped, died, reap_err = reap_expired(keys, now, batch)
+if not reaped then
+  return reap_err
+end
 if died > 0 then
   trim_retention(dead_key, job_prefix, dead_keep, dead_age_ms, now, batch)
 end
@@ -103,7 +110,10 @@ end
 local jobs = {}
 for i = 1, #ids do
   local record = redis.pcall('HGETALL', job_prefix .. ids[i])
-  if type(record) == 'table' and not record['err'] and #record > 0 then
+  if type(record) ~= 'table' or record['err'] then
+    return wrong_type(job_prefix .. ids[i])
+  end
+  if #record > 0 then
     jobs[#jobs + 1] = {ids[i], record}
   end
 end

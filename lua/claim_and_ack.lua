@@ -37,6 +37,7 @@
 --- @include "lib/trim_retention"
 --- @include "lib/memo_get"
 --- @include "lib/memo_set"
+--- @include "lib/wrong_type"
 
 local meta_key = KEYS[1]
 local ready_key = KEYS[2]
@@ -72,7 +73,7 @@ if request_id ~= '' then
   local memo = memo_get(memo_prefix .. request_id)
   if memo then
     local key = job_prefix .. memo[1]
-    local f = read_job(key, 'state', 'token')
+    local f = read_job(key, 'state', 'token')  -- a bad record: not handed out
     if f and f[1] == 'completed' and f[2] == memo[2] then
       return {STATUS.OK, now, memo[1], redis.call('HGETALL', key)}
     end
@@ -82,8 +83,14 @@ end
 
 local keys = {ready = ready_key, leased = leased_key, dead = dead_key, unique = unique_key,
   job_prefix = job_prefix}
-promote_due(scheduled_key, ready_key, job_prefix, now, batch)
-local _, died = reap_expired(keys, now, batch)
+local promoted, promote_err = promote_due(scheduled_key, ready_key, job_prefix, now, batch)
+if not promoted then
+  return promote_err
+end
+local reaped, died, reap_err = reap_expired(keys, now, batch)
+if not reaped then
+  return reap_err
+end
 if died > 0 then
   trim_retention(dead_key, job_prefix, dead_keep, dead_age_ms, now, batch)
 end
@@ -99,7 +106,11 @@ for _ = 1, batch do
   if #top == 0 then
     break
   end
-  f = read_job(job_prefix .. top[1], 'state', 'attempts', 'ukey')
+  local bad
+  f, bad = read_job(job_prefix .. top[1], 'state', 'attempts', 'ukey')
+  if bad then
+    return wrong_type(bad)
+  end
   redis.call('ZREM', ready_key, top[1])
   if f then
     id = top[1]

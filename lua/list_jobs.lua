@@ -19,6 +19,7 @@
 ]]
 --- @include "lib/status"
 --- @include "lib/check_queue"
+--- @include "lib/wrong_type"
 
 local meta_key = KEYS[1]
 local ready_key = KEYS[2]
@@ -61,8 +62,14 @@ for i = 1, #sets do
     local ids = redis.call('ZRANGE', set_key, offset, offset + left - 1)
     offset = 0
     for j = 1, #ids do
-      out[#out + 1] = ids[j]
-      out[#out + 1] = redis.call('HGETALL', job_prefix .. ids[j])
+      local record = redis.pcall('HGETALL', job_prefix .. ids[j])
+      if record['err'] then
+        return wrong_type(job_prefix .. ids[j])
+      end
+      if #record > 0 then
+        out[#out + 1] = ids[j]
+        out[#out + 1] = record
+      end
     end
     left = left - #ids
   end

@@ -32,6 +32,7 @@
 --- @include "lib/ready_score"
 --- @include "lib/clear_unique"
 --- @include "lib/trim_retention"
+--- @include "lib/wrong_type"
 
 local meta_key = KEYS[1]
 local ready_key = KEYS[2]
@@ -60,8 +61,11 @@ if err then
   return err
 end
 local key = job_prefix .. id
-local f = read_job(key, 'state', 'token', 'ended', 'deadline', 'attempts', 'max', 'prio', 'seq',
-  'ukey')
+local f, bad = read_job(key, 'state', 'token', 'ended', 'deadline', 'attempts', 'max', 'prio',
+  'seq', 'ukey')
+if bad then
+  return wrong_type(bad)
+end
 local refusal = lease_check(f, token, now, 'nack', 1)
 if refusal == 'again' then
   return {STATUS.OK, redis.call('HGETALL', key)}

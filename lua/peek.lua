@@ -17,6 +17,7 @@
 --- @include "lib/check_queue"
 --- @include "lib/read_job"
 --- @include "lib/ready_score"
+--- @include "lib/wrong_type"
 
 local meta_key = KEYS[1]
 local ready_key = KEYS[2]
@@ -40,7 +41,10 @@ for i = 1, #ready, 2 do
 end
 local due = redis.call('ZRANGEBYSCORE', scheduled_key, '-inf', num(now), 'LIMIT', 0, limit)
 for i = 1, #due do
-  local f = read_job(job_prefix .. due[i], 'state', 'prio', 'seq')
+  local f, bad = read_job(job_prefix .. due[i], 'state', 'prio', 'seq')
+  if bad then
+    return wrong_type(bad)
+  end
   if f then
     candidates[#candidates + 1] = {tonumber(ready_score(f[2], f[3])), due[i]}
   end
@@ -48,7 +52,10 @@ end
 table.sort(candidates, function(a, b) return a[1] < b[1] end)
 local out = {STATUS.OK}
 for i = 1, math.min(limit, #candidates) do
-  local record = redis.call('HGETALL', job_prefix .. candidates[i][2])
+  local record = redis.pcall('HGETALL', job_prefix .. candidates[i][2])
+  if record['err'] then
+    return wrong_type(job_prefix .. candidates[i][2])
+  end
   if #record > 0 then
     out[#out + 1] = candidates[i][2]
     out[#out + 1] = record

@@ -16,6 +16,7 @@
 --- @include "lib/check_queue"
 --- @include "lib/read_job"
 --- @include "lib/lease_check"
+--- @include "lib/wrong_type"
 
 local meta_key = KEYS[1]
 local job_prefix = KEYS[2]
@@ -30,7 +31,10 @@ if err then
   return err
 end
 local key = job_prefix .. id
-local f = read_job(key, 'state', 'token', 'ended', 'deadline')
+local f, bad = read_job(key, 'state', 'token', 'ended', 'deadline')
+if bad then
+  return wrong_type(bad)
+end
 local refusal = lease_check(f, token, now, 'progress', 1)
 if refusal then
   return refusal

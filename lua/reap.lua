@@ -47,9 +47,15 @@ if err then
 end
 local keys = {ready = ready_key, leased = leased_key, dead = dead_key, unique = unique_key,
   job_prefix = job_prefix}
-local reaped, died = reap_expired(keys, now, limit)
+local reaped, died, reap_err = reap_expired(keys, now, limit)
+if not reaped then
+  return reap_err
+end
 if died > 0 then
   trim_retention(dead_key, job_prefix, dead_keep, dead_age_ms, now, limit)
 end
-local promoted = promote_due(scheduled_key, ready_key, job_prefix, now, limit)
+local promoted, promote_err = promote_due(scheduled_key, ready_key, job_prefix, now, limit)
+if not promoted then
+  return promote_err
+end
 return {STATUS.OK, reaped, died, promoted}

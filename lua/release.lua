@@ -20,6 +20,7 @@
 --- @include "lib/read_job"
 --- @include "lib/lease_check"
 --- @include "lib/ready_score"
+--- @include "lib/wrong_type"
 
 local meta_key = KEYS[1]
 local ready_key = KEYS[2]
@@ -35,7 +36,10 @@ if err then
   return err
 end
 local key = job_prefix .. id
-local f = read_job(key, 'state', 'token', 'ended', 'deadline', 'attempts', 'prio', 'seq')
+local f, bad = read_job(key, 'state', 'token', 'ended', 'deadline', 'attempts', 'prio', 'seq')
+if bad then
+  return wrong_type(bad)
+end
 local refusal = lease_check(f, token, now, 'release', 1)
 if refusal == 'again' then
   return {STATUS.OK, redis.call('HGETALL', key)}

@@ -10,7 +10,8 @@
   ARGV[3] default_ms  int    lease length for jobs that carry no lease_ms of their own
   ARGV[4] count       int    number of jobs that follow
   ARGV[5+] jobs       list   2 values per job: id, token
-  Returns: {status, now_ms, {status per job}, {deadline per job, 0 when refused}}
+  Returns: {status, now_ms, {status per job}, {deadline per job, 0 when refused},
+           {state per job ('' when unknown; the key's type on WRONG_TYPE)}}
   Status: OK, NOT_FOUND, LEASE_LOST, LEASE_EXPIRED, WRONG_TYPE, SCHEMA_MISMATCH, BAD_ARGUMENT
   Cost: O(n log N) for n jobs
 ]]
@@ -20,6 +21,7 @@
 --- @include "lib/check_queue"
 --- @include "lib/read_job"
 --- @include "lib/lease_check"
+--- @include "lib/wrong_type"
 
 local meta_key = KEYS[1]
 local leased_key = KEYS[2]
@@ -43,15 +45,21 @@ end
 
 local statuses = {}
 local deadlines = {}
+local states = {}
 for i = 1, count do
   local b = jobs_at + (i - 1) * STRIDE
   local key = job_prefix .. ARGV[b]
-  local f = read_job(key, 'state', 'token', 'ended', 'deadline', 'lease_ms')
+  local f, bad = read_job(key, 'state', 'token', 'ended', 'deadline', 'lease_ms')
   local refusal = lease_check(f, ARGV[b + 1], now, 'renew', i)
-  if refusal then
+  if bad then
+    statuses[i] = STATUS.WRONG_TYPE
+    deadlines[i] = 0
+    states[i] = wrong_type(bad)[3]
+  elseif refusal then
     -- 'again' cannot happen: renew never ends a lease.
     statuses[i] = refusal[1]
     deadlines[i] = 0
+    states[i] = refusal[3] or ''
   else
     local lease = tonumber(lease_arg) or tonumber(f[5]) or default_ms
     local deadline = num(now + lease)
@@ -59,6 +67,7 @@ for i = 1, count do
     redis.call('ZADD', leased_key, 'XX', deadline, ARGV[b])
     statuses[i] = STATUS.OK
     deadlines[i] = now + lease
+    states[i] = 'leased'
   end
 end
-return {STATUS.OK, now, statuses, deadlines}
+return {STATUS.OK, now, statuses, deadlines, states}

@@ -22,6 +22,7 @@
 --- @include "lib/check_queue"
 --- @include "lib/read_job"
 --- @include "lib/ready_score"
+--- @include "lib/wrong_type"
 
 local meta_key = KEYS[1]
 local ready_key = KEYS[2]
@@ -44,7 +45,10 @@ if err then
   return err
 end
 local key = job_prefix .. id
-local f = read_job(key, 'state', 'prio', 'seq', 'run_at')
+local f, bad = read_job(key, 'state', 'prio', 'seq', 'run_at')
+if bad then
+  return wrong_type(bad)
+end
 if not f then
   return {STATUS.NOT_FOUND, id}
 end

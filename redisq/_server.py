@@ -8,12 +8,13 @@ from typing import TYPE_CHECKING, Any
 
 from redis.exceptions import ResponseError
 
-from redisq.errors import ConfigurationError
+from redisq._core.ops import Call
+from redisq.errors import ConfigurationError, WrongKeyType
 
 if TYPE_CHECKING:
     pass
 
-__all__ = ["ServerConfigWarning", "check_reply_error", "check_server_info"]
+__all__ = ["ServerConfigWarning", "check_reply_error", "check_server_info", "command_error"]
 
 MIN_SERVER = (6, 2)
 
@@ -62,8 +63,16 @@ def _caller_level() -> int:
     return level
 
 
-def check_reply_error(reply: Any) -> Any:
+def command_error(args: list[Any], error: ResponseError) -> Exception:
+    """Turn a WRONGTYPE refusal of a plain command into WrongKeyType naming its key."""
+    if str(error).startswith("WRONGTYPE") and len(args) > 1:
+        key = args[1].decode() if isinstance(args[1], bytes) else str(args[1])
+        return WrongKeyType(key, "value of another type")
+    return error
+
+
+def check_reply_error(call: Call[Any], reply: Any) -> Any:
     """Raise a pipelined reply that is an error; pass any other reply through."""
     if isinstance(reply, ResponseError):
-        raise reply
+        raise command_error(call.args, reply) if call.spec is None else reply
     return reply

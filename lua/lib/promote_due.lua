@@ -1,10 +1,13 @@
+--- @include "lib/status"
 --- @include "lib/num"
 --- @include "lib/chunks"
 --- @include "lib/read_job"
 --- @include "lib/ready_score"
+--- @include "lib/wrong_type"
 -- Moves up to `limit` scheduled jobs whose due time has come into the ready set, at the
 -- position their priority and original enqueue sequence give them. Index entries that point at
--- no job record are dropped. Returns the number promoted.
+-- no job record are dropped. Returns the number promoted, or nil and an error reply when a
+-- record is not a hash (nothing of this step is written then).
 local function promote_due(scheduled_key, ready_key, job_prefix, now, limit)
   local ids = redis.call('ZRANGEBYSCORE', scheduled_key, '-inf', num(now), 'LIMIT', 0, limit)
   if #ids == 0 then
@@ -13,7 +16,10 @@ local function promote_due(scheduled_key, ready_key, job_prefix, now, limit)
   local moves = {}
   local promoted = {}
   for i = 1, #ids do
-    local f = read_job(job_prefix .. ids[i], 'state', 'prio', 'seq')
+    local f, bad = read_job(job_prefix .. ids[i], 'state', 'prio', 'seq')
+    if bad then
+      return nil, wrong_type(bad)
+    end
     if f then
       moves[#moves + 1] = ready_score(f[2], f[3])
       moves[#moves + 1] = ids[i]

@@ -1,11 +1,15 @@
+--- @include "lib/status"
 --- @include "lib/num"
 --- @include "lib/chunks"
 --- @include "lib/read_job"
 --- @include "lib/ready_score"
 --- @include "lib/clear_unique"
+--- @include "lib/wrong_type"
 -- Returns up to `limit` jobs whose lease deadline has passed to the ready set, or to the dead
--- set when their attempts are used up. The lease's token stays on the record (ended='reap/<token>'),
--- so a late ack, nack or renew by the old holder is refused. Returns reaped, dead-lettered.
+-- set when their attempts are used up. The lease's token stays on the record (ended is
+-- 'reap/<token>'), so a late ack, nack or renew by the old holder is refused. Returns reaped,
+-- dead-lettered; or nil, nil and an error reply when a record is not a hash (then nothing of
+-- this step is written).
 local function reap_expired(keys, now, limit)
   local ids = redis.call('ZRANGEBYSCORE', keys.leased, '-inf', num(now), 'LIMIT', 0, limit)
   if #ids == 0 then
@@ -15,8 +19,11 @@ local function reap_expired(keys, now, limit)
   local ready_ids = {}
   local dead = {}
   for i = 1, #ids do
-    local f = read_job(keys.job_prefix .. ids[i], 'state', 'prio', 'seq', 'attempts', 'max', 'ukey',
-      'token')
+    local f, bad = read_job(keys.job_prefix .. ids[i], 'state', 'prio', 'seq', 'attempts', 'max',
+      'ukey', 'token')
+    if bad then
+      return nil, nil, wrong_type(bad)
+    end
     if f then
       if tonumber(f[4]) >= tonumber(f[5]) then
         dead[#dead + 1] = {ids[i], f[4], f[5], f[6], f[7]}

@@ -6,10 +6,10 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import redis.asyncio
-from redis.exceptions import NoScriptError
+from redis.exceptions import NoScriptError, ResponseError
 
 from redisq._core.ops import Call
-from redisq._server import check_reply_error, check_server_info
+from redisq._server import check_reply_error, check_server_info, command_error
 
 if TYPE_CHECKING:
     from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
@@ -62,7 +62,11 @@ class AsyncTransport:
             await self._check()
         client = self.client
         if call.spec is None:
-            return call.parse(await client.execute_command(*call.args))
+            try:
+                reply = await client.execute_command(*call.args)
+            except ResponseError as exc:
+                raise command_error(call.args, exc) from exc
+            return call.parse(reply)
         spec, keys, args = call.spec, call.keys, call.args
         try:
             reply = await client.evalsha(spec.sha, len(keys), *keys, *args)
@@ -92,4 +96,4 @@ class AsyncTransport:
                         await client.script_load(c.spec.source)
                 continue
             break
-        return [c.parse(check_reply_error(r)) for c, r in zip(calls, replies, strict=True)]
+        return [c.parse(check_reply_error(c, r)) for c, r in zip(calls, replies, strict=True)]

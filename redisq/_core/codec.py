@@ -11,7 +11,7 @@ import msgpack
 
 from redisq.errors import PayloadTooLarge, SerializationError
 
-__all__ = ["DEFAULT_PAYLOAD_LIMIT", "decode", "encode"]
+__all__ = ["DEFAULT_PAYLOAD_LIMIT", "decode", "encode", "round_trip"]
 
 #: 512 KiB, the default limit for an encoded payload, result or progress value.
 DEFAULT_PAYLOAD_LIMIT = 512 * 1024
@@ -42,3 +42,16 @@ def encode(field: str, value: Any, limit: int, job_id: str | None = None) -> byt
 def decode(data: bytes) -> Any:
     """Decode msgpack bytes stored by `encode`."""
     return msgpack.unpackb(data, raw=False, strict_map_key=False)
+
+
+def round_trip(field: str, value: Any, limit: int, job_id: str | None = None) -> tuple[bytes, Any]:
+    """Encode `value` and decode it again: the bytes to store and the value readers will get.
+
+    A value msgpack can write but not read back (a dict keyed by tuples: they come back as
+    lists, which cannot be keys) is refused here, before it could break every later read.
+    """
+    data = encode(field, value, limit, job_id)
+    try:
+        return data, decode(data)
+    except (TypeError, ValueError) as exc:
+        raise SerializationError(field, f"it would not read back: {exc}", job_id) from exc

@@ -13,7 +13,8 @@ from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from typing import Any, Generic, TypeVar
 
-from redisq._core.codec import DEFAULT_PAYLOAD_LIMIT, decode, encode
+from redisq._core.backoff import exponential
+from redisq._core.codec import DEFAULT_PAYLOAD_LIMIT, decode, encode, round_trip
 from redisq._core.records import parse_entries, parse_record
 from redisq._core.scripts import ScriptSpec, script
 from redisq._core.status import ScriptStatus, raise_for_status
@@ -27,9 +28,10 @@ from redisq._core.validate import (
     check_int,
     check_name,
     check_optional_text,
+    check_state,
 )
 from redisq._version import __version__
-from redisq.errors import InvalidArgument
+from redisq.errors import InvalidArgument, WrongKeyType
 from redisq.keys import QueueKeys
 from redisq.models import Job, JobState, Retention, Spec
 
@@ -92,9 +94,15 @@ class Settings:
         return "" if self.clock is None else str(self.clock())
 
 
-@lru_cache(maxsize=4096)
-def queue_keys(prefix: str, queue: str) -> QueueKeys:
+def queue_keys(prefix: str, queue: Any) -> QueueKeys:
     """Build (and cache) the key names of a queue, validating the names."""
+    if type(queue) is not str:
+        check_name("queue", queue)  # raises; the cache below needs a hashable str
+    return _queue_keys(prefix, queue)
+
+
+@lru_cache(maxsize=4096)
+def _queue_keys(prefix: str, queue: str) -> QueueKeys:
     return QueueKeys.build(prefix, queue)
 
 
@@ -125,6 +133,10 @@ def command(parse: Callable[[Any], T], *args: Any) -> Call[T]:
 
 def _ok(reply: Any) -> Any:
     return reply
+
+
+def _decoded(reply: Any) -> str:
+    return reply.decode() if isinstance(reply, bytes) else str(reply)
 
 
 def new_id() -> str:
@@ -173,18 +185,18 @@ class _Options:
 class _Prepared:
     id: str
     payload: bytes
+    value: Any  # the payload as readers will decode it
     opts: _Options
 
 
 def check_options(options: dict[str, Any], where: str = "options") -> None:
-    """Refuse option names enqueue does not know, listing the valid ones."""
-    unknown = set(options) - _SPEC_FIELDS
+    """Refuse option names enqueue_many does not know (or takes per job), listing the valid ones."""
+    if "id" in options:
+        raise InvalidArgument(f"{where}.id", "given per job, with redisq.Spec(id=...)", options)
+    valid = sorted(_SPEC_FIELDS - {"id"})
+    unknown = sorted(set(options) - _SPEC_FIELDS)
     if unknown:
-        raise InvalidArgument(
-            f"{where}.{sorted(unknown)[0]}",
-            f"one of {', '.join(sorted(_SPEC_FIELDS))}",
-            options[sorted(unknown)[0]],
-        )
+        raise InvalidArgument(f"{where}.{unknown[0]}", f"one of {', '.join(valid)}", options)
 
 
 def _options(values: dict[str, Any], where: str) -> _Options:
@@ -238,7 +250,8 @@ def prepare(
             opts = base
             payload = item
         jid = opts.id if opts.id is not None else ids[32 * i : 32 * i + 32]
-        out.append(_Prepared(jid, encode(f"{where}payload", payload, s.payload_limit, jid), opts))
+        data, value = round_trip(f"{where}payload", payload, s.payload_limit, jid)
+        out.append(_Prepared(jid, data, value, opts))
     return out
 
 
@@ -249,7 +262,7 @@ def _created(queue: str, p: _Prepared, now: int) -> Job:
         id=p.id,
         queue=queue,
         name=o.name or None,
-        payload=decode(p.payload),
+        payload=p.value,
         state=JobState.SCHEDULED if run_at > now else JobState.READY,
         priority=o.priority,
         attempts=0,
@@ -303,6 +316,11 @@ def enqueue_many(
     prepared = prepare(s, items, defaults, single=len(items) == 1 and "id" in defaults)
     if not prepared:
         return []
+    if queue not in registered:
+        # The registry is written after the jobs: make sure that write cannot fail first.
+        found = yield command(_decoded, "TYPE", registry(s))
+        if found not in ("set", "none"):
+            raise WrongKeyType(registry(s), found)
     jobs: list[Job] = []
     for start in range(0, len(prepared), CHUNK):
         batch = prepared[start : start + CHUNK]
@@ -390,6 +408,12 @@ def claim(
     return jobs
 
 
+def _jobs(jobs: Any, field: str) -> list[Job]:
+    if not isinstance(jobs, (list, tuple)):
+        raise InvalidArgument(field, "a list of Jobs returned by claim", jobs)
+    return [_held(j, f"{field}[{i}]") for i, j in enumerate(jobs)]
+
+
 def _held(job: Any, where: str) -> Job:
     if not isinstance(job, Job):
         raise InvalidArgument(where, "a Job returned by claim", job)
@@ -398,11 +422,11 @@ def _held(job: Any, where: str) -> Job:
     return job
 
 
-def ack_many(s: Settings, jobs: Sequence[Job], results: Sequence[Any]) -> Op[list[Job]]:
+def ack_many(
+    s: Settings, jobs: Sequence[Job], results: Sequence[Any], single: bool = False
+) -> Op[list[Job]]:
     """Complete leased jobs; one script call per queue and chunk, each all or nothing."""
-    if not isinstance(jobs, (list, tuple)):
-        raise InvalidArgument("jobs", "a list of Jobs returned by claim", jobs)
-    held = [_held(j, f"jobs[{i}]") for i, j in enumerate(jobs)]
+    held = [_held(jobs[0], "job")] if single else _jobs(jobs, "jobs")
     encoded = [
         b"" if r is None else encode("result", r, s.payload_limit, j.id)
         for j, r in zip(held, results, strict=True)
@@ -452,13 +476,20 @@ def ack_many(s: Settings, jobs: Sequence[Job], results: Sequence[Any]) -> Op[lis
     return [j for j in out if j is not None]
 
 
-def _error_text(error: Any) -> str:
+def _error_text(error: Any) -> bytes:
+    """Encode an error text for last_error: UTF-8, at most MAX_ERROR_LENGTH bytes.
+
+    Text that is not valid Unicode (lone surrogates from surrogateescape decoding) is kept
+    with backslash escapes rather than refused: an error report must never fail.
+    """
     if not isinstance(error, str):
         raise InvalidArgument("error", "a str", error)
-    if len(error) > MAX_ERROR_LENGTH:
-        marker = "... [truncated]"
-        return error[: MAX_ERROR_LENGTH - len(marker)] + marker
-    return error
+    data = error.encode("utf-8", "backslashreplace")
+    if len(data) > MAX_ERROR_LENGTH:
+        marker = b"... [truncated]"
+        cut = data[: MAX_ERROR_LENGTH - len(marker)].decode("utf-8", "ignore").encode()
+        return cut + marker
+    return data
 
 
 def _record(queue: str, job_id: str, token: int | None) -> Callable[[Any], Job]:
@@ -469,10 +500,12 @@ def _record(queue: str, job_id: str, token: int | None) -> Callable[[Any], Job]:
     return parse
 
 
-def nack(s: Settings, job: Job, error: Any, delay_ms: int, dead: bool) -> Call[Job]:
-    """Fail the current attempt: retry after `delay_ms`, or dead-letter."""
+def nack(s: Settings, job: Job, error: Any, delay_ms: int | None, dead: bool) -> Call[Job]:
+    """Fail the current attempt: retry after `delay_ms` (None: exponential backoff), or die."""
     _held(job, "job")
     text = _error_text(error)
+    if delay_ms is None:
+        delay_ms = exponential(job.attempts)
     check_int("delay_ms", delay_ms, 0, MAX_DELAY_MS)
     if not isinstance(dead, bool):
         raise InvalidArgument("dead", "a bool", dead)
@@ -493,9 +526,11 @@ def nack(s: Settings, job: Job, error: Any, delay_ms: int, dead: bool) -> Call[J
     )
 
 
-def renew_many(s: Settings, jobs: Sequence[Job], lease_ms: int | None) -> Op[list[Job | Exception]]:
+def renew_many(
+    s: Settings, jobs: Sequence[Job], lease_ms: int | None, single: bool = False
+) -> Op[list[Job | Exception]]:
     """Extend leases; each job's outcome is its new snapshot or the exception it earned."""
-    held = [_held(j, f"jobs[{i}]") for i, j in enumerate(jobs)]
+    held = [_held(jobs[0], "job")] if single else _jobs(jobs, "jobs")
     if lease_ms is not None:
         check_int("lease_ms", lease_ms, 1, MAX_LEASE_MS)
     out: list[Job | Exception] = []
@@ -522,13 +557,15 @@ def renew_many(s: Settings, jobs: Sequence[Job], lease_ms: int | None) -> Op[lis
             )
             _check(reply, queue)
             for n, i in enumerate(part):
-                status, deadline = reply[2][n], reply[3][n]
+                status, deadline, state = reply[2][n], reply[3][n], reply[4][n]
                 if status == ScriptStatus.OK:
                     results[i] = replace(held[i], lease_deadline_ms=deadline)
+                elif status == ScriptStatus.WRONG_TYPE:
+                    results[i] = WrongKeyType(keys.job(held[i].id), state.decode())
                 else:
                     try:
                         raise_for_status(
-                            [status, 1, b"leased"],
+                            [status, 1, state],
                             queue=queue,
                             job_ids=[held[i].id],
                             tokens=[held[i].token],
@@ -739,7 +776,8 @@ def set_paused(s: Settings, queue: str, paused: bool) -> Call[None]:
 def purge(s: Settings, queue: str, state: JobState | None) -> Op[int]:
     """Delete every job of a queue in `state` (None = every state), CHUNK per call."""
     keys = queue_keys(s.prefix, queue)
-    name = "" if state is None else JobState(state).value
+    checked = check_state("state", state)
+    name = "" if checked is None else checked.value
     total = 0
     while True:
         reply = yield script_call("purge", keys, _ok, state=name, limit=CHUNK)

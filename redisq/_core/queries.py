@@ -7,8 +7,7 @@ from typing import Any
 from redisq._core.ops import Call, Op, Settings, command, queue_keys, registry, script_call
 from redisq._core.records import parse_entries, parse_record
 from redisq._core.status import ScriptStatus, raise_for_status
-from redisq._core.validate import check_id, check_int, check_name
-from redisq.errors import InvalidArgument
+from redisq._core.validate import check_id, check_int, check_name, check_state
 from redisq.models import Job, JobState
 
 __all__ = ["counts", "find", "get", "list_jobs", "peek", "queues"]
@@ -41,9 +40,11 @@ def get(s: Settings, queue: str, job_id: str) -> Call[Job | None]:
     check_id("id", job_id)
 
     def parse(reply: Any) -> Job | None:
-        return parse_record(queue, job_id, reply) if reply else None
+        if reply[0] != ScriptStatus.OK:
+            raise_for_status(reply, queue=queue)
+        return parse_record(queue, job_id, reply[1]) if reply[1] else None
 
-    return command(parse, "HGETALL", keys.job(job_id))
+    return script_call("get", keys, parse, id=job_id)
 
 
 def find(s: Settings, job_id: str) -> Op[Job | None]:
@@ -116,9 +117,7 @@ def list_jobs(
     """List jobs in a stable order: queue name, then state, then each state's set order."""
     if queue is not None:
         check_name("queue", queue)
-    if state is not None and state not in _ORDER:
-        names = ", ".join(s.value for s in _ORDER)
-        raise InvalidArgument("state", f"None or one of {names}", state)
+    state = check_state("state", state)
     if limit is not None:
         check_int("limit", limit, 0, 10**9)
     check_int("offset", offset, 0, 10**12)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from redisq._core.codec import decode
-from redisq.errors import ScriptReplyError
+from redisq.errors import ScriptReplyError, SerializationError
 from redisq.models import Job, JobState
 
 __all__ = ["parse_entries", "parse_record", "text"]
@@ -16,6 +16,13 @@ _STATES = {s.value.encode(): s for s in JobState}
 def text(value: bytes) -> str:
     """Decode a Redis bulk string that redisq wrote as UTF-8 text."""
     return value.decode()
+
+
+def _value(field: str, data: bytes, job_id: str) -> Any:
+    try:
+        return decode(data)
+    except (TypeError, ValueError) as exc:
+        raise SerializationError(field, f"the stored bytes do not decode: {exc}", job_id) from exc
 
 
 def parse_record(queue: str, job_id: str, flat: list[bytes] | dict[bytes, bytes]) -> Job:
@@ -42,7 +49,7 @@ def parse_record(queue: str, job_id: str, flat: list[bytes] | dict[bytes, bytes]
         id=job_id,
         queue=queue,
         name=name.decode() if name else None,
-        payload=decode(f[b"payload"]),
+        payload=_value("payload", f[b"payload"], job_id),
         state=state,
         priority=int(f[b"prio"]),
         attempts=int(f[b"attempts"]),
@@ -53,8 +60,8 @@ def parse_record(queue: str, job_id: str, flat: list[bytes] | dict[bytes, bytes]
         run_at_ms=int(f[b"run_at"]),
         lease_deadline_ms=int(f[b"deadline"]) if state is JobState.LEASED else None,
         last_error=error.decode() if error else None,
-        result=decode(result) if result else None,
-        progress=decode(progress) if progress else None,
+        result=_value("result", result, job_id) if result else None,
+        progress=_value("progress", progress, job_id) if progress else None,
         finished_at_ms=int(finished) if finished else None,
         lease_ms=int(lease_ms) if lease_ms else None,
         unique_key=ukey.decode() if ukey else None,

@@ -10,6 +10,7 @@ import re
 from typing import Any
 
 from redisq.errors import InvalidArgument
+from redisq.models import JobState
 
 __all__ = [
     "MAX_DELAY_MS",
@@ -22,6 +23,7 @@ __all__ = [
     "check_int",
     "check_name",
     "check_optional_text",
+    "check_state",
 ]
 
 MAX_NAME_LENGTH = 200
@@ -49,6 +51,12 @@ def _check_text(field: str, value: Any, max_length: int, what: str) -> str:
         raise InvalidArgument(field, f"free of leading and trailing spaces ({what})", value)
     if _FORBIDDEN.search(value):
         raise InvalidArgument(field, f"free of '{{', '}}' and control characters ({what})", value)
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        raise InvalidArgument(
+            field, f"valid Unicode text, no lone surrogates ({what})", value
+        ) from None
     return value
 
 
@@ -67,6 +75,17 @@ def check_optional_text(field: str, value: Any, max_length: int = MAX_NAME_LENGT
     if value is None:
         return ""
     return _check_text(field, value, max_length, f"1 to {max_length} characters")
+
+
+def check_state(field: str, value: Any) -> JobState | None:
+    """Validate an optional job state (a JobState or its value, like "dead")."""
+    if value is None:
+        return None
+    try:
+        return JobState(value)
+    except ValueError:
+        names = ", ".join(s.value for s in JobState)
+        raise InvalidArgument(field, f"None or one of {names}", value) from None
 
 
 def check_int(field: str, value: Any, low: int, high: int) -> int:

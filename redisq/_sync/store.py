@@ -14,7 +14,6 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 from redisq._core import ops, queries
-from redisq._core.backoff import exponential
 from redisq._core.ops import NOT_SET, Call, Op, Settings
 from redisq._sync.transport import SyncTransport
 from redisq.errors import InvalidArgument
@@ -158,8 +157,6 @@ class Store:
         Raises:
             InvalidArgument: an item or option is invalid; nothing was written.
         """
-        if "id" in options:
-            raise InvalidArgument("options.id", "given per job, with redisq.Spec(id=...)", options)
         ops.check_options(options)
         return self._run(
             ops.enqueue_many(self.settings, queue, payloads, options, self._registered)
@@ -249,7 +246,7 @@ class Store:
             LeaseLost: the lease is no longer held (stale token, or expired); nothing changed.
             JobNotFound: the job is gone (deleted, or trimmed after an earlier ack).
         """
-        jobs = self._run(ops.ack_many(self.settings, [job], [result]))
+        jobs = self._run(ops.ack_many(self.settings, [job], [result], single=True))
         return jobs[0]
 
     def ack_many(self, jobs: Sequence[Job], results: Sequence[Any] | None = None) -> _Jobs:
@@ -258,6 +255,8 @@ class Store:
         Each call is all or nothing: if one job's lease is lost, `LeaseLost` names it and no
         job of that call is completed (ack the others one by one).
         """
+        if not isinstance(jobs, (list, tuple)):
+            raise InvalidArgument("jobs", "a list of Jobs returned by claim", jobs)
         values = [None] * len(jobs) if results is None else results
         if len(values) != len(jobs):
             raise InvalidArgument("results", f"a list of {len(jobs)} values (one per job)", values)
@@ -280,8 +279,7 @@ class Store:
         Raises:
             LeaseLost: the lease is no longer held; nothing changed.
         """
-        delay = exponential(job.attempts) if delay_ms is None else delay_ms
-        return self._run(ops.nack(self.settings, job, error, delay, dead))
+        return self._run(ops.nack(self.settings, job, error, delay_ms, dead))
 
     def renew(self, job: Job, lease_ms: int | None = None) -> Job:
         """Extend a lease to now + lease_ms (default: the job's or the store's lease length).
@@ -289,7 +287,8 @@ class Store:
         Raises:
             LeaseLost: the lease is no longer held or has expired; nothing changed.
         """
-        outcome = (self._run(ops.renew_many(self.settings, [job], lease_ms)))[0]
+        op = ops.renew_many(self.settings, [job], lease_ms, single=True)
+        outcome = (self._run(op))[0]
         if isinstance(outcome, Exception):
             raise outcome
         return outcome

@@ -12,11 +12,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import redis
-from redis.exceptions import NoScriptError
+from redis.exceptions import NoScriptError, ResponseError
 
 from redisq._core.ops import Call
 from redisq._core.scripts import ScriptSpec
-from redisq._server import check_reply_error, check_server_info
+from redisq._server import check_reply_error, check_server_info, command_error
 
 if TYPE_CHECKING:
     from redis.cluster import RedisCluster
@@ -65,7 +65,11 @@ class SyncTransport:
         client: Any = self.client
         spec = call.spec
         if spec is None:
-            return call.parse(client.execute_command(*call.args))
+            try:
+                reply = client.execute_command(*call.args)
+            except ResponseError as exc:
+                raise command_error(call.args, exc) from exc
+            return call.parse(reply)
         if self._lean:
             pool = client.connection_pool
             conn = pool.get_connection()
@@ -108,4 +112,4 @@ class SyncTransport:
                         self.client.script_load(c.spec.source)
                 continue
             break
-        return [c.parse(check_reply_error(r)) for c, r in zip(calls, replies, strict=True)]
+        return [c.parse(check_reply_error(c, r)) for c, r in zip(calls, replies, strict=True)]

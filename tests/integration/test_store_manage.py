@@ -140,7 +140,7 @@ def test_purge_deletes_by_state_or_everything(client: Any, raw: Any, prefix: str
 
 
 def test_completed_jobs_are_kept_within_the_count_limit(
-    client_factory: Any, raw: Any, clock: TestClock
+    client_factory: Any, raw: Any, clock: TestClock, prefix: str
 ) -> None:
     client = client_factory(retention=redisq.Retention(completed=5))
     client.enqueue_many(Q, list(range(20)))
@@ -149,7 +149,7 @@ def test_completed_jobs_are_kept_within_the_count_limit(
         clock.advance(1)  # the done set is ordered by completion time
     kept = client.list(Q, state=JobState.COMPLETED)
     assert [j.payload for j in kept] == list(range(15, 20))
-    assert len(raw.keys("*:job:*")) == 5
+    assert len(raw.keys(f"{{{prefix}:{Q}}}:job:*")) == 5
 
 
 def test_finished_jobs_are_trimmed_by_age(client_factory: Any, clock: TestClock) -> None:
