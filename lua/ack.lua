@@ -22,7 +22,8 @@
 --- @include "lib/status"
 --- @include "lib/now_ms"
 --- @include "lib/num"
---- @include "lib/check_queue"
+--- @include "lib/read_meta"
+--- @include "lib/key_types"
 --- @include "lib/read_job"
 --- @include "lib/lease_check"
 --- @include "lib/chunks"
@@ -48,9 +49,8 @@ if not keep or not max_age_ms or not batch or not count or count < 1
   return {STATUS.BAD_ARGUMENT, 'ack'}
 end
 local now = now_ms(now_arg)
-local err = check_queue({meta_key, 'hash', leased_key, 'zset', done_key, 'zset',
-  unique_key, 'hash'})
-if err then
+local meta, err = read_meta(meta_key)
+if not meta then
   return err
 end
 
@@ -75,6 +75,18 @@ for i = 1, count do
 end
 if #todo == 0 then
   return {STATUS.OK, now, flags}
+end
+local types = {leased_key, 'zset', done_key, 'zset'}
+for i = 1, #todo do
+  if todo[i][2] then
+    types[#types + 1] = unique_key
+    types[#types + 1] = 'hash'
+    break
+  end
+end
+local bad = key_types(types)
+if bad then
+  return wrong_type(bad)
 end
 
 local n = num(now)

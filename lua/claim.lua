@@ -27,7 +27,7 @@
 --- @include "lib/status"
 --- @include "lib/now_ms"
 --- @include "lib/num"
---- @include "lib/check_queue"
+--- @include "lib/read_meta"
 --- @include "lib/read_job"
 --- @include "lib/chunks"
 --- @include "lib/promote_due"
@@ -60,9 +60,10 @@ if not count or count < 1 or not lease_ms or lease_ms < 1 or not memo_ms or not 
   return {STATUS.BAD_ARGUMENT, 'claim'}
 end
 local now = now_ms(now_arg)
-local err = check_queue({meta_key, 'hash', ready_key, 'zset', scheduled_key, 'zset',
-  leased_key, 'zset', dead_key, 'zset', unique_key, 'hash'})
-if err then
+-- Keys are type-checked by their first access: reads with pcall here and in the helpers, and
+-- an explicit check before a helper's first write to a key it has not read.
+local meta, err = read_meta(meta_key, 'paused')
+if not meta then
   return err
 end
 
@@ -98,12 +99,15 @@ if died > 0 then
   trim_retention(dead_key, job_prefix, dead_keep, dead_age_ms, now, batch)
 end
 
-if redis.call('HGET', meta_key, 'paused') == '1' then
+if meta[2] == '1' then
   return {STATUS.PAUSED, now}
 end
 
 -- Read and validate the candidates, then lease them.
-local ids = redis.call('ZRANGE', ready_key, 0, count - 1)
+local ids = redis.pcall('ZRANGE', ready_key, 0, count - 1)
+if ids['err'] then
+  return wrong_type(ready_key)
+end
 if #ids == 0 then
   return {STATUS.OK, now}
 end

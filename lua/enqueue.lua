@@ -1,7 +1,9 @@
 --[[ enqueue: (new) -> ready | scheduled
   Creates each job at most once: an id that already exists, or a unique key held by a live job,
   returns the stored job unchanged, so a re-sent call (client retry) never creates a second job.
-  All or nothing: every job is validated before the first write.
+  All or nothing: every job and key is validated before the first write. The hot path reads
+  instead of checking key types: meta and unique are read with pcall, job ids are checked
+  with one EXISTS, and the first write (the ZADD) is itself the type check of its set.
   KEYS[1] meta        hash   schema, lib_version, seq (enqueue counter), token, paused
   KEYS[2] ready       zset   job ids, score = ready_score(priority, seq)
   KEYS[3] scheduled   zset   job ids, score = due time (ms)
@@ -19,13 +21,15 @@
   Cost: O(n log N) for n jobs
 ]]
 --- @include "lib/status"
+--- @include "lib/schema"
 --- @include "lib/now_ms"
 --- @include "lib/num"
---- @include "lib/check_queue"
---- @include "lib/init_meta"
 --- @include "lib/read_job"
 --- @include "lib/ready_score"
 --- @include "lib/chunks"
+--- @include "lib/key_types"
+--- @include "lib/wrong_type"
+--- @include "lib/read_meta"
 
 local meta_key = KEYS[1]
 local ready_key = KEYS[2]
@@ -42,56 +46,92 @@ if not count or count < 1 or #ARGV ~= jobs_at - 1 + count * STRIDE then
   return {STATUS.BAD_ARGUMENT, 'count'}
 end
 local now = now_ms(now_arg)
-local err, is_new = check_queue({meta_key, 'hash', ready_key, 'zset', scheduled_key, 'zset',
-  unique_key, 'hash'})
-if err then
+local meta, err = read_meta(meta_key, 'seq')
+if not meta then
   return err
 end
 
--- Validate every job and find the ones that already exist, before any write.
+-- Validate every job; collect ids and unique keys to look up in one call each.
+local keys = {}
+local ukeys = {}
+for i = 1, count do
+  local b = jobs_at + (i - 1) * STRIDE
+  if ARGV[b] == '' or not tonumber(ARGV[b + 3]) or not tonumber(ARGV[b + 5])
+      or not tonumber(ARGV[b + 6]) then
+    return {STATUS.BAD_ARGUMENT, 'jobs', i}
+  end
+  keys[i] = job_prefix .. ARGV[b]
+  if ARGV[b + 8] ~= '' then
+    ukeys[#ukeys + 1] = ARGV[b + 8]
+  end
+end
+local existing = 0
+for i = 1, #keys, 1000 do
+  existing = existing + redis.call('EXISTS', unpack(keys, i, math.min(i + 999, #keys)))
+end
+local holders = {}
+if #ukeys > 0 then
+  local found = redis.pcall('HMGET', unique_key, unpack(ukeys))
+  if found['err'] then
+    return wrong_type(unique_key)
+  end
+  for i = 1, #ukeys do
+    if found[i] then
+      local f = read_job(job_prefix .. found[i], 'state')
+      if f and (f[1] == 'ready' or f[1] == 'scheduled' or f[1] == 'leased') then
+        holders[ukeys[i]] = found[i]
+      end
+    end
+  end
+end
+
+-- Decide per job: created, the same as an earlier entry, or an existing job.
 local entries = {}
 local fresh = {}
 local seen_id = {}
 local seen_ukey = {}
+local to_ready, to_scheduled = 0, 0
 for i = 1, count do
   local b = jobs_at + (i - 1) * STRIDE
   local id = ARGV[b]
   local ukey = ARGV[b + 8]
-  local prio = tonumber(ARGV[b + 3])
-  if id == '' or not prio or not tonumber(ARGV[b + 5]) or not tonumber(ARGV[b + 6]) then
-    return {STATUS.BAD_ARGUMENT, 'jobs', i}
-  end
   if seen_id[id] then
     entries[i] = seen_id[id]
   elseif ukey ~= '' and seen_ukey[ukey] then
     entries[i] = seen_ukey[ukey]
   else
-    local key = job_prefix .. id
-    local t = redis.call('TYPE', key)
-    if type(t) == 'table' then
-      t = t['ok']
-    end
-    local existing = nil
-    if t == 'hash' then
-      existing = id
-    elseif t ~= 'none' then
-      return {STATUS.WRONG_TYPE, key, t}
-    elseif ukey ~= '' then
-      local holder = redis.call('HGET', unique_key, ukey)
-      if holder then
-        local f = read_job(job_prefix .. holder, 'state')
-        if f and (f[1] == 'ready' or f[1] == 'scheduled' or f[1] == 'leased') then
-          existing = holder
-        end
+    local holder = nil
+    if existing > 0 then
+      local t = redis.call('TYPE', keys[i])
+      if type(t) == 'table' then
+        t = t['ok']
+      end
+      if t == 'hash' then
+        holder = id
+      elseif t ~= 'none' then
+        return {STATUS.WRONG_TYPE, keys[i], t}
       end
     end
-    if existing then
-      local record = redis.call('HGETALL', job_prefix .. existing)
-      table.insert(record, 1, existing)
+    if not holder and ukey ~= '' then
+      holder = holders[ukey]
+    end
+    if holder then
+      local record = redis.call('HGETALL', job_prefix .. holder)
+      table.insert(record, 1, holder)
       entries[i] = record
     else
       entries[i] = 0
       fresh[#fresh + 1] = b
+      local run_at = ARGV[b + 4]
+      local due = now + tonumber(ARGV[b + 5])
+      if run_at ~= '' then
+        due = tonumber(run_at)
+      end
+      if due > now then
+        to_scheduled = to_scheduled + 1
+      else
+        to_ready = to_ready + 1
+      end
     end
     seen_id[id] = i
     if ukey ~= '' then
@@ -99,19 +139,24 @@ for i = 1, count do
     end
   end
 end
-
 if #fresh == 0 then
   return {STATUS.OK, now, entries, 0}
 end
-
--- Write.
-if is_new then
-  init_meta(meta_key, lib_version)
+-- Jobs for both sets: check both types now, since the first ZADD can only vouch for its own.
+if to_ready > 0 and to_scheduled > 0 then
+  local bad_key, bad_type = key_types({ready_key, 'zset', scheduled_key, 'zset'})
+  if bad_key then
+    return {STATUS.WRONG_TYPE, bad_key, bad_type}
+  end
 end
-local seq = redis.call('HINCRBY', meta_key, 'seq', #fresh) - #fresh
+
+-- Write: the index entries first (a wrong-typed set refuses the first ZADD, before anything
+-- else is written), then the records, the unique keys and the counters.
+local seq = tonumber(meta[2]) or 0
 local ready_pairs = {}
 local scheduled_pairs = {}
 local n = num(now)
+local records = {}
 for i = 1, #fresh do
   local b = fresh[i]
   local id = ARGV[b]
@@ -131,7 +176,7 @@ for i = 1, #fresh do
     ready_pairs[#ready_pairs + 1] = ready_score(ARGV[b + 3], seq)
     ready_pairs[#ready_pairs + 1] = id
   end
-  local fields = {'HSET', job_prefix .. id, 'state', state, 'payload', ARGV[b + 1],
+  local fields = {job_prefix .. id, 'state', state, 'payload', ARGV[b + 1],
     'prio', ARGV[b + 3], 'attempts', '0', 'max', ARGV[b + 6], 'created', n,
     'run_at', num(run_at), 'seq', num(seq)}
   if ARGV[b + 2] ~= '' then
@@ -142,22 +187,38 @@ for i = 1, #fresh do
     fields[#fields + 1] = 'lease_ms'
     fields[#fields + 1] = ARGV[b + 7]
   end
-  local ukey = ARGV[b + 8]
-  if ukey ~= '' then
+  if ARGV[b + 8] ~= '' then
     fields[#fields + 1] = 'ukey'
-    fields[#fields + 1] = ukey
-    redis.call('HSET', unique_key, ukey, id)
+    fields[#fields + 1] = ARGV[b + 8]
   end
-  redis.call(unpack(fields))
+  records[i] = fields
 end
-if #ready_pairs > 0 then
-  chunks({'ZADD', ready_key}, ready_pairs)
+for _, set in ipairs({{ready_key, ready_pairs}, {scheduled_key, scheduled_pairs}}) do
+  local pairs_ = set[2]
+  if #pairs_ > 0 then
+    local first = math.min(#pairs_, 2000)
+    local added = redis.pcall('ZADD', set[1], unpack(pairs_, 1, first))
+    if type(added) == 'table' and added['err'] then
+      return wrong_type(set[1])
+    end
+    if #pairs_ > first then
+      chunks({'ZADD', set[1]}, {unpack(pairs_, first + 1)})
+    end
+  end
 end
-if #scheduled_pairs > 0 then
-  chunks({'ZADD', scheduled_key}, scheduled_pairs)
+for i = 1, #records do
+  redis.call('HSET', unpack(records[i]))
+  local b = fresh[i]
+  if ARGV[b + 8] ~= '' then
+    redis.call('HSET', unique_key, ARGV[b + 8], ARGV[b])
+  end
 end
-local new_queue = 0
-if is_new then
-  new_queue = 1
+local is_new = 0
+if meta[1] then
+  redis.call('HSET', meta_key, 'seq', num(seq))
+else
+  is_new = 1
+  redis.call('HSET', meta_key, 'seq', num(seq), 'schema', SCHEMA_VERSION,
+    'lib_version', lib_version)
 end
-return {STATUS.OK, now, entries, new_queue}
+return {STATUS.OK, now, entries, is_new}

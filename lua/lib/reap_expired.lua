@@ -4,14 +4,19 @@
 --- @include "lib/read_job"
 --- @include "lib/ready_score"
 --- @include "lib/clear_unique"
+--- @include "lib/key_types"
+--- @include "lib/wrong_type"
 --- @include "lib/wrong_type"
 -- Returns up to `limit` jobs whose lease deadline has passed to the ready set, or to the dead
 -- set when their attempts are used up. The lease's token stays on the record (ended is
 -- 'reap/<token>'), so a late ack, nack or renew by the old holder is refused. Returns reaped,
--- dead-lettered; or nil, nil and an error reply when a record is not a hash (then nothing of
+-- dead-lettered; or nil, nil and an error reply when a key holds another type (then nothing of
 -- this step is written).
 local function reap_expired(keys, now, limit)
-  local ids = redis.call('ZRANGEBYSCORE', keys.leased, '-inf', num(now), 'LIMIT', 0, limit)
+  local ids = redis.pcall('ZRANGEBYSCORE', keys.leased, '-inf', num(now), 'LIMIT', 0, limit)
+  if ids['err'] then
+    return nil, nil, wrong_type(keys.leased)
+  end
   if #ids == 0 then
     return 0, 0
   end
@@ -33,6 +38,10 @@ local function reap_expired(keys, now, limit)
         ready_ids[#ready_ids + 1] = {ids[i], f[7]}
       end
     end
+  end
+  local bad = key_types({keys.ready, 'zset', keys.dead, 'zset', keys.unique, 'hash'})
+  if bad then
+    return nil, nil, wrong_type(bad)
   end
   for i = 1, #ready_ids do
     redis.call('HSET', keys.job_prefix .. ready_ids[i][1], 'state', 'ready',
