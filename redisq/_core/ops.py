@@ -15,7 +15,7 @@ from typing import Any, Generic, TypeVar
 
 from redisq._core.backoff import exponential
 from redisq._core.codec import DEFAULT_PAYLOAD_LIMIT, decode, encode, round_trip
-from redisq._core.records import parse_entries, parse_record
+from redisq._core.records import make_job, parse_entries, parse_record, with_changes
 from redisq._core.scripts import ScriptSpec, script
 from redisq._core.status import ScriptStatus, raise_for_status
 from redisq._core.validate import (
@@ -258,23 +258,29 @@ def prepare(
 def _created(queue: str, p: _Prepared, now: int) -> Job:
     o = p.opts
     run_at = o.run_at_ms if o.run_at_ms is not None else now + o.delay_ms
-    return Job(
-        id=p.id,
-        queue=queue,
-        name=o.name or None,
-        payload=p.value,
-        state=JobState.SCHEDULED if run_at > now else JobState.READY,
-        priority=o.priority,
-        attempts=0,
-        max_attempts=o.max_attempts,
-        token=None,
-        worker=None,
-        created_at_ms=now,
-        run_at_ms=run_at,
-        lease_deadline_ms=None,
-        last_error=None,
-        lease_ms=o.lease_ms,
-        unique_key=o.unique_key or None,
+    # Positional, in the order of Job's fields (see records.make_job).
+    return make_job(
+        (
+            p.id,
+            queue,
+            o.name or None,
+            p.value,
+            JobState.SCHEDULED if run_at > now else JobState.READY,
+            o.priority,
+            0,
+            o.max_attempts,
+            None,
+            None,
+            now,
+            run_at,
+            None,
+            None,
+            None,
+            None,
+            None,
+            o.lease_ms,
+            o.unique_key or None,
+        )
     )
 
 
@@ -466,7 +472,7 @@ def ack_many(
                 if stored != 0:  # acked before by this token (a retry): report what Redis holds
                     out[i] = parse_record(queue, held[i].id, stored)
                     continue
-                out[i] = replace(
+                out[i] = with_changes(
                     held[i],
                     state=JobState.COMPLETED,
                     finished_at_ms=now,

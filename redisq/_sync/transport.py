@@ -1,16 +1,21 @@
 """Running Calls on a sync redis-py client: scripts by SHA with a NOSCRIPT fallback.
 
-`SyncTransport` has a lean path for the hot operations: it takes a pooled connection and
-speaks EVALSHA directly (send_command/read_response), skipping the per-call bookkeeping of
-`Redis.execute_command`, which costs more than the round trip itself on loopback. It keeps
-redis-py's retry policy (every script is safe to run twice) and its connection handling.
-Redis Cluster goes through the generic path.
+`SyncTransport` has a lean path for the hot operations: it speaks EVALSHA directly on a
+connection (packed by hiredis, sent with send_packed_command, read with read_response),
+skipping the per-call bookkeeping of `Redis.execute_command`, which costs more than the round
+trip itself on loopback. One connection is kept checked out for whichever thread finds it
+free, so the common single-threaded caller also skips the pool's per-call checks; other
+threads use the pool. It keeps redis-py's retry policy (every script is safe to run twice)
+and its connection handling. Redis Cluster goes through the generic path.
 """
 
 from __future__ import annotations
 
+import os
+import threading
 from typing import TYPE_CHECKING, Any
 
+import hiredis
 import redis
 from redis.exceptions import NoScriptError, ResponseError
 
@@ -25,14 +30,15 @@ __all__ = ["SyncTransport"]
 
 
 def _send_script(conn: Any, spec: ScriptSpec, keys: list[str], args: list[Any]) -> Any:
-    conn.send_command("EVALSHA", spec.sha, len(keys), *keys, *args)
+    packed = [hiredis.pack_command(("EVALSHA", spec.sha, len(keys), *keys, *args))]
+    conn.send_packed_command(packed)
     try:
         return conn.read_response()
     except NoScriptError:
         # The server lost its script cache (restart, SCRIPT FLUSH, eviction): load it again.
         conn.send_command("SCRIPT", "LOAD", spec.source)
         conn.read_response()
-        conn.send_command("EVALSHA", spec.sha, len(keys), *keys, *args)
+        conn.send_packed_command(packed)
         return conn.read_response()
 
 
@@ -43,10 +49,42 @@ class SyncTransport:
         self.client = client
         self._lean = isinstance(client, redis.Redis)
         self._checked = not check_server
+        self._hot: Any = None
+        self._hot_pid = 0
+        self._hot_lock = threading.Lock()
 
     def close(self) -> None:
         """Close the client's connections."""
+        with self._hot_lock:
+            hot, self._hot = self._hot, None
+            if hot is not None and self._hot_pid == os.getpid():
+                client: Any = self.client
+                client.connection_pool.release(hot)
         self.client.close()
+
+    def _script_on(self, conn: Any, spec: ScriptSpec, call: Call[Any]) -> Any:
+        return conn.retry.call_with_retry(
+            lambda: _send_script(conn, spec, call.keys, call.args),
+            lambda _error: conn.disconnect(),
+        )
+
+    def _lean_script(self, spec: ScriptSpec, call: Call[Any]) -> Any:
+        client: Any = self.client
+        pool = client.connection_pool
+        if self._hot_lock.acquire(blocking=False):
+            try:
+                if self._hot is None or self._hot_pid != os.getpid():
+                    # After a fork the parent's connection is not ours: take a new one.
+                    self._hot = pool.get_connection()
+                    self._hot_pid = os.getpid()
+                return self._script_on(self._hot, spec, call)
+            finally:
+                self._hot_lock.release()
+        conn = pool.get_connection()
+        try:
+            return self._script_on(conn, spec, call)
+        finally:
+            pool.release(conn)
 
     def _check(self) -> None:
         self._checked = True
@@ -71,16 +109,7 @@ class SyncTransport:
                 raise command_error(call.args, exc) from exc
             return call.parse(reply)
         if self._lean:
-            pool = client.connection_pool
-            conn = pool.get_connection()
-            try:
-                reply = conn.retry.call_with_retry(
-                    lambda: _send_script(conn, spec, call.keys, call.args),
-                    lambda _error: conn.disconnect(),
-                )
-            finally:
-                pool.release(conn)
-            return call.parse(reply)
+            return call.parse(self._lean_script(spec, call))
         return call.parse(self._generic_script(spec, call.keys, call.args))
 
     def _generic_script(self, spec: ScriptSpec, keys: list[str], args: list[Any]) -> Any:
