@@ -311,10 +311,11 @@ def enqueue_many(
 ) -> Op[list[Job]]:
     """Enqueue jobs in chunks of CHUNK; every item is validated before the first is sent.
 
-    The queue is added to the registry (outside its slot, idempotently) after the first
-    successful chunk of this client for the queue (`registered` remembers that), and whenever
-    the script reports that it created the queue; never before, so a refused call writes
-    nothing at all.
+    The first chunk goes alone, so that a refusal (a key of the wrong type, another schema)
+    writes nothing; the rest are pipelined, so the server runs one chunk while the client
+    sends the next. Then the queue is added to the registry (outside its slot, idempotently):
+    the first time this client enqueues to it (`registered` remembers that), and whenever a
+    script reports that it created the queue; never before, so a refused call writes nothing.
     """
     keys = queue_keys(s.prefix, queue)
     if isinstance(items, (str, bytes)) or not isinstance(items, Sequence):
@@ -327,10 +328,9 @@ def enqueue_many(
         found = yield command(_decoded, "TYPE", registry(s))
         if found not in ("set", "none"):
             raise WrongKeyType(registry(s), found)
-    jobs: list[Job] = []
-    for start in range(0, len(prepared), CHUNK):
-        batch = prepared[start : start + CHUNK]
-        reply = yield script_call(
+    batches = [prepared[i : i + CHUNK] for i in range(0, len(prepared), CHUNK)]
+    calls = [
+        script_call(
             "enqueue",
             keys,
             _ok,
@@ -339,12 +339,18 @@ def enqueue_many(
             count=len(batch),
             jobs=_enqueue_args(batch),
         )
+        for batch in batches
+    ]
+    first = yield calls[0]
+    replies = [first]
+    _check(first, queue)
+    if len(calls) > 1:
+        replies += yield calls[1:]
+    jobs: list[Job] = []
+    new_queue = False
+    for batch, reply in zip(batches, replies, strict=True):
         _check(reply, queue)
-        if reply[3] or queue not in registered:
-            # A new meta hash also means the registry may have lost the queue with the rest of
-            # the data (a server restarted without persistence): add it again.
-            yield command(_ok, "SADD", registry(s), queue)
-            registered.add(queue)
+        new_queue = new_queue or bool(reply[3])
         now = reply[1]
         out: list[Job] = []
         for p, entry in zip(batch, reply[2], strict=True):
@@ -355,6 +361,11 @@ def enqueue_many(
             else:
                 out.append(parse_record(queue, entry[0].decode(), entry[1:]))
         jobs.extend(out)
+    if new_queue or queue not in registered:
+        # A new meta hash also means the registry may have lost the queue with the rest of the
+        # data (a server restarted without persistence): add it again.
+        yield command(_ok, "SADD", registry(s), queue)
+        registered.add(queue)
     return jobs
 
 
