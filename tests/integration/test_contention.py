@@ -26,7 +26,7 @@ DRAINERS = 8
 JOBS = 10_000
 #: memory:// runs the scripts in fakeredis, where each redis.call costs ~0.3 ms of Python:
 #: 10,000 jobs would take ~15 s there. The race is the same with fewer jobs.
-MEMORY_JOBS = 2_000
+MEMORY_JOBS = JOBS
 BATCH = 50
 BARRIER_TIMEOUT = 30.0
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ast
 import inspect
+import os
 import re
 import shutil
 import subprocess
@@ -182,3 +183,21 @@ def test_the_wheel_carries_exactly_the_tracked_scripts(tmp_path: Path) -> None:
         tracked = sorted(str(p.relative_to(LUA)) for p in LUA.rglob("*.lua"))
     assert shipped == tracked
     assert all(not n.startswith("redisq/lua/") or n.endswith(".lua") for n in archive.namelist())
+
+
+def test_every_script_passes_luacheck(tmp_path: Path) -> None:
+    luacheck = shutil.which("luacheck")
+    if luacheck is None:
+        if os.environ.get("CI") and shutil.which("apt-get"):
+            pytest.fail("luacheck is missing: .ci/run installs Debian's lua-check")
+        pytest.skip("luacheck is not installed (Debian: apt-get install lua-check)")
+    # Check each script as Redis runs it: with its helpers inlined.
+    for name, spec in SPECS.items():
+        (tmp_path / f"{name}.lua").write_text(spec.source)
+    done = subprocess.run(
+        [luacheck, "--no-color", "--config", str(ROOT / ".luacheckrc"), str(tmp_path)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout[-3000:]
