@@ -138,7 +138,7 @@ def connect(
     payload_limit: int = DEFAULT_PAYLOAD_LIMIT,
     retention: Retention | None = None,
     lease_ms: int = 30_000,
-    claim_memo_ms: int = 30_000,
+    claim_memo_ms: int = 10_000,
     cluster: bool | None = None,
     check_server: bool = True,
     clock: Callable[[], int] | None = None,
@@ -154,8 +154,10 @@ def connect(
         payload_limit: largest encoded payload, result or progress value in bytes (512 KiB).
         retention: how many completed, dead and cancelled jobs are kept, and how long.
         lease_ms: default lease length for claims.
-        claim_memo_ms: how long a claim remembers its request id, so that a client retry
-            gets the same jobs back (0 disables).
+        claim_memo_ms: how long a claim remembers what it leased under its request id, so
+            that a client retry (after a reply later than socket_timeout) gets the same jobs
+            back; 10 s covers the first retry. Memos cost about 45 bytes per leased job while
+            they live (0 disables: unreturned leases then expire and are reaped).
         cluster: treat the URL as a Redis Cluster seed node.
         check_server: on first use, refuse servers older than 6.2 and warn when
             maxmemory-policy is not noeviction.
@@ -188,7 +190,7 @@ def connect_async(
     payload_limit: int = DEFAULT_PAYLOAD_LIMIT,
     retention: Retention | None = None,
     lease_ms: int = 30_000,
-    claim_memo_ms: int = 30_000,
+    claim_memo_ms: int = 10_000,
     cluster: bool | None = None,
     check_server: bool = True,
     clock: Callable[[], int] | None = None,

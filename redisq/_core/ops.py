@@ -84,7 +84,7 @@ class Settings:
     payload_limit: int = DEFAULT_PAYLOAD_LIMIT
     retention: Retention = field(default_factory=Retention)
     lease_ms: int = 30_000
-    claim_memo_ms: int = 30_000
+    claim_memo_ms: int = 10_000
     housekeeping_batch: int = 100
     #: Test clock (ms); None = the Redis server clock. Production never sets it.
     clock: Callable[[], int] | None = None
