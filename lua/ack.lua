@@ -7,7 +7,7 @@
   KEYS[2] leased      zset   job ids, score = lease deadline (ms)
   KEYS[3] done        zset   completed job ids, score = completion time (ms)
   KEYS[4] unique      hash   unique key -> job id
-  KEYS[5] job_prefix  prefix job record hashes are job_prefix .. <id>
+  KEYS[5] jobs        hash   job id -> packed job record (lib/record)
   ARGV[1] now_ms      int    test clock override; '' = Redis TIME
   ARGV[2] keep        int    retention of the done set: count
   ARGV[3] max_age_ms  int    retention of the done set: age (0 = no age limit)
@@ -15,8 +15,9 @@
   ARGV[5] count       int    number of jobs that follow
   ARGV[6+] jobs       list   3 values per job: id, token, result ('' = none)
   Returns: {status, now_ms, {per job: 0 = completed now, or the stored record
-           {field, value, ...} when it had been acked already}}; refusals: {status, index, detail}
-  Status: OK, NOT_FOUND, LEASE_LOST, LEASE_EXPIRED, WRONG_TYPE, SCHEMA_MISMATCH, BAD_ARGUMENT
+           when it had been acked already}}; refusals: {status, index, detail}
+  Status: OK, NOT_FOUND, LEASE_LOST, LEASE_EXPIRED, WRONG_TYPE, SCHEMA_MISMATCH, BAD_ARGUMENT,
+          BAD_RECORD
   Cost: O(n log N + batch) for n jobs
 ]]
 --- @include "lib/status"
@@ -24,7 +25,12 @@
 --- @include "lib/num"
 --- @include "lib/read_meta"
 --- @include "lib/key_types"
---- @include "lib/read_job"
+--- @include "lib/record"
+--- @include "lib/bad_record"
+--- @include "lib/rec_pack"
+--- @include "lib/rec_blobs"
+--- @include "lib/read_jobs"
+--- @include "lib/write_jobs"
 --- @include "lib/lease_check"
 --- @include "lib/chunks"
 --- @include "lib/clear_unique"
@@ -35,7 +41,7 @@ local meta_key = KEYS[1]
 local leased_key = KEYS[2]
 local done_key = KEYS[3]
 local unique_key = KEYS[4]
-local job_prefix = KEYS[5]
+local jobs_key = KEYS[5]
 local now_arg = ARGV[1]
 local keep = tonumber(ARGV[2])
 local max_age_ms = tonumber(ARGV[3])
@@ -54,35 +60,47 @@ if not meta then
   return err
 end
 
+local ids = {}
+for i = 1, count do
+  ids[i] = ARGV[jobs_at + (i - 1) * STRIDE]
+end
+local recs
+recs, err = read_jobs(jobs_key, ids)
+if not recs then
+  return err
+end
 local flags = {}
 local todo = {}
+local has_ukey = false
 for i = 1, count do
   local b = jobs_at + (i - 1) * STRIDE
-  local key = job_prefix .. ARGV[b]
-  local f, bad = read_job(key, 'state', 'token', 'ended', 'deadline', 'ukey')
-  if bad then
-    return wrong_type(bad)
+  local t = nil
+  if recs[i] then
+    t = rec_parse(recs[i])
+    if not t then
+      return bad_record(jobs_key, ids[i])
+    end
   end
-  local refusal = lease_check(f, ARGV[b + 1], now, 'ack', i)
+  local refusal = lease_check(t, ARGV[b + 1], now, 'ack', i)
   if refusal == 'again' then
-    flags[i] = redis.call('HGETALL', key)
+    flags[i] = recs[i]
   elseif refusal then
     return refusal
   else
     flags[i] = 0
-    todo[#todo + 1] = {b, f[5]}
+    todo[#todo + 1] = {b, t}
+    if t[F.UKEY] ~= '' then
+      has_ukey = true
+    end
   end
 end
 if #todo == 0 then
   return {STATUS.OK, now, flags}
 end
 local types = {leased_key, 'zset', done_key, 'zset'}
-for i = 1, #todo do
-  if todo[i][2] then
-    types[#types + 1] = unique_key
-    types[#types + 1] = 'hash'
-    break
-  end
+if has_ukey then
+  types[#types + 1] = unique_key
+  types[#types + 1] = 'hash'
 end
 local bad = key_types(types)
 if bad then
@@ -90,24 +108,35 @@ if bad then
 end
 
 local n = num(now)
-local ids = {}
+local done_ids = {}
 local done_pairs = {}
+local writes = {}
+local uniques = {}
 for i = 1, #todo do
-  local b = todo[i][1]
+  local b, t = todo[i][1], todo[i][2]
   local id = ARGV[b]
-  local key = job_prefix .. id
+  t[F.STATE] = 'completed'
+  t[F.FINISHED] = n
+  t[F.ENDED] = 'ack/' .. ARGV[b + 1]
   if ARGV[b + 2] ~= '' then
-    redis.call('HSET', key, 'state', 'completed', 'finished', n, 'ended', 'ack/' .. ARGV[b + 1],
-      'result', ARGV[b + 2])
-  else
-    redis.call('HSET', key, 'state', 'completed', 'finished', n, 'ended', 'ack/' .. ARGV[b + 1])
+    local e, _, p, payload = rec_blobs(t)
+    rec_set_blobs(t, e, ARGV[b + 2], p, payload)
   end
-  clear_unique(unique_key, todo[i][2], id)
-  ids[#ids + 1] = id
+  writes[#writes + 1] = id
+  writes[#writes + 1] = rec_pack(t)
+  if t[F.UKEY] ~= '' then
+    uniques[#uniques + 1] = t[F.UKEY]
+    uniques[#uniques + 1] = id
+  end
+  done_ids[#done_ids + 1] = id
   done_pairs[#done_pairs + 1] = n
   done_pairs[#done_pairs + 1] = id
 end
-chunks({'ZREM', leased_key}, ids)
+write_jobs(jobs_key, writes)
+if #uniques > 0 then
+  clear_unique(unique_key, uniques)
+end
+chunks({'ZREM', leased_key}, done_ids)
 chunks({'ZADD', done_key}, done_pairs)
-trim_retention(done_key, job_prefix, keep, max_age_ms, now, batch)
+trim_retention(done_key, jobs_key, keep, max_age_ms, now, batch)
 return {STATUS.OK, now, flags}

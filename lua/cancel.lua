@@ -9,7 +9,7 @@
   KEYS[4] leased      zset   job ids
   KEYS[5] cancelled   zset   job ids, score = time of cancellation (ms)
   KEYS[6] unique      hash   unique key -> job id
-  KEYS[7] job_prefix  prefix job record hashes are job_prefix .. <id>
+  KEYS[7] jobs        hash   job id -> packed job record (lib/record)
   ARGV[1] now_ms      int    test clock override; '' = Redis TIME
   ARGV[2] id          str    job id
   ARGV[3] request_id  str    the caller's id for this call, recorded on the job
@@ -17,17 +17,18 @@
   ARGV[5] max_age_ms  int    retention of the cancelled set: age (0 = no age limit)
   ARGV[6] batch       int    most records trimmed in this call
   Returns: {status, 1 = cancelled now | 0 = already finished}
-  Status: OK, NOT_FOUND, WRONG_TYPE, SCHEMA_MISMATCH, BAD_ARGUMENT
+  Status: OK, NOT_FOUND, WRONG_TYPE, SCHEMA_MISMATCH, BAD_ARGUMENT, BAD_RECORD
   Cost: O(log N + batch)
 ]]
 --- @include "lib/status"
 --- @include "lib/now_ms"
 --- @include "lib/num"
 --- @include "lib/check_queue"
+--- @include "lib/record"
+--- @include "lib/rec_pack"
 --- @include "lib/read_job"
 --- @include "lib/clear_unique"
 --- @include "lib/trim_retention"
---- @include "lib/wrong_type"
 
 local meta_key = KEYS[1]
 local ready_key = KEYS[2]
@@ -35,7 +36,7 @@ local scheduled_key = KEYS[3]
 local leased_key = KEYS[4]
 local cancelled_key = KEYS[5]
 local unique_key = KEYS[6]
-local job_prefix = KEYS[7]
+local jobs_key = KEYS[7]
 local now_arg = ARGV[1]
 local id = ARGV[2]
 local request_id = ARGV[3]
@@ -52,33 +53,34 @@ local err = check_queue({meta_key, 'hash', ready_key, 'zset', scheduled_key, 'zs
 if err then
   return err
 end
-local key = job_prefix .. id
-local f, bad = read_job(key, 'state', 'ukey', 'ended')
+local t, _, bad = read_job(jobs_key, id)
 if bad then
-  return wrong_type(bad)
+  return bad
 end
-if not f then
+if not t then
   return {STATUS.NOT_FOUND, id}
 end
-local state = f[1]
+local state = t[F.STATE]
 if state ~= 'ready' and state ~= 'scheduled' and state ~= 'leased' then
-  if state == 'cancelled' and f[3] == 'cancel/' .. request_id then
+  if state == 'cancelled' and t[F.ENDED] == 'cancel/' .. request_id then
     return {STATUS.OK, 1}
   end
   return {STATUS.OK, 0}
 end
 local n = num(now)
 if state == 'leased' then
-  local token = num(redis.call('HINCRBY', meta_key, 'token', 1))
-  redis.call('HSET', key, 'token', token)
+  t[F.TOKEN] = num(redis.call('HINCRBY', meta_key, 'token', 1))
   redis.call('ZREM', leased_key, id)
 elseif state == 'ready' then
   redis.call('ZREM', ready_key, id)
 else
   redis.call('ZREM', scheduled_key, id)
 end
-redis.call('HSET', key, 'state', 'cancelled', 'finished', n, 'ended', 'cancel/' .. request_id)
+t[F.STATE] = 'cancelled'
+t[F.FINISHED] = n
+t[F.ENDED] = 'cancel/' .. request_id
+redis.call('HSET', jobs_key, id, rec_pack(t))
 redis.call('ZADD', cancelled_key, n, id)
-clear_unique(unique_key, f[2], id)
-trim_retention(cancelled_key, job_prefix, keep, max_age_ms, now, batch)
+clear_unique(unique_key, {t[F.UKEY], id})
+trim_retention(cancelled_key, jobs_key, keep, max_age_ms, now, batch)
 return {STATUS.OK, 1}

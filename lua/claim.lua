@@ -9,7 +9,7 @@
   KEYS[4] leased      zset   job ids, score = lease deadline (ms)
   KEYS[5] dead        zset   job ids, score = time of death (ms)
   KEYS[6] unique      hash   unique key -> job id
-  KEYS[7] job_prefix  prefix job record hashes are job_prefix .. <id>
+  KEYS[7] jobs        hash   job id -> packed job record (lib/record)
   KEYS[8] memo_prefix prefix claim memos are memo_prefix .. <request id>
   ARGV[1] now_ms      int    test clock override; '' = Redis TIME
   ARGV[2] worker      str    name of the claiming worker
@@ -20,15 +20,19 @@
   ARGV[7] batch       int    most scheduled jobs promoted, and most leases reaped, in this call
   ARGV[8] dead_keep   int    retention of the dead set: count
   ARGV[9] dead_age_ms int    retention of the dead set: age (0 = no age limit)
-  Returns: {status, now_ms, id, {field, value, ...}, id, {...}, ...}
-  Status: OK, PAUSED, WRONG_TYPE, SCHEMA_MISMATCH, BAD_ARGUMENT
+  Returns: {status, now_ms, id, record, id, record, ...}
+  Status: OK, PAUSED, WRONG_TYPE, SCHEMA_MISMATCH, BAD_ARGUMENT, BAD_RECORD
   Cost: O((batch + count) log N)
 ]]
 --- @include "lib/status"
 --- @include "lib/now_ms"
 --- @include "lib/num"
 --- @include "lib/read_meta"
---- @include "lib/read_job"
+--- @include "lib/record"
+--- @include "lib/bad_record"
+--- @include "lib/rec_pack"
+--- @include "lib/read_jobs"
+--- @include "lib/write_jobs"
 --- @include "lib/chunks"
 --- @include "lib/promote_due"
 --- @include "lib/reap_expired"
@@ -43,7 +47,7 @@ local scheduled_key = KEYS[3]
 local leased_key = KEYS[4]
 local dead_key = KEYS[5]
 local unique_key = KEYS[6]
-local job_prefix = KEYS[7]
+local jobs_key = KEYS[7]
 local memo_prefix = KEYS[8]
 local now_arg = ARGV[1]
 local worker = ARGV[2]
@@ -72,12 +76,20 @@ if request_id ~= '' then
   local memo = memo_get(memo_prefix .. request_id)
   if memo then
     local out = {STATUS.OK, now}
+    local ids = {}
     for i = 1, #memo, 2 do
-      local key = job_prefix .. memo[i]
-      local f = read_job(key, 'state', 'token')  -- a bad record: not handed out
-      if f and f[1] == 'leased' and f[2] == memo[i + 1] then
-        out[#out + 1] = memo[i]
-        out[#out + 1] = redis.call('HGETALL', key)
+      ids[#ids + 1] = memo[i]
+    end
+    local recs
+    recs, err = read_jobs(jobs_key, ids)
+    if not recs then
+      return err
+    end
+    for i = 1, #ids do
+      local t = recs[i] and rec_parse(recs[i])  -- a bad record: not handed out
+      if t and t[F.STATE] == 'leased' and t[F.TOKEN] == memo[2 * i] then
+        out[#out + 1] = ids[i]
+        out[#out + 1] = recs[i]
       end
     end
     return out
@@ -86,8 +98,8 @@ end
 
 -- Housekeeping of this queue, bounded by `batch`.
 local keys = {ready = ready_key, leased = leased_key, dead = dead_key, unique = unique_key,
-  job_prefix = job_prefix}
-local promoted, promote_err = promote_due(scheduled_key, ready_key, job_prefix, now, batch)
+  jobs = jobs_key}
+local promoted, promote_err = promote_due(scheduled_key, ready_key, jobs_key, now, batch)
 if not promoted then
   return promote_err
 end
@@ -96,14 +108,14 @@ if not reaped then
   return reap_err
 end
 if died > 0 then
-  trim_retention(dead_key, job_prefix, dead_keep, dead_age_ms, now, batch)
+  trim_retention(dead_key, jobs_key, dead_keep, dead_age_ms, now, batch)
 end
 
 if meta[2] == '1' then
   return {STATUS.PAUSED, now}
 end
 
--- Read and validate the candidates, then lease them.
+-- Read and validate the candidates (one HMGET), then lease them (one HSET).
 local ids = redis.pcall('ZRANGE', ready_key, 0, count - 1)
 if ids['err'] then
   return wrong_type(ready_key)
@@ -111,14 +123,19 @@ end
 if #ids == 0 then
   return {STATUS.OK, now}
 end
+local recs
+recs, err = read_jobs(jobs_key, ids)
+if not recs then
+  return err
+end
 local jobs = {}
 for i = 1, #ids do
-  local record = redis.pcall('HGETALL', job_prefix .. ids[i])
-  if type(record) ~= 'table' or record['err'] then
-    return wrong_type(job_prefix .. ids[i])
-  end
-  if #record > 0 then
-    jobs[#jobs + 1] = {ids[i], record}
+  if recs[i] then
+    local t = rec_parse(recs[i])
+    if not t then
+      return bad_record(jobs_key, ids[i])
+    end
+    jobs[#jobs + 1] = {ids[i], t}
   end
 end
 redis.call('ZREMRANGEBYRANK', ready_key, 0, #ids - 1)
@@ -129,39 +146,32 @@ end
 local token = redis.call('HINCRBY', meta_key, 'token', #jobs) - #jobs
 local n = num(now)
 local leased_pairs = {}
+local writes = {}
 local memo = {}
 local out = {STATUS.OK, now}
 for i = 1, #jobs do
-  local id, record = jobs[i][1], jobs[i][2]
-  -- Find the fields to change in the record just read, so the reply needs no second read.
-  local at = {}
-  for j = 1, #record, 2 do
-    at[record[j]] = j + 1
-  end
+  local id, t = jobs[i][1], jobs[i][2]
   token = token + 1
-  local lease = lease_ms
-  if at['lease_ms'] then
-    lease = tonumber(record[at['lease_ms']])
-  end
-  local changes = {'state', 'leased', 'token', num(token), 'worker', worker, 'leased_at', n,
-    'deadline', num(now + lease), 'attempts', num(tonumber(record[at['attempts']]) + 1)}
-  redis.call('HSET', job_prefix .. id, unpack(changes))
-  for j = 1, #changes, 2 do
-    local k = at[changes[j]]
-    if k then
-      record[k] = changes[j + 1]
-    else
-      record[#record + 1] = changes[j]
-      record[#record + 1] = changes[j + 1]
-    end
-  end
-  leased_pairs[#leased_pairs + 1] = changes[10]
+  local lease = tonumber(t[F.LEASE_MS]) or lease_ms
+  local deadline = num(now + lease)
+  local tok = num(token)
+  t[F.STATE] = 'leased'
+  t[F.TOKEN] = tok
+  t[F.WORKER] = worker
+  t[F.LEASED_AT] = n
+  t[F.DEADLINE] = deadline
+  t[F.ATTEMPTS] = num(tonumber(t[F.ATTEMPTS]) + 1)
+  local rec = rec_pack(t)
+  writes[#writes + 1] = id
+  writes[#writes + 1] = rec
+  leased_pairs[#leased_pairs + 1] = deadline
   leased_pairs[#leased_pairs + 1] = id
   memo[#memo + 1] = id
-  memo[#memo + 1] = changes[4]
+  memo[#memo + 1] = tok
   out[#out + 1] = id
-  out[#out + 1] = record
+  out[#out + 1] = rec
 end
+write_jobs(jobs_key, writes)
 chunks({'ZADD', leased_key}, leased_pairs)
 if request_id ~= '' and memo_ms > 0 then
   memo_set(memo_prefix .. request_id, memo, memo_ms)

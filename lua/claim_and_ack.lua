@@ -10,7 +10,7 @@
   KEYS[5] done        zset   completed job ids, score = completion time (ms)
   KEYS[6] dead        zset   job ids, score = time of death (ms)
   KEYS[7] unique      hash   unique key -> job id
-  KEYS[8] job_prefix  prefix job record hashes are job_prefix .. <id>
+  KEYS[8] jobs        hash   job id -> packed job record (lib/record)
   KEYS[9] memo_prefix prefix claim memos are memo_prefix .. <request id>
   ARGV[1] now_ms      int    test clock override; '' = Redis TIME
   ARGV[2] worker      str    name of the worker
@@ -21,14 +21,16 @@
   ARGV[7] done_age_ms int    retention of the done set: age (0 = no age limit)
   ARGV[8] dead_keep   int    retention of the dead set: count
   ARGV[9] dead_age_ms int    retention of the dead set: age (0 = no age limit)
-  Returns: {status, now_ms} or {status, now_ms, id, {field, value, ...}}
-  Status: OK, PAUSED, WRONG_TYPE, SCHEMA_MISMATCH, BAD_ARGUMENT
+  Returns: {status, now_ms} or {status, now_ms, id, record}
+  Status: OK, PAUSED, WRONG_TYPE, SCHEMA_MISMATCH, BAD_ARGUMENT, BAD_RECORD
   Cost: O(batch log N)
 ]]
 --- @include "lib/status"
 --- @include "lib/now_ms"
 --- @include "lib/num"
 --- @include "lib/check_queue"
+--- @include "lib/record"
+--- @include "lib/rec_pack"
 --- @include "lib/read_job"
 --- @include "lib/chunks"
 --- @include "lib/clear_unique"
@@ -37,7 +39,6 @@
 --- @include "lib/trim_retention"
 --- @include "lib/memo_get"
 --- @include "lib/memo_set"
---- @include "lib/wrong_type"
 
 local meta_key = KEYS[1]
 local ready_key = KEYS[2]
@@ -46,7 +47,7 @@ local leased_key = KEYS[4]
 local done_key = KEYS[5]
 local dead_key = KEYS[6]
 local unique_key = KEYS[7]
-local job_prefix = KEYS[8]
+local jobs_key = KEYS[8]
 local memo_prefix = KEYS[9]
 local now_arg = ARGV[1]
 local worker = ARGV[2]
@@ -64,7 +65,8 @@ if not memo_ms or not batch or batch < 1 or not done_keep or not done_age_ms or 
 end
 local now = now_ms(now_arg)
 local err = check_queue({meta_key, 'hash', ready_key, 'zset', scheduled_key, 'zset',
-  leased_key, 'zset', done_key, 'zset', dead_key, 'zset', unique_key, 'hash'})
+  leased_key, 'zset', done_key, 'zset', dead_key, 'zset', unique_key, 'hash',
+  jobs_key, 'hash'})
 if err then
   return err
 end
@@ -72,18 +74,17 @@ end
 if request_id ~= '' then
   local memo = memo_get(memo_prefix .. request_id)
   if memo then
-    local key = job_prefix .. memo[1]
-    local f = read_job(key, 'state', 'token')  -- a bad record: not handed out
-    if f and f[1] == 'completed' and f[2] == memo[2] then
-      return {STATUS.OK, now, memo[1], redis.call('HGETALL', key)}
+    local t, stored = read_job(jobs_key, memo[1])  -- a bad record: not handed out
+    if t and t[F.STATE] == 'completed' and t[F.TOKEN] == memo[2] then
+      return {STATUS.OK, now, memo[1], stored}
     end
     return {STATUS.OK, now}
   end
 end
 
 local keys = {ready = ready_key, leased = leased_key, dead = dead_key, unique = unique_key,
-  job_prefix = job_prefix}
-local promoted, promote_err = promote_due(scheduled_key, ready_key, job_prefix, now, batch)
+  jobs = jobs_key}
+local promoted, promote_err = promote_due(scheduled_key, ready_key, jobs_key, now, batch)
 if not promoted then
   return promote_err
 end
@@ -92,7 +93,7 @@ if not reaped then
   return reap_err
 end
 if died > 0 then
-  trim_retention(dead_key, job_prefix, dead_keep, dead_age_ms, now, batch)
+  trim_retention(dead_key, jobs_key, dead_keep, dead_age_ms, now, batch)
 end
 if redis.call('HGET', meta_key, 'paused') == '1' then
   return {STATUS.PAUSED, now}
@@ -100,19 +101,19 @@ end
 
 -- The best ready job with a record; index entries without one are dropped on the way.
 local id = nil
-local f = nil
+local t = nil
 for _ = 1, batch do
   local top = redis.call('ZRANGE', ready_key, 0, 0)
   if #top == 0 then
     break
   end
   local bad
-  f, bad = read_job(job_prefix .. top[1], 'state', 'attempts', 'ukey')
+  t, _, bad = read_job(jobs_key, top[1])
   if bad then
-    return wrong_type(bad)
+    return bad
   end
   redis.call('ZREM', ready_key, top[1])
-  if f then
+  if t then
     id = top[1]
     break
   end
@@ -121,16 +122,22 @@ if not id then
   return {STATUS.OK, now}
 end
 
-local key = job_prefix .. id
 local n = num(now)
 local token = num(redis.call('HINCRBY', meta_key, 'token', 1))
-redis.call('HSET', key, 'state', 'completed', 'token', token, 'worker', worker, 'leased_at', n,
-  'deadline', n, 'finished', n, 'attempts', num(tonumber(f[2]) + 1), 'ended', 'ack/' .. token)
+t[F.STATE] = 'completed'
+t[F.TOKEN] = token
+t[F.WORKER] = worker
+t[F.LEASED_AT] = n
+t[F.DEADLINE] = n
+t[F.FINISHED] = n
+t[F.ATTEMPTS] = num(tonumber(t[F.ATTEMPTS]) + 1)
+t[F.ENDED] = 'ack/' .. token
+local record = rec_pack(t)
+redis.call('HSET', jobs_key, id, record)
 redis.call('ZADD', done_key, n, id)
-clear_unique(unique_key, f[3], id)
-local record = redis.call('HGETALL', key)
+clear_unique(unique_key, {t[F.UKEY], id})
 if request_id ~= '' and memo_ms > 0 then
   memo_set(memo_prefix .. request_id, {id, token}, memo_ms)
 end
-trim_retention(done_key, job_prefix, done_keep, done_age_ms, now, batch)
+trim_retention(done_key, jobs_key, done_keep, done_age_ms, now, batch)
 return {STATUS.OK, now, id, record}

@@ -9,7 +9,7 @@
   KEYS[6] dead        zset   job ids
   KEYS[7] cancelled   zset   job ids
   KEYS[8] unique      hash   unique key -> job id
-  KEYS[9] job_prefix  prefix job record hashes are job_prefix .. <id>
+  KEYS[9] jobs        hash   job id -> packed job record (lib/record)
   ARGV[1] id          str    job id
   Returns: {status, 1 = deleted | 0 = there was no such job}
   Status: OK, WRONG_TYPE, SCHEMA_MISMATCH
@@ -27,21 +27,24 @@ local done_key = KEYS[5]
 local dead_key = KEYS[6]
 local cancelled_key = KEYS[7]
 local unique_key = KEYS[8]
-local job_prefix = KEYS[9]
+local jobs_key = KEYS[9]
 local id = ARGV[1]
 
-local key = job_prefix .. id
 local err = check_queue({meta_key, 'hash', ready_key, 'zset', scheduled_key, 'zset',
   leased_key, 'zset', done_key, 'zset', dead_key, 'zset', cancelled_key, 'zset',
-  unique_key, 'hash', key, 'hash'})
+  unique_key, 'hash', jobs_key, 'hash'})
 if err then
   return err
 end
-local ukey = redis.call('HGET', key, 'ukey')
-local existed = redis.call('DEL', key)
+-- A record that does not parse can still be deleted; its unique key (if any) cannot be read.
+local stored = redis.call('HGET', jobs_key, id)
+local ukey = stored and string.match(stored, '^j2\n' .. string.rep('[^\n]*\n', 13) .. '([^\n]*)\n')
+local existed = redis.call('HDEL', jobs_key, id)
 local sets = {ready_key, scheduled_key, leased_key, done_key, dead_key, cancelled_key}
 for i = 1, #sets do
   redis.call('ZREM', sets[i], id)
 end
-clear_unique(unique_key, ukey, id)
+if ukey then
+  clear_unique(unique_key, {ukey, id})
+end
 return {STATUS.OK, existed}

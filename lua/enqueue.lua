@@ -2,20 +2,20 @@
   Creates each job at most once: an id that already exists, or a unique key held by a live job,
   returns the stored job unchanged, so a re-sent call (client retry) never creates a second job.
   All or nothing: every job and key is validated before the first write. The hot path reads
-  instead of checking key types: meta and unique are read with pcall, job ids are checked
-  with one EXISTS, and the first write (the ZADD) is itself the type check of its set.
+  instead of checking key types: meta, unique and jobs are read with pcall (the ids are looked
+  up with one HMGET), and the first write (the ZADD) is itself the type check of its set.
   KEYS[1] meta        hash   schema, lib_version, seq (enqueue counter), token, paused
   KEYS[2] ready       zset   job ids, score = ready_score(priority, seq)
   KEYS[3] scheduled   zset   job ids, score = due time (ms)
   KEYS[4] unique      hash   unique key -> job id, while the job is live
-  KEYS[5] job_prefix  prefix job record hashes are job_prefix .. <id>
+  KEYS[5] jobs        hash   job id -> packed job record (lib/record)
   ARGV[1] now_ms      int    test clock override; '' = Redis TIME
   ARGV[2] lib_version str    redisq version, recorded in meta on the first write
   ARGV[3] count       int    number of jobs that follow
   ARGV[4+] jobs       list   9 values per job: id, payload, name, priority, run_at_ms ('' = now +
                              delay_ms), delay_ms, max_attempts, lease_ms ('' = claim's), unique_key
   Returns: {status, now_ms, entries, new_queue}; entry per job: 0 = created, k > 0 = same job as
-           entry k, or {id, field, value, ...} = the existing job; new_queue = 1 when this call
+           entry k, or {id, record} = the existing job; new_queue = 1 when this call
            created the queue's meta hash (the client then adds the queue to the registry)
   Status: OK, WRONG_TYPE, SCHEMA_MISMATCH, BAD_ARGUMENT
   Cost: O(n log N) for n jobs
@@ -24,7 +24,8 @@
 --- @include "lib/schema"
 --- @include "lib/now_ms"
 --- @include "lib/num"
---- @include "lib/read_job"
+--- @include "lib/read_jobs"
+--- @include "lib/write_jobs"
 --- @include "lib/ready_score"
 --- @include "lib/chunks"
 --- @include "lib/key_types"
@@ -35,7 +36,7 @@ local meta_key = KEYS[1]
 local ready_key = KEYS[2]
 local scheduled_key = KEYS[3]
 local unique_key = KEYS[4]
-local job_prefix = KEYS[5]
+local jobs_key = KEYS[5]
 local now_arg = ARGV[1]
 local lib_version = ARGV[2]
 local count = tonumber(ARGV[3])
@@ -52,7 +53,7 @@ if not meta then
 end
 
 -- Validate every job; collect ids and unique keys to look up in one call each.
-local keys = {}
+local ids = {}
 local ukeys = {}
 for i = 1, count do
   local b = jobs_at + (i - 1) * STRIDE
@@ -60,14 +61,15 @@ for i = 1, count do
       or not tonumber(ARGV[b + 6]) then
     return {STATUS.BAD_ARGUMENT, 'jobs', i}
   end
-  keys[i] = job_prefix .. ARGV[b]
+  ids[i] = ARGV[b]
   if ARGV[b + 8] ~= '' then
     ukeys[#ukeys + 1] = ARGV[b + 8]
   end
 end
-local existing = 0
-for i = 1, #keys, 1000 do
-  existing = existing + redis.call('EXISTS', unpack(keys, i, math.min(i + 999, #keys)))
+local existing
+existing, err = read_jobs(jobs_key, ids)
+if not existing then
+  return err
 end
 local holders = {}
 if #ukeys > 0 then
@@ -75,11 +77,20 @@ if #ukeys > 0 then
   if found['err'] then
     return wrong_type(unique_key)
   end
+  local held_by = {}
+  local held_keys = {}
   for i = 1, #ukeys do
     if found[i] then
-      local f = read_job(job_prefix .. found[i], 'state')
-      if f and (f[1] == 'ready' or f[1] == 'scheduled' or f[1] == 'leased') then
-        holders[ukeys[i]] = found[i]
+      held_by[#held_by + 1] = found[i]
+      held_keys[#held_keys + 1] = ukeys[i]
+    end
+  end
+  if #held_by > 0 then
+    local recs = redis.call('HMGET', jobs_key, unpack(held_by))
+    for i = 1, #held_by do
+      local state = recs[i] and string.match(recs[i], '^j2\n(%l+)\n')
+      if state == 'ready' or state == 'scheduled' or state == 'leased' then
+        holders[held_keys[i]] = {held_by[i], recs[i]}
       end
     end
   end
@@ -100,25 +111,10 @@ for i = 1, count do
   elseif ukey ~= '' and seen_ukey[ukey] then
     entries[i] = seen_ukey[ukey]
   else
-    local holder = nil
-    if existing > 0 then
-      local t = redis.call('TYPE', keys[i])
-      if type(t) == 'table' then
-        t = t['ok']
-      end
-      if t == 'hash' then
-        holder = id
-      elseif t ~= 'none' then
-        return {STATUS.WRONG_TYPE, keys[i], t}
-      end
-    end
-    if not holder and ukey ~= '' then
-      holder = holders[ukey]
-    end
-    if holder then
-      local record = redis.call('HGETALL', job_prefix .. holder)
-      table.insert(record, 1, holder)
-      entries[i] = record
+    if existing[i] then
+      entries[i] = {id, existing[i]}
+    elseif ukey ~= '' and holders[ukey] then
+      entries[i] = holders[ukey]
     else
       entries[i] = 0
       fresh[#fresh + 1] = b
@@ -157,6 +153,7 @@ local ready_pairs = {}
 local scheduled_pairs = {}
 local n = num(now)
 local records = {}
+local unique_pairs = {}
 for i = 1, #fresh do
   local b = fresh[i]
   local id = ARGV[b]
@@ -176,22 +173,15 @@ for i = 1, #fresh do
     ready_pairs[#ready_pairs + 1] = ready_score(ARGV[b + 3], seq)
     ready_pairs[#ready_pairs + 1] = id
   end
-  local fields = {job_prefix .. id, 'state', state, 'payload', ARGV[b + 1],
-    'prio', ARGV[b + 3], 'attempts', '0', 'max', ARGV[b + 6], 'created', n,
-    'run_at', num(run_at), 'seq', num(seq)}
-  if ARGV[b + 2] ~= '' then
-    fields[#fields + 1] = 'name'
-    fields[#fields + 1] = ARGV[b + 2]
-  end
-  if ARGV[b + 7] ~= '' then
-    fields[#fields + 1] = 'lease_ms'
-    fields[#fields + 1] = ARGV[b + 7]
-  end
+  -- The layout of lib/record, written out: no error, result or progress yet.
+  records[#records + 1] = id
+  records[#records + 1] = 'j2\n' .. state .. '\n' .. ARGV[b + 3] .. '\n0\n' .. ARGV[b + 6]
+    .. '\n' .. n .. '\n' .. num(run_at) .. '\n' .. num(seq) .. '\n\n\n\n\n\n' .. ARGV[b + 7]
+    .. '\n' .. ARGV[b + 8] .. '\n' .. ARGV[b + 2] .. '\n\n0\n0\n0\n' .. ARGV[b + 1]
   if ARGV[b + 8] ~= '' then
-    fields[#fields + 1] = 'ukey'
-    fields[#fields + 1] = ARGV[b + 8]
+    unique_pairs[#unique_pairs + 1] = ARGV[b + 8]
+    unique_pairs[#unique_pairs + 1] = id
   end
-  records[i] = fields
 end
 for _, set in ipairs({{ready_key, ready_pairs}, {scheduled_key, scheduled_pairs}}) do
   local pairs_ = set[2]
@@ -206,12 +196,9 @@ for _, set in ipairs({{ready_key, ready_pairs}, {scheduled_key, scheduled_pairs}
     end
   end
 end
-for i = 1, #records do
-  redis.call('HSET', unpack(records[i]))
-  local b = fresh[i]
-  if ARGV[b + 8] ~= '' then
-    redis.call('HSET', unique_key, ARGV[b + 8], ARGV[b])
-  end
+write_jobs(jobs_key, records)
+if #unique_pairs > 0 then
+  chunks({'HSET', unique_key}, unique_pairs)
 end
 local is_new = 0
 if meta[1] then

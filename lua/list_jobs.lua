@@ -9,17 +9,17 @@
   KEYS[5] done        zset   job ids
   KEYS[6] dead        zset   job ids
   KEYS[7] cancelled   zset   job ids
-  KEYS[8] job_prefix  prefix job record hashes are job_prefix .. <id>
+  KEYS[8] jobs        hash   job id -> packed job record (lib/record)
   ARGV[1] state       str    one state name, or '' for all
   ARGV[2] offset      int    jobs to skip
   ARGV[3] limit       int    most jobs listed
-  Returns: {status, id, {field, value, ...}, ...}
+  Returns: {status, id, record, id, record, ...}
   Status: OK, WRONG_TYPE, SCHEMA_MISMATCH, BAD_ARGUMENT
   Cost: O(limit log N)
 ]]
 --- @include "lib/status"
 --- @include "lib/check_queue"
---- @include "lib/wrong_type"
+--- @include "lib/read_jobs"
 
 local meta_key = KEYS[1]
 local ready_key = KEYS[2]
@@ -28,7 +28,7 @@ local leased_key = KEYS[4]
 local done_key = KEYS[5]
 local dead_key = KEYS[6]
 local cancelled_key = KEYS[7]
-local job_prefix = KEYS[8]
+local jobs_key = KEYS[8]
 local state = ARGV[1]
 local offset = tonumber(ARGV[2])
 local limit = tonumber(ARGV[3])
@@ -61,14 +61,16 @@ for i = 1, #sets do
   else
     local ids = redis.call('ZRANGE', set_key, offset, offset + left - 1)
     offset = 0
-    for j = 1, #ids do
-      local record = redis.pcall('HGETALL', job_prefix .. ids[j])
-      if record['err'] then
-        return wrong_type(job_prefix .. ids[j])
+    if #ids > 0 then
+      local recs, bad = read_jobs(jobs_key, ids)
+      if not recs then
+        return bad
       end
-      if #record > 0 then
-        out[#out + 1] = ids[j]
-        out[#out + 1] = record
+      for j = 1, #ids do
+        if recs[j] then
+          out[#out + 1] = ids[j]
+          out[#out + 1] = recs[j]
+        end
       end
     end
     left = left - #ids

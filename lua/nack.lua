@@ -9,7 +9,7 @@
   KEYS[4] leased      zset   job ids, score = lease deadline (ms)
   KEYS[5] dead        zset   job ids, score = time of death (ms)
   KEYS[6] unique      hash   unique key -> job id
-  KEYS[7] job_prefix  prefix job record hashes are job_prefix .. <id>
+  KEYS[7] jobs        hash   job id -> packed job record (lib/record)
   ARGV[1] now_ms      int    test clock override; '' = Redis TIME
   ARGV[2] id          str    job id
   ARGV[3] token       int    the caller's fencing token
@@ -19,20 +19,23 @@
   ARGV[7] dead_keep   int    retention of the dead set: count
   ARGV[8] dead_age_ms int    retention of the dead set: age (0 = no age limit)
   ARGV[9] batch       int    most records trimmed in this call
-  Returns: {status, {field, value, ...}}; refusals: {status, 1, detail}
-  Status: OK, NOT_FOUND, LEASE_LOST, LEASE_EXPIRED, WRONG_TYPE, SCHEMA_MISMATCH, BAD_ARGUMENT
+  Returns: {status, record}; refusals: {status, 1, detail}
+  Status: OK, NOT_FOUND, LEASE_LOST, LEASE_EXPIRED, WRONG_TYPE, SCHEMA_MISMATCH, BAD_ARGUMENT,
+          BAD_RECORD
   Cost: O(log N + batch)
 ]]
 --- @include "lib/status"
 --- @include "lib/now_ms"
 --- @include "lib/num"
 --- @include "lib/check_queue"
+--- @include "lib/record"
+--- @include "lib/rec_pack"
+--- @include "lib/rec_blobs"
 --- @include "lib/read_job"
 --- @include "lib/lease_check"
 --- @include "lib/ready_score"
 --- @include "lib/clear_unique"
 --- @include "lib/trim_retention"
---- @include "lib/wrong_type"
 
 local meta_key = KEYS[1]
 local ready_key = KEYS[2]
@@ -40,7 +43,7 @@ local scheduled_key = KEYS[3]
 local leased_key = KEYS[4]
 local dead_key = KEYS[5]
 local unique_key = KEYS[6]
-local job_prefix = KEYS[7]
+local jobs_key = KEYS[7]
 local now_arg = ARGV[1]
 local id = ARGV[2]
 local token = ARGV[3]
@@ -60,37 +63,43 @@ local err = check_queue({meta_key, 'hash', ready_key, 'zset', scheduled_key, 'zs
 if err then
   return err
 end
-local key = job_prefix .. id
-local f, bad = read_job(key, 'state', 'token', 'ended', 'deadline', 'attempts', 'max', 'prio',
-  'seq', 'ukey')
+local t, stored, bad = read_job(jobs_key, id)
 if bad then
-  return wrong_type(bad)
+  return bad
 end
-local refusal = lease_check(f, token, now, 'nack', 1)
+local refusal = lease_check(t, token, now, 'nack', 1)
 if refusal == 'again' then
-  return {STATUS.OK, redis.call('HGETALL', key)}
+  return {STATUS.OK, stored}
 elseif refusal then
   return refusal
 end
 
 local n = num(now)
 if error_text ~= '' then
-  redis.call('HSET', key, 'error', error_text)
+  local _, result, progress, payload = rec_blobs(t)
+  rec_set_blobs(t, error_text, result, progress, payload)
 end
+t[F.ENDED] = 'nack/' .. token
 redis.call('ZREM', leased_key, id)
-if to_dead or tonumber(f[5]) >= tonumber(f[6]) then
-  redis.call('HSET', key, 'state', 'dead', 'finished', n, 'ended', 'nack/' .. token)
+if to_dead or tonumber(t[F.ATTEMPTS]) >= tonumber(t[F.MAX]) then
+  t[F.STATE] = 'dead'
+  t[F.FINISHED] = n
+  local record = rec_pack(t)
+  redis.call('HSET', jobs_key, id, record)
   redis.call('ZADD', dead_key, n, id)
-  clear_unique(unique_key, f[9], id)
-  local record = redis.call('HGETALL', key)
-  trim_retention(dead_key, job_prefix, dead_keep, dead_age_ms, now, batch)
+  clear_unique(unique_key, {t[F.UKEY], id})
+  trim_retention(dead_key, jobs_key, dead_keep, dead_age_ms, now, batch)
   return {STATUS.OK, record}
 elseif delay_ms > 0 then
   local run_at = num(now + delay_ms)
-  redis.call('HSET', key, 'state', 'scheduled', 'run_at', run_at, 'ended', 'nack/' .. token)
+  t[F.STATE] = 'scheduled'
+  t[F.RUN_AT] = run_at
   redis.call('ZADD', scheduled_key, run_at, id)
 else
-  redis.call('HSET', key, 'state', 'ready', 'run_at', n, 'ended', 'nack/' .. token)
-  redis.call('ZADD', ready_key, ready_score(f[7], f[8]), id)
+  t[F.STATE] = 'ready'
+  t[F.RUN_AT] = n
+  redis.call('ZADD', ready_key, ready_score(t[F.PRIO], t[F.SEQ]), id)
 end
-return {STATUS.OK, redis.call('HGETALL', key)}
+local record = rec_pack(t)
+redis.call('HSET', jobs_key, id, record)
+return {STATUS.OK, record}

@@ -4,25 +4,26 @@
   KEYS[1] meta        hash   schema
   KEYS[2] ready       zset   job ids, score = ready_score(priority, seq)
   KEYS[3] scheduled   zset   job ids, score = due time (ms)
-  KEYS[4] job_prefix  prefix job record hashes are job_prefix .. <id>
+  KEYS[4] jobs        hash   job id -> packed job record (lib/record)
   ARGV[1] now_ms      int    test clock override; '' = Redis TIME
   ARGV[2] limit       int    most jobs listed
-  Returns: {status, id, {field, value, ...}, ...}
-  Status: OK, WRONG_TYPE, SCHEMA_MISMATCH, BAD_ARGUMENT
+  Returns: {status, id, record, id, record, ...}
+  Status: OK, WRONG_TYPE, SCHEMA_MISMATCH, BAD_ARGUMENT, BAD_RECORD
   Cost: O(limit log N)
 ]]
 --- @include "lib/status"
 --- @include "lib/now_ms"
 --- @include "lib/num"
 --- @include "lib/check_queue"
---- @include "lib/read_job"
+--- @include "lib/record"
+--- @include "lib/bad_record"
+--- @include "lib/read_jobs"
 --- @include "lib/ready_score"
---- @include "lib/wrong_type"
 
 local meta_key = KEYS[1]
 local ready_key = KEYS[2]
 local scheduled_key = KEYS[3]
-local job_prefix = KEYS[4]
+local jobs_key = KEYS[4]
 local now_arg = ARGV[1]
 local limit = tonumber(ARGV[2])
 
@@ -40,25 +41,38 @@ for i = 1, #ready, 2 do
   candidates[#candidates + 1] = {tonumber(ready[i + 1]), ready[i]}
 end
 local due = redis.call('ZRANGEBYSCORE', scheduled_key, '-inf', num(now), 'LIMIT', 0, limit)
-for i = 1, #due do
-  local f, bad = read_job(job_prefix .. due[i], 'state', 'prio', 'seq')
-  if bad then
-    return wrong_type(bad)
+if #due > 0 then
+  local recs, bad = read_jobs(jobs_key, due)
+  if not recs then
+    return bad
   end
-  if f then
-    candidates[#candidates + 1] = {tonumber(ready_score(f[2], f[3])), due[i]}
+  for i = 1, #due do
+    if recs[i] then
+      local t = rec_parse(recs[i])
+      if not t then
+        return bad_record(jobs_key, due[i])
+      end
+      candidates[#candidates + 1] = {tonumber(ready_score(t[F.PRIO], t[F.SEQ])), due[i]}
+    end
   end
 end
 table.sort(candidates, function(a, b) return a[1] < b[1] end)
-local out = {STATUS.OK}
+local ids = {}
 for i = 1, math.min(limit, #candidates) do
-  local record = redis.pcall('HGETALL', job_prefix .. candidates[i][2])
-  if record['err'] then
-    return wrong_type(job_prefix .. candidates[i][2])
-  end
-  if #record > 0 then
-    out[#out + 1] = candidates[i][2]
-    out[#out + 1] = record
+  ids[i] = candidates[i][2]
+end
+local out = {STATUS.OK}
+if #ids == 0 then
+  return out
+end
+local recs, bad = read_jobs(jobs_key, ids)
+if not recs then
+  return bad
+end
+for i = 1, #ids do
+  if recs[i] then
+    out[#out + 1] = ids[i]
+    out[#out + 1] = recs[i]
   end
 end
 return out

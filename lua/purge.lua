@@ -10,7 +10,7 @@
   KEYS[6] dead        zset   job ids
   KEYS[7] cancelled   zset   job ids
   KEYS[8] unique      hash   unique key -> job id
-  KEYS[9] job_prefix  prefix job record hashes are job_prefix .. <id>
+  KEYS[9] jobs        hash   job id -> packed job record (lib/record)
   ARGV[1] state       str    ready, scheduled, leased, completed, dead, cancelled; '' = all
   ARGV[2] limit       int    most jobs deleted in this call
   Returns: {status, number deleted}
@@ -30,7 +30,7 @@ local done_key = KEYS[5]
 local dead_key = KEYS[6]
 local cancelled_key = KEYS[7]
 local unique_key = KEYS[8]
-local job_prefix = KEYS[9]
+local jobs_key = KEYS[9]
 local state = ARGV[1]
 local limit = tonumber(ARGV[2])
 
@@ -42,7 +42,7 @@ if not limit or limit < 1 or (state ~= '' and not by_state[state]) then
 end
 local err = check_queue({meta_key, 'hash', ready_key, 'zset', scheduled_key, 'zset',
   leased_key, 'zset', done_key, 'zset', dead_key, 'zset', cancelled_key, 'zset',
-  unique_key, 'hash'})
+  unique_key, 'hash', jobs_key, 'hash'})
 if err then
   return err
 end
@@ -50,6 +50,9 @@ local sets = order
 if state ~= '' then
   sets = {state}
 end
+-- The unique key is the 14th text field of a record (lib/record); a record that does not
+-- parse is deleted all the same.
+local UKEY = '^j2\n' .. string.rep('[^\n]*\n', 13) .. '([^\n]*)\n'
 local removed = 0
 for i = 1, #sets do
   if removed >= limit then
@@ -57,15 +60,18 @@ for i = 1, #sets do
   end
   local set_key = by_state[sets[i]]
   local ids = redis.call('ZRANGE', set_key, 0, limit - removed - 1)
-  for j = 1, #ids do
-    local key = job_prefix .. ids[j]
-    local ukey = redis.pcall('HGET', key, 'ukey')
-    if type(ukey) == 'string' then
-      clear_unique(unique_key, ukey, ids[j])
-    end
-    redis.call('DEL', key)
-  end
   if #ids > 0 then
+    local recs = redis.call('HMGET', jobs_key, unpack(ids))
+    local uniques = {}
+    for j = 1, #ids do
+      local ukey = recs[j] and string.match(recs[j], UKEY)
+      if ukey and ukey ~= '' then
+        uniques[#uniques + 1] = ukey
+        uniques[#uniques + 1] = ids[j]
+      end
+    end
+    clear_unique(unique_key, uniques)
+    chunks({'HDEL', jobs_key}, ids)
     chunks({'ZREM', set_key}, ids)
   end
   removed = removed + #ids

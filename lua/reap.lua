@@ -8,13 +8,13 @@
   KEYS[4] leased      zset   job ids, score = lease deadline (ms)
   KEYS[5] dead        zset   job ids, score = time of death (ms)
   KEYS[6] unique      hash   unique key -> job id
-  KEYS[7] job_prefix  prefix job record hashes are job_prefix .. <id>
+  KEYS[7] jobs        hash   job id -> packed job record (lib/record)
   ARGV[1] now_ms      int    test clock override; '' = Redis TIME
   ARGV[2] limit       int    most leases reaped, and most scheduled jobs promoted
   ARGV[3] dead_keep   int    retention of the dead set: count
   ARGV[4] dead_age_ms int    retention of the dead set: age (0 = no age limit)
   Returns: {status, reaped to ready, dead-lettered, promoted}
-  Status: OK, WRONG_TYPE, SCHEMA_MISMATCH, BAD_ARGUMENT
+  Status: OK, WRONG_TYPE, SCHEMA_MISMATCH, BAD_ARGUMENT, BAD_RECORD
   Cost: O(limit log N)
 ]]
 --- @include "lib/status"
@@ -30,7 +30,7 @@ local scheduled_key = KEYS[3]
 local leased_key = KEYS[4]
 local dead_key = KEYS[5]
 local unique_key = KEYS[6]
-local job_prefix = KEYS[7]
+local jobs_key = KEYS[7]
 local now_arg = ARGV[1]
 local limit = tonumber(ARGV[2])
 local dead_keep = tonumber(ARGV[3])
@@ -46,15 +46,15 @@ if err then
   return err
 end
 local keys = {ready = ready_key, leased = leased_key, dead = dead_key, unique = unique_key,
-  job_prefix = job_prefix}
+  jobs = jobs_key}
 local reaped, died, reap_err = reap_expired(keys, now, limit)
 if not reaped then
   return reap_err
 end
 if died > 0 then
-  trim_retention(dead_key, job_prefix, dead_keep, dead_age_ms, now, limit)
+  trim_retention(dead_key, jobs_key, dead_keep, dead_age_ms, now, limit)
 end
-local promoted, promote_err = promote_due(scheduled_key, ready_key, job_prefix, now, limit)
+local promoted, promote_err = promote_due(scheduled_key, ready_key, jobs_key, now, limit)
 if not promoted then
   return promote_err
 end

@@ -4,7 +4,7 @@
   its refusal status in the reply and is left unchanged; the others are extended.
   KEYS[1] meta        hash   schema
   KEYS[2] leased      zset   job ids, score = lease deadline (ms)
-  KEYS[3] job_prefix  prefix job record hashes are job_prefix .. <id>
+  KEYS[3] jobs        hash   job id -> packed job record (lib/record)
   ARGV[1] now_ms      int    test clock override; '' = Redis TIME
   ARGV[2] lease_ms    int    new lease length; '' = the job's own lease_ms, else default_ms
   ARGV[3] default_ms  int    lease length for jobs that carry no lease_ms of their own
@@ -12,20 +12,23 @@
   ARGV[5+] jobs       list   2 values per job: id, token
   Returns: {status, now_ms, {status per job}, {deadline per job, 0 when refused},
            {state per job ('' when unknown; the key's type on WRONG_TYPE)}}
-  Status: OK, NOT_FOUND, LEASE_LOST, LEASE_EXPIRED, WRONG_TYPE, SCHEMA_MISMATCH, BAD_ARGUMENT
+  Status: OK, NOT_FOUND, LEASE_LOST, LEASE_EXPIRED, WRONG_TYPE, SCHEMA_MISMATCH, BAD_ARGUMENT,
+          BAD_RECORD
   Cost: O(n log N) for n jobs
 ]]
 --- @include "lib/status"
 --- @include "lib/now_ms"
 --- @include "lib/num"
 --- @include "lib/check_queue"
---- @include "lib/read_job"
+--- @include "lib/record"
+--- @include "lib/rec_pack"
+--- @include "lib/read_jobs"
+--- @include "lib/write_jobs"
 --- @include "lib/lease_check"
---- @include "lib/wrong_type"
 
 local meta_key = KEYS[1]
 local leased_key = KEYS[2]
-local job_prefix = KEYS[3]
+local jobs_key = KEYS[3]
 local now_arg = ARGV[1]
 local lease_arg = ARGV[2]
 local default_ms = tonumber(ARGV[3])
@@ -42,32 +45,47 @@ local err = check_queue({meta_key, 'hash', leased_key, 'zset'})
 if err then
   return err
 end
+local ids = {}
+for i = 1, count do
+  ids[i] = ARGV[jobs_at + (i - 1) * STRIDE]
+end
+local recs
+recs, err = read_jobs(jobs_key, ids)
+if not recs then
+  return err
+end
 
 local statuses = {}
 local deadlines = {}
 local states = {}
+local writes = {}
 for i = 1, count do
   local b = jobs_at + (i - 1) * STRIDE
-  local key = job_prefix .. ARGV[b]
-  local f, bad = read_job(key, 'state', 'token', 'ended', 'deadline', 'lease_ms')
-  local refusal = lease_check(f, ARGV[b + 1], now, 'renew', i)
-  if bad then
-    statuses[i] = STATUS.WRONG_TYPE
-    deadlines[i] = 0
-    states[i] = wrong_type(bad)[3]
-  elseif refusal then
+  local t = recs[i] and rec_parse(recs[i])
+  local refusal
+  if recs[i] and not t then
+    refusal = {STATUS.BAD_RECORD, i, ''}
+  else
+    refusal = lease_check(t or nil, ARGV[b + 1], now, 'renew', i)
+  end
+  if refusal then
     -- 'again' cannot happen: renew never ends a lease.
     statuses[i] = refusal[1]
     deadlines[i] = 0
     states[i] = refusal[3] or ''
   else
-    local lease = tonumber(lease_arg) or tonumber(f[5]) or default_ms
+    local lease = tonumber(lease_arg) or tonumber(t[F.LEASE_MS]) or default_ms
     local deadline = num(now + lease)
-    redis.call('HSET', key, 'deadline', deadline)
+    t[F.DEADLINE] = deadline
+    writes[#writes + 1] = ARGV[b]
+    writes[#writes + 1] = rec_pack(t)
     redis.call('ZADD', leased_key, 'XX', deadline, ARGV[b])
     statuses[i] = STATUS.OK
     deadlines[i] = now + lease
     states[i] = 'leased'
   end
+end
+if #writes > 0 then
+  write_jobs(jobs_key, writes)
 end
 return {STATUS.OK, now, statuses, deadlines, states}

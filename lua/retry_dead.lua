@@ -7,20 +7,23 @@
   KEYS[2] ready       zset   job ids, score = ready_score(priority, seq)
   KEYS[3] dead        zset   job ids, score = time of death (ms)
   KEYS[4] unique      hash   unique key -> job id
-  KEYS[5] job_prefix  prefix job record hashes are job_prefix .. <id>
+  KEYS[5] jobs        hash   job id -> packed job record (lib/record)
   ARGV[1] now_ms      int    test clock override; '' = Redis TIME
   ARGV[2] limit       int    most jobs replayed
   ARGV[3] count       int    number of ids that follow (0 = the oldest dead jobs)
   ARGV[4+] ids        list   job ids
   Returns: {status, number replayed}
-  Status: OK, WRONG_TYPE, SCHEMA_MISMATCH, BAD_ARGUMENT
+  Status: OK, WRONG_TYPE, SCHEMA_MISMATCH, BAD_ARGUMENT, BAD_RECORD
   Cost: O(limit log N)
 ]]
 --- @include "lib/status"
 --- @include "lib/now_ms"
 --- @include "lib/num"
 --- @include "lib/check_queue"
---- @include "lib/read_job"
+--- @include "lib/record"
+--- @include "lib/rec_pack"
+--- @include "lib/read_jobs"
+--- @include "lib/write_jobs"
 --- @include "lib/ready_score"
 --- @include "lib/chunks"
 
@@ -28,7 +31,7 @@ local meta_key = KEYS[1]
 local ready_key = KEYS[2]
 local dead_key = KEYS[3]
 local unique_key = KEYS[4]
-local job_prefix = KEYS[5]
+local jobs_key = KEYS[5]
 local now_arg = ARGV[1]
 local limit = tonumber(ARGV[2])
 local count = tonumber(ARGV[3])
@@ -52,19 +55,29 @@ else
     ids[#ids + 1] = ARGV[i]
   end
 end
+if #ids == 0 then
+  return {STATUS.OK, 0}
+end
+local recs
+recs, err = read_jobs(jobs_key, ids)
+if not recs then
+  return err
+end
 
 local todo = {}
 for i = 1, #ids do
-  local f = read_job(job_prefix .. ids[i], 'state', 'prio', 'ukey')
-  if f and f[1] == 'dead' then
-    local holder = f[3] and redis.call('HGET', unique_key, f[3])
+  local t = recs[i] and rec_parse(recs[i])  -- a bad record: left as it is
+  if t and t[F.STATE] == 'dead' then
+    local ukey = t[F.UKEY]
+    local holder = ukey ~= '' and redis.call('HGET', unique_key, ukey)
     local taken = false
     if holder and holder ~= ids[i] then
-      local h = read_job(job_prefix .. holder, 'state')
-      taken = h and (h[1] == 'ready' or h[1] == 'scheduled' or h[1] == 'leased')
+      local h = redis.call('HGET', jobs_key, holder)
+      local state = h and string.match(h, '^j2\n(%l+)\n')
+      taken = state == 'ready' or state == 'scheduled' or state == 'leased'
     end
     if not taken then
-      todo[#todo + 1] = {ids[i], f[2], f[3]}
+      todo[#todo + 1] = {ids[i], t}
     end
   end
 end
@@ -76,18 +89,30 @@ local seq = redis.call('HINCRBY', meta_key, 'seq', #todo) - #todo
 local n = num(now)
 local moved = {}
 local ready_pairs = {}
+local writes = {}
+local uniques = {}
 for i = 1, #todo do
-  local id, prio, ukey = todo[i][1], todo[i][2], todo[i][3]
+  local id, t = todo[i][1], todo[i][2]
   seq = seq + 1
-  redis.call('HSET', job_prefix .. id, 'state', 'ready', 'attempts', '0', 'seq', num(seq),
-    'run_at', n, 'ended', 'retry')
-  redis.call('HDEL', job_prefix .. id, 'finished')
-  if ukey then
-    redis.call('HSET', unique_key, ukey, id)
+  t[F.STATE] = 'ready'
+  t[F.ATTEMPTS] = '0'
+  t[F.SEQ] = num(seq)
+  t[F.RUN_AT] = n
+  t[F.ENDED] = 'retry'
+  t[F.FINISHED] = ''
+  writes[#writes + 1] = id
+  writes[#writes + 1] = rec_pack(t)
+  if t[F.UKEY] ~= '' then
+    uniques[#uniques + 1] = t[F.UKEY]
+    uniques[#uniques + 1] = id
   end
   moved[#moved + 1] = id
-  ready_pairs[#ready_pairs + 1] = ready_score(prio, seq)
+  ready_pairs[#ready_pairs + 1] = ready_score(t[F.PRIO], seq)
   ready_pairs[#ready_pairs + 1] = id
+end
+write_jobs(jobs_key, writes)
+if #uniques > 0 then
+  chunks({'HSET', unique_key}, uniques)
 end
 chunks({'ZREM', dead_key}, moved)
 chunks({'ZADD', ready_key}, ready_pairs)

@@ -17,6 +17,7 @@ from redisq._server import ServerConfigWarning
 from redisq._sync.store import Store
 from redisq._version import __version__
 from redisq.errors import (
+    BadRecord,
     ConfigurationError,
     InvalidArgument,
     InvalidTransition,
@@ -43,6 +44,7 @@ __all__ = [  # noqa: RUF022  (grouped by topic, STYLE section 1)
     "Retention",
     "Spec",
     # errors
+    "BadRecord",
     "ConfigurationError",
     "InvalidArgument",
     "InvalidTransition",

@@ -9,6 +9,7 @@ errors of redisq and live outside the tree on purpose.
 from __future__ import annotations
 
 __all__ = [
+    "BadRecord",
     "ConfigurationError",
     "InvalidArgument",
     "InvalidTransition",
@@ -182,3 +183,16 @@ class WrongKeyType(RedisqError):
 
 class ScriptReplyError(RedisqError):
     """Raised when a script replies in an unexpected shape: always a bug in redisq."""
+
+
+class BadRecord(RedisqError):
+    """Raised when a stored job record does not parse (written by something other than redisq).
+
+    The job is left as it is; delete it (``store.delete``) or repair it by hand.
+    """
+
+    def __init__(self, queue: str, job_id: str, reason: str) -> None:
+        super().__init__(f"job {job_id!r} of queue {queue!r} has a corrupt record: {reason}")
+        self.queue = queue
+        self.job_id = job_id
+        self.reason = reason

@@ -1,8 +1,9 @@
 """QueueKeys: the only code that builds key names.
 
 All keys of a queue share one hash tag, ``{<prefix>:<queue>}``, so they live in one Redis
-Cluster slot and every script of the queue can run there. Per-job keys (job records, claim
-memos, locks) are derived inside scripts from a prefix that arrives in KEYS with the same tag.
+Cluster slot and every script of the queue can run there. Job records are the fields of one
+hash per queue (``jobs``: job id -> packed record); per-request and per-job keys (claim memos,
+locks) are derived inside scripts from a prefix that arrives in KEYS with the same tag.
 The queue registry is the one key outside any queue's slot.
 """
 
@@ -28,7 +29,7 @@ class QueueKeys:
     dead: str
     cancelled: str
     unique: str
-    job_prefix: str
+    jobs: str
     memo_prefix: str
     lock_prefix: str
 
@@ -48,14 +49,10 @@ class QueueKeys:
             dead=f"{tag}:dead",
             cancelled=f"{tag}:cancelled",
             unique=f"{tag}:unique",
-            job_prefix=f"{tag}:job:",
+            jobs=f"{tag}:jobs",
             memo_prefix=f"{tag}:claim:",
             lock_prefix=f"{tag}:lock:",
         )
-
-    def job(self, job_id: str) -> str:
-        """Name the record hash of one job."""
-        return self.job_prefix + job_id
 
 
 def registry_key(prefix: str) -> str:

@@ -1,20 +1,22 @@
 -- Calls a variadic command with the items of `list` in chunks, so that `unpack` never goes
 -- past Lua's C stack limit (about 8,000 values; Dramatiq #433). `head` holds the fixed leading
 -- arguments (command, key).
-local CHUNK = 1000
+local CHUNK = 2000
 local function chunks(head, list)
   local n = #list
-  local i = 1
-  while i <= n do
+  for i = 1, n, CHUNK do
     local j = math.min(i + CHUNK - 1, n)
-    local args = {}
-    for k = 1, #head do
-      args[#args + 1] = head[k]
+    if #head == 2 then
+      redis.call(head[1], head[2], unpack(list, i, j))
+    else
+      local args = {}
+      for k = 1, #head do
+        args[#args + 1] = head[k]
+      end
+      for k = i, j do
+        args[#args + 1] = list[k]
+      end
+      redis.call(unpack(args))
     end
-    for k = i, j do
-      args[#args + 1] = list[k]
-    end
-    redis.call(unpack(args))
-    i = j + 1
   end
 end

@@ -1,15 +1,19 @@
 --- @include "lib/status"
 --- @include "lib/num"
 --- @include "lib/chunks"
---- @include "lib/read_job"
+--- @include "lib/record"
+--- @include "lib/bad_record"
+--- @include "lib/rec_pack"
+--- @include "lib/read_jobs"
+--- @include "lib/write_jobs"
 --- @include "lib/ready_score"
 --- @include "lib/wrong_type"
 --- @include "lib/key_types"
 -- Moves up to `limit` scheduled jobs whose due time has come into the ready set, at the
 -- position their priority and original enqueue sequence give them. Index entries that point at
 -- no job record are dropped. Returns the number promoted, or nil and an error reply when a
--- key holds another type (nothing of this step is written then).
-local function promote_due(scheduled_key, ready_key, job_prefix, now, limit)
+-- key holds another type or a record does not parse (nothing of this step is written then).
+local function promote_due(scheduled_key, ready_key, jobs_key, now, limit)
   local ids = redis.pcall('ZRANGEBYSCORE', scheduled_key, '-inf', num(now), 'LIMIT', 0, limit)
   if ids['err'] then
     return nil, wrong_type(scheduled_key)
@@ -20,25 +24,29 @@ local function promote_due(scheduled_key, ready_key, job_prefix, now, limit)
   if key_types({ready_key, 'zset'}) then
     return nil, wrong_type(ready_key)
   end
+  local recs, err = read_jobs(jobs_key, ids)
+  if not recs then
+    return nil, err
+  end
   local moves = {}
-  local promoted = {}
+  local writes = {}
   for i = 1, #ids do
-    local f, bad = read_job(job_prefix .. ids[i], 'state', 'prio', 'seq')
-    if bad then
-      return nil, wrong_type(bad)
-    end
-    if f then
-      moves[#moves + 1] = ready_score(f[2], f[3])
+    if recs[i] then
+      local t = rec_parse(recs[i])
+      if not t then
+        return nil, bad_record(jobs_key, ids[i])
+      end
+      t[F.STATE] = 'ready'
+      moves[#moves + 1] = ready_score(t[F.PRIO], t[F.SEQ])
       moves[#moves + 1] = ids[i]
-      promoted[#promoted + 1] = ids[i]
+      writes[#writes + 1] = ids[i]
+      writes[#writes + 1] = rec_pack(t)
     end
   end
-  for i = 1, #promoted do
-    redis.call('HSET', job_prefix .. promoted[i], 'state', 'ready')
-  end
-  if #moves > 0 then
+  if #writes > 0 then
+    write_jobs(jobs_key, writes)
     chunks({'ZADD', ready_key}, moves)
   end
   chunks({'ZREM', scheduled_key}, ids)
-  return #promoted
+  return #moves / 2
 end

@@ -1,13 +1,20 @@
--- Reads fields of a job record without letting a hostile key abort the script half-way.
--- Returns the HMGET values; nil when the record is missing (its first field, which callers make
--- 'state', is absent); or nil and the key when the key holds something other than a hash.
-local function read_job(key, ...)
-  local r = redis.pcall('HMGET', key, ...)
-  if type(r) ~= 'table' or r['err'] then
-    return nil, key
+--- @include "lib/record"
+--- @include "lib/bad_record"
+--- @include "lib/wrong_type"
+-- Reads and parses one job record without letting a hostile key abort the script half-way.
+-- Returns the parsed record and its stored string; nil when there is no such job; or nil, nil
+-- and an error reply when the jobs hash has another type or the record does not parse.
+local function read_job(jobs_key, id)
+  local s = redis.pcall('HGET', jobs_key, id)
+  if type(s) == 'table' then
+    return nil, nil, wrong_type(jobs_key)
   end
-  if not r[1] then
+  if not s then
     return nil
   end
-  return r
+  local t = rec_parse(s)
+  if not t then
+    return nil, nil, bad_record(jobs_key, id)
+  end
+  return t, s
 end

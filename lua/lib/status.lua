@@ -10,4 +10,5 @@ local STATUS = {
   WRONG_TYPE = 6,
   BAD_ARGUMENT = 7,
   PAUSED = 8,
+  BAD_RECORD = 9,
 }

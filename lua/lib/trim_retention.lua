@@ -1,9 +1,10 @@
 --- @include "lib/num"
 --- @include "lib/chunks"
 -- Keeps a finished-jobs set (done, dead, cancelled) within its count and age limits, deleting at
--- most `batch` job records per call. Each finishing script adds one entry and may remove up to
--- `batch`, so the set converges to its limits under any steady load. Returns the number removed.
-local function trim_retention(set_key, job_prefix, keep, max_age_ms, now, batch)
+-- most `batch` job records per call (one HDEL from the jobs hash). Each finishing script adds
+-- one entry and may remove up to `batch`, so the set converges to its limits under any steady
+-- load. Returns the number removed.
+local function trim_retention(set_key, jobs_key, keep, max_age_ms, now, batch)
   local removed = 0
   local excess = redis.call('ZCARD', set_key) - keep
   if excess > 0 then
@@ -11,9 +12,7 @@ local function trim_retention(set_key, job_prefix, keep, max_age_ms, now, batch)
       excess = batch
     end
     local ids = redis.call('ZRANGE', set_key, 0, excess - 1)
-    for i = 1, #ids do
-      redis.call('DEL', job_prefix .. ids[i])
-    end
+    chunks({'HDEL', jobs_key}, ids)
     redis.call('ZREMRANGEBYRANK', set_key, 0, excess - 1)
     removed = excess
   end
@@ -21,9 +20,7 @@ local function trim_retention(set_key, job_prefix, keep, max_age_ms, now, batch)
     local ids = redis.call('ZRANGEBYSCORE', set_key, '-inf', num(now - max_age_ms),
       'LIMIT', 0, batch - removed)
     if #ids > 0 then
-      for i = 1, #ids do
-        redis.call('DEL', job_prefix .. ids[i])
-      end
+      chunks({'HDEL', jobs_key}, ids)
       chunks({'ZREM', set_key}, ids)
       removed = removed + #ids
     end

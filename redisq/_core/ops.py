@@ -31,7 +31,7 @@ from redisq._core.validate import (
     check_state,
 )
 from redisq._version import __version__
-from redisq.errors import InvalidArgument, WrongKeyType
+from redisq.errors import BadRecord, InvalidArgument, WrongKeyType
 from redisq.keys import QueueKeys
 from redisq.models import Job, JobState, Retention, Spec
 
@@ -359,7 +359,7 @@ def enqueue_many(
             elif isinstance(entry, int):
                 out.append(out[entry - 1])
             else:
-                out.append(parse_record(queue, entry[0].decode(), entry[1:]))
+                out.append(parse_record(queue, entry[0].decode(), entry[1]))
         jobs.extend(out)
     if new_queue or queue not in registered:
         # A new meta hash also means the registry may have lost the queue with the rest of the
@@ -577,8 +577,9 @@ def renew_many(
                 status, deadline, state = reply[2][n], reply[3][n], reply[4][n]
                 if status == ScriptStatus.OK:
                     results[i] = replace(held[i], lease_deadline_ms=deadline)
-                elif status == ScriptStatus.WRONG_TYPE:
-                    results[i] = WrongKeyType(keys.job(held[i].id), state.decode())
+                elif status == ScriptStatus.BAD_RECORD:
+                    why = f"the record in {keys.jobs} does not parse"
+                    results[i] = BadRecord(queue, held[i].id, why)
                 else:
                     try:
                         raise_for_status(

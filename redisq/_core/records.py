@@ -1,4 +1,4 @@
-"""Turn the flat field lists that scripts and HGETALL return into Job snapshots."""
+"""Turn the packed job records that scripts return into Job snapshots."""
 
 from __future__ import annotations
 
@@ -8,10 +8,20 @@ from dataclasses import fields
 from typing import Any
 
 from redisq._core.codec import decode
-from redisq.errors import ScriptReplyError, SerializationError
+from redisq.errors import BadRecord, ScriptReplyError, SerializationError
 from redisq.models import Job, JobState
 
-__all__ = ["make_job", "parse_entries", "parse_record", "text", "with_changes"]
+__all__ = [
+    "RECORD_BLOBS",
+    "RECORD_FIELDS",
+    "make_job",
+    "pack_record",
+    "parse_entries",
+    "parse_record",
+    "text",
+    "unpack_record",
+    "with_changes",
+]
 
 _STATES = {s.value.encode(): s for s in JobState}
 _FIELDS = tuple(f.name for f in fields(Job))
@@ -51,47 +61,129 @@ def _value(field: str, data: bytes, job_id: str) -> Any:
         raise SerializationError(field, f"the stored bytes do not decode: {exc}", job_id) from exc
 
 
-def parse_record(queue: str, job_id: str, flat: list[bytes] | dict[bytes, bytes]) -> Job:
-    """Build a Job from a job hash: ``[field, value, ...]`` from scripts, a dict from HGETALL."""
-    if not flat:
+#: Text fields of a packed record (lua/lib/record.lua), in stored order, after the tag.
+RECORD_FIELDS = (
+    "state",
+    "prio",
+    "attempts",
+    "max",
+    "created",
+    "run_at",
+    "seq",
+    "token",
+    "worker",
+    "leased_at",
+    "deadline",
+    "finished",
+    "lease_ms",
+    "ukey",
+    "name",
+    "ended",
+)
+#: Blobs at the end of a packed record, in stored order (the payload takes the rest).
+RECORD_BLOBS = ("error", "result", "progress", "payload")
+_TAG = b"j2"
+_PARTS = 1 + len(RECORD_FIELDS) + 3 + 1
+
+
+def unpack_record(data: bytes) -> dict[str, bytes]:
+    """Split a packed record into its fields (text and blobs, as stored); ValueError if bad."""
+    parts = data.split(b"\n", _PARTS - 1)
+    if len(parts) != _PARTS or parts[0] != _TAG:
+        raise ValueError("not a layout-2 job record")
+    out = dict(zip(RECORD_FIELDS, parts[1:17], strict=True))
+    tail = parts[20]
+    e = int(parts[17])
+    r = e + int(parts[18])
+    p = r + int(parts[19])
+    if min(e, r, p) < 0 or p > len(tail):
+        raise ValueError("blob lengths do not fit the record")
+    out["error"] = tail[:e]
+    out["result"] = tail[e:r]
+    out["progress"] = tail[r:p]
+    out["payload"] = tail[p:]
+    return out
+
+
+def pack_record(values: dict[str, bytes]) -> bytes:
+    """Build a packed record from its fields (missing ones are empty); the inverse of unpack."""
+    text = [values.get(f, b"") for f in RECORD_FIELDS]
+    blobs = [values.get(b, b"") for b in RECORD_BLOBS]
+    lengths = [str(len(b)).encode() for b in blobs[:3]]
+    return b"\n".join([_TAG, *text, *lengths, b"".join(blobs)])
+
+
+def _opt_int(value: bytes) -> int | None:
+    return int(value) if value else None
+
+
+def parse_record(queue: str, job_id: str, data: bytes) -> Job:
+    """Build a Job from its packed record (see lua/lib/record.lua)."""
+    if not isinstance(data, bytes) or not data:
         raise ScriptReplyError(f"empty record for job {job_id!r} of queue {queue!r}")
-    f: dict[bytes, bytes]
-    if isinstance(flat, dict):
-        f = flat
-    else:
-        it = iter(flat)
-        f = dict(zip(it, it, strict=True))
-    state = _STATES[f[b"state"]]
-    token = f.get(b"token")
-    worker = f.get(b"worker")
-    name = f.get(b"name")
-    error = f.get(b"error")
-    result = f.get(b"result")
-    progress = f.get(b"progress")
-    finished = f.get(b"finished")
-    lease_ms = f.get(b"lease_ms")
-    ukey = f.get(b"ukey")
+    parts = data.split(b"\n", _PARTS - 1)
+    try:
+        if len(parts) != _PARTS or parts[0] != _TAG:
+            raise ValueError("not a layout-2 job record")
+        (
+            _,
+            state_b,
+            prio,
+            attempts,
+            max_attempts,
+            created,
+            run_at,
+            _seq,
+            token,
+            worker,
+            _leased_at,
+            deadline,
+            finished,
+            lease_ms,
+            ukey,
+            name,
+            _ended,
+            len_error,
+            len_result,
+            len_progress,
+            tail,
+        ) = parts
+        e = int(len_error)
+        r = e + int(len_result)
+        p = r + int(len_progress)
+        if min(e, r, p) < 0 or p > len(tail):
+            raise ValueError("blob lengths do not fit the record")
+        state = _STATES[state_b]
+        prio_i, attempts_i, max_i = int(prio), int(attempts), int(max_attempts)
+        created_i, run_at_i = int(created), int(run_at)
+        token_i, finished_i, lease_i = _opt_int(token), _opt_int(finished), _opt_int(lease_ms)
+        deadline_i = int(deadline) if state is JobState.LEASED else None
+    except (ValueError, KeyError) as exc:
+        raise BadRecord(queue, job_id, str(exc) or "unknown state") from exc
+    error = tail[:e]
+    result = tail[e:r]
+    progress = tail[r:p]
     # Positional, in the order of Job's fields.
     return make_job(
         (
             job_id,
             queue,
             name.decode() if name else None,
-            _value("payload", f[b"payload"], job_id),
+            _value("payload", tail[p:], job_id),
             state,
-            int(f[b"prio"]),
-            int(f[b"attempts"]),
-            int(f[b"max"]),
-            int(token) if token else None,
+            prio_i,
+            attempts_i,
+            max_i,
+            token_i,
             worker.decode() if worker else None,
-            int(f[b"created"]),
-            int(f[b"run_at"]),
-            int(f[b"deadline"]) if state is JobState.LEASED else None,
+            created_i,
+            run_at_i,
+            deadline_i,
             error.decode() if error else None,
             _value("result", result, job_id) if result else None,
             _value("progress", progress, job_id) if progress else None,
-            int(finished) if finished else None,
-            int(lease_ms) if lease_ms else None,
+            finished_i,
+            lease_i,
             ukey.decode() if ukey else None,
         )
     )

@@ -22,7 +22,8 @@ _INCLUDE = re.compile(r'^--- @include "([\w/]+)"\s*$', re.MULTILINE)
 _TITLE = re.compile(r"^--\[\[ (\w+): ")
 _KEY = re.compile(r"^\s*KEYS\[(\d+)\]\s+(\w+)\s+(\w+)", re.MULTILINE)
 _ARG = re.compile(r"^\s*ARGV\[(\d+)(\+?)\]\s+(\w+)\s+(\w+)", re.MULTILINE)
-_STATUS = re.compile(r"^\s*Status:\s*(.+)$", re.MULTILINE)
+#: The status list; it may go on over indented lines that hold only names and commas.
+_STATUS = re.compile(r"^\s*Status:\s*(.+(?:\n[ \t]+[A-Z_]+(?:,[ \t]*[A-Z_]+)*)*)$", re.MULTILINE)
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,6 +10,7 @@ from enum import IntEnum
 from typing import Any, NoReturn
 
 from redisq.errors import (
+    BadRecord,
     InvalidArgument,
     InvalidTransition,
     JobNotFound,
@@ -43,6 +44,8 @@ class ScriptStatus(IntEnum):
     BAD_ARGUMENT = 7
     #: The queue is paused; nothing was leased (claims return no job, not an error).
     PAUSED = 8
+    #: A stored job record does not parse (detail: the jobs hash, the job id).
+    BAD_RECORD = 9
 
 
 def _text(value: Any) -> str:
@@ -88,4 +91,6 @@ def raise_for_status(
         raise WrongKeyType(_text(detail[0]), _text(detail[1]))
     if status is ScriptStatus.BAD_ARGUMENT:
         raise InvalidArgument(_text(detail[0]), "valid (the script refused it)", detail[1:])
+    if status is ScriptStatus.BAD_RECORD:
+        raise BadRecord(queue, _text(detail[1]), f"the record in {_text(detail[0])} does not parse")
     raise ScriptReplyError(f"unexpected script reply {reply!r}")

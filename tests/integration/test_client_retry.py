@@ -21,6 +21,7 @@ import redis
 
 import redisq
 from redisq import JobState
+from redisq._core.records import unpack_record
 from redisq._core.scripts import load_all
 from tests.support.polling import wait_for
 from tests.support.proxy import TcpProxy
@@ -97,8 +98,10 @@ def _key(prefix: str, part: str, queue: str = QUEUE) -> str:
     return f"{{{prefix}:{queue}}}:{part}"
 
 
-def _job_key(prefix: str, job_id: str, queue: str = QUEUE) -> str:
-    return _key(prefix, f"job:{job_id}", queue)
+def _job_state(direct: Any, prefix: str, job_id: str, queue: str = QUEUE) -> bytes | None:
+    """The state field of a job's stored (packed) record, read directly."""
+    data = direct.hget(f"{{{prefix}:{queue}}}:jobs", job_id)
+    return None if data is None else unpack_record(data)["state"]
 
 
 def _members(direct: redis.Redis, prefix: str, part: str, queue: str = QUEUE) -> list[str]:
@@ -333,7 +336,7 @@ def test_retry_after_another_worker_took_the_job_still_succeeds(
             future = pool.submit(store.release, job)
         else:
             future = pool.submit(store.nack, job, error="boom", delay_ms=0)
-        wait_for(lambda: direct.hget(_job_key(prefix, job.id), "state") == b"ready")
+        wait_for(lambda: _job_state(direct, prefix, job.id) == b"ready")
         proxy.freeze()
         try:
             assert _evalsha_calls(direct) == calls + 1, "the retry ran too early"

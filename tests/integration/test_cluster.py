@@ -79,7 +79,7 @@ def test_every_transition_on_every_master(
         assert store.enqueue(queue, "dup", unique_key=f"u-{queue}").id == first.id
         store.enqueue_many(queue, [redisq.Spec("b", id="b"), redisq.Spec("c", id="c")])
         store.enqueue(queue, "later", id=f"later-{queue}", delay_ms=3_600_000)
-        assert _owner_has(node, f"{{{prefix}:{queue}}}:job:a")
+        assert _owner_has(node, f"{{{prefix}:{queue}}}:jobs")
         assert _owner_has(node, f"{{{prefix}:{queue}}}:meta")
 
         # reads

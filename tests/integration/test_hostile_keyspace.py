@@ -22,13 +22,14 @@ import pytest
 
 import redisq
 from redisq import (
-    JobNotFound,
+    BadRecord,
     JobState,
     RedisqError,
     SchemaVersionError,
     Spec,
     WrongKeyType,
 )
+from redisq._core.schema import SCHEMA_VERSION
 from tests.support.clock import TestClock
 
 Q = "hostile"
@@ -45,6 +46,7 @@ PARTS: dict[str, str] = {
     "dead": "string",
     "cancelled": "list",
     "unique": "zset",
+    "jobs": "zset",
 }
 
 
@@ -125,8 +127,13 @@ class World:
     def key(self, part: str) -> str:
         return f"{{{self.prefix}:{Q}}}:{part}"
 
-    def job_key(self, job_id: str) -> str:
-        return self.key(f"job:{job_id}")
+    @property
+    def jobs_key(self) -> str:
+        return self.key("jobs")
+
+    def corrupt(self, job_id: str) -> None:
+        """Replace the stored record of a job by bytes that do not parse."""
+        self.raw.hset(self.jobs_key, job_id, b"not a job record")
 
     def populate(self) -> None:
         """A job in every state: ready (two), scheduled, leased, completed, dead, cancelled."""
@@ -266,13 +273,22 @@ OPS: dict[str, Op] = {
 FRESH = {"enqueue", "enqueue_many", "claim", "claim_and_ack", "pause", "purge", "delete", "cancel"}
 
 
+# The operations that read the jobs hash (job id -> record) on their path: in a populated queue,
+# and before any call (where a claim finds no candidate and never reads it).
+JOBS_POPULATED = set(OPS) - {"counts", "pause"}
+JOBS_FRESH = {"enqueue", "enqueue_many", "claim_and_ack", "purge", "delete", "cancel"}
+
+
 def _cases(start: str) -> list[Any]:
     cases = []
     for op_name, op in OPS.items():
         if start == "fresh" and op_name not in FRESH:
             continue
+        needs = set(op.needs)
+        if op_name in (JOBS_FRESH if start == "fresh" else JOBS_POPULATED):
+            needs.add("jobs")
         for part in PARTS:
-            if part in op.needs:
+            if part in needs:
                 cases.append(pytest.param(op_name, part, id=f"{op_name}-{part}"))
     return cases
 
@@ -299,8 +315,7 @@ def test_wrong_type_in_a_populated_queue(world: World, op_name: str, part: str) 
 
 # ---------------------------------------------------------------------------- job records
 
-# Operations aimed at one job whose record is not a hash: (call, id of the corrupted job).
-# A record that is not a hash is either reported as such or treated as missing.
+# Operations aimed at one job whose stored record does not parse: (call, id of the job).
 JOB_OPS: dict[str, tuple[Callable[[World], Any], str]] = {
     "enqueue-same-id": (lambda w: w.store.enqueue(Q, "new", id="r1"), "r1"),
     "enqueue_many-same-id": (lambda w: w.store.enqueue_many(Q, [Spec("n", id="r1")]), "r1"),
@@ -310,45 +325,46 @@ JOB_OPS: dict[str, tuple[Callable[[World], Any], str]] = {
     "release": (lambda w: w.store.release(w.held), "l1"),
     "progress": (lambda w: w.store.progress(w.held, 1), "l1"),
     "get": (lambda w: w.store.get(Q, "r1"), "r1"),
+    "find": (lambda w: w.store.find("r1"), "r1"),
     "update": (lambda w: w.store.update(Q, "r1", priority=3), "r1"),
     "cancel": (lambda w: w.store.cancel(Q, "r1"), "r1"),
-    "delete": (lambda w: w.store.delete(Q, "r1"), "r1"),
 }
-# Enqueue and delete check the record's type themselves: they must say WrongKeyType.
-_STRICT = {"enqueue-same-id", "enqueue_many-same-id", "delete"}
 
 
 @pytest.mark.parametrize("op_name", JOB_OPS)
-def test_job_record_of_the_wrong_type(world: World, op_name: str) -> None:
+def test_job_record_that_does_not_parse(world: World, op_name: str) -> None:
     world.populate()
     call, job_id = JOB_OPS[op_name]
-    key = world.job_key(job_id)
-    plant(world.raw, key, "string")
-    accepted: tuple[type[Exception], ...] = (
-        (WrongKeyType,) if op_name in _STRICT else (WrongKeyType, JobNotFound)
-    )
-    exc = check_refused(world, lambda: call(world), accepted)
-    if isinstance(exc, WrongKeyType):
-        assert (exc.key, exc.found) == (key, "string")
+    world.corrupt(job_id)
+    exc = check_refused(world, lambda: call(world), (BadRecord,))
+    assert isinstance(exc, BadRecord)
+    assert exc.job_id == job_id
+
+
+def test_a_job_record_that_does_not_parse_can_be_deleted(world: World) -> None:
+    world.populate()
+    world.corrupt("r1")
+    assert world.store.delete(Q, "r1") is True
+    assert world.raw.hexists(world.jobs_key, "r1") == 0
+    assert world.raw.zscore(world.key("ready"), "r1") is None
+    assert world.store.get(Q, "r1") is None
 
 
 @pytest.mark.parametrize(
-    "op_name", ["enqueue-same-id", "delete", "cancel", "get", "update"], ids=str
+    "op_name",
+    ["enqueue-same-id", "delete", "cancel", "get", "update"],
+    ids=str,
 )
-def test_job_record_of_the_wrong_type_before_any_call(world: World, op_name: str) -> None:
-    call, job_id = JOB_OPS[op_name]
-    key = world.job_key(job_id)
-    plant(world.raw, key, "list")
-    accepted: tuple[type[Exception], ...] = (
-        (WrongKeyType,) if op_name in _STRICT else (WrongKeyType, JobNotFound)
-    )
-    exc = check_refused(world, lambda: call(world), accepted)
-    if isinstance(exc, WrongKeyType):
-        assert (exc.key, exc.found) == (key, "list")
+def test_jobs_hash_of_the_wrong_type_before_any_call(world: World, op_name: str) -> None:
+    call = JOB_OPS[op_name][0] if op_name != "delete" else (lambda w: w.store.delete(Q, "r1"))
+    plant(world.raw, world.jobs_key, "list")
+    exc = check_refused(world, lambda: call(world), (WrongKeyType,))
+    assert isinstance(exc, WrongKeyType)
+    assert (exc.key, exc.found) == (world.jobs_key, "list")
 
 
-# Operations that walk a set of ids and meet one whose record is not a hash. They may refuse
-# (a typed error) or leave that job alone, but must not silently drop it from its set.
+# Operations that walk a set of ids and meet one whose record does not parse. They may refuse
+# (BadRecord) or leave that job alone, but must not silently drop it from its set.
 SWEEPS: dict[str, tuple[Callable[[World], Any], str]] = {
     "claim": (lambda w: w.store.claim(Q, worker="w2", lease_ms=LEASE), "r1"),
     "claim_and_ack": (lambda w: w.store.claim_and_ack(Q), "r1"),
@@ -369,7 +385,7 @@ SWEEPS: dict[str, tuple[Callable[[World], Any], str]] = {
 
 
 @pytest.mark.parametrize("op_name", SWEEPS)
-def test_sweep_over_a_job_record_of_the_wrong_type(world: World, op_name: str) -> None:
+def test_sweep_over_a_job_record_that_does_not_parse(world: World, op_name: str) -> None:
     world.populate()
     call, job_id = SWEEPS[op_name]
     # Make the corrupted job the only candidate, so that leaving it alone changes nothing.
@@ -380,10 +396,10 @@ def test_sweep_over_a_job_record_of_the_wrong_type(world: World, op_name: str) -
             world.store.delete(Q, other)
     if op_name == "promote":
         world.store.ack(world.held)
-    plant(world.raw, world.job_key(job_id), "string")
-    exc = check_refused(world, lambda: call(world), (WrongKeyType, JobNotFound), may_succeed=True)
-    if isinstance(exc, WrongKeyType):
-        assert exc.key == world.job_key(job_id)
+    world.corrupt(job_id)
+    exc = check_refused(world, lambda: call(world), (BadRecord,), may_succeed=True)
+    if isinstance(exc, BadRecord):
+        assert exc.job_id == job_id
 
 
 # ------------------------------------------------------------------- registry and locks
@@ -475,17 +491,18 @@ def test_schema_version_mismatch_is_refused_before_any_write(world: World, op_na
     world.raw.hset(world.key("meta"), "schema", "999")
     exc = check_refused(world, lambda: SCHEMA_OPS[op_name](world), (SchemaVersionError,))
     assert isinstance(exc, SchemaVersionError)
-    assert (exc.found, exc.expected) == ("999", "1")
+    assert (exc.found, exc.expected) == ("999", str(SCHEMA_VERSION))
     assert "999" in str(exc)
 
 
 @pytest.mark.parametrize("op_name", ["enqueue", "claim", "pause", "counts", "purge"])
-@pytest.mark.parametrize("found", ["999", "0", ""])
+@pytest.mark.parametrize("found", ["999", "0", "", "1"])
 def test_schema_version_mismatch_on_a_queue_redisq_never_wrote(
     world: World, found: str, op_name: str
 ) -> None:
-    # A meta hash from another redisq (newer, older, or garbled); no other key of the queue.
+    # A meta hash from another redisq (newer, older, or garbled; "1" is the layout with one
+    # hash per job, before records were packed); no other key of the queue.
     world.raw.hset(world.key("meta"), mapping={"schema": found, "lib_version": "9.9.9"})
     exc = check_refused(world, lambda: SCHEMA_OPS[op_name](world), (SchemaVersionError,))
     assert isinstance(exc, SchemaVersionError)
-    assert (exc.found, exc.expected) == (found, "1")
+    assert (exc.found, exc.expected) == (found, str(SCHEMA_VERSION))

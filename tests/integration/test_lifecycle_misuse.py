@@ -25,14 +25,16 @@ from redisq import (
     JobState,
     LeaseLost,
 )
+from redisq._core.records import unpack_record
 from tests.support.clock import TestClock
 
 Q = "misuse"
 LEASE = 1_000
 
 
-def job_key(prefix: str, job_id: str, queue: str = Q) -> str:
-    return f"{{{prefix}:{queue}}}:job:{job_id}"
+def stored_record(raw: Any, prefix: str, job_id: str, queue: str = Q) -> Any:
+    """The stored (packed) record of a job, byte for byte."""
+    return raw.hget(f"{{{prefix}:{queue}}}:jobs", job_id)
 
 
 def keyspace(raw: Any, prefix: str) -> dict[bytes, tuple[str, Any, bool]]:
@@ -111,7 +113,7 @@ def test_ack_of_a_deleted_job_is_job_not_found(client: Any, raw: Any, prefix: st
 def test_ack_with_a_wrong_token_changes_nothing(client: Any, raw: Any, prefix: str) -> None:
     job = leased(client)
     assert job.token is not None
-    record = raw.hgetall(job_key(prefix, job.id))
+    record = stored_record(raw, prefix, job.id)
     wrong = replace(job, token=job.token + 1_000)
     exc = refused(raw, prefix, LeaseLost, lambda: client.ack(wrong, {"r": 1}))
     assert (exc.job_id, exc.token, exc.reason, exc.state) == (
@@ -120,7 +122,7 @@ def test_ack_with_a_wrong_token_changes_nothing(client: Any, raw: Any, prefix: s
         "stale token",
         "leased",
     )
-    assert raw.hgetall(job_key(prefix, job.id)) == record
+    assert stored_record(raw, prefix, job.id) == record
     # The holder is unaffected.
     assert client.ack(job).state is JobState.COMPLETED
 
@@ -130,13 +132,13 @@ def test_ack_twice_with_the_same_token_completes_once(
 ) -> None:
     job = leased(client)
     first = client.ack(job, {"r": 1})
-    record = raw.hgetall(job_key(prefix, job.id))
+    record = stored_record(raw, prefix, job.id)
     clock.advance(LEASE * 5)  # a retry long after: the lease deadline has passed by now
     second = client.ack(job, {"r": 2})
     assert second.state is JobState.COMPLETED
     assert (second.token, second.attempts, second.result) == (job.token, 1, {"r": 1})
     assert second.finished_at_ms == first.finished_at_ms
-    assert raw.hgetall(job_key(prefix, job.id)) == record
+    assert stored_record(raw, prefix, job.id) == record
     done = f"{{{prefix}:{Q}}}:done"
     assert raw.zrange(done, 0, -1) == [job.id.encode()]
     assert client.counts(Q)[JobState.COMPLETED] == 1
@@ -162,7 +164,7 @@ def test_ack_with_an_older_token_after_a_reclaim_is_refused(
     assert old.token is not None
     assert new.token > old.token
     assert new.attempts == 2
-    record = raw.hgetall(job_key(prefix, old.id))
+    record = stored_record(raw, prefix, old.id)
     late_calls = {
         "ack": lambda: client.ack(old),
         "nack": lambda: client.nack(old, error="late", delay_ms=0),
@@ -178,7 +180,7 @@ def test_ack_with_an_older_token_after_a_reclaim_is_refused(
             "stale token",
             "leased",
         ), name
-    assert raw.hgetall(job_key(prefix, old.id)) == record
+    assert stored_record(raw, prefix, old.id) == record
     assert client.ack(new).state is JobState.COMPLETED
 
 
@@ -186,7 +188,7 @@ def test_ack_after_the_job_went_dead_is_refused(client: Any, raw: Any, prefix: s
     job = leased(client, max_attempts=1)
     dead = client.nack(job, error="boom", delay_ms=0)
     assert dead.state is JobState.DEAD
-    record = raw.hgetall(job_key(prefix, job.id))
+    record = stored_record(raw, prefix, job.id)
     late_calls = {
         "ack": lambda: client.ack(job),
         "renew": lambda: client.renew(job),
@@ -197,7 +199,7 @@ def test_ack_after_the_job_went_dead_is_refused(client: Any, raw: Any, prefix: s
     # The same nack again is a client retry: it reports the dead job and changes nothing.
     retried = client.nack(job, error="again", delay_ms=0)
     assert (retried.state, retried.last_error) == (JobState.DEAD, "boom")
-    assert raw.hgetall(job_key(prefix, job.id)) == record
+    assert stored_record(raw, prefix, job.id) == record
     assert client.counts(Q)[JobState.DEAD] == 1
     assert client.counts(Q)[JobState.COMPLETED] == 0
     assert {n: (e.reason, e.state) for n, e in seen.items()} == dict.fromkeys(
@@ -211,11 +213,11 @@ def test_ack_after_the_reaper_killed_the_job_is_refused(
     job = leased(client, max_attempts=1)
     clock.advance(LEASE)
     assert client.reap(Q) == 1
-    record = raw.hgetall(job_key(prefix, job.id))
-    assert record[b"state"] == b"dead"
+    record = stored_record(raw, prefix, job.id)
+    assert unpack_record(record)["state"] == b"dead"
     exc = refused(raw, prefix, LeaseLost, lambda: client.ack(job))
     assert exc.state == "dead"
-    assert raw.hgetall(job_key(prefix, job.id)) == record
+    assert stored_record(raw, prefix, job.id) == record
 
 
 def test_ack_many_is_all_or_nothing(client: Any, raw: Any, prefix: str) -> None:
@@ -236,7 +238,7 @@ def test_renew_after_expiry_is_refused(
 ) -> None:
     job = leased(client)
     clock.advance(LEASE)  # the deadline is now: the lease has ended
-    record = raw.hgetall(job_key(prefix, job.id))
+    record = stored_record(raw, prefix, job.id)
     exc = refused(raw, prefix, LeaseLost, lambda: client.renew(job))
     assert (exc.job_id, exc.token, exc.reason) == (job.id, job.token, "lease expired")
     for action in (
@@ -249,7 +251,7 @@ def test_renew_after_expiry_is_refused(
     [outcome] = client.renew_many([job])
     assert isinstance(outcome, LeaseLost)
     assert outcome.reason == "lease expired"
-    assert raw.hgetall(job_key(prefix, job.id)) == record
+    assert stored_record(raw, prefix, job.id) == record
 
 
 def test_renew_just_before_expiry_succeeds(client: Any, clock: TestClock) -> None:
@@ -264,14 +266,14 @@ def test_renew_just_before_expiry_succeeds(client: Any, clock: TestClock) -> Non
 def test_renew_by_a_non_holder_is_refused(client: Any, raw: Any, prefix: str) -> None:
     client.enqueue_many(Q, ["a", "b"])
     a, b = client.claim(Q, worker="w1", lease_ms=LEASE, count=2)
-    record = raw.hgetall(job_key(prefix, a.id))
+    record = stored_record(raw, prefix, a.id)
     impostor = replace(a, token=b.token, worker="w2")
     exc = refused(raw, prefix, LeaseLost, lambda: client.renew(impostor, lease_ms=60_000))
     assert (exc.job_id, exc.reason, exc.state) == (a.id, "stale token", "leased")
     outcomes = client.renew_many([impostor, b])
     assert isinstance(outcomes[0], LeaseLost)
     assert isinstance(outcomes[1], Job)
-    assert raw.hgetall(job_key(prefix, a.id)) == record
+    assert stored_record(raw, prefix, a.id) == record
 
 
 def test_release_of_a_never_claimed_job_is_invalid(client: Any, raw: Any, prefix: str) -> None:
@@ -311,7 +313,7 @@ def test_nack_with_a_stale_token_is_refused(client: Any, raw: Any, prefix: str) 
 def test_nack_twice_with_the_same_token_counts_once(client: Any, raw: Any, prefix: str) -> None:
     job = leased(client, max_attempts=5)
     first = client.nack(job, error="boom", delay_ms=60_000)
-    record = raw.hgetall(job_key(prefix, job.id))
+    record = stored_record(raw, prefix, job.id)
     second = client.nack(job, error="other", delay_ms=0)
     assert second.state is first.state is JobState.SCHEDULED
     assert (second.attempts, second.last_error, second.run_at_ms) == (
@@ -319,7 +321,7 @@ def test_nack_twice_with_the_same_token_counts_once(client: Any, raw: Any, prefi
         "boom",
         first.run_at_ms,
     )
-    assert raw.hgetall(job_key(prefix, job.id)) == record
+    assert stored_record(raw, prefix, job.id) == record
     counts = client.counts(Q)
     assert (counts[JobState.SCHEDULED], counts[JobState.READY]) == (1, 0)
 
@@ -333,7 +335,7 @@ def test_nack_with_a_1_mb_error_is_cut_to_16_kib(client: Any, raw: Any, prefix: 
     assert len(back.last_error) == 16 * 1024
     assert back.last_error.startswith("Exx")
     assert back.last_error.endswith("[truncated]")
-    stored = raw.hget(job_key(prefix, job.id), "error")
+    stored = unpack_record(stored_record(raw, prefix, job.id))["error"]
     assert len(stored) == 16 * 1024
     assert client.get(Q, job.id).last_error == back.last_error
 
@@ -352,9 +354,9 @@ def test_nack_with_an_empty_error_keeps_the_previous_one(client: Any) -> None:
 def test_cancel_of_a_leased_job_fences_its_holder(client: Any, raw: Any, prefix: str) -> None:
     job = leased(client, unique_key="u1")
     assert client.cancel(Q, job.id) is True
-    record = raw.hgetall(job_key(prefix, job.id))
-    assert record[b"state"] == b"cancelled"
-    assert int(record[b"token"]) != job.token
+    record = stored_record(raw, prefix, job.id)
+    assert unpack_record(record)["state"] == b"cancelled"
+    assert int(unpack_record(record)["token"]) != job.token
     holder_calls = {
         "ack": lambda: client.ack(job),
         "nack": lambda: client.nack(job, error="x", delay_ms=0),
@@ -367,7 +369,7 @@ def test_cancel_of_a_leased_job_fences_its_holder(client: Any, raw: Any, prefix:
     assert {n: (e.job_id, e.state) for n, e in seen.items()} == dict.fromkeys(
         holder_calls, (job.id, "cancelled")
     )
-    assert raw.hgetall(job_key(prefix, job.id)) == record
+    assert stored_record(raw, prefix, job.id) == record
     counts = client.counts(Q)
     assert (counts[JobState.LEASED], counts[JobState.CANCELLED]) == (0, 1)
     # The unique key was freed with the cancellation.
@@ -461,11 +463,11 @@ def test_async_misuse_is_refused_the_same_way(url: str, prefix: str, raw: Any) -
         try:
             await store.enqueue(Q, "p", max_attempts=5)
             [job] = await store.claim(Q, worker="w1", lease_ms=LEASE)
-            record = raw.hgetall(job_key(prefix, job.id))
+            record = stored_record(raw, prefix, job.id)
             with pytest.raises(LeaseLost) as info:
                 await store.ack(replace(job, token=job.token + 1))
             assert info.value.reason == "stale token"
-            assert raw.hgetall(job_key(prefix, job.id)) == record
+            assert stored_record(raw, prefix, job.id) == record
             with pytest.raises(InvalidArgument) as bad:
                 await store.release(replace(job, token=None))
             assert bad.value.field == "job.token"

@@ -136,7 +136,7 @@ def test_purge_deletes_by_state_or_everything(client: Any, raw: Any, prefix: str
     assert client.purge(Q) == 1_501
     assert client.counts(Q) == ALL
     assert raw.hlen(f"{{{prefix}:{Q}}}:unique") == 0
-    assert raw.keys(f"{{{prefix}:{Q}}}:job:*") == []
+    assert raw.hlen(f"{{{prefix}:{Q}}}:jobs") == 0
 
 
 def test_completed_jobs_are_kept_within_the_count_limit(
@@ -149,7 +149,7 @@ def test_completed_jobs_are_kept_within_the_count_limit(
         clock.advance(1)  # the done set is ordered by completion time
     kept = client.list(Q, state=JobState.COMPLETED)
     assert [j.payload for j in kept] == list(range(15, 20))
-    assert len(raw.keys(f"{{{prefix}:{Q}}}:job:*")) == 5
+    assert raw.hlen(f"{{{prefix}:{Q}}}:jobs") == 5
 
 
 def test_finished_jobs_are_trimmed_by_age(client_factory: Any, clock: TestClock) -> None:

@@ -32,6 +32,7 @@ from redisq import (
     SerializationError,
     Spec,
 )
+from redisq._core.records import unpack_record
 
 Q = "jobs"
 LIMIT = 512 * 1024  # the default payload limit
@@ -436,7 +437,7 @@ def test_id_length_limit_is_named(probe: Probe) -> None:
 def test_unusual_but_valid_ids_are_accepted(probe: Probe, good: str) -> None:
     job = probe.store.enqueue(Q, "p", id=good)
     assert job.id == good
-    assert probe.store.redis.exists(f"{{bi:{Q}}}:job:{good}") == 1
+    assert probe.store.redis.hexists(f"{{bi:{Q}}}:jobs", good) == 1
     [leased] = probe.store.claim(Q, worker="w")
     assert leased.id == good
 
@@ -955,7 +956,7 @@ def test_nack_cuts_a_huge_error_to_16_kib_with_a_marker(probe: Probe) -> None:
     assert len(back.last_error) == 16 * 1024
     assert back.last_error.startswith(head)
     assert "truncated" in back.last_error[-40:]
-    stored = probe.store.redis.hget(f"{{bi:{Q}}}:job:{job.id}", "error")
+    stored = unpack_record(probe.store.redis.hget(f"{{bi:{Q}}}:jobs", job.id))["error"]
     assert stored == back.last_error.encode()
 
 
@@ -963,7 +964,7 @@ def test_nack_cut_is_measured_in_bytes(probe: Probe) -> None:
     # 16 KiB is a size in bytes: two-byte characters must not store 32 KiB.
     job = probe.claimed(max_attempts=5)
     back = probe.store.nack(job, error="é" * (1024 * 1024), delay_ms=0)
-    stored = probe.store.redis.hget(f"{{bi:{Q}}}:job:{job.id}", "error")
+    stored = unpack_record(probe.store.redis.hget(f"{{bi:{Q}}}:jobs", job.id))["error"]
     assert len(stored) <= 16 * 1024
     assert back.last_error is not None
     assert back.last_error.encode() == stored
@@ -982,8 +983,8 @@ def test_nack_with_an_error_that_is_not_valid_unicode_is_typed(probe: Probe) -> 
         refusal = exc
     if refusal is not None:
         assert refusal.field == "error"
-        record = probe.store.redis.hgetall(f"{{bi:{Q}}}:job:{job.id}")
-        assert record[b"state"] == b"leased"
+        record = unpack_record(probe.store.redis.hget(f"{{bi:{Q}}}:jobs", job.id))
+        assert record["state"] == b"leased"
     else:
         assert back is not None
         assert back.state is JobState.READY

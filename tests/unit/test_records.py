@@ -7,29 +7,38 @@ import dataclasses
 import msgpack
 import pytest
 
-from redisq import Job, JobState, SerializationError
-from redisq._core.records import make_job, parse_record, with_changes
+from redisq import BadRecord, Job, JobState, SerializationError
+from redisq._core.records import (
+    make_job,
+    pack_record,
+    parse_record,
+    unpack_record,
+    with_changes,
+)
 
 
 def test_parse_record_fills_every_field_by_name() -> None:
-    flat = {
-        b"state": b"leased",
-        b"payload": msgpack.packb({"n": 1}),
-        b"prio": b"-3",
-        b"attempts": b"2",
-        b"max": b"5",
-        b"token": b"41",
-        b"worker": b"w1",
-        b"created": b"1000",
-        b"run_at": b"1500",
-        b"deadline": b"9000",
-        b"error": b"boom",
-        b"result": msgpack.packb("r"),
-        b"progress": msgpack.packb(50),
-        b"finished": b"2000",
-        b"lease_ms": b"7000",
-        b"ukey": b"u",
-        b"name": b"task",
+    fields = {
+        "state": b"leased",
+        "payload": msgpack.packb({"n": 1}),
+        "prio": b"-3",
+        "attempts": b"2",
+        "max": b"5",
+        "seq": b"7",
+        "token": b"41",
+        "worker": b"w1",
+        "created": b"1000",
+        "run_at": b"1500",
+        "leased_at": b"1600",
+        "deadline": b"9000",
+        "error": b"boom",
+        "result": msgpack.packb("r"),
+        "progress": msgpack.packb(50),
+        "finished": b"2000",
+        "lease_ms": b"7000",
+        "ukey": b"u",
+        "name": b"task",
+        "ended": b"",
     }
     expected = Job(
         id="j1",
@@ -52,9 +61,44 @@ def test_parse_record_fills_every_field_by_name() -> None:
         lease_ms=7000,
         unique_key="u",
     )
-    assert parse_record("q", "j1", flat) == expected
-    flat_list = [item for pair in flat.items() for item in pair]
-    assert parse_record("q", "j1", flat_list) == expected
+    packed = pack_record(fields)
+    assert parse_record("q", "j1", packed) == expected
+    assert unpack_record(packed) == fields
+
+
+def test_blobs_round_trip_byte_exact() -> None:
+    # Payload, result, progress and error are opaque bytes: newlines and NULs included.
+    blobs = {
+        "error": b"line 1\nline 2",
+        "result": b"\n\x00\n",
+        "progress": b"",
+        "payload": b"\n\nj2\n" + bytes(range(256)),
+    }
+    fields = {"state": b"ready", "prio": b"0", "attempts": b"0", "max": b"1"}
+    fields |= {"created": b"1", "run_at": b"1", "seq": b"1"}
+    packed = pack_record(fields | blobs)
+    back = unpack_record(packed)
+    assert {k: back[k] for k in blobs} == blobs
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"garbage",
+        b"j1\nready\n0",
+        pack_record({"state": b"nonsense", "prio": b"0", "attempts": b"0", "max": b"1"}),
+        pack_record({"state": b"ready", "prio": b"x", "attempts": b"0", "max": b"1"}),
+        pack_record({"state": b"ready", "prio": b"0", "created": b"1", "run_at": b"1"})[:-1]
+        + b"\n5\n0\n0\n",
+        pack_record(
+            {"state": b"ready", "prio": b"0", "attempts": b"0", "max": b"1", "error": b"abc"}
+        ).replace(b"\n3\n0\n0\n", b"\n9\n0\n0\n"),
+    ],
+)
+def test_a_record_that_does_not_parse_is_a_bad_record(data: bytes) -> None:
+    with pytest.raises(BadRecord) as info:
+        parse_record("q", "j9", data)
+    assert (info.value.queue, info.value.job_id) == ("q", "j9")
 
 
 def test_make_job_and_with_changes_follow_the_declared_field_order() -> None:
@@ -68,8 +112,8 @@ def test_make_job_and_with_changes_follow_the_declared_field_order() -> None:
 
 
 def test_a_record_that_does_not_decode_is_a_serialization_error() -> None:
-    flat = {b"state": b"ready", b"payload": b"\xc1", b"prio": b"0", b"attempts": b"0"}
-    flat |= {b"max": b"1", b"created": b"1", b"run_at": b"1"}
+    fields = {"state": b"ready", "payload": b"\xc1", "prio": b"0", "attempts": b"0"}
+    fields |= {"max": b"1", "created": b"1", "run_at": b"1", "seq": b"1"}
     with pytest.raises(SerializationError) as info:
-        parse_record("q", "bad", flat)
+        parse_record("q", "bad", pack_record(fields))
     assert (info.value.field, info.value.job_id) == ("payload", "bad")
