@@ -106,9 +106,11 @@ for i = 1, count do
   local b = jobs_at + (i - 1) * STRIDE
   local id = ARGV[b]
   local ukey = ARGV[b + 8]
+  -- Precedence: the same id earlier in this call, the id stored already, the unique key taken
+  -- earlier in this call, the unique key held by a live stored job; else a new job.
   if seen_id[id] then
     entries[i] = seen_id[id]
-  elseif ukey ~= '' and seen_ukey[ukey] then
+  elseif not existing[i] and ukey ~= '' and seen_ukey[ukey] then
     entries[i] = seen_ukey[ukey]
   else
     if existing[i] then
@@ -130,7 +132,9 @@ for i = 1, count do
       end
     end
     seen_id[id] = i
-    if ukey ~= '' then
+    -- A later item with this unique key maps here only if this entry holds the key: the job
+    -- created now, or the live job that held it (an existing id may hold another key or none).
+    if ukey ~= '' and (entries[i] == 0 or not existing[i]) then
       seen_ukey[ukey] = i
     end
   end

@@ -361,3 +361,21 @@ def test_cancel_a_leased_job_refuses_its_holder(client: Any) -> None:
     assert client.cancel(Q, waiting.id) is False
     assert client.cancel(Q, "missing") is False
     assert client.counts(Q)[JobState.CANCELLED] == 2
+
+
+def test_enqueue_many_resolves_ids_before_unique_keys(client: Any) -> None:
+    # Given a stored job without a unique key
+    client.enqueue_many(Q, [redisq.Spec(1, id="j0")])
+    # When one call creates j1 holding "u", then names j0 with "u", then j2 with "u"
+    jobs = client.enqueue_many(
+        Q,
+        [
+            redisq.Spec(2, id="j1", unique_key="u"),
+            redisq.Spec(3, id="j0", unique_key="u"),
+            redisq.Spec(4, id="j2", unique_key="u"),
+        ],
+    )
+    # Then the stored id wins over the key, and the key maps to the job that holds it
+    assert [j.id for j in jobs] == ["j1", "j0", "j1"]
+    assert client.get(Q, "j0").unique_key is None
+    assert client.get(Q, "j2") is None
