@@ -7,9 +7,10 @@
   KEYS[4] jobs        hash   job id -> packed job record (lib/record)
   ARGV[1] now_ms      int    test clock override; '' = Redis TIME
   ARGV[2] limit       int    most jobs listed
+  ARGV[3] batch       int    most due scheduled jobs a claim would promote first
   Returns: {status, id, record, id, record, ...}
   Status: OK, WRONG_TYPE, SCHEMA_MISMATCH, BAD_ARGUMENT, BAD_RECORD
-  Cost: O(limit log N)
+  Cost: O((limit + batch) log N)
 ]]
 --- @include "lib/status"
 --- @include "lib/now_ms"
@@ -26,8 +27,9 @@ local scheduled_key = KEYS[3]
 local jobs_key = KEYS[4]
 local now_arg = ARGV[1]
 local limit = tonumber(ARGV[2])
+local batch = tonumber(ARGV[3])
 
-if not limit or limit < 1 then
+if not limit or limit < 1 or not batch or batch < 1 then
   return {STATUS.BAD_ARGUMENT, 'limit'}
 end
 local now = now_ms(now_arg)
@@ -40,7 +42,9 @@ local ready = redis.call('ZRANGE', ready_key, 0, limit - 1, 'WITHSCORES')
 for i = 1, #ready, 2 do
   candidates[#candidates + 1] = {tonumber(ready[i + 1]), ready[i]}
 end
-local due = redis.call('ZRANGEBYSCORE', scheduled_key, '-inf', num(now), 'LIMIT', 0, limit)
+-- A claim promotes the first `batch` due jobs (by due time) before it takes the best ready
+-- ones, so the next claims see exactly those: merge them all by their ready score.
+local due = redis.call('ZRANGEBYSCORE', scheduled_key, '-inf', num(now), 'LIMIT', 0, batch)
 if #due > 0 then
   local recs, bad = read_jobs(jobs_key, due)
   if not recs then

@@ -65,19 +65,26 @@ if not recs then
 end
 
 local todo = {}
+local seen = {}
+local revived_ukeys = {}
 for i = 1, #ids do
-  local t = recs[i] and rec_parse(recs[i])  -- a bad record: left as it is
+  local t = not seen[ids[i]] and recs[i] and rec_parse(recs[i])  -- a bad record: left alone
+  seen[ids[i]] = true
   if t and t[F.STATE] == 'dead' then
     local ukey = t[F.UKEY]
     local holder = ukey ~= '' and redis.call('HGET', unique_key, ukey)
-    local taken = false
-    if holder and holder ~= ids[i] then
+    -- The key is taken by a live job, or by a job this call revives first: stay dead.
+    local taken = ukey ~= '' and revived_ukeys[ukey]
+    if not taken and holder and holder ~= ids[i] then
       local h = redis.call('HGET', jobs_key, holder)
       local state = h and string.match(h, '^j2\n(%l+)\n')
       taken = state == 'ready' or state == 'scheduled' or state == 'leased'
     end
     if not taken then
       todo[#todo + 1] = {ids[i], t}
+      if ukey ~= '' then
+        revived_ukeys[ukey] = true
+      end
     end
   end
 end

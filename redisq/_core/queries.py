@@ -97,7 +97,9 @@ def peek(s: Settings, queue: str, limit: int) -> Call[list[Job]]:
             raise_for_status(reply, queue=queue)
         return parse_entries(queue, reply, 1)
 
-    return script_call("peek", keys, parse, now_ms=s.now_arg(), limit=limit)
+    return script_call(
+        "peek", keys, parse, now_ms=s.now_arg(), limit=limit, batch=s.housekeeping_batch
+    )
 
 
 def _page(s: Settings, queue: str, state: str, offset: int, limit: int) -> Call[list[Job]]:

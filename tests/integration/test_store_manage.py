@@ -242,3 +242,26 @@ def test_payloads_round_trip_exactly(client: Any) -> None:
     jobs = client.enqueue_many(Q, values)
     assert [j.payload for j in jobs] == values
     assert [j.payload for j in client.claim(Q, worker="w", count=len(values))] == values
+
+
+def test_peek_ranks_every_due_job_a_claim_would_promote(client: Any, clock: TestClock) -> None:
+    # Given two due scheduled jobs, the later-due one with the higher priority
+    client.enqueue(Q, "low", id="low", delay_ms=100)
+    client.enqueue(Q, "high", id="high", priority=5, delay_ms=200)
+    clock.advance(300)
+    # Then peek(limit=1) names the job the next claim takes
+    assert [j.id for j in client.peek(Q, 1)] == ["high"]
+    assert [j.id for j in client.claim(Q, worker="w")] == ["high"]
+
+
+def test_retry_dead_revives_one_holder_per_unique_key_and_each_id_once(client: Any) -> None:
+    for job_id in ("b", "c"):
+        client.enqueue(Q, job_id, id=job_id, max_attempts=1, unique_key="k")
+        [job] = client.claim(Q, worker="w")
+        client.nack(job, delay_ms=0)
+    client.enqueue(Q, "x", id="x", max_attempts=1)
+    [job] = client.claim(Q, worker="w")
+    client.nack(job, delay_ms=0)
+    assert client.retry_dead(Q, ["x", "x"]) == 1
+    assert client.retry_dead(Q, ["b", "c"]) == 1
+    assert [client.get(Q, i).state for i in ("b", "c")] == [JobState.READY, JobState.DEAD]
