@@ -131,7 +131,11 @@ for i = 1, count do
         to_ready = to_ready + 1
       end
     end
-    seen_id[id] = i
+    -- A later item with this id maps here only if this entry is the job with this id (not
+    -- the holder of its unique key, which has another id).
+    if entries[i] == 0 or existing[i] then
+      seen_id[id] = i
+    end
     -- A later item with this unique key maps here only if this entry holds the key: the job
     -- created now, or the live job that held it (an existing id may hold another key or none).
     if ukey ~= '' and (entries[i] == 0 or not existing[i]) then

@@ -379,3 +379,15 @@ def test_enqueue_many_resolves_ids_before_unique_keys(client: Any) -> None:
     assert [j.id for j in jobs] == ["j1", "j0", "j1"]
     assert client.get(Q, "j0").unique_key is None
     assert client.get(Q, "j2") is None
+
+
+def test_an_item_answered_by_its_unique_key_does_not_claim_its_id(client: Any) -> None:
+    # Given j1 holding the unique key "u"
+    client.enqueue_many(Q, [redisq.Spec(1, id="j1", unique_key="u")])
+    # When j5 asks for "u" (answered by j1), then j5 comes again without a key
+    jobs = client.enqueue_many(
+        Q, [redisq.Spec(2, id="j5", unique_key="u"), redisq.Spec(3, id="j5")]
+    )
+    # Then the second item creates j5: the first did not
+    assert [j.id for j in jobs] == ["j1", "j5"]
+    assert jobs[1].payload == 3
