@@ -34,9 +34,8 @@
 --- @include "lib/read_job"
 --- @include "lib/chunks"
 --- @include "lib/clear_unique"
---- @include "lib/promote_due"
---- @include "lib/reap_expired"
 --- @include "lib/trim_retention"
+--- @include "lib/housekeep"
 --- @include "lib/memo_get"
 --- @include "lib/memo_set"
 
@@ -82,18 +81,11 @@ if request_id ~= '' then
   end
 end
 
-local keys = {ready = ready_key, leased = leased_key, dead = dead_key, unique = unique_key,
-  jobs = jobs_key}
-local promoted, promote_err = promote_due(scheduled_key, ready_key, jobs_key, now, batch)
+local keys = {ready = ready_key, scheduled = scheduled_key, leased = leased_key,
+  dead = dead_key, unique = unique_key, jobs = jobs_key}
+local promoted, housekeep_err = housekeep(keys, now, batch, dead_keep, dead_age_ms)
 if not promoted then
-  return promote_err
-end
-local reaped, died, reap_err = reap_expired(keys, now, batch)
-if not reaped then
-  return reap_err
-end
-if died > 0 then
-  trim_retention(dead_key, jobs_key, dead_keep, dead_age_ms, now, batch)
+  return housekeep_err
 end
 if redis.call('HGET', meta_key, 'paused') == '1' then
   return {STATUS.PAUSED, now}

@@ -20,9 +20,7 @@
 --- @include "lib/status"
 --- @include "lib/now_ms"
 --- @include "lib/check_queue"
---- @include "lib/promote_due"
---- @include "lib/reap_expired"
---- @include "lib/trim_retention"
+--- @include "lib/housekeep"
 
 local meta_key = KEYS[1]
 local ready_key = KEYS[2]
@@ -45,17 +43,10 @@ local err = check_queue({meta_key, 'hash', ready_key, 'zset', scheduled_key, 'zs
 if err then
   return err
 end
-local keys = {ready = ready_key, leased = leased_key, dead = dead_key, unique = unique_key,
-  jobs = jobs_key}
-local reaped, died, reap_err = reap_expired(keys, now, limit)
-if not reaped then
-  return reap_err
-end
-if died > 0 then
-  trim_retention(dead_key, jobs_key, dead_keep, dead_age_ms, now, limit)
-end
-local promoted, promote_err = promote_due(scheduled_key, ready_key, jobs_key, now, limit)
+local keys = {ready = ready_key, scheduled = scheduled_key, leased = leased_key,
+  dead = dead_key, unique = unique_key, jobs = jobs_key}
+local promoted, reaped, died = housekeep(keys, now, limit, dead_keep, dead_age_ms)
 if not promoted then
-  return promote_err
+  return reaped
 end
 return {STATUS.OK, reaped, died, promoted}
