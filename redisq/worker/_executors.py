@@ -14,7 +14,7 @@ import queue
 import threading
 from typing import Protocol
 
-from redisq.worker._handlers import Runner
+from redisq.worker._handlers import Runner, cancel_handler
 from redisq.worker._state import Entry, State
 from redisq.worker._support import logger
 
@@ -37,10 +37,11 @@ class Executor(Protocol):
 class ThreadExecutor:
     """`concurrency` daemon threads, each running one handler at a time.
 
-    A thread cannot be killed: a handler past its timeout, or still running after a stop's
-    grace period, runs on; its job was already failed or released, so its late ack is refused
-    by the store (and dropped here). The threads are daemons, so they do not keep the process
-    alive after `Worker.run` returned.
+    An ``async def`` handler runs on a private event loop in its thread and can be cancelled
+    as in the async pool. A thread cannot be killed: a sync handler past its timeout, or still
+    running after a stop's grace period, runs on; its job was already failed or released, so
+    its late ack is refused by the store (and dropped here). The threads are daemons, so they
+    do not keep the process alive after `Worker.run` returned.
     """
 
     def __init__(self, runner: Runner, concurrency: int, name: str) -> None:
@@ -63,7 +64,8 @@ class ThreadExecutor:
         self._queue.put(entry)
 
     def cancel(self, entry: Entry) -> None:
-        """Threads cannot be cancelled: the handler runs on (see the class docstring)."""
+        """Cancel an async handler's task; a thread cannot be stopped (see the docstring)."""
+        cancel_handler(entry)
 
     def _loop(self) -> None:
         state = self._state
@@ -80,11 +82,9 @@ class ThreadExecutor:
             state.handler_done(entry, outcome)
 
     def shutdown(self, timeout: float) -> None:
-        """Ask the idle threads to end; wait a little for them."""
+        """Ask the threads to end once idle; a handler still running is not waited for."""
         for _ in self._threads:
             self._queue.put(None)
-        for thread in self._threads:
-            thread.join(timeout / max(1, len(self._threads)))
 
 
 class AsyncExecutor:
@@ -139,9 +139,9 @@ class AsyncExecutor:
         """Cancel the handler's asyncio task (thread-safe)."""
 
         def cancel() -> None:
-            if entry.handle is not None:
-                entry.handle.cancel()
+            cancel_handler(entry)
 
+        # Through the loop: the task may not exist yet (its _spawn is queued before this).
         if not self.loop.is_closed():
             self.loop.call_soon_threadsafe(cancel)
 

@@ -25,11 +25,23 @@ if TYPE_CHECKING:
     from redisq._sync.store import Store
     from redisq.models import Job
 
-__all__ = ["Runner"]
+__all__ = ["Runner", "cancel_handler"]
 
 
 async def _awaited(value: Awaitable[Any]) -> Any:
     return await value
+
+
+def cancel_handler(entry: Entry) -> bool:
+    """Cancel the asyncio task running an entry's handler, from any thread; False if none."""
+    task = entry.handle
+    if not isinstance(task, asyncio.Task):
+        return False
+    try:
+        task.get_loop().call_soon_threadsafe(task.cancel)
+    except RuntimeError:  # its loop is closed: the handler has ended
+        return False
+    return True
 
 
 class Runner:
@@ -150,12 +162,30 @@ class Runner:
         try:
             value = task.invoke(args, kwargs, ctx)
             if inspect.isawaitable(value):  # an async task in the thread pool
-                value = asyncio.run(_awaited(value))
+                value = self._run_coroutine(entry, value)
             return self.completed(entry, value)
+        except asyncio.CancelledError as exc:
+            if entry.timed_out or entry.released:
+                return None  # cancelled by the worker: the outcome was decided already
+            return self.failed(entry, exc)
         except BaseException as exc:  # a handler's SystemExit fails its job, not the worker
             return self.failed(entry, exc)
         finally:
             _current.reset(token)
+
+    @staticmethod
+    def _run_coroutine(entry: Entry, awaitable: Awaitable[Any]) -> Any:
+        """Run an async handler on a private event loop in this thread (cancellable)."""
+        loop = asyncio.new_event_loop()
+        try:
+            task = loop.create_task(_awaited(awaitable))
+            entry.handle = task
+            if entry.timed_out or entry.released:
+                task.cancel()
+            return loop.run_until_complete(task)
+        finally:
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.close()
 
     async def run_async(self, entry: Entry) -> Outcome | None:
         """Run the handler of `entry` as (part of) the current asyncio task."""
