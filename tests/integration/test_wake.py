@@ -57,9 +57,7 @@ def test_a_claim_that_leaves_jobs_behind_wakes_the_next_worker(client: Any) -> N
     assert quiet(client)
 
 
-def test_every_transition_back_to_ready_or_scheduled_signals(
-    client: Any, clock: TestClock
-) -> None:
+def test_every_transition_back_to_ready_or_scheduled_signals(client: Any, clock: TestClock) -> None:
     client.enqueue_many("q", ["a", "b", "c", "d"], max_attempts=1)
     assert signalled(client)
     a, b, c, d = client.claim("q", worker="w", count=4)
@@ -149,7 +147,8 @@ def test_a_blocked_worker_wakes_when_another_client_enqueues(real_url: str, pref
         sent = time.monotonic()
         producer.enqueue("q", "hello")
         waiter.join(SIGNALLED_MS / 1000 + 5)
-        assert woke and woke[0][0] is True
+        assert woke
+        assert woke[0][0] is True
         assert woke[0][1] - sent < SIGNALLED_MS / 1000 / 2
         assert [j.payload for j in consumer.claim("q", worker="w")] == ["hello"]
     finally:
@@ -190,7 +189,8 @@ def test_release_with_a_delay_schedules_without_counting_the_attempt(
     assert client.claim("q", worker="w") == []
     clock.advance(1_000)
     again = client.claim("q", worker="w")
-    assert [j.id for j in again] == [job.id] and again[0].attempts == 1
+    assert [j.id for j in again] == [job.id]
+    assert again[0].attempts == 1
     with pytest.raises(redisq.InvalidArgument, match="delay_ms"):
         client.release(again[0], delay_ms=-5)
     assert client.get("q", job.id).state is JobState.LEASED
