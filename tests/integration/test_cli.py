@@ -388,11 +388,19 @@ def test_stats_watch_redraws_in_place_on_a_terminal(
     store.enqueue("q", 0)
     screen = _Terminal()
     monkeypatch.setattr(sys, "stdout", screen)
+    monkeypatch.setenv("COLUMNS", "200")
     assert cli("stats", "--watch", "0.05", "--count", "3").code == 0
     shown = screen.getvalue()
     assert not shown.startswith("\x1b")
     # Each redraw moves up over the 3 lines of the previous block, then clears below.
     assert shown.count("\x1b[3F\x1b[J") == 2
+
+    narrow = _Terminal()
+    monkeypatch.setattr(sys, "stdout", narrow)
+    monkeypatch.setenv("COLUMNS", "60")
+    assert cli("stats", "--watch", "0.05", "--count", "2").code == 0
+    # The 110-column table lines wrap: title 1 line, header and row 2 lines each.
+    assert narrow.getvalue().count("\x1b[5F\x1b[J") == 1
 
 
 def test_stats_watch_ends_on_ctrl_c_with_exit_0(
@@ -406,7 +414,7 @@ def test_stats_watch_ends_on_ctrl_c_with_exit_0(
     monkeypatch.setattr(_stats, "_pause", interrupt)
     run = cli("stats", "--watch", "1")
     assert (run.code, run.err) == (0, "")
-    assert run.out.count("QUEUE") == 1
+    assert [line.split()[0] for line in run.out.splitlines()].count("QUEUE") == 1
 
 
 # --------------------------------------------------------------------------------- management
