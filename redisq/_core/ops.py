@@ -333,11 +333,13 @@ def enqueue_many(
         if found not in ("set", "none"):
             raise WrongKeyType(registry(s), found)
     batches = [prepared[i : i + CHUNK] for i in range(0, len(prepared), CHUNK)]
+    # Each chunk's reply becomes its Jobs in the Call's parse, so a pipelining transport builds
+    # one chunk's Jobs while the server runs the next chunk.
     calls = [
         script_call(
             "enqueue",
             keys,
-            _ok,
+            _enqueued(queue, batch),
             now_ms=s.now_arg(),
             lib_version=__version__,
             count=len(batch),
@@ -346,15 +348,27 @@ def enqueue_many(
         for batch in batches
     ]
     first = yield calls[0]
-    replies = [first]
-    _check(first, queue)
+    chunks = [first]
     if len(calls) > 1:
-        replies += yield calls[1:]
+        chunks += yield calls[1:]
     jobs: list[Job] = []
     new_queue = False
-    for batch, reply in zip(batches, replies, strict=True):
+    for chunk_jobs, created_queue in chunks:
+        jobs.extend(chunk_jobs)
+        new_queue = new_queue or created_queue
+    if new_queue or queue not in registered:
+        # A new meta hash also means the registry may have lost the queue with the rest of the
+        # data (a server restarted without persistence): add it again.
+        yield command(_ok, "SADD", registry(s), queue)
+        registered.add(queue)
+    return jobs
+
+
+def _enqueued(queue: str, batch: list[_Prepared]) -> Callable[[Any], tuple[list[Job], bool]]:
+    """Parse an enqueue reply into the chunk's Jobs, and whether it created the queue."""
+
+    def parse(reply: Any) -> tuple[list[Job], bool]:
         _check(reply, queue)
-        new_queue = new_queue or bool(reply[3])
         now = reply[1]
         out: list[Job] = []
         for p, entry in zip(batch, reply[2], strict=True):
@@ -364,13 +378,9 @@ def enqueue_many(
                 out.append(out[entry - 1])
             else:
                 out.append(parse_record(queue, entry[0].decode(), entry[1]))
-        jobs.extend(out)
-    if new_queue or queue not in registered:
-        # A new meta hash also means the registry may have lost the queue with the rest of the
-        # data (a server restarted without persistence): add it again.
-        yield command(_ok, "SADD", registry(s), queue)
-        registered.add(queue)
-    return jobs
+        return out, bool(reply[3])
+
+    return parse
 
 
 def registry(s: Settings) -> str:
