@@ -3,7 +3,7 @@
   has not passed). All or nothing: one stale, expired or missing job refuses the whole call and
   nothing is written. Re-sending a successful ack with the same token succeeds again without a
   second completion. The done set is then trimmed to its retention limits.
-  KEYS[1] meta        hash   schema
+  KEYS[1] meta        hash   schema, completed total
   KEYS[2] leased      zset   job ids, score = lease deadline (ms)
   KEYS[3] done        zset   completed job ids, score = completion time (ms)
   KEYS[4] unique      hash   unique key -> job id
@@ -36,6 +36,7 @@
 --- @include "lib/clear_unique"
 --- @include "lib/trim_retention"
 --- @include "lib/wrong_type"
+--- @include "lib/add_totals"
 
 local meta_key = KEYS[1]
 local leased_key = KEYS[2]
@@ -139,4 +140,5 @@ end
 chunks({'ZREM', leased_key}, done_ids)
 chunks({'ZADD', done_key}, done_pairs)
 trim_retention(done_key, jobs_key, keep, max_age_ms, now, batch)
+add_totals(meta_key, #todo, 0, 0)
 return {STATUS.OK, now, flags}

@@ -2,8 +2,10 @@
   Leases the best ready jobs (highest priority first, FIFO within a priority) to one worker, each
   with a new fencing token from the queue's counter and a deadline on the Redis clock. First it
   promotes due scheduled jobs and reaps expired leases of this queue, in bounded batches.
-  A re-sent call with the same request id returns the jobs the first run leased.
-  KEYS[1] meta        hash   schema, token counter, paused
+  A re-sent call with the same request id returns the jobs the first run leased. When ready
+  jobs remain, the wake set is signalled so that another waiting worker takes them; when the
+  claim comes up short, the reply says how soon the earliest scheduled job is due.
+  KEYS[1] meta        hash   schema, token counter, paused, retried and dead totals
   KEYS[2] ready       zset   job ids, score = ready_score(priority, seq)
   KEYS[3] scheduled   zset   job ids, score = due time (ms)
   KEYS[4] leased      zset   job ids, score = lease deadline (ms)
@@ -11,6 +13,7 @@
   KEYS[6] unique      hash   unique key -> job id
   KEYS[7] jobs        hash   job id -> packed job record (lib/record)
   KEYS[8] memo_prefix prefix claim memos are memo_prefix .. <request id>
+  KEYS[9] wake        zset   signalled when ready jobs remain (wakes the next waiting worker)
   ARGV[1] now_ms      int    test clock override; '' = Redis TIME
   ARGV[2] worker      str    name of the claiming worker
   ARGV[3] count       int    most jobs to lease
@@ -20,7 +23,8 @@
   ARGV[7] batch       int    most scheduled jobs promoted, and most leases reaped, in this call
   ARGV[8] dead_keep   int    retention of the dead set: count
   ARGV[9] dead_age_ms int    retention of the dead set: age (0 = no age limit)
-  Returns: {status, now_ms, id, record, id, record, ...}
+  Returns: {status, now_ms, next_in_ms, id, record, id, record, ...}; next_in_ms = ms until the
+           earliest scheduled job is due when fewer than count jobs were leased, else -1
   Status: OK, PAUSED, WRONG_TYPE, SCHEMA_MISMATCH, BAD_ARGUMENT, BAD_RECORD
   Cost: O((batch + count) log N)
 ]]
@@ -38,6 +42,8 @@
 --- @include "lib/memo_get"
 --- @include "lib/memo_set"
 --- @include "lib/wrong_type"
+--- @include "lib/wake"
+--- @include "lib/add_totals"
 
 local meta_key = KEYS[1]
 local ready_key = KEYS[2]
@@ -47,6 +53,7 @@ local dead_key = KEYS[5]
 local unique_key = KEYS[6]
 local jobs_key = KEYS[7]
 local memo_prefix = KEYS[8]
+local wake_key = KEYS[9]
 local now_arg = ARGV[1]
 local worker = ARGV[2]
 local count = tonumber(ARGV[3])
@@ -73,7 +80,7 @@ end
 if request_id ~= '' then
   local memo = memo_get(memo_prefix .. request_id)
   if memo then
-    local out = {STATUS.OK, now}
+    local out = {STATUS.OK, now, -1}
     local ids = {}
     for i = 1, #memo, 2 do
       ids[#ids + 1] = memo[i]
@@ -97,22 +104,38 @@ end
 -- Housekeeping of this queue, bounded by `batch`.
 local keys = {ready = ready_key, scheduled = scheduled_key, leased = leased_key,
   dead = dead_key, unique = unique_key, jobs = jobs_key}
-local promoted, housekeep_err = housekeep(keys, now, batch, dead_keep, dead_age_ms)
+local promoted, reaped, died = housekeep(keys, now, batch, dead_keep, dead_age_ms)
 if not promoted then
-  return housekeep_err
+  return reaped
 end
+add_totals(meta_key, 0, reaped, died)
 
 if meta[2] == '1' then
   return {STATUS.PAUSED, now}
 end
 
--- Read and validate the candidates (one HMGET), then lease them (one HSET).
-local ids = redis.pcall('ZRANGE', ready_key, 0, count - 1)
+-- How soon the earliest scheduled job is due, for a claim that comes up short: the worker
+-- then waits that long at most.
+local function next_in()
+  local first = redis.call('ZRANGE', scheduled_key, 0, 0, 'WITHSCORES')
+  if #first == 0 then
+    return -1
+  end
+  return math.max(0, tonumber(first[2]) - now)
+end
+
+-- Read and validate the candidates (one HMGET), then lease them (one HSET). One id more than
+-- asked tells whether ready jobs remain for another worker.
+local ids = redis.pcall('ZRANGE', ready_key, 0, count)
 if ids['err'] then
   return wrong_type(ready_key)
 end
 if #ids == 0 then
-  return {STATUS.OK, now}
+  return {STATUS.OK, now, next_in()}
+end
+local more = #ids > count
+if more then
+  ids[#ids] = nil
 end
 local recs
 recs, err = read_jobs(jobs_key, ids)
@@ -130,8 +153,11 @@ for i = 1, #ids do
   end
 end
 redis.call('ZREMRANGEBYRANK', ready_key, 0, #ids - 1)
+if more then
+  wake(wake_key)
+end
 if #jobs == 0 then
-  return {STATUS.OK, now}
+  return {STATUS.OK, now, next_in()}
 end
 
 local token = redis.call('HINCRBY', meta_key, 'token', #jobs) - #jobs
@@ -139,7 +165,10 @@ local n = num(now)
 local leased_pairs = {}
 local writes = {}
 local memo = {}
-local out = {STATUS.OK, now}
+local out = {STATUS.OK, now, -1}
+if #jobs < count then
+  out[3] = next_in()
+end
 for i = 1, #jobs do
   local id, t = jobs[i][1], jobs[i][2]
   token = token + 1

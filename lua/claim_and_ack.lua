@@ -3,7 +3,7 @@
   counted and a new token issued, as a claim would. Like claim, it first promotes due scheduled
   jobs and reaps expired leases, and a re-sent call with the same request id returns the job the
   first run completed instead of completing another.
-  KEYS[1] meta        hash   schema, token counter, paused
+  KEYS[1] meta        hash   schema, token counter, paused, totals
   KEYS[2] ready       zset   job ids, score = ready_score(priority, seq)
   KEYS[3] scheduled   zset   job ids, score = due time (ms)
   KEYS[4] leased      zset   job ids, score = lease deadline (ms)
@@ -38,6 +38,7 @@
 --- @include "lib/housekeep"
 --- @include "lib/memo_get"
 --- @include "lib/memo_set"
+--- @include "lib/add_totals"
 
 local meta_key = KEYS[1]
 local ready_key = KEYS[2]
@@ -83,10 +84,11 @@ end
 
 local keys = {ready = ready_key, scheduled = scheduled_key, leased = leased_key,
   dead = dead_key, unique = unique_key, jobs = jobs_key}
-local promoted, housekeep_err = housekeep(keys, now, batch, dead_keep, dead_age_ms)
+local promoted, reaped, died = housekeep(keys, now, batch, dead_keep, dead_age_ms)
 if not promoted then
-  return housekeep_err
+  return reaped
 end
+add_totals(meta_key, 0, reaped, died)
 if redis.call('HGET', meta_key, 'paused') == '1' then
   return {STATUS.PAUSED, now}
 end
@@ -132,4 +134,5 @@ if request_id ~= '' and memo_ms > 0 then
   memo_set(memo_prefix .. request_id, {id, token}, memo_ms)
 end
 trim_retention(done_key, jobs_key, done_keep, done_age_ms, now, batch)
+add_totals(meta_key, 1, 0, 0)
 return {STATUS.OK, now, id, record}

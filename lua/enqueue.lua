@@ -4,11 +4,12 @@
   All or nothing: every job and key is validated before the first write. The hot path reads
   instead of checking key types: meta, unique and jobs are read with pcall (the ids are looked
   up with one HMGET), and the first write (the ZADD) is itself the type check of its set.
-  KEYS[1] meta        hash   schema, lib_version, seq (enqueue counter), token, paused
+  KEYS[1] meta        hash   schema, lib_version, seq (enqueue counter), enqueued, paused
   KEYS[2] ready       zset   job ids, score = ready_score(priority, seq)
   KEYS[3] scheduled   zset   job ids, score = due time (ms)
   KEYS[4] unique      hash   unique key -> job id, while the job is live
   KEYS[5] jobs        hash   job id -> packed job record (lib/record)
+  KEYS[6] wake        zset   one member; signalled for a waiting worker when jobs arrive
   ARGV[1] now_ms      int    test clock override; '' = Redis TIME
   ARGV[2] lib_version str    redisq version, recorded in meta on the first write
   ARGV[3] count       int    number of jobs that follow
@@ -31,12 +32,14 @@
 --- @include "lib/key_types"
 --- @include "lib/wrong_type"
 --- @include "lib/read_meta"
+--- @include "lib/wake"
 
 local meta_key = KEYS[1]
 local ready_key = KEYS[2]
 local scheduled_key = KEYS[3]
 local unique_key = KEYS[4]
 local jobs_key = KEYS[5]
+local wake_key = KEYS[6]
 local now_arg = ARGV[1]
 local lib_version = ARGV[2]
 local count = tonumber(ARGV[3])
@@ -47,7 +50,7 @@ if not count or count < 1 or #ARGV ~= jobs_at - 1 + count * STRIDE then
   return {STATUS.BAD_ARGUMENT, 'count'}
 end
 local now = now_ms(now_arg)
-local meta, err = read_meta(meta_key, 'seq')
+local meta, err = read_meta(meta_key, 'seq', 'enqueued')
 if not meta then
   return err
 end
@@ -209,11 +212,13 @@ if #unique_pairs > 0 then
   chunks({'HSET', unique_key}, unique_pairs)
 end
 local is_new = 0
+local enqueued = num((tonumber(meta[3]) or 0) + #fresh)
 if meta[1] then
-  redis.call('HSET', meta_key, 'seq', num(seq))
+  redis.call('HSET', meta_key, 'seq', num(seq), 'enqueued', enqueued)
 else
   is_new = 1
-  redis.call('HSET', meta_key, 'seq', num(seq), 'schema', SCHEMA_VERSION,
+  redis.call('HSET', meta_key, 'seq', num(seq), 'enqueued', enqueued, 'schema', SCHEMA_VERSION,
     'lib_version', lib_version)
 end
+wake(wake_key)
 return {STATUS.OK, now, entries, is_new}

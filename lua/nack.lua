@@ -3,13 +3,14 @@
   or ready at once when the delay is 0), or goes to the dead set when its attempts are used up or
   the caller asks for it. A non-empty error becomes last_error; an empty one keeps the previous.
   A stale token changes nothing; re-sending a successful nack with the same token succeeds again.
-  KEYS[1] meta        hash   schema
+  KEYS[1] meta        hash   schema, retried and dead totals
   KEYS[2] ready       zset   job ids, score = ready_score(priority, seq)
   KEYS[3] scheduled   zset   job ids, score = due time (ms)
   KEYS[4] leased      zset   job ids, score = lease deadline (ms)
   KEYS[5] dead        zset   job ids, score = time of death (ms)
   KEYS[6] unique      hash   unique key -> job id
   KEYS[7] jobs        hash   job id -> packed job record (lib/record)
+  KEYS[8] wake        zset   signalled when the job is ready or scheduled again
   ARGV[1] now_ms      int    test clock override; '' = Redis TIME
   ARGV[2] id          str    job id
   ARGV[3] token       int    the caller's fencing token
@@ -36,6 +37,8 @@
 --- @include "lib/ready_score"
 --- @include "lib/clear_unique"
 --- @include "lib/trim_retention"
+--- @include "lib/wake"
+--- @include "lib/add_totals"
 
 local meta_key = KEYS[1]
 local ready_key = KEYS[2]
@@ -44,6 +47,7 @@ local leased_key = KEYS[4]
 local dead_key = KEYS[5]
 local unique_key = KEYS[6]
 local jobs_key = KEYS[7]
+local wake_key = KEYS[8]
 local now_arg = ARGV[1]
 local id = ARGV[2]
 local token = ARGV[3]
@@ -89,6 +93,7 @@ if to_dead or tonumber(t[F.ATTEMPTS]) >= tonumber(t[F.MAX]) then
   redis.call('ZADD', dead_key, n, id)
   clear_unique(unique_key, {t[F.UKEY], id})
   trim_retention(dead_key, jobs_key, dead_keep, dead_age_ms, now, batch)
+  add_totals(meta_key, 0, 0, 1)
   return {STATUS.OK, record}
 elseif delay_ms > 0 then
   local run_at = num(now + delay_ms)
@@ -102,4 +107,6 @@ else
 end
 local record = rec_pack(t)
 redis.call('HSET', jobs_key, id, record)
+add_totals(meta_key, 0, 1, 0)
+wake(wake_key)
 return {STATUS.OK, record}

@@ -9,6 +9,7 @@
   KEYS[5] dead        zset   job ids, score = time of death (ms)
   KEYS[6] unique      hash   unique key -> job id
   KEYS[7] jobs        hash   job id -> packed job record (lib/record)
+  KEYS[8] wake        zset   signalled when jobs became ready
   ARGV[1] now_ms      int    test clock override; '' = Redis TIME
   ARGV[2] limit       int    most leases reaped, and most scheduled jobs promoted
   ARGV[3] dead_keep   int    retention of the dead set: count
@@ -21,6 +22,8 @@
 --- @include "lib/now_ms"
 --- @include "lib/check_queue"
 --- @include "lib/housekeep"
+--- @include "lib/wake"
+--- @include "lib/add_totals"
 
 local meta_key = KEYS[1]
 local ready_key = KEYS[2]
@@ -29,6 +32,7 @@ local leased_key = KEYS[4]
 local dead_key = KEYS[5]
 local unique_key = KEYS[6]
 local jobs_key = KEYS[7]
+local wake_key = KEYS[8]
 local now_arg = ARGV[1]
 local limit = tonumber(ARGV[2])
 local dead_keep = tonumber(ARGV[3])
@@ -48,5 +52,9 @@ local keys = {ready = ready_key, scheduled = scheduled_key, leased = leased_key,
 local promoted, reaped, died = housekeep(keys, now, limit, dead_keep, dead_age_ms)
 if not promoted then
   return reaped
+end
+add_totals(meta_key, 0, reaped, died)
+if reaped > 0 or promoted > 0 then
+  wake(wake_key)
 end
 return {STATUS.OK, reaped, died, promoted}

@@ -1,16 +1,21 @@
---[[ release: leased -> ready
-  Gives a lease back without counting the attempt (a worker stopping gracefully): the job returns
-  to its place in the ready set. A stale token changes nothing; re-sending a successful release
-  with the same token succeeds again.
+--[[ release: leased -> ready | scheduled
+  Gives a lease back without counting the attempt (a worker stopping gracefully, or a handler
+  snoozing): the job returns to its place in the ready set, or waits `delay_ms` in the scheduled
+  set first. A stale token changes nothing; re-sending a successful release with the same token
+  succeeds again.
   KEYS[1] meta        hash   schema
   KEYS[2] ready       zset   job ids, score = ready_score(priority, seq)
-  KEYS[3] leased      zset   job ids, score = lease deadline (ms)
-  KEYS[4] jobs        hash   job id -> packed job record (lib/record)
+  KEYS[3] scheduled   zset   job ids, score = due time (ms)
+  KEYS[4] leased      zset   job ids, score = lease deadline (ms)
+  KEYS[5] jobs        hash   job id -> packed job record (lib/record)
+  KEYS[6] wake        zset   signalled when the job is ready or scheduled again
   ARGV[1] now_ms      int    test clock override; '' = Redis TIME
   ARGV[2] id          str    job id
   ARGV[3] token       int    the caller's fencing token
+  ARGV[4] delay_ms    int    0 = ready now, else scheduled this long
   Returns: {status, record}; refusals: {status, 1, detail}
-  Status: OK, NOT_FOUND, LEASE_LOST, LEASE_EXPIRED, WRONG_TYPE, SCHEMA_MISMATCH, BAD_RECORD
+  Status: OK, NOT_FOUND, LEASE_LOST, LEASE_EXPIRED, WRONG_TYPE, SCHEMA_MISMATCH, BAD_ARGUMENT,
+          BAD_RECORD
   Cost: O(log N)
 ]]
 --- @include "lib/status"
@@ -22,17 +27,25 @@
 --- @include "lib/read_job"
 --- @include "lib/lease_check"
 --- @include "lib/ready_score"
+--- @include "lib/wake"
 
 local meta_key = KEYS[1]
 local ready_key = KEYS[2]
-local leased_key = KEYS[3]
-local jobs_key = KEYS[4]
+local scheduled_key = KEYS[3]
+local leased_key = KEYS[4]
+local jobs_key = KEYS[5]
+local wake_key = KEYS[6]
 local now_arg = ARGV[1]
 local id = ARGV[2]
 local token = ARGV[3]
+local delay_ms = tonumber(ARGV[4])
 
+if not delay_ms or delay_ms < 0 then
+  return {STATUS.BAD_ARGUMENT, 'delay_ms'}
+end
 local now = now_ms(now_arg)
-local err = check_queue({meta_key, 'hash', ready_key, 'zset', leased_key, 'zset'})
+local err = check_queue({meta_key, 'hash', ready_key, 'zset', scheduled_key, 'zset',
+  leased_key, 'zset'})
 if err then
   return err
 end
@@ -50,11 +63,19 @@ local attempts = tonumber(t[F.ATTEMPTS]) - 1
 if attempts < 0 then
   attempts = 0
 end
-t[F.STATE] = 'ready'
 t[F.ATTEMPTS] = num(attempts)
 t[F.ENDED] = 'release/' .. token
+redis.call('ZREM', leased_key, id)
+if delay_ms > 0 then
+  local run_at = num(now + delay_ms)
+  t[F.STATE] = 'scheduled'
+  t[F.RUN_AT] = run_at
+  redis.call('ZADD', scheduled_key, run_at, id)
+else
+  t[F.STATE] = 'ready'
+  redis.call('ZADD', ready_key, ready_score(t[F.PRIO], t[F.SEQ]), id)
+end
 local record = rec_pack(t)
 redis.call('HSET', jobs_key, id, record)
-redis.call('ZREM', leased_key, id)
-redis.call('ZADD', ready_key, ready_score(t[F.PRIO], t[F.SEQ]), id)
+wake(wake_key)
 return {STATUS.OK, record}

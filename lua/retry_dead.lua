@@ -8,6 +8,7 @@
   KEYS[3] dead        zset   job ids, score = time of death (ms)
   KEYS[4] unique      hash   unique key -> job id
   KEYS[5] jobs        hash   job id -> packed job record (lib/record)
+  KEYS[6] wake        zset   signalled when jobs were replayed
   ARGV[1] now_ms      int    test clock override; '' = Redis TIME
   ARGV[2] limit       int    most jobs replayed
   ARGV[3] count       int    number of ids that follow (0 = the oldest dead jobs)
@@ -26,12 +27,14 @@
 --- @include "lib/write_jobs"
 --- @include "lib/ready_score"
 --- @include "lib/chunks"
+--- @include "lib/wake"
 
 local meta_key = KEYS[1]
 local ready_key = KEYS[2]
 local dead_key = KEYS[3]
 local unique_key = KEYS[4]
 local jobs_key = KEYS[5]
+local wake_key = KEYS[6]
 local now_arg = ARGV[1]
 local limit = tonumber(ARGV[2])
 local count = tonumber(ARGV[3])
@@ -123,4 +126,5 @@ if #uniques > 0 then
 end
 chunks({'ZREM', dead_key}, moved)
 chunks({'ZADD', ready_key}, ready_pairs)
+wake(wake_key)
 return {STATUS.OK, #moved}

@@ -6,6 +6,7 @@
   KEYS[2] ready       zset   job ids, score = ready_score(priority, seq)
   KEYS[3] scheduled   zset   job ids, score = due time (ms)
   KEYS[4] jobs        hash   job id -> packed job record (lib/record)
+  KEYS[5] wake        zset   signalled so that waiting workers see the new due time
   ARGV[1] now_ms      int    test clock override; '' = Redis TIME
   ARGV[2] id          str    job id
   ARGV[3] priority    int    new priority ('' = unchanged)
@@ -25,11 +26,13 @@
 --- @include "lib/rec_blobs"
 --- @include "lib/read_job"
 --- @include "lib/ready_score"
+--- @include "lib/wake"
 
 local meta_key = KEYS[1]
 local ready_key = KEYS[2]
 local scheduled_key = KEYS[3]
 local jobs_key = KEYS[4]
+local wake_key = KEYS[5]
 local now_arg = ARGV[1]
 local id = ARGV[2]
 local priority_arg = ARGV[3]
@@ -79,4 +82,5 @@ else
 end
 local record = rec_pack(t)
 redis.call('HSET', jobs_key, id, record)
+wake(wake_key)
 return {STATUS.OK, record}

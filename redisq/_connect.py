@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -108,6 +109,13 @@ def _client_options(options: dict[str, Any], asynchronous: bool) -> dict[str, An
     return filled
 
 
+def _blocking(settings: Settings, options: dict[str, Any], is_cluster: bool) -> Settings:
+    """Fit blocking waits under the socket timeout (a second to spare), and note a cluster."""
+    timeout = options.get("socket_timeout")
+    limit = 60_000 if not timeout else max(100, min(60_000, int(timeout * 1000) - 1_000))
+    return replace(settings, cluster=is_cluster, max_block_ms=limit)
+
+
 def _parse(url: str, cluster: bool | None, options: dict[str, Any]) -> tuple[str, str, bool]:
     """Split a URL into (kind, url for redis-py, cluster?)."""
     if not isinstance(url, str):
@@ -174,8 +182,10 @@ def connect(
         import fakeredis
 
         client = fakeredis.FakeRedis(server=memory_server(target), **redis_options)
+        settings = _blocking(settings, redis_options, False)
         return Store(SyncTransport(client, check_server=False), settings)
     options = _client_options(redis_options, asynchronous=False)
+    settings = _blocking(settings, options, is_cluster)
     if is_cluster:
         client = redis.cluster.RedisCluster.from_url(target, **options)
     else:
@@ -211,8 +221,10 @@ def connect_async(
         def factory() -> Any:
             return fakeredis.FakeAsyncRedis(server=server, **redis_options)
 
+        settings = _blocking(settings, redis_options, False)
         return AsyncStore(AsyncTransport(factory, check_server=False, cluster=False), settings)
     options = _client_options(redis_options, asynchronous=True)
+    settings = _blocking(settings, options, is_cluster)
     if is_cluster:
 
         def factory() -> Any:

@@ -93,8 +93,9 @@ def _progress(out: TextIO, tally: Tally, total: int, started: float, final: bool
     out.flush()
 
 
-def run_demo(url: str, jobs: int, workers: int, out: TextIO = sys.stdout) -> dict[str, Any]:
-    """Run the demo against `url`; return the summary figures."""
+def run_demo(url: str, jobs: int, workers: int, out: TextIO | None = None) -> dict[str, Any]:
+    """Run the demo against `url`, writing to `out` (default: sys.stdout); return the summary."""
+    out = sys.stdout if out is None else out  # looked up per call: sys.stdout may be replaced
     prefix = f"demo-{os.getpid()}-{random.randrange(1 << 30):x}"
     stores = [redisq.connect(url, prefix=prefix) for _ in range(workers + 1)]
     main = stores[0]

@@ -30,6 +30,7 @@ class QueueKeys:
     cancelled: str
     unique: str
     jobs: str
+    wake: str
     memo_prefix: str
     lock_prefix: str
 
@@ -50,6 +51,7 @@ class QueueKeys:
             cancelled=f"{tag}:cancelled",
             unique=f"{tag}:unique",
             jobs=f"{tag}:jobs",
+            wake=f"{tag}:wake",
             memo_prefix=f"{tag}:claim:",
             lock_prefix=f"{tag}:lock:",
         )

@@ -8,6 +8,8 @@ is written twice. Every method is glue: it builds an operation in redisq._core a
 
 from __future__ import annotations
 
+import math
+import time
 from collections.abc import Iterable, Sequence
 from types import TracebackType
 from typing import Any, TypeVar
@@ -15,6 +17,7 @@ from typing import Any, TypeVar
 from redisq._async.transport import AsyncTransport
 from redisq._core import ops, queries
 from redisq._core.ops import NOT_SET, Call, Op, Settings
+from redisq._core.validate import check_int
 from redisq.errors import InvalidArgument
 from redisq.models import Job, JobState
 
@@ -38,6 +41,10 @@ class AsyncStore:
         self.settings = settings
         self._registered: set[str] = set()
         self._turn = 0
+        # Per queue, the monotonic time when its earliest scheduled job is due, as the last
+        # short claim reported it: `wait` wakes by then.
+        self._due: dict[str, float] = {}
+        self._wait_turn = 0
 
     @property
     def prefix(self) -> str:
@@ -234,9 +241,72 @@ class AsyncStore:
             The leased jobs (possibly none). Each carries `token` and `lease_deadline_ms`.
         """
         self._turn += 1
-        return await self._run(
-            ops.claim(self.settings, queues, worker, lease_ms, count, self._turn - 1)
+        due_in: dict[str, int] = {}
+        jobs = await self._run(
+            ops.claim(self.settings, queues, worker, lease_ms, count, self._turn - 1, due_in)
         )
+        if due_in:
+            now = time.monotonic()
+            for queue, ms in due_in.items():
+                if ms < 0:
+                    self._due.pop(queue, None)
+                else:
+                    self._due[queue] = now + ms / 1000
+        return jobs
+
+    async def wait(self, queues: str | Sequence[str], *, timeout_ms: int) -> bool:
+        """Block until one of `queues` may have jobs to claim, or `timeout_ms` passes.
+
+        Workers call this when a claim came up short, instead of polling. It blocks on Redis
+        (BZPOPMIN on each queue's wake set), which enqueue and every transition that makes a
+        job ready or scheduled signal; a claim that leaves ready jobs behind signals it for
+        the next worker. It also returns when the earliest scheduled job that this store's
+        last short claim of a queue saw is due. One signal wakes one waiting worker. Wake-ups
+        can be spurious (a claim may then find nothing): always claim to find out.
+
+        On Redis Cluster each queue lives in its own slot, so with several queues the wait
+        blocks on one queue at a time, in turn, for a share of the timeout each.
+
+        Args:
+            queues: one queue name or a list of names.
+            timeout_ms: longest wait, 0 to 86,400,000 (a day); 0 only checks due times.
+
+        Returns:
+            True when woken (by a signal or a due job), False when the time ran out.
+        """
+        names = ops.check_queues(queues)
+        check_int("timeout_ms", timeout_ms, 0, 86_400_000)
+        deadline = time.monotonic() + timeout_ms / 1000
+        while True:
+            now = time.monotonic()
+            # Due within a millisecond counts as due: Redis blocks in whole milliseconds.
+            soon = now + 0.001
+            due = min((self._due[q] for q in names if q in self._due), default=None)
+            if due is not None and due <= soon:
+                for q in names:
+                    if self._due.get(q, soon + 1) <= soon:
+                        del self._due[q]
+                return True
+            left = (deadline if due is None else min(deadline, due)) - now
+            if left <= 0:
+                return False
+            block_ms = min(math.ceil(left * 1000), self.settings.max_block_ms)
+            batch = names
+            if self.settings.cluster and len(names) > 1:
+                self._wait_turn += 1
+                batch = [names[self._wait_turn % len(names)]]
+                block_ms = min(block_ms, max(50, block_ms // len(names)))
+            if await self._run(ops.wait(self.settings, batch, block_ms)) is not None:
+                return True
+
+    async def totals(self, queue: str) -> dict[str, int]:
+        """Read a queue's monotonic counters: enqueued, completed, retried and dead.
+
+        Unlike `counts`, which is capped by retention, these only grow (jobs created by
+        enqueue; acknowledged; failed attempts sent back to ready or scheduled, by nack or
+        by an expired lease; dead-lettered), so the change between two reads gives rates.
+        """
+        return await self._run(queries.totals(self.settings, queue))
 
     async def ack(self, job: Job, result: Any = None) -> Job:
         """Complete a leased job, storing `result` (msgpack) if given.
@@ -302,9 +372,15 @@ class AsyncStore:
         """
         return await self._run(ops.renew_many(self.settings, jobs, lease_ms))
 
-    async def release(self, job: Job) -> Job:
-        """Give a lease back without counting the attempt (for a graceful stop)."""
-        return await self._run(ops.release(self.settings, job))
+    async def release(self, job: Job, *, delay_ms: int = 0) -> Job:
+        """Give a lease back without counting the attempt (a graceful stop, a snooze).
+
+        Args:
+            job: the leased job, as claim returned it.
+            delay_ms: 0 puts it back in its place in the ready set; more schedules it that
+                many ms from now (at most a year).
+        """
+        return await self._run(ops.release(self.settings, job, delay_ms))
 
     async def progress(self, job: Job, value: Any) -> Job:
         """Record progress (msgpack) on a job whose lease the caller holds."""

@@ -88,6 +88,10 @@ class Settings:
     housekeeping_batch: int = 100
     #: Test clock (ms); None = the Redis server clock. Production never sets it.
     clock: Callable[[], int] | None = None
+    #: Redis Cluster: keys of different queues cannot share one command.
+    cluster: bool = False
+    #: Longest blocking call: below the socket timeout, so a wait never looks like a hang.
+    max_block_ms: int = 60_000
 
     def now_arg(self) -> str:
         """Give scripts their clock override: '' means TIME on the server."""
@@ -329,11 +333,13 @@ def enqueue_many(
         if found not in ("set", "none"):
             raise WrongKeyType(registry(s), found)
     batches = [prepared[i : i + CHUNK] for i in range(0, len(prepared), CHUNK)]
+    # Each chunk's reply becomes its Jobs in the Call's parse, so a pipelining transport builds
+    # one chunk's Jobs while the server runs the next chunk.
     calls = [
         script_call(
             "enqueue",
             keys,
-            _ok,
+            _enqueued(queue, batch),
             now_ms=s.now_arg(),
             lib_version=__version__,
             count=len(batch),
@@ -342,15 +348,27 @@ def enqueue_many(
         for batch in batches
     ]
     first = yield calls[0]
-    replies = [first]
-    _check(first, queue)
+    chunks = [first]
     if len(calls) > 1:
-        replies += yield calls[1:]
+        chunks += yield calls[1:]
     jobs: list[Job] = []
     new_queue = False
-    for batch, reply in zip(batches, replies, strict=True):
+    for chunk_jobs, created_queue in chunks:
+        jobs.extend(chunk_jobs)
+        new_queue = new_queue or created_queue
+    if new_queue or queue not in registered:
+        # A new meta hash also means the registry may have lost the queue with the rest of the
+        # data (a server restarted without persistence): add it again.
+        yield command(_ok, "SADD", registry(s), queue)
+        registered.add(queue)
+    return jobs
+
+
+def _enqueued(queue: str, batch: list[_Prepared]) -> Callable[[Any], tuple[list[Job], bool]]:
+    """Parse an enqueue reply into the chunk's Jobs, and whether it created the queue."""
+
+    def parse(reply: Any) -> tuple[list[Job], bool]:
         _check(reply, queue)
-        new_queue = new_queue or bool(reply[3])
         now = reply[1]
         out: list[Job] = []
         for p, entry in zip(batch, reply[2], strict=True):
@@ -360,13 +378,9 @@ def enqueue_many(
                 out.append(out[entry - 1])
             else:
                 out.append(parse_record(queue, entry[0].decode(), entry[1]))
-        jobs.extend(out)
-    if new_queue or queue not in registered:
-        # A new meta hash also means the registry may have lost the queue with the rest of the
-        # data (a server restarted without persistence): add it again.
-        yield command(_ok, "SADD", registry(s), queue)
-        registered.add(queue)
-    return jobs
+        return out, bool(reply[3])
+
+    return parse
 
 
 def registry(s: Settings) -> str:
@@ -394,8 +408,13 @@ def claim(
     lease_ms: int | None,
     count: int,
     turn: int,
+    due_in: dict[str, int] | None = None,
 ) -> Op[list[Job]]:
-    """Lease up to `count` jobs, starting the round at queue number `turn` (for fairness)."""
+    """Lease up to `count` jobs, starting the round at queue number `turn` (for fairness).
+
+    For each queue that came up short, `due_in` receives the ms until its earliest scheduled
+    job is due (-1: none), which `wait` uses to wake in time.
+    """
     names = check_queues(queues)
     check_name("worker", worker)
     lease = s.lease_ms if lease_ms is None else check_int("lease_ms", lease_ms, 1, MAX_LEASE_MS)
@@ -419,7 +438,9 @@ def claim(
         )
         if reply[0] != ScriptStatus.PAUSED:
             _check(reply, queue)
-            jobs.extend(parse_entries(queue, reply, 2))
+            jobs.extend(parse_entries(queue, reply, 3))
+            if due_in is not None:
+                due_in[queue] = int(reply[2])
         if len(jobs) >= count:
             break
     return jobs
@@ -594,9 +615,10 @@ def renew_many(
     return out
 
 
-def release(s: Settings, job: Job) -> Call[Job]:
-    """Give the lease back without counting the attempt."""
+def release(s: Settings, job: Job, delay_ms: int = 0) -> Call[Job]:
+    """Give the lease back without counting the attempt, ready now or after `delay_ms`."""
     _held(job, "job")
+    check_int("delay_ms", delay_ms, 0, MAX_DELAY_MS)
     return script_call(
         "release",
         queue_keys(s.prefix, job.queue),
@@ -604,7 +626,26 @@ def release(s: Settings, job: Job) -> Call[Job]:
         now_ms=s.now_arg(),
         id=job.id,
         token=job.token,
+        delay_ms=delay_ms,
     )
+
+
+def wait(s: Settings, queues: Sequence[str], timeout_ms: int) -> Call[str | None]:
+    """Block on the queues' wake sets (BZPOPMIN) for up to `timeout_ms` (at least 1 ms).
+
+    The reply names the queue whose set was signalled, or None when the time ran out. The
+    caller has validated the names and chosen queues that may share one command (standalone
+    servers: any; Redis Cluster: one queue per call, since each queue has its own slot).
+    """
+    by_key = {queue_keys(s.prefix, q).wake: q for q in queues}
+
+    def parse(reply: Any) -> str | None:
+        if not reply:
+            return None
+        return by_key.get(_decoded(reply[0]))
+
+    seconds = f"{max(1, timeout_ms) / 1000:.3f}"
+    return command(parse, "BZPOPMIN", *by_key, seconds)
 
 
 def progress(s: Settings, job: Job, value: Any) -> Call[Job]:

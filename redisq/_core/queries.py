@@ -10,7 +10,7 @@ from redisq._core.status import ScriptStatus, raise_for_status
 from redisq._core.validate import check_id, check_int, check_name, check_state
 from redisq.models import Job, JobState
 
-__all__ = ["counts", "find", "get", "list_jobs", "peek", "queues"]
+__all__ = ["TOTALS", "counts", "find", "get", "list_jobs", "peek", "queues", "totals"]
 
 #: Jobs per page when a listing has no limit (or a large one).
 PAGE = 500
@@ -32,6 +32,20 @@ def _counts_call(s: Settings, queue: str) -> Call[dict[JobState, int]]:
 
 def _sorted_names(reply: Any) -> list[str]:
     return sorted(v.decode() for v in reply)
+
+
+#: The monotonic counters of a queue's meta hash, in the order `totals` reads them.
+TOTALS = ("enqueued", "completed", "retried", "dead")
+
+
+def totals(s: Settings, queue: str) -> Call[dict[str, int]]:
+    """Read a queue's monotonic counters (never trimmed by retention, unlike the counts)."""
+    keys = queue_keys(s.prefix, queue)
+
+    def parse(reply: Any) -> dict[str, int]:
+        return {name: int(v or 0) for name, v in zip(TOTALS, reply, strict=True)}
+
+    return command(parse, "HMGET", keys.meta, *TOTALS)
 
 
 def get(s: Settings, queue: str, job_id: str) -> Call[Job | None]:

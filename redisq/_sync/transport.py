@@ -121,24 +121,84 @@ class SyncTransport:
             return client.evalsha(spec.sha, len(keys), *keys, *args)
 
     def pipeline(self, calls: list[Call[Any]]) -> list[Any]:
-        """Run read-only Calls in one round trip where the client allows it."""
+        """Run Calls in one round trip where the client allows it.
+
+        On the lean path each call is sent as soon as it is packed and each reply parsed as
+        soon as it is read, so the server runs one call while the client packs the next and
+        the client parses one reply while the server runs the next. Pipelined calls must be
+        safe to run twice (reads, or transitions idempotent by id): a connection error
+        re-sends them all, and calls refused with NOSCRIPT are sent again after a load.
+        """
         if not self._checked:
             self._check()
         if not self._lean:
-            # Cluster: the calls may live on different nodes; they are reads, run them in turn.
+            # Cluster: the calls may live on different nodes; run them in turn.
             return [self.run(c) for c in calls]
-        for attempt in range(2):
-            pipe = self.client.pipeline(transaction=False)
-            for c in calls:
-                if c.spec is None:
-                    pipe.execute_command(*c.args)
-                else:
-                    pipe.evalsha(c.spec.sha, len(c.keys), *c.keys, *c.args)
-            replies = pipe.execute(raise_on_error=False)
-            if attempt == 0 and any(isinstance(r, NoScriptError) for r in replies):
-                for c in calls:
-                    if c.spec is not None:
-                        self.client.script_load(c.spec.source)
-                continue
-            break
-        return [c.parse(check_reply_error(c, r)) for c, r in zip(calls, replies, strict=True)]
+        client: Any = self.client
+        pool = client.connection_pool
+        if self._hot_lock.acquire(blocking=False):
+            try:
+                if self._hot is None or self._hot_pid != os.getpid():
+                    self._hot = pool.get_connection()
+                    self._hot_pid = os.getpid()
+                return self._pipeline_on(self._hot, calls)
+            finally:
+                self._hot_lock.release()
+        conn = pool.get_connection()
+        try:
+            return self._pipeline_on(conn, calls)
+        finally:
+            pool.release(conn)
+
+    def _pipeline_on(self, conn: Any, calls: list[Call[Any]]) -> list[Any]:
+        results: list[Any] = conn.retry.call_with_retry(
+            lambda: _stream(conn, calls), lambda _error: conn.disconnect()
+        )
+        missing = [i for i, r in enumerate(results) if isinstance(r, NoScriptError)]
+        if missing:
+            # The server lost its script cache mid-way: load the scripts, re-send those calls.
+            sources = {c.spec.sha: c.spec.source for i in missing if (c := calls[i]).spec}
+            for source in sources.values():
+                conn.send_command("SCRIPT", "LOAD", source)
+                conn.read_response()
+            again = conn.retry.call_with_retry(
+                lambda: _stream(conn, [calls[i] for i in missing]),
+                lambda _error: conn.disconnect(),
+            )
+            for i, result in zip(missing, again, strict=True):
+                results[i] = result
+        for result in results:
+            if isinstance(result, _Failed):
+                raise result.error
+        return results
+
+
+class _Failed:
+    """A parse that raised, kept until every reply of the pipeline has been read."""
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+
+def _stream(conn: Any, calls: list[Call[Any]]) -> list[Any]:
+    """Send each call as soon as it is packed, then read and parse the replies in order."""
+    for c in calls:
+        if c.spec is None:
+            packed = hiredis.pack_command(tuple(c.args))
+        else:
+            packed = hiredis.pack_command(("EVALSHA", c.spec.sha, len(c.keys), *c.keys, *c.args))
+        conn.send_packed_command([packed])
+    results: list[Any] = []
+    for c in calls:
+        try:
+            reply = conn.read_response()
+        except NoScriptError as exc:
+            results.append(exc)
+            continue
+        except ResponseError as exc:
+            reply = exc
+        try:
+            results.append(c.parse(check_reply_error(c, reply)))
+        except Exception as exc:  # every reply is read before raising: the connection stays usable
+            results.append(_Failed(exc))
+    return results

@@ -502,3 +502,22 @@ def test_server_restart_is_survived_async(private_server: ServerProcess, prefix:
             assert (await store.counts(QUEUE))[JobState.COMPLETED] == 1
 
     asyncio.run(main())
+
+
+def test_a_refused_reply_mid_pipeline_leaves_the_connection_usable(
+    real_url: str, prefix: str
+) -> None:
+    # Given three queues, the middle one written by another schema version
+    store = redisq.connect(real_url, prefix=prefix)
+    try:
+        for queue in ("a", "b", "c"):
+            store.enqueue(queue, queue)
+        store.redis.hset(f"{{{prefix}:b}}:meta", "schema", "999")
+        # When a pipelined read over every queue meets the refusal
+        with pytest.raises(redisq.SchemaVersionError):
+            store.counts()
+        # Then every reply was read: the next calls on the same connection get their own
+        assert store.counts("c")[JobState.READY] == 1
+        assert [j.payload for j in store.claim("a", worker="w")] == ["a"]
+    finally:
+        store.close()

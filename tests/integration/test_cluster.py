@@ -208,3 +208,14 @@ def test_async_cluster(
             assert len(await store.list()) == 6
 
     asyncio.run(main())
+
+
+def test_wait_on_queues_of_several_slots_wakes_for_each(
+    store: redisq.Store, queues: list[str]
+) -> None:
+    # One BZPOPMIN cannot span slots: the store waits on one queue at a time, in turn.
+    for queue in queues:
+        assert store.wait(queues, timeout_ms=30) is False
+        store.enqueue(queue, queue)
+        assert store.wait(queues, timeout_ms=10_000) is True
+        assert [j.payload for j in store.claim(queue, worker="w")] == [queue]

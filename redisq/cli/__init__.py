@@ -1,0 +1,140 @@
+"""The `redisq` command line: manage queues and jobs in a store, and run a development server.
+
+Each subcommand is added by one function that takes the `Commands` registry (see COMMANDS);
+adding a subcommand is writing one such function and listing it there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+
+from redisq._version import __version__
+from redisq.cli._admin import add_pause, add_purge, add_reap, add_resume, add_retry_dead
+from redisq.cli._base import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_UNREACHABLE,
+    EXIT_USAGE,
+    CliParser,
+    Commands,
+    Context,
+    UsageError,
+)
+from redisq.cli._jobs import add_enqueue, add_ls, add_show
+from redisq.cli._server import add_server
+from redisq.cli._stats import add_stats
+
+__all__ = [
+    "COMMANDS",
+    "EXIT_FAILED",
+    "EXIT_INTERRUPTED",
+    "EXIT_OK",
+    "EXIT_UNREACHABLE",
+    "EXIT_USAGE",
+    "Commands",
+    "Context",
+    "build_parser",
+    "main",
+]
+
+EPILOG = f"""\
+Every command that talks to a server takes --url (default: $REDISQ_URL, else
+redis://localhost:6379/0), --prefix (default: $REDISQ_PREFIX, else redisq) and --json
+(one JSON document on stdout; errors as {{"error": ...}} on stderr). `redisq COMMAND --help`
+describes each command.
+
+exit codes:
+  {EXIT_OK:>3}  success
+  {EXIT_FAILED:>3}  the operation failed: job not found, or redisq refused it (LeaseLost,
+       InvalidTransition, SchemaVersionError, ...)
+  {EXIT_USAGE:>3}  usage error: unknown option, bad JSON, a value out of range (the message names
+       the field and the limit), purge without --yes
+  {EXIT_UNREACHABLE:>3}  cannot reach the server (connection refused, timeout, authentication)
+  {EXIT_INTERRUPTED:>3}  interrupted by Ctrl-C (`stats --watch` and `server` exit 0 instead)
+"""
+
+
+def _demo(args: argparse.Namespace, ctx: Context) -> int:
+    from redisq.demo import main as demo_main
+
+    return demo_main(ctx.rest)
+
+
+def add_demo(commands: Commands) -> None:
+    """Add `redisq demo` (its options are the demo's own: see `redisq demo --help`)."""
+    commands.add(
+        "demo",
+        _demo,
+        help="run 20,000 jobs through a worker pool on an embedded server",
+        passthrough=True,
+    )
+
+
+#: The subcommands, in the order `redisq --help` lists them: one function each.
+COMMANDS: list[Callable[[Commands], None]] = [
+    add_enqueue,
+    add_ls,
+    add_show,
+    add_stats,
+    add_retry_dead,
+    add_purge,
+    add_pause,
+    add_resume,
+    add_reap,
+    add_server,
+    add_demo,
+]
+
+
+def build_parser() -> CliParser:
+    """Build the parser of `redisq` with every subcommand of COMMANDS."""
+    parser = CliParser(
+        prog="redisq",
+        description="redisq: a Redis-native job queue.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"redisq {__version__}")
+    commands = Commands(parser)
+    for add in COMMANDS:
+        add(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run `redisq <command> ...` and return the exit code (see EPILOG)."""
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    ctx = Context(out=sys.stdout, err=sys.stderr, json="--json" in arguments)
+    prog = parser.prog
+    try:
+        args, rest = parser.parse_known_args(arguments)
+        if args.command is None:
+            parser.print_help(sys.stderr)
+            return EXIT_USAGE
+        prog = f"{parser.prog} {args.command}"
+        if rest and not args.passthrough:
+            raise UsageError(f"unrecognized arguments: {' '.join(rest)}", prog)
+        ctx = Context.from_args(args, rest)
+        code: int = args.handler(args, ctx)
+        return code
+    except UsageError as exc:
+        if not exc.usage:  # raised by a handler: name the command
+            exc.prog = prog
+        return ctx.report(exc)
+    except SystemExit as exit:  # --help, --version, and the demo's own parser
+        return exit.code if isinstance(exit.code, int) else EXIT_USAGE if exit.code else EXIT_OK
+    except KeyboardInterrupt:
+        ctx.err.write("redisq: interrupted\n")
+        return EXIT_INTERRUPTED
+    except Exception as exc:
+        return ctx.report(exc)
+    finally:
+        ctx.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,135 @@
+"""Queue management: `retry-dead`, `purge`, `pause`, `resume` and `reap`."""
+
+from __future__ import annotations
+
+import argparse
+
+from redisq.cli._base import EXIT_OK, STATES, Commands, Context, UsageError, positive_int, table
+from redisq.models import JobState
+
+__all__ = ["add_pause", "add_purge", "add_reap", "add_resume", "add_retry_dead"]
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+def _retry_dead(args: argparse.Namespace, ctx: Context) -> int:
+    retried = ctx.store().retry_dead(args.queue, args.ids, limit=args.limit)
+    ctx.emit(
+        {"queue": args.queue, "retried": retried},
+        f"{_plural(retried, 'dead job')} of queue {args.queue} back to ready",
+    )
+    return EXIT_OK
+
+
+def add_retry_dead(commands: Commands) -> None:
+    """Add `redisq retry-dead`."""
+    parser = commands.add(
+        "retry-dead",
+        _retry_dead,
+        help="move dead jobs back to ready with a fresh attempt budget",
+        description=(
+            "Move dead jobs of QUEUE back to ready with a fresh attempt budget: the given\n"
+            "--id jobs, else the oldest dead jobs (at most --limit)."
+        ),
+    )
+    parser.add_argument("queue", metavar="QUEUE")
+    parser.add_argument(
+        "--id", dest="ids", action="append", metavar="ID", help="a dead job to retry (repeatable)"
+    )
+    parser.add_argument("--limit", type=positive_int, default=1000, help="most jobs retried (1000)")
+
+
+def _purge(args: argparse.Namespace, ctx: Context) -> int:
+    what = "every job" if args.state is None else f"every {args.state} job"
+    if not args.yes:
+        raise UsageError(f"purge deletes {what} of queue {args.queue} for good; add --yes")
+    state = None if args.state is None else JobState(args.state)
+    purged = ctx.store().purge(args.queue, state)
+    ctx.emit(
+        {"queue": args.queue, "state": args.state, "purged": purged},
+        f"purged {_plural(purged, 'job')} ({args.state or 'all states'}) of queue {args.queue}",
+    )
+    return EXIT_OK
+
+
+def add_purge(commands: Commands) -> None:
+    """Add `redisq purge`."""
+    parser = commands.add(
+        "purge",
+        _purge,
+        help="delete the jobs of a queue (needs --yes)",
+        description=(
+            "Delete every job of QUEUE, or those in --state, for good. Without --yes nothing\n"
+            "is deleted and the exit code is 2."
+        ),
+    )
+    parser.add_argument("queue", metavar="QUEUE")
+    parser.add_argument("--state", choices=STATES, help="only jobs in this state")
+    parser.add_argument("--yes", action="store_true", help="confirm the deletion")
+
+
+def _pause(args: argparse.Namespace, ctx: Context) -> int:
+    ctx.store().pause(args.queue)
+    ctx.emit(
+        {"queue": args.queue, "paused": True},
+        f"paused queue {args.queue}: claims take nothing until `redisq resume {args.queue}`",
+    )
+    return EXIT_OK
+
+
+def _resume(args: argparse.Namespace, ctx: Context) -> int:
+    ctx.store().resume(args.queue)
+    ctx.emit({"queue": args.queue, "paused": False}, f"resumed queue {args.queue}")
+    return EXIT_OK
+
+
+def add_pause(commands: Commands) -> None:
+    """Add `redisq pause`."""
+    parser = commands.add(
+        "pause",
+        _pause,
+        help="stop workers from claiming from a queue",
+        description="Stop every worker from claiming from QUEUE until `redisq resume QUEUE`.\n"
+        "Leased jobs finish as usual; enqueue still works.",
+    )
+    parser.add_argument("queue", metavar="QUEUE")
+
+
+def add_resume(commands: Commands) -> None:
+    """Add `redisq resume`."""
+    parser = commands.add("resume", _resume, help="let workers claim from a paused queue again")
+    parser.add_argument("queue", metavar="QUEUE")
+
+
+def _reap(args: argparse.Namespace, ctx: Context) -> int:
+    store = ctx.store()
+    queues = args.queues or store.queues()
+    reaped = {queue: store.reap(queue, limit=args.limit) for queue in queues}
+    total = sum(reaped.values())
+    if not queues:
+        text = "no queues"
+    else:
+        text = table(("QUEUE", "REAPED"), sorted(reaped.items()), right=(1,))
+        text += f"\n{_plural(total, 'expired lease')} reaped"
+    ctx.emit({"reaped": reaped, "total": total}, text)
+    return EXIT_OK
+
+
+def add_reap(commands: Commands) -> None:
+    """Add `redisq reap`."""
+    parser = commands.add(
+        "reap",
+        _reap,
+        help="return expired leases to ready (or dead) now",
+        description=(
+            "Return expired leases to ready (or dead when their attempts are used up) and\n"
+            "promote due scheduled jobs, in the given queues or every queue. Workers do this\n"
+            "as they claim; this is for queues nobody claims from."
+        ),
+    )
+    parser.add_argument("queues", metavar="QUEUE", nargs="*", help="queues (default: all)")
+    parser.add_argument(
+        "--limit", type=positive_int, default=1000, help="most leases per queue (1000)"
+    )

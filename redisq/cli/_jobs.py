@@ -1,0 +1,218 @@
+"""Jobs: `enqueue`, `ls` and `show`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from redisq.cli._base import (
+    EXIT_OK,
+    STATES,
+    Commands,
+    Context,
+    Failed,
+    UsageError,
+    job_document,
+    non_negative_int,
+    positive_int,
+    short,
+    show_time,
+    table,
+)
+from redisq.models import Job, JobState
+
+__all__ = ["add_enqueue", "add_ls", "add_show"]
+
+#: Jobs `ls` prints unless --limit says otherwise.
+LS_LIMIT = 100
+
+
+def _json_arg(option: str, text: str) -> Any:
+    """Parse `text` as JSON; a UsageError names the option and the position."""
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise UsageError(f"{option} is not valid JSON ({exc}): {short(text, 60)}") from None
+
+
+def _payload(args: argparse.Namespace) -> tuple[Any, str | None]:
+    """The payload and job name from PAYLOAD or from --task/--args/--kwargs."""
+    if args.task is None:
+        if args.args is not None or args.kwargs is not None:
+            raise UsageError("--args and --kwargs go with --task NAME")
+        if args.payload is None:
+            return None, args.name
+        text = sys.stdin.read() if args.payload == "-" else args.payload
+        return _json_arg("PAYLOAD", text), args.name
+    if args.payload is not None:
+        raise UsageError("give PAYLOAD or --task, not both (--task builds the payload)")
+    if args.name is not None:
+        raise UsageError("--task NAME sets the job name; leave out --name")
+    task_args = [] if args.args is None else _json_arg("--args", args.args)
+    if not isinstance(task_args, list):
+        raise UsageError(f"--args must be a JSON list such as '[1, \"a\"]'; got {args.args}")
+    task_kwargs = {} if args.kwargs is None else _json_arg("--kwargs", args.kwargs)
+    if not isinstance(task_kwargs, dict):
+        raise UsageError(
+            f"--kwargs must be a JSON object such as '{{\"a\": 1}}'; got {args.kwargs}"
+        )
+    # The payload format of the task API: keep it exactly {"args": [...], "kwargs": {...}}.
+    return {"args": task_args, "kwargs": task_kwargs}, args.task
+
+
+def _enqueue(args: argparse.Namespace, ctx: Context) -> int:
+    payload, name = _payload(args)
+    options: dict[str, Any] = {"id": args.id, "name": name, "unique_key": args.unique_key}
+    for option in ("priority", "delay_ms", "run_at_ms", "max_attempts", "lease_ms"):
+        value = getattr(args, option)
+        if value is not None:
+            options[option] = value
+    job = ctx.store().enqueue(args.queue, payload, **options)
+    ctx.emit(job_document(job), f"{job.id} {job.state.value} (queue {job.queue})")
+    return EXIT_OK
+
+
+def add_enqueue(commands: Commands) -> None:
+    """Add `redisq enqueue`."""
+    parser = commands.add(
+        "enqueue",
+        _enqueue,
+        help="add a job to a queue",
+        description=(
+            "Add a job to QUEUE and print its id and state (the whole job with --json).\n"
+            "Idempotent on --id and, while the job is live, on --unique-key: the stored job\n"
+            "is printed unchanged.\n\n"
+            "examples:\n"
+            '  redisq enqueue emails \'{"to": "ada@example.com"}\' --priority 5\n'
+            "  echo '[1, 2]' | redisq enqueue numbers - --delay-ms 60000\n"
+            "  redisq enqueue default --task send_email --args '[\"ada\"]' --kwargs '{\"cc\": 1}'"
+        ),
+    )
+    parser.add_argument("queue", metavar="QUEUE")
+    parser.add_argument(
+        "payload", metavar="PAYLOAD", nargs="?", help="JSON text, or - to read JSON from stdin"
+    )
+    parser.add_argument("--id", metavar="ID", help="job id (default: 32 random hex digits)")
+    parser.add_argument("--name", metavar="NAME", help="task name, for routing")
+    parser.add_argument(
+        "--priority", type=int, metavar="N", help="-1000 to 1000, higher first (default 0)"
+    )
+    parser.add_argument("--delay-ms", type=int, metavar="MS", help="claimable after this many ms")
+    parser.add_argument(
+        "--run-at-ms", type=int, metavar="MS", help="claimable from this Redis time (epoch ms)"
+    )
+    parser.add_argument(
+        "--max-attempts", type=int, metavar="N", help="claims allowed, 1 to 1000 (default 3)"
+    )
+    parser.add_argument("--lease-ms", type=int, metavar="MS", help="the job's own lease length")
+    parser.add_argument("--unique-key", metavar="KEY", help="dedupe key held while the job is live")
+    task = parser.add_argument_group(
+        "task-style enqueue",
+        'makes a job named NAME with the payload {"args": [...], "kwargs": {...}}',
+    )
+    task.add_argument("--task", metavar="NAME", help="the task's name")
+    task.add_argument("--args", metavar="JSON_LIST", help="positional arguments (default [])")
+    task.add_argument("--kwargs", metavar="JSON_OBJECT", help="keyword arguments (default {})")
+
+
+def _attempts(job: Job) -> str:
+    return f"{job.attempts}/{job.max_attempts}"
+
+
+def _ls(args: argparse.Namespace, ctx: Context) -> int:
+    state = None if args.state is None else JobState(args.state)
+    jobs = ctx.store().list(args.queue, state=state, limit=args.limit, offset=args.offset)
+    rows = [
+        (
+            job.id,
+            job.queue,
+            job.state.value,
+            job.name or "",
+            job.priority,
+            _attempts(job),
+            short(job.last_error, 40),
+        )
+        for job in jobs
+    ]
+    header = ("ID", "QUEUE", "STATE", "NAME", "PRIORITY", "ATTEMPTS", "LAST ERROR")
+    text = table(header, rows, right=(4, 5)) if rows else "no jobs"
+    if rows and len(rows) == args.limit:
+        text += f"\n(first {args.limit} from offset {args.offset}; more with --offset or --limit)"
+    document = {"jobs": [job_document(job) for job in jobs], "offset": args.offset}
+    ctx.emit(document, text)
+    return EXIT_OK
+
+
+def add_ls(commands: Commands) -> None:
+    """Add `redisq ls`."""
+    parser = commands.add(
+        "ls",
+        _ls,
+        help="list jobs",
+        description=(
+            "List jobs: by queue name, then state (ready, scheduled, leased, completed, dead,\n"
+            "cancelled), then claim order, due time, lease deadline or time finished."
+        ),
+    )
+    parser.add_argument("queue", metavar="QUEUE", nargs="?", help="one queue (default: all)")
+    parser.add_argument("--state", choices=STATES, help="only jobs in this state")
+    parser.add_argument(
+        "--limit", type=positive_int, default=LS_LIMIT, help=f"most jobs shown ({LS_LIMIT})"
+    )
+    parser.add_argument("--offset", type=non_negative_int, default=0, help="jobs skipped first (0)")
+
+
+_TIMES = {"created_at_ms", "run_at_ms", "lease_deadline_ms", "finished_at_ms"}
+_DATA = {"payload", "result", "progress"}
+
+
+def _show_text(job: Job) -> str:
+    document = job_document(job)
+    width = max(len(name) for name in document)
+    lines = []
+    for name, value in document.items():
+        if name in _TIMES:
+            shown = show_time(value)
+        elif name in _DATA:
+            shown = json.dumps(value, ensure_ascii=False)
+        elif value is None:
+            shown = "-"
+        else:
+            shown = str(value).replace("\n", "\n" + " " * (width + 2))
+        lines.append(f"{name:<{width}}  {shown}")
+    return "\n".join(lines)
+
+
+def _show(args: argparse.Namespace, ctx: Context) -> int:
+    if args.find is not None:
+        if args.queue is not None:
+            raise UsageError("give QUEUE ID, or --find ID, not both")
+        job = ctx.store().find(args.find)
+        if job is None:
+            raise Failed(f"no job {args.find!r} in any queue of prefix {ctx.prefix!r}")
+    else:
+        if args.id is None:
+            raise UsageError("give QUEUE and ID, or --find ID to look in every queue")
+        job = ctx.store().get(args.queue, args.id)
+        if job is None:
+            raise Failed(
+                f"no job {args.id!r} in queue {args.queue!r} (prefix {ctx.prefix!r}); it was"
+                " never enqueued, or was deleted, purged or trimmed (try --find ID)"
+            )
+    ctx.emit(job_document(job), _show_text(job))
+    return EXIT_OK
+
+
+def add_show(commands: Commands) -> None:
+    """Add `redisq show`."""
+    parser = commands.add(
+        "show",
+        _show,
+        help="print every field of one job",
+        description="Print every field of one job; exit 1 when it is not there.",
+    )
+    parser.add_argument("queue", metavar="QUEUE", nargs="?")
+    parser.add_argument("id", metavar="ID", nargs="?")
+    parser.add_argument("--find", metavar="ID", help="look the id up in every queue")
