@@ -271,7 +271,11 @@ class Retry(TaskSignal):
 
 
 class Snooze(TaskSignal):
-    """Raised by a handler to put the job back for `delay_ms` without running it now.
+    """Raised by a handler to put the job back for `delay_ms`: the attempt does not count.
+
+    The worker releases the lease with a delay: the job is scheduled, its attempts go back
+    to what they were before this run, and its last_error is kept. A job can snooze any
+    number of times (to wait for a resource, a rate limit, a time window).
 
     Args:
         delay_ms: how long until the job may run again.

@@ -78,8 +78,9 @@ class Worker:
         name: the worker's name, recorded on claimed jobs (default host-pid-random).
         prefetch: jobs claimed beyond the free slots, waiting in memory with their leases
             renewed (released at once at stop); raise it for many short jobs.
-        idle_wait_ms: longest blocking wait on Redis when the queues are empty; a stop
-            takes up to this long to reach an idle fetcher.
+        idle_wait_ms: longest blocking wait on Redis when the queues are empty. Enqueues
+            and due jobs wake the worker at once; the timeout only bounds how long a lost
+            wake-up (a worker killed between its wake-up and its claim) can go unnoticed.
         handle_signals: when `run` is called on the main thread, stop on SIGTERM and SIGINT
             (a second signal releases the running jobs at once).
 
@@ -101,7 +102,7 @@ class Worker:
         reaper_interval_ms: int = 10_000,
         name: str | None = None,
         prefetch: int = 0,
-        idle_wait_ms: int = 1_000,
+        idle_wait_ms: int = 2_000,
         handle_signals: bool = True,
     ) -> None:
         if not isinstance(app, App):
@@ -338,7 +339,7 @@ class _Runtime:
             for entry in running:
                 self.settler.put(Outcome(entry, "release", "release"))
                 self.executor.cancel(entry)
-        self.fetcher.join(worker.idle_wait_ms / 1000 + 10)
+        self.fetcher.quiesce(30)
         flush = _HURRIED_FLUSH_S if worker._hurry.is_set() else _FLUSH_S
         if not state.wait_settled(flush, worker._hurry):
             state.wait_settled(_HURRIED_FLUSH_S)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
 
 from redisq._core.rotation import Rotation
 from redisq._sync.store import Store
@@ -62,12 +61,25 @@ class Fetcher:
         self._worker = worker
         self._capacity = capacity
         self._admit = admit
-        self._haltping = stopping
+        self._stopping = stopping
         self._idle_wait_ms = idle_wait_ms
         self._metrics = metrics
         self._reconnect = Reconnect(stopping)
-        self._wait: Callable[..., Any] | None = getattr(store, "wait", None)
-        self._poll_s = 0.005
+        self._lock = threading.Lock()
+        self._closed = False
+        self._claiming = False
+
+    def quiesce(self, timeout: float) -> None:
+        """Claim nothing more; wait for a claim under way to be admitted.
+
+        A fetcher blocked in `wait` is not waited for: it claims nothing after it wakes, and
+        closing the store cuts its wait short.
+        """
+        with self._lock:
+            self._closed = True
+            claiming = self._claiming
+        if claiming:
+            self.join(timeout)
 
     def start(self) -> None:
         """Start the thread."""
@@ -80,30 +92,42 @@ class Fetcher:
     def _main(self) -> None:
         must_claim = True
         last_claim = 0.0
-        while not self._haltping.is_set():
+        while not self._stopping.is_set():
             count = self._capacity()
             if count <= 0:
                 continue  # stopping (capacity() returns 0 then) or a spurious wake-up
-            try:
-                if not must_claim:
-                    woke = self._block()
-                    must_claim = woke or time.monotonic() - last_claim >= _SAFETY_CLAIM_S
-                    self._reconnect.reset()
+            if not must_claim:
+                try:
+                    woke = self._store.wait(self._queues, timeout_ms=self._idle_wait_ms)
+                except Exception as exc:
+                    self._failed(exc)
                     continue
+                self._reconnect.reset()
+                must_claim = woke or time.monotonic() - last_claim >= _SAFETY_CLAIM_S
+                continue
+            with self._lock:
+                if self._closed:
+                    return
+                self._claiming = True
+            try:
                 sent_at = time.monotonic()
                 jobs = self._claim(count)
                 last_claim = sent_at
                 self._reconnect.reset()
+                if jobs:
+                    self._admit(jobs, sent_at)
             except Exception as exc:
                 self._failed(exc)
                 continue
-            if jobs:
-                self._admit(jobs, sent_at)
-                self._poll_s = 0.005
+            finally:
+                with self._lock:
+                    self._claiming = False
             # A full batch: more may be waiting; a short one: the queues are drained.
             must_claim = len(jobs) >= count
 
     def _failed(self, exc: Exception) -> None:
+        if self._stopping.is_set():
+            return  # the store is closing under a blocked wait: nothing to report
         if is_transient(exc):
             self._metrics.add("connection_errors")
             delay = self._reconnect.delay()
@@ -113,16 +137,7 @@ class Fetcher:
             self._metrics.add("errors")
             delay = self._reconnect.delay()
             logger.exception("claiming failed; trying again in %.2f s", delay)
-        self._haltping.wait(delay)
-
-    def _block(self) -> bool:
-        """Wait for work; True when woken by a signal (or when polling)."""
-        if self._wait is not None:
-            return bool(self._wait(self._queues, timeout_ms=self._idle_wait_ms))
-        # Until the store has `wait`: poll with a short growing sleep.
-        self._haltping.wait(self._poll_s)
-        self._poll_s = min(self._poll_s * 2, 0.1)
-        return True
+        self._stopping.wait(delay)
 
     def _claim(self, count: int) -> list[Job]:
         """Claim up to `count` jobs following the rotation's plan."""

@@ -105,9 +105,8 @@ class Runner:
     def failed(self, entry: Entry, exc: BaseException) -> Outcome:
         """The outcome of a handler that raised `exc`."""
         if isinstance(exc, Snooze):
-            # The store has no "release with a delay" yet: nack with the delay counts the
-            # attempt (and dead-letters the job on its last attempt). See Snooze's docstring.
-            return Outcome(entry, "nack", "snooze", delay_ms=exc.delay_ms)
+            # A release with a delay: the attempt is not counted, last_error is kept.
+            return Outcome(entry, "release", "snooze", delay_ms=exc.delay_ms)
         text = describe_exception(exc)
         if isinstance(exc, Retry):
             delay = self.backoff_ms(entry) if exc.delay_ms is None else exc.delay_ms

@@ -150,7 +150,7 @@ class Settler:
                     job, error=outcome.error, delay_ms=outcome.delay_ms, dead=outcome.dead
                 )
             else:
-                stored = self._store.release(job)
+                stored = self._store.release(job, delay_ms=outcome.delay_ms or 0)
         except (LeaseLost, JobNotFound) as exc:
             self._refused(outcome, exc)
         except Exception as exc:
@@ -169,6 +169,9 @@ class Settler:
         if outcome.kind == "ack":
             self._metrics.add("completed")
             logger.debug("job %s/%s completed", *entry.key)
+        elif outcome.label == "snooze":
+            self._metrics.add("snoozed")
+            logger.info("job %s/%s snoozed for %s ms", *entry.key, outcome.delay_ms)
         elif outcome.kind == "release":
             self._metrics.add("released")
             logger.info("job %s/%s released (the attempt is not counted)", *entry.key)
@@ -181,9 +184,6 @@ class Settler:
                 job.max_attempts,
                 outcome.label,
             )
-        elif outcome.label == "snooze":
-            self._metrics.add("snoozed")
-            logger.info("job %s/%s snoozed for %s ms", *entry.key, outcome.delay_ms)
         else:
             self._metrics.add("retried")
             logger.info(
