@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -18,6 +18,7 @@ import redisq
 from redisq import JobState
 from tests.support.clock import TestClock
 from tests.support.polling import wait_for
+from tests.support.servers import ServerProcess
 
 from ._worker_support import running, wait_job
 
@@ -295,3 +296,37 @@ def test_cancelling_a_running_job_tells_the_handler_and_its_ack_is_refused(
     assert job.state is JobState.CANCELLED
     with pytest.raises(redisq.JobFailed, match="cancelled"):
         ref.result(timeout=1)
+
+
+def test_an_idle_worker_sends_at_most_two_commands_a_second(
+    make_server: Callable[..., ServerProcess], prefix: str
+) -> None:
+    # Given an idle worker on two empty queues with its default timings
+    server = make_server("valkey")
+    app = redisq.App(server.url, prefix=prefix)
+    app.task(name="a", queue="qa")(lambda: None)
+    app.task(name="b", queue="qb")(lambda: None)
+    calls = server.client()
+    # What a worker sends: scripts and blocking waits (commands run inside a script are
+    # counted by Redis too, under their own names: they are not round trips).
+    sent_commands = ("evalsha", "eval", "script|load", "bzpopmin")
+
+    def stat(*commands: str) -> int:
+        stats = calls.info("commandstats")
+        return sum(int(stats.get(f"cmdstat_{c}", {}).get("calls", 0)) for c in commands)
+
+    with running(redisq.Worker(app)) as worker:
+        # once it has claimed from both queues (loading the claim script), it is idle
+        wait_for(lambda: stat("script|load") >= 1 and stat("evalsha") >= 3, timeout=10)
+        before = stat(*sent_commands)
+        window = 4.0
+        time.sleep(window)  # a measurement window, not an ordering of events
+        sent = stat(*sent_commands) - before
+        # Then it stays within the budget (blocking waits, safety claims, the reaper)
+        assert sent <= 2 * window, f"{sent} commands in {window} s"
+        # and an enqueue still wakes it at once
+        job = app.store.enqueue("qa", {"args": [], "kwargs": {}}, name="a")
+        wait_job(app, redisq.JobRef(job, app), timeout=1, state=JobState.COMPLETED)
+        assert worker.metrics.completed == 1
+    calls.close()
+    app.close()
