@@ -2,6 +2,10 @@
 
 A handler that declares a parameter named ``ctx`` (or annotated ``redisq.Context``) receives
 its Context; any code running inside a handler can also call `redisq.current_context()`.
+
+The Context is not part of the job's arguments: ``task.enqueue(x)`` for ``def task(ctx, x)``.
+Type checkers see the function's own signature in ``enqueue``, so give a typed ``ctx`` a
+default (``ctx: redisq.Context | None = None``) or call `current_context()` instead.
 """
 
 from __future__ import annotations
