@@ -101,6 +101,7 @@ class Fetcher:
                     woke = self._store.wait(self._queues, timeout_ms=self._idle_wait_ms)
                 except Exception as exc:
                     self._failed(exc)
+                    must_claim = True  # wake-ups may have been missed meanwhile
                     continue
                 self._reconnect.reset()
                 must_claim = woke or time.monotonic() - last_claim >= _SAFETY_CLAIM_S

@@ -158,3 +158,34 @@ def test_worker_resumes_after_a_redis_restart_and_retries_its_ack(
     assert worker.metrics.connection_errors >= 1
     assert worker.metrics.completed == 2
     app.close()
+
+
+def test_an_ack_not_sent_before_its_lease_ends_is_given_up_and_the_job_runs_again(
+    make_server: Callable[..., ServerProcess], prefix: str
+) -> None:
+    # Given a job with a short lease whose handler finishes while Redis is down
+    server = make_server("valkey", appendonly=True)
+    app = redisq.App(server.url, prefix=prefix)
+    gate = threading.Event()
+    runs: list[int] = []
+
+    @app.task(name="work", queue="q", lease_ms=500)
+    def work(ctx: redisq.Context) -> None:
+        runs.append(ctx.attempt)
+        if ctx.attempt == 1:
+            gate.wait(20)
+
+    with running(redisq.Worker(app, concurrency=1, idle_wait_ms=50)) as worker:
+        ref = work.enqueue()
+        wait_for(lambda: runs == [1])
+        server.stop()
+        gate.set()
+        # When the outage outlasts the lease, the worker gives the ack up
+        wait_for(lambda: worker.metrics.abandoned == 1, timeout=10)
+        server.restart()
+        # Then the expired lease is reaped and the job runs again: at-least-once
+        done = wait_job(app, ref, timeout=20, state=JobState.COMPLETED)
+    assert runs == [1, 2]
+    assert done.attempts == 2
+    assert worker.metrics.completed == 1
+    app.close()
