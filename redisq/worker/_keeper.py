@@ -175,6 +175,13 @@ class Keeper:
     def _lost(self, entry: Entry, exc: Exception) -> None:
         with self._state.lock:
             entry.lost = True
+            finished = entry.phase is Phase.DECIDED
+        if finished:
+            # The handler is done and its outcome is on its way: most often this renewal
+            # crossed the ack that ended the lease. If the lease was really lost, the store
+            # refuses the outcome and the settler reports that.
+            logger.debug("job %s/%s: renewal after its outcome was decided: %s", *entry.key, exc)
+            return
         entry.cancelled.set()
         self._metrics.add("lease_lost")
         logger.warning(
