@@ -327,9 +327,9 @@ class _Runtime:
         state = self.state
         for entry in state.begin_stop():
             self.settler.put(Outcome(entry, "release", "release"))
-        idle = state.wait_idle(worker.grace_ms / 1000, worker._hurry)
-        if not idle:
-            running = state.take_running()
+        state.wait_idle(worker.grace_ms / 1000, worker._hurry)
+        running = state.take_running()
+        if running:
             logger.warning(
                 "worker %s: releasing %d job(s) still running%s",
                 worker.name,

@@ -244,16 +244,24 @@ class State:
             self.changed.notify_all()
         return pending
 
+    def _busy(self) -> bool:
+        # Handlers whose outcome was decided (a timeout) may still run: not waited for.
+        return any(e.phase is Phase.RUNNING for e in self.entries.values())
+
     def wait_idle(self, timeout: float, hurry: threading.Event) -> bool:
-        """Wait until no handler runs, `hurry` is set or `timeout` passes; True when idle."""
+        """Wait until no handler without an outcome runs, `hurry` is set or `timeout` passes.
+
+        Returns:
+            True when no such handler runs.
+        """
         deadline = time.monotonic() + timeout
         with self.changed:
-            while self.running > 0 and not hurry.is_set():
+            while self._busy() and not hurry.is_set():
                 left = deadline - time.monotonic()
                 if left <= 0:
                     break
                 self.changed.wait(min(left, 0.05))
-            return self.running == 0
+            return not self._busy()
 
     def take_running(self) -> list[Entry]:
         """Take the entries whose handler still runs and has no outcome (to release them)."""
