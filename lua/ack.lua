@@ -28,10 +28,11 @@
 --- @include "lib/record"
 --- @include "lib/bad_record"
 --- @include "lib/rec_pack"
+--- @include "lib/rec_pos"
 --- @include "lib/rec_blobs"
 --- @include "lib/read_jobs"
 --- @include "lib/write_jobs"
---- @include "lib/lease_check"
+--- @include "lib/lease_check_fields"
 --- @include "lib/chunks"
 --- @include "lib/clear_unique"
 --- @include "lib/trim_retention"
@@ -75,22 +76,25 @@ local todo = {}
 local has_ukey = false
 for i = 1, count do
   local b = jobs_at + (i - 1) * STRIDE
-  local t = nil
-  if recs[i] then
-    t = rec_parse(recs[i])
-    if not t then
-      return bad_record(jobs_key, ids[i])
-    end
+  local s = recs[i]
+  local p = s and rec_pos(s)
+  if s and not p then
+    return bad_record(jobs_key, ids[i])
   end
-  local refusal = lease_check(t, ARGV[b + 1], now, 'ack', i)
+  if not p then
+    return {STATUS.NOT_FOUND, i}
+  end
+  local refusal = lease_check_fields(rec_field(s, p, F.STATE), rec_field(s, p, F.TOKEN),
+    rec_field(s, p, F.ENDED), rec_field(s, p, F.DEADLINE), ARGV[b + 1], now, 'ack', i)
   if refusal == 'again' then
-    flags[i] = recs[i]
+    flags[i] = s
   elseif refusal then
     return refusal
   else
     flags[i] = 0
-    todo[#todo + 1] = {b, t}
-    if t[F.UKEY] ~= '' then
+    local ukey = rec_field(s, p, F.UKEY)
+    todo[#todo + 1] = {b, s, p, ukey}
+    if ukey ~= '' then
       has_ukey = true
     end
   end
@@ -113,20 +117,29 @@ local done_ids = {}
 local done_pairs = {}
 local writes = {}
 local uniques = {}
+local sub = string.sub
 for i = 1, #todo do
-  local b, t = todo[i][1], todo[i][2]
+  local b, s, p, ukey = todo[i][1], todo[i][2], todo[i][3], todo[i][4]
   local id = ARGV[b]
-  t[F.STATE] = 'completed'
-  t[F.FINISHED] = n
-  t[F.ENDED] = 'ack/' .. ARGV[b + 1]
-  if ARGV[b + 2] ~= '' then
-    local e, _, p, payload = rec_blobs(t)
-    rec_set_blobs(t, e, ARGV[b + 2], p, payload)
+  local rec
+  if ARGV[b + 2] == '' then
+    -- state completed, finished now, ended 'ack/<token>'; the rest (blobs too) as stored.
+    rec = 'j2\ncompleted\n' .. sub(s, p[F.PRIO], p[F.FINISHED] - 1) .. n .. '\n'
+      .. sub(s, p[F.LEASE_MS], p[F.ENDED] - 1) .. 'ack/' .. ARGV[b + 1] .. '\n'
+      .. sub(s, p[F.LEN_ERROR])
+  else
+    local t = rec_parse(s)
+    t[F.STATE] = 'completed'
+    t[F.FINISHED] = n
+    t[F.ENDED] = 'ack/' .. ARGV[b + 1]
+    local e, _, pr, payload = rec_blobs(t)
+    rec_set_blobs(t, e, ARGV[b + 2], pr, payload)
+    rec = rec_pack(t)
   end
   writes[#writes + 1] = id
-  writes[#writes + 1] = rec_pack(t)
-  if t[F.UKEY] ~= '' then
-    uniques[#uniques + 1] = t[F.UKEY]
+  writes[#writes + 1] = rec
+  if ukey ~= '' then
+    uniques[#uniques + 1] = ukey
     uniques[#uniques + 1] = id
   end
   done_ids[#done_ids + 1] = id

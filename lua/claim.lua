@@ -34,7 +34,7 @@
 --- @include "lib/read_meta"
 --- @include "lib/record"
 --- @include "lib/bad_record"
---- @include "lib/rec_pack"
+--- @include "lib/rec_pos"
 --- @include "lib/read_jobs"
 --- @include "lib/write_jobs"
 --- @include "lib/chunks"
@@ -144,12 +144,13 @@ if not recs then
 end
 local jobs = {}
 for i = 1, #ids do
-  if recs[i] then
-    local t = rec_parse(recs[i])
-    if not t then
+  local s = recs[i]
+  if s then
+    local p = rec_pos(s)
+    if not p then
       return bad_record(jobs_key, ids[i])
     end
-    jobs[#jobs + 1] = {ids[i], t}
+    jobs[#jobs + 1] = {ids[i], s, p}
   end
 end
 redis.call('ZREMRANGEBYRANK', ready_key, 0, #ids - 1)
@@ -169,19 +170,18 @@ local out = {STATUS.OK, now, -1}
 if #jobs < count then
   out[3] = next_in()
 end
+local sub = string.sub
 for i = 1, #jobs do
-  local id, t = jobs[i][1], jobs[i][2]
+  local id, s, p = jobs[i][1], jobs[i][2], jobs[i][3]
   token = token + 1
-  local lease = tonumber(t[F.LEASE_MS]) or lease_ms
+  local lease = tonumber(rec_field(s, p, F.LEASE_MS)) or lease_ms
   local deadline = num(now + lease)
   local tok = num(token)
-  t[F.STATE] = 'leased'
-  t[F.TOKEN] = tok
-  t[F.WORKER] = worker
-  t[F.LEASED_AT] = n
-  t[F.DEADLINE] = deadline
-  t[F.ATTEMPTS] = num(tonumber(t[F.ATTEMPTS]) + 1)
-  local rec = rec_pack(t)
+  -- state leased; attempts + 1; token, worker, leased_at and deadline new; the rest as stored.
+  local rec = 'j2\nleased\n' .. sub(s, p[F.PRIO], p[F.ATTEMPTS] - 1)
+    .. num(tonumber(rec_field(s, p, F.ATTEMPTS)) + 1) .. '\n'
+    .. sub(s, p[F.MAX], p[F.TOKEN] - 1) .. tok .. '\n' .. worker .. '\n' .. n .. '\n' .. deadline
+    .. '\n' .. sub(s, p[F.FINISHED])
   writes[#writes + 1] = id
   writes[#writes + 1] = rec
   leased_pairs[#leased_pairs + 1] = deadline
