@@ -9,28 +9,48 @@ Quick start::
     for job in store.claim("emails", worker="w1", count=10):
         ...                                              # do the work
         store.ack(job)
+
+Tasks and workers::
+
+    app = redisq.App("redis://localhost:6379")
+
+    @app.task(queue="emails", max_attempts=5)
+    def send(to: str) -> None: ...
+
+    send.enqueue("ada@example.com")
+    redisq.Worker(app, concurrency=8).run()              # until SIGTERM
 """
 
+from redisq import backoff
 from redisq._async.store import AsyncStore
 from redisq._connect import connect, connect_async
 from redisq._server import ServerConfigWarning
 from redisq._sync.store import Store
 from redisq._version import __version__
+from redisq.app import App
+from redisq.context import Context, current_context
 from redisq.errors import (
     BadRecord,
     ConfigurationError,
     InvalidArgument,
     InvalidTransition,
+    JobFailed,
     JobNotFound,
     LeaseLost,
     PayloadTooLarge,
     RedisqError,
+    Retry,
     SchemaVersionError,
     ScriptReplyError,
     SerializationError,
+    Snooze,
+    TaskSignal,
     WrongKeyType,
 )
+from redisq.jobref import JobRef
 from redisq.models import Job, JobState, Retention, Spec
+from redisq.task import Task, TaskCall, TaskOptions
+from redisq.worker import Worker, WorkerMetrics
 
 __all__ = [  # noqa: RUF022  (grouped by topic, STYLE section 1)
     # connecting
@@ -43,11 +63,27 @@ __all__ = [  # noqa: RUF022  (grouped by topic, STYLE section 1)
     "JobState",
     "Retention",
     "Spec",
+    # tasks and workers
+    "App",
+    "Context",
+    "JobRef",
+    "Task",
+    "TaskCall",
+    "TaskOptions",
+    "Worker",
+    "WorkerMetrics",
+    "backoff",
+    "current_context",
+    # signals raised by task handlers
+    "Retry",
+    "Snooze",
+    "TaskSignal",
     # errors
     "BadRecord",
     "ConfigurationError",
     "InvalidArgument",
     "InvalidTransition",
+    "JobFailed",
     "JobNotFound",
     "LeaseLost",
     "PayloadTooLarge",

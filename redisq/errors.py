@@ -8,18 +8,27 @@ errors of redisq and live outside the tree on purpose.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from redisq.models import Job
+
 __all__ = [
     "BadRecord",
     "ConfigurationError",
     "InvalidArgument",
     "InvalidTransition",
+    "JobFailed",
     "JobNotFound",
     "LeaseLost",
     "PayloadTooLarge",
     "RedisqError",
+    "Retry",
     "SchemaVersionError",
     "ScriptReplyError",
     "SerializationError",
+    "Snooze",
+    "TaskSignal",
     "WrongKeyType",
 ]
 
@@ -196,3 +205,78 @@ class BadRecord(RedisqError):
         self.queue = queue
         self.job_id = job_id
         self.reason = reason
+
+
+class JobFailed(RedisqError):
+    """Raised when a job awaited with `JobRef.result` ended dead or cancelled.
+
+    Attributes:
+        job: the job's final snapshot.
+        state: its final state (``JobState.DEAD`` or ``JobState.CANCELLED``).
+        last_error: the error text of its last failure (a traceback for handler errors), or
+            None.
+    """
+
+    def __init__(self, job: Job) -> None:
+        error = job.last_error or ""
+        first = error.strip().splitlines()[0] if error.strip() else "no error recorded"
+        super().__init__(
+            f"job {job.id!r} of queue {job.queue!r} ended {job.state} after {job.attempts}"
+            f" attempt(s): {first}"
+        )
+        self.job = job
+        self.state = job.state
+        self.last_error = job.last_error
+
+
+# ------------------------------------------------------------------------------------------
+# signals raised by task handlers (not errors of redisq)
+
+
+def _check_delay(field: str, value: object, optional: bool) -> int | None:
+    if value is None and optional:
+        return None
+    if type(value) is not int or not 0 <= value <= _MAX_SIGNAL_DELAY_MS:
+        what = "None or an int" if optional else "an int"
+        raise InvalidArgument(field, f"{what} in [0, {_MAX_SIGNAL_DELAY_MS}] (ms)", value)
+    return value
+
+
+#: About one year, the store's longest delay.
+_MAX_SIGNAL_DELAY_MS = 366 * 24 * 60 * 60 * 1000
+
+
+class TaskSignal(Exception):
+    """Raised inside a task handler to tell the worker what to do with the job.
+
+    Not a `RedisqError`: handlers raise these on purpose, and catching RedisqError in user
+    code must not swallow them.
+    """
+
+
+class Retry(TaskSignal):
+    """Raised by a handler to fail this attempt and try again: the attempt counts.
+
+    Once the job's attempts are used up it is dead-lettered, as for any failure.
+
+    Args:
+        delay_ms: wait this long before the next attempt; None uses the task's backoff.
+        reason: a short text recorded as the job's last_error.
+    """
+
+    def __init__(self, delay_ms: int | None = None, reason: str = "") -> None:
+        super().__init__(reason or "retry requested by the task")
+        self.delay_ms = _check_delay("delay_ms", delay_ms, optional=True)
+        self.reason = reason
+
+
+class Snooze(TaskSignal):
+    """Raised by a handler to put the job back for `delay_ms` without running it now.
+
+    Args:
+        delay_ms: how long until the job may run again.
+    """
+
+    def __init__(self, delay_ms: int) -> None:
+        super().__init__(f"snoozed for {delay_ms} ms")
+        self.delay_ms: int = _check_delay("delay_ms", delay_ms, optional=False) or 0

@@ -1,0 +1,134 @@
+"""What a running task handler knows about its job: `Context` and `current_context()`.
+
+A handler that declares a parameter named ``ctx`` (or annotated ``redisq.Context``) receives
+its Context; any code running inside a handler can also call `redisq.current_context()`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable
+from contextvars import ContextVar
+from typing import TYPE_CHECKING, Any
+
+from redisq.errors import JobNotFound, LeaseLost
+
+if TYPE_CHECKING:
+    from redisq._sync.store import Store
+    from redisq.models import Job
+
+__all__ = ["Context", "current_context"]
+
+_current: ContextVar[Context | None] = ContextVar("redisq_context", default=None)
+
+
+def current_context() -> Context:
+    """Return the Context of the task handler running in this thread or asyncio task.
+
+    Raises:
+        LookupError: called outside a task handler run by a worker.
+    """
+    ctx = _current.get()
+    if ctx is None:
+        raise LookupError(
+            "redisq.current_context() is only available inside a task handler run by a"
+            " redisq Worker"
+        )
+    return ctx
+
+
+class Context:
+    """The job a handler is running, its lease, and the worker's view of it.
+
+    Attributes:
+        job: the Job as claimed (payload, attempts, token...).
+        worker: the name of the worker running it.
+        cancelled_event: set when the worker learns the lease is lost: the job was cancelled,
+            or its lease expired and another claim took it. The handler should stop; its ack
+            will be refused.
+    """
+
+    def __init__(
+        self,
+        job: Job,
+        worker: str,
+        store: Store,
+        cancelled_event: threading.Event,
+        on_renewed: Callable[[Job], None] | None = None,
+    ) -> None:
+        self.job = job
+        self.worker = worker
+        self.cancelled_event = cancelled_event
+        self._store = store
+        self._on_renewed = on_renewed
+
+    def __repr__(self) -> str:
+        return (
+            f"<Context job={self.job.id!r} queue={self.job.queue!r} attempt={self.attempt}"
+            f" token={self.token} cancelled={self.cancelled}>"
+        )
+
+    @property
+    def id(self) -> str:
+        """The job id."""
+        return self.job.id
+
+    @property
+    def queue(self) -> str:
+        """The job's queue."""
+        return self.job.queue
+
+    @property
+    def attempt(self) -> int:
+        """The attempt number of this run (1 for the first)."""
+        return self.job.attempts
+
+    @property
+    def token(self) -> int:
+        """The fencing token of this run's lease, strictly increasing per queue.
+
+        Use it to fence your own side effects, e.g. ``UPDATE ... WHERE fence < :token``.
+        """
+        return self.job.token or 0
+
+    @property
+    def cancelled(self) -> bool:
+        """Tell whether the lease was lost (cancelled, or taken over after it expired)."""
+        return self.cancelled_event.is_set()
+
+    def _lost(self, exc: LeaseLost | JobNotFound) -> None:
+        self.cancelled_event.set()
+        raise exc
+
+    def progress(self, value: Any) -> None:
+        """Record a progress value (msgpack) on the job; one round trip.
+
+        Raises:
+            LeaseLost: the lease is lost; `cancelled` is now True.
+        """
+        try:
+            self._store.progress(self.job, value)
+        except (LeaseLost, JobNotFound) as exc:
+            self._lost(exc)
+
+    def heartbeat(self) -> None:
+        """Renew the lease now (the worker also renews it every lease_ms / 3).
+
+        Raises:
+            LeaseLost: the lease is lost; `cancelled` is now True.
+        """
+        try:
+            renewed = self._store.renew(self.job)
+        except (LeaseLost, JobNotFound) as exc:
+            self._lost(exc)
+        if self._on_renewed is not None:
+            self._on_renewed(renewed)
+
+    async def aprogress(self, value: Any) -> None:
+        """Record a progress value from an async handler (runs `progress` in a thread)."""
+        await asyncio.to_thread(self.progress, value)
+
+    async def aheartbeat(self) -> None:
+        """Renew the lease now from an async handler (runs `heartbeat` in a thread)."""
+        await asyncio.to_thread(self.heartbeat)

@@ -1,0 +1,348 @@
+"""The worker runtime: `Worker` runs an App's tasks until it is stopped.
+
+::
+
+    worker = redisq.Worker(app, concurrency=8)            # every queue of the app's tasks
+    worker.run()                                          # until SIGTERM / SIGINT / stop()
+
+Threads of one worker (pool="thread"; pool="async" replaces the handler threads with one
+event loop running asyncio tasks):
+
+- the fetcher claims jobs when handler slots are free and blocks on Redis otherwise;
+- handler threads (or asyncio tasks) run the tasks;
+- the keeper renews every lease in flight (lease_ms / 3), enforces timeouts, and reaps;
+- the settler acks (batched), nacks and releases, retrying through Redis outages;
+- `run` itself waits for a stop, then drains: release the prefetched jobs, let running
+  handlers finish within the grace period, release the rest, flush the outcomes.
+
+A process supervisor runs N workers by constructing one `Worker(app, **options)` per process:
+everything that touches Redis is created in `run`, never in the constructor.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+import signal
+import socket
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from types import FrameType
+from typing import Any
+
+from redisq._core.rotation import Rotation
+from redisq._core.validate import check_int, check_name
+from redisq._sync.store import Store
+from redisq.app import App
+from redisq.errors import ConfigurationError, InvalidArgument
+from redisq.models import Job
+from redisq.worker._executors import AsyncExecutor, Executor, ThreadExecutor
+from redisq.worker._fetcher import Fetcher
+from redisq.worker._handlers import Runner
+from redisq.worker._keeper import Keeper
+from redisq.worker._settler import Settler
+from redisq.worker._state import Entry, Outcome, State
+from redisq.worker._support import WorkerMetrics, logger
+
+__all__ = ["Worker", "WorkerMetrics"]
+
+_POOLS = ("thread", "async")
+#: How long the final flush of outcomes may retry through an outage at stop (s).
+_FLUSH_S = 10.0
+#: The same after a second stop request (s).
+_HURRIED_FLUSH_S = 1.0
+
+
+def _default_name() -> str:
+    host = re.sub(r"[^A-Za-z0-9._-]", "-", socket.gethostname())[:100] or "host"
+    return f"{host}-{os.getpid()}-{random.randrange(16**4):04x}"
+
+
+class Worker:
+    """Runs the tasks of an App: claims their jobs, runs the handlers, settles the outcomes.
+
+    Args:
+        app: the App whose tasks run here; a job whose name is not one of them is
+            dead-lettered with an error saying so.
+        queues: the queues to work (default: every queue of the app's tasks).
+        concurrency: handlers running at once (default 10 threads, or 100 asyncio tasks).
+        pool: ``"thread"`` (each handler in a thread) or ``"async"`` (one event loop; async
+            handlers as tasks, sync handlers through ``asyncio.to_thread``).
+        weights: queue weights for the weighted round-robin (default 1 each).
+        strict: claim from the queues strictly in the order given instead.
+        grace_ms: at stop, how long running handlers may take to finish before their jobs
+            are released (given back without counting the attempt).
+        reaper_interval_ms: mean time between reaps of the queues' expired leases (+-20%).
+        name: the worker's name, recorded on claimed jobs (default host-pid-random).
+        prefetch: jobs claimed beyond the free slots, waiting in memory with their leases
+            renewed (released at once at stop); raise it for many short jobs.
+        idle_wait_ms: longest blocking wait on Redis when the queues are empty; a stop
+            takes up to this long to reach an idle fetcher.
+        handle_signals: when `run` is called on the main thread, stop on SIGTERM and SIGINT
+            (a second signal releases the running jobs at once).
+
+    Raises:
+        InvalidArgument: an option is out of range.
+        ConfigurationError: there is nothing to work (no queues and no tasks).
+    """
+
+    def __init__(
+        self,
+        app: App,
+        *,
+        queues: Sequence[str] | str | None = None,
+        concurrency: int | None = None,
+        pool: str = "thread",
+        weights: Mapping[str, int] | None = None,
+        strict: bool = False,
+        grace_ms: int = 30_000,
+        reaper_interval_ms: int = 10_000,
+        name: str | None = None,
+        prefetch: int = 0,
+        idle_wait_ms: int = 1_000,
+        handle_signals: bool = True,
+    ) -> None:
+        if not isinstance(app, App):
+            raise InvalidArgument("app", "a redisq.App", app)
+        if pool not in _POOLS:
+            raise InvalidArgument("pool", "'thread' or 'async'", pool)
+        if queues is None:
+            names = app.task_queues
+            if not names:
+                raise ConfigurationError(
+                    "the app has no tasks, so the worker has no queue to work: register tasks"
+                    " before creating the Worker, or pass queues=[...]"
+                )
+        elif isinstance(queues, str):
+            names = [queues]
+        else:
+            names = list(queues)
+        if not names:
+            raise InvalidArgument("queues", "None or a non-empty list of queue names", queues)
+        for i, queue in enumerate(names):
+            check_name(f"queues[{i}]", queue)
+        if len(set(names)) != len(names):
+            raise InvalidArgument("queues", "a list without repeated names", queues)
+        if not isinstance(strict, bool):
+            raise InvalidArgument("strict", "a bool", strict)
+        if weights is not None:
+            if strict:
+                raise InvalidArgument("weights", "None when strict=True (pick one)", weights)
+            if not isinstance(weights, Mapping):
+                raise InvalidArgument("weights", "a dict of queue name -> int weight", weights)
+            for queue, weight in weights.items():
+                if queue not in names:
+                    raise InvalidArgument(f"weights[{queue!r}]", f"one of {names}", queue)
+                check_int(f"weights[{queue!r}]", weight, 1, 1000)
+        default_concurrency = 10 if pool == "thread" else 100
+        self.app = app
+        self.queues = names
+        self.pool = pool
+        self.concurrency = check_int(
+            "concurrency",
+            default_concurrency if concurrency is None else concurrency,
+            1,
+            10_000,
+        )
+        self.weights = dict(weights or {})
+        self.strict = strict
+        self.grace_ms = check_int("grace_ms", grace_ms, 0, 24 * 60 * 60 * 1000)
+        self.reaper_interval_ms = check_int(
+            "reaper_interval_ms", reaper_interval_ms, 1, 24 * 60 * 60 * 1000
+        )
+        self.name = check_name("name", _default_name() if name is None else name)
+        self.prefetch = check_int("prefetch", prefetch, 0, 1000)
+        self.idle_wait_ms = check_int("idle_wait_ms", idle_wait_ms, 1, 60_000)
+        if not isinstance(handle_signals, bool):
+            raise InvalidArgument("handle_signals", "a bool", handle_signals)
+        self.handle_signals = handle_signals
+        self.metrics = WorkerMetrics()
+        self._stop = threading.Event()
+        self._hurry = threading.Event()
+        self._started = False
+        self._finished = threading.Event()
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"<Worker {self.name!r} queues={self.queues} pool={self.pool}>"
+
+    @property
+    def running(self) -> bool:
+        """Tell whether `run` is under way (started and not yet returned)."""
+        return self._started and not self._finished.is_set()
+
+    def stop(self, grace: bool = True) -> None:
+        """Ask the worker to stop; returns at once (thread-safe, signal-safe).
+
+        The first call stops claiming and lets running handlers finish within grace_ms; a
+        second call (or ``grace=False``) releases the running jobs at once.
+        """
+        if grace and not self._stop.is_set():
+            logger.info("worker %s: stopping (grace %d ms)", self.name, self.grace_ms)
+            self._stop.set()
+            return
+        logger.info("worker %s: stopping now; releasing the running jobs", self.name)
+        self._stop.set()
+        self._hurry.set()
+
+    def wait_stopped(self, timeout: float | None = None) -> bool:
+        """Wait until `run` has returned; True if it did within `timeout`."""
+        return self._finished.wait(timeout)
+
+    # ------------------------------------------------------------------------------ run
+
+    def run(self) -> None:
+        """Work until stopped (SIGTERM, SIGINT or `stop`), then drain and return.
+
+        Raises:
+            RuntimeError: the worker already ran (make a new one).
+        """
+        with self._lock:
+            if self._started:
+                raise RuntimeError("a Worker runs once; create a new Worker to run again")
+            self._started = True
+        previous = self._install_signals()
+        store = self.app.connect()
+        try:
+            self._run(store)
+        finally:
+            self._restore_signals(previous)
+            store.close()
+            self._finished.set()
+
+    def _run(self, store: Store) -> None:
+        runtime = _Runtime(self, store)
+        logger.info(
+            "worker %s: working %s with %d %s handler(s)",
+            self.name,
+            ", ".join(self.queues),
+            self.concurrency,
+            self.pool,
+        )
+        runtime.start()
+        while not self._stop.wait(0.5):
+            pass
+        runtime.shutdown()
+        logger.info("worker %s: stopped; %s", self.name, self.metrics.snapshot())
+
+    # -------------------------------------------------------------------------- signals
+
+    def _install_signals(self) -> dict[int, Any]:
+        if not self.handle_signals or threading.current_thread() is not threading.main_thread():
+            return {}
+        previous: dict[int, Any] = {}
+
+        def on_signal(signum: int, frame: FrameType | None) -> None:
+            logger.info("worker %s: got %s", self.name, signal.Signals(signum).name)
+            self.stop(grace=not self._stop.is_set())
+
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            previous[sig] = signal.signal(sig, on_signal)
+        return previous
+
+    @staticmethod
+    def _restore_signals(previous: dict[int, Any]) -> None:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+class _Runtime:
+    """The threads of one `Worker.run` and how they start and stop."""
+
+    def __init__(self, worker: Worker, store: Store) -> None:
+        self.worker = worker
+        self.store = store
+        self.metrics = worker.metrics
+        name = f"redisq-{worker.name}"
+        self.runner = Runner(store, worker.name, self._mark_started, self._heartbeat)
+        self.executor: Executor
+        executor: ThreadExecutor | AsyncExecutor
+        if worker.pool == "thread":
+            executor = ThreadExecutor(self.runner, worker.concurrency, name)
+        else:
+            executor = AsyncExecutor(self.runner, worker.concurrency, name)
+        self.executor = executor
+        self.state = State(worker.concurrency, worker.prefetch, executor.start, self._settle)
+        self.settler = Settler(store, self.state, self.metrics, f"{name}-settler")
+        executor.bind(self.state)
+        self._default_lease = store.settings.lease_ms
+        self.keeper = Keeper(
+            store,
+            self.state,
+            worker.queues,
+            worker.reaper_interval_ms,
+            self.metrics,
+            executor.cancel,
+            self.runner.backoff_ms,
+            f"{name}-keeper",
+        )
+        self.fetcher = Fetcher(
+            store,
+            worker.queues,
+            Rotation(worker.queues, worker.weights, worker.strict),
+            worker.name,
+            lambda: self.state.wait_capacity(0.5),
+            self._admit,
+            worker._stop,
+            worker.idle_wait_ms,
+            self.metrics,
+            f"{name}-fetcher",
+        )
+
+    def start(self) -> None:
+        self.settler.start()
+        self.keeper.start()
+        self.fetcher.start()
+
+    def _settle(self, outcome: Outcome) -> None:
+        self.settler.put(outcome)
+
+    def _mark_started(self, entry: Entry) -> None:
+        self.state.mark_started(entry)
+        self.keeper.wake()  # a new timeout to watch
+
+    def _heartbeat(self, entry: Entry, job: Job) -> None:
+        self.keeper.renewed(entry, job, time.monotonic())
+
+    def _admit(self, jobs: list[Job], sent_at: float) -> None:
+        app = self.worker.app
+        entries = []
+        pickups = []
+        for job in jobs:
+            lease_ms = job.lease_ms or self._default_lease
+            entries.append(Entry(job, app.get_task(job.name or ""), lease_ms, sent_at))
+            if job.lease_deadline_ms is not None:
+                pickups.append(max(0, job.lease_deadline_ms - lease_ms - job.run_at_ms))
+        self.metrics.add("claimed", len(jobs))
+        self.metrics.pickups(pickups)
+        for entry in self.state.admit(entries):  # claimed while the worker began to stop
+            self.settler.put(Outcome(entry, "release", "release"))
+        self.keeper.wake()
+
+    def shutdown(self) -> None:
+        worker = self.worker
+        state = self.state
+        for entry in state.begin_stop():
+            self.settler.put(Outcome(entry, "release", "release"))
+        idle = state.wait_idle(worker.grace_ms / 1000, worker._hurry)
+        if not idle:
+            running = state.take_running()
+            logger.warning(
+                "worker %s: releasing %d job(s) still running%s",
+                worker.name,
+                len(running),
+                " (second stop request)" if worker._hurry.is_set() else " after the grace period",
+            )
+            for entry in running:
+                self.settler.put(Outcome(entry, "release", "release"))
+                self.executor.cancel(entry)
+        self.fetcher.join(worker.idle_wait_ms / 1000 + 10)
+        flush = _HURRIED_FLUSH_S if worker._hurry.is_set() else _FLUSH_S
+        if not state.wait_settled(flush, worker._hurry):
+            state.wait_settled(_HURRIED_FLUSH_S)
+        self.settler.close(_HURRIED_FLUSH_S)
+        self.keeper.stop()
+        self.keeper.join(5)
+        self.executor.shutdown(1.0)

@@ -1,0 +1,184 @@
+"""Running one job's handler and turning what happened into an `Outcome`.
+
+`Runner.run_sync` runs in a handler thread (thread pool); `Runner.run_async` runs as an
+asyncio task (async pool). Both give an Outcome, or None when the run was cut short by its
+timeout or a release at stop (the outcome was decided elsewhere).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from redisq._core.backoff import exponential
+from redisq._core.codec import encode
+from redisq._core.tasks import describe_exception, is_retryable, parse_payload
+from redisq.backoff import delay_for
+from redisq.context import Context, _current
+from redisq.errors import PayloadTooLarge, Retry, SerializationError, Snooze
+from redisq.worker._state import Entry, Outcome
+from redisq.worker._support import logger
+
+if TYPE_CHECKING:
+    from redisq._sync.store import Store
+    from redisq.models import Job
+
+__all__ = ["Runner"]
+
+
+async def _awaited(value: Awaitable[Any]) -> Any:
+    return await value
+
+
+class Runner:
+    """Runs handlers for a worker.
+
+    Args:
+        store: the sync store (for the handler's Context: progress, heartbeat).
+        worker: the worker's name.
+        mark_started: called when a handler starts (its timeout counts from then).
+        on_renewed: called with a Job renewed by the handler's own heartbeat.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        worker: str,
+        mark_started: Callable[[Entry], None],
+        on_renewed: Callable[[Entry, Job], None],
+    ) -> None:
+        self.store = store
+        self.worker = worker
+        self._mark_started = mark_started
+        self._on_renewed = on_renewed
+
+    # ----------------------------------------------------------------------- outcomes
+
+    def backoff_ms(self, entry: Entry) -> int:
+        """The task's retry delay after this attempt (the default policy for unknown ones)."""
+        attempt = entry.job.attempts
+        task = entry.task
+        if task is None:
+            return exponential(attempt)
+        try:
+            return delay_for(task.backoff, attempt)
+        except Exception:
+            logger.exception(
+                "task %s: its backoff policy failed for attempt %d; using the default",
+                task.name,
+                attempt,
+            )
+            return exponential(attempt)
+
+    def completed(self, entry: Entry, value: Any) -> Outcome:
+        """The outcome of a handler that returned `value`."""
+        task = entry.task
+        if task is None or not task.store_result or value is None:
+            return Outcome(entry, "ack", "completed")
+        try:
+            # Checked here so one bad result cannot fail a whole ack_many batch.
+            encode("result", value, self.store.settings.payload_limit, entry.job.id)
+        except (SerializationError, PayloadTooLarge) as exc:
+            return Outcome(
+                entry,
+                "nack",
+                "failed",
+                error=f"the task's result cannot be stored: {exc}",
+                dead=True,
+            )
+        return Outcome(entry, "ack", "completed", result=value)
+
+    def failed(self, entry: Entry, exc: BaseException) -> Outcome:
+        """The outcome of a handler that raised `exc`."""
+        if isinstance(exc, Snooze):
+            # The store has no "release with a delay" yet: nack with the delay counts the
+            # attempt (and dead-letters the job on its last attempt). See Snooze's docstring.
+            return Outcome(entry, "nack", "snooze", delay_ms=exc.delay_ms)
+        text = describe_exception(exc)
+        if isinstance(exc, Retry):
+            delay = self.backoff_ms(entry) if exc.delay_ms is None else exc.delay_ms
+            return Outcome(entry, "nack", "retry", error=text, delay_ms=delay)
+        task = entry.task
+        if task is not None and not is_retryable(exc, task.retry_for, task.non_retryable):
+            return Outcome(entry, "nack", "failed", error=text, dead=True)
+        return Outcome(entry, "nack", "failed", error=text, delay_ms=self.backoff_ms(entry))
+
+    def _refuse(self, entry: Entry) -> tuple[Outcome | None, Any]:
+        """Check that the job can run here; (dead-letter outcome, None) when it cannot."""
+        job = entry.job
+        task = entry.task
+        if task is None:
+            error = (
+                f"no task named {job.name!r} is registered in the app of worker {self.worker!r};"
+                " register it (and deploy) before enqueueing it"
+            )
+            return Outcome(entry, "nack", "unknown", error=error, dead=True), None
+        try:
+            args, kwargs = parse_payload(job.payload)
+            task.check_arguments(args, kwargs)
+        except (ValueError, TypeError) as exc:
+            error = f"task {task.name!r} cannot run this job: {exc}"
+            return Outcome(entry, "nack", "failed", error=error, dead=True), None
+        return None, (args, kwargs)
+
+    def _context(self, entry: Entry) -> Context:
+        ctx = Context(
+            entry.job,
+            self.worker,
+            self.store,
+            entry.cancelled,
+            lambda job: self._on_renewed(entry, job),
+        )
+        entry.ctx = ctx
+        return ctx
+
+    # ------------------------------------------------------------------------ runners
+
+    def run_sync(self, entry: Entry) -> Outcome | None:
+        """Run the handler of `entry` in this thread."""
+        refusal, call = self._refuse(entry)
+        if refusal is not None:
+            return refusal
+        args, kwargs = call
+        task = entry.task
+        assert task is not None
+        ctx = self._context(entry)
+        self._mark_started(entry)
+        token = _current.set(ctx)
+        try:
+            value = task.invoke(args, kwargs, ctx)
+            if inspect.isawaitable(value):  # an async task in the thread pool
+                value = asyncio.run(_awaited(value))
+            return self.completed(entry, value)
+        except BaseException as exc:  # a handler's SystemExit fails its job, not the worker
+            return self.failed(entry, exc)
+        finally:
+            _current.reset(token)
+
+    async def run_async(self, entry: Entry) -> Outcome | None:
+        """Run the handler of `entry` as (part of) the current asyncio task."""
+        refusal, call = self._refuse(entry)
+        if refusal is not None:
+            return refusal
+        args, kwargs = call
+        task = entry.task
+        assert task is not None
+        ctx = self._context(entry)
+        self._mark_started(entry)
+        _current.set(ctx)  # the asyncio task runs in its own copy of the context
+        try:
+            if task.is_async:
+                value = await task.invoke(args, kwargs, ctx)
+            else:
+                value = await asyncio.to_thread(task.invoke, args, kwargs, ctx)
+                if inspect.isawaitable(value):
+                    value = await value
+            return self.completed(entry, value)
+        except asyncio.CancelledError as exc:
+            if entry.timed_out or entry.released:
+                return None  # cancelled by the worker: the outcome was decided already
+            return self.failed(entry, exc)
+        except BaseException as exc:
+            return self.failed(entry, exc)

@@ -1,0 +1,152 @@
+"""Small pieces the worker's threads share: metrics, transient errors, reconnect backoff."""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis.exceptions
+
+__all__ = ["Reconnect", "WorkerMetrics", "is_transient", "logger"]
+
+#: Every message of the worker runtime goes to this logger.
+logger = logging.getLogger("redisq.worker")
+
+_TRANSIENT_REPLIES = ("UNBLOCKED", "LOADING", "MASTERDOWN", "CLUSTERDOWN", "TRYAGAIN", "READONLY")
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Tell whether an error means "Redis is unreachable for now": retry after a pause.
+
+    Connection errors and timeouts, a server still loading its data, a replica that was a
+    primary (READONLY), a blocking command unblocked by a failover, a cluster reconfiguring.
+    """
+    if isinstance(exc, (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)):
+        return True
+    if isinstance(
+        exc,
+        (
+            redis.exceptions.ReadOnlyError,
+            redis.exceptions.ClusterDownError,
+            redis.exceptions.TryAgainError,
+        ),
+    ):
+        return True
+    if isinstance(exc, redis.exceptions.ResponseError):
+        return str(exc).startswith(_TRANSIENT_REPLIES)
+    return isinstance(exc, (ConnectionError, TimeoutError))
+
+
+class Reconnect:
+    """Jittered exponential pauses after transient errors: 0.1 s doubling to 5 s, +-50%.
+
+    Args:
+        stop: an Event that cuts a pause short (the worker is stopping).
+        first_s: the first pause.
+        cap_s: the longest pause.
+    """
+
+    def __init__(self, stop: threading.Event, first_s: float = 0.1, cap_s: float = 5.0) -> None:
+        self._stop = stop
+        self._first = first_s
+        self._cap = cap_s
+        self._next = first_s
+        self.failures = 0
+
+    def reset(self) -> None:
+        """Forget earlier failures (the last call succeeded)."""
+        self._next = self._first
+        self.failures = 0
+
+    def delay(self) -> float:
+        """Return the next pause (and grow the one after)."""
+        self.failures += 1
+        pause = self._next * random.uniform(0.5, 1.5)
+        self._next = min(self._next * 2, self._cap)
+        return pause
+
+    def pause(self) -> bool:
+        """Sleep the next pause; return False when the stop event cut it short."""
+        return not self._stop.wait(self.delay())
+
+
+_COUNTERS = (
+    "claimed",
+    "completed",
+    "retried",
+    "dead",
+    "snoozed",
+    "released",
+    "timed_out",
+    "lease_lost",
+    "refused",
+    "abandoned",
+    "connection_errors",
+    "errors",
+)
+
+
+@dataclass
+class WorkerMetrics:
+    """What a worker counted since it started; read them on `Worker.metrics`.
+
+    Attributes:
+        claimed: jobs leased by this worker.
+        completed: jobs acknowledged (completed).
+        retried: failed attempts sent back for a retry (scheduled or ready).
+        dead: jobs dead-lettered by this worker.
+        snoozed: jobs put back by a Snooze signal.
+        released: leases given back at stop (attempt not counted).
+        timed_out: runs stopped by the task's timeout_ms.
+        lease_lost: leases the renewal found lost (cancelled, or taken over).
+        refused: acks, nacks or releases the store refused (LeaseLost): the job had moved on.
+        abandoned: outcomes given up after the lease ran out during an outage.
+        connection_errors: transient Redis errors seen by the loops.
+        errors: unexpected errors in the loops (logged with their traceback).
+        pickup_ms: the latest pickup latencies (ms from due to claimed, Redis clock).
+    """
+
+    claimed: int = 0
+    completed: int = 0
+    retried: int = 0
+    dead: int = 0
+    snoozed: int = 0
+    released: int = 0
+    timed_out: int = 0
+    lease_lost: int = 0
+    refused: int = 0
+    abandoned: int = 0
+    connection_errors: int = 0
+    errors: int = 0
+    pickup_ms: deque[int] = field(default_factory=lambda: deque(maxlen=10_000))
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def add(self, counter: str, n: int = 1) -> None:
+        """Add `n` to a counter (thread-safe)."""
+        with self._lock:
+            setattr(self, counter, getattr(self, counter) + n)
+
+    def pickups(self, values: list[int]) -> None:
+        """Record pickup latencies (thread-safe)."""
+        with self._lock:
+            self.pickup_ms.extend(values)
+
+    def pickup_percentile(self, q: float) -> float | None:
+        """Return a pickup latency percentile (q in [0, 1]) over the recorded ones, or None."""
+        with self._lock:
+            ordered = sorted(self.pickup_ms)
+        if not ordered:
+            return None
+        return float(ordered[min(len(ordered) - 1, int(q * len(ordered)))])
+
+    def snapshot(self) -> dict[str, Any]:
+        """Return the counters and pickup percentiles as a plain dict."""
+        with self._lock:
+            values: dict[str, Any] = {name: getattr(self, name) for name in _COUNTERS}
+        values["pickup_p50_ms"] = self.pickup_percentile(0.5)
+        values["pickup_p99_ms"] = self.pickup_percentile(0.99)
+        return values
