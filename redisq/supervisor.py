@@ -206,8 +206,9 @@ class Supervisor:
         self.processes = check_int("processes", processes, 1, 1024)
         for key in worker_options:
             if key not in WORKER_OPTIONS:
+                allowed = ", ".join(WORKER_OPTIONS)
                 raise InvalidArgument(
-                    key, f"not given: the options are {', '.join(WORKER_OPTIONS)}"
+                    "worker_options", f"among {allowed} (each child names itself)", key
                 )
         if log_level is not None and log_level not in LOG_LEVELS:
             raise InvalidArgument("log_level", f"None or one of {', '.join(LOG_LEVELS)}", log_level)
@@ -406,6 +407,9 @@ class Supervisor:
                 slot.process = None
                 slot.exit_code = code
             if stopping:
+                if code in (-signal.SIGTERM, -signal.SIGUSR1):
+                    code = 0  # our signal came before it ran any Python: it held no job
+                    slot.exit_code = 0
                 level = logging.INFO if code == 0 else logging.WARNING
                 logger.log(
                     level,
@@ -481,6 +485,9 @@ def child_main() -> None:
     after a stop, 2 when the app or the options cannot be loaded.
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor forwards Ctrl-C
+    # Until the Worker exists nothing was claimed: a stop request simply ends the process.
+    for sig in (signal.SIGTERM, signal.SIGUSR1):
+        signal.signal(sig, lambda signum, frame: os._exit(0))
     spec = json.loads(sys.stdin.read())
     sys.stdin.close()
     sys.path[:] = [*spec["sys_path"], *(p for p in sys.path if p not in spec["sys_path"])]

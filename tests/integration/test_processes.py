@@ -229,6 +229,24 @@ def test_sigterm_past_the_grace_releases_the_job_without_counting_it(
     assert "releasing 1 job(s) still running after the grace period" in worker.log()
 
 
+def test_a_second_signal_makes_the_children_release_their_jobs_at_once(
+    spawn: type[WorkerProcess], store: redisq.Store, prefix: str
+) -> None:
+    supervisor = spawn("--processes", "2", "--concurrency", "1", "--grace-ms", "60000")
+    children = supervisor.started_pids(2)
+    _enqueue_gate(store, prefix, "h")  # never opened
+    wait_for(lambda: _leased(store, "h"), 20, message=supervisor.log)
+    supervisor.popen.send_signal(signal.SIGTERM)
+    supervisor.wait_log(r"supervisor: stopping the workers \(grace 60000 ms\)")
+    supervisor.popen.send_signal(signal.SIGTERM)
+    assert supervisor.wait() == 0, supervisor.log()
+    job = store.get("q", "h")
+    assert job is not None
+    assert (job.state, job.attempts) == (JobState.READY, 0)  # released, attempt not counted
+    assert "releasing 1 job(s) still running (second stop request)" in supervisor.log()
+    assert not [pid for pid in children if _alive(pid)]
+
+
 def test_kill_9_loses_the_lease_and_another_worker_finishes_the_job(
     spawn: type[WorkerProcess], store: redisq.Store, prefix: str
 ) -> None:
@@ -287,6 +305,17 @@ def test_the_supervisor_restarts_a_killed_child(
 # ---------------------------------------------------------------------------------- usage
 
 
+@pytest.fixture(autouse=True)
+def _restore_the_app() -> Iterator[None]:
+    """`load_app` applies --url/--prefix to the imported App (in-process tests): undo it."""
+    from tests.integration import _proc_app
+
+    saved = _proc_app.app.url, _proc_app.app.prefix
+    yield
+    _proc_app.app.url, _proc_app.app.prefix = saved
+    _proc_app.app.close()
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -308,6 +337,17 @@ def test_usage_errors_exit_2_and_say_what_to_do(
     err = capsys.readouterr().err
     assert message in err
     assert err.startswith(("usage:", "redisq worker: error:", "redisq: "))
+
+
+def test_supervisor_options_are_checked_before_any_child_starts() -> None:
+    with pytest.raises(redisq.InvalidArgument, match="processes must be an int in"):
+        redisq.Supervisor(APP, processes=0)
+    with pytest.raises(redisq.InvalidArgument, match="worker_options must be among queues"):
+        redisq.Supervisor(APP, name="w1")  # each child names itself
+    with pytest.raises(redisq.ConfigurationError, match="worker processes cannot share it"):
+        redisq.Supervisor(APP, processes=2).check()  # the app's url is memory:// here
+    with pytest.raises(redisq.InvalidArgument, match="concurrency must be"):
+        redisq.Supervisor(APP, url="redis://127.0.0.1:1", concurrency=0).check()
 
 
 def test_an_unreachable_server_exits_3(capsys: pytest.CaptureFixture[str]) -> None:
