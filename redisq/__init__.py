@@ -49,6 +49,7 @@ from redisq.errors import (
 )
 from redisq.jobref import JobRef
 from redisq.models import Job, JobState, Retention, Spec
+from redisq.supervisor import Supervisor, load_app
 from redisq.task import Task, TaskCall, TaskOptions
 from redisq.worker import Worker, WorkerMetrics
 
@@ -67,6 +68,7 @@ __all__ = [  # noqa: RUF022  (grouped by topic, STYLE section 1)
     "App",
     "Context",
     "JobRef",
+    "Supervisor",
     "Task",
     "TaskCall",
     "TaskOptions",
@@ -74,6 +76,7 @@ __all__ = [  # noqa: RUF022  (grouped by topic, STYLE section 1)
     "WorkerMetrics",
     "backoff",
     "current_context",
+    "load_app",
     # signals raised by task handlers
     "Retry",
     "Snooze",

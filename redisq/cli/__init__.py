@@ -1,4 +1,4 @@
-"""The `redisq` command line: manage queues and jobs in a store, and run a development server.
+"""The `redisq` command line: manage queues and jobs, run workers and a development server.
 
 Each subcommand is added by one function that takes the `Commands` registry (see COMMANDS);
 adding a subcommand is writing one such function and listing it there.
@@ -26,6 +26,7 @@ from redisq.cli._base import (
 from redisq.cli._jobs import add_enqueue, add_ls, add_show
 from redisq.cli._server import add_server
 from redisq.cli._stats import add_stats
+from redisq.cli._worker import add_worker
 
 __all__ = [
     "COMMANDS",
@@ -84,6 +85,7 @@ COMMANDS: list[Callable[[Commands], None]] = [
     add_pause,
     add_resume,
     add_reap,
+    add_worker,
     add_server,
     add_demo,
 ]

@@ -1,0 +1,38 @@
+"""A tiny App for the worker-process tests (imported by `redisq worker` subprocesses).
+
+It reads its server and key prefix from REDISQ_PROC_URL and REDISQ_PROC_PREFIX, so each test
+points the subprocesses at its own keys. Nothing here imports tests.support.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import redisq
+
+app = redisq.App(
+    os.environ.get("REDISQ_PROC_URL", "memory://proc-app"),
+    prefix=os.environ.get("REDISQ_PROC_PREFIX", "proc"),
+)
+
+#: Not an App, for the usage-error tests.
+NOT_AN_APP = 42
+
+
+@app.task(queue="q", store_result=True)
+def add(a: int, b: int, ctx: redisq.Context) -> dict[str, object]:
+    """Return the sum and the pid of the worker process that ran it."""
+    return {"sum": a + b, "pid": os.getpid()}
+
+
+@app.task(queue="q", lease_ms=600, max_attempts=5, store_result=True)
+def gate(key: str, ctx: redisq.Context) -> int:
+    """Wait until the Redis key `key` exists (the test opens the gate); return the pid."""
+    client = app.store.redis
+    deadline = time.monotonic() + 25
+    while time.monotonic() < deadline and not ctx.cancelled:
+        if client.exists(key):
+            return os.getpid()
+        time.sleep(0.01)
+    raise TimeoutError(f"the gate {key} was never opened")
