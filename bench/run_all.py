@@ -1,4 +1,4 @@
-"""Run every benchmark of the store layer and print one markdown table of the figures.
+"""Run every benchmark (store and worker runtime) and print one markdown table of the figures.
 
     python bench/run_all.py [--quick] [--url redis://...]
 
@@ -21,6 +21,7 @@ import bench_claim_flat
 import bench_enqueue
 import bench_enqueue_many
 import bench_memory
+import bench_worker
 from _common import Figure, base_parser, print_table
 
 SCRIPTS: tuple[ModuleType, ...] = (
@@ -29,6 +30,7 @@ SCRIPTS: tuple[ModuleType, ...] = (
     bench_claim_ack,
     bench_claim_flat,
     bench_memory,
+    bench_worker,
 )
 
 

@@ -11,6 +11,7 @@ import io
 import json
 import os
 import queue
+import re
 import signal
 import socket
 import subprocess
@@ -23,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 
 import redisq
 import redisq.embedded
@@ -559,13 +561,36 @@ def test_help_documents_every_command_and_the_exit_codes(
         assert f"usage: redisq {command}" in capsys.readouterr().out
 
 
-def test_demo_still_runs(capsys: pytest.CaptureFixture[str]) -> None:
-    url = "memory://cli-demo"
-    try:
-        assert main(["demo", "--url", url, "--jobs", "60", "--workers", "2"]) == 0
-    finally:
-        redisq.testing.forget_memory(url)
-    assert "completed" in capsys.readouterr().out
+def _summary(text: str) -> dict[str, int]:
+    """The demo's summary rows whose value is a plain count."""
+    rows = re.findall(r"^(completed|retried|dead-lettered)\b.*?([\d,]+)$", text, re.MULTILINE)
+    return {key: int(value.replace(",", "")) for key, value in rows}
+
+
+def test_demo_runs_every_job_to_its_end(url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    # Given 200 jobs: 1 in 20 fails its first attempt (job numbers 3, 23, ...), job 7 fails
+    # every attempt (3 runs) and job 17 raises a non-retryable error
+    # When the demo runs them with 4 worker threads
+    assert main(["demo", "--url", url, "--jobs", "200", "--workers", "4"]) == 0
+    text = capsys.readouterr().out
+    summary = _summary(text)
+    # Then every job is final, and the failures were retried or dead-lettered as designed
+    assert summary["completed"] + summary["dead-lettered"] == 200
+    assert summary == {"completed": 198, "retried": 12, "dead-lettered": 2}
+    assert re.search(r"^pickup latency p99 +[\d,]+ ms$", text, re.MULTILINE)
+    assert "200/200" in text  # the progress line's last state
+    # And the demo deleted its keys
+    if not url.startswith("memory://"):
+        client = redis.Redis.from_url(url)
+        try:
+            assert client.keys("demo-*") + client.keys("{demo-*") == []
+        finally:
+            client.close()
+
+
+def test_demo_rejects_bad_counts(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["demo", "--jobs", "0"]) == 2
+    assert "--jobs must be at least 1" in capsys.readouterr().err
 
 
 # ------------------------------------------------------------------------------- subprocesses
