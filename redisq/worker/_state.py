@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from redisq._core.ops import MAX_CLAIM
 from redisq.worker._support import logger
 
 if TYPE_CHECKING:
@@ -149,7 +150,8 @@ class State:
         """Wait until jobs may be claimed (or stop); return how many (0 when stopping)."""
         with self.changed:
             self.changed.wait_for(lambda: self.stopping or self.capacity() > 0, timeout)
-            return 0 if self.stopping else max(0, self.capacity())
+            # One claim leases at most MAX_CLAIM jobs; the fetcher claims again for the rest.
+            return 0 if self.stopping else max(0, min(self.capacity(), MAX_CLAIM))
 
     # --------------------------------------------------------------------------- claims
 

@@ -330,3 +330,24 @@ def test_an_idle_worker_sends_at_most_two_commands_a_second(
         wait_for(lambda: worker.metrics.completed == 1)
     calls.close()
     app.close()
+
+
+def test_prefetch_beyond_one_claim_still_drains(real_url: str, prefix: str) -> None:
+    # One claim leases at most 1,000 jobs: concurrency + prefetch above that must still work.
+    app = redisq.App(real_url, prefix=prefix)
+    try:
+
+        @app.task(queue="bulk")
+        def noop(n: int) -> int:
+            return n
+
+        noop.enqueue_many([((n,), {}) for n in range(1_500)])
+        with running(make_worker(app, concurrency=10, prefetch=1_000)):
+            wait_for(
+                lambda: app.store.totals("bulk")["completed"] == 1_500,
+                timeout=30,
+                message=lambda: f"totals {app.store.totals('bulk')}",
+            )
+        assert app.store.counts("bulk")[JobState.READY] == 0
+    finally:
+        app.close()
