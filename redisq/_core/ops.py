@@ -15,7 +15,7 @@ from typing import Any, Generic, TypeVar
 
 from redisq._core.backoff import exponential
 from redisq._core.codec import DEFAULT_PAYLOAD_LIMIT, decode, encode, round_trip
-from redisq._core.records import make_job, parse_entries, parse_record, with_changes
+from redisq._core.records import build_job, parse_entries, parse_record, with_changes
 from redisq._core.scripts import ScriptSpec, script
 from redisq._core.status import ScriptStatus, raise_for_status
 from redisq._core.validate import (
@@ -263,28 +263,26 @@ def _created(queue: str, p: _Prepared, now: int) -> Job:
     o = p.opts
     run_at = o.run_at_ms if o.run_at_ms is not None else now + o.delay_ms
     # Positional, in the order of Job's fields (see records.make_job).
-    return make_job(
-        (
-            p.id,
-            queue,
-            o.name or None,
-            p.value,
-            JobState.SCHEDULED if run_at > now else JobState.READY,
-            o.priority,
-            0,
-            o.max_attempts,
-            None,
-            None,
-            now,
-            run_at,
-            None,
-            None,
-            None,
-            None,
-            None,
-            o.lease_ms,
-            o.unique_key or None,
-        )
+    return build_job(
+        p.id,
+        queue,
+        o.name or None,
+        p.value,
+        JobState.SCHEDULED if run_at > now else JobState.READY,
+        o.priority,
+        0,
+        o.max_attempts,
+        None,
+        None,
+        now,
+        run_at,
+        None,
+        None,
+        None,
+        None,
+        None,
+        o.lease_ms,
+        o.unique_key or None,
     )
 
 
