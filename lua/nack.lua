@@ -34,7 +34,7 @@
 --- @include "lib/rec_blobs"
 --- @include "lib/read_job"
 --- @include "lib/lease_check"
---- @include "lib/ready_score"
+--- @include "lib/requeue"
 --- @include "lib/clear_unique"
 --- @include "lib/trim_retention"
 --- @include "lib/wake"
@@ -95,16 +95,8 @@ if to_dead or tonumber(t[F.ATTEMPTS]) >= tonumber(t[F.MAX]) then
   trim_retention(dead_key, jobs_key, dead_keep, dead_age_ms, now, batch)
   add_totals(meta_key, 0, 0, 1)
   return {STATUS.OK, record}
-elseif delay_ms > 0 then
-  local run_at = num(now + delay_ms)
-  t[F.STATE] = 'scheduled'
-  t[F.RUN_AT] = run_at
-  redis.call('ZADD', scheduled_key, run_at, id)
-else
-  t[F.STATE] = 'ready'
-  t[F.RUN_AT] = n
-  redis.call('ZADD', ready_key, ready_score(t[F.PRIO], t[F.SEQ]), id)
 end
+requeue(t, id, ready_key, scheduled_key, now, delay_ms, n)
 local record = rec_pack(t)
 redis.call('HSET', jobs_key, id, record)
 add_totals(meta_key, 0, 1, 0)

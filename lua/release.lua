@@ -26,7 +26,7 @@
 --- @include "lib/rec_pack"
 --- @include "lib/read_job"
 --- @include "lib/lease_check"
---- @include "lib/ready_score"
+--- @include "lib/requeue"
 --- @include "lib/wake"
 
 local meta_key = KEYS[1]
@@ -66,15 +66,7 @@ end
 t[F.ATTEMPTS] = num(attempts)
 t[F.ENDED] = 'release/' .. token
 redis.call('ZREM', leased_key, id)
-if delay_ms > 0 then
-  local run_at = num(now + delay_ms)
-  t[F.STATE] = 'scheduled'
-  t[F.RUN_AT] = run_at
-  redis.call('ZADD', scheduled_key, run_at, id)
-else
-  t[F.STATE] = 'ready'
-  redis.call('ZADD', ready_key, ready_score(t[F.PRIO], t[F.SEQ]), id)
-end
+requeue(t, id, ready_key, scheduled_key, now, delay_ms, nil)
 local record = rec_pack(t)
 redis.call('HSET', jobs_key, id, record)
 wake(wake_key)

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import os
 import threading
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import hiredis
 import redis
@@ -27,6 +28,8 @@ if TYPE_CHECKING:
     from redis.cluster import RedisCluster
 
 __all__ = ["SyncTransport"]
+
+T = TypeVar("T")
 
 
 def _send_script(conn: Any, spec: ScriptSpec, keys: list[str], args: list[Any]) -> Any:
@@ -68,7 +71,11 @@ class SyncTransport:
             lambda _error: conn.disconnect(),
         )
 
-    def _lean_script(self, spec: ScriptSpec, call: Call[Any]) -> Any:
+    def _on_connection(self, work: Callable[[Any], T]) -> T:
+        """Run `work` on the kept connection when it is free, else on one from the pool.
+
+        (A plain function call rather than a context manager: this is the hot path.)
+        """
         client: Any = self.client
         pool = client.connection_pool
         if self._hot_lock.acquire(blocking=False):
@@ -77,14 +84,17 @@ class SyncTransport:
                     # After a fork the parent's connection is not ours: take a new one.
                     self._hot = pool.get_connection()
                     self._hot_pid = os.getpid()
-                return self._script_on(self._hot, spec, call)
+                return work(self._hot)
             finally:
                 self._hot_lock.release()
         conn = pool.get_connection()
         try:
-            return self._script_on(conn, spec, call)
+            return work(conn)
         finally:
             pool.release(conn)
+
+    def _lean_script(self, spec: ScriptSpec, call: Call[Any]) -> Any:
+        return self._on_connection(lambda conn: self._script_on(conn, spec, call))
 
     def _check(self) -> None:
         self._checked = True
@@ -134,21 +144,7 @@ class SyncTransport:
         if not self._lean:
             # Cluster: the calls may live on different nodes; run them in turn.
             return [self.run(c) for c in calls]
-        client: Any = self.client
-        pool = client.connection_pool
-        if self._hot_lock.acquire(blocking=False):
-            try:
-                if self._hot is None or self._hot_pid != os.getpid():
-                    self._hot = pool.get_connection()
-                    self._hot_pid = os.getpid()
-                return self._pipeline_on(self._hot, calls)
-            finally:
-                self._hot_lock.release()
-        conn = pool.get_connection()
-        try:
-            return self._pipeline_on(conn, calls)
-        finally:
-            pool.release(conn)
+        return self._on_connection(lambda conn: self._pipeline_on(conn, calls))
 
     def _pipeline_on(self, conn: Any, calls: list[Call[Any]]) -> list[Any]:
         results: list[Any] = conn.retry.call_with_retry(
