@@ -86,17 +86,29 @@ class CountingConnection(redis.Connection):
     """
 
     sent: ClassVar[int] = 0
+    #: Set when the command being sent was counted already (send_command, pack_commands).
+    _counted = False
 
     def send_command(self, *args: Any, **kwargs: Any) -> None:
         """Count one command, then send it."""
         CountingConnection.sent += 1
+        self._counted = True
         super().send_command(*args, **kwargs)  # type: ignore[no-untyped-call]
 
     def pack_commands(self, commands: Any) -> Any:
         """Count a pipeline's commands, then pack them."""
         commands = list(commands)
         CountingConnection.sent += len(commands)
+        self._counted = True
         return super().pack_commands(commands)  # type: ignore[no-untyped-call]
+
+    def send_packed_command(self, command: Any, check_health: bool = True) -> None:
+        """Count a command that arrives packed already (redisq's lean path), then send it."""
+        if self._counted:
+            self._counted = False
+        else:
+            CountingConnection.sent += 1  # the lean path sends one packed command per call
+        super().send_packed_command(command, check_health)  # type: ignore[no-untyped-call]
 
 
 @dataclass(frozen=True, slots=True)

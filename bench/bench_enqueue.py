@@ -2,7 +2,10 @@
 
 Compared with `redis-benchmark -c 1 EVALSHA <sha of 'return 1'> 0` against the same server
 (the round-trip ceiling of one connection; goal: redisq reaches >= 60% of it), and with a plain
-redis-py `Redis.evalsha` of the same trivial script for reference. Also counts the Redis
+redis-py `Redis.evalsha` of the same trivial script for reference. A floor shows what the goal
+asks of the machine: the commands an enqueue must run (TIME, the meta and job reads, the ready
+ZADD, the record and counter HSETs, the wake ZADD) in a bare script with enqueue's arguments,
+sent from a raw Python socket with no redisq code at all. Also counts the Redis
 commands each enqueue costs (INFO commandstats) and the server time of the enqueue script.
 
     python bench/bench_enqueue.py [--jobs 20000] [--rounds 3] [--url redis://...]
@@ -15,14 +18,18 @@ from __future__ import annotations
 
 import argparse
 import csv
+import os
 import shlex
 import shutil
+import socket
 import subprocess
 import sys
 import time
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+import hiredis
+import msgpack
 import redis
 from _common import (
     Figure,
@@ -50,6 +57,17 @@ ROUNDS, QUICK_ROUNDS = 3, 2
 #: Enqueues of the separate pass that counts the commands sent per job.
 COUNTED_JOBS = 1_000
 TRIVIAL_SCRIPT = "return 1"
+#: The commands a single enqueue must run, with nothing else (the floor's script).
+FLOOR_SCRIPT = """
+local t = redis.call('TIME')
+local m = redis.call('HMGET', KEYS[1], 'schema', 'seq', 'enqueued')
+local e = redis.call('HMGET', KEYS[5], ARGV[4])
+redis.call('ZADD', KEYS[2], ARGV[7], ARGV[4])
+redis.call('HSET', KEYS[5], ARGV[4], ARGV[5])
+redis.call('HSET', KEYS[1], 'seq', ARGV[7], 'enqueued', ARGV[7])
+redis.call('ZADD', KEYS[6], 0, 'w')
+return {0, 1}
+"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +128,26 @@ def _evalsha_round(client: redis.Redis, sha: str, calls: int) -> float:
     return calls / (time.perf_counter() - begin)
 
 
+def _floor_round(server: BenchServer, sha: str, prefix: str, calls: int) -> float:
+    """Send the floor script like an enqueue would, from a raw socket (no password support)."""
+    tag = f"{{{prefix}:floor}}"
+    keys = [f"{tag}:{part}" for part in ("meta", "ready", "scheduled", "unique", "jobs", "wake")]
+    with socket.create_connection((server.host, server.port)) as sock:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        reader = hiredis.Reader()
+        begin = time.perf_counter()
+        for i in range(calls):
+            job_id = os.urandom(16).hex()
+            payload = msgpack.packb({"n": i})
+            args = ("", "0", 1, job_id, payload, "", i, 0, "", i, 3, "", "")
+            sock.sendall(hiredis.pack_command(("EVALSHA", sha, 6, *keys, *args)))
+            reply = reader.gets()
+            while reply is False:
+                reader.feed(sock.recv(65536))
+                reply = reader.gets()
+        return calls / (time.perf_counter() - begin)
+
+
 def run(args: argparse.Namespace) -> list[Figure]:
     """Measure figure 1 and the commands per single enqueue."""
     jobs = args.jobs or (QUICK_JOBS if args.quick else JOBS)
@@ -125,6 +163,9 @@ def run(args: argparse.Namespace) -> list[Figure]:
         plain = redis.Redis.from_url(server.url)
         try:
             sha = str(plain.script_load(TRIVIAL_SCRIPT))
+            floor_sha = str(plain.script_load(FLOOR_SCRIPT))
+            with_floor = urlsplit(server.url).password is None
+            floor: list[float] = []
             store.enqueue("q", {"n": -1})  # first use: server check and queue registration
             plain.evalsha(sha, 0)
             tool_args = _redis_benchmark_args(server, requests, sha)
@@ -142,6 +183,9 @@ def run(args: argparse.Namespace) -> list[Figure]:
                 script_usec += stats.script_usec
                 evalsha.append(_evalsha_round(plain, sha, jobs))
                 line = f"  round {r + 1}: enqueue {ours[-1]:,.0f}/s, evalsha {evalsha[-1]:,.0f}/s"
+                if with_floor:
+                    floor.append(_floor_round(server, floor_sha, prefix, jobs))
+                    line += f", floor {floor[-1]:,.0f}/s"
                 if tool is not None and tool_args is not None:
                     tool.rates.append(_run_redis_benchmark(tool_args))
                     line += f", redis-benchmark {tool.rates[-1]:,.0f}/s"
@@ -202,6 +246,16 @@ def run(args: argparse.Namespace) -> list[Figure]:
                 cmd,
             ),
         ]
+        if floor:
+            lowest = best(floor)
+            figures.append(
+                Figure(
+                    "floor: only the commands an enqueue must run, in a bare script, from a raw"
+                    " Python socket (no redisq code), as % of redis-benchmark (best round)",
+                    f"{fmt_rate(lowest, 'calls/s')} = {100.0 * lowest / ceiling:.0f}%",
+                    command=cmd,
+                )
+            )
     figures += [
         Figure(
             "commands per job: single enqueue (steady state: a client's first enqueue to a queue"
