@@ -302,7 +302,8 @@ class _Runtime:
 
     def _mark_started(self, entry: Entry) -> None:
         self.state.mark_started(entry)
-        self.keeper.wake()  # a new timeout to watch
+        if entry.timeout_at is not None:
+            self.keeper.watch_timeout(entry)
 
     def _heartbeat(self, entry: Entry, job: Job) -> None:
         self.keeper.renewed(entry, job, time.monotonic())
@@ -318,9 +319,10 @@ class _Runtime:
                 pickups.append(max(0, job.lease_deadline_ms - lease_ms - job.run_at_ms))
         self.metrics.add("claimed", len(jobs))
         self.metrics.pickups(pickups)
-        for entry in self.state.admit(entries):  # claimed while the worker began to stop
+        refused = self.state.admit(entries)
+        self.keeper.watch(entries)  # until settled, released ones included
+        for entry in refused:  # claimed while the worker began to stop
             self.settler.put(Outcome(entry, "release", "release"))
-        self.keeper.wake()
 
     def shutdown(self) -> None:
         worker = self.worker

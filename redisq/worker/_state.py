@@ -57,6 +57,7 @@ class Entry:
         "phase",
         "released",
         "renew_at",
+        "settled",
         "started_at",
         "task",
         "timed_out",
@@ -77,6 +78,8 @@ class Entry:
         self.timed_out = False
         self.released = False
         self.lost = False
+        #: The store took its outcome (or it was given up): the worker forgot it.
+        self.settled = False
         self.cancelled = threading.Event()
         self.ctx: Context | None = None
         #: The asyncio task running the handler (async pool), to cancel it.
@@ -228,6 +231,7 @@ class State:
     def settled(self, entry: Entry) -> None:
         """The store took the entry's outcome (or it was given up): forget the entry."""
         with self.changed:
+            entry.settled = True
             if self.entries.get(entry.key) is entry:
                 del self.entries[entry.key]
             self.changed.notify_all()
