@@ -257,7 +257,7 @@ class _Runtime:
         self.store = store
         self.metrics = worker.metrics
         name = f"redisq-{worker.name}"
-        self.runner = Runner(store, worker.name, self._mark_started, self._heartbeat)
+        self.runner = Runner(store, worker.name, self._mark_started)
         self.executor: Executor
         executor: ThreadExecutor | AsyncExecutor
         if worker.pool == "thread":
@@ -265,7 +265,7 @@ class _Runtime:
         else:
             executor = AsyncExecutor(self.runner, worker.concurrency, name)
         self.executor = executor
-        self.state = State(worker.concurrency, worker.prefetch, executor.start, self._settle)
+        self.state = State(worker.concurrency, worker.prefetch, executor.wake, self._settle)
         self.settler = Settler(store, self.state, self.metrics, f"{name}-settler")
         executor.bind(self.state)
         self._default_lease = store.settings.lease_ms
@@ -301,12 +301,11 @@ class _Runtime:
         self.settler.put(outcome)
 
     def _mark_started(self, entry: Entry) -> None:
-        self.state.mark_started(entry)
-        if entry.timeout_at is not None:
+        """The handler of `entry` starts now: its timeout (if any) counts from here."""
+        task = entry.task
+        if task is not None and task.timeout_ms is not None:
+            entry.timeout_at = time.monotonic() + task.timeout_ms / 1000
             self.keeper.watch_timeout(entry)
-
-    def _heartbeat(self, entry: Entry, job: Job) -> None:
-        self.keeper.renewed(entry, job, time.monotonic())
 
     def _admit(self, jobs: list[Job], sent_at: float) -> None:
         app = self.worker.app

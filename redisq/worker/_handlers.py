@@ -23,7 +23,6 @@ from redisq.worker._support import logger
 
 if TYPE_CHECKING:
     from redisq._sync.store import Store
-    from redisq.models import Job
 
 __all__ = ["Runner", "cancel_handler"]
 
@@ -51,7 +50,6 @@ class Runner:
         store: the sync store (for the handler's Context: progress, heartbeat).
         worker: the worker's name.
         mark_started: called when a handler starts (its timeout counts from then).
-        on_renewed: called with a Job renewed by the handler's own heartbeat.
     """
 
     def __init__(
@@ -59,12 +57,10 @@ class Runner:
         store: Store,
         worker: str,
         mark_started: Callable[[Entry], None],
-        on_renewed: Callable[[Entry, Job], None],
     ) -> None:
         self.store = store
         self.worker = worker
         self._mark_started = mark_started
-        self._on_renewed = on_renewed
 
     # ----------------------------------------------------------------------- outcomes
 
@@ -135,15 +131,7 @@ class Runner:
         return None, (args, kwargs)
 
     def _context(self, entry: Entry) -> Context:
-        ctx = Context(
-            entry.job,
-            self.worker,
-            self.store,
-            entry.cancelled,
-            lambda job: self._on_renewed(entry, job),
-        )
-        entry.ctx = ctx
-        return ctx
+        return Context(entry.job, self.worker, self.store, entry.cancelled_event(), entry.heartbeat)
 
     # ------------------------------------------------------------------------ runners
 

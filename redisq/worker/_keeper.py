@@ -115,8 +115,7 @@ class Keeper:
 
     def renewed(self, entry: Entry, job: Job, sent_at: float) -> None:
         """Note a successful renewal of `entry` sent at monotonic time `sent_at`."""
-        entry.lease_until = sent_at + entry.lease_ms / 1000
-        entry.renew_at = sent_at + entry.lease_ms / 3000
+        entry.renewed(sent_at)
 
     def wake(self) -> None:
         """Look at the deadlines again now."""
@@ -309,7 +308,7 @@ class Keeper:
             # refuses the outcome and the settler reports that.
             logger.debug("job %s/%s: renewal after its outcome was decided: %s", *entry.key, exc)
             return
-        entry.cancelled.set()
+        entry.notify_cancelled()
         self._metrics.add("lease_lost")
         logger.warning(
             "job %s/%s: lease lost (%s); the handler is told through ctx.cancelled and its"

@@ -194,7 +194,7 @@ class Settler:
                 outcome.label,
                 outcome.delay_ms,
             )
-        self._state.settled(entry)
+        self._state.settled((entry,))
 
     def _refused(self, outcome: Outcome, exc: Exception) -> None:
         self._metrics.add("refused")
@@ -205,7 +205,7 @@ class Settler:
             outcome.kind,
             exc,
         )
-        self._state.settled(outcome.entry)
+        self._state.settled((outcome.entry,))
 
     def _retry_later(self, outcomes: list[Outcome], exc: Exception) -> None:
         self._metrics.add("connection_errors")
@@ -229,4 +229,4 @@ class Settler:
             outcome.kind,
             why,
         )
-        self._state.settled(outcome.entry)
+        self._state.settled((outcome.entry,))
