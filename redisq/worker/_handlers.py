@@ -49,7 +49,8 @@ class Runner:
     Args:
         store: the sync store (for the handler's Context: progress, heartbeat).
         worker: the worker's name.
-        mark_started: called when a handler starts (its timeout counts from then).
+        mark_started: called when the handler of a task with a timeout starts (its timeout
+            counts from then).
     """
 
     def __init__(
@@ -122,8 +123,18 @@ class Runner:
                 " register it (and deploy) before enqueueing it"
             )
             return Outcome(entry, "nack", "unknown", error=error, dead=True), None
+        payload = job.payload
         try:
-            args, kwargs = parse_payload(job.payload)
+            if (
+                type(payload) is dict
+                and len(payload) == 2
+                and type(args := payload.get("args")) is list
+                and type(kwargs := payload.get("kwargs")) is dict
+                and not kwargs
+            ):
+                pass  # the common call shape, checked without parse_payload's generality
+            else:
+                args, kwargs = parse_payload(payload)
             task.check_arguments(args, kwargs)
         except (ValueError, TypeError) as exc:
             error = f"task {task.name!r} cannot run this job: {exc}"
@@ -131,7 +142,9 @@ class Runner:
         return None, (args, kwargs)
 
     def _context(self, entry: Entry) -> Context:
-        return Context(entry.job, self.worker, self.store, entry.cancelled_event(), entry.heartbeat)
+        return Context._lazy(
+            entry.job, self.worker, self.store, entry.cancelled_event, entry.heartbeat
+        )
 
     # ------------------------------------------------------------------------ runners
 
@@ -144,11 +157,12 @@ class Runner:
         task = entry.task
         assert task is not None
         ctx = self._context(entry)
-        self._mark_started(entry)
+        if task.timeout_ms is not None:
+            self._mark_started(entry)
         token = _current.set(ctx)
         try:
             value = task.invoke(args, kwargs, ctx)
-            if inspect.isawaitable(value):  # an async task in the thread pool
+            if value is not None and inspect.isawaitable(value):  # an async task, in a thread
                 value = self._run_coroutine(entry, value)
             return self.completed(entry, value)
         except asyncio.CancelledError as exc:
@@ -183,7 +197,8 @@ class Runner:
         task = entry.task
         assert task is not None
         ctx = self._context(entry)
-        self._mark_started(entry)
+        if task.timeout_ms is not None:
+            self._mark_started(entry)
         _current.set(ctx)  # the asyncio task runs in its own copy of the context
         try:
             if task.is_async:
