@@ -153,16 +153,19 @@ class Runner:
         refusal, call = self._refuse(entry)
         if refusal is not None:
             return refusal
-        args, kwargs = call
         task = entry.task
         assert task is not None
-        ctx = self._context(entry)
+        ctx = Context._lazy(
+            entry.job, self.worker, self.store, entry.cancelled_event, entry.heartbeat
+        )
         if task.timeout_ms is not None:
             self._mark_started(entry)
         token = _current.set(ctx)
         try:
-            value = task.invoke(args, kwargs, ctx)
-            if value is not None and inspect.isawaitable(value):  # an async task, in a thread
+            value = task.invoke(call[0], call[1], ctx)
+            if value is None:
+                return Outcome(entry, "ack", "completed")
+            if inspect.isawaitable(value):  # an async task, in a thread
                 value = self._run_coroutine(entry, value)
             return self.completed(entry, value)
         except asyncio.CancelledError as exc:

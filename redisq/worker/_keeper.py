@@ -31,7 +31,7 @@ from redisq.worker._support import Reconnect, WorkerMetrics, is_transient, logge
 __all__ = ["Keeper"]
 
 #: A heap is compacted when it refers to more than twice its live entries plus this many.
-_SLACK = 64
+_SLACK = 1024
 
 
 class Keeper:

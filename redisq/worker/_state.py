@@ -208,12 +208,15 @@ class State:
         whatever is free.
         """
         with self.lock:
-            if not (self.stopping or self._room()):
+            deadline = time.monotonic() + timeout
+            while not (self.stopping or self._room()):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                # Cleared by the notifier: one notification per wait, not one per job.
                 self._room_waiting = True
-                try:
-                    self.changed.wait_for(lambda: self.stopping or self._room(), timeout)
-                finally:
-                    self._room_waiting = False
+                self.changed.wait(left)
+            self._room_waiting = False
             # One claim leases at most MAX_CLAIM jobs; the fetcher claims again for the rest.
             return 0 if self.stopping else max(0, min(self.capacity(), MAX_CLAIM))
 
@@ -291,7 +294,10 @@ class State:
             else:
                 entry.phase = Phase.DECIDED
                 self._settle(outcome)
-        if self._draining or (self._room_waiting and self._room()):
+        if self._room_waiting and self._room():
+            self._room_waiting = False
+            self.changed.notify_all()
+        elif self._draining:
             self.changed.notify_all()
         return late
 
