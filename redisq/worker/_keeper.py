@@ -117,10 +117,6 @@ class Keeper:
         """Note a successful renewal of `entry` sent at monotonic time `sent_at`."""
         entry.renewed(sent_at)
 
-    def wake(self) -> None:
-        """Look at the deadlines again now."""
-        self._wake.set()
-
     def stop(self) -> None:
         """End the thread."""
         self._halt.set()

@@ -382,11 +382,6 @@ class State:
                 self.changed.wait(min(left, 0.05))
             return not self.entries
 
-    def snapshot(self) -> list[Entry]:
-        """The entries in flight now."""
-        with self.lock:
-            return list(self.entries.values())
-
 
 def _log_late(entry: Entry, outcome: Outcome) -> None:
     why = (
