@@ -63,9 +63,41 @@ class Context:
     ) -> None:
         self.job = job
         self.worker = worker
-        self.cancelled_event = cancelled_event
+        self._event: threading.Event | None = cancelled_event
+        self._event_source: Callable[[], threading.Event] | None = None
         self._store = store
         self._on_renewed = on_renewed
+
+    @classmethod
+    def _lazy(
+        cls,
+        job: Job,
+        worker: str,
+        store: Store,
+        event_source: Callable[[], threading.Event],
+        on_renewed: Callable[[Job], None] | None,
+    ) -> Context:
+        """A Context whose cancellation Event is made by `event_source` on first use.
+
+        The worker makes one Context per job; most handlers never look at the Event.
+        """
+        ctx = cls.__new__(cls)
+        ctx.job = job
+        ctx.worker = worker
+        ctx._event = None
+        ctx._event_source = event_source
+        ctx._store = store
+        ctx._on_renewed = on_renewed
+        return ctx
+
+    @property
+    def cancelled_event(self) -> threading.Event:
+        """Set when the worker learns the lease is lost (see `cancelled`)."""
+        event = self._event
+        if event is None:
+            source = self._event_source
+            event = self._event = threading.Event() if source is None else source()
+        return event
 
     def __repr__(self) -> str:
         return (

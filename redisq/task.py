@@ -159,6 +159,34 @@ def _context_parameter(fn: Callable[..., Any]) -> tuple[str | None, int | None]:
     return None, False
 
 
+def _positional_range(
+    signature: inspect.Signature | None, context_param: str | None
+) -> tuple[int, float, int] | None:
+    """What positional-only calls fit a signature: (fewest, most, least for the Context).
+
+    A call with no keyword arguments and n positional ones binds when fewest <= n <= most
+    and n >= the third number (the Context's position, so it is passed positionally; 0
+    when it is keyword-only or absent). None when keyword-only parameters are required.
+    """
+    if signature is None:
+        return None
+    low, high, context_after = 0, 0.0, 0
+    for index, param in enumerate(signature.parameters.values()):
+        if param.name == context_param:
+            if param.kind is not param.KEYWORD_ONLY:
+                context_after = index
+            continue
+        if param.kind in (param.POSITIONAL_ONLY, param.POSITIONAL_OR_KEYWORD):
+            high += 1
+            if param.default is param.empty:
+                low += 1
+        elif param.kind is param.VAR_POSITIONAL:
+            high = float("inf")
+        elif param.kind is param.KEYWORD_ONLY and param.default is param.empty:
+            return None
+    return low, high, context_after
+
+
 @dataclass(frozen=True, slots=True)
 class TaskSettings:
     """A task's validated options."""
@@ -360,6 +388,7 @@ class Task(_Enqueuer[P], Generic[P, R]):
             self.signature: inspect.Signature | None = inspect.signature(fn)
         except (TypeError, ValueError):
             self.signature = None
+        self._positional = _positional_range(self.signature, self.context_param)
         self.__doc__ = getattr(fn, "__doc__", None)
 
     def __repr__(self) -> str:
@@ -413,7 +442,7 @@ class Task(_Enqueuer[P], Generic[P, R]):
 
     def invoke(self, args: Sequence[Any], kwargs: Mapping[str, Any], ctx: Context | None) -> Any:
         """Call the function with a job's arguments, passing `ctx` where it asks for one."""
-        if ctx is None:
+        if ctx is None or self.context_param is None:
             return self.fn(*args, **kwargs)
         full_args, full_kwargs = self._with_context(args, kwargs, ctx)
         return self.fn(*full_args, **full_kwargs)
@@ -426,5 +455,12 @@ class Task(_Enqueuer[P], Generic[P, R]):
         """
         if self.signature is None:
             return
+        # The common case, decided without binding: positional arguments only, their count
+        # within the function's range (the Context is passed at its position or by keyword).
+        fast = self._positional
+        if fast is not None and not kwargs:
+            low, high, context_after = fast
+            if low <= len(args) <= high and len(args) >= context_after:
+                return
         full_args, full_kwargs = self._with_context(args, kwargs, None)
         self.signature.bind(*full_args, **full_kwargs)

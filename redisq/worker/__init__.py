@@ -257,7 +257,7 @@ class _Runtime:
         self.store = store
         self.metrics = worker.metrics
         name = f"redisq-{worker.name}"
-        self.runner = Runner(store, worker.name, self._mark_started, self._heartbeat)
+        self.runner = Runner(store, worker.name, self._mark_started)
         self.executor: Executor
         executor: ThreadExecutor | AsyncExecutor
         if worker.pool == "thread":
@@ -265,8 +265,9 @@ class _Runtime:
         else:
             executor = AsyncExecutor(self.runner, worker.concurrency, name)
         self.executor = executor
-        self.state = State(worker.concurrency, worker.prefetch, executor.start, self._settle)
-        self.settler = Settler(store, self.state, self.metrics, f"{name}-settler")
+        self.settler = Settler(store, self.metrics, f"{name}-settler")
+        self.state = State(worker.concurrency, worker.prefetch, executor.wake, self.settler.put)
+        self.settler.bind(self.state)
         executor.bind(self.state)
         self._default_lease = store.settings.lease_ms
         self.keeper = Keeper(
@@ -297,30 +298,28 @@ class _Runtime:
         self.keeper.start()
         self.fetcher.start()
 
-    def _settle(self, outcome: Outcome) -> None:
-        self.settler.put(outcome)
-
     def _mark_started(self, entry: Entry) -> None:
-        self.state.mark_started(entry)
-        self.keeper.wake()  # a new timeout to watch
-
-    def _heartbeat(self, entry: Entry, job: Job) -> None:
-        self.keeper.renewed(entry, job, time.monotonic())
+        """The handler of `entry` starts now: its timeout (if any) counts from here."""
+        task = entry.task
+        if task is not None and task.timeout_ms is not None:
+            entry.timeout_at = time.monotonic() + task.timeout_ms / 1000
+            self.keeper.watch_timeout(entry)
 
     def _admit(self, jobs: list[Job], sent_at: float) -> None:
-        app = self.worker.app
+        tasks = self.worker.app.tasks
+        default_lease = self._default_lease
         entries = []
         pickups = []
         for job in jobs:
-            lease_ms = job.lease_ms or self._default_lease
-            entries.append(Entry(job, app.get_task(job.name or ""), lease_ms, sent_at))
+            lease_ms = job.lease_ms or default_lease
+            entries.append(Entry(job, tasks.get(job.name or ""), lease_ms, sent_at))
             if job.lease_deadline_ms is not None:
                 pickups.append(max(0, job.lease_deadline_ms - lease_ms - job.run_at_ms))
-        self.metrics.add("claimed", len(jobs))
-        self.metrics.pickups(pickups)
-        for entry in self.state.admit(entries):  # claimed while the worker began to stop
+        self.metrics.claimed_batch(len(jobs), pickups)
+        refused = self.state.admit(entries)
+        self.keeper.watch(entries)  # until settled, released ones included
+        for entry in refused:  # claimed while the worker began to stop
             self.settler.put(Outcome(entry, "release", "release"))
-        self.keeper.wake()
 
     def shutdown(self) -> None:
         worker = self.worker

@@ -1,7 +1,7 @@
 """Where handlers run: a pool of threads, or asyncio tasks on one event loop.
 
-Both executors take entries from `State` (which never starts more than `concurrency`) and
-report back with `State.handler_done`. Neither talks to Redis: claims, renewals and outcomes
+Both executors take entries from `State.next` (which never lets more than `concurrency` run)
+and report back through it. Neither talks to Redis: claims, renewals and outcomes
 are the worker's other threads' business, so a handler that blocks its thread or its event
 loop delays nothing but itself.
 """
@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import queue
 import threading
 from typing import Protocol
 
@@ -24,8 +23,8 @@ __all__ = ["AsyncExecutor", "Executor", "ThreadExecutor"]
 class Executor(Protocol):
     """Runs handlers."""
 
-    def start(self, entry: Entry) -> None:
-        """Run the handler of `entry` (called without blocking)."""
+    def wake(self) -> None:
+        """Entries wait in the state's `pending` (called without blocking)."""
 
     def cancel(self, entry: Entry) -> None:
         """Stop the handler of `entry` if that is possible (asyncio), else do nothing."""
@@ -37,6 +36,12 @@ class Executor(Protocol):
 class ThreadExecutor:
     """`concurrency` daemon threads, each running one handler at a time.
 
+    Each thread loops in `State.next`: it hands in the outcome of the job it ran and takes
+    the next pending one under one lock acquisition, and sleeps only when nothing is
+    pending. So a busy thread runs job after job without a thread switch, and an idle one
+    is woken only when work arrives (one at a time: each thread that takes a job wakes
+    another idle one if more jobs wait).
+
     An ``async def`` handler runs on a private event loop in its thread and can be cancelled
     as in the async pool. A thread cannot be killed: a sync handler past its timeout, or still
     running after a stop's grace period, runs on; its job was already failed or released, so
@@ -47,21 +52,19 @@ class ThreadExecutor:
     def __init__(self, runner: Runner, concurrency: int, name: str) -> None:
         self._runner = runner
         self._state: State | None = None
-        self._queue: queue.SimpleQueue[Entry | None] = queue.SimpleQueue()
         self._threads = [
             threading.Thread(target=self._loop, name=f"{name}-handler-{i}", daemon=True)
             for i in range(concurrency)
         ]
 
     def bind(self, state: State) -> None:
-        """Attach the state the threads report to, and start them."""
+        """Attach the state the threads take work from, and start them."""
         self._state = state
         for thread in self._threads:
             thread.start()
 
-    def start(self, entry: Entry) -> None:
-        """Queue the entry for the next free thread (State guarantees there is one)."""
-        self._queue.put(entry)
+    def wake(self) -> None:
+        """Nothing to do: `State.admit` wakes an idle thread itself."""
 
     def cancel(self, entry: Entry) -> None:
         """Cancel an async handler's task; a thread cannot be stopped (see the docstring)."""
@@ -70,21 +73,20 @@ class ThreadExecutor:
     def _loop(self) -> None:
         state = self._state
         assert state is not None
-        while True:
-            entry = self._queue.get()
-            if entry is None:
-                return
+        run = self._runner.run_sync
+        entry = state.next(None, None, block=True)
+        while entry is not None:
             try:
-                outcome = self._runner.run_sync(entry)
+                outcome = run(entry)
             except Exception:  # a bug in the runner itself: never lose the slot
                 logger.exception("job %s/%s: the handler runner failed", *entry.key)
                 outcome = None
-            state.handler_done(entry, outcome)
+            entry = state.next(entry, outcome, block=True)
 
     def shutdown(self, timeout: float) -> None:
         """Ask the threads to end once idle; a handler still running is not waited for."""
-        for _ in self._threads:
-            self._queue.put(None)
+        if self._state is not None:
+            self._state.close()
 
 
 class AsyncExecutor:
@@ -104,6 +106,8 @@ class AsyncExecutor:
         )
         self.loop.set_default_executor(self._pool)
         self._tasks: set[asyncio.Task[None]] = set()
+        #: A _fill is scheduled on the loop (a hint: an extra _fill is harmless).
+        self._filling = False
         self._thread = threading.Thread(target=self._run_loop, name=f"{name}-loop", daemon=True)
 
     def bind(self, state: State) -> None:
@@ -115,9 +119,18 @@ class AsyncExecutor:
         asyncio.set_event_loop(self.loop)
         self.loop.run_forever()
 
-    def start(self, entry: Entry) -> None:
-        """Schedule the handler of `entry` on the loop (thread-safe)."""
-        self.loop.call_soon_threadsafe(self._spawn, entry)
+    def wake(self) -> None:
+        """Start handlers for the pending entries, on the loop (thread-safe)."""
+        if not self._filling:
+            self._filling = True
+            self.loop.call_soon_threadsafe(self._fill)
+
+    def _fill(self) -> None:
+        self._filling = False
+        state = self._state
+        assert state is not None
+        while (entry := state.next(None, None, block=False)) is not None:
+            self._spawn(entry)
 
     def _spawn(self, entry: Entry) -> None:
         task = self.loop.create_task(self._run(entry), name=f"redisq:{entry.job.id}")
@@ -133,7 +146,9 @@ class AsyncExecutor:
         except BaseException:  # a bug in the runner itself: never lose the slot
             logger.exception("job %s/%s: the handler runner failed", *entry.key)
             outcome = None
-        state.handler_done(entry, outcome)
+        following = state.next(entry, outcome, block=False)
+        if following is not None:
+            self._spawn(following)
 
     def cancel(self, entry: Entry) -> None:
         """Cancel the handler's asyncio task (thread-safe)."""

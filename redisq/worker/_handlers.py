@@ -23,7 +23,6 @@ from redisq.worker._support import logger
 
 if TYPE_CHECKING:
     from redisq._sync.store import Store
-    from redisq.models import Job
 
 __all__ = ["Runner", "cancel_handler"]
 
@@ -50,8 +49,8 @@ class Runner:
     Args:
         store: the sync store (for the handler's Context: progress, heartbeat).
         worker: the worker's name.
-        mark_started: called when a handler starts (its timeout counts from then).
-        on_renewed: called with a Job renewed by the handler's own heartbeat.
+        mark_started: called when the handler of a task with a timeout starts (its timeout
+            counts from then).
     """
 
     def __init__(
@@ -59,12 +58,10 @@ class Runner:
         store: Store,
         worker: str,
         mark_started: Callable[[Entry], None],
-        on_renewed: Callable[[Entry, Job], None],
     ) -> None:
         self.store = store
         self.worker = worker
         self._mark_started = mark_started
-        self._on_renewed = on_renewed
 
     # ----------------------------------------------------------------------- outcomes
 
@@ -126,8 +123,18 @@ class Runner:
                 " register it (and deploy) before enqueueing it"
             )
             return Outcome(entry, "nack", "unknown", error=error, dead=True), None
+        payload = job.payload
         try:
-            args, kwargs = parse_payload(job.payload)
+            if (
+                type(payload) is dict
+                and len(payload) == 2
+                and type(args := payload.get("args")) is list
+                and type(kwargs := payload.get("kwargs")) is dict
+                and not kwargs
+            ):
+                pass  # the common call shape, checked without parse_payload's generality
+            else:
+                args, kwargs = parse_payload(payload)
             task.check_arguments(args, kwargs)
         except (ValueError, TypeError) as exc:
             error = f"task {task.name!r} cannot run this job: {exc}"
@@ -135,15 +142,9 @@ class Runner:
         return None, (args, kwargs)
 
     def _context(self, entry: Entry) -> Context:
-        ctx = Context(
-            entry.job,
-            self.worker,
-            self.store,
-            entry.cancelled,
-            lambda job: self._on_renewed(entry, job),
+        return Context._lazy(
+            entry.job, self.worker, self.store, entry.cancelled_event, entry.heartbeat
         )
-        entry.ctx = ctx
-        return ctx
 
     # ------------------------------------------------------------------------ runners
 
@@ -152,15 +153,19 @@ class Runner:
         refusal, call = self._refuse(entry)
         if refusal is not None:
             return refusal
-        args, kwargs = call
         task = entry.task
         assert task is not None
-        ctx = self._context(entry)
-        self._mark_started(entry)
+        ctx = Context._lazy(
+            entry.job, self.worker, self.store, entry.cancelled_event, entry.heartbeat
+        )
+        if task.timeout_ms is not None:
+            self._mark_started(entry)
         token = _current.set(ctx)
         try:
-            value = task.invoke(args, kwargs, ctx)
-            if inspect.isawaitable(value):  # an async task in the thread pool
+            value = task.invoke(call[0], call[1], ctx)
+            if value is None:
+                return Outcome(entry, "ack", "completed")
+            if inspect.isawaitable(value):  # an async task, in a thread
                 value = self._run_coroutine(entry, value)
             return self.completed(entry, value)
         except asyncio.CancelledError as exc:
@@ -195,7 +200,8 @@ class Runner:
         task = entry.task
         assert task is not None
         ctx = self._context(entry)
-        self._mark_started(entry)
+        if task.timeout_ms is not None:
+            self._mark_started(entry)
         _current.set(ctx)  # the asyncio task runs in its own copy of the context
         try:
             if task.is_async:

@@ -4,14 +4,23 @@ It runs apart from the handlers in both pools, so a handler that blocks its even
 hogs a CPU does not lose its lease (the GIL is released by blocking calls and switched every
 few ms otherwise). Each lease is renewed every lease_ms / 3, in batches: one renew_many call
 covers every lease due within the next sixth of its period.
+
+The keeper is driven by time, not by the jobs: it sleeps until the earliest renewal, timeout
+or reap is due. Renewals wait in a heap of groups (the jobs of one claim with one lease
+length share a group and a deadline), timeouts in a heap of single entries; both drop
+finished entries lazily (when their time comes, or in a compaction when the heap holds more
+finished entries than live ones), so admitting or starting a job costs one push and wakes
+the keeper only when its deadline is earlier than the one the keeper sleeps until.
 """
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import random
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from redisq._sync.store import Store
 from redisq.errors import JobNotFound, LeaseLost
@@ -20,6 +29,9 @@ from redisq.worker._state import Entry, Outcome, Phase, State
 from redisq.worker._support import Reconnect, WorkerMetrics, is_transient, logger
 
 __all__ = ["Keeper"]
+
+#: A heap is compacted when it refers to more than twice its live entries plus this many.
+_SLACK = 1024
 
 
 class Keeper:
@@ -62,21 +74,53 @@ class Keeper:
         # The first reap comes at a random point of the first interval: workers started
         # together do not reap together.
         self._next_reap = time.monotonic() + random.uniform(0, self._reap_s)
+        #: Guards the heaps and _sleep_until (taken briefly by the fetcher and handlers).
+        self._lock = threading.Lock()
+        self._seq = itertools.count()
+        #: (renew_at, seq, entries): the entries of one group share lease_ms.
+        self._renewals: list[tuple[float, int, list[Entry]]] = []
+        self._renewal_refs = 0
+        #: (timeout_at, seq, entry)
+        self._timeouts: list[tuple[float, int, Entry]] = []
+        #: When the keeper wakes next unless woken (inf while it works).
+        self._sleep_until = float("-inf")
 
-    def wake(self) -> None:
-        """Look at the entries again now (new jobs were admitted)."""
-        self._wake.set()
+    # ---------------------------------------------------------------- from other threads
+
+    def watch(self, entries: Sequence[Entry]) -> None:
+        """Renew the leases of newly admitted entries from now on (thread-safe, cheap)."""
+        groups: dict[int, list[Entry]] = {}
+        for entry in entries:
+            groups.setdefault(entry.lease_ms, []).append(entry)
+        with self._lock:
+            earliest = self._push_groups(groups.values())
+            wake = earliest < self._sleep_until
+        if wake:
+            self._wake.set()
+
+    def watch_timeout(self, entry: Entry) -> None:
+        """Enforce the timeout of a started entry (its timeout_at is set; thread-safe)."""
+        at = entry.timeout_at
+        assert at is not None
+        with self._lock:
+            timeouts = self._timeouts
+            if len(timeouts) > 2 * len(self._state.entries) + _SLACK:
+                # Compact: most handlers finish long before their timeout.
+                timeouts[:] = [t for t in timeouts if t[2].phase is Phase.RUNNING]
+                heapq.heapify(timeouts)
+            heapq.heappush(timeouts, (at, next(self._seq), entry))
+            wake = at < self._sleep_until
+        if wake:
+            self._wake.set()
+
+    def renewed(self, entry: Entry, job: Job, sent_at: float) -> None:
+        """Note a successful renewal of `entry` sent at monotonic time `sent_at`."""
+        entry.renewed(sent_at)
 
     def stop(self) -> None:
         """End the thread."""
         self._halt.set()
         self._wake.set()
-
-    def renewed(self, entry: Entry, job: Job, sent_at: float) -> None:
-        """Note a successful renewal of `entry` sent at monotonic time `sent_at`."""
-        with self._state.lock:
-            entry.lease_until = sent_at + entry.lease_ms / 1000
-            entry.renew_at = sent_at + entry.lease_ms / 3000
 
     def start(self) -> None:
         """Start the thread."""
@@ -86,45 +130,105 @@ class Keeper:
         """Wait for the thread to end."""
         self._thread.join(timeout)
 
+    # ----------------------------------------------------------------------- the heaps
+
+    def _push_groups(self, groups: Iterable[list[Entry]]) -> float:
+        """Push groups of entries (each of one lease_ms); return the earliest deadline."""
+        earliest = float("inf")
+        renewals = self._renewals
+        for group in groups:
+            at = min(e.renew_at for e in group)
+            earliest = min(earliest, at)
+            heapq.heappush(renewals, (at, next(self._seq), group))
+            self._renewal_refs += len(group)
+        if self._renewal_refs > 2 * len(self._state.entries) + _SLACK:
+            self._compact_renewals()
+        return earliest
+
+    def _compact_renewals(self) -> None:
+        """Drop settled, lost and timed-out entries from the renewal heap."""
+        kept = []
+        refs = 0
+        for at, seq, group in self._renewals:
+            live = [e for e in group if _renewable(e)]
+            if live:
+                kept.append((at, seq, live))
+                refs += len(live)
+        heapq.heapify(kept)
+        self._renewals = kept
+        self._renewal_refs = refs
+
+    def _take_due_renewals(self, now: float) -> list[Entry]:
+        """Pop the entries whose renewal is due: within a sixth of their period from now."""
+        due: list[Entry] = []
+        later: dict[int, list[Entry]] = {}
+        with self._lock:
+            renewals = self._renewals
+            while renewals:
+                at, _, group = renewals[0]
+                if at - now > group[0].lease_ms / 18000:
+                    break
+                heapq.heappop(renewals)
+                self._renewal_refs -= len(group)
+                for entry in group:
+                    if not _renewable(entry):
+                        continue
+                    if entry.renew_at - now <= entry.lease_ms / 18000:
+                        due.append(entry)
+                    else:  # renewed meanwhile by the handler's heartbeat
+                        later.setdefault(entry.lease_ms, []).append(entry)
+            if later:
+                self._push_groups(later.values())
+        return due
+
+    def _next_deadline(self) -> float:
+        next_at = self._next_reap
+        with self._lock:
+            if self._renewals:
+                next_at = min(next_at, self._renewals[0][0])
+            timeouts = self._timeouts
+            while timeouts and timeouts[0][2].phase is not Phase.RUNNING:
+                heapq.heappop(timeouts)  # finished before its timeout
+            if timeouts:
+                next_at = min(next_at, timeouts[0][0])
+            self._sleep_until = next_at
+        return next_at
+
+    # ------------------------------------------------------------------------- the loop
+
     def _main(self) -> None:
         while not self._halt.is_set():
             try:
-                next_at = self._tick(time.monotonic())
+                self._tick(time.monotonic())
+                next_at = self._next_deadline()
             except Exception:  # never let the keeper die: leases depend on it
                 logger.exception("the lease keeper failed; it carries on")
                 self._metrics.add("errors")
                 next_at = time.monotonic() + 0.5
-            timeout = max(0.0, next_at - time.monotonic())
-            self._wake.wait(timeout)
+            self._wake.wait(max(0.0, next_at - time.monotonic()))
+            with self._lock:
+                self._sleep_until = float("-inf")  # awake: pushes need not wake it
             self._wake.clear()
 
-    def _tick(self, now: float) -> float:
-        entries = self._state.snapshot()
-        self._timeouts(entries, now)
-        next_at = self._next_reap
+    def _tick(self, now: float) -> None:
+        self._expire(now)
         if now >= self._retry_at:
-            due = [
-                e
-                for e in entries
-                if not e.lost and not e.timed_out and e.renew_at - now <= e.lease_ms / 18000
-            ]
+            due = self._take_due_renewals(now)
             if due:
                 self._renew(due, now)
-        for entry in self._state.snapshot():
-            if not entry.lost and not entry.timed_out:
-                next_at = min(next_at, max(entry.renew_at, self._retry_at))
-            running = entry.phase is Phase.RUNNING and not entry.timed_out
-            if running and entry.timeout_at is not None:
-                next_at = min(next_at, entry.timeout_at)
         if now >= self._next_reap:
             self._reap()
             self._next_reap = time.monotonic() + self._reap_s * random.uniform(0.8, 1.2)
-            next_at = min(next_at, self._next_reap)
-        return next_at
 
-    def _timeouts(self, entries: list[Entry], now: float) -> None:
-        for entry in entries:
-            if entry.timeout_at is None or entry.timeout_at > now or entry.timed_out:
+    def _expire(self, now: float) -> None:
+        """Fail the attempts whose handler ran past the task's timeout."""
+        expired: list[Entry] = []
+        with self._lock:
+            timeouts = self._timeouts
+            while timeouts and timeouts[0][0] <= now:
+                expired.append(heapq.heappop(timeouts)[2])
+        for entry in expired:
+            if entry.timed_out or entry.timeout_at is None or entry.timeout_at > now:
                 continue
             task = entry.task
             with self._state.lock:
@@ -155,22 +259,40 @@ class Keeper:
             outcomes = self._store.renew_many([e.job for e in due])
         except Exception as exc:
             if not is_transient(exc):
+                self._requeue(due)
                 raise
             self._metrics.add("connection_errors")
             delay = self._reconnect.delay()
             logger.warning("lease renewal failed (%s); retrying in %.2f s", exc, delay)
             self._retry_at = time.monotonic() + delay
+            self._requeue(due, self._retry_at)
             return
         self._reconnect.reset()
         self._retry_at = 0.0
+        kept: list[Entry] = []
         for entry, result in zip(due, outcomes, strict=True):
             if isinstance(result, Job):
                 self.renewed(entry, result, now)
+                kept.append(entry)
             elif isinstance(result, (LeaseLost, JobNotFound)):
                 self._lost(entry, result)
             else:
                 logger.error("job %s/%s: renewal failed: %s", *entry.key, result)
                 self._lost(entry, result)
+        self._requeue(kept)
+
+    def _requeue(self, entries: list[Entry], at: float | None = None) -> None:
+        """Push entries back into the renewal heap (at their renew_at, or at `at`)."""
+        groups: dict[int, list[Entry]] = {}
+        for entry in entries:
+            groups.setdefault(entry.lease_ms, []).append(entry)
+        with self._lock:
+            if at is None:
+                self._push_groups(groups.values())
+            else:
+                for group in groups.values():
+                    heapq.heappush(self._renewals, (at, next(self._seq), group))
+                    self._renewal_refs += len(group)
 
     def _lost(self, entry: Entry, exc: Exception) -> None:
         with self._state.lock:
@@ -182,7 +304,7 @@ class Keeper:
             # refuses the outcome and the settler reports that.
             logger.debug("job %s/%s: renewal after its outcome was decided: %s", *entry.key, exc)
             return
-        entry.cancelled.set()
+        entry.notify_cancelled()
         self._metrics.add("lease_lost")
         logger.warning(
             "job %s/%s: lease lost (%s); the handler is told through ctx.cancelled and its"
@@ -204,3 +326,8 @@ class Keeper:
                 return
             if count:
                 logger.info("reaped queue %s: %d expired leases or due jobs moved", queue, count)
+
+
+def _renewable(entry: Entry) -> bool:
+    """Tell whether the keeper still renews an entry's lease (in flight, not lost or failed)."""
+    return not (entry.settled or entry.lost or entry.timed_out)

@@ -9,6 +9,7 @@ job's lease has ended (the reaper will hand the job to another run: at-least-onc
 
 from __future__ import annotations
 
+import logging
 import queue
 import threading
 import time
@@ -30,21 +31,30 @@ class Settler:
 
     Args:
         store: the sync store.
-        state: the worker's state (entries are forgotten once settled).
         metrics: the worker's counters.
         name: the thread's name.
     """
 
-    def __init__(self, store: Store, state: State, metrics: WorkerMetrics, name: str) -> None:
+    def __init__(self, store: Store, metrics: WorkerMetrics, name: str) -> None:
         self._thread = threading.Thread(target=self._main, name=name, daemon=True)
         self._store = store
-        self._state = state
+        self._state: State | None = None
         self._metrics = metrics
         self._queue: queue.SimpleQueue[Outcome] = queue.SimpleQueue()
         self._waiting: list[Outcome] = []
         self._closing = threading.Event()
         self._give_up_at = float("inf")
         self._reconnect = Reconnect(threading.Event())
+
+    def bind(self, state: State) -> None:
+        """Attach the worker's state (entries are forgotten there once settled)."""
+        self._state = state
+
+    @property
+    def state(self) -> State:
+        """The worker's state (see `bind`)."""
+        assert self._state is not None
+        return self._state
 
     def put(self, outcome: Outcome) -> None:
         """Queue an outcome (thread-safe, never blocks)."""
@@ -136,9 +146,18 @@ class Settler:
                     self._one(outcome)
                 return
             self._reconnect.reset()
-            for outcome, job in zip(remaining, jobs, strict=True):
-                self._done(outcome, job)
+            if len(jobs) != len(remaining):
+                raise RuntimeError("ack_many returned a different number of jobs")
+            self._acked(remaining)
             return
+
+    def _acked(self, outcomes: list[Outcome]) -> None:
+        """Acks the store took: count them and forget their entries, all at once."""
+        self._metrics.add("completed", len(outcomes))
+        if logger.isEnabledFor(logging.DEBUG):
+            for outcome in outcomes:
+                logger.debug("job %s/%s completed", *outcome.entry.key)
+        self.state.settled([o.entry for o in outcomes])
 
     def _one(self, outcome: Outcome) -> None:
         job = outcome.entry.job
@@ -194,7 +213,7 @@ class Settler:
                 outcome.label,
                 outcome.delay_ms,
             )
-        self._state.settled(entry)
+        self.state.settled((entry,))
 
     def _refused(self, outcome: Outcome, exc: Exception) -> None:
         self._metrics.add("refused")
@@ -205,7 +224,7 @@ class Settler:
             outcome.kind,
             exc,
         )
-        self._state.settled(outcome.entry)
+        self.state.settled((outcome.entry,))
 
     def _retry_later(self, outcomes: list[Outcome], exc: Exception) -> None:
         self._metrics.add("connection_errors")
@@ -229,4 +248,4 @@ class Settler:
             outcome.kind,
             why,
         )
-        self._state.settled(outcome.entry)
+        self.state.settled((outcome.entry,))

@@ -5,9 +5,14 @@ orchestrating `run`) changes state only through `State`'s methods, which keep th
 
 - an entry is in `entries` from its claim until its outcome was settled with the store (or
   given up), so the keeper renews its lease the whole time, including while its ack waits;
-- at most `concurrency` handlers run; claimed jobs beyond that wait in `pending`;
+- claimed entries wait in `pending` until a handler takes one (`next`); at most
+  `concurrency` handlers run; at stop, what is still pending is released;
 - each entry gets at most one outcome: the first of its handler's result, its timeout, or
   its release at stop wins; later ones are dropped (and logged).
+
+The per-job path is short on purpose: a handler hands in its outcome and takes its next
+entry under one plain lock acquisition, and threads are woken only when work or room
+appears (one idle handler at a time; the fetcher once enough room for a good claim is free).
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ import enum
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -24,11 +29,13 @@ from redisq._core.ops import MAX_CLAIM
 from redisq.worker._support import logger
 
 if TYPE_CHECKING:
-    from redisq.context import Context
     from redisq.models import Job
     from redisq.task import Task
 
 __all__ = ["Entry", "Outcome", "Phase", "State"]
+
+#: Guards the lazy creation of the entries' cancellation Events (rarely taken).
+_EVENT_LOCK = threading.Lock()
 
 
 class Phase(enum.Enum):
@@ -46,18 +53,18 @@ class Entry:
     """One claimed job while the worker holds it."""
 
     __slots__ = (
-        "cancelled",
-        "claimed_at",
-        "ctx",
+        "_event",
+        "cancel_noticed",
         "handle",
         "job",
+        "key",
         "lease_ms",
         "lease_until",
         "lost",
         "phase",
         "released",
         "renew_at",
-        "started_at",
+        "settled",
         "task",
         "timed_out",
         "timeout_at",
@@ -66,29 +73,57 @@ class Entry:
     def __init__(self, job: Job, task: Task[Any, Any] | None, lease_ms: int, now: float) -> None:
         self.job = job
         self.task = task
+        #: (queue, id).
+        self.key = (job.queue, job.id)
         self.lease_ms = lease_ms
-        self.claimed_at = now
         #: Local (monotonic) estimate of the lease's end: the claim was sent at `now`.
         self.lease_until = now + lease_ms / 1000
         self.renew_at = now + lease_ms / 3000
-        self.started_at: float | None = None
         self.timeout_at: float | None = None
         self.phase = Phase.PENDING
         self.timed_out = False
         self.released = False
         self.lost = False
-        self.cancelled = threading.Event()
-        self.ctx: Context | None = None
+        #: The store took its outcome (or it was given up): the worker forgot it.
+        self.settled = False
+        #: The handler was told that the lease is lost (see `cancelled_event`).
+        self.cancel_noticed = False
+        self._event: threading.Event | None = None
         #: The asyncio task running the handler (async pool), to cancel it.
         self.handle: Any = None
 
-    @property
-    def key(self) -> tuple[str, str]:
-        """(queue, id)."""
-        return self.job.queue, self.job.id
-
     def __repr__(self) -> str:
         return f"<Entry {self.job.queue}/{self.job.id} {self.phase.value}>"
+
+    def renewed(self, sent_at: float) -> None:
+        """Note a renewal of the lease sent at monotonic time `sent_at`."""
+        self.lease_until = sent_at + self.lease_ms / 1000
+        self.renew_at = sent_at + self.lease_ms / 3000
+
+    def heartbeat(self, job: Job) -> None:
+        """Note a renewal made by the handler itself (``ctx.heartbeat()``)."""
+        self.renewed(time.monotonic())
+
+    def cancelled_event(self) -> threading.Event:
+        """The Event set when the lease is lost, made on first use (most handlers never ask)."""
+        event = self._event
+        if event is None:
+            with _EVENT_LOCK:
+                event = self._event
+                if event is None:
+                    event = threading.Event()
+                    if self.cancel_noticed:
+                        event.set()
+                    self._event = event
+        return event
+
+    def notify_cancelled(self) -> None:
+        """Tell the handler that the lease is lost (sets `cancelled_event`)."""
+        with _EVENT_LOCK:
+            self.cancel_noticed = True
+            event = self._event
+        if event is not None:
+            event.set()
 
 
 @dataclass(slots=True)
@@ -118,133 +153,195 @@ class State:
     Args:
         concurrency: handler slots.
         prefetch: jobs claimed beyond the free slots.
-        start: starts a handler for an entry (the executor's; called outside the lock).
-        settle: hands an outcome to the settler.
+        wake: tells the executor that entries wait in `pending` (called outside the lock;
+            handler threads blocked in `next` are woken by the State itself).
+        settle: hands an outcome to the settler (called with the lock held: must not block).
     """
 
     def __init__(
         self,
         concurrency: int,
         prefetch: int,
-        start: Callable[[Entry], None],
+        wake: Callable[[], None],
         settle: Callable[[Outcome], None],
     ) -> None:
         self.concurrency = concurrency
         self.prefetch = prefetch
-        self._start = start
+        self._wake = wake
         self._settle = settle
         self.lock = threading.Lock()
+        #: Notified when room frees up (for the fetcher) and, while draining, at every change.
         self.changed = threading.Condition(self.lock)
+        #: Idle handler threads wait here.
+        self.work = threading.Condition(self.lock)
         self.entries: dict[tuple[str, str], Entry] = {}
         self.pending: deque[Entry] = deque()
         self.running = 0
         self.stopping = False
+        self.closed = False
+        #: Entries admitted whose handler has not returned (pending + running).
+        self._held = 0
+        #: Handler threads waiting in `work` and not yet notified; notified, not yet awake.
+        self._idle = 0
+        self._waking = 0
+        self._room_waiting = False
+        self._draining = False
+        #: The fetcher waits for this much room (a worthwhile claim) unless nothing is
+        #: pending (a handler would idle).
+        self._refill = max(1, (concurrency + prefetch) // 4)
 
     # ------------------------------------------------------------------------- capacity
 
     def capacity(self) -> int:
         """How many jobs the fetcher may claim now (call with the lock held)."""
-        return self.concurrency + self.prefetch - self.running - len(self.pending)
+        return self.concurrency + self.prefetch - self._held
+
+    def _room(self) -> bool:
+        free = self.concurrency + self.prefetch - self._held
+        return free > 0 and (free >= self._refill or not self.pending)
 
     def wait_capacity(self, timeout: float) -> int:
-        """Wait until jobs may be claimed (or stop); return how many (0 when stopping)."""
-        with self.changed:
-            self.changed.wait_for(lambda: self.stopping or self.capacity() > 0, timeout)
+        """Wait until a claim is worthwhile (or stop); return how many (0 when stopping).
+
+        A claim is worthwhile when a quarter of concurrency + prefetch is free, or as soon
+        as anything is free while no claimed job waits for a handler; after `timeout`,
+        whatever is free.
+        """
+        with self.lock:
+            deadline = time.monotonic() + timeout
+            while not (self.stopping or self._room()):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                # Cleared by the notifier: one notification per wait, not one per job.
+                self._room_waiting = True
+                self.changed.wait(left)
+            self._room_waiting = False
             # One claim leases at most MAX_CLAIM jobs; the fetcher claims again for the rest.
             return 0 if self.stopping else max(0, min(self.capacity(), MAX_CLAIM))
 
     # --------------------------------------------------------------------------- claims
 
     def admit(self, entries: list[Entry]) -> list[Entry]:
-        """Register claimed entries and start what fits; return those to release (stopping)."""
-        starting: list[Entry] = []
-        refused: list[Entry] = []
+        """Register claimed entries for the handlers; return those to release (stopping)."""
         with self.lock:
             for entry in entries:
                 self.entries[entry.key] = entry
-                if self.stopping:
+            if self.stopping:
+                for entry in entries:
                     entry.phase = Phase.DECIDED
                     entry.released = True
-                    refused.append(entry)
-                elif self.running < self.concurrency:
-                    self.running += 1
-                    entry.phase = Phase.RUNNING
-                    starting.append(entry)
-                else:
-                    self.pending.append(entry)
-        for entry in starting:
-            self._start(entry)
-        return refused
+                return entries
+            self.pending.extend(entries)
+            self._held += len(entries)
+            self._wake_one()
+        self._wake()
+        return []
 
-    def mark_started(self, entry: Entry) -> None:
-        """Note that the handler of `entry` starts now (its timeout counts from here)."""
-        now = time.monotonic()
+    def _wake_one(self) -> None:
+        """Wake one idle handler thread if work waits and none is waking already."""
+        if self._idle and not self._waking and self.pending:
+            self._idle -= 1
+            self._waking += 1
+            self.work.notify()
+
+    def _take(self, block: bool) -> Entry | None:
+        """Take the next pending entry and mark it running (lock held)."""
+        while not self.closed:
+            if self.pending and not self.stopping and self.running < self.concurrency:
+                entry = self.pending.popleft()
+                entry.phase = Phase.RUNNING
+                self.running += 1
+                self._wake_one()  # more work: let one more idle thread join in
+                return entry
+            if not block:
+                return None
+            self._idle += 1
+            self.work.wait()
+            self._waking -= 1
+        return None
+
+    def next(self, done: Entry | None, outcome: Outcome | None, block: bool) -> Entry | None:
+        """Report a returned handler (if any), then take the next entry to run.
+
+        Args:
+            done: the entry whose handler returned, or None.
+            outcome: its outcome (None when the run was cut short: decided elsewhere).
+            block: wait for work (a handler thread) instead of returning None.
+
+        Returns:
+            The entry to run next (marked running), or None: no work (not blocking), or
+            the executor is closing.
+        """
         with self.lock:
-            entry.started_at = now
-            task = entry.task
-            if task is not None and task.timeout_ms is not None:
-                entry.timeout_at = now + task.timeout_ms / 1000
+            late = done is not None and self._finish(done, outcome)
+            if not late:
+                return self._take(block)
+        assert done is not None
+        assert outcome is not None
+        _log_late(done, outcome)
+        with self.lock:
+            return self._take(block)
 
-    # ------------------------------------------------------------------------- outcomes
+    def _finish(self, entry: Entry, outcome: Outcome | None) -> bool:
+        """A handler returned (lock held): decide its outcome; True if it came too late."""
+        self.running -= 1
+        self._held -= 1
+        late = False
+        if outcome is not None:
+            if entry.phase is Phase.DECIDED or entry.settled:
+                late = True
+            else:
+                entry.phase = Phase.DECIDED
+                self._settle(outcome)
+        if self._room_waiting and self._room():
+            self._room_waiting = False
+            self.changed.notify_all()
+        elif self._draining:
+            self.changed.notify_all()
+        return late
 
     def decide(self, entry: Entry, outcome: Outcome) -> bool:
         """Record the first outcome of an entry and hand it to the settler; False if late."""
         with self.lock:
-            if entry.phase is Phase.DECIDED or entry.key not in self.entries:
+            if entry.phase is Phase.DECIDED or entry.settled:
                 return False
             entry.phase = Phase.DECIDED
-        self._settle(outcome)
+            self._settle(outcome)
         return True
 
-    def handler_done(self, entry: Entry, outcome: Outcome | None) -> None:
-        """A handler returned: settle its outcome (unless one came first), free its slot."""
-        if outcome is not None and not self.decide(entry, outcome):
-            why = (
-                "its timeout already failed the attempt"
-                if entry.timed_out
-                else "its lease was released at stop"
-                if entry.released
-                else "an outcome was already decided"
-            )
-            logger.warning(
-                "job %s/%s: the handler finished after %s; its %s is discarded (the store"
-                " would refuse it: the job has moved on)",
-                entry.job.queue,
-                entry.job.id,
-                why,
-                outcome.label,
-            )
-        starting: Entry | None = None
-        with self.changed:
-            self.running -= 1
-            if self.pending and not self.stopping:
-                starting = self.pending.popleft()
-                starting.phase = Phase.RUNNING
-                self.running += 1
-            self.changed.notify_all()
-        if starting is not None:
-            self._start(starting)
-
-    def settled(self, entry: Entry) -> None:
-        """The store took the entry's outcome (or it was given up): forget the entry."""
-        with self.changed:
-            if self.entries.get(entry.key) is entry:
-                del self.entries[entry.key]
-            self.changed.notify_all()
+    def settled(self, entries: Iterable[Entry]) -> None:
+        """The store took these entries' outcomes (or they were given up): forget them."""
+        with self.lock:
+            for entry in entries:
+                entry.settled = True
+                if self.entries.get(entry.key) is entry:
+                    del self.entries[entry.key]
+            if self._draining:
+                self.changed.notify_all()
 
     # ----------------------------------------------------------------------------- stop
 
     def begin_stop(self) -> list[Entry]:
         """Stop admitting work; take the prefetched entries (to release them)."""
-        with self.changed:
+        with self.lock:
             self.stopping = True
+            self._draining = True
             pending = list(self.pending)
             self.pending.clear()
+            self._held -= len(pending)
             for entry in pending:
                 entry.phase = Phase.DECIDED
                 entry.released = True
             self.changed.notify_all()
         return pending
+
+    def close(self) -> None:
+        """Let the handler threads waiting for work return (the executor shuts down)."""
+        with self.lock:
+            self.closed = True
+            self._idle = 0
+            self.work.notify_all()
 
     def _busy(self) -> bool:
         # Handlers whose outcome was decided (a timeout) may still run: not waited for.
@@ -257,7 +354,7 @@ class State:
             True when no such handler runs.
         """
         deadline = time.monotonic() + timeout
-        with self.changed:
+        with self.lock:
             while self._busy() and not hurry.is_set():
                 left = deadline - time.monotonic()
                 if left <= 0:
@@ -277,7 +374,7 @@ class State:
     def wait_settled(self, timeout: float, hurry: threading.Event | None = None) -> bool:
         """Wait until every entry was settled (or the timeout); True when none is left."""
         deadline = time.monotonic() + timeout
-        with self.changed:
+        with self.lock:
             while self.entries:
                 left = deadline - time.monotonic()
                 if left <= 0 or (hurry is not None and hurry.is_set()):
@@ -285,7 +382,20 @@ class State:
                 self.changed.wait(min(left, 0.05))
             return not self.entries
 
-    def snapshot(self) -> list[Entry]:
-        """The entries in flight now."""
-        with self.lock:
-            return list(self.entries.values())
+
+def _log_late(entry: Entry, outcome: Outcome) -> None:
+    why = (
+        "its timeout already failed the attempt"
+        if entry.timed_out
+        else "its lease was released at stop"
+        if entry.released
+        else "an outcome was already decided"
+    )
+    logger.warning(
+        "job %s/%s: the handler finished after %s; its %s is discarded (the store"
+        " would refuse it: the job has moved on)",
+        entry.job.queue,
+        entry.job.id,
+        why,
+        outcome.label,
+    )

@@ -135,6 +135,12 @@ class WorkerMetrics:
         with self._lock:
             self.pickup_ms.extend(values)
 
+    def claimed_batch(self, count: int, pickups: list[int]) -> None:
+        """Count a claim's jobs and record their pickup latencies (thread-safe)."""
+        with self._lock:
+            self.claimed += count
+            self.pickup_ms.extend(pickups)
+
     def pickup_percentile(self, q: float) -> float | None:
         """Return a pickup latency percentile (q in [0, 1]) over the recorded ones, or None."""
         with self._lock:

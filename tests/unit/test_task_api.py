@@ -151,6 +151,41 @@ def test_context_parameter_is_found_by_name_or_annotation_and_placed_right() -> 
         none.check_arguments([1], {"z": 2})
 
 
+SIGNATURES = [
+    "def f(): ...",
+    "def f(x, y=1): ...",
+    "def f(ctx, x): ...",
+    "def f(x, ctx, y=2): ...",
+    "def f(x, y=0, ctx=None): ...",
+    "def f(x, *rest): ...",
+    "def f(x, *, y): ...",
+    "def f(x, *, ctx=None): ...",
+    "def f(ctx, /, x): ...",
+    "def f(x, /, y=1, *rest, ctx, **more): ...",
+    "def f(a, b, c=1, ctx=None, *rest): ...",
+]
+
+
+@pytest.mark.parametrize("source", SIGNATURES)
+def test_argument_check_agrees_with_binding_the_signature(source: str) -> None:
+    # check_arguments decides positional-only calls without binding: same verdicts as bind
+    namespace: dict[str, Any] = {}
+    exec(source, namespace)
+    task = make_app().task(name="t")(namespace["f"])
+    assert task.signature is not None
+    for count in range(5):
+        args = list(range(count))
+        for kwargs in ({}, {"y": 1}, {"z": 2}):
+            full_args, full_kwargs = task._with_context(args, kwargs, None)
+            try:
+                task.signature.bind(*full_args, **full_kwargs)
+            except TypeError:
+                with pytest.raises(TypeError, match="argument"):
+                    task.check_arguments(args, kwargs)
+            else:
+                task.check_arguments(args, kwargs)
+
+
 # ------------------------------------------------------------------------- payload and errors
 
 
