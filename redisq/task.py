@@ -134,29 +134,6 @@ def _context_parameter(fn: Callable[..., Any]) -> tuple[str | None, int | None]:
         ):
             return param.name, None if param.kind is param.KEYWORD_ONLY else index
     return None, None
-    try:
-        hints = typing.get_type_hints(fn)
-    except Exception:  # unresolvable string annotations: fall back to their text
-        hints = {}
-    for index, param in enumerate(signature.parameters.values()):
-        if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
-            continue
-        annotation = hints.get(param.name, param.annotation)
-        if not (
-            param.name == "ctx"
-            or annotation is Context
-            or annotation in ("Context", "redisq.Context", "redisq.context.Context")
-        ):
-            continue
-        positional_only = param.kind is param.POSITIONAL_ONLY
-        if positional_only and index != 0:
-            raise InvalidArgument(
-                "fn",
-                "a function whose Context parameter is keyword-capable or the first parameter",
-                fn,
-            )
-        return param.name, positional_only
-    return None, False
 
 
 def _positional_range(

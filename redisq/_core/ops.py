@@ -459,9 +459,16 @@ def _held(job: Any, where: str) -> Job:
 
 
 def ack_many(
-    s: Settings, jobs: Sequence[Job], results: Sequence[Any], single: bool = False
+    s: Settings,
+    jobs: Sequence[Job],
+    results: Sequence[Any],
+    single: bool = False,
+    snapshots: bool = True,
 ) -> Op[list[Job]]:
-    """Complete leased jobs; one script call per queue and chunk, each all or nothing."""
+    """Complete leased jobs; one script call per queue and chunk, each all or nothing.
+
+    Returns the completed snapshots in the order given, or nothing when `snapshots` is False.
+    """
     held = [_held(jobs[0], "job")] if single else _jobs(jobs, "jobs")
     encoded = [
         b"" if r is None else encode("result", r, s.payload_limit, j.id)
@@ -496,6 +503,8 @@ def ack_many(
                 job_ids=[held[i].id for i in part],
                 tokens=[held[i].token for i in part],
             )
+            if not snapshots:
+                continue
             now = reply[1]
             for n, i in enumerate(part):
                 stored = reply[2][n]

@@ -321,18 +321,30 @@ class Store:
         jobs = self._run(ops.ack_many(self.settings, [job], [result], single=True))
         return jobs[0]
 
-    def ack_many(self, jobs: Sequence[Job], results: Sequence[Any] | None = None) -> _Jobs:
+    def ack_many(
+        self, jobs: Sequence[Job], results: Sequence[Any] | None = None, *, snapshots: bool = True
+    ) -> _Jobs:
         """Complete many leased jobs: one script call per queue and 1,000 jobs.
 
         Each call is all or nothing: if one job's lease is lost, `LeaseLost` names it and no
         job of that call is completed (ack the others one by one).
+
+        Args:
+            jobs: the leased jobs, as claim returned them.
+            results: one result per job (msgpack), or None for none.
+            snapshots: False skips building the completed snapshots and returns an empty
+                list: for callers that only need to know the acks went through (a worker),
+                it saves a few microseconds per job.
+
+        Returns:
+            The completed jobs, in the order given (empty with snapshots=False).
         """
         if not isinstance(jobs, (list, tuple)):
             raise InvalidArgument("jobs", "a list of Jobs returned by claim", jobs)
         values = [None] * len(jobs) if results is None else results
         if len(values) != len(jobs):
             raise InvalidArgument("results", f"a list of {len(jobs)} values (one per job)", values)
-        return self._run(ops.ack_many(self.settings, jobs, values))
+        return self._run(ops.ack_many(self.settings, jobs, values, snapshots=snapshots))
 
     def nack(
         self, job: Job, *, error: str = "", delay_ms: int | None = None, dead: bool = False

@@ -123,8 +123,10 @@ class Settler:
         remaining = list(acks)
         while remaining:
             try:
-                jobs = self._store.ack_many(
-                    [o.entry.job for o in remaining], [o.result for o in remaining]
+                self._store.ack_many(
+                    [o.entry.job for o in remaining],
+                    [o.result for o in remaining],
+                    snapshots=False,
                 )
             except (LeaseLost, JobNotFound) as exc:
                 # All or nothing per call: drop the refused job and send the others again
@@ -146,8 +148,6 @@ class Settler:
                     self._one(outcome)
                 return
             self._reconnect.reset()
-            if len(jobs) != len(remaining):
-                raise RuntimeError("ack_many returned a different number of jobs")
             self._acked(remaining)
             return
 

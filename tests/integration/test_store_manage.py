@@ -205,6 +205,26 @@ def test_ack_many_is_all_or_nothing_per_call(client: Any) -> None:
     assert client.ack_many([]) == []
 
 
+def test_ack_many_without_snapshots_completes_the_same_and_returns_nothing(client: Any) -> None:
+    client.enqueue_many(Q, ["a", "b", "c"])
+    jobs = client.claim(Q, worker="w", count=3)
+    client.cancel(Q, jobs[2].id)
+    # The same all-or-nothing refusal
+    with pytest.raises(redisq.LeaseLost):
+        client.ack_many(jobs, snapshots=False)
+    assert client.counts(Q)[JobState.COMPLETED] == 0
+    # Then the same completion, results included, with no snapshots to build
+    assert client.ack_many(jobs[:2], results=["ra", None], snapshots=False) == []
+    stored = [client.get(Q, j.id) for j in jobs[:2]]
+    assert [(j.state, j.result) for j in stored] == [
+        (JobState.COMPLETED, "ra"),
+        (JobState.COMPLETED, None),
+    ]
+    # A re-sent call (a client retry) is accepted without a second completion
+    assert client.ack_many(jobs[:2], snapshots=False) == []
+    assert client.totals(Q)["completed"] == 2
+
+
 def test_ack_many_spans_queues(client: Any) -> None:
     client.enqueue_many("a", [1, 2])
     client.enqueue_many("b", [3])
