@@ -4,8 +4,8 @@
     paused; the clock runs from `resume` to the last completion), for several concurrency and
     prefetch settings; the best is the figure. Goal: >= 20,000 jobs/s.
 (b) The same with two worker processes on one queue, best setting of (a). Goal: >= 30,000.
-(c) Pickup latency of one idle worker (in this process): enqueue one job at a time and time
-    from enqueue's return to the handler's start (time.perf_counter in the handler).
+(c) Pickup latency of one idle worker process: enqueue one job at a time and time from the
+    enqueue call (here) to the handler's start (there; time.perf_counter is system-wide).
     Goals: p50 <= 1 ms, p99 <= 5 ms.
 (d) Idle cost: Redis commands per second sent by one idle worker (counted on its connections,
     and INFO commandstats without the INFO calls). Goal: <= 2 commands/s.
@@ -22,7 +22,6 @@ import sys
 import threading
 import time
 from pathlib import Path
-from queue import Empty, SimpleQueue
 from typing import Any
 
 import redis
@@ -186,39 +185,58 @@ def drain(
     }
 
 
-def pickup(url: str, admin: redis.Redis, count: int) -> list[float]:
-    """Enqueue `count` jobs one at a time to an idle worker; return the latencies (ms)."""
+#: The pickup worker: its handler stores when it started (time.perf_counter, CLOCK_MONOTONIC on
+#: Linux, the same clock in every process of the machine) as the job's result.
+PICKUP_CHILD = """
+import sys, time
+import redisq
+url, prefix, task, queue = sys.argv[1:5]
+app = redisq.App(url, prefix=prefix)
+app.task(name=task, queue=queue, store_result=True)(lambda n: time.perf_counter())
+worker = redisq.Worker(app)
+print("ready", flush=True)
+worker.run()
+"""
+
+
+def pickup(url: str, admin: redis.Redis, count: int) -> tuple[list[float], list[float]]:
+    """Enqueue `count` jobs one at a time to an idle worker process.
+
+    Returns the pickup latencies and the durations of the enqueue calls themselves (ms).
+
+    Each is timed from the enqueue call here to the handler's start in the worker process
+    (the same monotonic clock), so it includes the enqueue's own round trip and never shares
+    a GIL with the worker.
+    """
     prefix = new_prefix("pickup")
     app = redisq.App(url, prefix=prefix)
-    starts: SimpleQueue[tuple[int, float]] = SimpleQueue()
-
-    @app.task(name=TASK, queue=QUEUE)
-    def noop(n: int) -> None:
-        starts.put((n, time.perf_counter()))
-
-    worker = redisq.Worker(app, handle_signals=False)
-    thread = threading.Thread(target=worker.run, daemon=True)
-    thread.start()
+    noop = app.task(name=TASK, queue=QUEUE, store_result=True)(lambda n: None)
+    child = subprocess.Popen(
+        [sys.executable, "-c", PICKUP_CHILD, url, prefix, TASK, QUEUE],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     latencies: list[float] = []
+    calls: list[float] = []
     try:
-        noop.enqueue(-1)  # warm-up: connections open, scripts loaded
-        starts.get(timeout=10)
+        assert child.stdout is not None
+        if child.stdout.readline().strip() != "ready":
+            raise RuntimeError("the pickup worker did not start")
+        noop.enqueue(-1).result(timeout=10)  # warm-up: connections open, scripts loaded
         for n in range(count):
             time.sleep(0.005)  # the worker is idle again: blocked on Redis
-            noop.enqueue(n)
-            returned = time.perf_counter()
-            got, started = starts.get(timeout=10)
-            if got != n:
-                raise RuntimeError(f"job {got} started while job {n} was expected")
-            latencies.append(1000 * (started - returned))
-    except Empty as exc:
-        raise RuntimeError("the worker did not pick a job up within 10 s") from exc
+            called = time.perf_counter()
+            ref = noop.enqueue(n)
+            calls.append(1000 * (time.perf_counter() - called))
+            started = ref.result(timeout=10)
+            latencies.append(1000 * (started - called))
     finally:
-        worker.stop()
-        worker.wait_stopped(10)
+        child.terminate()
+        child.wait(30)
         app.close()
         delete_prefix(admin, prefix, private=False)
-    return latencies
+    return latencies, calls
 
 
 def idle(url: str, admin: redis.Redis, seconds: float) -> tuple[float, float, dict[str, int]]:
@@ -290,7 +308,7 @@ def run(args: argparse.Namespace) -> list[Figure]:
                 flush=True,
             )
             with step(f"pickup latency, {pickups} jobs"):
-                latencies = pickup(server.url, admin, pickups)
+                latencies, calls = pickup(server.url, admin, pickups)
             with step(f"idle worker, {idle_s:g} s"):
                 sent_s, executed_s, by_command = idle(server.url, admin, idle_s)
             print(f"  idle: {sent_s:.2f} sent/s, server commandstats {by_command}", flush=True)
@@ -321,8 +339,9 @@ def run(args: argparse.Namespace) -> list[Figure]:
             cmd,
         ),
         Figure(
-            f"(c) pickup latency p50, idle worker, {pickups} jobs (enqueue return -> handler)",
-            f"{p50:.2f} ms",
+            f"(c) pickup latency p50, idle worker process, {pickups} jobs (enqueue call ->"
+            " handler start, so the enqueue's own round trip counts)",
+            f"{p50:.2f} ms (the enqueue call alone: p50 {percentile(calls, 0.5):.2f} ms)",
             f"<= {GOAL_P50_MS:g} ms",
             p50 <= GOAL_P50_MS,
             cmd,
