@@ -39,13 +39,13 @@ import sys
 import threading
 import time
 from collections.abc import Mapping
-from types import FrameType
 from typing import IO, Any
 
 from redisq._core.validate import check_int, check_name
 from redisq.app import App
 from redisq.errors import ConfigurationError, InvalidArgument
 from redisq.worker import Worker
+from redisq.worker._support import stop_signals
 
 __all__ = ["Supervisor", "load_app"]
 
@@ -301,12 +301,11 @@ class Supervisor:
                 raise RuntimeError("a Supervisor runs once; create a new one to run again")
             self._started = True
         self.check()
-        previous = self._install_signals()
-        try:
-            return self._run()
-        finally:
-            self._restore_signals(previous)
-            self._kill_all()
+        with stop_signals(self.handle_signals, lambda _signum: self.stop()):
+            try:
+                return self._run()
+            finally:
+                self._kill_all()
 
     def _run(self) -> int:
         logger.info("supervisor: starting %d worker processes of %s", self.processes, self.app)
@@ -453,25 +452,6 @@ class Supervisor:
             if process is not None and process.poll() is None:
                 process.kill()
                 process.wait()
-
-    # -------------------------------------------------------------------------- signals
-
-    def _install_signals(self) -> dict[int, Any]:
-        if not self.handle_signals or threading.current_thread() is not threading.main_thread():
-            return {}
-        previous: dict[int, Any] = {}
-
-        def on_signal(signum: int, frame: FrameType | None) -> None:
-            self.stop()
-
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            previous[sig] = signal.signal(sig, on_signal)
-        return previous
-
-    @staticmethod
-    def _restore_signals(previous: dict[int, Any]) -> None:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
 
 
 # ---------------------------------------------------------------------------------- child

@@ -29,8 +29,6 @@ import socket
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from types import FrameType
-from typing import Any
 
 from redisq._core.rotation import Rotation
 from redisq._core.validate import check_int, check_name
@@ -44,7 +42,7 @@ from redisq.worker._handlers import Runner
 from redisq.worker._keeper import Keeper
 from redisq.worker._settler import Settler
 from redisq.worker._state import Entry, Outcome, State
-from redisq.worker._support import WorkerMetrics, logger
+from redisq.worker._support import WorkerMetrics, logger, stop_signals
 
 __all__ = ["Worker", "WorkerMetrics"]
 
@@ -204,14 +202,13 @@ class Worker:
             if self._started:
                 raise RuntimeError("a Worker runs once; create a new Worker to run again")
             self._started = True
-        previous = self._install_signals()
-        store = self.app.connect()
-        try:
-            self._run(store)
-        finally:
-            self._restore_signals(previous)
-            store.close()
-            self._finished.set()
+        with stop_signals(self.handle_signals, self._on_signal):
+            store = self.app.connect()
+            try:
+                self._run(store)
+            finally:
+                store.close()
+                self._finished.set()
 
     def _run(self, store: Store) -> None:
         runtime = _Runtime(self, store)
@@ -228,25 +225,9 @@ class Worker:
         runtime.shutdown()
         logger.info("worker %s: stopped; %s", self.name, self.metrics.snapshot())
 
-    # -------------------------------------------------------------------------- signals
-
-    def _install_signals(self) -> dict[int, Any]:
-        if not self.handle_signals or threading.current_thread() is not threading.main_thread():
-            return {}
-        previous: dict[int, Any] = {}
-
-        def on_signal(signum: int, frame: FrameType | None) -> None:
-            logger.info("worker %s: got %s", self.name, signal.Signals(signum).name)
-            self.stop(grace=not self._stop.is_set())
-
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            previous[sig] = signal.signal(sig, on_signal)
-        return previous
-
-    @staticmethod
-    def _restore_signals(previous: dict[int, Any]) -> None:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+    def _on_signal(self, signum: int) -> None:
+        logger.info("worker %s: got %s", self.name, signal.Signals(signum).name)
+        self.stop(grace=not self._stop.is_set())
 
 
 class _Runtime:

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
+import signal
 import threading
 from collections import deque
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import redis.exceptions
 
-__all__ = ["Reconnect", "WorkerMetrics", "is_transient", "logger"]
+__all__ = ["Reconnect", "WorkerMetrics", "is_transient", "logger", "stop_signals"]
 
 #: Every message of the worker runtime goes to this logger.
 logger = logging.getLogger("redisq.worker")
@@ -156,3 +159,24 @@ class WorkerMetrics:
         values["pickup_p50_ms"] = self.pickup_percentile(0.5)
         values["pickup_p99_ms"] = self.pickup_percentile(0.99)
         return values
+
+
+@contextlib.contextmanager
+def stop_signals(enabled: bool, on_signal: Callable[[int], None]) -> Iterator[None]:
+    """Call `on_signal(signum)` on SIGTERM and SIGINT while the block runs, then restore.
+
+    Python only lets the main thread install handlers: elsewhere (or when not `enabled`) the
+    block runs without them and the caller's own stop() is the way to end it.
+    """
+    if not enabled or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {
+        sig: signal.signal(sig, lambda signum, _frame: on_signal(signum))
+        for sig in (signal.SIGTERM, signal.SIGINT)
+    }
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
