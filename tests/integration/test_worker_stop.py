@@ -112,7 +112,17 @@ def test_sigterm_lets_the_running_job_finish_and_the_process_exits_0(
     try:
         wait_for(lambda: job_state(app, "slow", ref.id).progress == "started", timeout=20)
         proc.send_signal(signal.SIGTERM)
+        # The job cannot finish before its gate opens: it is in flight when the signal lands.
+        # Wait for the worker to report the stop, then let the job finish within the grace.
+        assert proc.stdout is not None
+        seen = b""
+        while b"stopping" not in seen:
+            line = proc.stdout.readline()
+            assert line, f"the worker exited before it logged its stop: {seen!r}"
+            seen += line
+        app.store.redis.set(f"{{{prefix}:slow}}:gate", 1)
         out, _ = proc.communicate(timeout=20)
+        out = seen + out
         assert proc.returncode == 0, out.decode(errors="replace")
         job = job_state(app, "slow", ref.id)
         assert (job.state, job.attempts) == (JobState.COMPLETED, 1)
