@@ -80,25 +80,25 @@ def _value(field: str, data: bytes, job_id: str) -> Any:
 #: Text fields of a packed record (lua/lib/record.lua), in stored order, after the tag.
 RECORD_FIELDS = (
     "state",
-    "prio",
     "attempts",
-    "max",
-    "created",
-    "run_at",
-    "seq",
     "token",
     "worker",
     "leased_at",
     "deadline",
     "finished",
+    "ended",
     "lease_ms",
     "ukey",
+    "prio",
+    "max",
+    "created",
+    "run_at",
+    "seq",
     "name",
-    "ended",
 )
 #: Blobs at the end of a packed record, in stored order (the payload takes the rest).
 RECORD_BLOBS = ("error", "result", "progress", "payload")
-_TAG = b"j2"
+_TAG = b"j3"
 _PARTS = 1 + len(RECORD_FIELDS) + 3 + 1
 
 
@@ -106,7 +106,7 @@ def unpack_record(data: bytes) -> dict[str, bytes]:
     """Split a packed record into its fields (text and blobs, as stored); ValueError if bad."""
     parts = data.split(b"\n", _PARTS - 1)
     if len(parts) != _PARTS or parts[0] != _TAG:
-        raise ValueError("not a layout-2 job record")
+        raise ValueError("not a layout-3 job record")
     out = dict(zip(RECORD_FIELDS, parts[1:17], strict=True))
     tail = parts[20]
     e = int(parts[17])
@@ -140,25 +140,25 @@ def parse_record(queue: str, job_id: str, data: bytes) -> Job:
     parts = data.split(b"\n", _PARTS - 1)
     try:
         if len(parts) != _PARTS or parts[0] != _TAG:
-            raise ValueError("not a layout-2 job record")
+            raise ValueError("not a layout-3 job record")
         (
             _,
             state_b,
-            prio,
             attempts,
-            max_attempts,
-            created,
-            run_at,
-            _seq,
             token,
             worker,
             _leased_at,
             deadline,
             finished,
+            _ended,
             lease_ms,
             ukey,
+            prio,
+            max_attempts,
+            created,
+            run_at,
+            _seq,
             name,
-            _ended,
             len_error,
             len_result,
             len_progress,
