@@ -407,20 +407,25 @@ def claim(
     count: int,
     turn: int,
     due_in: dict[str, int] | None = None,
+    block_ms: int = 0,
 ) -> Op[list[Job]]:
     """Lease up to `count` jobs, starting the round at queue number `turn` (for fairness).
 
     For each queue that came up short, `due_in` receives the ms until its earliest scheduled
-    job is due (-1: none), which `wait` uses to wake in time.
+    job is due (-1: none), which `wait` uses to wake in time. With `block_ms`, the first
+    claim is pipelined behind a blocking wait on the queues' wake sets (see `wait`): Redis
+    runs it the moment the wait returns, so a woken worker gets its jobs in the same round
+    trip. On Redis Cluster that wait covers the first queue only (one slot per command).
     """
     names = check_queues(queues)
     check_name("worker", worker)
     lease = s.lease_ms if lease_ms is None else check_int("lease_ms", lease_ms, 1, MAX_LEASE_MS)
     check_int("count", count, 1, MAX_CLAIM)
     start = turn % len(names)
+    order = names[start:] + names[:start]
     jobs: list[Job] = []
-    for queue in names[start:] + names[:start]:
-        reply = yield script_call(
+    for queue in order:
+        call = script_call(
             "claim",
             queue_keys(s.prefix, queue),
             _ok,
@@ -434,6 +439,11 @@ def claim(
             dead_keep=s.retention.dead,
             dead_age_ms=s.retention.dead_age_ms,
         )
+        if block_ms > 0 and queue is order[0]:
+            waited = order[:1] if s.cluster else order
+            _woken, reply = yield [wait(s, waited, block_ms), call]
+        else:
+            reply = yield call
         if reply[0] != ScriptStatus.PAUSED:
             _check(reply, queue)
             jobs.extend(parse_entries(queue, reply, 3))

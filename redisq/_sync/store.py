@@ -45,6 +45,8 @@ class Store:
         # Per queue, the monotonic time when its earliest scheduled job is due, as the last
         # short claim reported it: `wait` wakes by then.
         self._due: dict[str, float] = {}
+        # Queues whose last claim by this store came up short: claim(wait_ms=) waits first.
+        self._short: set[str] = set()
         self._wait_turn = 0
 
     @property
@@ -223,6 +225,7 @@ class Store:
         worker: str,
         lease_ms: int | None = None,
         count: int = 1,
+        wait_ms: int = 0,
     ) -> _Jobs:
         """Lease up to `count` ready jobs, best first, each with a new fencing token.
 
@@ -231,39 +234,90 @@ class Store:
         queue each call, so a busy queue does not starve the others. A paused queue gives
         nothing.
 
+        With `wait_ms`, a claim that finds no job blocks until one may be there (see `wait`)
+        and claims again, until it gets jobs or the time runs out. The claim after a wait is
+        pipelined behind the blocking command on the same connection, so Redis runs it the
+        moment the wait is woken: a woken worker gets its jobs in one round trip. When this
+        store's last claim of the same queues came up short, the first claim is skipped and
+        the call starts by waiting.
+
         Args:
             queues: one queue name or a list of names.
             worker: the claiming worker's name (recorded on the job).
             lease_ms: lease length (default 30,000, at most 12 hours); a job's own lease_ms
                 wins.
             count: most jobs to lease (1 to 1000).
+            wait_ms: longest wait for jobs when none is ready, 0 (the default: return at
+                once) to 86,400,000 (a day).
 
         Returns:
             The leased jobs (possibly none). Each carries `token` and `lease_deadline_ms`.
         """
-        self._turn += 1
-        due_in: dict[str, int] = {}
-        jobs = self._run(
-            ops.claim(self.settings, queues, worker, lease_ms, count, self._turn - 1, due_in)
-        )
-        if due_in:
-            now = time.monotonic()
-            for queue, ms in due_in.items():
-                if ms < 0:
-                    self._due.pop(queue, None)
-                else:
-                    self._due[queue] = now + ms / 1000
-        return jobs
+        check_int("wait_ms", wait_ms, 0, 86_400_000)
+        deadline = time.monotonic() + wait_ms / 1000
+        names = ops.check_queues(queues)
+        block_ms = self._block_ms(names, deadline) if wait_ms and self._short >= set(names) else 0
+        if self.settings.cluster and len(names) > 1:
+            block_ms = min(block_ms, max(50, block_ms // len(names)))
+        while True:
+            self._turn += 1
+            due_in: dict[str, int] = {}
+            jobs = self._run(
+                ops.claim(
+                    self.settings, names, worker, lease_ms, count, self._turn - 1, due_in, block_ms
+                )
+            )
+            self._claimed(names, len(jobs) < count, due_in)
+            if jobs or not wait_ms:
+                return jobs
+            block_ms = self._block_ms(names, deadline)
+            if block_ms < 0:
+                return jobs
+            if self.settings.cluster and len(names) > 1:
+                # The wait covers the round's first queue only (one slot): a share of the
+                # time each, as the rounds rotate.
+                block_ms = min(block_ms, max(50, block_ms // len(names)))
+
+    def _claimed(self, names: Sequence[str], short: bool, due_in: dict[str, int]) -> None:
+        """Note what a claim of `names` reported: whether it came up short, and due times."""
+        if short:
+            self._short.update(names)
+        else:
+            self._short.difference_update(names)
+        now = time.monotonic()
+        for queue, ms in due_in.items():
+            if ms < 0:
+                self._due.pop(queue, None)
+            else:
+                self._due[queue] = now + ms / 1000
+
+    def _block_ms(self, names: Sequence[str], deadline: float) -> int:
+        """How long a wait on `names` may block: 0 when a known scheduled job is due (claim
+        now), -1 when `deadline` has passed, else up to the deadline or the next due time."""
+        now = time.monotonic()
+        # Due within a millisecond counts as due: Redis blocks in whole milliseconds.
+        soon = now + 0.001
+        due = min((self._due[q] for q in names if q in self._due), default=None)
+        if due is not None and due <= soon:
+            for q in names:
+                if self._due.get(q, soon + 1) <= soon:
+                    del self._due[q]
+            return 0
+        left = (deadline if due is None else min(deadline, due)) - now
+        if left <= 0:
+            return -1
+        return min(math.ceil(left * 1000), self.settings.max_block_ms)
 
     def wait(self, queues: str | Sequence[str], *, timeout_ms: int) -> bool:
         """Block until one of `queues` may have jobs to claim, or `timeout_ms` passes.
 
-        Workers call this when a claim came up short, instead of polling. It blocks on Redis
-        (BZPOPMIN on each queue's wake set), which enqueue and every transition that makes a
-        job ready or scheduled signal; a claim that leaves ready jobs behind signals it for
-        the next worker. It also returns when the earliest scheduled job that this store's
-        last short claim of a queue saw is due. One signal wakes one waiting worker. Wake-ups
-        can be spurious (a claim may then find nothing): always claim to find out.
+        Workers call this when a claim came up short, instead of polling (or claim with
+        `wait_ms`, which waits and claims in one round trip). It blocks on Redis (BZPOPMIN on
+        each queue's wake set), which enqueue and every transition that makes a job ready or
+        scheduled signal; a claim that leaves ready jobs behind signals it for the next
+        worker. It also returns when the earliest scheduled job that this store's last short
+        claim of a queue saw is due. One signal wakes one waiting worker. Wake-ups can be
+        spurious (a claim may then find nothing): always claim to find out.
 
         On Redis Cluster each queue lives in its own slot, so with several queues the wait
         blocks on one queue at a time, in turn, for a share of the timeout each.
@@ -279,19 +333,9 @@ class Store:
         check_int("timeout_ms", timeout_ms, 0, 86_400_000)
         deadline = time.monotonic() + timeout_ms / 1000
         while True:
-            now = time.monotonic()
-            # Due within a millisecond counts as due: Redis blocks in whole milliseconds.
-            soon = now + 0.001
-            due = min((self._due[q] for q in names if q in self._due), default=None)
-            if due is not None and due <= soon:
-                for q in names:
-                    if self._due.get(q, soon + 1) <= soon:
-                        del self._due[q]
-                return True
-            left = (deadline if due is None else min(deadline, due)) - now
-            if left <= 0:
-                return False
-            block_ms = min(math.ceil(left * 1000), self.settings.max_block_ms)
+            block_ms = self._block_ms(names, deadline)
+            if block_ms <= 0:
+                return block_ms == 0
             batch = names
             if self.settings.cluster and len(names) > 1:
                 self._wait_turn += 1

@@ -466,6 +466,25 @@ def test_claim_returns_the_same_jobs_every_time(
         _check_claim_retry(store, direct, prefix, twice, f"round{round_}")
 
 
+def test_a_claim_pipelined_behind_a_wait_returns_the_same_jobs(
+    store: redisq.Store, direct: redis.Redis, prefix: str, twice: Twice
+) -> None:
+    # Given a short claim (so the next waiting claim starts by waiting), then eight jobs
+    assert store.claim(QUEUE, worker="w1") == []
+    ids = [j.id for j in store.enqueue_many(QUEUE, [redisq.Spec(i, id=f"j{i}") for i in range(8)])]
+
+    # When the wait and the claim behind it are re-sent together (the wait's reply is late)
+    with twice():
+        jobs = store.claim(QUEUE, worker="w1", count=3, lease_ms=60_000, wait_ms=100)
+
+    # Then the retry returned what the first run leased, and nothing else was leased or lost
+    assert [j.id for j in jobs] == ids[:3]
+    assert [j.token for j in jobs] == [1, 2, 3]
+    assert set(_members(direct, prefix, "leased")) == set(ids[:3])
+    assert _members(direct, prefix, "ready") == ids[3:]
+    assert [j.state for j in store.ack_many(jobs)] == [JobState.COMPLETED] * 3
+
+
 def test_claim_from_several_queues_strands_nothing(
     store: redisq.Store, direct: redis.Redis, prefix: str, twice: Twice
 ) -> None:

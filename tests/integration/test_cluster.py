@@ -219,3 +219,16 @@ def test_wait_on_queues_of_several_slots_wakes_for_each(
         store.enqueue(queue, queue)
         assert store.wait(queues, timeout_ms=10_000) is True
         assert [j.payload for j in store.claim(queue, worker="w")] == [queue]
+
+
+def test_a_waiting_claim_on_queues_of_several_slots_gets_each_job(
+    store: redisq.Store, queues: list[str]
+) -> None:
+    # The wait before the pipelined claim covers one slot; the claims go on to every queue,
+    # so a job in any of them is found within the wait.
+    assert store.claim(queues, worker="w") == []
+    for queue in queues:
+        store.enqueue(queue, queue)
+        jobs = store.claim(queues, worker="w", wait_ms=10_000)
+        assert [j.payload for j in jobs] == [queue]
+        assert store.ack(jobs[0]).state is JobState.COMPLETED

@@ -156,6 +156,89 @@ def test_a_blocked_worker_wakes_when_another_client_enqueues(real_url: str, pref
         consumer.close()
 
 
+# ------------------------------------------------------------------ claim with wait_ms
+
+
+def test_a_waiting_claim_takes_ready_jobs_at_once(client: Any) -> None:
+    client.enqueue_many("q", [1, 2])
+    started = time.monotonic()
+    jobs = client.claim("q", worker="w", count=5, wait_ms=SIGNALLED_MS)
+    assert [j.payload for j in jobs] == [1, 2]
+    assert time.monotonic() - started < SIGNALLED_MS / 1000 / 2
+
+
+def test_a_waiting_claim_of_an_empty_queue_returns_nothing_after_its_wait(client: Any) -> None:
+    started = time.monotonic()
+    assert client.claim("q", worker="w", wait_ms=QUIET_MS) == []
+    assert time.monotonic() - started >= QUIET_MS / 1000 * 0.9
+    # The next one starts by waiting (the last claim was short), and still finds nothing
+    assert client.claim("q", worker="w", wait_ms=QUIET_MS) == []
+
+
+def test_a_waiting_claim_is_woken_by_the_due_time_of_a_scheduled_job(
+    store: redisq.Store,
+) -> None:
+    # (Redis time here, not the test clock: the job must really come due while waiting.)
+    store.enqueue("q", "later", delay_ms=200)
+    assert store.claim("q", worker="w") == []  # short: it reports when the job is due
+    started = time.monotonic()
+    jobs = store.claim("q", worker="w", wait_ms=SIGNALLED_MS)
+    assert [j.payload for j in jobs] == ["later"]
+    assert 0.1 <= time.monotonic() - started < SIGNALLED_MS / 1000 / 2
+
+
+def test_a_waiting_claim_finds_a_job_whose_signal_was_lost(client: Any, raw: Any) -> None:
+    # Given a short claim, then a job whose wake signal is lost (its key deleted)
+    assert client.claim("q", worker="w") == []
+    client.enqueue("q", "unsignalled")
+    raw.delete(f"{{{client.prefix}:q}}:wake")
+    # When the next waiting claim starts by waiting, nothing wakes it; but the claim that
+    # follows the timed-out wait still takes the job
+    jobs = client.claim("q", worker="w", wait_ms=QUIET_MS)
+    assert [j.payload for j in jobs] == ["unsignalled"]
+
+
+def test_a_waiting_claim_validates_before_blocking(client: Any, raw: Any) -> None:
+    with pytest.raises(redisq.InvalidArgument, match="wait_ms"):
+        client.claim("q", worker="w", wait_ms=-1)
+    with pytest.raises(redisq.InvalidArgument, match="wait_ms"):
+        client.claim("q", worker="w", wait_ms=86_400_001)
+    assert raw.keys(f"{{{client.prefix}:q}}*") == []
+
+
+def test_a_waiting_claim_takes_a_job_enqueued_by_another_client(
+    real_url: str, prefix: str
+) -> None:
+    producer = redisq.connect(real_url, prefix=prefix)
+    consumer = redisq.connect(real_url, prefix=prefix)
+    got: list[tuple[list[redisq.Job], float]] = []
+    blocked = threading.Event()
+
+    def claim() -> None:
+        assert consumer.claim(["q", "other"], worker="w") == []  # short: the next one waits
+        blocked.set()
+        jobs = consumer.claim(["q", "other"], worker="w", count=10, wait_ms=SIGNALLED_MS)
+        got.append((jobs, time.monotonic()))
+
+    try:
+        waiter = threading.Thread(target=claim)
+        waiter.start()
+        blocked.wait(5)
+        sent = time.monotonic()
+        producer.enqueue("q", "hello")
+        waiter.join(SIGNALLED_MS / 1000 + 5)
+        assert got
+        jobs, woke = got[0]
+        assert [(j.payload, j.state, j.worker) for j in jobs] == [
+            ("hello", JobState.LEASED, "w")
+        ]
+        assert woke - sent < SIGNALLED_MS / 1000 / 2
+        assert consumer.ack(jobs[0]).state is JobState.COMPLETED
+    finally:
+        producer.close()
+        consumer.close()
+
+
 def test_totals_only_grow_while_counts_are_trimmed(client_factory: Any, clock: TestClock) -> None:
     client = client_factory(retention=redisq.Retention(completed=1))
     client.enqueue_many("q", list(range(5)), max_attempts=2)
