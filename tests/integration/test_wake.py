@@ -206,9 +206,7 @@ def test_a_waiting_claim_validates_before_blocking(client: Any, raw: Any) -> Non
     assert raw.keys(f"{{{client.prefix}:q}}*") == []
 
 
-def test_a_waiting_claim_takes_a_job_enqueued_by_another_client(
-    real_url: str, prefix: str
-) -> None:
+def test_a_waiting_claim_takes_a_job_enqueued_by_another_client(real_url: str, prefix: str) -> None:
     producer = redisq.connect(real_url, prefix=prefix)
     consumer = redisq.connect(real_url, prefix=prefix)
     got: list[tuple[list[redisq.Job], float]] = []
@@ -229,9 +227,7 @@ def test_a_waiting_claim_takes_a_job_enqueued_by_another_client(
         waiter.join(SIGNALLED_MS / 1000 + 5)
         assert got
         jobs, woke = got[0]
-        assert [(j.payload, j.state, j.worker) for j in jobs] == [
-            ("hello", JobState.LEASED, "w")
-        ]
+        assert [(j.payload, j.state, j.worker) for j in jobs] == [("hello", JobState.LEASED, "w")]
         assert woke - sent < SIGNALLED_MS / 1000 / 2
         assert consumer.ack(jobs[0]).state is JobState.COMPLETED
     finally:
