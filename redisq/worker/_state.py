@@ -132,6 +132,10 @@ class Entry:
             event.set()
 
 
+_RUNNING = Phase.RUNNING
+_DECIDED = Phase.DECIDED
+
+
 @dataclass(slots=True)
 class Outcome:
     """What to tell the store about an entry.
@@ -293,9 +297,23 @@ class State:
             the executor is closing.
         """
         with self.lock:
-            late = done is not None and self._finish(done, outcome)
-            if not late:
+            if done is None or not self._finish(done, outcome):
+                # The common case of _take, inline: this runs once per job.
+                pending = self.pending
+                if (
+                    pending
+                    and self.running < self.concurrency
+                    and not self.stopping
+                    and not self.closed
+                ):
+                    entry = pending.popleft()
+                    entry.phase = _RUNNING
+                    self.running += 1
+                    if self._idle and pending:
+                        self._wake_one()  # more work: let one more idle thread join in
+                    return entry
                 return self._take(block)
+        # The outcome came too late: log it outside the lock.
         assert done is not None
         assert outcome is not None
         _log_late(done, outcome)
@@ -308,10 +326,10 @@ class State:
         self._held -= 1
         late = False
         if outcome is not None:
-            if entry.phase is Phase.DECIDED or entry.settled:
+            if entry.phase is _DECIDED or entry.settled:
                 late = True
             else:
-                entry.phase = Phase.DECIDED
+                entry.phase = _DECIDED
                 self._settle(outcome)
         if self._room_waiting and self._room():
             self._room_waiting = False
