@@ -28,7 +28,7 @@
 --- @include "lib/record"
 --- @include "lib/bad_record"
 --- @include "lib/rec_pack"
---- @include "lib/rec_pos"
+--- @include "lib/ack_head"
 --- @include "lib/rec_blobs"
 --- @include "lib/read_jobs"
 --- @include "lib/write_jobs"
@@ -74,26 +74,33 @@ end
 local flags = {}
 local todo = {}
 local has_ukey = false
+local match = string.match
 for i = 1, count do
   local b = jobs_at + (i - 1) * STRIDE
   local s = recs[i]
-  local p = s and rec_pos(s)
-  if s and not p then
-    return bad_record(jobs_key, ids[i])
-  end
-  if not p then
+  if not s then
     return {STATUS.NOT_FOUND, i}
   end
-  local refusal = lease_check_fields(rec_field(s, p, F.STATE), rec_field(s, p, F.TOKEN),
-    rec_field(s, p, F.ENDED), rec_field(s, p, F.DEADLINE), ARGV[b + 1], now, 'ack', i)
+  local state, at, held, deadline, fin, ended, lm, ukey = match(s, ACK_HEAD)
+  if not state then
+    return bad_record(jobs_key, ids[i])
+  end
+  local refusal = lease_check_fields(state, held, ended, deadline, ARGV[b + 1], now, 'ack', i)
   if refusal == 'again' then
     flags[i] = s
   elseif refusal then
     return refusal
   else
     flags[i] = 0
-    local ukey = rec_field(s, p, F.UKEY)
-    todo[#todo + 1] = {b, s, p, ukey}
+    -- A result goes into the blobs: that record is parsed whole (and must parse) here.
+    local t = false
+    if ARGV[b + 2] ~= '' then
+      t = rec_parse(s)
+      if not t then
+        return bad_record(jobs_key, ids[i])
+      end
+    end
+    todo[#todo + 1] = {b, s, at, fin, lm, t, ukey}
     if ukey ~= '' then
       has_ukey = true
     end
@@ -119,16 +126,14 @@ local writes = {}
 local uniques = {}
 local sub = string.sub
 for i = 1, #todo do
-  local b, s, p, ukey = todo[i][1], todo[i][2], todo[i][3], todo[i][4]
+  local b, s, at, fin, lm, t, ukey = unpack(todo[i])
   local id = ARGV[b]
   local rec
-  if ARGV[b + 2] == '' then
+  if not t then
     -- state completed, finished now, ended 'ack/<token>'; the rest (blobs too) as stored.
-    rec = 'j2\ncompleted\n' .. sub(s, p[F.PRIO], p[F.FINISHED] - 1) .. n .. '\n'
-      .. sub(s, p[F.LEASE_MS], p[F.ENDED] - 1) .. 'ack/' .. ARGV[b + 1] .. '\n'
-      .. sub(s, p[F.LEN_ERROR])
+    rec = 'j3\ncompleted\n' .. sub(s, at, fin - 1) .. n .. '\nack/' .. ARGV[b + 1] .. '\n'
+      .. sub(s, lm)
   else
-    local t = rec_parse(s)
     t[F.STATE] = 'completed'
     t[F.FINISHED] = n
     t[F.ENDED] = 'ack/' .. ARGV[b + 1]
@@ -136,15 +141,16 @@ for i = 1, #todo do
     rec_set_blobs(t, e, ARGV[b + 2], pr, payload)
     rec = rec_pack(t)
   end
-  writes[#writes + 1] = id
-  writes[#writes + 1] = rec
+  local k = 2 * i
+  writes[k - 1] = id
+  writes[k] = rec
   if ukey ~= '' then
     uniques[#uniques + 1] = ukey
     uniques[#uniques + 1] = id
   end
-  done_ids[#done_ids + 1] = id
-  done_pairs[#done_pairs + 1] = n
-  done_pairs[#done_pairs + 1] = id
+  done_ids[i] = id
+  done_pairs[k - 1] = n
+  done_pairs[k] = id
 end
 write_jobs(jobs_key, writes)
 if #uniques > 0 then

@@ -34,7 +34,7 @@
 --- @include "lib/read_meta"
 --- @include "lib/record"
 --- @include "lib/bad_record"
---- @include "lib/rec_pos"
+--- @include "lib/claim_head"
 --- @include "lib/read_jobs"
 --- @include "lib/write_jobs"
 --- @include "lib/chunks"
@@ -143,14 +143,15 @@ if not recs then
   return err
 end
 local jobs = {}
+local match = string.match
 for i = 1, #ids do
   local s = recs[i]
   if s then
-    local p = rec_pos(s)
-    if not p then
+    local attempts, fin, lease = match(s, CLAIM_HEAD)
+    if not attempts then
       return bad_record(jobs_key, ids[i])
     end
-    jobs[#jobs + 1] = {ids[i], s, p}
+    jobs[#jobs + 1] = {ids[i], s, attempts, fin, lease}
   end
 end
 redis.call('ZREMRANGEBYRANK', ready_key, 0, #ids - 1)
@@ -170,26 +171,33 @@ local out = {STATUS.OK, now, -1}
 if #jobs < count then
   out[3] = next_in()
 end
-local sub = string.sub
+-- Per job only what must differ: the token, and attempts + 1 (small counts from a table);
+-- deadlines are formatted once per distinct lease length. '%d' formats integers exactly and
+-- about twice as fast as num's '%.0f'.
+local fmt, sub = string.format, string.sub
+local NEXT = {['0'] = '1', ['1'] = '2', ['2'] = '3', ['3'] = '4', ['4'] = '5', ['5'] = '6',
+  ['6'] = '7', ['7'] = '8', ['8'] = '9'}
+local deadlines = {}
 for i = 1, #jobs do
-  local id, s, p = jobs[i][1], jobs[i][2], jobs[i][3]
-  token = token + 1
-  local lease = tonumber(rec_field(s, p, F.LEASE_MS)) or lease_ms
-  local deadline = num(now + lease)
-  local tok = num(token)
+  local id, s, attempts, fin, lease = unpack(jobs[i])
+  local deadline = deadlines[lease]
+  if not deadline then
+    deadline = fmt('%d', now + (tonumber(lease) or lease_ms))
+    deadlines[lease] = deadline
+  end
+  local tok = fmt('%d', token + i)
   -- state leased; attempts + 1; token, worker, leased_at and deadline new; the rest as stored.
-  local rec = 'j2\nleased\n' .. sub(s, p[F.PRIO], p[F.ATTEMPTS] - 1)
-    .. num(tonumber(rec_field(s, p, F.ATTEMPTS)) + 1) .. '\n'
-    .. sub(s, p[F.MAX], p[F.TOKEN] - 1) .. tok .. '\n' .. worker .. '\n' .. n .. '\n' .. deadline
-    .. '\n' .. sub(s, p[F.FINISHED])
-  writes[#writes + 1] = id
-  writes[#writes + 1] = rec
-  leased_pairs[#leased_pairs + 1] = deadline
-  leased_pairs[#leased_pairs + 1] = id
-  memo[#memo + 1] = id
-  memo[#memo + 1] = tok
-  out[#out + 1] = id
-  out[#out + 1] = rec
+  local rec = 'j3\nleased\n' .. (NEXT[attempts] or fmt('%d', attempts + 1)) .. '\n' .. tok
+    .. '\n' .. worker .. '\n' .. n .. '\n' .. deadline .. '\n' .. sub(s, fin)
+  local k = 2 * i
+  writes[k - 1] = id
+  writes[k] = rec
+  leased_pairs[k - 1] = deadline
+  leased_pairs[k] = id
+  memo[k - 1] = id
+  memo[k] = tok
+  out[k + 2] = id
+  out[k + 3] = rec
 end
 write_jobs(jobs_key, writes)
 chunks({'ZADD', leased_key}, leased_pairs)

@@ -38,7 +38,7 @@ if err then
 end
 -- A record that does not parse can still be deleted; its unique key (if any) cannot be read.
 local stored = redis.call('HGET', jobs_key, id)
-local ukey = stored and string.match(stored, '^j2\n' .. string.rep('[^\n]*\n', 13) .. '([^\n]*)\n')
+local ukey = stored and string.match(stored, '^j3\n' .. string.rep('[^\n]*\n', 9) .. '([^\n]*)\n')
 local existed = redis.call('HDEL', jobs_key, id)
 local sets = {ready_key, scheduled_key, leased_key, done_key, dead_key, cancelled_key}
 for i = 1, #sets do

@@ -91,7 +91,7 @@ if #ukeys > 0 then
   if #held_by > 0 then
     local recs = redis.call('HMGET', jobs_key, unpack(held_by))
     for i = 1, #held_by do
-      local state = recs[i] and string.match(recs[i], '^j2\n(%l+)\n')
+      local state = recs[i] and string.match(recs[i], '^j3\n(%l+)\n')
       if state == 'ready' or state == 'scheduled' or state == 'leased' then
         holders[held_keys[i]] = {held_by[i], recs[i]}
       end
@@ -186,9 +186,9 @@ for i = 1, #fresh do
   end
   -- The layout of lib/record, written out: no error, result or progress yet.
   records[#records + 1] = id
-  records[#records + 1] = 'j2\n' .. state .. '\n' .. ARGV[b + 3] .. '\n0\n' .. ARGV[b + 6]
-    .. '\n' .. n .. '\n' .. num(run_at) .. '\n' .. num(seq) .. '\n\n\n\n\n\n' .. ARGV[b + 7]
-    .. '\n' .. ARGV[b + 8] .. '\n' .. ARGV[b + 2] .. '\n\n0\n0\n0\n' .. ARGV[b + 1]
+  records[#records + 1] = 'j3\n' .. state .. '\n0\n\n\n\n\n\n\n' .. ARGV[b + 7] .. '\n'
+    .. ARGV[b + 8] .. '\n' .. ARGV[b + 3] .. '\n' .. ARGV[b + 6] .. '\n' .. n .. '\n'
+    .. num(run_at) .. '\n' .. num(seq) .. '\n' .. ARGV[b + 2] .. '\n0\n0\n0\n' .. ARGV[b + 1]
   if ARGV[b + 8] ~= '' then
     unique_pairs[#unique_pairs + 1] = ARGV[b + 8]
     unique_pairs[#unique_pairs + 1] = id

@@ -50,9 +50,9 @@ local sets = order
 if state ~= '' then
   sets = {state}
 end
--- The unique key is the 14th text field of a record (lib/record); a record that does not
+-- The unique key is the 10th text field of a record (lib/record); a record that does not
 -- parse is deleted all the same.
-local UKEY = '^j2\n' .. string.rep('[^\n]*\n', 13) .. '([^\n]*)\n'
+local UKEY = '^j3\n' .. string.rep('[^\n]*\n', 9) .. '([^\n]*)\n'
 local removed = 0
 for i = 1, #sets do
   if removed >= limit then

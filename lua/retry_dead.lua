@@ -80,7 +80,7 @@ for i = 1, #ids do
     local taken = ukey ~= '' and revived_ukeys[ukey]
     if not taken and holder and holder ~= ids[i] then
       local h = redis.call('HGET', jobs_key, holder)
-      local state = h and string.match(h, '^j2\n(%l+)\n')
+      local state = h and string.match(h, '^j3\n(%l+)\n')
       taken = state == 'ready' or state == 'scheduled' or state == 'leased'
     end
     if not taken then

@@ -1,5 +1,5 @@
 --- @include "lib/record"
 -- Builds the stored string of a parsed (and changed) record; see lib/record.
 local function rec_pack(t)
-  return 'j2\n' .. table.concat(t, '\n', 1, 20)
+  return 'j3\n' .. table.concat(t, '\n', 1, 20)
 end

@@ -7,6 +7,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import fields
 from typing import Any
 
+import msgpack
+
 from redisq._core.codec import decode
 from redisq.errors import BadRecord, ScriptReplyError, SerializationError
 from redisq.models import Job, JobState
@@ -27,27 +29,39 @@ __all__ = [
 _STATES = {s.value.encode(): s for s in JobState}
 _FIELDS = tuple(f.name for f in fields(Job))
 _INDEX = {name: i for i, name in enumerate(_FIELDS)}
-# The slot descriptors' setters: building a Job through them skips the frozen dataclass's
-# per-field object.__setattr__ indirection, which dominates the cost of parsing a batch.
-_SETTERS = tuple(getattr(Job, name).__set__ for name in _FIELDS)
 _values_of = operator.attrgetter(*_FIELDS)
-_new = object.__new__
+#: codec.decode, inlined into parse_record (same options).
+_unpackb = msgpack.unpackb
 
 
-def _unrolled_maker() -> Callable[..., Job]:
-    """Compile a positional constructor that sets each slot in turn, with no loop."""
-    names = [f"v{i}" for i in range(len(_FIELDS))]
-    body = "".join(f"    s{i}(job, {n})\n" for i, n in enumerate(names))
-    source = f"def make({', '.join(names)}):\n    job = new(Job)\n{body}    return job\n"
-    scope: dict[str, Any] = {"new": _new, "Job": Job}
-    scope.update({f"s{i}": setter for i, setter in enumerate(_SETTERS)})
-    exec(source, scope)  # the source is built above from the field count only
+def _job_maker() -> Callable[..., Job]:
+    """Compile a positional constructor of Jobs that skips the frozen dataclass's __init__.
+
+    A frozen dataclass sets each field through object.__setattr__, which dominates the cost
+    of parsing a claimed batch. Instead, a plain twin class with the very same slots, in the
+    same order, takes the values with ordinary attribute stores, and the object then becomes
+    a Job by __class__ assignment (allowed between classes of identical layout). The result
+    is a genuine Job: frozen, equal and hashed as if built by Job(...), at a third of the cost.
+    """
+    names = ", ".join(_FIELDS)
+    stores = "".join(f"        self.{name} = {name}\n" for name in _FIELDS)
+    source = (
+        "class JobTwin:\n"
+        f"    __slots__ = {_FIELDS!r}\n"
+        f"    def __init__(self, {names}):\n{stores}"
+        f"def make({names}):\n"
+        "    job = JobTwin(" + names + ")\n"
+        "    job.__class__ = Job\n"
+        "    return job\n"
+    )
+    scope: dict[str, Any] = {"Job": Job}
+    exec(source, scope)  # the source is built above from Job's field names only
     maker: Callable[..., Job] = scope["make"]
     return maker
 
 
 #: Build a Job from its field values, positionally in declaration order (no checks: hot paths).
-build_job = _unrolled_maker()
+build_job = _job_maker()
 
 
 def make_job(values: Sequence[Any]) -> Job:
@@ -80,25 +94,25 @@ def _value(field: str, data: bytes, job_id: str) -> Any:
 #: Text fields of a packed record (lua/lib/record.lua), in stored order, after the tag.
 RECORD_FIELDS = (
     "state",
-    "prio",
     "attempts",
-    "max",
-    "created",
-    "run_at",
-    "seq",
     "token",
     "worker",
     "leased_at",
     "deadline",
     "finished",
+    "ended",
     "lease_ms",
     "ukey",
+    "prio",
+    "max",
+    "created",
+    "run_at",
+    "seq",
     "name",
-    "ended",
 )
 #: Blobs at the end of a packed record, in stored order (the payload takes the rest).
 RECORD_BLOBS = ("error", "result", "progress", "payload")
-_TAG = b"j2"
+_TAG = b"j3"
 _PARTS = 1 + len(RECORD_FIELDS) + 3 + 1
 
 
@@ -106,7 +120,7 @@ def unpack_record(data: bytes) -> dict[str, bytes]:
     """Split a packed record into its fields (text and blobs, as stored); ValueError if bad."""
     parts = data.split(b"\n", _PARTS - 1)
     if len(parts) != _PARTS or parts[0] != _TAG:
-        raise ValueError("not a layout-2 job record")
+        raise ValueError("not a layout-3 job record")
     out = dict(zip(RECORD_FIELDS, parts[1:17], strict=True))
     tail = parts[20]
     e = int(parts[17])
@@ -129,62 +143,87 @@ def pack_record(values: dict[str, bytes]) -> bytes:
     return b"\n".join([_TAG, *text, *lengths, b"".join(blobs)])
 
 
-def _opt_int(value: bytes) -> int | None:
-    return int(value) if value else None
+def _blobs(queue: str, job_id: str, lengths: tuple[bytes, bytes, bytes], tail: bytes) -> Any:
+    """Split the blob tail of a record with an error, a result or progress stored."""
+    try:
+        e = int(lengths[0])
+        r = e + int(lengths[1])
+        p = r + int(lengths[2])
+        if min(e, r, p) < 0 or p > len(tail):
+            raise ValueError("blob lengths do not fit the record")
+    except ValueError as exc:
+        raise BadRecord(queue, job_id, str(exc)) from exc
+    error, result, progress = tail[:e], tail[e:r], tail[r:p]
+    return (
+        tail[p:],
+        error.decode() if error else None,
+        _value("result", result, job_id) if result else None,
+        _value("progress", progress, job_id) if progress else None,
+    )
 
 
 def parse_record(queue: str, job_id: str, data: bytes) -> Job:
-    """Build a Job from its packed record (see lua/lib/record.lua)."""
+    """Build a Job from its packed record (see lua/lib/record.lua).
+
+    This runs once per claimed job, so it is written for speed: one split, and no blob
+    arithmetic for the usual record that holds no error, result or progress.
+    """
     if not isinstance(data, bytes) or not data:
         raise ScriptReplyError(f"empty record for job {job_id!r} of queue {queue!r}")
     parts = data.split(b"\n", _PARTS - 1)
+    if len(parts) != _PARTS or parts[0] != _TAG:
+        raise BadRecord(queue, job_id, "not a layout-3 job record")
+    (
+        _,
+        state_b,
+        attempts,
+        token,
+        worker,
+        _leased_at,
+        deadline,
+        finished,
+        _ended,
+        lease_ms,
+        ukey,
+        prio,
+        max_attempts,
+        created,
+        run_at,
+        _seq,
+        name,
+        len_error,
+        len_result,
+        len_progress,
+        tail,
+    ) = parts
     try:
-        if len(parts) != _PARTS or parts[0] != _TAG:
-            raise ValueError("not a layout-2 job record")
-        (
-            _,
-            state_b,
-            prio,
-            attempts,
-            max_attempts,
-            created,
-            run_at,
-            _seq,
-            token,
-            worker,
-            _leased_at,
-            deadline,
-            finished,
-            lease_ms,
-            ukey,
-            name,
-            _ended,
-            len_error,
-            len_result,
-            len_progress,
-            tail,
-        ) = parts
-        e = int(len_error)
-        r = e + int(len_result)
-        p = r + int(len_progress)
-        if min(e, r, p) < 0 or p > len(tail):
-            raise ValueError("blob lengths do not fit the record")
         state = _STATES[state_b]
         prio_i, attempts_i, max_i = int(prio), int(attempts), int(max_attempts)
         created_i, run_at_i = int(created), int(run_at)
-        token_i, finished_i, lease_i = _opt_int(token), _opt_int(finished), _opt_int(lease_ms)
+        token_i = int(token) if token else None
+        finished_i = int(finished) if finished else None
+        lease_i = int(lease_ms) if lease_ms else None
         deadline_i = int(deadline) if state is JobState.LEASED else None
     except (ValueError, KeyError) as exc:
         raise BadRecord(queue, job_id, str(exc) or "unknown state") from exc
-    error = tail[:e]
-    result = tail[e:r]
-    progress = tail[r:p]
+    if len_error == b"0" and len_result == b"0" and len_progress == b"0":
+        payload_b, error, result, progress = tail, None, None, None
+    else:
+        payload_b, error, result, progress = _blobs(
+            queue, job_id, (len_error, len_result, len_progress), tail
+        )
+    try:
+        payload = _unpackb(payload_b, raw=False, strict_map_key=False)
+    except (TypeError, ValueError) as exc:
+        raise SerializationError(
+            "payload", f"the stored bytes do not decode: {exc}", job_id
+        ) from exc
     # Positional, in the order of Job's fields.
     return build_job(
         job_id,
         queue,
         name.decode() if name else None,
-        _value("payload", tail[p:], job_id),
+        payload,
         state,
         prio_i,
         attempts_i,
@@ -194,9 +233,9 @@ def parse_record(queue: str, job_id: str, data: bytes) -> Job:
         created_i,
         run_at_i,
         deadline_i,
-        error.decode() if error else None,
-        _value("result", result, job_id) if result else None,
-        _value("progress", progress, job_id) if progress else None,
+        error,
+        result,
+        progress,
         finished_i,
         lease_i,
         ukey.decode() if ukey else None,

@@ -3,4 +3,4 @@
 from __future__ import annotations
 
 #: Bump when the meaning of a key or field changes; scripts refuse queues of another version.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3

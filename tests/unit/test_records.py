@@ -111,6 +111,25 @@ def test_make_job_and_with_changes_follow_the_declared_field_order() -> None:
         job.id = "other"  # type: ignore[misc]
 
 
+def test_make_job_builds_a_genuine_job() -> None:
+    # make_job skips Job.__init__ (see records._job_maker): what it builds must be a Job in
+    # every respect, indistinguishable from one built the usual way.
+    names = [f.name for f in dataclasses.fields(Job)]
+    values = [f"v{i}" for i in range(len(names))]
+    made = make_job(values)
+    usual = Job(**dict(zip(names, values, strict=True)))
+    assert type(made) is Job
+    assert made == usual
+    assert hash(made) == hash(usual)
+    assert repr(made) == repr(usual)
+    assert dataclasses.asdict(made) == dataclasses.asdict(usual)
+    assert not hasattr(made, "__dict__")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        made.state = "other"  # type: ignore[misc]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        del made.id  # type: ignore[misc]
+
+
 def test_a_record_that_does_not_decode_is_a_serialization_error() -> None:
     fields = {"state": b"ready", "payload": b"\xc1", "prio": b"0", "attempts": b"0"}
     fields |= {"max": b"1", "created": b"1", "run_at": b"1", "seq": b"1"}
