@@ -24,7 +24,12 @@ if TYPE_CHECKING:
 
 __all__ = ["Context", "current_context"]
 
-_current: ContextVar[Context | None] = ContextVar("redisq_context", default=None)
+#: The running handler's Context, or a ``(make, arg)`` pair that makes it on first use with
+#: ``make(arg)`` (the worker's hot path: most handlers never ask for their Context, and
+#: ``make`` returns the same Context on every call for one job).
+_current: ContextVar[Context | tuple[Callable[[Any], Context], Any] | None] = ContextVar(
+    "redisq_context", default=None
+)
 
 
 def current_context() -> Context:
@@ -33,13 +38,17 @@ def current_context() -> Context:
     Raises:
         LookupError: called outside a task handler run by a worker.
     """
-    ctx = _current.get()
-    if ctx is None:
+    value = _current.get()
+    if value is None:
         raise LookupError(
             "redisq.current_context() is only available inside a task handler run by a"
             " redisq Worker"
         )
-    return ctx
+    if type(value) is tuple:
+        make, arg = value
+        return make(arg)
+    assert isinstance(value, Context)
+    return value
 
 
 class Context:

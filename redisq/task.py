@@ -366,6 +366,13 @@ class Task(_Enqueuer[P], Generic[P, R]):
         except (TypeError, ValueError):
             self.signature = None
         self._positional = _positional_range(self.signature, self.context_param)
+        # The worker's fast path: a job with n positional arguments and no keyword ones
+        # binds for sure when min_args <= n <= max_args (see check_arguments).
+        fast = self._positional
+        self.min_args: int = max(fast[0], fast[2]) if fast is not None else 0
+        self.max_args: float = (
+            fast[1] if fast is not None else float("inf") if self.signature is None else -1
+        )
         self.__doc__ = getattr(fn, "__doc__", None)
 
     def __repr__(self) -> str:

@@ -287,15 +287,18 @@ class _Runtime:
             self.keeper.watch_timeout(entry)
 
     def _admit(self, jobs: list[Job], sent_at: float) -> None:
-        tasks = self.worker.app.tasks
+        task_of = self.worker.app.tasks.get
         default_lease = self._default_lease
-        entries = []
-        pickups = []
-        for job in jobs:
-            lease_ms = job.lease_ms or default_lease
-            entries.append(Entry(job, tasks.get(job.name or ""), lease_ms, sent_at))
-            if job.lease_deadline_ms is not None:
-                pickups.append(max(0, job.lease_deadline_ms - lease_ms - job.run_at_ms))
+        entries = [
+            Entry(job, task_of(job.name or ""), job.lease_ms or default_lease, sent_at)
+            for job in jobs
+        ]
+        # Pickup latency: from due (run_at) to leased (the deadline less the lease), >= 0.
+        pickups = [
+            pickup if (pickup := deadline - e.lease_ms - e.job.run_at_ms) > 0 else 0
+            for e in entries
+            if (deadline := e.job.lease_deadline_ms) is not None
+        ]
         self.metrics.claimed_batch(len(jobs), pickups)
         refused = self.state.admit(entries)
         self.keeper.watch(entries)  # until settled, released ones included

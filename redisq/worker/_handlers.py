@@ -1,8 +1,9 @@
 """Running one job's handler and turning what happened into an `Outcome`.
 
 `Runner.run_sync` runs in a handler thread (thread pool); `Runner.run_async` runs as an
-asyncio task (async pool). Both give an Outcome, or None when the run was cut short by its
-timeout or a release at stop (the outcome was decided elsewhere).
+asyncio task (async pool). Both give an Outcome (or the Entry itself for an ack without a
+result, the common case, to make no object per job), or None when the run was cut short by
+its timeout or a release at stop (the outcome was decided elsewhere).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from redisq._core.tasks import describe_exception, is_retryable, parse_payload
 from redisq.backoff import delay_for
 from redisq.context import Context, _current
 from redisq.errors import PayloadTooLarge, Retry, SerializationError, Snooze
-from redisq.worker._state import Entry, Outcome
+from redisq.worker._state import Entry, Outcome, Settlement
 from redisq.worker._support import logger
 
 if TYPE_CHECKING:
@@ -62,6 +63,7 @@ class Runner:
         self.store = store
         self.worker = worker
         self._mark_started = mark_started
+        self._make_context = self.context
 
     # ----------------------------------------------------------------------- outcomes
 
@@ -81,11 +83,11 @@ class Runner:
             )
             return exponential(attempt)
 
-    def completed(self, entry: Entry, value: Any) -> Outcome:
-        """The outcome of a handler that returned `value`."""
+    def completed(self, entry: Entry, value: Any) -> Settlement:
+        """The outcome of a handler that returned `value` (the entry itself: a plain ack)."""
         task = entry.task
         if task is None or not task.store_result or value is None:
-            return Outcome(entry, "ack", "completed")
+            return entry
         try:
             # Checked here so one bad result cannot fail a whole ack_many batch.
             encode("result", value, self.store.settings.payload_limit, entry.job.id)
@@ -141,30 +143,49 @@ class Runner:
             return Outcome(entry, "nack", "failed", error=error, dead=True), None
         return None, (args, kwargs)
 
-    def _context(self, entry: Entry) -> Context:
-        return Context._lazy(
-            entry.job, self.worker, self.store, entry.cancelled_event, entry.heartbeat
-        )
+    def context(self, entry: Entry) -> Context:
+        """The Context of `entry`'s run, made on first use (the same one on every call)."""
+        ctx = entry.ctx
+        if ctx is None:
+            ctx = entry.ctx = Context._lazy(
+                entry.job, self.worker, self.store, entry.cancelled_event, entry.heartbeat
+            )
+        return ctx
 
     # ------------------------------------------------------------------------ runners
 
-    def run_sync(self, entry: Entry) -> Outcome | None:
-        """Run the handler of `entry` in this thread."""
-        refusal, call = self._refuse(entry)
-        if refusal is not None:
-            return refusal
+    def run_sync(self, entry: Entry) -> Settlement | None:
+        """Run the handler of `entry` in this thread (a handler thread of the worker)."""
         task = entry.task
+        payload = entry.job.payload
+        if (
+            task is not None
+            and type(payload) is dict
+            and len(payload) == 2
+            and type(args := payload.get("args")) is list
+            and type(kwargs := payload.get("kwargs")) is dict
+            and not kwargs
+            and task.min_args <= len(args) <= task.max_args
+        ):
+            pass  # the common call shape, checked without _refuse's generality
+        else:
+            refusal, call = self._refuse(entry)
+            if refusal is not None:
+                return refusal
+            args, kwargs = call
         assert task is not None
-        ctx = Context._lazy(
-            entry.job, self.worker, self.store, entry.cancelled_event, entry.heartbeat
-        )
         if task.timeout_ms is not None:
             self._mark_started(entry)
-        token = _current.set(ctx)
+        # current_context() makes the Context on first use. The variable is not reset after
+        # the run: a handler thread runs nothing but handlers, and each run sets it first.
+        _current.set((self._make_context, entry))
         try:
-            value = task.invoke(call[0], call[1], ctx)
+            if task.context_param is None:
+                value = task.fn(*args, **kwargs)
+            else:
+                value = task.invoke(args, kwargs, self.context(entry))
             if value is None:
-                return Outcome(entry, "ack", "completed")
+                return entry  # a plain ack
             if inspect.isawaitable(value):  # an async task, in a thread
                 value = self._run_coroutine(entry, value)
             return self.completed(entry, value)
@@ -174,8 +195,6 @@ class Runner:
             return self.failed(entry, exc)
         except BaseException as exc:  # a handler's SystemExit fails its job, not the worker
             return self.failed(entry, exc)
-        finally:
-            _current.reset(token)
 
     @staticmethod
     def _run_coroutine(entry: Entry, awaitable: Awaitable[Any]) -> Any:
@@ -191,7 +210,7 @@ class Runner:
             loop.run_until_complete(loop.shutdown_asyncgens())
             loop.close()
 
-    async def run_async(self, entry: Entry) -> Outcome | None:
+    async def run_async(self, entry: Entry) -> Settlement | None:
         """Run the handler of `entry` as (part of) the current asyncio task."""
         refusal, call = self._refuse(entry)
         if refusal is not None:
@@ -199,10 +218,11 @@ class Runner:
         args, kwargs = call
         task = entry.task
         assert task is not None
-        ctx = self._context(entry)
+        ctx = self.context(entry) if task.context_param is not None else None
         if task.timeout_ms is not None:
             self._mark_started(entry)
-        _current.set(ctx)  # the asyncio task runs in its own copy of the context
+        # The asyncio task runs in its own copy of the context.
+        _current.set((self._make_context, entry))
         try:
             if task.is_async:
                 value = await task.invoke(args, kwargs, ctx)

@@ -78,7 +78,7 @@ class Keeper:
         self._lock = threading.Lock()
         self._seq = itertools.count()
         #: (renew_at, seq, entries): the entries of one group share lease_ms.
-        self._renewals: list[tuple[float, int, list[Entry]]] = []
+        self._renewals: list[tuple[float, int, Sequence[Entry]]] = []
         self._renewal_refs = 0
         #: (timeout_at, seq, entry)
         self._timeouts: list[tuple[float, int, Entry]] = []
@@ -89,11 +89,19 @@ class Keeper:
 
     def watch(self, entries: Sequence[Entry]) -> None:
         """Renew the leases of newly admitted entries from now on (thread-safe, cheap)."""
-        groups: dict[int, list[Entry]] = {}
-        for entry in entries:
-            groups.setdefault(entry.lease_ms, []).append(entry)
+        # Entries claimed together share their renewal time unless their lease lengths
+        # differ (a job's own lease_ms): usually one group.
+        leases = {entry.lease_ms for entry in entries}
+        groups: Iterable[Sequence[Entry]]
+        if len(leases) == 1:
+            groups = (entries,)
+        else:
+            by_lease: dict[int, list[Entry]] = {}
+            for entry in entries:
+                by_lease.setdefault(entry.lease_ms, []).append(entry)
+            groups = by_lease.values()
         with self._lock:
-            earliest = self._push_groups(groups.values())
+            earliest = self._push_groups(groups)
             wake = earliest < self._sleep_until
         if wake:
             self._wake.set()
@@ -132,7 +140,7 @@ class Keeper:
 
     # ----------------------------------------------------------------------- the heaps
 
-    def _push_groups(self, groups: Iterable[list[Entry]]) -> float:
+    def _push_groups(self, groups: Iterable[Sequence[Entry]]) -> float:
         """Push groups of entries (each of one lease_ms); return the earliest deadline."""
         earliest = float("inf")
         renewals = self._renewals
@@ -147,7 +155,7 @@ class Keeper:
 
     def _compact_renewals(self) -> None:
         """Drop settled, lost and timed-out entries from the renewal heap."""
-        kept = []
+        kept: list[tuple[float, int, Sequence[Entry]]] = []
         refs = 0
         for at, seq, group in self._renewals:
             live = [e for e in group if _renewable(e)]

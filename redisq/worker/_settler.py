@@ -13,11 +13,12 @@ import logging
 import queue
 import threading
 import time
+from collections.abc import Callable
 
 from redisq._sync.store import Store
 from redisq.errors import JobNotFound, LeaseLost
 from redisq.models import Job, JobState
-from redisq.worker._state import Outcome, State
+from redisq.worker._state import Entry, Outcome, Settlement, State, outcome_of
 from redisq.worker._support import Reconnect, WorkerMetrics, is_transient, logger
 
 __all__ = ["Settler"]
@@ -40,7 +41,9 @@ class Settler:
         self._store = store
         self._state: State | None = None
         self._metrics = metrics
-        self._queue: queue.SimpleQueue[Outcome] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[Settlement] = queue.SimpleQueue()
+        #: Queue an outcome (thread-safe, never blocks); an Entry stands for a plain ack.
+        self.put: Callable[[Settlement], None] = self._queue.put
         self._waiting: list[Outcome] = []
         self._closing = threading.Event()
         self._give_up_at = float("inf")
@@ -55,10 +58,6 @@ class Settler:
         """The worker's state (see `bind`)."""
         assert self._state is not None
         return self._state
-
-    def put(self, outcome: Outcome) -> None:
-        """Queue an outcome (thread-safe, never blocks)."""
-        self._queue.put(outcome)
 
     def close(self, timeout: float) -> None:
         """Send what is queued, retrying for at most `timeout` seconds, then end the thread."""
@@ -92,72 +91,81 @@ class Settler:
                     self._waiting.clear()
                     return
 
-    def _take(self) -> list[Outcome]:
-        now = time.monotonic()
-        batch = [o for o in self._waiting if o.not_before <= now]
-        self._waiting = [o for o in self._waiting if o.not_before > now]
+    def _take(self) -> list[Settlement]:
+        batch: list[Settlement] = []
         timeout = 0.05
         if self._waiting:
-            timeout = min(timeout, max(0.0, min(o.not_before for o in self._waiting) - now))
+            now = time.monotonic()
+            batch += [o for o in self._waiting if o.not_before <= now]
+            self._waiting = [o for o in self._waiting if o.not_before > now]
+            if self._waiting:
+                timeout = min(timeout, max(0.0, min(o.not_before for o in self._waiting) - now))
+        get = self._queue.get_nowait
         if not batch:
             try:
                 batch.append(self._queue.get(timeout=timeout))
             except queue.Empty:
                 return batch
-        while len(batch) < _BATCH:
-            try:
-                batch.append(self._queue.get_nowait())
-            except queue.Empty:
-                break
+        try:
+            while len(batch) < _BATCH:
+                batch.append(get())
+        except queue.Empty:
+            pass
         return batch
 
-    def _process(self, batch: list[Outcome]) -> None:
-        acks = [o for o in batch if o.kind == "ack"]
+    def _process(self, batch: list[Settlement]) -> None:
+        acks: list[Settlement] = []
+        others: list[Outcome] = []
+        for item in batch:
+            if isinstance(item, Entry) or item.kind == "ack":
+                acks.append(item)
+            else:
+                others.append(item)
         if acks:
             self._ack(acks)
-        for outcome in batch:
-            if outcome.kind != "ack":
-                self._one(outcome)
+        for outcome in others:
+            self._one(outcome)
 
-    def _ack(self, acks: list[Outcome]) -> None:
-        remaining = list(acks)
+    def _ack(self, acks: list[Settlement]) -> None:
+        remaining = acks
         while remaining:
+            entries = [_entry(a) for a in remaining]
             try:
                 self._store.ack_many(
-                    [o.entry.job for o in remaining],
-                    [o.result for o in remaining],
+                    [e.job for e in entries],
+                    [None if isinstance(a, Entry) else a.result for a in remaining],
                     snapshots=False,
                 )
             except (LeaseLost, JobNotFound) as exc:
                 # All or nothing per call: drop the refused job and send the others again
                 # (acks of another queue's chunk that went through are idempotent).
-                bad = next((o for o in remaining if o.entry.job.id == exc.job_id), None)
+                bad = next((i for i, e in enumerate(entries) if e.job.id == exc.job_id), None)
                 if bad is None:
-                    for outcome in remaining:
-                        self._one(outcome)
+                    for item in remaining:
+                        self._one(outcome_of(item))
                     return
-                self._refused(bad, exc)
-                remaining.remove(bad)
+                self._refused(outcome_of(remaining[bad]), exc)
+                remaining = remaining[:bad] + remaining[bad + 1 :]
                 continue
             except Exception as exc:
                 if is_transient(exc):
-                    self._retry_later(remaining, exc)
+                    self._retry_later([outcome_of(a) for a in remaining], exc)
                     return
                 logger.error("ack_many failed (%s); acknowledging one by one", exc)
-                for outcome in remaining:
-                    self._one(outcome)
+                for item in remaining:
+                    self._one(outcome_of(item))
                 return
             self._reconnect.reset()
-            self._acked(remaining)
+            self._acked(entries)
             return
 
-    def _acked(self, outcomes: list[Outcome]) -> None:
+    def _acked(self, entries: list[Entry]) -> None:
         """Acks the store took: count them and forget their entries, all at once."""
-        self._metrics.add("completed", len(outcomes))
+        self._metrics.add("completed", len(entries))
         if logger.isEnabledFor(logging.DEBUG):
-            for outcome in outcomes:
-                logger.debug("job %s/%s completed", *outcome.entry.key)
-        self.state.settled([o.entry for o in outcomes])
+            for entry in entries:
+                logger.debug("job %s/%s completed", *entry.key)
+        self.state.settled(entries)
 
     def _one(self, outcome: Outcome) -> None:
         job = outcome.entry.job
@@ -249,3 +257,7 @@ class Settler:
             why,
         )
         self.state.settled((outcome.entry,))
+
+
+def _entry(item: Settlement) -> Entry:
+    return item if isinstance(item, Entry) else item.entry

@@ -29,10 +29,11 @@ from redisq._core.ops import MAX_CLAIM
 from redisq.worker._support import logger
 
 if TYPE_CHECKING:
+    from redisq.context import Context
     from redisq.models import Job
     from redisq.task import Task
 
-__all__ = ["Entry", "Outcome", "Phase", "State"]
+__all__ = ["Entry", "Outcome", "Phase", "Settlement", "State", "outcome_of"]
 
 #: Guards the lazy creation of the entries' cancellation Events (rarely taken).
 _EVENT_LOCK = threading.Lock()
@@ -55,9 +56,9 @@ class Entry:
     __slots__ = (
         "_event",
         "cancel_noticed",
+        "ctx",
         "handle",
         "job",
-        "key",
         "lease_ms",
         "lease_until",
         "lost",
@@ -73,8 +74,6 @@ class Entry:
     def __init__(self, job: Job, task: Task[Any, Any] | None, lease_ms: int, now: float) -> None:
         self.job = job
         self.task = task
-        #: (queue, id).
-        self.key = (job.queue, job.id)
         self.lease_ms = lease_ms
         #: Local (monotonic) estimate of the lease's end: the claim was sent at `now`.
         self.lease_until = now + lease_ms / 1000
@@ -91,9 +90,16 @@ class Entry:
         self._event: threading.Event | None = None
         #: The asyncio task running the handler (async pool), to cancel it.
         self.handle: Any = None
+        #: The handler's Context, made on first use (see `Runner.context`).
+        self.ctx: Context | None = None
 
     def __repr__(self) -> str:
         return f"<Entry {self.job.queue}/{self.job.id} {self.phase.value}>"
+
+    @property
+    def key(self) -> tuple[str, str]:
+        """(queue, id), for messages."""
+        return self.job.queue, self.job.id
 
     def renewed(self, sent_at: float) -> None:
         """Note a renewal of the lease sent at monotonic time `sent_at`."""
@@ -126,6 +132,10 @@ class Entry:
             event.set()
 
 
+_RUNNING = Phase.RUNNING
+_DECIDED = Phase.DECIDED
+
+
 @dataclass(slots=True)
 class Outcome:
     """What to tell the store about an entry.
@@ -147,6 +157,18 @@ class Outcome:
     not_before: float = 0.0
 
 
+#: What a handler's run hands to the settler: an Outcome, or the Entry itself for the most
+#: common outcome, an ack without a result to store (no object is made for it per job).
+Settlement = Outcome | Entry
+
+
+def outcome_of(settlement: Settlement) -> Outcome:
+    """The Outcome a settlement stands for (an Entry: a plain ack)."""
+    if isinstance(settlement, Outcome):
+        return settlement
+    return Outcome(settlement, "ack", "completed")
+
+
 class State:
     """The in-flight registry and the handler slots; thread-safe.
 
@@ -163,7 +185,7 @@ class State:
         concurrency: int,
         prefetch: int,
         wake: Callable[[], None],
-        settle: Callable[[Outcome], None],
+        settle: Callable[[Settlement], None],
     ) -> None:
         self.concurrency = concurrency
         self.prefetch = prefetch
@@ -174,7 +196,9 @@ class State:
         self.changed = threading.Condition(self.lock)
         #: Idle handler threads wait here.
         self.work = threading.Condition(self.lock)
-        self.entries: dict[tuple[str, str], Entry] = {}
+        #: Every entry from its claim until settled (a set: the same job claimed again after
+        #: its lease ended is another entry).
+        self.entries: set[Entry] = set()
         self.pending: deque[Entry] = deque()
         self.running = 0
         self.stopping = False
@@ -225,8 +249,7 @@ class State:
     def admit(self, entries: list[Entry]) -> list[Entry]:
         """Register claimed entries for the handlers; return those to release (stopping)."""
         with self.lock:
-            for entry in entries:
-                self.entries[entry.key] = entry
+            self.entries.update(entries)
             if self.stopping:
                 for entry in entries:
                     entry.phase = Phase.DECIDED
@@ -261,7 +284,7 @@ class State:
             self._waking -= 1
         return None
 
-    def next(self, done: Entry | None, outcome: Outcome | None, block: bool) -> Entry | None:
+    def next(self, done: Entry | None, outcome: Settlement | None, block: bool) -> Entry | None:
         """Report a returned handler (if any), then take the next entry to run.
 
         Args:
@@ -274,25 +297,39 @@ class State:
             the executor is closing.
         """
         with self.lock:
-            late = done is not None and self._finish(done, outcome)
-            if not late:
+            if done is None or not self._finish(done, outcome):
+                # The common case of _take, inline: this runs once per job.
+                pending = self.pending
+                if (
+                    pending
+                    and self.running < self.concurrency
+                    and not self.stopping
+                    and not self.closed
+                ):
+                    entry = pending.popleft()
+                    entry.phase = _RUNNING
+                    self.running += 1
+                    if self._idle and pending:
+                        self._wake_one()  # more work: let one more idle thread join in
+                    return entry
                 return self._take(block)
+        # The outcome came too late: log it outside the lock.
         assert done is not None
         assert outcome is not None
         _log_late(done, outcome)
         with self.lock:
             return self._take(block)
 
-    def _finish(self, entry: Entry, outcome: Outcome | None) -> bool:
+    def _finish(self, entry: Entry, outcome: Settlement | None) -> bool:
         """A handler returned (lock held): decide its outcome; True if it came too late."""
         self.running -= 1
         self._held -= 1
         late = False
         if outcome is not None:
-            if entry.phase is Phase.DECIDED or entry.settled:
+            if entry.phase is _DECIDED or entry.settled:
                 late = True
             else:
-                entry.phase = Phase.DECIDED
+                entry.phase = _DECIDED
                 self._settle(outcome)
         if self._room_waiting and self._room():
             self._room_waiting = False
@@ -313,10 +350,10 @@ class State:
     def settled(self, entries: Iterable[Entry]) -> None:
         """The store took these entries' outcomes (or they were given up): forget them."""
         with self.lock:
+            discard = self.entries.discard
             for entry in entries:
                 entry.settled = True
-                if self.entries.get(entry.key) is entry:
-                    del self.entries[entry.key]
+                discard(entry)
             if self._draining:
                 self.changed.notify_all()
 
@@ -345,7 +382,7 @@ class State:
 
     def _busy(self) -> bool:
         # Handlers whose outcome was decided (a timeout) may still run: not waited for.
-        return any(e.phase is Phase.RUNNING for e in self.entries.values())
+        return any(e.phase is Phase.RUNNING for e in self.entries)
 
     def wait_idle(self, timeout: float, hurry: threading.Event) -> bool:
         """Wait until no handler without an outcome runs, `hurry` is set or `timeout` passes.
@@ -365,7 +402,7 @@ class State:
     def take_running(self) -> list[Entry]:
         """Take the entries whose handler still runs and has no outcome (to release them)."""
         with self.lock:
-            taken = [e for e in self.entries.values() if e.phase is Phase.RUNNING]
+            taken = [e for e in self.entries if e.phase is Phase.RUNNING]
             for entry in taken:
                 entry.phase = Phase.DECIDED
                 entry.released = True
@@ -383,7 +420,7 @@ class State:
             return not self.entries
 
 
-def _log_late(entry: Entry, outcome: Outcome) -> None:
+def _log_late(entry: Entry, outcome: Settlement) -> None:
     why = (
         "its timeout already failed the attempt"
         if entry.timed_out
@@ -397,5 +434,5 @@ def _log_late(entry: Entry, outcome: Outcome) -> None:
         entry.job.queue,
         entry.job.id,
         why,
-        outcome.label,
+        outcome_of(outcome).label,
     )

@@ -60,4 +60,9 @@ def test_pause_holds_jobs_for_every_worker_and_resume_wakes_them(app: redisq.App
         app.store.resume("mail")
         wait_for(lambda: len(ran) == 7, timeout=10, message=lambda: f"ran {ran}")
         assert sorted(ran) == [0, 1, 2, 3, 4, 5, 100]
-        assert {app.store.get("mail", r.id).state for r in refs} == {JobState.COMPLETED}
+        # (the acks follow the handlers' returns: wait for them)
+        wait_for(
+            lambda: {app.store.get("mail", r.id).state for r in refs} == {JobState.COMPLETED},
+            timeout=10,
+            message=lambda: f"states {[app.store.get('mail', r.id).state for r in refs]}",
+        )
