@@ -46,6 +46,8 @@ class AsyncStore:
         self._due: dict[str, float] = {}
         # Queues whose last claim by this store came up short: claim(wait_ms=) waits first.
         self._short: set[str] = set()
+        # Set by stop_waiting: waits return at once.
+        self._no_waits = False
         self._wait_turn = 0
 
     @property
@@ -267,7 +269,7 @@ class AsyncStore:
                 )
             )
             self._claimed(names, len(jobs) < count, due_in)
-            if jobs or not wait_ms:
+            if jobs or not wait_ms or self._no_waits:
                 return jobs
             block_ms = self._block_ms(names, deadline)
             if block_ms < 0:
@@ -333,7 +335,7 @@ class AsyncStore:
         deadline = time.monotonic() + timeout_ms / 1000
         while True:
             block_ms = self._block_ms(names, deadline)
-            if block_ms <= 0:
+            if block_ms <= 0 or self._no_waits:
                 return block_ms == 0
             batch = names
             if self.settings.cluster and len(names) > 1:
@@ -342,6 +344,18 @@ class AsyncStore:
                 block_ms = min(block_ms, max(50, block_ms // len(names)))
             if await self._run(ops.wait(self.settings, batch, block_ms)) is not None:
                 return True
+
+    async def stop_waiting(self) -> None:
+        """Make this store's blocking waits return, now and from now on: for shutting down.
+
+        A `wait` returns False, and a `claim` with `wait_ms` stops waiting but still claims
+        (returning what it leased, which the caller must handle: run it or release it). On a
+        standalone server a wait under way is unblocked at once; on Redis Cluster it ends at
+        its own timeout; an asyncio wait under way ends at its timeout, or when its task is
+        cancelled. Waits to come return at once.
+        """
+        self._no_waits = True
+        self._transport.stop_waiting()
 
     async def totals(self, queue: str) -> dict[str, int]:
         """Read a queue's monotonic counters: enqueued, completed, retried and dead.

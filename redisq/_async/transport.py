@@ -32,6 +32,7 @@ class AsyncTransport:
         self._client: Any = None
         self._cluster = cluster
         self._checked = not check_server
+        self._no_waits = False
 
     @property
     def client(self) -> Any:
@@ -56,8 +57,18 @@ class AsyncTransport:
             info.update(await client.info("memory", **kwargs))
             check_server_info(info)
 
+    def stop_waiting(self) -> None:
+        """Skip the blocking waits to come (parsed as timed out).
+
+        A wait under way ends at its own timeout, or when its task is cancelled (the asyncio
+        way to interrupt it); what is pipelined behind it still runs.
+        """
+        self._no_waits = True
+
     async def run(self, call: Call[Any]) -> Any:
         """Run one Call and parse its reply."""
+        if call.blocking and self._no_waits:
+            return call.parse(None)
         if not self._checked:
             await self._check()
         client = self.client
@@ -76,7 +87,14 @@ class AsyncTransport:
         return call.parse(reply)
 
     async def pipeline(self, calls: list[Call[Any]]) -> list[Any]:
-        """Run read-only Calls in one round trip where the client allows it."""
+        """Run Calls in one round trip where the client allows it.
+
+        Pipelined calls must be safe to run twice (reads, or transitions idempotent by id or
+        request): calls refused with NOSCRIPT are sent again, all of them, after a load.
+        """
+        if calls[0].blocking and self._no_waits:
+            rest = await self.pipeline(calls[1:]) if len(calls) > 1 else []
+            return [calls[0].parse(None), *rest]
         if not self._checked:
             await self._check()
         if self._cluster:

@@ -69,6 +69,9 @@ class Call(Generic[T]):
     keys: list[str]
     args: list[Any]
     parse: Callable[[Any], T]
+    #: A blocking command (the wait): transports let `stop_waiting` cut it short, and then
+    #: skip it (its parse gets None, as when it times out).
+    blocking: bool = False
 
 
 #: A multi-step operation: yields a Call (or a list of Calls to pipeline), receives the parsed
@@ -662,7 +665,7 @@ def wait(s: Settings, queues: Sequence[str], timeout_ms: int) -> Call[str | None
         return by_key.get(_decoded(reply[0]))
 
     seconds = f"{max(1, timeout_ms) / 1000:.3f}"
-    return command(parse, "BZPOPMIN", *by_key, seconds)
+    return Call(None, [], ["BZPOPMIN", *by_key, seconds], parse, blocking=True)
 
 
 def progress(s: Settings, job: Job, value: Any) -> Call[Job]:

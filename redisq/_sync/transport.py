@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -55,6 +56,11 @@ class SyncTransport:
         self._hot: Any = None
         self._hot_pid = 0
         self._hot_lock = threading.Lock()
+        # Blocking waits: the server-side ids of the connections blocked now (to unblock
+        # them), and whether waits are cut short from now on (see stop_waiting).
+        self._wait_lock = threading.Lock()
+        self._blocked: set[int] = set()
+        self._no_waits = False
 
     def close(self) -> None:
         """Close the client's connections."""
@@ -106,18 +112,55 @@ class SyncTransport:
             info.update(client.info("memory", **kwargs))
             check_server_info(info)
 
+    def stop_waiting(self) -> None:
+        """Cut short the blocking waits under way, and skip those to come.
+
+        A wait under way on the lean path is unblocked on the server (CLIENT UNBLOCK, which
+        makes it return as if timed out); what is pipelined behind it (a claim) still runs
+        and its reply is returned. Later blocking calls are skipped (parsed as timed out).
+        Elsewhere (Redis Cluster) a wait under way ends at its own timeout.
+        """
+        with self._wait_lock:
+            self._no_waits = True
+            blocked = list(self._blocked)
+        client: Any = self.client
+        for client_id in blocked:
+            # The id is registered just before its wait is sent: if the wait is not blocked
+            # yet, try again for a moment (it ends the moment it is unblocked or returns).
+            for _ in range(_UNBLOCK_TRIES):
+                if client.execute_command("CLIENT", "UNBLOCK", client_id):
+                    break
+                with self._wait_lock:
+                    if client_id not in self._blocked:
+                        break
+                time.sleep(_UNBLOCK_PAUSE_S)
+
+    def _blocking_on(self, conn: Any, calls: list[Call[Any]]) -> list[Any]:
+        """Run calls that start with a blocking command, where stop_waiting can reach it."""
+        client_id = _client_id(conn)
+        with self._wait_lock:
+            skip = self._no_waits
+            if not skip and client_id is not None:
+                self._blocked.add(client_id)
+        if skip:
+            rest = self._pipeline_on(conn, calls[1:]) if len(calls) > 1 else []
+            return [calls[0].parse(None), *rest]
+        try:
+            return self._pipeline_on(conn, calls)
+        finally:
+            if client_id is not None:
+                with self._wait_lock:
+                    self._blocked.discard(client_id)
+
     def run(self, call: Call[Any]) -> Any:
         """Run one Call and parse its reply."""
+        if call.blocking:
+            return self.pipeline([call])[0]
         if not self._checked:
             self._check()
-        client: Any = self.client
         spec = call.spec
         if spec is None:
-            try:
-                reply = client.execute_command(*call.args)
-            except ResponseError as exc:
-                raise command_error(call.args, exc) from exc
-            return call.parse(reply)
+            return self._command(call)
         if self._lean:
             return call.parse(self._lean_script(spec, call))
         return call.parse(self._generic_script(spec, call.keys, call.args))
@@ -143,8 +186,26 @@ class SyncTransport:
             self._check()
         if not self._lean:
             # Cluster: the calls may live on different nodes; run them in turn.
-            return [self.run(c) for c in calls]
+            return [self._run_generic(c) for c in calls]
+        if calls[0].blocking:
+            return self._on_connection(lambda conn: self._blocking_on(conn, calls))
         return self._on_connection(lambda conn: self._pipeline_on(conn, calls))
+
+    def _run_generic(self, call: Call[Any]) -> Any:
+        if call.blocking:
+            with self._wait_lock:
+                if self._no_waits:
+                    return call.parse(None)
+            return self._command(call)
+        return self.run(call)
+
+    def _command(self, call: Call[Any]) -> Any:
+        client: Any = self.client
+        try:
+            reply = client.execute_command(*call.args)
+        except ResponseError as exc:
+            raise command_error(call.args, exc) from exc
+        return call.parse(reply)
 
     def _pipeline_on(self, conn: Any, calls: list[Call[Any]]) -> list[Any]:
         results: list[Any] = conn.retry.call_with_retry(
@@ -167,6 +228,27 @@ class SyncTransport:
             if isinstance(result, _Failed):
                 raise result.error
         return results
+
+
+#: How often, and how far apart, stop_waiting tries to unblock a wait not blocked yet.
+_UNBLOCK_TRIES = 50
+_UNBLOCK_PAUSE_S = 0.002
+
+
+def _client_id(conn: Any) -> int | None:
+    """The server-side id of a connection (CLIENT ID), asked once per socket; None if the
+    server does not say (then a wait under way cannot be unblocked and ends at its timeout)."""
+    sock = getattr(conn, "_sock", None)
+    cached = getattr(conn, "_redisq_client_id", None)
+    if sock is not None and cached is not None and cached[0] is sock:
+        return int(cached[1])
+    try:
+        conn.send_command("CLIENT", "ID")
+        client_id = int(conn.read_response())
+    except ResponseError:
+        return None
+    conn._redisq_client_id = (getattr(conn, "_sock", None), client_id)
+    return client_id
 
 
 class _Failed:

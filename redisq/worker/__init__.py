@@ -76,9 +76,10 @@ class Worker:
         name: the worker's name, recorded on claimed jobs (default host-pid-random).
         prefetch: jobs claimed beyond the free slots, waiting in memory with their leases
             renewed (released at once at stop); raise it for many short jobs.
-        idle_wait_ms: longest blocking wait on Redis when the queues are empty. Enqueues
-            and due jobs wake the worker at once; the timeout only bounds how long a lost
-            wake-up (a worker killed between its wake-up and its claim) can go unnoticed.
+        idle_wait_ms: longest blocking wait on Redis when the queues are empty (5 s).
+            Enqueues and due jobs wake the worker at once, and a stop cuts the wait short;
+            the claim after each wait that timed out bounds how long a lost wake-up (a
+            worker killed between its wake-up and its claim) can go unnoticed.
         handle_signals: when `run` is called on the main thread, stop on SIGTERM and SIGINT
             (a second signal releases the running jobs at once).
 
@@ -100,7 +101,7 @@ class Worker:
         reaper_interval_ms: int = 10_000,
         name: str | None = None,
         prefetch: int = 0,
-        idle_wait_ms: int = 2_000,
+        idle_wait_ms: int = 5_000,
         handle_signals: bool = True,
     ) -> None:
         if not isinstance(app, App):
@@ -308,6 +309,8 @@ class _Runtime:
     def shutdown(self) -> None:
         worker = self.worker
         state = self.state
+        # No claim may start now; one waiting for work returns (what it leased is released).
+        self.fetcher.stop_waiting()
         for entry in state.begin_stop():
             self.settler.put(Outcome(entry, "release", "release"))
         state.wait_idle(worker.grace_ms / 1000, worker._hurry)

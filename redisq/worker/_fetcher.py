@@ -1,10 +1,13 @@
 """The fetcher thread: claims jobs when handler slots are free, blocks on Redis otherwise.
 
 Loop: wait for free capacity; claim up to that many jobs (weighted or strict over the
-queues); when a claim comes back short, block in ``store.wait`` (BZPOPMIN on the queues'
-wake keys, signalled by every enqueue and every script that makes jobs ready) until work may
-be there or ``idle_wait_ms`` passes. An idle worker thus costs about one command per wait,
-plus a safety claim every few waits and the reaper.
+queues); when a claim comes back short, claim with ``wait_ms``: the store blocks on the
+queues' wake keys (BZPOPMIN; every enqueue and every script that makes jobs ready signals
+them) and the claim rides behind the blocking command in the same round trip, so a woken
+worker has its jobs as soon as it wakes. An idle worker thus costs one wait and one claim per
+``idle_wait_ms`` (the claim after a timed-out wait also catches a lost signal), plus the
+reaper. At stop, `stop_waiting` unblocks the wait; the claim behind it still runs, and what it
+leased is admitted while the worker stops, which releases it.
 """
 
 from __future__ import annotations
@@ -20,9 +23,8 @@ from redisq.worker._support import Reconnect, WorkerMetrics, is_transient, logge
 
 __all__ = ["Fetcher"]
 
-#: Claim at least this often (s) even when no wake-up came: a signal can be lost (a server
-#: restarted without persistence, or a wake key removed by hand).
-_SAFETY_CLAIM_S = 5.0
+#: How long a claim's reply may have taken to come back, when dating leases from a wait.
+_REPLY_MARGIN_S = 0.05
 
 
 class Fetcher:
@@ -72,14 +74,20 @@ class Fetcher:
     def quiesce(self, timeout: float) -> None:
         """Claim nothing more; wait for a claim under way to be admitted.
 
-        A fetcher blocked in `wait` is not waited for: it claims nothing after it wakes, and
-        closing the store cuts its wait short.
+        A claim waiting for work counts as under way: call `stop_waiting` first, which cuts
+        its wait short.
         """
         with self._lock:
             self._closed = True
             claiming = self._claiming
         if claiming:
             self.join(timeout)
+
+    def stop_waiting(self) -> None:
+        """Claim nothing more; cut a blocked wait short (the claim behind it still lands)."""
+        with self._lock:
+            self._closed = True
+        self._store.stop_waiting()
 
     def start(self) -> None:
         """Start the thread."""
@@ -91,34 +99,33 @@ class Fetcher:
 
     def _main(self) -> None:
         must_claim = True
-        last_claim = 0.0
         while not self._stopping.is_set():
             count = self._capacity()
             if count <= 0:
                 continue  # stopping (capacity() returns 0 then) or a spurious wake-up
-            if not must_claim:
-                try:
-                    woke = self._store.wait(self._queues, timeout_ms=self._idle_wait_ms)
-                except Exception as exc:
-                    self._failed(exc)
-                    must_claim = True  # wake-ups may have been missed meanwhile
-                    continue
-                self._reconnect.reset()
-                must_claim = woke or time.monotonic() - last_claim >= _SAFETY_CLAIM_S
-                continue
             with self._lock:
                 if self._closed:
                     return
                 self._claiming = True
             try:
                 sent_at = time.monotonic()
-                jobs = self._claim(count)
-                last_claim = sent_at
+                if must_claim:
+                    jobs = self._claim(count)
+                else:
+                    # The queues were drained: wait for work and claim it in one round trip.
+                    jobs = self._store.claim(
+                        self._queues, worker=self._worker, count=count, wait_ms=self._idle_wait_ms
+                    )
+                    # That claim ran when the wait was woken, not when it was sent: date the
+                    # leases from the reply, less a margin for its way back. (This only
+                    # schedules renewals; the store itself enforces every lease.)
+                    sent_at = max(sent_at, time.monotonic() - _REPLY_MARGIN_S)
                 self._reconnect.reset()
                 if jobs:
                     self._admit(jobs, sent_at)
             except Exception as exc:
                 self._failed(exc)
+                must_claim = True  # wake-ups may have been missed meanwhile
                 continue
             finally:
                 with self._lock:

@@ -18,6 +18,7 @@ import pytest
 import redisq
 from redisq import JobState
 from tests.support.clock import TestClock
+from tests.support.polling import wait_for
 
 #: Long enough that a signalled wait returning True cannot be a timeout.
 SIGNALLED_MS = 5_000
@@ -273,3 +274,53 @@ def test_release_with_a_delay_schedules_without_counting_the_attempt(
     with pytest.raises(redisq.InvalidArgument, match="delay_ms"):
         client.release(again[0], delay_ms=-5)
     assert client.get("q", job.id).state is JobState.LEASED
+
+
+# --------------------------------------------------------------------------- stop_waiting
+
+
+@pytest.mark.parametrize("how", ["claim", "wait"])
+def test_stop_waiting_unblocks_a_wait_under_way_and_those_to_come(
+    real_url: str, prefix: str, how: str
+) -> None:
+    store = redisq.connect(real_url, prefix=prefix)
+    other = redisq.connect(real_url, prefix=prefix)
+    results: list[Any] = []
+    blocked = threading.Event()
+
+    def block() -> None:
+        assert store.claim("q", worker="w") == []  # short: the waiting claim starts by waiting
+        blocked.set()
+        if how == "claim":
+            results.append(store.claim("q", worker="w", wait_ms=SIGNALLED_MS))
+        else:
+            results.append(store.wait("q", timeout_ms=SIGNALLED_MS))
+
+    try:
+        before = _blocked_clients(other)
+        waiter = threading.Thread(target=block)
+        waiter.start()
+        blocked.wait(5)
+        # Once the wait is really blocked on the server (a blocked client shows in INFO)
+        wait_for(lambda: _blocked_clients(other) > before, 5)
+        started = time.monotonic()
+        store.stop_waiting()
+        waiter.join(SIGNALLED_MS / 1000 + 5)
+        # Then it returned long before its timeout, having found nothing
+        assert time.monotonic() - started < SIGNALLED_MS / 1000 / 2
+        assert results == [[] if how == "claim" else False]
+        # And later waits return at once; a waiting claim still claims what is ready
+        started = time.monotonic()
+        assert store.wait("q", timeout_ms=SIGNALLED_MS) is False
+        other.enqueue("q", "late")
+        (job,) = store.claim("q", worker="w", wait_ms=SIGNALLED_MS)
+        assert job.payload == "late"
+        assert store.claim("q", worker="w", wait_ms=SIGNALLED_MS) == []
+        assert time.monotonic() - started < SIGNALLED_MS / 1000 / 2
+    finally:
+        store.close()
+        other.close()
+
+
+def _blocked_clients(store: redisq.Store) -> int:
+    return int(store.redis.info("clients")["blocked_clients"])
