@@ -23,6 +23,7 @@ import redisq
 from redisq import InvalidArgument, Job, JobState, Migration, SchemaVersionError
 from redisq._core import ops
 from redisq._core.scripts import script
+from redisq.cli import main
 from redisq.keys import QueueKeys
 from tests.support.clock import TestClock
 
@@ -363,15 +364,24 @@ def _cli(real_url: str, prefix: str, *args: str) -> subprocess.CompletedProcess[
     )
 
 
-def test_redisq_migrate_end_to_end(real_url: str, prefix: str) -> None:
+def test_redisq_migrate_end_to_end(
+    real_url: str, prefix: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def in_process(*args: str) -> tuple[int, str, str]:
+        capsys.readouterr()
+        code = main(["migrate", *args, "--url", real_url, "--prefix", prefix])
+        out, err = capsys.readouterr()
+        return code, out, err
+
     clock = TestClock()
     with redisq.connect(real_url, prefix=prefix, clock=clock) as store:
         world = build_schema2(store, clock)
-        bad = _cli(real_url, prefix, "--batch", "0", "--json")
-        assert bad.returncode == 2
-        assert json.loads(bad.stderr)["field"] == "batch"
+        code, _, err = in_process("--batch", "0", "--json")
+        assert code == 2
+        assert json.loads(err)["field"] == "batch"
         assert world.schema() == b"2"
 
+        # The real entry point, in a child process.
         run = _cli(real_url, prefix, "--json", "--batch", "3")
         assert (run.returncode, run.stderr) == (0, "")
         n = len(world.before)
@@ -383,11 +393,40 @@ def test_redisq_migrate_end_to_end(real_url: str, prefix: str) -> None:
         assert world.jobs() == world.records
         assert world.gets() == world.before
 
-        text = _cli(real_url, prefix, "--queue", Q)
-        assert text.returncode == 0
-        assert text.stdout.splitlines()[1].split() == [Q, "3", "0", "0", "0"]
+        code, out, _ = in_process("--queue", Q)
+        assert code == 0
+        assert out.splitlines()[1].split() == [Q, "3", "0", "0", "0"]
 
         store.redis.hset(world.keys.meta, "schema", "999")
-        refused = _cli(real_url, prefix)
-        assert refused.returncode == 1
-        assert "schema version 999" in refused.stderr
+        code, _, err = in_process()
+        assert code == 1
+        assert "schema version 999" in err
+
+
+def test_a_large_queue_migrates_in_bounded_steps(url: str, prefix: str) -> None:
+    # 1,500 records: a hash Redis keeps as a real hash table, scanned over many cursors.
+    with redisq.connect(url, prefix=prefix) as store:
+        store.enqueue_many(Q, [{"i": i, "pad": "x" * 40} for i in range(1_500)])
+        keys = QueueKeys.build(prefix, Q)
+        raw = store.redis
+        records = dict(raw.hgetall(keys.jobs))
+        pipe = raw.pipeline(transaction=False)
+        for job_id, record in records.items():
+            pipe.hset(keys.jobs, job_id, to_layout2(record))
+        pipe.hset(keys.meta, "schema", "2")
+        pipe.execute()
+        source, cursor, calls, converted = script("migrate").source, "0", 0, 0
+        while True:
+            reply = raw.eval(source, 2, keys.meta, keys.jobs, cursor, 100)
+            calls += 1
+            assert reply[0] == 0
+            assert reply[3] <= 100  # never more than batch per call
+            converted += reply[3]
+            cursor = reply[2].decode()
+            if reply[6]:
+                break
+            assert raw.hget(keys.meta, "schema") == b"migrating:3"
+        assert (converted, raw.hget(keys.meta, "schema")) == (1_500, b"3")
+        assert calls >= 15
+        assert dict(raw.hgetall(keys.jobs)) == records
+        assert store.counts(Q)[JobState.READY] == 1_500
