@@ -157,7 +157,9 @@ class SchemaVersionError(RedisqError):
     """Raised when a queue was written by a redisq with another data layout version.
 
     Scripts refuse the queue before writing anything, so old and new workers can run side by
-    side during a rolling deploy without corrupting data.
+    side during a rolling deploy without corrupting data. A queue of the previous version is
+    converted by `redisq migrate` (`Store.migrate`); while that runs, the queue's meta hash
+    records ``migrating:<version>`` and every client refuses it.
 
     Attributes:
         found: the version recorded in the queue's meta hash.
@@ -165,12 +167,42 @@ class SchemaVersionError(RedisqError):
     """
 
     def __init__(self, found: str, expected: str) -> None:
-        super().__init__(
-            f"the queue was written with schema version {found}, this redisq speaks version"
-            f" {expected}; upgrade (or roll back) every client of the queue to one version"
-        )
+        super().__init__(_schema_advice(found, expected))
         self.found = found
         self.expected = expected
+
+
+def _schema_advice(found: str, expected: str) -> str:
+    """Say what to do about a queue at schema `found` for a redisq that speaks `expected`."""
+    if found == f"migrating:{expected}":
+        return (
+            f"the queue is being migrated to schema version {expected}, or its migration was"
+            " interrupted; run `redisq migrate` again (it resumes where it stopped), then retry"
+        )
+    if found.startswith("migrating:"):
+        version = found.removeprefix("migrating:")
+        return (
+            f"the queue is being migrated to schema version {version}, or its migration was"
+            f" interrupted, and this redisq speaks version {expected}; finish the migration"
+            f" with a redisq that speaks version {version} (`redisq migrate`)"
+        )
+    if found.isdigit() and expected.isdigit() and int(found) < int(expected):
+        if int(found) == int(expected) - 1:
+            return (
+                f"the queue was written with schema version {found}, older than version"
+                f" {expected} that this redisq speaks; stop every client of the old version,"
+                " then run `redisq migrate` to convert the queue (or roll back to the old redisq)"
+            )
+        return (
+            f"the queue was written with schema version {found}, and this redisq speaks"
+            f" version {expected}; its `redisq migrate` converts only from version"
+            f" {int(expected) - 1}, so roll back to a redisq that speaks version {found}"
+            " (or purge the queue)"
+        )
+    return (
+        f"the queue was written with schema version {found}, this redisq speaks version"
+        f" {expected}; upgrade (or roll back) every client of the queue to one version"
+    )
 
 
 class WrongKeyType(RedisqError):

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-__all__ = ["DAY_MS", "Job", "JobState", "Retention", "Spec"]
+__all__ = ["DAY_MS", "Job", "JobState", "Migration", "Retention", "Spec"]
 
 DAY_MS = 24 * 60 * 60 * 1000
 
@@ -117,3 +117,23 @@ class Retention:
     cancelled: int = 1_000
     cancelled_age_ms: int = 7 * DAY_MS
     trim_batch: int = 100
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    """What `migrate` did to one queue's stored data (see `Store.migrate`)."""
+
+    #: The queue.
+    queue: str
+    #: The schema version its meta hash recorded when the migration started: "2" (now
+    #: converted), "migrating:3" (an interrupted migration, now finished), "3" (nothing to
+    #: do), or None (the queue has no data).
+    found: str | None
+    #: Job records converted to the current layout.
+    converted: int
+    #: Records that were already in the current layout.
+    skipped: int
+    #: Records in no known layout, left as they are (`BadRecord` when a script meets them).
+    bad: int
+    #: Whether the queue is at the current schema version now, open to every operation.
+    done: bool

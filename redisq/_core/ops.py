@@ -33,7 +33,7 @@ from redisq._core.validate import (
 from redisq._version import __version__
 from redisq.errors import BadRecord, InvalidArgument, WrongKeyType
 from redisq.keys import QueueKeys
-from redisq.models import Job, JobState, Retention, Spec
+from redisq.models import Job, JobState, Migration, Retention, Spec
 
 __all__ = ["NOT_SET", "Call", "Op", "Settings", "queue_keys"]
 
@@ -48,6 +48,8 @@ MAX_CLAIM = 1_000
 MAX_ERROR_LENGTH = 16 * 1024
 #: Latest time accepted for run_at_ms (scores must stay exact integers below 2^53).
 MAX_TIME_MS = 2**53 - 1
+#: Most job records one migrate call converts.
+MAX_MIGRATE_BATCH = 10_000
 
 
 class _NotSet:
@@ -881,3 +883,56 @@ def unlock(s: Settings, queue: str, job_id: str, worker: str) -> Call[bool]:
     check_id("id", job_id)
     check_name("worker", worker)
     return script_call("unlock", keys, _flag(queue), id=job_id, owner=worker)
+
+
+# --------------------------------------------------------------------------------------------
+# schema migration
+
+
+def migrate(s: Settings, queue: str, batch: int, max_calls: int | None = None) -> Op[Migration]:
+    """Convert one queue's records to the current layout, about `batch` per script call.
+
+    The script marks the queue as migrating on its first call (every other script refuses it
+    until the last call), and each call resumes from the cursor the previous one returned, so
+    the whole queue is never converted in one call. `max_calls` stops early (tests: a
+    migration left half done, as a killed `redisq migrate` leaves it); the result then says
+    done=False.
+    """
+    keys = queue_keys(s.prefix, queue)
+    check_int("batch", batch, 1, MAX_MIGRATE_BATCH)
+    cursor = "0"
+    found: str | None = None
+    converted = skipped = bad = pending = calls = 0
+    while True:
+        reply = yield script_call("migrate", keys, _ok, cursor=cursor, batch=batch)
+        _check(reply, queue)
+        calls += 1
+        if calls == 1:
+            found = _decoded(reply[1]) or None
+        step_cursor, done = _decoded(reply[2]), bool(reply[6])
+        converted += int(reply[3])
+        if done or step_cursor != cursor:
+            # A finished step counts its records that were in layout 3 before that call,
+            # which includes those the calls that scanned the step before converted.
+            skipped += max(0, int(reply[4]) - pending)
+            bad += int(reply[5])
+            pending = 0
+        else:
+            pending += int(reply[3])
+        cursor = step_cursor
+        if done or (max_calls is not None and calls >= max_calls):
+            return Migration(queue, found, converted, skipped, bad, done)
+
+
+def migrate_all(s: Settings, batch: int) -> Op[list[Migration]]:
+    """Migrate every queue of the registry in name order (see `migrate`)."""
+    check_int("batch", batch, 1, MAX_MIGRATE_BATCH)
+    names = yield command(_names, "SMEMBERS", registry(s))
+    out: list[Migration] = []
+    for name in names:
+        out.append((yield from migrate(s, name, batch)))
+    return out
+
+
+def _names(reply: Any) -> list[str]:
+    return sorted(_decoded(v) for v in reply)

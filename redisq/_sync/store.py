@@ -20,7 +20,7 @@ from redisq._core.ops import NOT_SET, Call, Op, Settings
 from redisq._core.validate import check_int
 from redisq._sync.transport import SyncTransport
 from redisq.errors import InvalidArgument
-from redisq.models import Job, JobState
+from redisq.models import Job, JobState, Migration
 
 __all__ = ["Store"]
 
@@ -28,6 +28,7 @@ T = TypeVar("T")
 _Jobs = list[Job]
 _Names = list[str]
 _Outcomes = list[Job | Exception]
+_Migrations = list[Migration]
 
 
 class Store:
@@ -523,3 +524,33 @@ class Store:
     def unlock(self, queue: str, id: str, worker: str) -> bool:
         """Release the advisory lock of a job id if `worker` holds it."""
         return self._run(ops.unlock(self.settings, queue, id, worker))
+
+    # ----------------------------------------------------------------------------------------
+    # upgrades
+
+    def migrate(self, queue: str | None = None, *, batch: int = 500) -> _Migrations:
+        """Convert queues written by the previous redisq (schema 2) to this one's layout.
+
+        Stop every worker and client of the old version first: while a queue migrates, every
+        operation on it, old or new, raises `SchemaVersionError`. The records are converted
+        in script calls of about `batch` records each, so Redis never blocks for long; an
+        interrupted migration (a crash, Ctrl-C) resumes when this is called again. A queue
+        already at this version, or without data, is left unwritten, so running it twice is
+        harmless. `redisq migrate` on the command line does the same.
+
+        Args:
+            queue: one queue, or None for every queue of the registry (`<prefix>:queues`).
+            batch: records converted per script call (1 to 10,000).
+
+        Returns:
+            One `Migration` per queue, in name order: records converted, skipped (already
+            converted) and bad (in no known layout, left as they are).
+
+        Raises:
+            InvalidArgument: `batch` is out of range; nothing was written.
+            SchemaVersionError: a queue is at a version this redisq cannot migrate from
+                (older than the previous one, or newer than this one).
+        """
+        if queue is None:
+            return self._run(ops.migrate_all(self.settings, batch))
+        return [self._run(ops.migrate(self.settings, queue, batch))]

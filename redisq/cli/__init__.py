@@ -11,7 +11,14 @@ import sys
 from collections.abc import Callable, Sequence
 
 from redisq._version import __version__
-from redisq.cli._admin import add_pause, add_purge, add_reap, add_resume, add_retry_dead
+from redisq.cli._admin import (
+    add_migrate,
+    add_pause,
+    add_purge,
+    add_reap,
+    add_resume,
+    add_retry_dead,
+)
 from redisq.cli._base import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
@@ -85,6 +92,7 @@ COMMANDS: list[Callable[[Commands], None]] = [
     add_pause,
     add_resume,
     add_reap,
+    add_migrate,
     add_worker,
     add_server,
     add_demo,
