@@ -1,17 +1,25 @@
 --[[ get: read-only
-  Reads one packed job record, refusing a jobs key that holds something other than a hash.
-  KEYS[1] jobs        hash   job id -> packed job record (lib/record)
+  Reads one packed job record, refusing a queue written with another schema version (whose
+  records this redisq cannot read) and a key that holds another type.
+  KEYS[1] meta        hash   schema
+  KEYS[2] jobs        hash   job id -> packed job record (lib/record)
   ARGV[1] id          str    job id
   Returns: {status, record} (false, a nil reply, when there is no such job)
-  Status: OK, WRONG_TYPE
+  Status: OK, WRONG_TYPE, SCHEMA_MISMATCH
   Cost: O(1)
 ]]
 --- @include "lib/status"
+--- @include "lib/read_meta"
 --- @include "lib/wrong_type"
 
-local jobs_key = KEYS[1]
+local meta_key = KEYS[1]
+local jobs_key = KEYS[2]
 local id = ARGV[1]
 
+local meta, err = read_meta(meta_key)
+if not meta then
+  return err
+end
 local record = redis.pcall('HGET', jobs_key, id)
 if type(record) == 'table' then
   return wrong_type(jobs_key)

@@ -139,6 +139,8 @@ def refused(world: World) -> list[SchemaVersionError]:
         lambda: world.store.list(Q),
         lambda: world.store.ack(world.leased),
         lambda: world.store.pause(Q),
+        lambda: world.store.get(Q, world.leased.id),
+        lambda: world.store.find(world.leased.id),
     ]
     errors = []
     for call in calls:
