@@ -87,12 +87,12 @@ for i = 1, #entries, 2 do
   local tag = string.sub(s, 1, 3)
   if tag == 'j3\n' then
     skipped = skipped + 1
+  elseif tag ~= 'j2\n' then
+    bad = bad + 1
   elseif converted == batch then
-    if tag == 'j2\n' then
-      full = true
-    end
+    full = true
   else
-    local rec = tag == 'j2\n' and convert(s)
+    local rec = convert(s)
     if rec then
       converted = converted + 1
       writes[#writes + 1] = entries[i]

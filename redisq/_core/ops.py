@@ -512,12 +512,13 @@ def ack_many(
                 count=len(part),
                 jobs=args,
             )
-            _check(
-                reply,
-                queue,
-                job_ids=[held[i].id for i in part],
-                tokens=[held[i].token for i in part],
-            )
+            if reply[0] != ScriptStatus.OK:  # (the per-job context is built only for errors)
+                raise_for_status(
+                    reply,
+                    queue=queue,
+                    job_ids=[held[i].id for i in part],
+                    tokens=[held[i].token for i in part],
+                )
             if not snapshots:
                 continue
             now = reply[1]

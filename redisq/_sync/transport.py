@@ -137,7 +137,9 @@ class SyncTransport:
 
     def _blocking_on(self, conn: Any, calls: list[Call[Any]]) -> list[Any]:
         """Run calls that start with a blocking command, where stop_waiting can reach it."""
-        client_id = _client_id(conn)
+        client_id = conn.retry.call_with_retry(
+            lambda: _client_id(conn), lambda _error: conn.disconnect()
+        )
         with self._wait_lock:
             skip = self._no_waits
             if not skip and client_id is not None:

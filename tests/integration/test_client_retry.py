@@ -469,8 +469,10 @@ def test_claim_returns_the_same_jobs_every_time(
 def test_a_claim_pipelined_behind_a_wait_returns_the_same_jobs(
     store: redisq.Store, direct: redis.Redis, prefix: str, twice: Twice
 ) -> None:
-    # Given a short claim (so the next waiting claim starts by waiting), then eight jobs
+    # Given a short claim (so the next waiting claim starts by waiting), and a first wait
+    # (the connection's client id, which stop_waiting needs, is asked for once), then eight jobs
     assert store.claim(QUEUE, worker="w1") == []
+    assert store.claim(QUEUE, worker="w1", wait_ms=1) == []
     ids = [j.id for j in store.enqueue_many(QUEUE, [redisq.Spec(i, id=f"j{i}") for i in range(8)])]
 
     # When the wait and the claim behind it are re-sent together (the wait's reply is late)
