@@ -420,7 +420,8 @@ def claim(
     job is due (-1: none), which `wait` uses to wake in time. With `block_ms`, the first
     claim is pipelined behind a blocking wait on the queues' wake sets (see `wait`): Redis
     runs it the moment the wait returns, so a woken worker gets its jobs in the same round
-    trip. On Redis Cluster that wait covers the first queue only (one slot per command).
+    trip. On Redis Cluster that wait covers the first queue only (one slot per command). When
+    the wait times out with nothing found, the other queues are not claimed (idle cost).
     """
     names = check_queues(queues)
     check_name("worker", worker)
@@ -444,9 +445,11 @@ def claim(
             dead_keep=s.retention.dead,
             dead_age_ms=s.retention.dead_age_ms,
         )
+        timed_out = False
         if block_ms > 0 and queue is order[0]:
             waited = order[:1] if s.cluster else order
-            _woken, reply = yield [wait(s, waited, block_ms), call]
+            woken, reply = yield [wait(s, waited, block_ms), call]
+            timed_out = woken is None
         else:
             reply = yield call
         if reply[0] != ScriptStatus.PAUSED:
@@ -454,7 +457,9 @@ def claim(
             jobs.extend(parse_entries(queue, reply, 3))
             if due_in is not None:
                 due_in[queue] = int(reply[2])
-        if len(jobs) >= count:
+        # A wait that timed out signalled nothing: the claim behind it was a safety check of
+        # its first queue (the round rotates, so each queue is checked in turn).
+        if len(jobs) >= count or (timed_out and not jobs):
             break
     return jobs
 

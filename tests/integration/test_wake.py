@@ -199,6 +199,16 @@ def test_a_waiting_claim_finds_a_job_whose_signal_was_lost(client: Any, raw: Any
     assert [j.payload for j in jobs] == ["unsignalled"]
 
 
+def test_waiting_claims_of_several_queues_find_a_lost_signal_in_turn(client: Any, raw: Any) -> None:
+    # A timed-out wait checks only the round's first queue (idle cost); the round rotates
+    assert client.claim(["a", "b"], worker="w") == []
+    client.enqueue("b", "unsignalled")
+    raw.delete(f"{{{client.prefix}:b}}:wake")
+    found = [client.claim(["a", "b"], worker="w", wait_ms=QUIET_MS) for _ in range(2)]
+    assert sorted(len(jobs) for jobs in found) == [0, 1]
+    assert [j.payload for jobs in found for j in jobs] == ["unsignalled"]
+
+
 def test_a_waiting_claim_validates_before_blocking(client: Any, raw: Any) -> None:
     with pytest.raises(redisq.InvalidArgument, match="wait_ms"):
         client.claim("q", worker="w", wait_ms=-1)
