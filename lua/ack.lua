@@ -18,7 +18,7 @@
            when it had been acked already}}; refusals: {status, index, detail}
   Status: OK, NOT_FOUND, LEASE_LOST, LEASE_EXPIRED, WRONG_TYPE, SCHEMA_MISMATCH, BAD_ARGUMENT,
           BAD_RECORD
-  Cost: O(n log N + batch) for n jobs
+  Cost: O((n + batch) log N) for n jobs
 ]]
 --- @include "lib/status"
 --- @include "lib/now_ms"
@@ -158,6 +158,9 @@ if #uniques > 0 then
 end
 chunks({'ZREM', leased_key}, done_ids)
 chunks({'ZADD', done_key}, done_pairs)
-trim_retention(done_key, jobs_key, keep, max_age_ms, now, batch)
+-- Trim as many as this call completed on top of `batch`: a set that grows by n per call and
+-- sheds at least n stays within its limits whatever the size of the calls (bounded by the
+-- call's own work).
+trim_retention(done_key, jobs_key, keep, max_age_ms, now, batch + #todo)
 add_totals(meta_key, #todo, 0, 0)
 return {STATUS.OK, now, flags}

@@ -179,8 +179,21 @@ def test_trimming_is_bounded_per_call(client_factory: Any) -> None:
     small = client_factory(retention=redisq.Retention(completed=0, trim_batch=100))
     small.enqueue(Q, "one")
     small.ack(small.claim(Q, worker="w")[0])
-    # 301 completed, limit 0: one call trims at most trim_batch (100) records.
-    assert small.counts(Q)[JobState.COMPLETED] == 201
+    # 301 completed, limit 0: one call trims at most trim_batch (100) records more than the
+    # jobs it completed itself (1).
+    assert small.counts(Q)[JobState.COMPLETED] == 200
+
+
+def test_big_ack_many_calls_keep_the_done_set_within_its_limit(
+    client_factory: Any, raw: Any, prefix: str
+) -> None:
+    # Each call completes more jobs (300) than trim_batch (100): the set must not grow.
+    client = client_factory(retention=redisq.Retention(completed=10, trim_batch=100))
+    for _ in range(3):
+        client.enqueue_many(Q, list(range(300)))
+        client.ack_many(client.claim(Q, worker="w", count=300))
+        assert client.counts(Q)[JobState.COMPLETED] == 10
+    assert raw.hlen(f"{{{prefix}:{Q}}}:jobs") == 10
 
 
 def test_dead_jobs_are_kept_within_the_count_limit(client_factory: Any, clock: TestClock) -> None:
