@@ -71,10 +71,16 @@ recs, err = read_jobs(jobs_key, ids)
 if not recs then
   return err
 end
+-- One pass: check each job's lease and build its completed record (nothing is written until
+-- every job passed).
 local flags = {}
-local todo = {}
-local has_ukey = false
-local match = string.match
+local n = num(now)
+local done_ids = {}
+local done_pairs = {}
+local writes = {}
+local uniques = {}
+local done = 0
+local match, sub = string.match, string.sub
 for i = 1, count do
   local b = jobs_at + (i - 1) * STRIDE
   local s = recs[i]
@@ -85,32 +91,52 @@ for i = 1, count do
   if not state then
     return bad_record(jobs_key, ids[i])
   end
-  local refusal = lease_check_fields(state, held, ended, deadline, ARGV[b + 1], now, 'ack', i)
+  local token = ARGV[b + 1]
+  local refusal = lease_check_fields(state, held, ended, deadline, token, now, 'ack', i)
   if refusal == 'again' then
     flags[i] = s
   elseif refusal then
     return refusal
   else
     flags[i] = 0
-    -- A result goes into the blobs: that record is parsed whole (and must parse) here.
-    local t = false
-    if ARGV[b + 2] ~= '' then
-      t = rec_parse(s)
+    local rec
+    local result = ARGV[b + 2]
+    if result == '' then
+      -- state completed, finished now, ended 'ack/<token>'; the rest (blobs too) as stored.
+      rec = 'j3\ncompleted\n' .. sub(s, at, fin - 1) .. n .. '\nack/' .. token .. '\n'
+        .. sub(s, lm)
+    else
+      -- A result goes into the blobs: that record is parsed whole (and must parse) here.
+      local t = rec_parse(s)
       if not t then
         return bad_record(jobs_key, ids[i])
       end
+      t[F.STATE] = 'completed'
+      t[F.FINISHED] = n
+      t[F.ENDED] = 'ack/' .. token
+      local e, _, pr, payload = rec_blobs(t)
+      rec_set_blobs(t, e, result, pr, payload)
+      rec = rec_pack(t)
     end
-    todo[#todo + 1] = {b, s, at, fin, lm, t, ukey}
+    local id = ids[i]
+    done = done + 1
+    local k = 2 * done
+    writes[k - 1] = id
+    writes[k] = rec
     if ukey ~= '' then
-      has_ukey = true
+      uniques[#uniques + 1] = ukey
+      uniques[#uniques + 1] = id
     end
+    done_ids[done] = id
+    done_pairs[k - 1] = n
+    done_pairs[k] = id
   end
 end
-if #todo == 0 then
+if done == 0 then
   return {STATUS.OK, now, flags}
 end
 local types = {leased_key, 'zset', done_key, 'zset'}
-if has_ukey then
+if #uniques > 0 then
   types[#types + 1] = unique_key
   types[#types + 1] = 'hash'
 end
@@ -119,39 +145,6 @@ if bad then
   return wrong_type(bad)
 end
 
-local n = num(now)
-local done_ids = {}
-local done_pairs = {}
-local writes = {}
-local uniques = {}
-local sub = string.sub
-for i = 1, #todo do
-  local b, s, at, fin, lm, t, ukey = unpack(todo[i])
-  local id = ARGV[b]
-  local rec
-  if not t then
-    -- state completed, finished now, ended 'ack/<token>'; the rest (blobs too) as stored.
-    rec = 'j3\ncompleted\n' .. sub(s, at, fin - 1) .. n .. '\nack/' .. ARGV[b + 1] .. '\n'
-      .. sub(s, lm)
-  else
-    t[F.STATE] = 'completed'
-    t[F.FINISHED] = n
-    t[F.ENDED] = 'ack/' .. ARGV[b + 1]
-    local e, _, pr, payload = rec_blobs(t)
-    rec_set_blobs(t, e, ARGV[b + 2], pr, payload)
-    rec = rec_pack(t)
-  end
-  local k = 2 * i
-  writes[k - 1] = id
-  writes[k] = rec
-  if ukey ~= '' then
-    uniques[#uniques + 1] = ukey
-    uniques[#uniques + 1] = id
-  end
-  done_ids[i] = id
-  done_pairs[k - 1] = n
-  done_pairs[k] = id
-end
 write_jobs(jobs_key, writes)
 if #uniques > 0 then
   clear_unique(unique_key, uniques)
@@ -161,6 +154,6 @@ chunks({'ZADD', done_key}, done_pairs)
 -- Trim as many as this call completed on top of `batch`: a set that grows by n per call and
 -- sheds at least n stays within its limits whatever the size of the calls (bounded by the
 -- call's own work).
-trim_retention(done_key, jobs_key, keep, max_age_ms, now, batch + #todo)
-add_totals(meta_key, #todo, 0, 0)
+trim_retention(done_key, jobs_key, keep, max_age_ms, now, batch + done)
+add_totals(meta_key, done, 0, 0)
 return {STATUS.OK, now, flags}

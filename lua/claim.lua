@@ -71,7 +71,7 @@ end
 local now = now_ms(now_arg)
 -- Keys are type-checked by their first access: reads with pcall here and in the helpers, and
 -- an explicit check before a helper's first write to a key it has not read.
-local meta, err = read_meta(meta_key, 'paused')
+local meta, err = read_meta(meta_key, 'paused', 'token')
 if not meta then
   return err
 end
@@ -142,8 +142,21 @@ recs, err = read_jobs(jobs_key, ids)
 if not recs then
   return err
 end
-local jobs = {}
-local match = string.match
+-- One pass over the candidates: check each head and build its leased record (nothing is
+-- written until every candidate passed). Per job only what must differ is formatted: the
+-- token, and attempts + 1 (small counts from a table); deadlines once per distinct lease
+-- length. '%d' formats integers exactly and about twice as fast as num's '%.0f'.
+local match, fmt, sub = string.match, string.format, string.sub
+local NEXT = {['0'] = '1', ['1'] = '2', ['2'] = '3', ['3'] = '4', ['4'] = '5', ['5'] = '6',
+  ['6'] = '7', ['7'] = '8', ['8'] = '9'}
+local token = tonumber(meta[3]) or 0
+local n = num(now)
+local deadlines = {}
+local leased_pairs = {}
+local writes = {}
+local memo = {}
+local out = {STATUS.OK, now, -1}
+local k = 0
 for i = 1, #ids do
   local s = recs[i]
   if s then
@@ -151,54 +164,40 @@ for i = 1, #ids do
     if not attempts then
       return bad_record(jobs_key, ids[i])
     end
-    jobs[#jobs + 1] = {ids[i], s, attempts, fin, lease}
+    local deadline = deadlines[lease]
+    if not deadline then
+      deadline = fmt('%d', now + (tonumber(lease) or lease_ms))
+      deadlines[lease] = deadline
+    end
+    k = k + 2
+    local id = ids[i]
+    local tok = fmt('%d', token + k / 2)
+    -- state leased; attempts + 1; token, worker, leased_at and deadline new; the rest as
+    -- stored.
+    local rec = 'j3\nleased\n' .. (NEXT[attempts] or fmt('%d', attempts + 1)) .. '\n' .. tok
+      .. '\n' .. worker .. '\n' .. n .. '\n' .. deadline .. '\n' .. sub(s, fin)
+    writes[k - 1] = id
+    writes[k] = rec
+    leased_pairs[k - 1] = deadline
+    leased_pairs[k] = id
+    memo[k - 1] = id
+    memo[k] = tok
+    out[k + 2] = id
+    out[k + 3] = rec
   end
 end
+local leased = k / 2
 redis.call('ZREMRANGEBYRANK', ready_key, 0, #ids - 1)
 if more then
   wake(wake_key)
 end
-if #jobs == 0 then
-  return {STATUS.OK, now, next_in()}
-end
-
-local token = redis.call('HINCRBY', meta_key, 'token', #jobs) - #jobs
-local n = num(now)
-local leased_pairs = {}
-local writes = {}
-local memo = {}
-local out = {STATUS.OK, now, -1}
-if #jobs < count then
+if leased < count then
   out[3] = next_in()
 end
--- Per job only what must differ: the token, and attempts + 1 (small counts from a table);
--- deadlines are formatted once per distinct lease length. '%d' formats integers exactly and
--- about twice as fast as num's '%.0f'.
-local fmt, sub = string.format, string.sub
-local NEXT = {['0'] = '1', ['1'] = '2', ['2'] = '3', ['3'] = '4', ['4'] = '5', ['5'] = '6',
-  ['6'] = '7', ['7'] = '8', ['8'] = '9'}
-local deadlines = {}
-for i = 1, #jobs do
-  local id, s, attempts, fin, lease = unpack(jobs[i])
-  local deadline = deadlines[lease]
-  if not deadline then
-    deadline = fmt('%d', now + (tonumber(lease) or lease_ms))
-    deadlines[lease] = deadline
-  end
-  local tok = fmt('%d', token + i)
-  -- state leased; attempts + 1; token, worker, leased_at and deadline new; the rest as stored.
-  local rec = 'j3\nleased\n' .. (NEXT[attempts] or fmt('%d', attempts + 1)) .. '\n' .. tok
-    .. '\n' .. worker .. '\n' .. n .. '\n' .. deadline .. '\n' .. sub(s, fin)
-  local k = 2 * i
-  writes[k - 1] = id
-  writes[k] = rec
-  leased_pairs[k - 1] = deadline
-  leased_pairs[k] = id
-  memo[k - 1] = id
-  memo[k] = tok
-  out[k + 2] = id
-  out[k + 3] = rec
+if leased == 0 then
+  return out
 end
+redis.call('HINCRBY', meta_key, 'token', leased)
 write_jobs(jobs_key, writes)
 chunks({'ZADD', leased_key}, leased_pairs)
 if request_id ~= '' and memo_ms > 0 then
