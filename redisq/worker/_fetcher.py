@@ -4,10 +4,10 @@ Loop: wait for free capacity; claim up to that many jobs (weighted or strict ove
 queues); when a claim comes back short, claim with ``wait_ms``: the store blocks on the
 queues' wake keys (BZPOPMIN; every enqueue and every script that makes jobs ready signals
 them) and the claim rides behind the blocking command in the same round trip, so a woken
-worker has its jobs as soon as it wakes. An idle worker thus costs one wait and one claim per
-``idle_wait_ms`` (the claim after a timed-out wait also catches a lost signal), plus the
-reaper. At stop, `stop_waiting` unblocks the wait; the claim behind it still runs, and what it
-leased is admitted while the worker stops, which releases it.
+worker has its jobs as soon as it wakes. An idle worker thus costs a wait and a claim every
+few seconds (the claim after a timed-out wait also catches a lost signal), plus the reaper.
+At stop, `stop_waiting` unblocks the wait; the claim behind it still runs, and what it leased
+is admitted while the worker stops, which releases it.
 """
 
 from __future__ import annotations

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -134,23 +135,13 @@ def test_wait_validates_before_blocking(client: Any) -> None:
 def test_a_blocked_worker_wakes_when_another_client_enqueues(real_url: str, prefix: str) -> None:
     producer = redisq.connect(real_url, prefix=prefix)
     consumer = redisq.connect(real_url, prefix=prefix)
-    woke: list[tuple[bool, float]] = []
-    blocked = threading.Event()
-
-    def wait() -> None:
-        blocked.set()
-        woke.append((consumer.wait(["q", "other"], timeout_ms=SIGNALLED_MS), time.monotonic()))
-
     try:
-        waiter = threading.Thread(target=wait)
-        waiter.start()
-        blocked.wait(5)
+        waiter = Blocked(producer, lambda: consumer.wait(["q", "other"], timeout_ms=SIGNALLED_MS))
         sent = time.monotonic()
         producer.enqueue("q", "hello")
-        waiter.join(SIGNALLED_MS / 1000 + 5)
-        assert woke
-        assert woke[0][0] is True
-        assert woke[0][1] - sent < SIGNALLED_MS / 1000 / 2
+        woke, returned = waiter.result()
+        assert woke is True
+        assert returned - sent < SIGNALLED_MS / 1000 / 2
         assert [j.payload for j in consumer.claim("q", worker="w")] == ["hello"]
     finally:
         producer.close()
@@ -220,26 +211,17 @@ def test_a_waiting_claim_validates_before_blocking(client: Any, raw: Any) -> Non
 def test_a_waiting_claim_takes_a_job_enqueued_by_another_client(real_url: str, prefix: str) -> None:
     producer = redisq.connect(real_url, prefix=prefix)
     consumer = redisq.connect(real_url, prefix=prefix)
-    got: list[tuple[list[redisq.Job], float]] = []
-    blocked = threading.Event()
-
-    def claim() -> None:
-        assert consumer.claim(["q", "other"], worker="w") == []  # short: the next one waits
-        blocked.set()
-        jobs = consumer.claim(["q", "other"], worker="w", count=10, wait_ms=SIGNALLED_MS)
-        got.append((jobs, time.monotonic()))
-
     try:
-        waiter = threading.Thread(target=claim)
-        waiter.start()
-        blocked.wait(5)
+        assert consumer.claim(["q", "other"], worker="w") == []  # short: the next one waits
+        waiter = Blocked(
+            producer,
+            lambda: consumer.claim(["q", "other"], worker="w", count=10, wait_ms=SIGNALLED_MS),
+        )
         sent = time.monotonic()
         producer.enqueue("q", "hello")
-        waiter.join(SIGNALLED_MS / 1000 + 5)
-        assert got
-        jobs, woke = got[0]
+        jobs, returned = waiter.result()
         assert [(j.payload, j.state, j.worker) for j in jobs] == [("hello", JobState.LEASED, "w")]
-        assert woke - sent < SIGNALLED_MS / 1000 / 2
+        assert returned - sent < SIGNALLED_MS / 1000 / 2
         assert consumer.ack(jobs[0]).state is JobState.COMPLETED
     finally:
         producer.close()
@@ -295,30 +277,20 @@ def test_stop_waiting_unblocks_a_wait_under_way_and_those_to_come(
 ) -> None:
     store = redisq.connect(real_url, prefix=prefix)
     other = redisq.connect(real_url, prefix=prefix)
-    results: list[Any] = []
-    blocked = threading.Event()
-
-    def block() -> None:
-        assert store.claim("q", worker="w") == []  # short: the waiting claim starts by waiting
-        blocked.set()
-        if how == "claim":
-            results.append(store.claim("q", worker="w", wait_ms=SIGNALLED_MS))
-        else:
-            results.append(store.wait("q", timeout_ms=SIGNALLED_MS))
-
     try:
-        before = _blocked_clients(other)
-        waiter = threading.Thread(target=block)
-        waiter.start()
-        blocked.wait(5)
-        # Once the wait is really blocked on the server (a blocked client shows in INFO)
-        wait_for(lambda: _blocked_clients(other) > before, 5)
+        assert store.claim("q", worker="w") == []  # short: the waiting claim starts by waiting
+        waiter = Blocked(
+            other,
+            (lambda: store.claim("q", worker="w", wait_ms=SIGNALLED_MS))
+            if how == "claim"
+            else (lambda: store.wait("q", timeout_ms=SIGNALLED_MS)),
+        )
         started = time.monotonic()
         store.stop_waiting()
-        waiter.join(SIGNALLED_MS / 1000 + 5)
         # Then it returned long before its timeout, having found nothing
-        assert time.monotonic() - started < SIGNALLED_MS / 1000 / 2
-        assert results == [[] if how == "claim" else False]
+        result, returned = waiter.result()
+        assert returned - started < SIGNALLED_MS / 1000 / 2
+        assert result == ([] if how == "claim" else False)
         # And later waits return at once; a waiting claim still claims what is ready
         started = time.monotonic()
         assert store.wait("q", timeout_ms=SIGNALLED_MS) is False
@@ -330,6 +302,23 @@ def test_stop_waiting_unblocks_a_wait_under_way_and_those_to_come(
     finally:
         store.close()
         other.close()
+
+
+class Blocked:
+    """Runs a blocking call in a thread and returns once the server shows it blocked (INFO
+    blocked_clients, seen through `observer`); `result()` gives its value and when it returned."""
+
+    def __init__(self, observer: redisq.Store, call: Callable[[], Any]) -> None:
+        self._out: list[tuple[Any, float]] = []
+        before = _blocked_clients(observer)
+        self._thread = threading.Thread(target=lambda: self._out.append((call(), time.monotonic())))
+        self._thread.start()
+        wait_for(lambda: _blocked_clients(observer) > before, 5)
+
+    def result(self) -> tuple[Any, float]:
+        self._thread.join(SIGNALLED_MS / 1000 + 5)
+        assert self._out, "the call is still blocked"
+        return self._out[0]
 
 
 def _blocked_clients(store: redisq.Store) -> int:
