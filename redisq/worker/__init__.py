@@ -51,6 +51,8 @@ _POOLS = ("thread", "async")
 _FLUSH_S = 10.0
 #: The same after a second stop request (s).
 _HURRIED_FLUSH_S = 1.0
+#: How long the fetcher lets a handler thread it woke get going before claiming on (s).
+_YIELD_S = 0.002
 
 
 def _default_name() -> str:
@@ -305,6 +307,8 @@ class _Runtime:
         self.keeper.watch(entries)  # until settled, released ones included
         for entry in refused:  # claimed while the worker began to stop
             self.settler.put(Outcome(entry, "release", "release"))
+        # An idle worker's handler starts before the next claim is prepared.
+        self.state.yield_to_woken(_YIELD_S)
 
     def shutdown(self) -> None:
         worker = self.worker

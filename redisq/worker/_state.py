@@ -196,6 +196,8 @@ class State:
         self.changed = threading.Condition(self.lock)
         #: Idle handler threads wait here.
         self.work = threading.Condition(self.lock)
+        #: Notified when a handler thread woken for work is up (see `yield_to_woken`).
+        self.woken = threading.Condition(self.lock)
         #: Every entry from its claim until settled (a set: the same job claimed again after
         #: its lease ended is another entry).
         self.entries: set[Entry] = set()
@@ -208,6 +210,9 @@ class State:
         #: Handler threads waiting in `work` and not yet notified; notified, not yet awake.
         self._idle = 0
         self._waking = 0
+        #: Handler threads that woke up for work so far; someone waits in `yield_to_woken`.
+        self._wakeups = 0
+        self._woken_waiting = False
         self._room_waiting = False
         self._draining = False
         #: The fetcher waits for this much room (a worthwhile claim) unless nothing is
@@ -282,7 +287,27 @@ class State:
             self._idle += 1
             self.work.wait()
             self._waking -= 1
+            self._wakeups += 1
+            if self._woken_waiting:
+                self._woken_waiting = False
+                self.woken.notify()
         return None
+
+    def yield_to_woken(self, timeout: float) -> None:
+        """Let the handler thread that `admit` just woke start first (the fetcher calls this).
+
+        Waking an idle handler thread takes tens of microseconds, and then it needs the
+        GIL, which the fetcher would hold while it prepares its next claim: an idle worker's
+        pickup would wait for that. So the fetcher waits (without the GIL) until the woken
+        thread is up or `timeout` passes; it returns at once when no thread is waking.
+        """
+        with self.lock:
+            if not self._waking or self.closed:
+                return
+            seen = self._wakeups
+            self._woken_waiting = True
+            self.woken.wait_for(lambda: self._wakeups != seen or self.closed, timeout)
+            self._woken_waiting = False
 
     def next(self, done: Entry | None, outcome: Settlement | None, block: bool) -> Entry | None:
         """Report a returned handler (if any), then take the next entry to run.
@@ -379,6 +404,7 @@ class State:
             self.closed = True
             self._idle = 0
             self.work.notify_all()
+            self.woken.notify_all()
 
     def _busy(self) -> bool:
         # Handlers whose outcome was decided (a timeout) may still run: not waited for.

@@ -1,0 +1,79 @@
+"""The worker state's hand-off to a woken handler thread (`State.yield_to_woken`)."""
+
+from __future__ import annotations
+
+import threading
+from types import SimpleNamespace
+from typing import Any
+
+from redisq.worker._state import Entry, Phase, State
+from tests.support.polling import wait_for
+
+
+def _entry(job_id: str) -> Entry:
+    job: Any = SimpleNamespace(id=job_id, queue="q")  # Entry reads nothing else here
+    return Entry(job, None, 30_000, 0.0)
+
+
+def _state() -> tuple[State, list[Any]]:
+    settled: list[Any] = []
+    return State(2, 0, lambda: None, settled.append), settled
+
+
+def test_yield_returns_once_the_woken_thread_holds_its_entry() -> None:
+    state, _ = _state()
+    taken: list[Entry | None] = []
+    hold = threading.Event()
+
+    def handler() -> None:
+        taken.append(state.next(None, None, block=True))
+        hold.wait(10)
+
+    thread = threading.Thread(target=handler, daemon=True)
+    thread.start()
+    # The thread is idle (waiting for work) once the state counts it.
+    wait_for(lambda: state._idle == 1, timeout=10)
+    entry = _entry("a")
+    assert state.admit([entry]) == []
+    state.yield_to_woken(10.0)
+    # The woken thread took the entry before the fetcher could go on.
+    assert entry.phase is Phase.RUNNING
+    assert state.running == 1
+    assert not state.pending
+    hold.set()
+    thread.join(10)
+    assert taken == [entry]
+
+
+def test_yield_does_not_wait_when_no_thread_was_woken() -> None:
+    state, _ = _state()
+    entry = _entry("a")
+    state.admit([entry])  # no handler thread idles: nobody is woken
+    state.yield_to_woken(3600.0)  # returns at once (pytest-timeout would stop a hang)
+    assert entry.phase is Phase.PENDING
+    assert list(state.pending) == [entry]
+
+
+def test_yield_ends_when_the_state_closes() -> None:
+    state, _ = _state()
+    state._waking = 1  # a thread was notified but never comes up
+    closer = threading.Thread(target=state.close, daemon=True)
+    done = threading.Event()
+
+    def yielder() -> None:
+        state.yield_to_woken(3600.0)
+        done.set()
+
+    thread = threading.Thread(target=yielder, daemon=True)
+    thread.start()
+    wait_for(lambda: state._woken_waiting, timeout=10)
+    assert not done.is_set()
+    closer.start()
+    assert done.wait(10)
+
+
+def test_yield_gives_up_after_its_timeout() -> None:
+    state, _ = _state()
+    state._waking = 1  # a thread was notified but does not come up in time
+    state.yield_to_woken(0.01)
+    assert not state._woken_waiting
