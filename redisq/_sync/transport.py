@@ -178,11 +178,11 @@ class SyncTransport:
     def pipeline(self, calls: list[Call[Any]]) -> list[Any]:
         """Run Calls in one round trip where the client allows it.
 
-        On the lean path each call is sent as soon as it is packed and each reply parsed as
-        soon as it is read, so the server runs one call while the client packs the next and
-        the client parses one reply while the server runs the next. Pipelined calls must be
-        safe to run twice (reads, or transitions idempotent by id): a connection error
-        re-sends them all, and calls refused with NOSCRIPT are sent again after a load.
+        On the lean path the calls go out in one write and each reply is parsed as soon as
+        it is read, so the client parses one reply while the server runs the next. Pipelined
+        calls must be safe to run twice (reads, or transitions idempotent by id): a
+        connection error re-sends them all, and calls refused with NOSCRIPT are sent again
+        after a load.
         """
         if not self._checked:
             self._check()
@@ -261,13 +261,18 @@ class _Failed:
 
 
 def _stream(conn: Any, calls: list[Call[Any]]) -> list[Any]:
-    """Send each call as soon as it is packed, then read and parse the replies in order."""
-    for c in calls:
-        if c.spec is None:
-            packed = hiredis.pack_command(tuple(c.args))
-        else:
-            packed = hiredis.pack_command(("EVALSHA", c.spec.sha, len(c.keys), *c.keys, *c.args))
-        conn.send_packed_command([packed])
+    """Send the calls in one write, then read and parse the replies in order.
+
+    One write (not one per call) matters for a wait with its claim behind it: sent apart,
+    the server may read and answer the wait alone, and the pair costs two round trips.
+    """
+    packed = [
+        hiredis.pack_command(tuple(c.args))
+        if c.spec is None
+        else hiredis.pack_command(("EVALSHA", c.spec.sha, len(c.keys), *c.keys, *c.args))
+        for c in calls
+    ]
+    conn.send_packed_command([b"".join(packed)])
     results: list[Any] = []
     for c in calls:
         try:
