@@ -254,14 +254,21 @@ def pickup(url: str, admin: redis.Redis, count: int) -> dict[str, list[float]]:
 
 
 class _EnqueueStamps:
-    """Server timestamps of the enqueue scripts run while it listens (MONITOR)."""
+    """Server timestamps of the enqueue scripts run while it listens (MONITOR).
+
+    The monitor stream is read raw into memory and parsed only at `stop`: parsing each line
+    as it comes (redis-py's monitor) would put this process's CPU beside the worker's at
+    the very moments being timed, on a machine with few cores. (MONITOR still costs the
+    server some time per command, which the figure keeps: it errs on the slow side.)
+    """
 
     _STOP = "redisq-bench-monitor-stop"
 
     def __init__(self, url: str) -> None:
         self._client = redis.Redis.from_url(url)
         self._sha = script("enqueue").sha
-        self._times: list[float] = []
+        self._chunks: list[bytes] = []
+        self._refused = False
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._listen, daemon=True)
 
@@ -270,24 +277,39 @@ class _EnqueueStamps:
         self._ready.wait(10)
 
     def _listen(self) -> None:
+        conn = self._client.connection_pool.get_connection()
         try:
-            with self._client.monitor() as monitor:
-                self._ready.set()
-                for entry in monitor.listen():
-                    command = entry["command"]
-                    if self._STOP in command:
-                        return
-                    if command.startswith(f"EVALSHA {self._sha}"):
-                        self._times.append(entry["time"])
+            conn.send_command("MONITOR")
+            conn.read_response()
         except redis.RedisError:
-            self._ready.set()  # MONITOR refused: no server timestamps
+            self._refused = True  # MONITOR refused: no server timestamps
+            self._ready.set()
+            return
+        self._ready.set()
+        sock, stop, tail = conn._sock, self._STOP.encode(), b""
+        while True:
+            chunk = sock.recv(1 << 16)
+            if not chunk:
+                return
+            self._chunks.append(chunk)
+            if stop in tail + chunk:
+                return
+            tail = chunk[-len(stop) :]
 
     def stop(self, admin: redis.Redis) -> list[float]:
         if self._thread.is_alive():
             admin.echo(self._STOP)
             self._thread.join(10)
         self._client.close()
-        return self._times
+        if self._refused:
+            return []
+        # Lines read '+<seconds>.<micros> [<db> <client>] "EVALSHA" "<sha>" ...'.
+        mark = f'"EVALSHA" "{self._sha}"'.encode()
+        times = []
+        for line in b"".join(self._chunks).split(b"\r\n"):
+            if mark in line:
+                times.append(float(line[1 : line.index(b" ")]))
+        return times
 
 
 def idle(url: str, admin: redis.Redis, seconds: float) -> tuple[float, float, dict[str, int]]:
