@@ -42,7 +42,7 @@ from redisq.worker._handlers import Runner
 from redisq.worker._keeper import Keeper
 from redisq.worker._settler import Settler
 from redisq.worker._state import Entry, Outcome, State
-from redisq.worker._support import WorkerMetrics, logger, stop_signals
+from redisq.worker._support import WorkerMetrics, frozen_heap, logger, stop_signals
 
 __all__ = ["Worker", "WorkerMetrics"]
 
@@ -198,6 +198,11 @@ class Worker:
     def run(self) -> None:
         """Work until stopped (SIGTERM, SIGINT or `stop`), then drain and return.
 
+        While it runs, the objects that existed when it started are frozen out of the
+        garbage collector's passes (`gc.freeze`; undone when the last worker of the
+        process returns): a full collection then walks the jobs in flight, not the whole
+        application again.
+
         Raises:
             RuntimeError: the worker already ran (make a new one).
         """
@@ -205,7 +210,7 @@ class Worker:
             if self._started:
                 raise RuntimeError("a Worker runs once; create a new Worker to run again")
             self._started = True
-        with stop_signals(self.handle_signals, self._on_signal):
+        with stop_signals(self.handle_signals, self._on_signal), frozen_heap():
             store = self.app.connect()
             try:
                 self._run(store)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import random
 import signal
@@ -14,7 +15,7 @@ from typing import Any
 
 import redis.exceptions
 
-__all__ = ["Reconnect", "WorkerMetrics", "is_transient", "logger", "stop_signals"]
+__all__ = ["Reconnect", "WorkerMetrics", "frozen_heap", "is_transient", "logger", "stop_signals"]
 
 #: Every message of the worker runtime goes to this logger.
 logger = logging.getLogger("redisq.worker")
@@ -180,3 +181,37 @@ def stop_signals(enabled: bool, on_signal: Callable[[int], None]) -> Iterator[No
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+_freeze_lock = threading.Lock()
+#: Workers running inside `frozen_heap` now, and whether the first of them froze the heap.
+_freeze_users = 0
+_froze = False
+
+
+@contextlib.contextmanager
+def frozen_heap() -> Iterator[None]:
+    """Keep the objects that exist now out of the garbage collector's passes while the block
+    runs (`gc.freeze`); the last worker to leave unfreezes them.
+
+    A worker process holds its application's modules, functions and data from start-up: tens
+    of thousands of objects that stay alive, which every full collection would walk again
+    while jobs flow (about 20 ms each on a small machine, a pause for every thread of the
+    process). Frozen, they are skipped (garbage among them waits for the unfreeze: no
+    collection runs first, which could take long in a big process). A heap someone else froze
+    is left as it is.
+    """
+    global _freeze_users, _froze
+    with _freeze_lock:
+        if _freeze_users == 0 and gc.get_freeze_count() == 0:
+            gc.freeze()
+            _froze = True
+        _freeze_users += 1
+    try:
+        yield
+    finally:
+        with _freeze_lock:
+            _freeze_users -= 1
+            if _freeze_users == 0 and _froze:
+                _froze = False
+                gc.unfreeze()

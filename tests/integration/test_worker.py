@@ -7,6 +7,7 @@ delays are checked on the test clock, where they are exact.
 from __future__ import annotations
 
 import asyncio
+import gc
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -351,3 +352,19 @@ def test_prefetch_beyond_one_claim_still_drains(real_url: str, prefix: str) -> N
         assert app.store.counts("bulk")[JobState.READY] == 0
     finally:
         app.close()
+
+
+def test_a_running_worker_keeps_the_start_up_heap_out_of_collections(app: redisq.App) -> None:
+    @app.task(queue="q")
+    def noop() -> None:
+        return None
+
+    assert gc.get_freeze_count() == 0
+    worker = make_worker(app)
+    with running(worker):
+        ref = noop.enqueue()
+        wait_job(app, ref, state=JobState.COMPLETED)  # the worker is past its start
+        # Frozen at start (gc.freeze): full collections skip what existed then.
+        assert gc.get_freeze_count() > 0
+    assert worker.wait_stopped(10)
+    assert gc.get_freeze_count() == 0  # and given back when it stopped

@@ -1,12 +1,14 @@
-"""The worker state's hand-off to a woken handler thread (`State.yield_to_woken`)."""
+"""The worker state's hand-off to a woken handler thread, and the frozen heap of a worker."""
 
 from __future__ import annotations
 
+import gc
 import threading
 from types import SimpleNamespace
 from typing import Any
 
 from redisq.worker._state import Entry, Phase, State
+from redisq.worker._support import frozen_heap
 from tests.support.polling import wait_for
 
 
@@ -77,3 +79,25 @@ def test_yield_gives_up_after_its_timeout() -> None:
     state._waking = 1  # a thread was notified but does not come up in time
     state.yield_to_woken(0.01)
     assert not state._woken_waiting
+
+
+def test_frozen_heap_freezes_while_workers_run_and_unfreezes_after_the_last() -> None:
+    assert gc.get_freeze_count() == 0
+    with frozen_heap():
+        frozen = gc.get_freeze_count()
+        assert frozen > 0
+        with frozen_heap():  # a second worker in the same process
+            assert gc.get_freeze_count() == frozen
+        assert gc.get_freeze_count() == frozen  # the first one still runs
+    assert gc.get_freeze_count() == 0
+
+
+def test_frozen_heap_leaves_a_heap_frozen_by_someone_else() -> None:
+    gc.freeze()
+    try:
+        frozen = gc.get_freeze_count()
+        with frozen_heap():
+            pass
+        assert gc.get_freeze_count() == frozen
+    finally:
+        gc.unfreeze()
