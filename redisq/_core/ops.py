@@ -467,6 +467,10 @@ def claim(
 def _jobs(jobs: Any, field: str) -> list[Job]:
     if not isinstance(jobs, (list, tuple)):
         raise InvalidArgument(field, "a list of Jobs returned by claim", jobs)
+    # One pass without building a label per job (this runs for every ack of a worker); the
+    # labels are made to name the first bad one.
+    if all(isinstance(j, Job) and j.token is not None for j in jobs):
+        return list(jobs)
     return [_held(j, f"{field}[{i}]") for i, j in enumerate(jobs)]
 
 
