@@ -9,7 +9,10 @@ Threads of one worker (pool="thread"; pool="async" replaces the handler threads 
 event loop running asyncio tasks):
 
 - the fetcher claims jobs when handler slots are free and blocks on Redis otherwise;
-- handler threads (or asyncio tasks) run the tasks;
+- handler threads (or asyncio tasks) run the tasks. With threads, the fetcher's loop moves:
+  when a wait for work brings jobs to an idle worker, the thread that received them runs the
+  first itself, with no thread switch before the handler starts, and an idle handler thread
+  takes over the loop (`State.hand_over`);
 - the keeper renews every lease in flight (lease_ms / 3), enforces timeouts, and reaps;
 - the settler acks (batched), nacks and releases, retrying through Redis outages;
 - `run` itself waits for a stop, then drains: release the prefetched jobs, let running
@@ -276,11 +279,14 @@ class _Runtime:
             worker.name,
             lambda: self.state.wait_capacity(0.5),
             self._admit,
+            executor.adopt if isinstance(executor, ThreadExecutor) else None,
             worker._stop,
             worker.idle_wait_ms,
             self.metrics,
             f"{name}-fetcher",
         )
+        if isinstance(executor, ThreadExecutor):
+            executor.fetch = self.fetcher.work
 
     def start(self) -> None:
         self.settler.start()
@@ -294,7 +300,9 @@ class _Runtime:
             entry.timeout_at = time.monotonic() + task.timeout_ms / 1000
             self.keeper.watch_timeout(entry)
 
-    def _admit(self, jobs: list[Job], sent_at: float) -> None:
+    def _admit(self, jobs: list[Job], sent_at: float, keep: bool) -> Entry | None:
+        """Register claimed jobs; with `keep`, maybe keep the first for the calling thread
+        (see `State.hand_over`) and return it."""
         task_of = self.worker.app.tasks.get
         default_lease = self._default_lease
         entries = [
@@ -307,13 +315,16 @@ class _Runtime:
             for e in entries
             if (deadline := e.job.lease_deadline_ms) is not None
         ]
-        self.metrics.claimed_batch(len(jobs), pickups)
-        refused = self.state.admit(entries)
+        self.metrics.claimed_batch(len(jobs), pickups)  # counted before any can complete
+        kept = self.state.hand_over(entries) if keep else None
+        refused = [] if kept is not None else self.state.admit(entries)
         self.keeper.watch(entries)  # until settled, released ones included
         for entry in refused:  # claimed while the worker began to stop
             self.settler.put(Outcome(entry, "release", "release"))
-        # An idle worker's handler starts before the next claim is prepared.
-        self.state.yield_to_woken(_YIELD_S)
+        if kept is None:
+            # An idle worker's handler starts before the next claim is prepared.
+            self.state.yield_to_woken(_YIELD_S)
+        return kept
 
     def shutdown(self) -> None:
         worker = self.worker

@@ -11,10 +11,11 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import threading
+from collections.abc import Callable
 from typing import Protocol
 
 from redisq.worker._handlers import Runner, cancel_handler
-from redisq.worker._state import Entry, State
+from redisq.worker._state import Entry, Handoff, State
 from redisq.worker._support import logger
 
 __all__ = ["AsyncExecutor", "Executor", "ThreadExecutor"]
@@ -42,6 +43,11 @@ class ThreadExecutor:
     is woken only when work arrives (one at a time: each thread that takes a job wakes
     another idle one if more jobs wait).
 
+    The fetcher's loop moves between threads: when a waiting claim wakes an idle worker,
+    the thread that received the jobs runs the first one itself (no thread switch before the
+    handler starts) and then carries on here as a handler thread, while an idle handler
+    thread takes over the fetcher's loop (`State.hand_over`, `Handoff.FETCH`).
+
     An ``async def`` handler runs on a private event loop in its thread and can be cancelled
     as in the async pool. A thread cannot be killed: a sync handler past its timeout, or still
     running after a stop's grace period, runs on; its job was already failed or released, so
@@ -52,6 +58,8 @@ class ThreadExecutor:
     def __init__(self, runner: Runner, concurrency: int, name: str) -> None:
         self._runner = runner
         self._state: State | None = None
+        #: The fetcher's loop (`Fetcher.work`), run by a thread handed the role.
+        self.fetch: Callable[[], Entry | None] | None = None
         self._threads = [
             threading.Thread(target=self._loop, name=f"{name}-handler-{i}", daemon=True)
             for i in range(concurrency)
@@ -70,12 +78,24 @@ class ThreadExecutor:
         """Cancel an async handler's task; a thread cannot be stopped (see the docstring)."""
         cancel_handler(entry)
 
-    def _loop(self) -> None:
+    def adopt(self, entry: Entry) -> None:
+        """Run `entry` (already marked running) in the calling thread, which then works as
+        one more handler thread (the fetcher's thread, after `State.hand_over`)."""
+        self._loop(entry)
+
+    def _loop(self, first: Entry | None = None) -> None:
         state = self._state
         assert state is not None
         run = self._runner.run_sync
-        entry = state.next(None, None, block=True)
+        entry = first if first is not None else state.next(None, None, block=True)
         while entry is not None:
+            if entry is Handoff.FETCH:
+                assert self.fetch is not None
+                # Until the worker stops (None), or until a claim's first job is kept for
+                # this thread (it runs it, and the loop moved to another thread).
+                kept = self.fetch()
+                entry = kept if kept is not None else state.next(None, None, block=True)
+                continue
             try:
                 outcome = run(entry)
             except Exception:  # a bug in the runner itself: never lose the slot

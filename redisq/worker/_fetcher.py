@@ -8,6 +8,12 @@ worker has its jobs as soon as it wakes. An idle worker thus costs a wait and a 
 few seconds (the claim after a timed-out wait also catches a lost signal), plus the reaper.
 At stop, `stop_waiting` unblocks the wait; the claim behind it still runs, and what it leased
 is admitted while the worker stops, which releases it.
+
+The loop starts on the fetcher's own thread but need not stay there: with a thread pool,
+when a waiting claim brings jobs to an idle worker, `admit` may keep the first job for the
+thread that received it (`State.hand_over`); `work` returns it, that thread runs it, and an
+idle handler thread carries on with the loop (`work` again). So the claim's state lives on
+the Fetcher, not in one thread's locals.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from collections.abc import Callable, Sequence
 from redisq._core.rotation import Rotation
 from redisq._sync.store import Store
 from redisq.models import Job
+from redisq.worker._state import Entry
 from redisq.worker._support import Reconnect, WorkerMetrics, is_transient, logger
 
 __all__ = ["Fetcher"]
@@ -36,7 +43,10 @@ class Fetcher:
         rotation: the claim plan over the queues.
         worker: the worker's name (recorded on claimed jobs).
         capacity: blocks until jobs may be claimed and returns how many (0: stop).
-        admit: takes the claimed jobs and the monotonic time the claim was sent.
+        admit: takes the claimed jobs, the monotonic time the claim was sent, and whether it
+            may keep the first for this thread to run (then returns it, else None).
+        adopt: runs a kept job in the calling thread, which then works as a handler thread
+            (None: never keep one, as with the async pool).
         stopping: set when the worker stops.
         idle_wait_ms: longest blocking wait when no work is there.
         metrics: the worker's counters.
@@ -50,7 +60,8 @@ class Fetcher:
         rotation: Rotation,
         worker: str,
         capacity: Callable[[], int],
-        admit: Callable[[list[Job], float], None],
+        admit: Callable[[list[Job], float, bool], Entry | None],
+        adopt: Callable[[Entry], None] | None,
         stopping: threading.Event,
         idle_wait_ms: int,
         metrics: WorkerMetrics,
@@ -63,13 +74,19 @@ class Fetcher:
         self._worker = worker
         self._capacity = capacity
         self._admit = admit
+        self._adopt = adopt
         self._stopping = stopping
         self._idle_wait_ms = idle_wait_ms
         self._metrics = metrics
         self._reconnect = Reconnect(stopping)
         self._lock = threading.Lock()
+        #: Notified when a claim under way was admitted (for `quiesce`).
+        self._claimed = threading.Condition(self._lock)
         self._closed = False
-        self._claiming = False
+        #: Claims under way, until admitted (see `work`).
+        self._claiming = 0
+        #: A full batch came back last time: claim again at once (else wait for work).
+        self._must_claim = True
 
     def quiesce(self, timeout: float) -> None:
         """Claim nothing more; wait for a claim under way to be admitted.
@@ -79,9 +96,7 @@ class Fetcher:
         """
         with self._lock:
             self._closed = True
-            claiming = self._claiming
-        if claiming:
-            self.join(timeout)
+            self._claimed.wait_for(lambda: self._claiming == 0, timeout)
 
     def stop_waiting(self) -> None:
         """Claim nothing more; cut a blocked wait short (the claim behind it still lands)."""
@@ -93,25 +108,30 @@ class Fetcher:
         """Start the thread."""
         self._thread.start()
 
-    def join(self, timeout: float | None = None) -> None:
-        """Wait for the thread to end."""
-        self._thread.join(timeout)
-
     def _main(self) -> None:
-        must_claim = True
+        entry = self.work()
+        if entry is not None and self._adopt is not None:
+            self._adopt(entry)  # this thread runs the job, then works as a handler thread
+
+    def work(self) -> Entry | None:
+        """Run the loop in the calling thread until the worker stops (returns None), or until
+        a waiting claim's first job is kept for this thread (returns it: the caller runs it;
+        an idle handler thread has taken over the loop)."""
+        keep = self._adopt is not None
         while not self._stopping.is_set():
             count = self._capacity()
             if count <= 0:
                 continue  # stopping (capacity() returns 0 then) or a spurious wake-up
             with self._lock:
                 if self._closed:
-                    return
-                self._claiming = True
+                    return None
+                # A count, not a flag: the loop may move on to another thread before this
+                # one has finished with its claim.
+                self._claiming += 1
             try:
                 sent_at = time.monotonic()
-                if must_claim:
-                    jobs = self._claim(count)
-                else:
+                waited = not self._must_claim
+                if waited:
                     # The queues were drained: wait for work and claim it in one round trip.
                     jobs = self._store.claim(
                         self._queues, worker=self._worker, count=count, wait_ms=self._idle_wait_ms
@@ -120,18 +140,34 @@ class Fetcher:
                     # leases from the reply, less a margin for its way back. (This only
                     # schedules renewals; the store itself enforces every lease.)
                     sent_at = max(sent_at, time.monotonic() - _REPLY_MARGIN_S)
+                else:
+                    jobs = self._claim(count)
                 self._reconnect.reset()
-                if jobs:
-                    self._admit(jobs, sent_at)
             except Exception as exc:
+                self._done_claiming()
                 self._failed(exc)
-                must_claim = True  # wake-ups may have been missed meanwhile
+                self._must_claim = True  # wake-ups may have been missed meanwhile
                 continue
-            finally:
-                with self._lock:
-                    self._claiming = False
             # A full batch: more may be waiting; a short one: the queues are drained.
-            must_claim = len(jobs) >= count
+            self._must_claim = len(jobs) >= count
+            kept: Entry | None = None
+            try:
+                # Woken from a wait, the worker was idle: its first job may start right here
+                # (the last step: the loop may go on in another thread from then on).
+                kept = self._admit(jobs, sent_at, keep and waited) if jobs else None
+            except Exception:  # a bug: the jobs' leases run out and the reaper returns them
+                self._metrics.add("errors")
+                logger.exception("admitting %d claimed job(s) failed", len(jobs))
+            finally:
+                self._done_claiming()
+            if kept is not None:
+                return kept
+        return None
+
+    def _done_claiming(self) -> None:
+        with self._lock:
+            self._claiming -= 1
+            self._claimed.notify_all()
 
     def _failed(self, exc: Exception) -> None:
         if self._stopping.is_set():

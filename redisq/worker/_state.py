@@ -23,7 +23,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 from redisq._core.ops import MAX_CLAIM
 from redisq.worker._support import logger
@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from redisq.models import Job
     from redisq.task import Task
 
-__all__ = ["Entry", "Outcome", "Phase", "Settlement", "State", "outcome_of"]
+__all__ = ["Entry", "Handoff", "Outcome", "Phase", "Settlement", "State", "outcome_of"]
 
 #: Guards the lazy creation of the entries' cancellation Events (rarely taken).
 _EVENT_LOCK = threading.Lock()
@@ -48,6 +48,14 @@ class Phase(enum.Enum):
     RUNNING = "running"
     #: An outcome was decided and waits for the settler.
     DECIDED = "decided"
+
+
+class Handoff(enum.Enum):
+    """What `State.next` gives a handler thread instead of an entry."""
+
+    #: Run the fetcher's loop now: the thread that ran it kept a job for itself (see
+    #: `State.hand_over`).
+    FETCH = "fetch"
 
 
 class Entry:
@@ -213,6 +221,8 @@ class State:
         #: Handler threads that woke up for work so far; someone waits in `yield_to_woken`.
         self._wakeups = 0
         self._woken_waiting = False
+        #: The fetcher's loop waits for a handler thread to take it over (`hand_over`).
+        self._fetch_free = False
         self._room_waiting = False
         self._draining = False
         #: The fetcher waits for this much room (a worthwhile claim) unless nothing is
@@ -266,6 +276,38 @@ class State:
         self._wake()
         return []
 
+    def hand_over(self, entries: list[Entry]) -> Entry | None:
+        """Admit claimed entries but keep the first for the calling fetcher thread to run at
+        once, when a handler thread idles; that thread takes over the fetcher's loop.
+
+        This is how an idle worker starts a job without a thread switch: the thread that
+        received the job runs it, and the switch (waking the idle thread) happens off that
+        path. Returns the kept entry (marked running), or None: nothing was admitted (no
+        thread idles, or the worker stops), and the caller admits them with `admit`.
+        """
+        with self.lock:
+            if (
+                self.stopping
+                or self.closed
+                or not self._idle
+                or self._fetch_free
+                or self.running >= self.concurrency
+            ):
+                return None
+            self.entries.update(entries)
+            first = entries[0]
+            first.phase = _RUNNING
+            self.running += 1
+            self._held += len(entries)
+            self.pending.extend(entries[1:])
+            self._fetch_free = True
+            self._idle -= 1
+            self._waking += 1
+            self.work.notify()
+        if len(entries) > 1:
+            self._wake()
+        return first
+
     def _wake_one(self) -> None:
         """Wake one idle handler thread if work waits and none is waking already."""
         if self._idle and not self._waking and self.pending:
@@ -273,9 +315,20 @@ class State:
             self._waking += 1
             self.work.notify()
 
-    def _take(self, block: bool) -> Entry | None:
-        """Take the next pending entry and mark it running (lock held)."""
+    @overload
+    def _take(self, block: Literal[False]) -> Entry | None: ...
+
+    @overload
+    def _take(self, block: bool) -> Entry | Handoff | None: ...
+
+    def _take(self, block: bool) -> Entry | Handoff | None:
+        """Take the next pending entry and mark it running (lock held); a handler thread
+        (`block`) takes over the fetcher's loop first when it waits for one."""
         while not self.closed:
+            if block and self._fetch_free:
+                self._fetch_free = False
+                self._wake_one()  # entries may wait: another idle thread runs them
+                return Handoff.FETCH
             if self.pending and not self.stopping and self.running < self.concurrency:
                 entry = self.pending.popleft()
                 entry.phase = Phase.RUNNING
@@ -309,7 +362,19 @@ class State:
             self.woken.wait_for(lambda: self._wakeups != seen or self.closed, timeout)
             self._woken_waiting = False
 
-    def next(self, done: Entry | None, outcome: Settlement | None, block: bool) -> Entry | None:
+    @overload
+    def next(
+        self, done: Entry | None, outcome: Settlement | None, block: Literal[False]
+    ) -> Entry | None: ...
+
+    @overload
+    def next(
+        self, done: Entry | None, outcome: Settlement | None, block: Literal[True]
+    ) -> Entry | Handoff | None: ...
+
+    def next(
+        self, done: Entry | None, outcome: Settlement | None, block: bool
+    ) -> Entry | Handoff | None:
         """Report a returned handler (if any), then take the next entry to run.
 
         Args:
@@ -318,8 +383,9 @@ class State:
             block: wait for work (a handler thread) instead of returning None.
 
         Returns:
-            The entry to run next (marked running), or None: no work (not blocking), or
-            the executor is closing.
+            The entry to run next (marked running); `Handoff.FETCH` (only when blocking):
+            run the fetcher's loop; or None: no work (not blocking), or the executor is
+            closing.
         """
         with self.lock:
             if done is None or not self._finish(done, outcome):

@@ -368,3 +368,32 @@ def test_a_running_worker_keeps_the_start_up_heap_out_of_collections(app: redisq
         assert gc.get_freeze_count() > 0
     assert worker.wait_stopped(10)
     assert gc.get_freeze_count() == 0  # and given back when it stopped
+
+
+@pytest.mark.parametrize("pool", POOLS)
+def test_an_idle_worker_keeps_claiming_while_the_job_that_woke_it_runs(
+    app: redisq.App, pool: str
+) -> None:
+    # A job that wakes an idle thread-pool worker runs on the thread that received it, and
+    # another thread takes over claiming: a long first job must not hold up the next ones.
+    started: list[str] = []
+    release = threading.Event()
+
+    @app.task(queue="q")
+    def block(name: str) -> None:
+        started.append(name)
+        release.wait(20)
+
+    @app.task(queue="q")
+    def warm() -> None:
+        return None
+
+    with running(make_worker(app, pool=pool, concurrency=3)):
+        # Past its first claim, the worker waits for work (each round below wakes it).
+        wait_job(app, warm.enqueue(), state=JobState.COMPLETED)
+        for n, name in enumerate(["a", "b", "c"]):
+            block.enqueue(name)
+            wait_for(lambda n=n: len(started) == n + 1, timeout=10)  # while the others run
+        release.set()
+        wait_for(lambda: app.store.totals("q")["completed"] == 4, timeout=10)
+    assert started == ["a", "b", "c"]

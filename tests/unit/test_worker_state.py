@@ -1,4 +1,4 @@
-"""The worker state's hand-off to a woken handler thread, and the frozen heap of a worker."""
+"""The worker state's hand-offs between its threads, and the frozen heap of a worker."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import threading
 from types import SimpleNamespace
 from typing import Any
 
-from redisq.worker._state import Entry, Phase, State
+from redisq.worker._state import Entry, Handoff, Phase, State
 from redisq.worker._support import frozen_heap
 from tests.support.polling import wait_for
 
@@ -101,3 +101,57 @@ def test_frozen_heap_leaves_a_heap_frozen_by_someone_else() -> None:
         assert gc.get_freeze_count() == frozen
     finally:
         gc.unfreeze()
+
+
+def _idle_handler(state: State, got: list[Any]) -> threading.Thread:
+    """A handler thread waiting for work; records what `next` gives it first."""
+
+    def handler() -> None:
+        got.append(state.next(None, None, block=True))
+
+    thread = threading.Thread(target=handler, daemon=True)
+    thread.start()
+    wait_for(lambda: state._idle == 1, timeout=10)
+    return thread
+
+
+def test_hand_over_keeps_the_first_job_and_passes_the_fetch_loop_to_an_idle_thread() -> None:
+    state, _ = _state()
+    got: list[Any] = []
+    thread = _idle_handler(state, got)
+    first, second = _entry("a"), _entry("b")
+    assert state.hand_over([first, second]) is first
+    # The caller runs the first at once; the second waits for a handler.
+    assert first.phase is Phase.RUNNING
+    assert state.running == 1
+    assert list(state.pending) == [second]
+    assert state.entries == {first, second}
+    assert state.capacity() == 0  # both count against concurrency + prefetch
+    thread.join(10)
+    # The idle thread was told to run the fetcher's loop, not to take the pending entry.
+    assert got == [Handoff.FETCH]
+    assert list(state.pending) == [second]
+
+
+def test_hand_over_declines_when_no_handler_thread_idles() -> None:
+    state, _ = _state()
+    entry = _entry("a")
+    assert state.hand_over([entry]) is None
+    # Nothing was admitted: the caller admits as usual.
+    assert entry.phase is Phase.PENDING
+    assert not state.entries
+    assert not state.pending
+    assert state.capacity() == 2
+
+
+def test_hand_over_declines_while_the_worker_stops() -> None:
+    state, _ = _state()
+    got: list[Any] = []
+    thread = _idle_handler(state, got)
+    state.begin_stop()
+    entry = _entry("a")
+    assert state.hand_over([entry]) is None
+    assert not state.entries
+    state.close()
+    thread.join(10)
+    assert got == [None]
