@@ -31,7 +31,7 @@ from redisq._core.validate import (
     check_state,
 )
 from redisq._version import __version__
-from redisq.errors import BadRecord, InvalidArgument, WrongKeyType
+from redisq.errors import BadRecord, InvalidArgument, SerializationError, WrongKeyType
 from redisq.keys import QueueKeys
 from redisq.models import Job, JobState, Migration, Retention, Spec
 
@@ -454,7 +454,10 @@ def claim(
             reply = yield call
         if reply[0] != ScriptStatus.PAUSED:
             _check(reply, queue)
-            jobs.extend(parse_entries(queue, reply, 3))
+            good, spoiled = _claimed_jobs(queue, reply)
+            jobs.extend(good)
+            if spoiled:
+                yield [_bury(s, queue, *bad) for bad in spoiled]
             if due_in is not None:
                 due_in[queue] = int(reply[2])
         # A wait that timed out signalled nothing: the claim behind it was a safety check of
@@ -462,6 +465,49 @@ def claim(
         if len(jobs) >= count or (timed_out and not jobs):
             break
     return jobs
+
+
+def _claimed_jobs(queue: str, reply: list[Any]) -> tuple[list[Job], list[tuple[str, int, str]]]:
+    """Parse a claim's ``id, record, ...`` (from reply[3]): the Jobs, and (id, token, why)
+    for each leased record whose tail does not parse (the script checked only its head)."""
+    try:
+        return parse_entries(queue, reply, 3), []  # the usual case: every record parses
+    except (BadRecord, SerializationError, ValueError):
+        pass
+    good: list[Job] = []
+    spoiled: list[tuple[str, int, str]] = []
+    for i in range(3, len(reply), 2):
+        job_id, data = reply[i].decode(), reply[i + 1]
+        try:
+            good.append(parse_record(queue, job_id, data))
+        except (BadRecord, SerializationError, ValueError) as exc:
+            try:
+                token = int(data.split(b"\n", 4)[3])  # the head parsed on the server
+            except (ValueError, IndexError):
+                continue  # cannot happen after the script's check; its lease runs out
+            spoiled.append((job_id, token, str(exc)))
+    return good, spoiled
+
+
+def _bury(s: Settings, queue: str, job_id: str, token: int, why: str) -> Call[Any]:
+    """Dead-letter a job just claimed whose stored record does not parse (a poison record):
+    no handler can run it, and it must not hold up the jobs claimed with it. The nack script
+    rewrites only the record's head; the reply (the record) is not parsed."""
+    r = s.retention
+    return script_call(
+        "nack",
+        queue_keys(s.prefix, queue),
+        _ok,
+        now_ms=s.now_arg(),
+        id=job_id,
+        token=token,
+        error=_error_text(f"dead-lettered by claim: its stored record does not parse ({why})"),
+        delay_ms=0,
+        dead=1,
+        dead_keep=r.dead,
+        dead_age_ms=r.dead_age_ms,
+        batch=r.trim_batch,
+    )
 
 
 def _jobs(jobs: Any, field: str) -> list[Job]:

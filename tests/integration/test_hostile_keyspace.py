@@ -506,3 +506,51 @@ def test_schema_version_mismatch_on_a_queue_redisq_never_wrote(
     exc = check_refused(world, lambda: SCHEMA_OPS[op_name](world), (SchemaVersionError,))
     assert isinstance(exc, SchemaVersionError)
     assert (exc.found, exc.expected) == (found, str(SCHEMA_VERSION))
+
+
+# ------------------------------------------------------- records whose tail does not parse
+
+# A record's head (state, attempts, token, ...) is what claim checks and rewrites on the
+# server; the rest (name, blob lengths, payload) is parsed by the client. Each of these
+# spoils only the rest.
+TAILS: dict[str, Callable[[list[bytes]], None]] = {
+    "payload-not-msgpack": lambda parts: parts.__setitem__(20, b"\xc1"),
+    "name-not-utf8": lambda parts: parts.__setitem__(16, b"\xff\xfe"),
+    "blob-lengths": lambda parts: parts.__setitem__(17, b"999"),
+}
+
+
+def _spoil_tail(world: World, job_id: str, how: str) -> None:
+    record = world.raw.hget(world.jobs_key, job_id)
+    parts = record.split(b"\n", 20)
+    TAILS[how](parts)
+    world.raw.hset(world.jobs_key, job_id, b"\n".join(parts))
+
+
+@pytest.mark.parametrize("how", TAILS)
+def test_claim_dead_letters_a_poison_record_and_returns_the_jobs_claimed_with_it(
+    world: World, how: str
+) -> None:
+    s = world.store
+    s.enqueue_many(Q, [Spec("a", id="a1"), Spec("b", id="b1"), Spec("c", id="c1")])
+    _spoil_tail(world, "b1", how)
+    jobs = s.claim(Q, worker="w", lease_ms=LEASE, count=10)
+    # The others come back to the caller, leased; the poison one cannot run anywhere.
+    assert [j.id for j in jobs] == ["a1", "c1"]
+    assert all(j.state is JobState.LEASED for j in jobs)
+    assert world.raw.zscore(world.key("leased"), "a1") is not None
+    if how == "blob-lengths":
+        # The server cannot rewrite a record whose blobs do not fit: it stays leased (the
+        # claim refuses nothing else) until its lease ends.
+        assert world.raw.zscore(world.key("leased"), "b1") is not None
+        assert world.raw.zscore(world.key("dead"), "b1") is None
+    else:
+        assert world.raw.zscore(world.key("dead"), "b1") is not None
+        assert world.raw.zscore(world.key("leased"), "b1") is None
+        assert s.totals(Q)["dead"] == 1
+        # Its bytes are kept for a look, with the reason in place of the last error.
+        kept = world.raw.hget(world.jobs_key, "b1")
+        assert b"dead-lettered by claim: its stored record does not parse" in kept
+        assert b"\ndead\n" in kept
+    assert s.ack_many(jobs, snapshots=False) == []
+    assert s.counts(Q)[JobState.COMPLETED] == 2
