@@ -25,7 +25,8 @@
   ARGV[9] dead_age_ms int    retention of the dead set: age (0 = no age limit)
   Returns: {status, now_ms, next_in_ms, id, record, id, record, ...}; next_in_ms = ms until the
            earliest scheduled job is due when fewer than count jobs were leased, else -1
-  Status: OK, PAUSED, WRONG_TYPE, SCHEMA_MISMATCH, BAD_ARGUMENT, BAD_RECORD
+  A candidate whose record does not parse goes to the dead set as it is (lib/quarantine).
+  Status: OK, PAUSED, WRONG_TYPE, SCHEMA_MISMATCH, BAD_ARGUMENT
   Cost: O((batch + count) log N)
 ]]
 --- @include "lib/status"
@@ -33,7 +34,6 @@
 --- @include "lib/num"
 --- @include "lib/read_meta"
 --- @include "lib/record"
---- @include "lib/bad_record"
 --- @include "lib/claim_head"
 --- @include "lib/read_jobs"
 --- @include "lib/write_jobs"
@@ -44,6 +44,8 @@
 --- @include "lib/wrong_type"
 --- @include "lib/wake"
 --- @include "lib/add_totals"
+--- @include "lib/quarantine"
+--- @include "lib/key_types"
 
 local meta_key = KEYS[1]
 local ready_key = KEYS[2]
@@ -143,9 +145,10 @@ if not recs then
   return err
 end
 -- One pass over the candidates: check each head and build its leased record (nothing is
--- written until every candidate passed). Per job only what must differ is formatted: the
--- token, and attempts + 1 (small counts from a table); deadlines once per distinct lease
--- length. '%d' formats integers exactly and about twice as fast as num's '%.0f'.
+-- written until every candidate was checked; one whose head does not parse is set aside).
+-- Per job only what must differ is formatted: the token, and attempts + 1 (small counts from
+-- a table); deadlines once per distinct lease length. '%d' formats integers exactly and about
+-- twice as fast as num's '%.0f'.
 local match, fmt, sub = string.match, string.format, string.sub
 local NEXT = {['0'] = '1', ['1'] = '2', ['2'] = '3', ['3'] = '4', ['4'] = '5', ['5'] = '6',
   ['6'] = '7', ['7'] = '8', ['8'] = '9'}
@@ -156,38 +159,46 @@ local leased_pairs = {}
 local writes = {}
 local memo = {}
 local out = {STATUS.OK, now, -1}
+local spoiled = {}
 local k = 0
 for i = 1, #ids do
   local s = recs[i]
   if s then
     local attempts, fin, lease = match(s, CLAIM_HEAD)
     if not attempts then
-      return bad_record(jobs_key, ids[i])
+      spoiled[#spoiled + 1] = ids[i]  -- set aside below (lib/quarantine)
+    else
+      local deadline = deadlines[lease]
+      if not deadline then
+        deadline = fmt('%d', now + (tonumber(lease) or lease_ms))
+        deadlines[lease] = deadline
+      end
+      k = k + 2
+      local id = ids[i]
+      local tok = fmt('%d', token + k / 2)
+      -- state leased; attempts + 1; token, worker, leased_at and deadline new; the rest as
+      -- stored.
+      local rec = 'j3\nleased\n' .. (NEXT[attempts] or fmt('%d', attempts + 1)) .. '\n' .. tok
+        .. '\n' .. worker .. '\n' .. n .. '\n' .. deadline .. '\n' .. sub(s, fin)
+      writes[k - 1] = id
+      writes[k] = rec
+      leased_pairs[k - 1] = deadline
+      leased_pairs[k] = id
+      memo[k - 1] = id
+      memo[k] = tok
+      out[k + 2] = id
+      out[k + 3] = rec
     end
-    local deadline = deadlines[lease]
-    if not deadline then
-      deadline = fmt('%d', now + (tonumber(lease) or lease_ms))
-      deadlines[lease] = deadline
-    end
-    k = k + 2
-    local id = ids[i]
-    local tok = fmt('%d', token + k / 2)
-    -- state leased; attempts + 1; token, worker, leased_at and deadline new; the rest as
-    -- stored.
-    local rec = 'j3\nleased\n' .. (NEXT[attempts] or fmt('%d', attempts + 1)) .. '\n' .. tok
-      .. '\n' .. worker .. '\n' .. n .. '\n' .. deadline .. '\n' .. sub(s, fin)
-    writes[k - 1] = id
-    writes[k] = rec
-    leased_pairs[k - 1] = deadline
-    leased_pairs[k] = id
-    memo[k - 1] = id
-    memo[k] = tok
-    out[k + 2] = id
-    out[k + 3] = rec
   end
+end
+if #spoiled > 0 and key_types({dead_key, 'zset'}) then
+  return wrong_type(dead_key)
 end
 local leased = k / 2
 redis.call('ZREMRANGEBYRANK', ready_key, 0, #ids - 1)
+if #spoiled > 0 then
+  add_totals(meta_key, 0, 0, quarantine(dead_key, now, spoiled))
+end
 if more then
   wake(wake_key)
 end

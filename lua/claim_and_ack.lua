@@ -39,6 +39,7 @@
 --- @include "lib/memo_get"
 --- @include "lib/memo_set"
 --- @include "lib/add_totals"
+--- @include "lib/quarantine"
 
 local meta_key = KEYS[1]
 local ready_key = KEYS[2]
@@ -93,9 +94,11 @@ if redis.call('HGET', meta_key, 'paused') == '1' then
   return {STATUS.PAUSED, now}
 end
 
--- The best ready job with a record; index entries without one are dropped on the way.
+-- The best ready job with a record; index entries without one are dropped on the way, and
+-- records that do not parse are set aside in the dead set (lib/quarantine).
 local id = nil
 local t = nil
+local spoiled = 0
 for _ = 1, batch do
   local top = redis.call('ZRANGE', ready_key, 0, 0)
   if #top == 0 then
@@ -103,15 +106,18 @@ for _ = 1, batch do
   end
   local bad
   t, _, bad = read_job(jobs_key, top[1])
-  if bad then
+  if bad and bad[1] == STATUS.WRONG_TYPE then
     return bad
   end
   redis.call('ZREM', ready_key, top[1])
-  if t then
+  if bad then
+    spoiled = spoiled + quarantine(dead_key, now, {top[1]})
+  elseif t then
     id = top[1]
     break
   end
 end
+add_totals(meta_key, 0, 0, spoiled)
 if not id then
   return {STATUS.OK, now}
 end

@@ -15,7 +15,7 @@
   ARGV[3] dead_keep   int    retention of the dead set: count
   ARGV[4] dead_age_ms int    retention of the dead set: age (0 = no age limit)
   Returns: {status, reaped to ready, dead-lettered, promoted}
-  Status: OK, WRONG_TYPE, SCHEMA_MISMATCH, BAD_ARGUMENT, BAD_RECORD
+  Status: OK, WRONG_TYPE, SCHEMA_MISMATCH, BAD_ARGUMENT
   Cost: O(limit log N)
 ]]
 --- @include "lib/status"

@@ -2,24 +2,25 @@
 --- @include "lib/num"
 --- @include "lib/chunks"
 --- @include "lib/record"
---- @include "lib/bad_record"
 --- @include "lib/rec_pack"
 --- @include "lib/read_jobs"
 --- @include "lib/write_jobs"
 --- @include "lib/ready_score"
 --- @include "lib/wrong_type"
 --- @include "lib/key_types"
+--- @include "lib/quarantine"
 -- Moves up to `limit` scheduled jobs whose due time has come into the ready set, at the
 -- position their priority and original enqueue sequence give them. Index entries that point at
--- no job record are dropped. Returns the number promoted, or nil and an error reply when a
--- key holds another type or a record does not parse (nothing of this step is written then).
-local function promote_due(scheduled_key, ready_key, jobs_key, now, limit)
+-- no job record are dropped; a record that does not parse goes to the dead set (lib/quarantine).
+-- Returns the number promoted and the number set aside, or nil and an error reply when a key
+-- holds another type (nothing of this step is written then).
+local function promote_due(scheduled_key, ready_key, jobs_key, dead_key, now, limit)
   local ids = redis.pcall('ZRANGEBYSCORE', scheduled_key, '-inf', num(now), 'LIMIT', 0, limit)
   if ids['err'] then
     return nil, wrong_type(scheduled_key)
   end
   if #ids == 0 then
-    return 0
+    return 0, 0
   end
   if key_types({ready_key, 'zset'}) then
     return nil, wrong_type(ready_key)
@@ -30,23 +31,28 @@ local function promote_due(scheduled_key, ready_key, jobs_key, now, limit)
   end
   local moves = {}
   local writes = {}
+  local spoiled = {}
   for i = 1, #ids do
     if recs[i] then
       local t = rec_parse(recs[i])
-      if not t then
-        return nil, bad_record(jobs_key, ids[i])
+      if t then
+        t[F.STATE] = 'ready'
+        moves[#moves + 1] = ready_score(t[F.PRIO], t[F.SEQ])
+        moves[#moves + 1] = ids[i]
+        writes[#writes + 1] = ids[i]
+        writes[#writes + 1] = rec_pack(t)
+      else
+        spoiled[#spoiled + 1] = ids[i]
       end
-      t[F.STATE] = 'ready'
-      moves[#moves + 1] = ready_score(t[F.PRIO], t[F.SEQ])
-      moves[#moves + 1] = ids[i]
-      writes[#writes + 1] = ids[i]
-      writes[#writes + 1] = rec_pack(t)
     end
+  end
+  if #spoiled > 0 and key_types({dead_key, 'zset'}) then
+    return nil, wrong_type(dead_key)
   end
   if #writes > 0 then
     write_jobs(jobs_key, writes)
     chunks({'ZADD', ready_key}, moves)
   end
   chunks({'ZREM', scheduled_key}, ids)
-  return #moves / 2
+  return #moves / 2, quarantine(dead_key, now, spoiled)
 end

@@ -2,7 +2,6 @@
 --- @include "lib/num"
 --- @include "lib/chunks"
 --- @include "lib/record"
---- @include "lib/bad_record"
 --- @include "lib/rec_pack"
 --- @include "lib/rec_blobs"
 --- @include "lib/read_jobs"
@@ -11,11 +10,13 @@
 --- @include "lib/clear_unique"
 --- @include "lib/key_types"
 --- @include "lib/wrong_type"
+--- @include "lib/quarantine"
 -- Returns up to `limit` jobs whose lease deadline has passed to the ready set, or to the dead
 -- set when their attempts are used up. The lease's token stays on the record (ended is
--- 'reap/<token>'), so a late ack, nack or renew by the old holder is refused. Returns reaped,
--- dead-lettered; or nil, nil and an error reply when a key holds another type or a record does
--- not parse (then nothing of this step is written).
+-- 'reap/<token>'), so a late ack, nack or renew by the old holder is refused. A record that
+-- does not parse goes to the dead set as it is (lib/quarantine). Returns reaped and
+-- dead-lettered (set-aside ones included); or nil, nil and an error reply when a key holds
+-- another type (then nothing of this step is written).
 local function reap_expired(keys, now, limit)
   local ids = redis.pcall('ZRANGEBYSCORE', keys.leased, '-inf', num(now), 'LIMIT', 0, limit)
   if ids['err'] then
@@ -32,13 +33,13 @@ local function reap_expired(keys, now, limit)
   local writes = {}
   local dead = {}
   local uniques = {}
+  local spoiled = {}
   local n = num(now)
   for i = 1, #ids do
-    if recs[i] then
-      local t = rec_parse(recs[i])
-      if not t then
-        return nil, nil, bad_record(keys.jobs, ids[i])
-      end
+    local t = recs[i] and rec_parse(recs[i])
+    if recs[i] and not t then
+      spoiled[#spoiled + 1] = ids[i]
+    elseif t then
       t[F.ENDED] = 'reap/' .. t[F.TOKEN]
       if tonumber(t[F.ATTEMPTS]) >= tonumber(t[F.MAX]) then
         t[F.STATE] = 'dead'
@@ -74,5 +75,5 @@ local function reap_expired(keys, now, limit)
     clear_unique(keys.unique, uniques)
   end
   chunks({'ZREM', keys.leased}, ids)
-  return #to_ready / 2, #dead / 2
+  return #to_ready / 2, #dead / 2 + quarantine(keys.dead, now, spoiled)
 end

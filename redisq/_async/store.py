@@ -243,6 +243,10 @@ class AsyncStore:
         store's last claim of the same queues came up short, the first claim is skipped and
         the call starts by waiting.
 
+        A job whose stored record does not parse (written by something else) is not
+        returned: it goes to the dead set with its bytes kept, and the jobs claimed with it
+        come back as usual (a poison record never blocks a queue).
+
         Args:
             queues: one queue name or a list of names.
             worker: the claiming worker's name (recorded on the job).

@@ -363,22 +363,12 @@ def test_jobs_hash_of_the_wrong_type_before_any_call(world: World, op_name: str)
     assert (exc.key, exc.found) == (world.jobs_key, "list")
 
 
-# Operations that walk a set of ids and meet one whose record does not parse. They may refuse
-# (BadRecord) or leave that job alone, but must not silently drop it from its set.
+# Operations that walk a set of ids and meet one whose record does not parse. Reads and
+# retry_dead may refuse (BadRecord) or leave that job alone, but must not silently drop it
+# from its set.
 SWEEPS: dict[str, tuple[Callable[[World], Any], str]] = {
-    "claim": (lambda w: w.store.claim(Q, worker="w2", lease_ms=LEASE), "r1"),
-    "claim_and_ack": (lambda w: w.store.claim_and_ack(Q), "r1"),
     "peek": (lambda w: w.store.peek(Q, 1), "r1"),
     "list": (lambda w: w.store.list(Q, state=JobState.READY), "r1"),
-    "reap": (lambda w: (w.clock.advance(LEASE), w.store.reap(Q))[1], "l1"),
-    "claim-reaps": (
-        lambda w: (w.clock.advance(LEASE), w.store.claim(Q, worker="w2", count=1))[1],
-        "l1",
-    ),
-    "promote": (
-        lambda w: (w.clock.advance(60_000), w.store.claim(Q, worker="w2", count=1))[1],
-        "s1",
-    ),
     "retry_dead": (lambda w: w.store.retry_dead(Q), "x1"),
     "retry_dead-id": (lambda w: w.store.retry_dead(Q, ["x1"]), "x1"),
 }
@@ -389,17 +379,76 @@ def test_sweep_over_a_job_record_that_does_not_parse(world: World, op_name: str)
     world.populate()
     call, job_id = SWEEPS[op_name]
     # Make the corrupted job the only candidate, so that leaving it alone changes nothing.
-    if op_name in {"claim", "claim_and_ack", "peek", "list"}:
+    if op_name in {"peek", "list"}:
         world.store.delete(Q, "u1")
-    if op_name in {"claim-reaps", "promote"}:
-        for other in ("r1", "u1"):
-            world.store.delete(Q, other)
-    if op_name == "promote":
-        world.store.ack(world.held)
     world.corrupt(job_id)
     exc = check_refused(world, lambda: call(world), (BadRecord,), may_succeed=True)
     if isinstance(exc, BadRecord):
         assert exc.job_id == job_id
+
+
+# The sweeps that move jobs on (claim, claim_and_ack, the reaper, promotion of due jobs) set a
+# record that does not parse aside in the dead set instead, untouched, so that one corrupt
+# record cannot block its queue: (call, id of the job, the set it was in).
+SETTING_ASIDE: dict[str, tuple[Callable[[World], Any], str, str]] = {
+    "claim": (lambda w: w.store.claim(Q, worker="w2", lease_ms=LEASE), "r1", "ready"),
+    "claim_and_ack": (lambda w: w.store.claim_and_ack(Q), "r1", "ready"),
+    "reap": (lambda w: (w.clock.advance(LEASE), w.store.reap(Q))[1], "l1", "leased"),
+    "claim-reaps": (
+        lambda w: (w.clock.advance(LEASE), w.store.claim(Q, worker="w2", count=1))[1],
+        "l1",
+        "leased",
+    ),
+    "promote": (
+        lambda w: (w.clock.advance(60_000), w.store.claim(Q, worker="w2", count=1))[1],
+        "s1",
+        "scheduled",
+    ),
+}
+
+
+@pytest.mark.parametrize("op_name", SETTING_ASIDE)
+@pytest.mark.parametrize("damage", ["whole", "tail"])
+def test_a_record_that_does_not_parse_is_set_aside_and_the_queue_goes_on(
+    world: World, op_name: str, damage: str
+) -> None:
+    world.populate()
+    call, job_id, was_in = SETTING_ASIDE[op_name]
+    s = world.store
+    # Make the corrupted job the only candidate of its sweep.
+    if op_name in {"claim", "claim_and_ack"}:
+        s.delete(Q, "u1")
+    if op_name in {"claim-reaps", "promote"}:
+        for other in ("r1", "u1"):
+            s.delete(Q, other)
+    if op_name == "promote":
+        s.ack(world.held)
+    if damage == "whole":
+        world.corrupt(job_id)
+    else:  # the head parses, the blob lengths do not fit: the server cannot rewrite it
+        _spoil_tail(world, job_id, "blob-lengths")
+    stored = world.raw.hget(world.jobs_key, job_id)
+    dead_before = s.totals(Q)["dead"]
+    call(world)  # does not raise
+    if (op_name, damage) == ("claim", "tail"):
+        # The head parsed, so claim leased it; the client's bury (a nack) is refused, since
+        # the server cannot rewrite those blobs: the reaper sets it aside when its lease ends.
+        assert world.raw.zscore(world.key("leased"), job_id) is not None
+        stored = world.raw.hget(world.jobs_key, job_id)  # with its lease's head
+        world.clock.advance(LEASE)
+        s.reap(Q)
+        was_in = "leased"
+    assert world.raw.zscore(world.key(was_in), job_id) is None
+    assert world.raw.zscore(world.key("dead"), job_id) is not None
+    assert world.raw.hget(world.jobs_key, job_id) == stored  # kept byte for byte
+    assert s.totals(Q)["dead"] == dead_before + 1
+    with pytest.raises(BadRecord):
+        s.get(Q, job_id)
+    # The queue is not blocked: the next job is claimed as usual.
+    fresh = s.enqueue(Q, "after", id="n1")
+    world.clock.advance(LEASE)
+    assert [j.id for j in s.claim(Q, worker="w3", lease_ms=LEASE, count=10)][-1:] == [fresh.id]
+    assert s.delete(Q, job_id) is True
 
 
 # ------------------------------------------------------------------- registry and locks
