@@ -493,21 +493,8 @@ def _bury(s: Settings, queue: str, job_id: str, token: int, why: str) -> Call[An
     """Dead-letter a job just claimed whose stored record does not parse (a poison record):
     no handler can run it, and it must not hold up the jobs claimed with it. The nack script
     rewrites only the record's head; the reply (the record) is not parsed."""
-    r = s.retention
-    return script_call(
-        "nack",
-        queue_keys(s.prefix, queue),
-        _ok,
-        now_ms=s.now_arg(),
-        id=job_id,
-        token=token,
-        error=_error_text(f"dead-lettered by claim: its stored record does not parse ({why})"),
-        delay_ms=0,
-        dead=1,
-        dead_keep=r.dead,
-        dead_age_ms=r.dead_age_ms,
-        batch=r.trim_batch,
-    )
+    text = _error_text(f"dead-lettered by claim: its stored record does not parse ({why})")
+    return _nack_call(s, queue, job_id, token, text, 0, True, _ok)
 
 
 def _jobs(jobs: Any, field: str) -> list[Job]:
@@ -625,15 +612,31 @@ def nack(s: Settings, job: Job, error: Any, delay_ms: int | None, dead: bool) ->
     check_int("delay_ms", delay_ms, 0, MAX_DELAY_MS)
     if not isinstance(dead, bool):
         raise InvalidArgument("dead", "a bool", dead)
+    assert job.token is not None  # checked by _held
+    parse = _record(job.queue, job.id, job.token)
+    return _nack_call(s, job.queue, job.id, job.token, text, delay_ms, dead, parse)
+
+
+def _nack_call(
+    s: Settings,
+    queue: str,
+    job_id: str,
+    token: int,
+    error: bytes,
+    delay_ms: int,
+    dead: bool,
+    parse: Callable[[Any], T],
+) -> Call[T]:
+    """The nack script's call, for validated arguments."""
     r = s.retention
     return script_call(
         "nack",
-        queue_keys(s.prefix, job.queue),
-        _record(job.queue, job.id, job.token),
+        queue_keys(s.prefix, queue),
+        parse,
         now_ms=s.now_arg(),
-        id=job.id,
-        token=job.token,
-        error=text,
+        id=job_id,
+        token=token,
+        error=error,
         delay_ms=delay_ms,
         dead=1 if dead else 0,
         dead_keep=r.dead,
