@@ -603,3 +603,16 @@ def test_claim_dead_letters_a_poison_record_and_returns_the_jobs_claimed_with_it
         assert b"\ndead\n" in kept
     assert s.ack_many(jobs, snapshots=False) == []
     assert s.counts(Q)[JobState.COMPLETED] == 2
+
+
+def test_retry_dead_goes_on_past_a_record_set_aside(world: World) -> None:
+    s = world.store
+    s.enqueue_many(Q, [Spec("bad", id="b1"), Spec("good", id="g1", max_attempts=1)])
+    world.corrupt("b1")
+    (good,) = s.claim(Q, worker="w", lease_ms=LEASE, count=10)  # b1 is set aside
+    s.nack(good, error="boom", dead=True)
+    assert s.counts(Q)[JobState.DEAD] == 2
+    # The oldest dead entry does not parse: the others are replayed all the same.
+    assert s.retry_dead(Q) == 1
+    assert world.raw.zscore(world.key("ready"), "g1") is not None
+    assert world.raw.zscore(world.key("dead"), "b1") is not None
