@@ -7,6 +7,7 @@ replies (STYLE A3). The sync and asyncio clients only run what these build.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable, Generator, Iterable, Sequence
 from dataclasses import dataclass, field, replace
@@ -34,6 +35,9 @@ from redisq._version import __version__
 from redisq.errors import BadRecord, InvalidArgument, SerializationError, WrongKeyType
 from redisq.keys import QueueKeys
 from redisq.models import Job, JobState, Migration, Retention, Spec
+
+#: Store-side events worth an operator's eye (poison records met by claim).
+_log = logging.getLogger("redisq.store")
 
 __all__ = ["NOT_SET", "Call", "Op", "Settings", "queue_keys"]
 
@@ -486,6 +490,13 @@ def _claimed_jobs(queue: str, reply: list[Any]) -> tuple[list[Job], list[tuple[s
             except (ValueError, IndexError):
                 continue  # cannot happen after the script's check; its lease runs out
             spoiled.append((job_id, token, str(exc)))
+            _log.warning(
+                "job %s of queue %s: its stored record does not parse (%s); it goes to the"
+                " dead set as it is",
+                job_id,
+                queue,
+                exc,
+            )
     return good, spoiled
 
 

@@ -14,6 +14,7 @@ of its keys.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -578,12 +579,15 @@ def _spoil_tail(world: World, job_id: str, how: str) -> None:
 
 @pytest.mark.parametrize("how", TAILS)
 def test_claim_dead_letters_a_poison_record_and_returns_the_jobs_claimed_with_it(
-    world: World, how: str
+    world: World, how: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     s = world.store
     s.enqueue_many(Q, [Spec("a", id="a1"), Spec("b", id="b1"), Spec("c", id="c1")])
     _spoil_tail(world, "b1", how)
-    jobs = s.claim(Q, worker="w", lease_ms=LEASE, count=10)
+    with caplog.at_level(logging.WARNING, logger="redisq.store"):
+        jobs = s.claim(Q, worker="w", lease_ms=LEASE, count=10)
+    # An operator is told which job and why.
+    assert [r.getMessage() for r in caplog.records if "b1" in r.getMessage()]
     # The others come back to the caller, leased; the poison one cannot run anywhere.
     assert [j.id for j in jobs] == ["a1", "c1"]
     assert all(j.state is JobState.LEASED for j in jobs)
