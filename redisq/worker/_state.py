@@ -301,9 +301,7 @@ class State:
             self._held += len(entries)
             self.pending.extend(entries[1:])
             self._fetch_free = True
-            self._idle -= 1
-            self._waking += 1
-            self.work.notify()
+            self._notify_idle()
         if len(entries) > 1:
             self._wake()
         return first
@@ -311,9 +309,13 @@ class State:
     def _wake_one(self) -> None:
         """Wake one idle handler thread if work waits and none is waking already."""
         if self._idle and not self._waking and self.pending:
-            self._idle -= 1
-            self._waking += 1
-            self.work.notify()
+            self._notify_idle()
+
+    def _notify_idle(self) -> None:
+        """Wake one idle handler thread (lock held; there is one)."""
+        self._idle -= 1
+        self._waking += 1
+        self.work.notify()
 
     @overload
     def _take(self, block: Literal[False]) -> Entry | None: ...
