@@ -23,8 +23,8 @@ from redis.backoff import ExponentialWithJitterBackoff
 
 from redisq._async.store import AsyncStore
 from redisq._async.transport import AsyncTransport
+from redisq._core.calls import Settings
 from redisq._core.codec import DEFAULT_PAYLOAD_LIMIT
-from redisq._core.ops import Settings
 from redisq._core.validate import MAX_LEASE_MS, check_int, check_name
 from redisq._sync.store import Store
 from redisq._sync.transport import SyncTransport

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from redis.exceptions import ResponseError
 
-from redisq._core.ops import Call
+from redisq._core.calls import Call
 from redisq.errors import ConfigurationError, WrongKeyType
 
 if TYPE_CHECKING:

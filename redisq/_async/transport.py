@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 import redis.asyncio
 from redis.exceptions import NoScriptError, ResponseError
 
-from redisq._core.ops import Call
+from redisq._core.calls import Call
 from redisq._server import check_reply_error, check_server_info, command_error
 
 if TYPE_CHECKING:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from redisq._core.ops import Call, Op, Settings, command, queue_keys, registry, script_call
+from redisq._core.calls import Call, Op, Settings, command, queue_keys, registry, script_call
 from redisq._core.records import parse_entries, parse_record
 from redisq._core.status import ScriptStatus, raise_for_status
 from redisq._core.validate import check_id, check_int, check_name, check_state

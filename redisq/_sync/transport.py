@@ -21,7 +21,7 @@ import hiredis
 import redis
 from redis.exceptions import NoScriptError, ResponseError
 
-from redisq._core.ops import Call
+from redisq._core.calls import Call
 from redisq._core.scripts import ScriptSpec
 from redisq._server import check_reply_error, check_server_info, command_error
 

@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, overload
 
-from redisq._core.ops import MAX_CLAIM
+from redisq._core.calls import MAX_CLAIM
 from redisq.worker._support import logger
 
 if TYPE_CHECKING:

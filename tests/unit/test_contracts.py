@@ -20,7 +20,7 @@ import pytest
 from redis.crc import key_slot
 
 import redisq
-from redisq._core import ops
+from redisq._core import calls
 from redisq._core.schema import SCHEMA_VERSION
 from redisq._core.scripts import load_all, lua_dir
 from redisq._core.status import ScriptStatus, raise_for_status
@@ -30,7 +30,8 @@ from redisq.keys import QueueKeys
 ROOT = Path(__file__).resolve().parents[2]
 LUA = lua_dir()
 SPECS = load_all()
-CORE = [ROOT / "redisq" / "_core" / "ops.py", ROOT / "redisq" / "_core" / "queries.py"]
+#: The core modules that build script calls (every module of redisq/_core).
+CORE = sorted((ROOT / "redisq" / "_core").glob("*.py"))
 
 
 def lua_code(path: Path) -> str:
@@ -122,7 +123,7 @@ def test_every_key_of_every_script_lies_in_the_queue_slot(queue: str) -> None:
     keys = QueueKeys.build("redisq", queue)
     slot = key_slot(f"{{redisq:{queue}}}".encode())
     for name in SPECS:
-        for key in ops._key_list(name, keys):
+        for key in calls._key_list(name, keys):
             assert key_slot(key.encode()) == slot, (name, key)
     for derived in (keys.memo_prefix + "r1", keys.lock_prefix + "j"):
         assert key_slot(derived.encode()) == slot

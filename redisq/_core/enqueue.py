@@ -1,0 +1,263 @@
+"""Enqueue: validating and encoding jobs, and the enqueue script's calls."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from redisq._core.calls import (
+    CHUNK,
+    MAX_TIME_MS,
+    Op,
+    Settings,
+    check_reply,
+    command,
+    decoded,
+    ok,
+    queue_keys,
+    registry,
+    script_call,
+)
+from redisq._core.codec import round_trip
+from redisq._core.records import build_job, parse_record
+from redisq._core.validate import (
+    MAX_ATTEMPTS,
+    MAX_DELAY_MS,
+    MAX_LEASE_MS,
+    PRIORITY_MAX,
+    PRIORITY_MIN,
+    check_id,
+    check_int,
+    check_optional_text,
+)
+from redisq._version import __version__
+from redisq.errors import InvalidArgument, WrongKeyType
+from redisq.models import Job, JobState, Spec
+
+# --------------------------------------------------------------------------------------------
+# enqueue
+
+_SPEC_FIELDS = frozenset(
+    {
+        "id",
+        "name",
+        "priority",
+        "delay_ms",
+        "run_at_ms",
+        "max_attempts",
+        "lease_ms",
+        "unique_key",
+    }
+)
+
+
+@dataclass(frozen=True, slots=True)
+class _Options:
+    """Validated options of one job (or the shared defaults of a call)."""
+
+    id: str | None
+    name: str
+    priority: int
+    run_at_ms: int | None
+    delay_ms: int
+    max_attempts: int
+    lease_ms: int | None
+    unique_key: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Prepared:
+    id: str
+    payload: bytes
+    value: Any  # the payload as readers will decode it
+    opts: _Options
+
+
+def check_options(options: dict[str, Any], where: str = "options") -> None:
+    """Refuse option names enqueue_many does not know (or takes per job), listing the valid ones."""
+    if "id" in options:
+        raise InvalidArgument(f"{where}.id", "given per job, with redisq.Spec(id=...)", options)
+    valid = sorted(_SPEC_FIELDS - {"id"})
+    unknown = sorted(set(options) - _SPEC_FIELDS)
+    if unknown:
+        raise InvalidArgument(f"{where}.{unknown[0]}", f"one of {', '.join(valid)}", options)
+
+
+def _options(values: dict[str, Any], where: str) -> _Options:
+    """Validate enqueue options; `where` prefixes field names in errors ("", "options.")."""
+    job_id = values.get("id")
+    if job_id is not None:
+        check_id(f"{where}id", job_id)
+    priority = check_int(f"{where}priority", values.get("priority", 0), PRIORITY_MIN, PRIORITY_MAX)
+    delay_ms = check_int(f"{where}delay_ms", values.get("delay_ms", 0), 0, MAX_DELAY_MS)
+    run_at_ms = values.get("run_at_ms")
+    if run_at_ms is not None:
+        check_int(f"{where}run_at_ms", run_at_ms, 0, MAX_TIME_MS)
+        if delay_ms:
+            raise InvalidArgument(
+                f"{where}run_at_ms", "given without delay_ms (pick one)", run_at_ms
+            )
+    max_attempts = check_int(f"{where}max_attempts", values.get("max_attempts", 3), 1, MAX_ATTEMPTS)
+    lease_ms = values.get("lease_ms")
+    if lease_ms is not None:
+        check_int(f"{where}lease_ms", lease_ms, 1, MAX_LEASE_MS)
+    unique_key = values.get("unique_key")
+    ukey = "" if unique_key is None else check_id(f"{where}unique_key", unique_key)
+    name = check_optional_text(f"{where}name", values.get("name"))
+    return _Options(job_id, name, priority, run_at_ms, delay_ms, max_attempts, lease_ms, ukey)
+
+
+def prepare(
+    s: Settings, items: Sequence[Any], defaults: dict[str, Any], single: bool
+) -> list[_Prepared]:
+    """Validate and encode every job of a call before anything is sent.
+
+    Items are payloads, or Specs whose options override `defaults`. The shared defaults are
+    validated once; a Spec's options are validated with the defaults merged in.
+    """
+    base = _options(
+        {k: v for k, v in defaults.items() if v is not None}, "" if single else "options."
+    )
+    ids = os.urandom(16 * len(items)).hex()
+    out: list[_Prepared] = []
+    for i, item in enumerate(items):
+        where = "" if single else f"payloads[{i}]."
+        if isinstance(item, Spec):
+            merged = {k: v for k, v in defaults.items() if v is not None}
+            for f in _SPEC_FIELDS:
+                value = getattr(item, f)
+                if value is not None:
+                    merged[f] = value
+            opts = _options(merged, where)
+            payload = item.payload
+        else:
+            opts = base
+            payload = item
+        jid = opts.id if opts.id is not None else ids[32 * i : 32 * i + 32]
+        data, value = round_trip(f"{where}payload", payload, s.payload_limit, jid)
+        out.append(_Prepared(jid, data, value, opts))
+    return out
+
+
+def _created(queue: str, p: _Prepared, now: int) -> Job:
+    o = p.opts
+    run_at = o.run_at_ms if o.run_at_ms is not None else now + o.delay_ms
+    # Positional, in the order of Job's fields (see records.make_job).
+    return build_job(
+        p.id,
+        queue,
+        o.name or None,
+        p.value,
+        JobState.SCHEDULED if run_at > now else JobState.READY,
+        o.priority,
+        0,
+        o.max_attempts,
+        None,
+        None,
+        now,
+        run_at,
+        None,
+        None,
+        None,
+        None,
+        None,
+        o.lease_ms,
+        o.unique_key or None,
+    )
+
+
+def _enqueue_args(batch: Sequence[_Prepared]) -> list[Any]:
+    args: list[Any] = []
+    for p in batch:
+        o = p.opts
+        args += (
+            p.id,
+            p.payload,
+            o.name,
+            o.priority,
+            "" if o.run_at_ms is None else o.run_at_ms,
+            o.delay_ms,
+            o.max_attempts,
+            "" if o.lease_ms is None else o.lease_ms,
+            o.unique_key,
+        )
+    return args
+
+
+def enqueue_many(
+    s: Settings,
+    queue: str,
+    items: Sequence[Any],
+    defaults: dict[str, Any],
+    registered: set[str],
+) -> Op[list[Job]]:
+    """Enqueue jobs in chunks of CHUNK; every item is validated before the first is sent.
+
+    The first chunk goes alone, so that a refusal (a key of the wrong type, another schema)
+    writes nothing; the rest are pipelined, so the server runs one chunk while the client
+    sends the next. Then the queue is added to the registry (outside its slot, idempotently):
+    the first time this client enqueues to it (`registered` remembers that), and whenever a
+    script reports that it created the queue; never before, so a refused call writes nothing.
+    """
+    keys = queue_keys(s.prefix, queue)
+    if isinstance(items, (str, bytes)) or not isinstance(items, Sequence):
+        raise InvalidArgument("payloads", "a list of payloads or redisq.Spec items", items)
+    prepared = prepare(s, items, defaults, single=len(items) == 1 and "id" in defaults)
+    if not prepared:
+        return []
+    if queue not in registered:
+        # The registry is written after the jobs: make sure that write cannot fail first.
+        found = yield command(decoded, "TYPE", registry(s))
+        if found not in ("set", "none"):
+            raise WrongKeyType(registry(s), found)
+    batches = [prepared[i : i + CHUNK] for i in range(0, len(prepared), CHUNK)]
+    # Each chunk's reply becomes its Jobs in the Call's parse, so a pipelining transport builds
+    # one chunk's Jobs while the server runs the next chunk.
+    calls = [
+        script_call(
+            "enqueue",
+            keys,
+            _enqueued(queue, batch),
+            now_ms=s.now_arg(),
+            lib_version=__version__,
+            count=len(batch),
+            jobs=_enqueue_args(batch),
+        )
+        for batch in batches
+    ]
+    first = yield calls[0]
+    chunks = [first]
+    if len(calls) > 1:
+        chunks += yield calls[1:]
+    jobs: list[Job] = []
+    new_queue = False
+    for chunk_jobs, created_queue in chunks:
+        jobs.extend(chunk_jobs)
+        new_queue = new_queue or created_queue
+    if new_queue or queue not in registered:
+        # A new meta hash also means the registry may have lost the queue with the rest of the
+        # data (a server restarted without persistence): add it again.
+        yield command(ok, "SADD", registry(s), queue)
+        registered.add(queue)
+    return jobs
+
+
+def _enqueued(queue: str, batch: list[_Prepared]) -> Callable[[Any], tuple[list[Job], bool]]:
+    """Parse an enqueue reply into the chunk's Jobs, and whether it created the queue."""
+
+    def parse(reply: Any) -> tuple[list[Job], bool]:
+        check_reply(reply, queue)
+        now = reply[1]
+        out: list[Job] = []
+        for p, entry in zip(batch, reply[2], strict=True):
+            if entry == 0:
+                out.append(_created(queue, p, now))
+            elif isinstance(entry, int):
+                out.append(out[entry - 1])
+            else:
+                out.append(parse_record(queue, entry[0].decode(), entry[1]))
+        return out, bool(reply[3])
+
+    return parse

@@ -1,0 +1,265 @@
+"""The lease holder's transitions: ack, nack, renew, release and progress."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from typing import Any
+
+from redisq._core.backoff import exponential
+from redisq._core.calls import (
+    CHUNK,
+    MAX_ERROR_LENGTH,
+    Call,
+    Op,
+    Settings,
+    T,
+    check_reply,
+    ok,
+    queue_keys,
+    script_call,
+)
+from redisq._core.codec import decode, encode
+from redisq._core.records import parse_record, with_changes
+from redisq._core.status import ScriptStatus, raise_for_status
+from redisq._core.validate import (
+    MAX_DELAY_MS,
+    MAX_LEASE_MS,
+    check_int,
+)
+from redisq.errors import BadRecord, InvalidArgument
+from redisq.models import Job, JobState
+
+
+def _jobs(jobs: Any, field: str) -> list[Job]:
+    if not isinstance(jobs, (list, tuple)):
+        raise InvalidArgument(field, "a list of Jobs returned by claim", jobs)
+    # One pass without building a label per job (this runs for every ack of a worker); the
+    # labels are made to name the first bad one.
+    if all(isinstance(j, Job) and j.token is not None for j in jobs):
+        return list(jobs)
+    return [held_job(j, f"{field}[{i}]") for i, j in enumerate(jobs)]
+
+
+def held_job(job: Any, where: str) -> Job:
+    if not isinstance(job, Job):
+        raise InvalidArgument(where, "a Job returned by claim", job)
+    if job.token is None:
+        raise InvalidArgument(f"{where}.token", "set: pass the Job that claim returned", job.token)
+    return job
+
+
+def ack_many(
+    s: Settings,
+    jobs: Sequence[Job],
+    results: Sequence[Any],
+    single: bool = False,
+    snapshots: bool = True,
+) -> Op[list[Job]]:
+    """Complete leased jobs; one script call per queue and chunk, each all or nothing.
+
+    Returns the completed snapshots in the order given, or nothing when `snapshots` is False.
+    """
+    held = [held_job(jobs[0], "job")] if single else _jobs(jobs, "jobs")
+    encoded = [
+        b"" if r is None else encode("result", r, s.payload_limit, j.id)
+        for j, r in zip(held, results, strict=True)
+    ]
+    by_queue: dict[str, list[int]] = {}
+    for i, j in enumerate(held):
+        by_queue.setdefault(j.queue, []).append(i)
+    out: list[Job | None] = [None] * len(held)
+    r = s.retention
+    for queue, indexes in by_queue.items():
+        keys = queue_keys(s.prefix, queue)
+        for start in range(0, len(indexes), CHUNK):
+            part = indexes[start : start + CHUNK]
+            args: list[Any] = []
+            for i in part:
+                args += (held[i].id, held[i].token, encoded[i])
+            reply = yield script_call(
+                "ack",
+                keys,
+                ok,
+                now_ms=s.now_arg(),
+                keep=r.completed,
+                max_age_ms=r.completed_age_ms,
+                batch=r.trim_batch,
+                count=len(part),
+                jobs=args,
+            )
+            if reply[0] != ScriptStatus.OK:  # (the per-job context is built only for errors)
+                raise_for_status(
+                    reply,
+                    queue=queue,
+                    job_ids=[held[i].id for i in part],
+                    tokens=[held[i].token for i in part],
+                )
+            if not snapshots:
+                continue
+            now = reply[1]
+            for n, i in enumerate(part):
+                stored = reply[2][n]
+                if stored != 0:  # acked before by this token (a retry): report what Redis holds
+                    out[i] = parse_record(queue, held[i].id, stored)
+                    continue
+                out[i] = with_changes(
+                    held[i],
+                    state=JobState.COMPLETED,
+                    finished_at_ms=now,
+                    lease_deadline_ms=None,
+                    result=decode(encoded[i]) if encoded[i] else None,
+                )
+    return [j for j in out if j is not None]
+
+
+def error_text(error: Any) -> bytes:
+    """Encode an error text for last_error: UTF-8, at most MAX_ERROR_LENGTH bytes.
+
+    Text that is not valid Unicode (lone surrogates from surrogateescape decoding) is kept
+    with backslash escapes rather than refused: an error report must never fail.
+    """
+    if not isinstance(error, str):
+        raise InvalidArgument("error", "a str", error)
+    data = error.encode("utf-8", "backslashreplace")
+    if len(data) > MAX_ERROR_LENGTH:
+        marker = b"... [truncated]"
+        cut = data[: MAX_ERROR_LENGTH - len(marker)].decode("utf-8", "ignore").encode()
+        return cut + marker
+    return data
+
+
+def _record(queue: str, job_id: str, token: int | None) -> Callable[[Any], Job]:
+    def parse(reply: Any) -> Job:
+        check_reply(reply, queue, job_ids=[job_id], tokens=[token])
+        return parse_record(queue, job_id, reply[1])
+
+    return parse
+
+
+def nack(s: Settings, job: Job, error: Any, delay_ms: int | None, dead: bool) -> Call[Job]:
+    """Fail the current attempt: retry after `delay_ms` (None: exponential backoff), or die."""
+    held_job(job, "job")
+    text = error_text(error)
+    if delay_ms is None:
+        delay_ms = exponential(job.attempts)
+    check_int("delay_ms", delay_ms, 0, MAX_DELAY_MS)
+    if not isinstance(dead, bool):
+        raise InvalidArgument("dead", "a bool", dead)
+    assert job.token is not None  # checked by held_job
+    parse = _record(job.queue, job.id, job.token)
+    return nack_call(s, job.queue, job.id, job.token, text, delay_ms, dead, parse)
+
+
+def nack_call(
+    s: Settings,
+    queue: str,
+    job_id: str,
+    token: int,
+    error: bytes,
+    delay_ms: int,
+    dead: bool,
+    parse: Callable[[Any], T],
+) -> Call[T]:
+    """The nack script's call, for validated arguments."""
+    r = s.retention
+    return script_call(
+        "nack",
+        queue_keys(s.prefix, queue),
+        parse,
+        now_ms=s.now_arg(),
+        id=job_id,
+        token=token,
+        error=error,
+        delay_ms=delay_ms,
+        dead=1 if dead else 0,
+        dead_keep=r.dead,
+        dead_age_ms=r.dead_age_ms,
+        batch=r.trim_batch,
+    )
+
+
+def renew_many(
+    s: Settings, jobs: Sequence[Job], lease_ms: int | None, single: bool = False
+) -> Op[list[Job | Exception]]:
+    """Extend leases; each job's outcome is its new snapshot or the exception it earned."""
+    held = [held_job(jobs[0], "job")] if single else _jobs(jobs, "jobs")
+    if lease_ms is not None:
+        check_int("lease_ms", lease_ms, 1, MAX_LEASE_MS)
+    out: list[Job | Exception] = []
+    by_queue: dict[str, list[int]] = {}
+    for i, j in enumerate(held):
+        by_queue.setdefault(j.queue, []).append(i)
+    results: dict[int, Job | Exception] = {}
+    for queue, indexes in by_queue.items():
+        keys = queue_keys(s.prefix, queue)
+        for start in range(0, len(indexes), CHUNK):
+            part = indexes[start : start + CHUNK]
+            args: list[Any] = []
+            for i in part:
+                args += (held[i].id, held[i].token)
+            reply = yield script_call(
+                "renew",
+                keys,
+                ok,
+                now_ms=s.now_arg(),
+                lease_ms="" if lease_ms is None else lease_ms,
+                default_ms=s.lease_ms,
+                count=len(part),
+                jobs=args,
+            )
+            check_reply(reply, queue)
+            for n, i in enumerate(part):
+                status, deadline, state = reply[2][n], reply[3][n], reply[4][n]
+                if status == ScriptStatus.OK:
+                    results[i] = replace(held[i], lease_deadline_ms=deadline)
+                elif status == ScriptStatus.BAD_RECORD:
+                    why = f"the record in {keys.jobs} does not parse"
+                    results[i] = BadRecord(queue, held[i].id, why)
+                else:
+                    try:
+                        raise_for_status(
+                            [status, 1, state],
+                            queue=queue,
+                            job_ids=[held[i].id],
+                            tokens=[held[i].token],
+                        )
+                    except Exception as exc:  # collected per job, re-raised by renew()
+                        results[i] = exc
+    out = [results[i] for i in range(len(held))]
+    return out
+
+
+def release(s: Settings, job: Job, delay_ms: int = 0) -> Call[Job]:
+    """Give the lease back without counting the attempt, ready now or after `delay_ms`."""
+    held_job(job, "job")
+    check_int("delay_ms", delay_ms, 0, MAX_DELAY_MS)
+    return script_call(
+        "release",
+        queue_keys(s.prefix, job.queue),
+        _record(job.queue, job.id, job.token),
+        now_ms=s.now_arg(),
+        id=job.id,
+        token=job.token,
+        delay_ms=delay_ms,
+    )
+
+
+def progress(s: Settings, job: Job, value: Any) -> Call[Job]:
+    """Record progress for a job whose lease the caller holds."""
+    held_job(job, "job")
+    data = encode("progress", value, s.payload_limit, job.id)
+
+    def parse(reply: Any) -> Job:
+        check_reply(reply, job.queue, job_ids=[job.id], tokens=[job.token])
+        return replace(job, progress=decode(data))
+
+    return script_call(
+        "progress",
+        queue_keys(s.prefix, job.queue),
+        parse,
+        now_ms=s.now_arg(),
+        id=job.id,
+        token=job.token,
+        progress=data,
+    )
