@@ -1,10 +1,12 @@
 --- @include "lib/num"
 --- @include "lib/chunks"
+--- @include "lib/caps"
 -- Keeps a finished-jobs set (done, dead, cancelled) within its count and age limits, deleting at
--- most `batch` job records per call (one HDEL from the jobs hash). Each finishing script adds
--- one entry and may remove up to `batch`, so the set converges to its limits under any steady
--- load. Returns the number removed.
+-- most `batch` job records per call (one HDEL from the jobs hash), and never more than
+-- CAPS.TRIM (lib/caps). Each finishing script adds its entries and may remove more, so the set
+-- converges to its limits under any steady load. Returns the number removed.
 local function trim_retention(set_key, jobs_key, keep, max_age_ms, now, batch)
+  batch = math.min(batch, CAPS.TRIM)
   local removed = 0
   local excess = redis.call('ZCARD', set_key) - keep
   if excess > 0 then
