@@ -13,9 +13,10 @@ import math
 import time
 from collections.abc import Iterable, Sequence
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, Never, TypeVar
 
 from redisq._core import ops, queries
+from redisq._core.enqueue import check_keywords
 from redisq._core.ops import NOT_SET, Call, Op, Settings
 from redisq._core.validate import check_int
 from redisq._sync.transport import SyncTransport
@@ -109,6 +110,7 @@ class Store:
         max_attempts: int = 3,
         lease_ms: int | None = None,
         unique_key: str | None = None,
+        **unknown: Never,
     ) -> Job:
         """Add a job to a queue, or return the existing one.
 
@@ -132,10 +134,13 @@ class Store:
             The new job, or the job that already held the id or unique key.
 
         Raises:
-            InvalidArgument: an argument is out of range; nothing was written.
+            InvalidArgument: an argument is out of range, or a keyword is not one of the
+                above (a misspelt option); nothing was written.
             SerializationError: msgpack cannot encode the payload.
             PayloadTooLarge: the encoded payload is over the limit.
         """
+        if unknown:
+            check_keywords(unknown)
         options = {
             "id": id,
             "name": name,
@@ -404,6 +409,8 @@ class Store:
         """
         if not isinstance(jobs, (list, tuple)):
             raise InvalidArgument("jobs", "a list of Jobs returned by claim", jobs)
+        if results is not None and not isinstance(results, (list, tuple)):
+            raise InvalidArgument("results", "None or a list of values (one per job)", results)
         values = [None] * len(jobs) if results is None else results
         if len(values) != len(jobs):
             raise InvalidArgument("results", f"a list of {len(jobs)} values (one per job)", values)
