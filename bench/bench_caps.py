@@ -62,6 +62,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--size", type=int, default=SIZE, help=f"payload bytes ({SIZE:,})")
     p.add_argument("--only", default="", help="comma-separated scenario names")
     p.add_argument(
+        "--payload-limit",
+        type=int,
+        default=512 * 1024,
+        help="the stores' payload_limit (512 KiB); raise it with --size for larger jobs",
+    )
+    p.add_argument(
         "--rounds", type=int, default=3, help="runs of each scenario; the lowest is kept (3)"
     )
     return p
@@ -140,7 +146,9 @@ def _migrate_setup(ctx: Ctx, small: int = 0) -> None:
 
 def _trim_setup(ctx: Ctx) -> list[redisq.Job]:
     """20,000 small completed jobs kept (retention off while they are made), N leased."""
-    keep = redisq.connect(ctx.url, prefix=ctx.prefix, retention=Retention(completed=10**6))
+    keep = redisq.connect(
+        ctx.url, prefix=ctx.prefix, retention=Retention(completed=10**6), **OPTIONS
+    )
     try:
         for _ in range(20):
             keep.enqueue_many(Q, list(range(1_000)))
@@ -153,7 +161,9 @@ def _trim_setup(ctx: Ctx) -> list[redisq.Job]:
 
 def _big_trim_setup(ctx: Ctx) -> list[redisq.Job]:
     """N big completed jobs kept (retention off while they are made), N big ones leased."""
-    keep = redisq.connect(ctx.url, prefix=ctx.prefix, retention=Retention(completed=10**6))
+    keep = redisq.connect(
+        ctx.url, prefix=ctx.prefix, retention=Retention(completed=10**6), **OPTIONS
+    )
     try:
         first = Ctx(keep, ctx.admin, ctx.keys, ctx.jobs, ctx.size, ctx.url, ctx.prefix)
         keep.ack_many(first.leased())
@@ -165,7 +175,9 @@ def _big_trim_setup(ctx: Ctx) -> list[redisq.Job]:
 def _mixed_done_setup(ctx: Ctx) -> None:
     """10 small completed jobs, then N big ones (payload, progress and result near the limit):
     the worst order for the read budget (small records make it read large groups)."""
-    keep = redisq.connect(ctx.url, prefix=ctx.prefix, retention=Retention(completed=10**6))
+    keep = redisq.connect(
+        ctx.url, prefix=ctx.prefix, retention=Retention(completed=10**6), **OPTIONS
+    )
     try:
         keep.enqueue_many(Q, list(range(10)))
         keep.ack_many(keep.claim(Q, worker="w", count=10))
@@ -386,6 +398,11 @@ class CpuMeter:
         del self._transport.pipeline
 
 
+#: Options of every store the benchmark opens: a socket timeout long enough that a slow call
+#: (before the caps) is not sent again by redis-py's retry, which would distort the figures.
+OPTIONS: dict[str, Any] = {"socket_timeout": 600}
+
+
 def _run_once(
     sc: Scenario, args: argparse.Namespace, url: str, admin: redis.Redis, private: bool
 ) -> tuple[float, int, float, float]:
@@ -393,7 +410,7 @@ def _run_once(
     and, in a second run that sends one call at a time, in server CPU time (ms); the calls,
     and the wall time of the first run."""
     prefix = new_prefix("caps")
-    store = redisq.connect(url, prefix=prefix, retention=sc.retention())
+    store = redisq.connect(url, prefix=prefix, retention=sc.retention(), **OPTIONS)
     ctx = Ctx(store, admin, QueueKeys.build(prefix, Q), args.jobs, args.size, url, prefix)
     try:
         state = sc.setup(ctx)
@@ -408,7 +425,7 @@ def _run_once(
         store.close()
         delete_prefix(admin, prefix, private)
     prefix = new_prefix("caps")
-    store = redisq.connect(url, prefix=prefix, retention=sc.retention())
+    store = redisq.connect(url, prefix=prefix, retention=sc.retention(), **OPTIONS)
     ctx = Ctx(store, admin, QueueKeys.build(prefix, Q), args.jobs, args.size, url, prefix)
     try:
         state = sc.setup(ctx)
@@ -422,11 +439,15 @@ def _run_once(
 
 def run(args: argparse.Namespace) -> list[Figure]:
     """Measure each scenario's longest script call."""
-    cmd = command_line(
-        SCRIPT, {"jobs": args.jobs, "size": args.size, "rounds": args.rounds}, args.url
-    )
+    options = {"jobs": args.jobs, "size": args.size, "rounds": args.rounds}
+    if args.payload_limit != 512 * 1024:
+        options["payload_limit"] = args.payload_limit
+    if args.only:
+        options["only"] = args.only
+    cmd = command_line(SCRIPT, options, args.url)
     print(f"## script caps: {args.jobs:,} jobs of {args.size:,} bytes\n# {cmd}", flush=True)
     only = {s for s in args.only.split(",") if s}
+    OPTIONS["payload_limit"] = args.payload_limit
     rounds = max(1, args.rounds)
     figures: list[Figure] = []
     with bench_server(args.url) as server:

@@ -107,7 +107,8 @@ class Retention:
     """How many finished jobs are kept, and for how long.
 
     Finishing scripts trim the oldest records beyond these limits, at most `trim_batch` per
-    call, so memory stays bounded under any steady load. An age of 0 means no age limit.
+    call (and never more than 1,100, so a call stays short), so memory stays bounded under any
+    steady load. An age of 0 means no age limit.
     """
 
     completed: int = 1_000

@@ -156,10 +156,11 @@ class AsyncStore:
         return jobs[0]
 
     async def enqueue_many(self, queue: str, payloads: Sequence[Any], **options: Any) -> _Jobs:
-        """Add many jobs to a queue with one round trip per 1,000 jobs.
+        """Add many jobs to a queue, in script calls of up to 1,000 jobs and 1 MiB of payloads.
 
         Every job is validated and encoded before anything is sent, so bad input writes
-        nothing; each chunk of 1,000 is then written atomically.
+        nothing; each call is then written atomically (a job larger than 1 MiB goes alone).
+        The queue is added to the registry first (`queues`, `find`, `migrate` use it).
 
         Args:
             queue: queue name.
@@ -391,10 +392,12 @@ class AsyncStore:
     async def ack_many(
         self, jobs: Sequence[Job], results: Sequence[Any] | None = None, *, snapshots: bool = True
     ) -> _Jobs:
-        """Complete many leased jobs: one script call per queue and 1,000 jobs.
+        """Complete many leased jobs: script calls per queue of up to 1,000 jobs, 1 MiB of
+        results and about 1 MiB of stored records.
 
-        Each call is all or nothing: if one job's lease is lost, `LeaseLost` names it and no
-        job of that call is completed (ack the others one by one).
+        Every job is checked before the first call (a bad one refuses the whole list). Each
+        call is all or nothing: if one job's lease is lost, `LeaseLost` names it and no job of
+        that call is completed (ack the others one by one).
 
         Args:
             jobs: the leased jobs, as claim returned them.
@@ -552,7 +555,8 @@ class AsyncStore:
 
         Args:
             queue: one queue, or None for every queue of the registry (`<prefix>:queues`).
-            batch: records converted per script call (1 to 10,000).
+            batch: records converted per script call (1 to 10,000; a call converts at most
+                1,000, and fewer when they pass about 1 MiB).
 
         Returns:
             One `Migration` per queue, in name order: records converted, skipped (already

@@ -19,12 +19,14 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from typing import Any
 
+import msgpack
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import redisq
 from redisq import Job, JobState, RedisqError, Spec
+from redisq._core.codec import oversize
 from redisq._core.validate import check_name
 
 Q = "fq"
@@ -373,3 +375,39 @@ def test_management(world: World, data: st.DataObject) -> None:
     else:
         call_both(world, "pause", queue)
         call_both(world, "resume", queue)
+
+
+# ---------------------------------------------------------------- the size walk's bound
+
+encodable = st.recursive(
+    st.one_of(
+        st.none(),
+        st.booleans(),
+        st.integers(min_value=-(2**63), max_value=2**64 - 1),
+        st.floats(),
+        st.text(max_size=40),
+        st.binary(max_size=40),
+    ),
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=20),
+        st.tuples(inner, inner),
+        st.dictionaries(
+            st.one_of(st.text(max_size=5), st.integers(min_value=-(2**63), max_value=2**64 - 1)),
+            inner,
+            max_size=20,
+        ),
+    ),
+    max_leaves=60,
+)
+
+
+@FUZZ
+@given(value=encodable, slack=st.integers(min_value=-3, max_value=3))
+def test_the_size_walk_is_a_lower_bound(value: Any, slack: int) -> None:
+    # A value is refused before encoding only when its encoding is surely over the limit:
+    # the walk's figure never exceeds the real size, so nothing that fits is refused.
+    size = len(msgpack.packb(value, use_bin_type=True))
+    limit = max(1, size + slack)
+    over = oversize(value, limit)
+    assert over == 0 or limit < over <= size
+    assert oversize(value, size) == 0
