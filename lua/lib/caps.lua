@@ -9,7 +9,7 @@ local CAPS = {
   READ_BYTES = 1048576,
   -- Records read per HMGET by lib/read_some: a call reads at most this many records past its
   -- budget, however large they are.
-  READ_GROUP = 8,
+  READ_GROUP = 4,
   -- Finished records one call trims (lib/trim_retention), whatever the retention's trim batch:
   -- a call that finishes up to BATCH jobs still trims more than it adds, so the retention
   -- limits hold.

@@ -39,7 +39,7 @@ CHUNK_BYTES = 1024 * 1024
 #: handles only the jobs before, and the client sends the rest again.
 READ_BYTES = 1024 * 1024
 #: Records a script reads per HMGET under the read budget (its most overshoot, in records).
-READ_GROUP = 8
+READ_GROUP = 4
 #: Most jobs one claim may lease.
 MAX_CLAIM = 1_000
 #: Error texts longer than this are cut (with a marker) before they reach Redis.
