@@ -26,10 +26,11 @@ from typing import Any, ParamSpec, TypeVar, overload
 
 from redisq._async.store import AsyncStore
 from redisq._connect import connect, connect_async
-from redisq._core.validate import check_name, check_optional_text
+from redisq._core.validate import check_optional_text
 from redisq._sync.store import Store
 from redisq.backoff import BackoffLike
 from redisq.errors import InvalidArgument
+from redisq.keys import check_prefix
 from redisq.task import ExceptionTypes, Task, TaskSettings
 
 __all__ = ["App"]
@@ -56,7 +57,7 @@ class App:
     def __init__(
         self, url: str = "memory://", *, prefix: str = "redisq", **connect_options: Any
     ) -> None:
-        check_name("prefix", prefix)
+        check_prefix(prefix)
         self.url = url
         self.prefix = prefix
         self.connect_options = dict(connect_options)
