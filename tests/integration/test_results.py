@@ -312,3 +312,21 @@ def test_stored_results_on_a_cluster(cluster_url: str, prefix: str) -> None:
             assert store.get(queue, first.id) == first
             assert store.delete(queue, first.id) is True
             assert store.get(queue, first.id) is None
+
+
+def test_a_result_key_of_another_type_is_reported_not_misread(
+    client: Any, raw: Any, prefix: str
+) -> None:
+    # Something else wrote a list where the stored result of a (gone) job would be.
+    key = _result_key(prefix, "q", "gone")
+    raw.rpush(key, "not a record")
+    client.enqueue("q", 1, id="other")  # the queue exists
+    with pytest.raises(redisq.WrongKeyType) as info:
+        client.get("q", "gone")
+    assert info.value.key == key
+    # An ack with a result replaces it (the key is redisq's own name).
+    client.enqueue("q", 2, id="gone")
+    (a, b) = client.claim("q", worker="w", count=2)
+    client.ack_many([a, b], ["r-other", "r-gone"])
+    assert raw.type(key) == b"string"
+    assert client.get("q", "gone").result == "r-gone"
