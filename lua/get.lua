@@ -22,6 +22,6 @@ if not meta then
 end
 local record = redis.pcall('HGET', jobs_key, id)
 if type(record) == 'table' then
-  return wrong_type(jobs_key)
+  return wrong_type(jobs_key, record)
 end
 return {STATUS.OK, record}
