@@ -25,13 +25,13 @@ if not meta then
 end
 local record = redis.pcall('HGET', jobs_key, id)
 if type(record) == 'table' then
-  return wrong_type(jobs_key)
+  return wrong_type(jobs_key, record)
 end
 if not record then
   local result_key = result_prefix .. id
   record = redis.pcall('GET', result_key)
   if type(record) == 'table' then
-    return wrong_type(result_key)
+    return wrong_type(result_key, record)
   end
 end
 return {STATUS.OK, record}

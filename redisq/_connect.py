@@ -26,6 +26,7 @@ from redisq._async.transport import AsyncTransport
 from redisq._core.calls import Settings
 from redisq._core.codec import DEFAULT_PAYLOAD_LIMIT
 from redisq._core.validate import MAX_DELAY_MS, MAX_LEASE_MS, check_int
+from redisq._server import connect_error
 from redisq._sync.store import Store
 from redisq._sync.transport import SyncTransport
 from redisq.errors import ConfigurationError
@@ -312,7 +313,13 @@ def connect(
         options["redis_connect_func"] = _select_checked(target, db)
     settings = _blocking(settings, options, is_cluster)
     if is_cluster:
-        client = redis.cluster.RedisCluster.from_url(target, **options)
+        try:  # redis-py's cluster client connects here, to learn the topology
+            client = redis.cluster.RedisCluster.from_url(target, **options)
+        except (redis.exceptions.RedisClusterException, redis.RedisError) as exc:
+            denied = connect_error(exc)  # an ACL user without cluster|slots or command
+            if denied is None:
+                raise
+            raise denied from exc
     else:
         client = redis.Redis.from_url(target, **options)
     return Store(SyncTransport(client, check_server=check_server), settings)
