@@ -24,6 +24,7 @@ __all__ = [
     "LeaseLost",
     "PayloadTooLarge",
     "RedisqError",
+    "ResultExpired",
     "Retry",
     "SchemaVersionError",
     "ScriptReplyError",
@@ -105,10 +106,19 @@ class JobNotFound(RedisqError, LookupError):
         queue: the queue looked in.
     """
 
-    def __init__(self, queue: str, job_id: str) -> None:
-        super().__init__(f"job {job_id!r} does not exist in queue {queue!r}")
+    def __init__(self, queue: str, job_id: str, message: str | None = None) -> None:
+        super().__init__(message or f"job {job_id!r} does not exist in queue {queue!r}")
         self.queue = queue
         self.job_id = job_id
+
+
+class ResultExpired(JobNotFound):
+    """Raised by `JobRef.result` when a job is gone and no stored result of it is left.
+
+    A completed job's record is trimmed by the count and age limits of `Retention`; a
+    result stored by its ack stays readable for ``result_ttl_ms`` (one day by default), then
+    expires. The job may also have been deleted or purged.
+    """
 
 
 class LeaseLost(RedisqError):

@@ -49,15 +49,38 @@ def held_job(job: Any, where: str) -> Job:
     return job
 
 
+def result_ttls(
+    s: Settings, count: int, result_ttl_ms: int | Sequence[int | None] | None
+) -> list[int] | None:
+    """Check ack's result_ttl_ms (one value, or one per job); None: the store's default."""
+    if result_ttl_ms is None:
+        return None
+    if isinstance(result_ttl_ms, int) and not isinstance(result_ttl_ms, bool):
+        check_int("result_ttl_ms", result_ttl_ms, 0, MAX_DELAY_MS)
+        return [result_ttl_ms] * count
+    if not isinstance(result_ttl_ms, (list, tuple)) or len(result_ttl_ms) != count:
+        raise InvalidArgument(
+            "result_ttl_ms", f"None, an int, or a list of {count} ints or Nones", result_ttl_ms
+        )
+    default = s.retention.result_ttl_ms
+    return [
+        default if t is None else check_int(f"result_ttl_ms[{i}]", t, 0, MAX_DELAY_MS)
+        for i, t in enumerate(result_ttl_ms)
+    ]
+
+
 def ack_many(
     s: Settings,
     jobs: Sequence[Job],
     results: Sequence[Any],
     single: bool = False,
     snapshots: bool = True,
+    ttls: list[int] | None = None,
 ) -> Op[list[Job]]:
     """Complete leased jobs; one script call per queue and chunk, each all or nothing.
 
+    A job with a result keeps it for its entry of `ttls` (see `result_ttls`; None: the
+    store's retention); jobs whose results have different TTLs go in separate calls.
     Returns the completed snapshots in the order given, or nothing when `snapshots` is False.
     """
     held = [held_job(jobs[0], "job")] if single else _jobs(jobs, "jobs")
@@ -65,12 +88,18 @@ def ack_many(
         b"" if r is None else encode("result", r, s.payload_limit, j.id)
         for j, r in zip(held, results, strict=True)
     ]
-    by_queue: dict[str, list[int]] = {}
-    for i, j in enumerate(held):
-        by_queue.setdefault(j.queue, []).append(i)
-    out: list[Job | None] = [None] * len(held)
     r = s.retention
-    for queue, indexes in by_queue.items():
+    default_ttl = r.result_ttl_ms
+    by_queue: dict[tuple[str, int], list[int]] = {}
+    if ttls is None:
+        for i, j in enumerate(held):
+            by_queue.setdefault((j.queue, default_ttl), []).append(i)
+    else:
+        for i, j in enumerate(held):
+            ttl = ttls[i] if encoded[i] else default_ttl  # no result: any call will do
+            by_queue.setdefault((j.queue, ttl), []).append(i)
+    out: list[Job | None] = [None] * len(held)
+    for (queue, result_ttl_ms), indexes in by_queue.items():
         keys = queue_keys(s.prefix, queue)
         for start in range(0, len(indexes), CHUNK):
             part = indexes[start : start + CHUNK]
@@ -85,6 +114,7 @@ def ack_many(
                 keep=r.completed,
                 max_age_ms=r.completed_age_ms,
                 batch=r.trim_batch,
+                result_ttl_ms=result_ttl_ms,
                 count=len(part),
                 jobs=args,
             )
