@@ -82,7 +82,8 @@ def markdown(meta: dict[str, Any], rows: list[dict[str, Any]]) -> str:
         f" {meta['redis_version']} (private, loopback, persistence off)",
         f"- Command: `{meta['command']}`",
         f"- Date: {meta['date']}; {meta['jobs']:,} no-op jobs per drain, {meta['rounds']}"
-        f" interleaved rounds (order shuffled, seed {meta['seed']}), medians; load average"
+        f" interleaved round{'s' * (meta['rounds'] != 1)} (order shuffled, seed {meta['seed']}),"
+        " medians; load average"
         f" {meta['load_start']} at the start, {meta['load_end']} at the end",
     ]
     if meta.get("note"):

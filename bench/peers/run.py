@@ -408,6 +408,52 @@ def queue_specs(args: argparse.Namespace) -> list[QueueSpec]:
     return specs
 
 
+def shown_command(given: list[str]) -> str:
+    """The make command that reproduces a run (its --note, shown on a line of its own, left out)."""
+    kept: list[str] = []
+    skip = False
+    for arg in given:
+        if skip or arg.startswith("--note="):
+            skip = False
+            continue
+        if arg == "--note":
+            skip = True
+            continue
+        kept.append(arg)
+    return (
+        f"make bench-peers BENCH_PEERS_ARGS={shlex.quote(shlex.join(kept))}"
+        if kept
+        else ("make bench-peers")
+    )
+
+
+def draw_chart(python: Path, out_dir: Path) -> bool:
+    """Draw peers.png from peers.json in the chart's venv; False (and a message) if it fails."""
+    done = subprocess.run(
+        [str(python), str(CHART), str(out_dir / "peers.json"), str(out_dir / "peers.png")]
+    )
+    if done.returncode:
+        print("run.py: the chart failed (see above)", file=sys.stderr)
+    return done.returncode == 0
+
+
+def render(path: Path, cache: Path, chart: bool) -> int:
+    """Write peers.md (and peers.png) again from a run's peers.json, beside it."""
+    data = json.loads(path.read_text())
+    meta, rows = data["meta"], data["summary"]
+    if "argv" not in meta:  # a run from before "argv" was kept: recover it from the command
+        words = shlex.split(meta["command"])
+        meta["argv"] = shlex.split(words[-1].partition("=")[2]) if len(words) > 2 else []
+    meta["command"] = shown_command(meta["argv"])
+    path.write_text(json.dumps(data, indent=1) + "\n")
+    (path.parent / "peers.md").write_text(markdown(meta, rows))
+    if chart:
+        pythons, _ = build_venvs({"_chart": CHART_REQUIREMENTS}, cache)
+        if not draw_chart(pythons["_chart"], path.parent):
+            return 1
+    return 0 if all(r["exactly_once"] for r in rows) else 1
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         description=(__doc__ or "").splitlines()[0],
@@ -457,6 +503,9 @@ def parser() -> argparse.ArgumentParser:
         help="add a queue: a folder with adapter.py (and requirements.txt for its own venv;"
         " without one it runs in this interpreter)",
     )
+    p.add_argument(
+        "--render", metavar="JSON", help="redraw peers.md and peers.png from a run's json"
+    )
     p.add_argument("--smoke", action="store_true", help="the small sizes above, for the test")
     p.add_argument("--seed", type=int, help="seed of the round order (random)")
     p.add_argument("--out", default=str(ROOT / "docs" / "bench"), help="docs/bench")
@@ -469,6 +518,8 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    if args.render:
+        return render(Path(args.render), Path(args.cache), chart=not args.no_chart)
     args.jobs = args.jobs or (SMOKE_JOBS if args.smoke else JOBS)
     args.rounds = args.rounds or (SMOKE_ROUNDS if args.smoke else ROUNDS)
     args.pickups = args.pickups or (SMOKE_PICKUPS if args.smoke else PICKUPS)
@@ -480,12 +531,10 @@ def main(argv: list[str] | None = None) -> int:
     binary = shutil.which(args.redis_server)
     if binary is None:
         raise SystemExit(f"run.py: {args.redis_server} not found: apt-get install redis-server")
-    given = shlex.join(argv if argv is not None else sys.argv[1:])
-    command = (
-        f"make bench-peers BENCH_PEERS_ARGS={shlex.quote(given)}" if given else "make bench-peers"
-    )
+    given = list(argv if argv is not None else sys.argv[1:])
+    command = shown_command(given)
     started = time.perf_counter()
-    print(f"# {command}  (= python bench/peers/run.py {given})", flush=True)
+    print(f"# {command}  (= python bench/peers/run.py {shlex.join(given)})", flush=True)
     wanted = {s.venv: s.dir / "requirements.txt" for s in specs if s.venv}
     if not args.no_chart:
         wanted["_chart"] = CHART_REQUIREMENTS
@@ -523,6 +572,7 @@ def main(argv: list[str] | None = None) -> int:
         "python": platform.python_version(),
         "redis_version": redis_version,
         "command": command,
+        "argv": given,
         "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "jobs": args.jobs,
         "rounds": args.rounds,
@@ -541,18 +591,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     table = markdown(meta, rows)
     (out_dir / "peers.md").write_text(table)
-    if not args.no_chart:
-        chart = subprocess.run(
-            [
-                str(pythons["_chart"]),
-                str(CHART),
-                str(out_dir / "peers.json"),
-                str(out_dir / "peers.png"),
-            ]
-        )
-        if chart.returncode:
-            print("run.py: the chart failed (see above)", file=sys.stderr)
-            return 1
+    if not args.no_chart and not draw_chart(pythons["_chart"], out_dir):
+        return 1
     print()
     print(table)
     print(f"({meta['run_seconds']:.0f} s in all; results in {out_dir})")
