@@ -267,7 +267,11 @@ def exactly_once(records: dict[str, list[tuple[int, int]]], jobs: int) -> list[s
     missing = jobs - len([job for job in seen if 0 <= job < jobs])
     strays = sorted(job for job in seen if not 0 <= job < jobs)
     if duplicates:
-        problems.append(f"{len(duplicates)} jobs ran more than once (e.g. {duplicates[:5]})")
+        count = len(duplicates)
+        problems.append(
+            f"{count} job{'s' * (count != 1)} ran more than once (ids {duplicates[:5]}"
+            f"{', ...' * (count > 5)})"
+        )
     if missing:
         problems.append(f"{missing} of {jobs} jobs never ran")
     if strays:
