@@ -8,7 +8,7 @@ STAMP := $(VENV)/.redisq-installed.stamp
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := check
-.PHONY: venv test demo lint check bench clean
+.PHONY: venv test demo lint check bench bench-peers clean
 
 venv: $(STAMP)
 
@@ -39,6 +39,12 @@ check: lint test
 
 bench: venv
 	$(BIN)/python bench/run_all.py
+
+# redisq beside its peers (bench/peers/README.md): long; each peer in its own venv under
+# .bench-peers/ (git-ignored). Options: make bench-peers BENCH_PEERS_ARGS="--jobs 5000 --rounds 3"
+BENCH_PEERS_ARGS ?=
+bench-peers: venv
+	$(BIN)/python bench/peers/run.py $(BENCH_PEERS_ARGS)
 
 clean:
 	rm -rf $(VENV) build dist .pytest_cache .mypy_cache .ruff_cache .hypothesis

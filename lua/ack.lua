@@ -2,21 +2,25 @@
   Completes each job whose lease the caller still holds (its token is current and its deadline
   has not passed). All or nothing: one stale, expired or missing job refuses the whole call and
   nothing is written. Re-sending a successful ack with the same token succeeds again without a
-  second completion. The done set is then trimmed to its retention limits. Bounded (lib/caps):
-  at most CAPS.BATCH jobs and CAPS.ARG_BYTES of results per call (beyond the first job); when the
-  stored records pass CAPS.READ_BYTES, only the jobs before that one are handled (all or nothing
-  among them), and the client sends the rest again.
+  second completion. The done set is then trimmed to its retention limits. A job acked with a
+  result also gets its completed record under result_prefix .. <id> for result_ttl_ms, so the
+  result outlives the count-trimmed record; jobs without a result write nothing more. Bounded
+  (lib/caps): at most CAPS.BATCH jobs and CAPS.ARG_BYTES of results per call (beyond the first
+  job); when the stored records pass CAPS.READ_BYTES, only the jobs before that one are handled
+  (all or nothing among them), and the client sends the rest again.
   KEYS[1] meta        hash   schema, completed total
   KEYS[2] leased      zset   job ids, score = lease deadline (ms)
   KEYS[3] done        zset   completed job ids, score = completion time (ms)
   KEYS[4] unique      hash   unique key -> job id
   KEYS[5] jobs        hash   job id -> packed job record (lib/record)
+  KEYS[6] result_prefix prefix stored results are result_prefix .. <id> (strings with a TTL)
   ARGV[1] now_ms      int    test clock override; '' = Redis TIME
   ARGV[2] keep        int    retention of the done set: count
   ARGV[3] max_age_ms  int    retention of the done set: age (0 = no age limit)
   ARGV[4] batch       int    most records trimmed in this call
-  ARGV[5] count       int    number of jobs that follow
-  ARGV[6+] jobs       list   3 values per job: id, token, result ('' = none)
+  ARGV[5] result_ttl_ms int  how long a stored result is kept (0 = not beyond its record)
+  ARGV[6] count       int    number of jobs that follow
+  ARGV[7+] jobs       list   3 values per job: id, token, result ('' = none)
   Returns: {status, now_ms, {per job handled (the first ones): 0 = completed now, or the
            stored record when it had been acked already}}; refusals: {status, index, detail}
   Status: OK, NOT_FOUND, LEASE_LOST, LEASE_EXPIRED, WRONG_TYPE, SCHEMA_MISMATCH, BAD_ARGUMENT,
@@ -45,15 +49,18 @@ local leased_key = KEYS[2]
 local done_key = KEYS[3]
 local unique_key = KEYS[4]
 local jobs_key = KEYS[5]
+local result_prefix = KEYS[6]
 local now_arg = ARGV[1]
 local keep = tonumber(ARGV[2])
 local max_age_ms = tonumber(ARGV[3])
 local batch = tonumber(ARGV[4])
-local count = tonumber(ARGV[5])
-local jobs_at = 6
+local result_ttl_ms = tonumber(ARGV[5])
+local count = tonumber(ARGV[6])
+local jobs_at = 7
 local STRIDE = 3
 
 if not keep or not max_age_ms or not batch or not count or count < 1 or count > CAPS.BATCH
+    or not result_ttl_ms or result_ttl_ms < 0
     or #ARGV ~= jobs_at - 1 + count * STRIDE then
   return {STATUS.BAD_ARGUMENT, 'ack'}
 end
@@ -87,6 +94,7 @@ local done_ids = {}
 local done_pairs = {}
 local writes = {}
 local uniques = {}
+local results = {}
 local done = 0
 local match, sub = string.match, string.sub
 for i = 1, count do
@@ -124,6 +132,10 @@ for i = 1, count do
       rec = 'j3\ncompleted\n' .. sub(s, at, fin - 1) .. n .. '\nack/' .. token .. '\n'
         .. sub(s, lm, lens - 1) .. e .. '\n' .. #result .. '\n' .. p .. '\n'
         .. sub(s, tail, tail + e - 1) .. result .. sub(s, tail + e + r)
+      if result_ttl_ms > 0 then
+        results[#results + 1] = ids[i]
+        results[#results + 1] = rec
+      end
     end
     local id = ids[i]
     done = done + 1
@@ -153,6 +165,11 @@ if bad then
 end
 
 write_jobs(jobs_key, writes)
+-- The stored result: the completed record again, under a key of its own with a TTL, so that
+-- `get` still finds it after the done set's count limit trimmed the record.
+for j = 1, #results, 2 do
+  redis.call('SET', result_prefix .. results[j], results[j + 1], 'PX', result_ttl_ms)
+end
 if #uniques > 0 then
   clear_unique(unique_key, uniques)
 end

@@ -130,7 +130,7 @@ end
 -- asked tells whether ready jobs remain for another worker.
 local ids = redis.pcall('ZRANGE', ready_key, 0, count)
 if ids['err'] then
-  return wrong_type(ready_key)
+  return wrong_type(ready_key, ids)
 end
 if #ids == 0 then
   return {STATUS.OK, now, next_in()}

@@ -1,6 +1,7 @@
 --[[ delete: any -> (deleted)
-  Removes a job and every index entry that points at it, in whatever state it is. A leased job
-  can be deleted; its holder's later ack or nack then finds no job (NOT_FOUND).
+  Removes a job and every index entry that points at it, in whatever state it is, and its
+  stored result. A leased job can be deleted; its holder's later ack or nack then finds no job
+  (NOT_FOUND).
   KEYS[1] meta        hash   schema
   KEYS[2] ready       zset   job ids
   KEYS[3] scheduled   zset   job ids
@@ -10,8 +11,9 @@
   KEYS[7] cancelled   zset   job ids
   KEYS[8] unique      hash   unique key -> job id
   KEYS[9] jobs        hash   job id -> packed job record (lib/record)
+  KEYS[10] result_prefix prefix stored results are result_prefix .. <id> (strings with a TTL)
   ARGV[1] id          str    job id
-  Returns: {status, 1 = deleted | 0 = there was no such job}
+  Returns: {status, 1 = deleted | 0 = there was no such job (nor a stored result of it)}
   Status: OK, WRONG_TYPE, SCHEMA_MISMATCH
   Cost: O(log N)
 ]]
@@ -28,6 +30,7 @@ local dead_key = KEYS[6]
 local cancelled_key = KEYS[7]
 local unique_key = KEYS[8]
 local jobs_key = KEYS[9]
+local result_prefix = KEYS[10]
 local id = ARGV[1]
 
 local err = check_queue({meta_key, 'hash', ready_key, 'zset', scheduled_key, 'zset',
@@ -40,6 +43,9 @@ end
 local stored = redis.call('HGET', jobs_key, id)
 local ukey = stored and string.match(stored, '^j3\n' .. string.rep('[^\n]*\n', 9) .. '([^\n]*)\n')
 local existed = redis.call('HDEL', jobs_key, id)
+if redis.call('DEL', result_prefix .. id) == 1 then
+  existed = 1
+end
 local sets = {ready_key, scheduled_key, leased_key, done_key, dead_key, cancelled_key}
 for i = 1, #sets do
   redis.call('ZREM', sets[i], id)

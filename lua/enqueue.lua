@@ -97,7 +97,7 @@ local holders = {}
 if #ukeys > 0 then
   local found = redis.pcall('HMGET', unique_key, unpack(ukeys))
   if found['err'] then
-    return wrong_type(unique_key)
+    return wrong_type(unique_key, found)
   end
   local held_by = {}
   local held_keys = {}
@@ -227,7 +227,7 @@ for _, set in ipairs({{ready_key, ready_pairs}, {scheduled_key, scheduled_pairs}
     local first = math.min(#pairs_, 2000)
     local added = redis.pcall('ZADD', set[1], unpack(pairs_, 1, first))
     if type(added) == 'table' and added['err'] then
-      return wrong_type(set[1])
+      return wrong_type(set[1], added)
     end
     if #pairs_ > first then
       chunks({'ZADD', set[1]}, {unpack(pairs_, first + 1)})

@@ -1,8 +1,9 @@
 --[[ purge: any -> (deleted)
   Deletes up to `limit` jobs of one state (or of every state, ready first) with their index
-  entries and unique keys. Bounded (lib/caps): `limit` is at most CAPS.BATCH, and once the records
-  read (for their unique keys) pass CAPS.READ_BYTES the call stops there (`more` = 1). The client
-  calls it again until it reports fewer than `limit` and no `more`.
+  entries, unique keys and stored results (those of records already trimmed expire on their
+  own). Bounded (lib/caps): `limit` is at most CAPS.BATCH, and once the records read (for their
+  unique keys) pass CAPS.READ_BYTES the call stops there (`more` = 1). The client calls it again
+  until it reports fewer than `limit` and no `more`.
   KEYS[1] meta        hash   schema
   KEYS[2] ready       zset   job ids
   KEYS[3] scheduled   zset   job ids
@@ -12,6 +13,7 @@
   KEYS[7] cancelled   zset   job ids
   KEYS[8] unique      hash   unique key -> job id
   KEYS[9] jobs        hash   job id -> packed job record (lib/record)
+  KEYS[10] result_prefix prefix stored results are result_prefix .. <id> (strings with a TTL)
   ARGV[1] state       str    ready, scheduled, leased, completed, dead, cancelled; '' = all
   ARGV[2] limit       int    most jobs deleted in this call (1 to CAPS.BATCH)
   Returns: {status, number deleted, more (1 = stopped for the read budget)}
@@ -34,6 +36,7 @@ local dead_key = KEYS[6]
 local cancelled_key = KEYS[7]
 local unique_key = KEYS[8]
 local jobs_key = KEYS[9]
+local result_prefix = KEYS[10]
 local state = ARGV[1]
 local limit = tonumber(ARGV[2])
 
@@ -80,7 +83,9 @@ for i = 1, #sets do
     end
     used = used + bytes
     local uniques = {}
+    local results = {}
     for j = 1, #ids do
+      results[j] = result_prefix .. ids[j]
       local ukey = recs[j] and string.match(recs[j], UKEY)
       if ukey and ukey ~= '' then
         uniques[#uniques + 1] = ukey
@@ -90,6 +95,7 @@ for i = 1, #sets do
     clear_unique(unique_key, uniques)
     chunks({'HDEL', jobs_key}, ids)
     chunks({'ZREM', set_key}, ids)
+    chunks({'DEL'}, results)
   end
   removed = removed + #ids
 end

@@ -17,7 +17,7 @@ local owner = ARGV[2]
 local key = lock_prefix .. id
 local holder = redis.pcall('GET', key)
 if type(holder) == 'table' and holder['err'] then
-  return wrong_type(key)
+  return wrong_type(key, holder)
 end
 if holder == owner then
   redis.call('DEL', key)

@@ -31,6 +31,7 @@ from redisq.app import App
 from redisq.context import Context, current_context
 from redisq.errors import (
     BadRecord,
+    CommandDenied,
     ConfigurationError,
     InvalidArgument,
     InvalidTransition,
@@ -39,6 +40,7 @@ from redisq.errors import (
     LeaseLost,
     PayloadTooLarge,
     RedisqError,
+    ResultExpired,
     Retry,
     SchemaVersionError,
     ScriptReplyError,
@@ -84,6 +86,7 @@ __all__ = [  # noqa: RUF022  (grouped by topic, STYLE section 1)
     "TaskSignal",
     # errors
     "BadRecord",
+    "CommandDenied",
     "ConfigurationError",
     "InvalidArgument",
     "InvalidTransition",
@@ -92,6 +95,7 @@ __all__ = [  # noqa: RUF022  (grouped by topic, STYLE section 1)
     "LeaseLost",
     "PayloadTooLarge",
     "RedisqError",
+    "ResultExpired",
     "SchemaVersionError",
     "ScriptReplyError",
     "SerializationError",

@@ -11,7 +11,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit, urlunsplit
 
 import redis
 import redis.asyncio
@@ -25,13 +25,15 @@ from redisq._async.store import AsyncStore
 from redisq._async.transport import AsyncTransport
 from redisq._core.calls import Settings
 from redisq._core.codec import DEFAULT_PAYLOAD_LIMIT
-from redisq._core.validate import MAX_LEASE_MS, check_int, check_name
+from redisq._core.validate import MAX_DELAY_MS, MAX_LEASE_MS, check_int
+from redisq._server import connect_error
 from redisq._sync.store import Store
 from redisq._sync.transport import SyncTransport
 from redisq.errors import ConfigurationError
+from redisq.keys import check_prefix
 from redisq.models import Retention
 
-__all__ = ["connect", "connect_async", "forget_memory", "memory_server"]
+__all__ = ["connect", "connect_async", "forget_memory", "memory_server", "redact"]
 
 _SCHEMES = ("redis", "rediss", "unix", "redis+cluster", "rediss+cluster", "memory")
 _memory_servers: dict[str, Any] = {}
@@ -45,8 +47,9 @@ def memory_server(name: str) -> Any:
         import lupa  # noqa: F401  (fakeredis runs Lua scripts through lupa)
     except ImportError as exc:
         raise ConfigurationError(
-            "memory:// runs on fakeredis with Lua support, which is not installed: install it"
-            " with `pip install 'redisq[memory]'`"
+            "memory:// (the in-process store, the default of redisq.App() and connect()) runs"
+            f" on fakeredis with Lua support, which is not installed ({exc}): install it with"
+            " `pip install 'redisq[memory]'`, or use a server, e.g. redis://localhost:6379"
         ) from exc
     with _memory_lock:
         server = _memory_servers.get(name)
@@ -71,7 +74,7 @@ def _settings(
     claim_memo_ms: int,
     clock: Callable[[], int] | None,
 ) -> Settings:
-    check_name("prefix", prefix)
+    check_prefix(prefix)
     check_int("payload_limit", payload_limit, 1, 512 * 1024 * 1024)
     check_int("lease_ms", lease_ms, 1, MAX_LEASE_MS)
     check_int("claim_memo_ms", claim_memo_ms, 0, MAX_LEASE_MS)
@@ -80,6 +83,7 @@ def _settings(
         check_int(f"retention.{field}", getattr(kept, field), 0, 10**9)
         check_int(f"retention.{field}_age_ms", getattr(kept, f"{field}_age_ms"), 0, 10**13)
     check_int("retention.trim_batch", kept.trim_batch, 1, 10_000)
+    check_int("retention.result_ttl_ms", kept.result_ttl_ms, 0, MAX_DELAY_MS)
     return Settings(
         prefix=prefix,
         payload_limit=payload_limit,
@@ -116,14 +120,127 @@ def _blocking(settings: Settings, options: dict[str, Any], is_cluster: bool) -> 
     return replace(settings, cluster=is_cluster, max_block_ms=limit)
 
 
-def _parse(url: str, cluster: bool | None, options: dict[str, Any]) -> tuple[str, str, bool]:
-    """Split a URL into (kind, url for redis-py, cluster?)."""
+def redact(url: str) -> str:
+    """Return `url` with its password replaced by ***."""
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+    except ValueError:
+        return url
+    if password is None:
+        return url
+    user = parts.username or ""
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{parts.netloc.rsplit('@', 1)[1]}"))
+
+
+def _database(url: str, path: str, query: str) -> int:
+    """The database number of a redis:// URL (path ``/N`` or ``?db=N``), checked."""
+    shown = redact(url)
+    values = [("the path", unquote(path).strip("/"))] if path.strip("/") else []
+    values += [("?db=", v) for v in parse_qs(query).get("db", [])]
+    db = 0
+    for where, text in values:
+        if not text.isdecimal() or not text.isascii():
+            raise ConfigurationError(
+                f"the database in {shown} must be a number (got {text!r} in {where}): the"
+                " database goes after the port, e.g. redis://localhost:6379/0 (0 to 15 on a"
+                " server with the default `databases 16`)"
+            )
+        db = int(text)
+    return db
+
+
+def _check_url(url: str, scheme: str, cluster: bool) -> int:
+    """Check the parts of a server URL that redis-py would ignore or fail on late.
+
+    Returns:
+        The database number (0 when the URL names none).
+    """
+    shown = redact(url)
+    parts = urlsplit(url)
+    if scheme.startswith("unix"):
+        if not parts.path:
+            raise ConfigurationError(
+                f"{shown} names no socket file; write unix:///path/to/redis.sock"
+            )
+        return _database(url, "", parts.query)
+    try:
+        port = parts.port
+    except ValueError as exc:
+        raise ConfigurationError(
+            f"the port in {shown} cannot work ({exc}): write a number from 1 to 65535,"
+            " e.g. redis://localhost:6379"
+        ) from None
+    if port == 0:
+        raise ConfigurationError(
+            f"the port in {shown} cannot work (0): write a number from 1 to 65535,"
+            " e.g. redis://localhost:6379"
+        )
+    db = _database(url, parts.path, parts.query)
+    if cluster and db != 0:
+        raise ConfigurationError(
+            f"{shown} names database {db}, but a Redis Cluster has only database 0; leave the"
+            " database out of the URL"
+        )
+    if not cluster:
+        from redis.connection import parse_url
+
+        try:
+            parse_url(url)  # type: ignore[no-untyped-call]
+        except ValueError as exc:
+            raise ConfigurationError(f"{shown} cannot work: {exc}") from None
+    return db
+
+
+def _missing_database(url: str, db: int) -> ConfigurationError:
+    return ConfigurationError(
+        f"the server at {redact(url)} has no database {db} (it refused SELECT {db}): use a"
+        " database number below the server's `databases` setting (16 by default), e.g."
+        f" {redact(url).rsplit('/', 1)[0]}/0"
+    )
+
+
+def _is_missing_database(exc: redis.ResponseError) -> bool:
+    text = str(exc).lower()
+    return "db index" in text  # "DB index is out of range", "invalid DB index"
+
+
+def _select_checked(url: str, db: int) -> Callable[[Any], None]:
+    """A redis-py connect hook: SELECT refused for a missing database -> ConfigurationError."""
+
+    def on_connect(connection: Any) -> None:
+        try:
+            connection.on_connect()
+        except redis.ResponseError as exc:
+            if _is_missing_database(exc):
+                raise _missing_database(url, db) from None
+            raise
+
+    return on_connect
+
+
+def _aselect_checked(url: str, db: int) -> Callable[[Any], Any]:
+    """The asyncio twin of `_select_checked`."""
+
+    async def on_connect(connection: Any) -> None:
+        try:
+            await connection.on_connect()
+        except redis.ResponseError as exc:
+            if _is_missing_database(exc):
+                raise _missing_database(url, db) from None
+            raise
+
+    return on_connect
+
+
+def _parse(url: str, cluster: bool | None, options: dict[str, Any]) -> tuple[str, str, bool, int]:
+    """Split a URL into (kind, url for redis-py, cluster?, database), checking it."""
     if not isinstance(url, str):
         raise ConfigurationError(f"url must be a str such as 'redis://localhost:6379'; got {url!r}")
     scheme = urlsplit(url).scheme.lower()
     if scheme not in _SCHEMES:
         raise ConfigurationError(
-            f"unsupported URL scheme {scheme!r} in {url!r}; use one of"
+            f"unsupported URL scheme {scheme!r} in {redact(url)!r}; use one of"
             f" {', '.join(s + '://' for s in _SCHEMES)}"
         )
     if options.get("decode_responses"):
@@ -133,10 +250,12 @@ def _parse(url: str, cluster: bool | None, options: dict[str, Any]) -> tuple[str
     if scheme == "memory":
         if cluster:
             raise ConfigurationError("memory:// is a single in-process server, not a cluster")
-        return "memory", urlsplit(url).netloc or "default", False
+        return "memory", urlsplit(url).netloc or "default", False, 0
     if scheme.endswith("+cluster"):
-        return "redis", scheme.split("+")[0] + url[len(scheme) :], True
-    return "redis", url, bool(cluster)
+        target = scheme.split("+")[0] + url[len(scheme) :]
+        return "redis", target, True, _check_url(url, scheme, True)
+    is_cluster = bool(cluster)
+    return "redis", url, is_cluster, _check_url(url, scheme, is_cluster)
 
 
 def connect(
@@ -173,21 +292,34 @@ def connect(
         **redis_options: passed to redis-py (socket_timeout, retry, ssl_ca_certs, ...).
 
     Raises:
-        ConfigurationError: the URL or an option cannot work.
+        ConfigurationError: the URL or an option cannot work: an unknown scheme, a port out
+            of range, a database that is not a number, a prefix with ':' (see
+            `redisq.keys.check_prefix`), or ``memory://`` without fakeredis (``pip install
+            'redisq[memory]'``). A database the server lacks is refused the same way when
+            the first connection opens.
     """
     settings = _settings(prefix, payload_limit, retention, lease_ms, claim_memo_ms, clock)
-    kind, target, is_cluster = _parse(url, cluster, redis_options)
+    kind, target, is_cluster, db = _parse(url, cluster, redis_options)
     client: Any
     if kind == "memory":
+        server = memory_server(target)  # first: it says what to install when fakeredis is not
         import fakeredis
 
-        client = fakeredis.FakeRedis(server=memory_server(target), **redis_options)
+        client = fakeredis.FakeRedis(server=server, **redis_options)
         settings = _blocking(settings, redis_options, False)
         return Store(SyncTransport(client, check_server=False), settings)
     options = _client_options(redis_options, asynchronous=False)
+    if db and "redis_connect_func" not in options:
+        options["redis_connect_func"] = _select_checked(target, db)
     settings = _blocking(settings, options, is_cluster)
     if is_cluster:
-        client = redis.cluster.RedisCluster.from_url(target, **options)
+        try:  # redis-py's cluster client connects here, to learn the topology
+            client = redis.cluster.RedisCluster.from_url(target, **options)
+        except (redis.exceptions.RedisClusterException, redis.RedisError) as exc:
+            denied = connect_error(exc)  # an ACL user without cluster|slots or command
+            if denied is None:
+                raise
+            raise denied from exc
     else:
         client = redis.Redis.from_url(target, **options)
     return Store(SyncTransport(client, check_server=check_server), settings)
@@ -211,12 +343,11 @@ def connect_async(
     Takes the same arguments as `connect`.
     """
     settings = _settings(prefix, payload_limit, retention, lease_ms, claim_memo_ms, clock)
-    kind, target, is_cluster = _parse(url, cluster, redis_options)
+    kind, target, is_cluster, db = _parse(url, cluster, redis_options)
     factory: Callable[[], Any]
     if kind == "memory":
+        server = memory_server(target)  # first: it says what to install when fakeredis is not
         import fakeredis
-
-        server = memory_server(target)
 
         def factory() -> Any:
             return fakeredis.FakeAsyncRedis(server=server, **redis_options)
@@ -224,6 +355,8 @@ def connect_async(
         settings = _blocking(settings, redis_options, False)
         return AsyncStore(AsyncTransport(factory, check_server=False, cluster=False), settings)
     options = _client_options(redis_options, asynchronous=True)
+    if db and "redis_connect_func" not in options:
+        options["redis_connect_func"] = _aselect_checked(target, db)
     settings = _blocking(settings, options, is_cluster)
     if is_cluster:
 

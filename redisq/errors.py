@@ -9,13 +9,14 @@ errors of redisq and live outside the tree on purpose.
 from __future__ import annotations
 
 import reprlib
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from redisq.models import Job
 
 __all__ = [
     "BadRecord",
+    "CommandDenied",
     "ConfigurationError",
     "InvalidArgument",
     "InvalidTransition",
@@ -24,6 +25,7 @@ __all__ = [
     "LeaseLost",
     "PayloadTooLarge",
     "RedisqError",
+    "ResultExpired",
     "Retry",
     "SchemaVersionError",
     "ScriptReplyError",
@@ -125,10 +127,19 @@ class JobNotFound(RedisqError, LookupError):
         queue: the queue looked in.
     """
 
-    def __init__(self, queue: str, job_id: str) -> None:
-        super().__init__(f"job {job_id!r} does not exist in queue {queue!r}")
+    def __init__(self, queue: str, job_id: str, message: str | None = None) -> None:
+        super().__init__(message or f"job {job_id!r} does not exist in queue {queue!r}")
         self.queue = queue
         self.job_id = job_id
+
+
+class ResultExpired(JobNotFound):
+    """Raised by `JobRef.result` when a job is gone and no stored result of it is left.
+
+    A completed job's record is trimmed by the count and age limits of `Retention`; a
+    result stored by its ack stays readable for ``result_ttl_ms`` (one day by default), then
+    expires. The job may also have been deleted or purged.
+    """
 
 
 class LeaseLost(RedisqError):
@@ -280,6 +291,112 @@ class JobFailed(RedisqError):
         self.job = job
         self.state = job.state
         self.last_error = job.last_error
+
+
+class CommandDenied(RedisqError, PermissionError):
+    """Raised when the server's access control (ACL) refuses a command redisq sends.
+
+    The Redis user lacks a command, or a key pattern, of the rule in docs/security.md. A
+    denial inside a script stops the script where it happens: grant the whole rule, since a
+    script refused after its first write leaves that write in place (Redis does not roll back).
+
+    Attributes:
+        command: the command refused, as ACL rules name it (``"sadd"``, ``"client|id"``), or
+            None when the server does not say (Redis before 7.2, inside some scripts).
+        key: the key the user may not access, when the refusal is about a key and the key is
+            known; else None.
+        keys_refused: True when the user may run the command but not on its keys.
+        script: the name of redisq's script the refusal happened in, or None for a plain
+            command.
+        reason: the server's own message.
+    """
+
+    def __init__(
+        self,
+        command: str | None,
+        *,
+        key: str | None = None,
+        keys_refused: bool = False,
+        script: str | None = None,
+        reason: str = "",
+        near_key: str | None = None,
+        candidates: tuple[str, ...] = (),
+    ) -> None:
+        super().__init__(
+            _denied_message(command, key, keys_refused, script, reason, near_key, candidates)
+        )
+        self.command = command
+        self.key = key
+        self.keys_refused = keys_refused
+        self.script = script
+        self.reason = reason
+        self._more = (near_key, candidates)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        near_key, candidates = self._more
+        options = {
+            "key": self.key,
+            "keys_refused": self.keys_refused,
+            "script": self.script,
+            "reason": self.reason,
+            "near_key": near_key,
+            "candidates": candidates,
+        }
+        return (_rebuild_denied, (self.command, options))
+
+
+def _rebuild_denied(command: str | None, options: dict[str, Any]) -> CommandDenied:
+    return CommandDenied(command, **options)
+
+
+def _denied_message(
+    command: str | None,
+    key: str | None,
+    keys_refused: bool,
+    script: str | None,
+    reason: str,
+    near_key: str | None,
+    candidates: tuple[str, ...],
+) -> str:
+    """Say what the server refused, which part of the ACL rule is missing, and where to look."""
+    where = f" inside redisq's script {script!r}" if script else ""
+    if keys_refused:
+        if key:
+            what = f"key {key!r}"
+        elif near_key:
+            what = f"the keys of this call (such as {near_key!r})"
+        else:
+            what = "a key of this call"
+        doing = f" with `{command}`" if command else ""
+        prefix = _prefix_of(key or near_key or "")
+        patterns = (
+            f"`~{{{prefix}:*` and `~{prefix}:queues`"
+            if prefix
+            else "`~{<prefix>:*` and `~<prefix>:queues`"
+        )
+        head = f"the Redis user may not access {what}{doing}{where}"
+        fix = f"its ACL rule needs the key patterns {patterns} of the store's prefix"
+    elif command:
+        head = f"the Redis user may not run `{command}`{where}"
+        fix = f"its ACL rule lacks `+{command}`"
+    else:
+        runs = f" (the script runs {', '.join(candidates)})" if candidates else ""
+        head = f"the Redis user was refused a command{where}, and this server does not say which"
+        fix = f"its ACL rule lacks one of the commands redisq needs{runs}"
+    said = f" (server: {reason})" if reason else ""
+    return (
+        f"{head}{said}: {fix}; docs/security.md in the redisq repository gives the whole rule"
+        " a store and its workers need"
+    )
+
+
+def _prefix_of(key: str) -> str | None:
+    """The store prefix a key belongs to: ``{p:q}:ready`` and ``p:queues`` give ``p``."""
+    if key.startswith("{") and ":" in key:
+        return key[1 : key.index(":")]
+    if key.endswith(":queues"):
+        return key.removesuffix(":queues") or None
+    return None
 
 
 # ------------------------------------------------------------------------------------------

@@ -6,8 +6,8 @@ import asyncio
 import time
 from typing import TYPE_CHECKING, Any
 
-from redisq.errors import JobFailed, JobNotFound
-from redisq.models import Job, JobState
+from redisq.errors import JobFailed, JobNotFound, ResultExpired
+from redisq.models import Job, JobState, Retention
 
 if TYPE_CHECKING:
     from redisq.app import App
@@ -17,6 +17,15 @@ __all__ = ["JobRef"]
 #: JobRef.result polls `get` from this interval, doubling up to the cap (seconds).
 _POLL_FIRST_S = 0.002
 _POLL_CAP_S = 0.2
+
+
+def _duration(ms: int) -> str:
+    """Write a duration in ms in its largest whole unit: 1 day, 2 h, 30 min, 5 s, 1500 ms."""
+    for unit, size in (("day", 86_400_000), ("h", 3_600_000), ("min", 60_000), ("s", 1_000)):
+        if ms and ms % size == 0:
+            n = ms // size
+            return f"{n} {unit}{'s' if unit == 'day' and n != 1 else ''}"
+    return f"{ms} ms"
 
 
 class JobRef:
@@ -63,9 +72,35 @@ class JobRef:
         """Cancel the job from asyncio."""
         return await self._app.async_store.cancel(self.queue, self.id)
 
+    def _gone(self) -> JobNotFound:
+        """The error for a job whose record is gone (and its stored result, if it had one)."""
+        where = f"job {self.id!r} of queue {self.queue!r}"
+        task = self._app.get_task(self.job.name or "")
+        if task is not None and not task.store_result:
+            return JobNotFound(
+                self.queue,
+                self.id,
+                f"{where} is gone: it was deleted or purged, or it finished and retention"
+                f" trimmed its record; its task {task.name!r} stores no result"
+                " (store_result=False), so there is none to read",
+            )
+        ttl = task.result_ttl_ms if task is not None else None
+        if ttl is None:
+            retention = self._app.connect_options.get("retention")
+            ttl = (retention if isinstance(retention, Retention) else Retention()).result_ttl_ms
+        return ResultExpired(
+            self.queue,
+            self.id,
+            f"{where} is gone and its result expired: a stored result stays readable"
+            f" {_duration(ttl)} after the job completed (result_ttl_ms of the task or of"
+            " redisq.Retention), after retention trimmed its record; or the job was deleted or"
+            " purged, or its handler returned None (nothing stored)",
+        )
+
     def _outcome(self, job: Job | None) -> tuple[bool, Any]:
-        if job is None:
-            raise JobNotFound(self.queue, self.id)
+        if job is None or job.created_at_ms != self.job.created_at_ms:
+            # (Another created_at is another job enqueued later under the same id.)
+            raise self._gone()
         if job.state is JobState.COMPLETED:
             return True, job.result
         if job.state in (JobState.DEAD, JobState.CANCELLED):
@@ -81,6 +116,8 @@ class JobRef:
         """Wait until the job is final and return its result.
 
         Polls the job with a growing interval (2 ms doubling to 200 ms), so waiting is cheap.
+        A stored result stays readable for its result_ttl_ms (one day by default) after the
+        job completed, even once retention trimmed the completed record.
 
         Args:
             timeout: seconds to wait at most; None waits for ever.
@@ -92,7 +129,9 @@ class JobRef:
         Raises:
             JobFailed: the job was dead-lettered or cancelled (carries the Job and last_error).
             TimeoutError: the job was not final within `timeout`.
-            JobNotFound: the job no longer exists (deleted, or trimmed by retention).
+            ResultExpired: the job is gone (deleted, or trimmed by retention) and its stored
+                result has expired too (a JobNotFound).
+            JobNotFound: the job is gone and its task stores no result.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
         delay = _POLL_FIRST_S

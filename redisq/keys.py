@@ -3,17 +3,58 @@
 All keys of a queue share one hash tag, ``{<prefix>:<queue>}``, so they live in one Redis
 Cluster slot and every script of the queue can run there. Job records are the fields of one
 hash per queue (``jobs``: job id -> packed record); per-request and per-job keys (claim memos,
-locks) are derived inside scripts from a prefix that arrives in KEYS with the same tag.
-The queue registry is the one key outside any queue's slot.
+locks, stored results) are derived inside scripts from a prefix that arrives in KEYS with the
+same tag. The queue registry, ``<prefix>:queues``, is the one key outside any queue's slot.
+
+The layout is unambiguous: a prefix holds no ``:`` (nor ``{``, ``}`` or glob characters), so
+the first ``:`` inside the hash tag ends the prefix and the first ``}`` ends the
+queue name. Each key belongs to exactly one (prefix, queue, part), and the ACL patterns
+``~{<prefix>:*`` and ``~<prefix>:queues`` cover the keys of exactly one prefix.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from redisq._core.validate import check_name
+from redisq.errors import ConfigurationError
 
-__all__ = ["QueueKeys", "registry_key"]
+__all__ = ["QueueKeys", "check_prefix", "registry_key"]
+
+#: What a prefix may not hold besides what every name refuses: ':' (it ends the prefix inside
+#: the hash tag) and the glob characters of Redis key patterns (an ACL rule ``~{<prefix>:*``
+#: would cover other prefixes).
+_PREFIX_FORBIDDEN = re.compile(r"[:*?\[\]\\]")
+
+
+def check_prefix(prefix: object) -> str:
+    """Validate a key prefix: a name without ``:`` or glob characters.
+
+    Raises:
+        InvalidArgument: not a valid name (empty, too long, braces, control characters).
+        ConfigurationError: it holds ``:``, ``*``, ``?``, ``[``, ``]`` or ``\\``.
+    """
+    name = check_name("prefix", prefix)
+    found = _PREFIX_FORBIDDEN.search(name)
+    if found:
+        char = found.group()
+        suggestion = re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-") or "redisq"
+        if char == ":":
+            why = (
+                "in a key's hash tag {prefix:queue} the first ':' ends the prefix, so prefix"
+                " 'mx' with queue 'a:b' would share its keys with prefix 'mx:a' and queue 'b';"
+                " use '-', '_' or '.' instead (queue names may hold ':')"
+            )
+        else:
+            why = (
+                "it is a glob character (as are '*', '?', '[', ']' and '\\'), so an ACL key"
+                " pattern for the prefix (~{prefix:*) would cover other prefixes too"
+            )
+        raise ConfigurationError(
+            f"prefix {name!r} may not hold {char!r}: {why}; e.g. prefix={suggestion!r}"
+        )
+    return name
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,11 +74,12 @@ class QueueKeys:
     wake: str
     memo_prefix: str
     lock_prefix: str
+    result_prefix: str
 
     @classmethod
     def build(cls, prefix: str, queue: str) -> QueueKeys:
         """Build the key names of `queue` under `prefix`, validating both names."""
-        check_name("prefix", prefix)
+        check_prefix(prefix)
         check_name("queue", queue)
         tag = f"{{{prefix}:{queue}}}"
         return cls(
@@ -54,6 +96,7 @@ class QueueKeys:
             wake=f"{tag}:wake",
             memo_prefix=f"{tag}:claim:",
             lock_prefix=f"{tag}:lock:",
+            result_prefix=f"{tag}:result:",
         )
 
 

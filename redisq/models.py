@@ -109,6 +109,11 @@ class Retention:
     Finishing scripts trim the oldest records beyond these limits, at most `trim_batch` per
     call (and never more than 1,100, so a call stays short), so memory stays bounded under any
     steady load. An age of 0 means no age limit.
+
+    A job acked with a result also keeps its completed record under a key of its own (its
+    stored result) for `result_ttl_ms`, whatever the count limits trim: `get` and
+    `JobRef.result` read it there once the record is trimmed. 0 keeps results only as long as
+    the completed record.
     """
 
     completed: int = 1_000
@@ -118,6 +123,8 @@ class Retention:
     cancelled: int = 1_000
     cancelled_age_ms: int = 7 * DAY_MS
     trim_batch: int = 100
+    #: How long a stored result stays readable after its ack (ms; a task may set its own).
+    result_ttl_ms: int = DAY_MS
 
 
 @dataclass(frozen=True, slots=True)

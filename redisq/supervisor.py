@@ -41,9 +41,10 @@ import time
 from collections.abc import Mapping
 from typing import IO, Any
 
-from redisq._core.validate import check_int, check_name
+from redisq._core.validate import check_int
 from redisq.app import App
 from redisq.errors import ConfigurationError, InvalidArgument
+from redisq.keys import check_prefix
 from redisq.worker import Worker
 from redisq.worker._support import stop_signals
 
@@ -136,7 +137,7 @@ def load_app(path: str, *, url: str | None = None, prefix: str | None = None) ->
             " your tasks are registered on"
         )
     if prefix is not None:
-        obj.prefix = check_name("prefix", prefix)
+        obj.prefix = check_prefix(prefix)
     if url is not None:
         obj.url = url
     if url is not None or prefix is not None:

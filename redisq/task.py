@@ -164,6 +164,17 @@ def _positional_range(
     return low, high, context_after
 
 
+def _result_ttl(value: Any, store_result: bool) -> int | None:
+    if value is None:
+        return None
+    check_int("result_ttl_ms", value, 0, MAX_DELAY_MS)
+    if not store_result:
+        raise InvalidArgument(
+            "result_ttl_ms", "None unless store_result=True (it keeps stored results)", value
+        )
+    return int(value)
+
+
 @dataclass(frozen=True, slots=True)
 class TaskSettings:
     """A task's validated options."""
@@ -178,6 +189,7 @@ class TaskSettings:
     retry_for: tuple[type[BaseException], ...] | None
     non_retryable: tuple[type[BaseException], ...]
     store_result: bool
+    result_ttl_ms: int | None = None
 
     @classmethod
     def build(cls, **o: Any) -> TaskSettings:
@@ -195,6 +207,7 @@ class TaskSettings:
             ),
             non_retryable=_exception_types("non_retryable", o["non_retryable"]),
             store_result=_check_bool("store_result", o["store_result"]),
+            result_ttl_ms=_result_ttl(o.get("result_ttl_ms"), o["store_result"]),
         )
 
 
@@ -340,7 +353,7 @@ class Task(_Enqueuer[P], Generic[P, R]):
         fn: the function.
         name: the task name (the job name).
         queue, max_attempts, lease_ms, timeout_ms, backoff, priority, retry_for,
-        non_retryable, store_result: its options (see `App.task`).
+        non_retryable, store_result, result_ttl_ms: its options (see `App.task`).
         is_async: True for ``async def`` functions.
     """
 
@@ -359,6 +372,7 @@ class Task(_Enqueuer[P], Generic[P, R]):
         self.retry_for = settings.retry_for
         self.non_retryable = settings.non_retryable
         self.store_result = settings.store_result
+        self.result_ttl_ms = settings.result_ttl_ms
         self.is_async = inspect.iscoroutinefunction(fn)
         self.context_param, self.context_position = _context_parameter(fn)
         try:

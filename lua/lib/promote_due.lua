@@ -17,7 +17,7 @@
 local function promote_due(scheduled_key, ready_key, jobs_key, dead_key, now, limit)
   local ids = redis.pcall('ZRANGEBYSCORE', scheduled_key, '-inf', num(now), 'LIMIT', 0, limit)
   if ids['err'] then
-    return nil, wrong_type(scheduled_key)
+    return nil, wrong_type(scheduled_key, ids)
   end
   if #ids == 0 then
     return 0, 0

@@ -7,7 +7,7 @@
 local function read_job(jobs_key, id)
   local s = redis.pcall('HGET', jobs_key, id)
   if type(s) == 'table' then
-    return nil, nil, wrong_type(jobs_key)
+    return nil, nil, wrong_type(jobs_key, s)
   end
   if not s then
     return nil

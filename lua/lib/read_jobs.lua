@@ -8,7 +8,7 @@ local function read_jobs(jobs_key, ids)
   for i = 1, #ids, 1000 do
     local r = redis.pcall('HMGET', jobs_key, unpack(ids, i, math.min(i + 999, #ids)))
     if r['err'] then
-      return nil, wrong_type(jobs_key)
+      return nil, wrong_type(jobs_key, r)
     end
     for k = 1, #r do
       out[#out + 1] = r[k]

@@ -7,7 +7,7 @@
 local function read_meta(meta_key, ...)
   local m = redis.pcall('HMGET', meta_key, 'schema', ...)
   if m['err'] then
-    return nil, wrong_type(meta_key)
+    return nil, wrong_type(meta_key, m)
   end
   if m[1] and m[1] ~= SCHEMA_VERSION then
     return nil, {STATUS.SCHEMA_MISMATCH, m[1], SCHEMA_VERSION}

@@ -22,7 +22,7 @@ local function read_some(jobs_key, ids, budget)
     local j = math.min(i + group - 1, n)
     local r = redis.pcall('HMGET', jobs_key, unpack(ids, i, j))
     if r['err'] then
-      return nil, wrong_type(jobs_key)
+      return nil, wrong_type(jobs_key, r)
     end
     for k = 1, #r do
       local size = r[k] and #r[k] or 0

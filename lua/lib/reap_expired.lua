@@ -20,7 +20,7 @@
 local function reap_expired(keys, now, limit)
   local ids = redis.pcall('ZRANGEBYSCORE', keys.leased, '-inf', num(now), 'LIMIT', 0, limit)
   if ids['err'] then
-    return nil, nil, wrong_type(keys.leased)
+    return nil, nil, wrong_type(keys.leased, ids)
   end
   if #ids == 0 then
     return 0, 0

@@ -2,14 +2,29 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import redis.asyncio
-from redis.exceptions import NoScriptError, ResponseError
+from redis.exceptions import (
+    ClusterError,
+    NoScriptError,
+    RedisClusterException,
+    RedisError,
+    ResponseError,
+)
 
 from redisq._core.calls import Call
-from redisq._server import check_reply_error, check_server_info, command_error
+from redisq._core.scripts import ScriptSpec
+from redisq._server import (
+    UNREACHABLE,
+    check_reply_error,
+    command_error,
+    connect_error,
+    judge_server,
+    script_error,
+)
 
 if TYPE_CHECKING:
     from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
@@ -31,7 +46,11 @@ class AsyncTransport:
         self._factory = factory
         self._client: Any = None
         self._cluster = cluster
-        self._checked = not check_server
+        self._check_server = check_server
+        # The work of the first call: connect a cluster client (to name an ACL refusal of
+        # its topology commands), and check the server.
+        self._checked = not (check_server or cluster)
+        self._check_lock = asyncio.Lock()
         self._no_waits = False
 
     @property
@@ -48,14 +67,56 @@ class AsyncTransport:
             self._client = None
 
     async def _check(self) -> None:
-        self._checked = True
+        """Check the server on the first call that reaches it (see `judge_server`).
+
+        Until a check has run, every call tries: a first call that fails to connect raises
+        redis-py's error, and the next call checks.
+        """
+        async with self._check_lock:
+            if self._checked:
+                return
+            client = self.client
+            if self._cluster:
+                # The primaries are known once it has connected.
+                try:
+                    await client.initialize()
+                except (RedisClusterException, RedisError) as exc:
+                    denied = connect_error(exc)
+                    if denied is None:
+                        raise
+                    raise denied from exc
+            if self._check_server:
+                await self._check_nodes(client)
+            self._checked = True
+
+    async def _check_nodes(self, client: Any) -> None:
+        infos: list[dict[str, Any] | ResponseError] = []
+        unreachable: list[str] = []
+        if not self._cluster:
+            infos.append(await self._info({}))
+        else:
+            failure: Exception | None = None
+            for node in client.get_primaries():
+                try:
+                    infos.append(await self._info({"target_nodes": node}))
+                except UNREACHABLE as exc:
+                    unreachable.append(node.name)
+                    failure = exc
+            if failure is not None and not infos:
+                # No primary answered: the call would fail too; the next one checks.
+                raise failure
+        judge_server(infos, unreachable)
+
+    async def _info(self, target: dict[str, Any]) -> dict[str, Any] | ResponseError:
         client = self.client
-        nodes = client.get_primaries() if self._cluster else [None]
-        for node in nodes:
-            kwargs: dict[str, Any] = {} if node is None else {"target_nodes": node}
-            info = dict(await client.info("server", **kwargs))
-            info.update(await client.info("memory", **kwargs))
-            check_server_info(info)
+        try:
+            info = dict(await client.info("server", **target))
+            info.update(await client.info("memory", **target))
+        except ClusterError:
+            raise  # a node that cannot answer now (ClusterDownError is a ResponseError too)
+        except ResponseError as exc:
+            return exc  # refused: judge_server warns that the check could not run
+        return info
 
     def stop_waiting(self) -> None:
         """Skip the blocking waits to come (parsed as timed out).
@@ -78,13 +139,27 @@ class AsyncTransport:
             except ResponseError as exc:
                 raise command_error(call.args, exc) from exc
             return call.parse(reply)
-        spec, keys, args = call.spec, call.keys, call.args
         try:
-            reply = await client.evalsha(spec.sha, len(keys), *keys, *args)
-        except NoScriptError:
-            await client.script_load(spec.source)
-            reply = await client.evalsha(spec.sha, len(keys), *keys, *args)
+            reply = await self._script(client, call.spec, call.keys, call.args)
+        except ResponseError as exc:
+            error = script_error(call.spec, call.keys, exc)
+            if error is exc:
+                raise
+            raise error from exc
         return call.parse(reply)
+
+    async def _script(self, client: Any, spec: ScriptSpec, keys: list[str], args: list[Any]) -> Any:
+        try:
+            return await client.evalsha(spec.sha, len(keys), *keys, *args)
+        except NoScriptError:
+            if self._cluster and keys:
+                # Load it where it runs: redis-py would send SCRIPT LOAD to every primary,
+                # and fail the call when any of them is down.
+                node = client.get_node_from_key(keys[0])
+                await client.execute_command("SCRIPT LOAD", spec.source, target_nodes=node)
+            else:
+                await client.script_load(spec.source)
+            return await client.evalsha(spec.sha, len(keys), *keys, *args)
 
     async def pipeline(self, calls: list[Call[Any]]) -> list[Any]:
         """Run Calls in one round trip where the client allows it.
@@ -111,7 +186,13 @@ class AsyncTransport:
             if attempt == 0 and any(isinstance(r, NoScriptError) for r in replies):
                 for c in calls:
                     if c.spec is not None:
-                        await client.script_load(c.spec.source)
+                        try:
+                            await client.script_load(c.spec.source)
+                        except ResponseError as exc:
+                            error = script_error(c.spec, [], exc)
+                            if error is exc:
+                                raise
+                            raise error from exc
                 continue
             break
         return [c.parse(check_reply_error(c, r)) for c, r in zip(calls, replies, strict=True)]

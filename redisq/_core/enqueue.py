@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ParamSpec, TypeVar, cast
 
 from redisq._core.calls import (
     MAX_TIME_MS,
@@ -36,6 +38,9 @@ from redisq._core.validate import (
 from redisq._version import __version__
 from redisq.errors import InvalidArgument, ScriptReplyError, WrongKeyType
 from redisq.models import Job, JobState, Spec
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 # --------------------------------------------------------------------------------------------
 # enqueue
@@ -81,6 +86,34 @@ def check_keywords(unknown: dict[str, Any]) -> None:
     name = sorted(unknown)[0]
     valid = ", ".join(sorted(_SPEC_FIELDS))
     raise InvalidArgument(name, f"one of the keywords of enqueue: {valid}", unknown[name])
+
+
+def keywords_checked(method: Callable[P, R]) -> Callable[P, R]:
+    """Make a keyword `method` does not take an InvalidArgument (see check_keywords) instead
+    of Python's TypeError, keeping its signature for type checkers and `inspect`."""
+    known = set(inspect.signature(method).parameters)
+
+    def refuse(kwargs: dict[str, Any]) -> None:
+        if not known.issuperset(kwargs):
+            check_keywords({k: v for k, v in kwargs.items() if k not in known})
+
+    if inspect.iscoroutinefunction(method):
+        # An async method stays a coroutine function (callers and tests check for that).
+        run: Any = method
+
+        @functools.wraps(method)
+        async def checked_async(*args: Any, **kwargs: Any) -> Any:
+            refuse(kwargs)
+            return await run(*args, **kwargs)
+
+        return cast("Callable[P, R]", checked_async)
+
+    @functools.wraps(method)
+    def checked(*args: P.args, **kwargs: P.kwargs) -> R:
+        refuse(kwargs)
+        return method(*args, **kwargs)
+
+    return checked
 
 
 def check_options(options: dict[str, Any], where: str = "options") -> None:

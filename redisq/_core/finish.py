@@ -94,30 +94,61 @@ def _by_queue(s: Settings, held: list[Job], where: str, single: bool) -> dict[st
     return by_queue
 
 
+def result_ttls(
+    s: Settings, count: int, result_ttl_ms: int | Sequence[int | None] | None
+) -> list[int] | None:
+    """Check ack's result_ttl_ms (one value, or one per job); None: the store's default."""
+    if result_ttl_ms is None:
+        return None
+    if isinstance(result_ttl_ms, int) and not isinstance(result_ttl_ms, bool):
+        check_int("result_ttl_ms", result_ttl_ms, 0, MAX_DELAY_MS)
+        return [result_ttl_ms] * count
+    if not isinstance(result_ttl_ms, (list, tuple)) or len(result_ttl_ms) != count:
+        raise InvalidArgument(
+            "result_ttl_ms", f"None, an int, or a list of {count} ints or Nones", result_ttl_ms
+        )
+    default = s.retention.result_ttl_ms
+    return [
+        default if t is None else check_int(f"result_ttl_ms[{i}]", t, 0, MAX_DELAY_MS)
+        for i, t in enumerate(result_ttl_ms)
+    ]
+
+
 def ack_many(
     s: Settings,
     jobs: Sequence[Job],
     results: Sequence[Any],
     single: bool = False,
     snapshots: bool = True,
+    ttls: list[int] | None = None,
 ) -> Op[list[Job]]:
     """Complete leased jobs; one script call per queue and chunk, each all or nothing.
 
-    Every job, queue and result is checked (and encoded) before the first call. A queue's
-    jobs go in calls of at most CHUNK jobs and CHUNK_BYTES of results; a call whose script
-    handled only its first jobs (their stored records past the read budget) has the rest sent
-    again. Returns the completed snapshots in the order given, or nothing when `snapshots` is
-    False.
+    Every job, queue and result is checked (and encoded) before the first call. A job with a
+    result keeps it for its entry of `ttls` (see `result_ttls`; None: the store's retention);
+    jobs whose results have different TTLs go in separate calls. A queue's jobs go in calls of
+    at most CHUNK jobs and CHUNK_BYTES of results; a call whose script handled only its first
+    jobs (their stored records past the read budget) has the rest sent again. Returns the
+    completed snapshots in the order given, or nothing when `snapshots` is False.
     """
     held = [held_job(jobs[0], "job")] if single else _jobs(jobs, "jobs")
     encoded = [
         b"" if r is None else encode("result", r, s.payload_limit, j.id)
         for j, r in zip(held, results, strict=True)
     ]
-    by_queue = _by_queue(s, held, "job" if single else "jobs", single)
-    out: list[Job | None] = [None] * len(held)
+    _by_queue(s, held, "job" if single else "jobs", single)  # every queue, before any call
     r = s.retention
-    for queue, indexes in by_queue.items():
+    default_ttl = r.result_ttl_ms
+    by_queue: dict[tuple[str, int], list[int]] = {}
+    if ttls is None:
+        for i, j in enumerate(held):
+            by_queue.setdefault((j.queue, default_ttl), []).append(i)
+    else:
+        for i, j in enumerate(held):
+            ttl = ttls[i] if encoded[i] else default_ttl  # no result: any call will do
+            by_queue.setdefault((j.queue, ttl), []).append(i)
+    out: list[Job | None] = [None] * len(held)
+    for (queue, result_ttl_ms), indexes in by_queue.items():
         keys = queue_keys(s.prefix, queue)
         todo = chunk_ranges([len(encoded[i]) for i in indexes])
         while todo:
@@ -134,6 +165,7 @@ def ack_many(
                 keep=r.completed,
                 max_age_ms=r.completed_age_ms,
                 batch=r.trim_batch,
+                result_ttl_ms=result_ttl_ms,
                 count=len(part),
                 jobs=args,
             )

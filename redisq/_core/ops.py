@@ -29,7 +29,7 @@ from redisq._core.calls import (
 )
 from redisq._core.claim import check_queues, claim, claim_and_ack, reap, wait
 from redisq._core.enqueue import check_options, enqueue_many, prepare
-from redisq._core.finish import ack_many, nack, progress, release, renew_many
+from redisq._core.finish import ack_many, nack, progress, release, renew_many, result_ttls
 from redisq._core.manage import (
     cancel,
     delete,
@@ -75,6 +75,7 @@ __all__ = [
     "registry",
     "release",
     "renew_many",
+    "result_ttls",
     "retry_dead",
     "script_call",
     "set_paused",

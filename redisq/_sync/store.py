@@ -13,10 +13,10 @@ import math
 import time
 from collections.abc import Iterable, Sequence
 from types import TracebackType
-from typing import Any, Never, TypeVar
+from typing import Any, TypeVar
 
 from redisq._core import ops, queries
-from redisq._core.enqueue import check_keywords
+from redisq._core.enqueue import keywords_checked
 from redisq._core.ops import NOT_SET, Call, Op, Settings
 from redisq._core.validate import check_int
 from redisq._sync.transport import SyncTransport
@@ -97,6 +97,7 @@ class Store:
     # ----------------------------------------------------------------------------------------
     # enqueue
 
+    @keywords_checked
     def enqueue(
         self,
         queue: str,
@@ -110,7 +111,6 @@ class Store:
         max_attempts: int = 3,
         lease_ms: int | None = None,
         unique_key: str | None = None,
-        **unknown: Never,
     ) -> Job:
         """Add a job to a queue, or return the existing one.
 
@@ -139,8 +139,6 @@ class Store:
             SerializationError: msgpack cannot encode the payload.
             PayloadTooLarge: the encoded payload is over the limit.
         """
-        if unknown:
-            check_keywords(unknown)
         options = {
             "id": id,
             "name": name,
@@ -184,7 +182,11 @@ class Store:
     # reads
 
     def get(self, queue: str, id: str) -> Job | None:
-        """Read one job; None when it does not exist (never enqueued, deleted or trimmed)."""
+        """Read one job; None when it does not exist (never enqueued, deleted or trimmed).
+
+        A completed job whose record retention trimmed is still returned while its stored
+        result lives (see `ack`'s result_ttl_ms).
+        """
         return self._run(queries.get(self.settings, queue, id))
 
     def find(self, id: str) -> Job | None:
@@ -378,20 +380,34 @@ class Store:
         """
         return self._run(queries.totals(self.settings, queue))
 
-    def ack(self, job: Job, result: Any = None) -> Job:
+    def ack(self, job: Job, result: Any = None, *, result_ttl_ms: int | None = None) -> Job:
         """Complete a leased job, storing `result` (msgpack) if given.
 
         Re-sending a successful ack (same token) succeeds again without a second completion.
+        A job acked with a result stays readable by `get` (completed, with its result) for
+        `result_ttl_ms` even after retention trims its record from the done set.
+
+        Args:
+            job: the leased job, as claim returned it.
+            result: the value to store (msgpack); None stores none.
+            result_ttl_ms: how long the result stays readable (None: the store's
+                ``Retention.result_ttl_ms``, one day; 0: only as long as the record).
 
         Raises:
             LeaseLost: the lease is no longer held (stale token, or expired); nothing changed.
             JobNotFound: the job is gone (deleted, or trimmed after an earlier ack).
         """
-        jobs = self._run(ops.ack_many(self.settings, [job], [result], single=True))
+        ttls = ops.result_ttls(self.settings, 1, result_ttl_ms)
+        jobs = self._run(ops.ack_many(self.settings, [job], [result], True, True, ttls))
         return jobs[0]
 
     def ack_many(
-        self, jobs: Sequence[Job], results: Sequence[Any] | None = None, *, snapshots: bool = True
+        self,
+        jobs: Sequence[Job],
+        results: Sequence[Any] | None = None,
+        *,
+        snapshots: bool = True,
+        result_ttl_ms: int | Sequence[int | None] | None = None,
     ) -> _Jobs:
         """Complete many leased jobs: script calls per queue of up to 1,000 jobs, 1 MiB of
         results and about 1 MiB of stored records.
@@ -406,6 +422,8 @@ class Store:
             snapshots: False skips building the completed snapshots and returns an empty
                 list: for callers that only need to know the acks went through (a worker),
                 it saves a few microseconds per job.
+            result_ttl_ms: how long stored results stay readable (see `ack`): one value, or
+                one per job (None: the store's retention).
 
         Returns:
             The completed jobs, in the order given (empty with snapshots=False).
@@ -417,7 +435,8 @@ class Store:
         values = [None] * len(jobs) if results is None else results
         if len(values) != len(jobs):
             raise InvalidArgument("results", f"a list of {len(jobs)} values (one per job)", values)
-        return self._run(ops.ack_many(self.settings, jobs, values, snapshots=snapshots))
+        ttls = ops.result_ttls(self.settings, len(jobs), result_ttl_ms)
+        return self._run(ops.ack_many(self.settings, jobs, values, snapshots=snapshots, ttls=ttls))
 
     def nack(
         self, job: Job, *, error: str = "", delay_ms: int | None = None, dead: bool = False
@@ -505,7 +524,8 @@ class Store:
         )
 
     def delete(self, queue: str, id: str) -> bool:
-        """Remove a job in any state with its index entries; True when it existed."""
+        """Remove a job in any state with its index entries and stored result; True when it
+        existed."""
         return self._run(ops.delete(self.settings, queue, id))
 
     def cancel(self, queue: str, id: str) -> bool:
@@ -520,11 +540,16 @@ class Store:
         return self._run(ops.retry_dead(self.settings, queue, ids, limit))
 
     def pause(self, queue: str) -> None:
-        """Stop every worker from claiming from `queue` until `resume`."""
+        """Stop every worker from claiming from `queue` until `resume`.
+
+        Any valid name is accepted: a queue without jobs yet is paused ahead of its first
+        job (its meta hash is written; `queues()` lists it once it holds jobs). The
+        `redisq pause` command refuses names it does not know unless given ``--create``.
+        """
         self._run(ops.set_paused(self.settings, queue, True))
 
     def resume(self, queue: str) -> None:
-        """Let workers claim from a paused queue again."""
+        """Let workers claim from a paused queue again (any valid name, like `pause`)."""
         self._run(ops.set_paused(self.settings, queue, False))
 
     def purge(self, queue: str, state: JobState | None = None) -> int:

@@ -11,6 +11,7 @@ and its connection handling. Redis Cluster goes through the generic path.
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
@@ -19,16 +20,29 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import hiredis
 import redis
-from redis.exceptions import NoScriptError, ResponseError
+from redis.exceptions import (
+    ClusterError,
+    NoScriptError,
+    ResponseError,
+)
 
 from redisq._core.calls import Call
 from redisq._core.scripts import ScriptSpec
-from redisq._server import check_reply_error, check_server_info, command_error
+from redisq._server import (
+    UNREACHABLE,
+    check_reply_error,
+    command_error,
+    is_denied,
+    judge_server,
+    script_error,
+)
 
 if TYPE_CHECKING:
     from redis.cluster import RedisCluster
 
 __all__ = ["SyncTransport"]
+
+_log = logging.getLogger("redisq.store")
 
 T = TypeVar("T")
 
@@ -53,6 +67,7 @@ class SyncTransport:
         self.client = client
         self._lean = isinstance(client, redis.Redis)
         self._checked = not check_server
+        self._check_lock = threading.Lock()
         self._hot: Any = None
         self._hot_pid = 0
         self._hot_lock = threading.Lock()
@@ -103,14 +118,43 @@ class SyncTransport:
         return self._on_connection(lambda conn: self._script_on(conn, spec, call))
 
     def _check(self) -> None:
-        self._checked = True
+        """Check the server on the first call that reaches it (see `judge_server`).
+
+        Until a check has run, every call tries: a first call that fails to connect raises
+        redis-py's error, and the next call checks.
+        """
+        with self._check_lock:
+            if self._checked:
+                return
+            client: Any = self.client
+            infos: list[dict[str, Any] | ResponseError] = []
+            unreachable: list[str] = []
+            if self._lean:
+                infos.append(self._info({}))
+            else:
+                failure: Exception | None = None
+                for node in client.get_primaries():
+                    try:
+                        infos.append(self._info({"target_nodes": node}))
+                    except UNREACHABLE as exc:
+                        unreachable.append(node.name)
+                        failure = exc
+                if failure is not None and not infos:
+                    # No primary answered: the call would fail too; the next one checks.
+                    raise failure
+            judge_server(infos, unreachable)
+            self._checked = True
+
+    def _info(self, target: dict[str, Any]) -> dict[str, Any] | ResponseError:
         client: Any = self.client
-        nodes = [None] if self._lean else client.get_primaries()
-        for node in nodes:
-            kwargs: dict[str, Any] = {} if node is None else {"target_nodes": node}
-            info = dict(client.info("server", **kwargs))
-            info.update(client.info("memory", **kwargs))
-            check_server_info(info)
+        try:
+            info = dict(client.info("server", **target))
+            info.update(client.info("memory", **target))
+        except ClusterError:
+            raise  # a node that cannot answer now (ClusterDownError is a ResponseError too)
+        except ResponseError as exc:
+            return exc  # refused: judge_server warns that the check could not run
+        return info
 
     def stop_waiting(self) -> None:
         """Cut short the blocking waits under way, and skip those to come.
@@ -128,7 +172,19 @@ class SyncTransport:
             # The id is registered just before its wait is sent: if the wait is not blocked
             # yet, try again for a moment (it ends the moment it is unblocked or returns).
             for _ in range(_UNBLOCK_TRIES):
-                if client.execute_command("CLIENT", "UNBLOCK", client_id):
+                try:
+                    unblocked = client.execute_command("CLIENT", "UNBLOCK", client_id)
+                except ResponseError as exc:
+                    if not is_denied(exc):
+                        raise
+                    # Stopping must not fail for want of a permission: the wait ends at
+                    # its own timeout instead.
+                    _log.warning(
+                        "cannot cut a blocking wait short: %s; it ends at its own timeout",
+                        command_error(["CLIENT", "UNBLOCK", client_id], exc),
+                    )
+                    return
+                if unblocked:
                     break
                 with self._wait_lock:
                     if client_id not in self._blocked:
@@ -163,16 +219,27 @@ class SyncTransport:
         spec = call.spec
         if spec is None:
             return self._command(call)
-        if self._lean:
-            return call.parse(self._lean_script(spec, call))
-        return call.parse(self._generic_script(spec, call.keys, call.args))
+        try:
+            if self._lean:
+                reply = self._lean_script(spec, call)
+            else:
+                reply = self._generic_script(spec, call.keys, call.args)
+        except ResponseError as exc:
+            error = script_error(spec, call.keys, exc)
+            if error is exc:
+                raise
+            raise error from exc
+        return call.parse(reply)
 
     def _generic_script(self, spec: ScriptSpec, keys: list[str], args: list[Any]) -> Any:
         client: Any = self.client
         try:
             return client.evalsha(spec.sha, len(keys), *keys, *args)
         except NoScriptError:
-            client.script_load(spec.source)
+            # Load it where it runs: redis-py would send SCRIPT LOAD to every primary, and
+            # fail the call when any of them is down.
+            node = client.get_node_from_key(keys[0]) if keys else None
+            client.execute_command("SCRIPT LOAD", spec.source, target_nodes=node)
             return client.evalsha(spec.sha, len(keys), *keys, *args)
 
     def pipeline(self, calls: list[Call[Any]]) -> list[Any]:
@@ -216,10 +283,16 @@ class SyncTransport:
         missing = [i for i, r in enumerate(results) if isinstance(r, NoScriptError)]
         if missing:
             # The server lost its script cache mid-way: load the scripts, re-send those calls.
-            sources = {c.spec.sha: c.spec.source for i in missing if (c := calls[i]).spec}
-            for source in sources.values():
-                conn.send_command("SCRIPT", "LOAD", source)
-                conn.read_response()
+            specs = {c.spec.sha: c.spec for i in missing if (c := calls[i]).spec}
+            for spec in specs.values():
+                conn.send_command("SCRIPT", "LOAD", spec.source)
+                try:
+                    conn.read_response()
+                except ResponseError as exc:
+                    error = script_error(spec, [], exc)
+                    if error is exc:
+                        raise
+                    raise error from exc
             again = conn.retry.call_with_retry(
                 lambda: _stream(conn, [calls[i] for i in missing]),
                 lambda _error: conn.disconnect(),
@@ -243,12 +316,20 @@ def _client_id(conn: Any) -> int | None:
     sock = getattr(conn, "_sock", None)
     cached = getattr(conn, "_redisq_client_id", None)
     if sock is not None and cached is not None and cached[0] is sock:
-        return int(cached[1])
+        known: int | None = cached[1]
+        return known
+    client_id: int | None
     try:
         conn.send_command("CLIENT", "ID")
         client_id = int(conn.read_response())
-    except ResponseError:
-        return None
+    except ResponseError as exc:
+        if is_denied(exc):
+            # Asked once per socket, so this is said once per connection.
+            _log.warning(
+                "a blocking wait cannot be cut short when stopping: %s",
+                command_error(["CLIENT", "ID"], exc),
+            )
+        client_id = None
     conn._redisq_client_id = (getattr(conn, "_sock", None), client_id)
     return client_id
 

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from collections.abc import Callable, Sequence
+from typing import TextIO
 
 from redisq._version import __version__
 from redisq.cli._admin import (
@@ -56,10 +58,11 @@ describes each command.
 
 exit codes:
   {EXIT_OK:>3}  success
-  {EXIT_FAILED:>3}  the operation failed: job not found, or redisq refused it (LeaseLost,
+  {EXIT_FAILED:>3}  the operation failed: no such job or queue, or redisq refused it (LeaseLost,
        InvalidTransition, SchemaVersionError, ...)
   {EXIT_USAGE:>3}  usage error: unknown option, bad JSON, a value out of range (the message names
-       the field and the limit), purge without --yes
+       the field and the limit), purge without --yes, a URL or prefix that cannot work, a
+       worker's module that raises on import
   {EXIT_UNREACHABLE:>3}  cannot reach the server (connection refused, timeout, authentication)
   {EXIT_INTERRUPTED:>3}  interrupted by Ctrl-C (`stats --watch` and `server` exit 0 instead)
 """
@@ -120,30 +123,47 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     ctx = Context(out=sys.stdout, err=sys.stderr, json="--json" in arguments)
     prog = parser.prog
-    try:
-        args, rest = parser.parse_known_args(arguments)
-        if args.command is None:
-            parser.print_help(sys.stderr)
-            return EXIT_USAGE
-        prog = f"{parser.prog} {args.command}"
-        if rest and not args.passthrough:
-            raise UsageError(f"unrecognized arguments: {' '.join(rest)}", prog)
-        ctx = Context.from_args(args, rest)
-        code: int = args.handler(args, ctx)
-        return code
-    except UsageError as exc:
-        if not exc.usage:  # raised by a handler: name the command
-            exc.prog = prog
-        return ctx.report(exc)
-    except SystemExit as exit:  # --help, --version, and the demo's own parser
-        return exit.code if isinstance(exit.code, int) else EXIT_USAGE if exit.code else EXIT_OK
-    except KeyboardInterrupt:
-        ctx.err.write("redisq: interrupted\n")
-        return EXIT_INTERRUPTED
-    except Exception as exc:
-        return ctx.report(exc)
-    finally:
-        ctx.close()
+
+    def show_warning(
+        message: Warning | str,
+        category: type[Warning],
+        filename: str,
+        lineno: int,
+        file: TextIO | None = None,
+        line: str | None = None,
+    ) -> None:
+        # One line on the command's stderr (ctx as it is then), not Python's two lines with
+        # the source line of the caller (`sys.exit(main())` for a script).
+        ctx.warning(message, category)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("default")  # shown (once per place), never turned into errors
+        warnings.showwarning = show_warning
+        try:
+            args, rest = parser.parse_known_args(arguments)
+            if args.command is None:
+                parser.print_help(sys.stderr)
+                return EXIT_USAGE
+            prog = f"{parser.prog} {args.command}"
+            if rest and not args.passthrough:
+                raise UsageError(f"unrecognized arguments: {' '.join(rest)}", prog)
+            ctx = Context.from_args(args, rest)
+            code: int = args.handler(args, ctx)
+            return code
+        except UsageError as exc:
+            if not exc.usage:  # raised by a handler: name the command
+                exc.prog = prog
+            return ctx.report(exc)
+        except SystemExit as exit:  # --help, --version, and the demo's own parser
+            code = exit.code if isinstance(exit.code, int) else EXIT_USAGE if exit.code else 0
+            return code
+        except KeyboardInterrupt:
+            ctx.err.write("redisq: interrupted\n")
+            return EXIT_INTERRUPTED
+        except Exception as exc:
+            return ctx.report(exc)
+        finally:
+            ctx.close()
 
 
 if __name__ == "__main__":

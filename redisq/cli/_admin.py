@@ -15,6 +15,7 @@ def _plural(n: int, word: str) -> str:
 
 
 def _retry_dead(args: argparse.Namespace, ctx: Context) -> int:
+    ctx.require_queues([args.queue])
     retried = ctx.store().retry_dead(args.queue, args.ids, limit=args.limit)
     ctx.emit(
         {"queue": args.queue, "retried": retried},
@@ -46,6 +47,7 @@ def _purge(args: argparse.Namespace, ctx: Context) -> int:
     if not args.yes:
         raise UsageError(f"purge deletes {what} of queue {args.queue} for good; add --yes")
     state = None if args.state is None else JobState(args.state)
+    ctx.require_queues([args.queue])
     purged = ctx.store().purge(args.queue, state)
     ctx.emit(
         {"queue": args.queue, "state": args.state, "purged": purged},
@@ -71,6 +73,9 @@ def add_purge(commands: Commands) -> None:
 
 
 def _pause(args: argparse.Namespace, ctx: Context) -> int:
+    if not args.create:
+        hint = f"; to pause it before its first job, run `redisq pause --create {args.queue}`"
+        ctx.require_queues([args.queue], hint)
     ctx.store().pause(args.queue)
     ctx.emit(
         {"queue": args.queue, "paused": True},
@@ -80,6 +85,7 @@ def _pause(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def _resume(args: argparse.Namespace, ctx: Context) -> int:
+    ctx.require_queues([args.queue])
     ctx.store().resume(args.queue)
     ctx.emit({"queue": args.queue, "paused": False}, f"resumed queue {args.queue}")
     return EXIT_OK
@@ -92,9 +98,15 @@ def add_pause(commands: Commands) -> None:
         _pause,
         help="stop workers from claiming from a queue",
         description="Stop every worker from claiming from QUEUE until `redisq resume QUEUE`.\n"
-        "Leased jobs finish as usual; enqueue still works.",
+        "Leased jobs finish as usual; enqueue still works. A queue the prefix does not have\n"
+        "is refused (exit 1) unless --create pauses it ahead of its first job.",
     )
     parser.add_argument("queue", metavar="QUEUE")
+    parser.add_argument(
+        "--create",
+        action="store_true",
+        help="pause QUEUE even if it has no jobs yet (it stays paused when jobs arrive)",
+    )
 
 
 def add_resume(commands: Commands) -> None:
@@ -105,6 +117,7 @@ def add_resume(commands: Commands) -> None:
 
 def _reap(args: argparse.Namespace, ctx: Context) -> int:
     store = ctx.store()
+    ctx.require_queues(args.queues)
     queues = args.queues or store.queues()
     reaped = {queue: store.reap(queue, limit=args.limit) for queue in queues}
     total = sum(reaped.values())
@@ -137,6 +150,8 @@ def add_reap(commands: Commands) -> None:
 
 def _migrate(args: argparse.Namespace, ctx: Context) -> int:
     store = ctx.store()
+    if args.queue is not None:
+        ctx.require_queues([args.queue])
     done = store.migrate(args.queue, batch=args.batch)
     converted = sum(m.converted for m in done)
     bad = sum(m.bad for m in done)

@@ -4,24 +4,26 @@ from __future__ import annotations
 
 import argparse
 import base64
+import difflib
 import json
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Any, NoReturn, TextIO
-from urllib.parse import urlsplit, urlunsplit
 
 import redis
 
 import redisq
+from redisq._connect import redact
 from redisq.errors import (
     ConfigurationError,
     InvalidArgument,
     PayloadTooLarge,
     RedisqError,
 )
+from redisq.keys import QueueKeys, registry_key
 from redisq.models import Job, JobState
 
 __all__ = [
@@ -33,11 +35,13 @@ __all__ = [
     "EXIT_UNREACHABLE",
     "EXIT_USAGE",
     "STATES",
+    "AppImportFailed",
     "CliParser",
     "Commands",
     "Context",
     "Failed",
     "Handler",
+    "NoSuchQueue",
     "UsageError",
     "job_document",
     "non_negative_int",
@@ -77,6 +81,59 @@ class UsageError(Exception):
 
 class Failed(Exception):
     """Raised when the operation cannot be done (a job is not there...); exit code 1."""
+
+
+#: Known queues a NoSuchQueue message lists at most.
+_LISTED = 10
+
+
+class NoSuchQueue(Failed):
+    """Raised when a command names a queue the prefix does not have; exit code 1.
+
+    Attributes:
+        queue: the name given.
+        prefix: the key prefix looked in.
+        known: the queues of the prefix's registry, sorted.
+        closest: the known names closest to `queue` (at most 3).
+    """
+
+    def __init__(self, queue: str, prefix: str, known: Sequence[str], hint: str = "") -> None:
+        self.queue = queue
+        self.prefix = prefix
+        self.known = list(known)
+        self.closest = difflib.get_close_matches(queue, self.known, n=3)
+        text = f"no queue named {queue!r} under prefix {prefix!r}"
+        if self.closest:
+            text += f" (did you mean {' or '.join(repr(q) for q in self.closest)}?)"
+        if not self.known:
+            text += "; the prefix has no queues yet (enqueue a job to make one)"
+        else:
+            listed = ", ".join(self.known[:_LISTED])
+            more = f" and {len(self.known) - _LISTED} more" if len(self.known) > _LISTED else ""
+            text += f"; its queues: {listed}{more}"
+        super().__init__(text + hint)
+
+
+class AppImportFailed(Exception):
+    """Raised when importing the module of a MODULE:APP raised; exit code 2.
+
+    Attributes:
+        app: the MODULE:APP given.
+        error: what the import raised.
+        traceback: that error's traceback from the user's own frames on (no redisq or
+            importlib frames before them), formatted.
+    """
+
+    def __init__(self, app: str, error: BaseException, traceback: str) -> None:
+        module = app.partition(":")[0]
+        what = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+        super().__init__(
+            f"cannot load {app}: importing module {module!r} raised {what}; fix the module"
+            " (the traceback shows where), then run the command again"
+        )
+        self.app = app
+        self.error = error
+        self.traceback = traceback
 
 
 class CliParser(argparse.ArgumentParser):
@@ -143,15 +200,6 @@ class Commands:
         return parser
 
 
-def redact(url: str) -> str:
-    """Return `url` with its password replaced by ***."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    user = parts.username or ""
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{parts.netloc.rsplit('@', 1)[1]}"))
-
-
 @dataclass
 class Context:
     """What a handler gets besides its arguments: streams, output mode and the store."""
@@ -184,6 +232,42 @@ class Context:
             self._store = redisq.connect(self.url, prefix=self.prefix)
         return self._store
 
+    def require_queues(self, names: Iterable[str], hint: str = "") -> None:
+        """Check that each queue exists under the prefix, before anything is written.
+
+        A queue exists when the prefix's registry lists it or its meta hash is there (a
+        queue paused before its first job).
+
+        Raises:
+            NoSuchQueue: a queue does not exist; its message lists the known ones (+ `hint`).
+        """
+        wanted = list(dict.fromkeys(names))
+        if not wanted:
+            return
+        client = self.store().redis
+        known = sorted(
+            n.decode("utf-8", "replace") if isinstance(n, bytes) else str(n)
+            for n in client.smembers(registry_key(self.prefix))
+        )
+        for name in wanted:
+            if name in known:
+                continue
+            meta = QueueKeys.build(self.prefix, name).meta  # (validates the name)
+            found = client.type(meta)
+            if (found.decode() if isinstance(found, bytes) else found) != "none":
+                continue
+            raise NoSuchQueue(name, self.prefix, known, hint)
+
+    def warning(self, message: Warning | str, category: type[Warning]) -> None:
+        """Print a warning as one line on stderr (a JSON document with --json)."""
+        text = " ".join(str(message).split())
+        if self.json:
+            document = {"warning": text, "type": category.__name__}
+            self.err.write(json.dumps(document, ensure_ascii=False) + "\n")
+        else:
+            self.err.write(f"redisq: warning: {text}\n")
+        self.err.flush()
+
     def close(self) -> None:
         """Close the store if one was opened."""
         store, self._store = self._store, None
@@ -203,6 +287,8 @@ class Context:
             document = {"error": message, "type": type(exc).__name__, "exit_code": code, **extra}
             self.err.write(json.dumps(plain(document), ensure_ascii=False) + "\n")
         else:
+            if isinstance(exc, AppImportFailed):
+                self.err.write(exc.traceback)
             if isinstance(exc, UsageError):
                 self.err.write(exc.usage)
                 self.err.write(f"{exc.prog}: error: {message}\n")
@@ -216,6 +302,11 @@ def describe(exc: BaseException, url: str) -> tuple[int, str, dict[str, Any]]:
     """Map an exception to (exit code, message, extra JSON fields)."""
     if isinstance(exc, UsageError):
         return EXIT_USAGE, str(exc), {}
+    if isinstance(exc, AppImportFailed):
+        return EXIT_USAGE, str(exc), {"app": exc.app, "traceback": exc.traceback}
+    if isinstance(exc, NoSuchQueue):
+        extra = {"queue": exc.queue, "prefix": exc.prefix, "known": exc.known}
+        return EXIT_FAILED, str(exc), {**extra, "closest": exc.closest}
     if isinstance(exc, InvalidArgument):
         return EXIT_USAGE, str(exc), {"field": exc.field, "limit": exc.limit}
     if isinstance(exc, PayloadTooLarge):

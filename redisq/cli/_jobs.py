@@ -84,10 +84,14 @@ def add_enqueue(commands: Commands) -> None:
             "Add a job to QUEUE and print its id and state (the whole job with --json).\n"
             "Idempotent on --id and, while the job is live, on --unique-key: the stored job\n"
             "is printed unchanged.\n\n"
+            "A job for a worker names its task: --task NAME builds the payload of the task\n"
+            'API, {"args": [...], "kwargs": {...}}. A plain PAYLOAD without --task makes a job\n'
+            "with no task name, for your own claim loop: a redisq worker dead-letters it.\n\n"
             "examples:\n"
-            '  redisq enqueue emails \'{"to": "ada@example.com"}\' --priority 5\n'
-            "  echo '[1, 2]' | redisq enqueue numbers - --delay-ms 60000\n"
-            "  redisq enqueue default --task send_email --args '[\"ada\"]' --kwargs '{\"cc\": 1}'"
+            "  redisq enqueue emails --task tasks.send_welcome --args '[\"ada\"]' --priority 5\n"
+            "  redisq enqueue default --task send_email --args '[\"ada\"]' --kwargs '{\"cc\": 1}'\n"
+            '  redisq enqueue emails \'{"to": "ada@example.com"}\'   # no task: for claim()\n'
+            "  echo '[1, 2]' | redisq enqueue numbers - --delay-ms 60000"
         ),
     )
     parser.add_argument("queue", metavar="QUEUE")
@@ -123,6 +127,8 @@ def _attempts(job: Job) -> str:
 
 def _ls(args: argparse.Namespace, ctx: Context) -> int:
     state = None if args.state is None else JobState(args.state)
+    if args.queue is not None:
+        ctx.require_queues([args.queue])
     jobs = ctx.store().list(args.queue, state=state, limit=args.limit, offset=args.offset)
     rows = [
         (
@@ -195,6 +201,7 @@ def _show(args: argparse.Namespace, ctx: Context) -> int:
     else:
         if args.id is None:
             raise UsageError("give QUEUE and ID, or --find ID to look in every queue")
+        ctx.require_queues([args.queue])
         job = ctx.store().get(args.queue, args.id)
         if job is None:
             raise Failed(

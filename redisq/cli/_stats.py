@@ -154,6 +154,7 @@ def _stats(args: argparse.Namespace, ctx: Context) -> int:
     if args.count is not None and args.watch is None:
         raise UsageError("--count N goes with --watch SECONDS")
     queues = list(dict.fromkeys(args.queues))
+    ctx.require_queues(queues)
     if args.watch is not None:
         return _watch(args, ctx, queues)
     snap = _read(ctx.store(), queues)

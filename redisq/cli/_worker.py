@@ -3,9 +3,23 @@
 from __future__ import annotations
 
 import argparse
+import importlib
+import os
+import traceback
+from types import TracebackType
 from typing import Any
 
-from redisq.cli._base import EXIT_OK, Commands, Context, UsageError, non_negative_int, positive_int
+import redisq
+from redisq.app import App
+from redisq.cli._base import (
+    EXIT_OK,
+    AppImportFailed,
+    Commands,
+    Context,
+    UsageError,
+    non_negative_int,
+    positive_int,
+)
 from redisq.errors import ConfigurationError
 from redisq.supervisor import LOG_LEVELS, Supervisor, configure_logging, load_app
 from redisq.worker import Worker
@@ -53,8 +67,39 @@ def _weights(text: str) -> dict[str, int]:
     return weights
 
 
+#: Frames of these files come before the user's own in an import's traceback.
+_INTERNAL = (
+    os.path.dirname(redisq.__file__) + os.sep,
+    os.path.dirname(importlib.__file__) + os.sep,
+    "<frozen importlib",
+)
+
+
+def _user_traceback(tb: TracebackType | None) -> TracebackType | None:
+    """The traceback from the first frame that is neither redisq's nor importlib's."""
+    while tb is not None and tb.tb_frame.f_code.co_filename.startswith(_INTERNAL):
+        tb = tb.tb_next
+    return tb
+
+
+def _load(args: argparse.Namespace) -> App:
+    """load_app, with an import that raised reported through the user's own frames."""
+    try:
+        return load_app(args.app, url=args.url, prefix=args.prefix)
+    except Exception as exc:
+        user = _user_traceback(exc.__traceback__)
+        if user is None:  # load_app's own refusal (no such module, not an App...): one line
+            raise
+        report = traceback.TracebackException(type(exc), exc, user)
+        # Past the user's frames, redisq's own (a redisq error raised for their call) are
+        # noise: keep the user's last frame, where their call is.
+        while len(report.stack) > 1 and report.stack[-1].filename.startswith(_INTERNAL):
+            report.stack.pop()
+        raise AppImportFailed(args.app, exc, "".join(report.format())) from None
+
+
 def _worker(args: argparse.Namespace, ctx: Context) -> int:
-    app = load_app(args.app, url=args.url, prefix=args.prefix)
+    app = _load(args)
     ctx.url = app.url
     ctx.prefix = app.prefix
     if app.url.startswith("memory://"):

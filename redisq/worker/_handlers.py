@@ -120,10 +120,17 @@ class Runner:
         job = entry.job
         task = entry.task
         if task is None:
-            error = (
-                f"no task named {job.name!r} is registered in the app of worker {self.worker!r};"
-                " register it (and deploy) before enqueueing it"
-            )
+            if not job.name:
+                error = (
+                    "the job has no task name, so no task can run it (a worker runs the jobs"
+                    " its app's tasks enqueue): enqueue it as a task, with task.enqueue(...)"
+                    " or `redisq enqueue QUEUE --task NAME --args '[...]'`"
+                )
+            else:
+                error = (
+                    f"no task named {job.name!r} is registered in the app of worker"
+                    f" {self.worker!r}; register it (and deploy) before enqueueing it"
+                )
             return Outcome(entry, "nack", "unknown", error=error, dead=True), None
         payload = job.payload
         try:

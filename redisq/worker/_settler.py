@@ -135,6 +135,7 @@ class Settler:
                     [e.job for e in entries],
                     [None if isinstance(a, Entry) else a.result for a in remaining],
                     snapshots=False,
+                    result_ttl_ms=_result_ttls(remaining),
                 )
             except (LeaseLost, JobNotFound) as exc:
                 # All or nothing per call: drop the refused job and send the others again
@@ -171,7 +172,8 @@ class Settler:
         job = outcome.entry.job
         try:
             if outcome.kind == "ack":
-                stored = self._store.ack(job, outcome.result)
+                ttl = None if outcome.entry.task is None else outcome.entry.task.result_ttl_ms
+                stored = self._store.ack(job, outcome.result, result_ttl_ms=ttl)
             elif outcome.kind == "nack":
                 stored = self._store.nack(
                     job, error=outcome.error, delay_ms=outcome.delay_ms, dead=outcome.dead
@@ -261,3 +263,18 @@ class Settler:
 
 def _entry(item: Settlement) -> Entry:
     return item if isinstance(item, Entry) else item.entry
+
+
+def _result_ttls(acks: list[Settlement]) -> list[int | None] | None:
+    """Per ack, its task's result_ttl_ms where a result is stored; None when no task sets one
+    (the common case, checked without a list per batch)."""
+    ttls: list[int | None] | None = None
+    for i, item in enumerate(acks):
+        if isinstance(item, Entry):
+            continue  # no result to store
+        task = item.entry.task
+        if task is not None and task.result_ttl_ms is not None:
+            if ttls is None:
+                ttls = [None] * len(acks)
+            ttls[i] = task.result_ttl_ms
+    return ttls

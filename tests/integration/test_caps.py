@@ -303,7 +303,7 @@ def test_batch_scripts_refuse_over_cap_counts(
     client.enqueue_many(Q, list(range(10)))
     before = keyspace(raw, prefix)
     many = [f"id{i}" for i in range(CHUNK + 1)]
-    trim = {"keep": 0, "max_age_ms": 0, "batch": 100}
+    trim = {"keep": 0, "max_age_ms": 0, "batch": 100, "result_ttl_ms": 0}
     acks = [v for i in many for v in (i, 1, "")]
     assert send("ack", now_ms="", **trim, count=len(many), jobs=acks)[0] == 7
     results = [v for i in range(2) for v in (f"id{i}", 1, b"r" * (CHUNK_BYTES // 2 + 1))]
@@ -336,7 +336,9 @@ def test_batch_scripts_stop_at_the_read_budget(
 ) -> None:
     jobs = leased(client)
     acks = [v for j in jobs for v in (j.id, j.token, "")]
-    reply = send("ack", now_ms="", keep=100, max_age_ms=0, batch=100, count=N, jobs=acks)
+    reply = send(
+        "ack", now_ms="", keep=100, max_age_ms=0, batch=100, result_ttl_ms=0, count=N, jobs=acks
+    )
     assert reply[0] == ScriptStatus.OK
     handled = len(reply[2])
     assert 1 <= handled < N

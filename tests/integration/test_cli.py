@@ -251,7 +251,10 @@ def test_ls_lists_jobs_with_filters_and_pages(cli: Cli, store: redisq.Store) -> 
     more = cli("ls", "--limit", "2")
     assert "more with --offset" in more.out
 
-    assert cli("ls", "nothing-here").out == "no jobs\n"
+    assert cli("ls", "a", "--state", "cancelled").out == "no jobs\n"
+    unknown = cli("ls", "nothing-here")
+    assert (unknown.code, unknown.out) == (1, "")
+    assert "no queue named 'nothing-here'" in unknown.err
     assert cli("ls", "--limit", "0").code == 2
     assert cli("ls", "--state", "lost").code == 2
 

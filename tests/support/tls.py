@@ -5,8 +5,9 @@ from __future__ import annotations
 import ssl
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlencode
 
-__all__ = ["TlsFiles", "make_tls_files"]
+__all__ = ["TlsFiles", "make_tls_files", "tls_query"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,3 +70,18 @@ def make_tls_files(directory: str | Path) -> TlsFiles:
         b"".join(blob.bytes() for blob in client.cert_chain_pems)
     )
     return files
+
+
+def tls_query(files: TlsFiles, *, client_cert: bool = True, ca_file: str | None = None) -> str:
+    """Return the query string (``?ssl_ca_certs=...``) that gives redis-py the TLS files.
+
+    Args:
+        files: The CA (and client certificate) to name.
+        client_cert: Also name the client certificate and key (for mutual TLS).
+        ca_file: Trust this CA file instead of ``files.ca_file``.
+    """
+    params = {"ssl_ca_certs": ca_file or files.ca_file}
+    if client_cert:
+        params["ssl_certfile"] = files.client_cert_file
+        params["ssl_keyfile"] = files.client_key_file
+    return "?" + urlencode(params)
