@@ -172,6 +172,21 @@ def _big_trim_setup(ctx: Ctx) -> list[redisq.Job]:
         keep.close()
 
 
+def _small_over_big_setup(ctx: Ctx) -> list[redisq.Job]:
+    """1,100 big completed jobs kept (retention off while they are made), N small ones leased:
+    acking those trims old records far larger than the new ones."""
+    keep = redisq.connect(
+        ctx.url, prefix=ctx.prefix, retention=Retention(completed=10**6), **OPTIONS
+    )
+    try:
+        big = Ctx(keep, ctx.admin, ctx.keys, 1_100, ctx.size, ctx.url, ctx.prefix)
+        keep.ack_many(big.leased())
+        keep.enqueue_many(Q, list(range(ctx.jobs)))
+        return keep.claim(Q, worker="w", count=ctx.jobs, lease_ms=600_000)
+    finally:
+        keep.close()
+
+
 def _mixed_done_setup(ctx: Ctx) -> None:
     """10 small completed jobs, then N big ones (payload, progress and result near the limit):
     the worst order for the read budget (small records make it read large groups)."""
@@ -322,6 +337,13 @@ SCENARIOS = [
         "ack",
         "ack_many of N big jobs into a done set of N big jobs over its limit",
         _big_trim_setup,
+        lambda c, jobs: c.store.ack_many(jobs),
+        lambda: Retention(completed=0),
+    ),
+    Scenario(
+        "ack",
+        "ack_many of N small jobs into a done set of 1,100 big jobs over its limit",
+        _small_over_big_setup,
         lambda c, jobs: c.store.ack_many(jobs),
         lambda: Retention(completed=0),
     ),

@@ -14,6 +14,9 @@ local CAPS = {
   -- a call that finishes up to BATCH jobs still trims more than it adds, so the retention
   -- limits hold.
   TRIM = 1100,
+  -- Bytes of finished records one call trims (beyond the first): freeing takes time as well,
+  -- and it is more than a call adds (READ_BYTES + ARG_BYTES), so the sets still converge.
+  TRIM_BYTES = 4194304,
   -- Longest error text nack stores (the client cuts longer ones with a marker).
   ERROR_BYTES = 16384,
 }

@@ -52,8 +52,9 @@ def test_the_python_caps_are_the_lua_caps() -> None:
     assert lua["READ_BYTES"] == READ_BYTES
     assert lua["READ_GROUP"] == core_calls.READ_GROUP
     assert lua["ERROR_BYTES"] == core_calls.MAX_ERROR_LENGTH
-    # The trim cap lets a call that finishes a full batch still trim more than it adds.
+    # The trim caps let a call that finishes a full batch still trim more than it adds.
     assert lua["TRIM"] > lua["BATCH"]
+    assert lua["TRIM_BYTES"] > lua["READ_BYTES"] + lua["ARG_BYTES"]
 
 
 def test_every_batch_script_declares_its_caps() -> None:
@@ -369,3 +370,27 @@ def test_scripts_of_this_module_exist() -> None:
     # Guard against a renamed script silently skipping the direct checks above.
     for name in ("enqueue", "ack", "renew", "retry_dead", "purge", "list_jobs", "peek", "nack"):
         assert (Path(lua_dir()) / f"{name}.lua").is_file()
+
+
+def test_retention_frees_at_most_the_trim_bytes_per_call(
+    client_factory: Callable[..., Any], raw: Any, prefix: str
+) -> None:
+    # Given: big completed records kept, then a store that keeps none acks one small job
+    text = (lua_dir() / "lib" / "caps.lua").read_text()
+    trim_bytes = int(re.search(r"TRIM_BYTES = (\d+)", text).group(1))  # type: ignore[union-attr]
+    keeper = client_factory(retention=Retention(completed=10**6))
+    keeper.ack_many(leased(keeper, n=20))
+    trimmer = client_factory(retention=Retention(completed=0))
+    trimmer.enqueue(Q, "small")
+    [job] = trimmer.claim(Q, worker="w")
+    trimmer.ack(job)
+    # Then: the call trimmed only as many old records as fit in its byte budget
+    keys = QueueKeys.build(prefix, Q)
+    trimmed = 21 - raw.zcard(keys.done)
+    assert 1 <= trimmed <= trim_bytes // BIG + 1
+    assert raw.hlen(keys.jobs) == 21 - trimmed
+    # and the next calls go on until the set is within its limits.
+    for _ in range(3):
+        trimmer.enqueue(Q, "small")
+        trimmer.ack(trimmer.claim(Q, worker="w")[0])
+    assert raw.zcard(keys.done) == 0
