@@ -20,7 +20,7 @@ from redisq._core.calls import (
     queue_keys,
     script_call,
 )
-from redisq._core.codec import decode, encode
+from redisq._core.codec import round_trip
 from redisq._core.records import parse_record, with_changes
 from redisq._core.status import ScriptStatus, raise_for_status
 from redisq._core.validate import (
@@ -132,10 +132,13 @@ def ack_many(
     completed snapshots in the order given, or nothing when `snapshots` is False.
     """
     held = [held_job(jobs[0], "job")] if single else _jobs(jobs, "jobs")
-    encoded = [
-        b"" if r is None else encode("result", r, s.payload_limit, j.id)
+    # Each result is encoded and read back before anything is sent: a value msgpack writes but
+    # cannot read (a dict keyed by tuples) is refused here, not stored to break every read.
+    checked = [
+        (b"", None) if r is None else round_trip("result", r, s.payload_limit, j.id)
         for j, r in zip(held, results, strict=True)
     ]
+    encoded = [data for data, _ in checked]
     _by_queue(s, held, "job" if single else "jobs", single)  # every queue, before any call
     r = s.retention
     default_ttl = r.result_ttl_ms
@@ -194,7 +197,7 @@ def ack_many(
                     state=JobState.COMPLETED,
                     finished_at_ms=now,
                     lease_deadline_ms=None,
-                    result=decode(encoded[i]) if encoded[i] else None,
+                    result=checked[i][1],
                 )
     return [j for j in out if j is not None]
 
@@ -339,11 +342,11 @@ def release(s: Settings, job: Job, delay_ms: int = 0) -> Call[Job]:
 def progress(s: Settings, job: Job, value: Any) -> Call[Job]:
     """Record progress for a job whose lease the caller holds."""
     held_job(job, "job")
-    data = encode("progress", value, s.payload_limit, job.id)
+    data, decoded_value = round_trip("progress", value, s.payload_limit, job.id)
 
     def parse(reply: Any) -> Job:
         check_reply(reply, job.queue, job_ids=[job.id], tokens=[job.token])
-        return replace(job, progress=decode(data))
+        return replace(job, progress=decoded_value)
 
     return script_call(
         "progress",

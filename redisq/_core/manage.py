@@ -21,7 +21,7 @@ from redisq._core.calls import (
     registry,
     script_call,
 )
-from redisq._core.codec import encode
+from redisq._core.codec import round_trip
 from redisq._core.records import parse_record
 from redisq._core.status import ScriptStatus
 from redisq._core.validate import (
@@ -57,7 +57,7 @@ def update(
         check_int("priority", priority, PRIORITY_MIN, PRIORITY_MAX)
     if run_at_ms is not None:
         check_int("run_at_ms", run_at_ms, 0, MAX_TIME_MS)
-    data = encode("payload", payload, s.payload_limit, job_id) if set_payload else b""
+    data = round_trip("payload", payload, s.payload_limit, job_id)[0] if set_payload else b""
 
     def parse(reply: Any) -> Job:
         check_reply(reply, queue, job_ids=[job_id], expected_state="ready or scheduled")

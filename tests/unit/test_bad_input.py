@@ -1179,3 +1179,25 @@ def test_a_100_mb_container_is_refused_before_encoding(
         exc = probe.refused(PayloadTooLarge, action, limit=LIMIT)
         assert exc.size > LIMIT
     assert packed == [], "a value far over the limit was encoded before it was refused"
+
+
+@pytest.mark.parametrize("how", ["ack", "ack_many", "progress", "update"])
+def test_a_value_that_would_not_read_back_is_refused_before_it_is_stored(
+    probe: Probe, how: str
+) -> None:
+    # msgpack writes a dict keyed by a tuple but cannot read it back: stored as a result,
+    # progress or payload, it would break every later read of the job.
+    bad = {(1, 2): "tuple key"}
+    job = probe.claimed()
+    probe.store.enqueue(Q, 1, id="waiting")
+    s = probe.store
+    if how == "ack":
+        action, field = (lambda: s.ack(job, bad)), "result"
+    elif how == "ack_many":
+        action, field = (lambda: s.ack_many([job], [bad])), "result"
+    elif how == "progress":
+        action, field = (lambda: s.progress(job, bad)), "progress"
+    else:
+        action, field = (lambda: s.update(Q, "waiting", payload=bad)), "payload"
+    probe.refused(SerializationError, action, field=field)
+    assert s.ack(job, {"fine": [1, 2]}).result == {"fine": [1, 2]}

@@ -6,7 +6,8 @@ Jobs) on the sync Store and on the AsyncStore of one memory:// server. A call ma
 if it raises, the exception must be a `RedisqError` (InvalidArgument, PayloadTooLarge,
 SerializationError, LeaseLost, JobNotFound...) and no key may have changed.
 
-Bounded to run in seconds; `REDISQ_FUZZ_EXAMPLES` raises the number of examples per test.
+Bounded to run in seconds; `REDISQ_FUZZ_EXAMPLES` raises the number of examples per test, and
+`REDISQ_FUZZ_RANDOM=1` draws new examples instead of the fixed ones.
 """
 
 from __future__ import annotations
@@ -35,7 +36,8 @@ FUZZ = settings(
     max_examples=EXAMPLES,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
-    derandomize=True,
+    # The same examples every run (CI); REDISQ_FUZZ_RANDOM=1 explores new ones.
+    derandomize=not os.environ.get("REDISQ_FUZZ_RANDOM"),
 )
 
 
