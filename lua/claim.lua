@@ -2,7 +2,7 @@
   Leases the best ready jobs (highest priority first, FIFO within a priority) to one worker, each
   with a new fencing token from the queue's counter and a deadline on the Redis clock. First it
   promotes due scheduled jobs and reaps expired leases of this queue, in bounded batches. One
-  call moves at most about 1 MiB of job records (lib/budget; at least one job); the reply says
+  call moves at most about 512 KiB of job records (lib/budget; at least one job); the reply says
   when it left ready jobs behind, so the client claims again for the rest of its count.
   A re-sent call with the same request id returns the jobs the first run leased, if those
   leases still stand (same token, deadline not passed). When ready jobs remain, the wake set is
@@ -25,7 +25,7 @@
   ARGV[5] request_id  str    '' = no memo
   ARGV[6] memo_ms     int    how long the memo is kept
   ARGV[7] batch       int    most scheduled jobs promoted, and most leases reaped, in this call
-                             (1 to MAX_BATCH of lib/budget, 500)
+                             (1 to MAX_BATCH of lib/budget, 250)
   ARGV[8] dead_keep   int    retention of the dead set: count
   ARGV[9] dead_age_ms int    retention of the dead set: age (0 = no age limit)
   ARGV[10] size_hint  int    the largest job record expected, in bytes (sizes the reads)
@@ -36,7 +36,7 @@
            a candidate was set aside), else 0
   A candidate whose record does not parse goes to the dead set as it is (lib/quarantine).
   Status: OK, PAUSED, WRONG_TYPE, SCHEMA_MISMATCH, BAD_ARGUMENT
-  Cost: O((batch + count) log N), at most about 1 MiB of records moved (or one record)
+  Cost: O((batch + count) log N), at most about 512 KiB of records moved (or one record)
 ]]
 --- @include "lib/status"
 --- @include "lib/now_ms"

@@ -2,7 +2,7 @@
   Takes the best ready job and completes it in one step (thingd's claim_and_ack): the attempt is
   counted and a new token issued, as a claim would. Like claim, it first promotes due scheduled
   jobs and reaps expired leases, and a re-sent call with the same request id returns the job the
-  first run completed instead of completing another. One call moves at most about 1 MiB of
+  first run completed instead of completing another. One call moves at most about 512 KiB of
   job records in its housekeeping (lib/budget).
   KEYS[1] meta        hash   schema, token counter, paused, totals
   KEYS[2] ready       zset   job ids, score = ready_score(priority, seq)
@@ -18,7 +18,7 @@
   ARGV[3] request_id  str    '' = no memo
   ARGV[4] memo_ms     int    how long the memo is kept
   ARGV[5] batch       int    most jobs promoted, reaped and trimmed in this call (1 to
-                             MAX_BATCH of lib/budget, 500)
+                             MAX_BATCH of lib/budget, 250)
   ARGV[6] done_keep   int    retention of the done set: count
   ARGV[7] done_age_ms int    retention of the done set: age (0 = no age limit)
   ARGV[8] dead_keep   int    retention of the dead set: count
@@ -26,7 +26,7 @@
   ARGV[10] size_hint  int    the largest job record expected, in bytes (sizes the reads)
   Returns: {status, now_ms} or {status, now_ms, id, record}
   Status: OK, PAUSED, WRONG_TYPE, SCHEMA_MISMATCH, BAD_ARGUMENT, BAD_RECORD
-  Cost: O(batch log N), at most about 1 MiB of records moved by housekeeping
+  Cost: O(batch log N), at most about 512 KiB of records moved by housekeeping
 ]]
 --- @include "lib/status"
 --- @include "lib/now_ms"

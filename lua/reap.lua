@@ -14,14 +14,14 @@
   KEYS[8] wake        zset   signalled when jobs became ready
   ARGV[1] now_ms      int    test clock override; '' = Redis TIME
   ARGV[2] limit       int    most leases reaped, and most scheduled jobs promoted (1 to
-                             MAX_BATCH of lib/budget, 500)
+                             MAX_BATCH of lib/budget, 250)
   ARGV[3] dead_keep   int    retention of the dead set: count
   ARGV[4] dead_age_ms int    retention of the dead set: age (0 = no age limit)
   ARGV[5] size_hint   int    the largest job record expected, in bytes (sizes the reads)
   Returns: {status, reaped to ready, dead-lettered, promoted, more}; more = 1 when expired
            leases or due jobs may be left (the limit or the byte budget was reached), else 0
   Status: OK, WRONG_TYPE, SCHEMA_MISMATCH, BAD_ARGUMENT
-  Cost: O(limit log N), at most about 1 MiB of records moved
+  Cost: O(limit log N), at most about 512 KiB of records moved
 ]]
 --- @include "lib/status"
 --- @include "lib/now_ms"

@@ -10,9 +10,9 @@
 --              ids (1 to 1,000), `hint` being the largest record the client expects, so that a
 --              chunk of large records never reads far past the budget.
 -- Mirrored by redisq/_core/claim.py (MAX_REAP_BATCH).
-local MAX_BATCH = 500
-local BYTES = 1048576
-local READ_AHEAD = 4194304
+local MAX_BATCH = 250
+local BYTES = 524288
+local READ_AHEAD = 2097152
 
 -- A fresh budget for one script call: bytes left, and the chunk size of its reads.
 local function budget(hint)

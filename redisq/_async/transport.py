@@ -82,8 +82,9 @@ class AsyncTransport:
         try:
             reply = await client.evalsha(spec.sha, len(keys), *keys, *args)
         except NoScriptError:
-            await client.script_load(spec.source)
-            reply = await client.evalsha(spec.sha, len(keys), *keys, *args)
+            # EVAL runs it on the node of its keys and caches it there (SCRIPT LOAD on a
+            # cluster client goes to every primary, and fails while any one is down).
+            reply = await client.eval(spec.source, len(keys), *keys, *args)
         return call.parse(reply)
 
     async def pipeline(self, calls: list[Call[Any]]) -> list[Any]:

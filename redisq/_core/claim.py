@@ -37,7 +37,7 @@ _log = logging.getLogger("redisq.store")
 #: Most expired leases one reap, claim or claim_and_ack script call reaps, and most due jobs
 #: it promotes (MAX_BATCH in lua/lib/budget.lua, which refuses more): `reap` loops over
 #: calls of at most this many.
-MAX_REAP_BATCH = 500
+MAX_REAP_BATCH = 250
 #: Most expired leases one `reap` accepts to return.
 MAX_REAP = 100_000
 #: What a job record holds besides its payload, at most: the last error and the head.

@@ -299,9 +299,9 @@ class Store:
         queue's error (as a claim of one queue does). Errors that are not about one queue
         (a standalone server that cannot be reached) are raised unchanged.
 
-        One script call moves a bounded amount of job data (about 1 MiB of records, at least
-        one job), so Redis never blocks long on large payloads: for the rest of `count` the
-        queue is claimed again.
+        One script call moves a bounded amount of job data (about 512 KiB of records, at
+        least one job), so Redis never blocks long on large payloads: for the rest of `count`
+        the queue is claimed again.
 
         With `wait_ms`, a claim that finds no job blocks until one may be there (see `wait`)
         and claims again, until it gets jobs or the time runs out. The claim after a wait is
@@ -544,7 +544,7 @@ class Store:
     def reap(self, queue: str, *, limit: int = 1000) -> int:
         """Return expired leases to ready (or dead), and promote due jobs; count the leases.
 
-        Each script call handles at most 500 leases (and 500 due jobs) and about 1 MiB of
+        Each script call handles at most 250 leases (and 250 due jobs) and about 512 KiB of
         job records, so Redis never blocks long; for a larger `limit` this loops over calls
         until no expired lease is left or `limit` leases were handled.
 

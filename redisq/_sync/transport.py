@@ -172,8 +172,9 @@ class SyncTransport:
         try:
             return client.evalsha(spec.sha, len(keys), *keys, *args)
         except NoScriptError:
-            client.script_load(spec.source)
-            return client.evalsha(spec.sha, len(keys), *keys, *args)
+            # EVAL runs it on the node of its keys and caches it there (SCRIPT LOAD on a
+            # cluster client goes to every primary, and fails while any one is down).
+            return client.eval(spec.source, len(keys), *keys, *args)
 
     def pipeline(self, calls: list[Call[Any]]) -> list[Any]:
         """Run Calls in one round trip where the client allows it.

@@ -1,7 +1,7 @@
 """Bounded work per script call for claim, claim_and_ack and reap (issue 9, points 3 and 8).
 
 Each call reaps and promotes at most MAX_REAP_BATCH jobs (a larger batch or limit is refused
-by the script) and moves about 1 MiB of job records at most (at least one job): a caller that
+by the script) and moves about 512 KiB of job records at most (at least one job): a caller that
 asks for more gets it through several calls, which the client makes. A claim re-sent with the
 same request id never returns a lease whose deadline has passed.
 
@@ -23,8 +23,10 @@ from redisq._core.status import ScriptStatus
 from tests.support.clock import TestClock
 
 Q = "caps"
-#: A payload of this size makes a record of a bit more than it: 4 such records pass 1 MiB.
+#: A payload of this size makes a record of a bit more than it: the second one passes the
+#: byte budget of one call (512 KiB, lua/lib/budget.lua).
 BIG = 300_000
+PER_CALL = 2
 
 
 def _run_script(client: Any, name: str, **argv: Any) -> Any:
@@ -122,10 +124,10 @@ def test_a_reap_over_the_cap_loops_over_capped_calls(
 ) -> None:
     # Given 1,300 expired leases
     _expire(client, clock, 1_300)
-    # When reap is asked for 1,200: it takes three calls of at most 500
+    # When reap is asked for 1,200: it takes five calls of at most 250
     counted.clear()
     assert client.reap(Q, limit=1_200) == 1_200
-    assert counted == {"reap": 3}
+    assert counted == {"reap": 5}
     counts = client.counts(Q)
     assert (counts[JobState.READY], counts[JobState.LEASED]) == (1_200, 100)
     # and the rest comes with the next reap, which stops when nothing is left
@@ -136,36 +138,36 @@ def test_a_reap_over_the_cap_loops_over_capped_calls(
 
 
 @pytest.mark.parametrize("max_attempts", [3, 1], ids=["to_ready", "to_dead"])
-def test_one_reap_call_moves_about_a_mebibyte_and_the_client_loops_for_the_rest(
+def test_one_reap_call_moves_about_512_kib_and_the_client_loops_for_the_rest(
     client: Any, clock: TestClock, max_attempts: int
 ) -> None:
     # Given 8 expired leases of 300 KB jobs (2.4 MB of records)
     _expire(client, clock, 8, b"x" * BIG, max_attempts=max_attempts)
-    # When one reap script call runs: it stops once 1 MiB was moved, and says more is left
+    # When one reap script call runs: it stops once 512 KiB were moved, and says more is left
     reply = _run_script(client, "reap", **_reap_argv(client))
     moved = int(reply[1]) + int(reply[2])
-    assert moved == 4  # the fourth record passes 1 MiB
+    assert moved == PER_CALL
     assert int(reply[4]) == 1
     # Then the client's reap loops until every lease is back
-    assert client.reap(Q) == 4
+    assert client.reap(Q) == 8 - PER_CALL
     state = JobState.READY if max_attempts == 3 else JobState.DEAD
     assert client.counts(Q)[state] == 8
     again = _run_script(client, "reap", **_reap_argv(client))
     assert list(again[1:]) == [0, 0, 0, 0]
 
 
-def test_one_claim_call_leases_about_a_mebibyte_and_the_client_claims_the_rest(
+def test_one_claim_call_leases_about_512_kib_and_the_client_claims_the_rest(
     client: Any,
 ) -> None:
     # Given 8 ready jobs of 300 KB
     client.enqueue_many(Q, [b"x" * BIG] * 7 + [b"last"])
-    # When one claim script call asks for 8: it leases 4 and says ready jobs were left
+    # When one claim script call asks for 8: it leases 2 and says ready jobs were left
     reply = _run_script(client, "claim", **_claim_argv(client, count=8))
-    assert (len(reply) - 4) // 2 == 4
+    assert (len(reply) - 4) // 2 == PER_CALL
     assert int(reply[3]) == 1
     # Then the client's claim gets the whole count, in claim order
     jobs = client.claim(Q, worker="w", count=8)
-    assert [len(j.payload) for j in jobs] == [BIG] * 3 + [4]
+    assert [len(j.payload) for j in jobs] == [BIG] * (7 - PER_CALL) + [4]
     assert client.counts(Q)[JobState.LEASED] == 8
 
 

@@ -72,12 +72,15 @@ def test_a_claim_that_left_expired_leases_behind_says_to_claim_again_at_once(
 
 
 def test_due_jobs_beyond_the_batch_also_say_claim_again(client: Any, clock: TestClock) -> None:
-    client.enqueue_many(Q, list(range(150)), delay_ms=10)
+    # Given 250 scheduled jobs that are due (a claim promotes 100)
+    client.enqueue_many(Q, list(range(250)), delay_ms=10)
     clock.advance(10)
-    client.pause(Q)  # promotion runs, leasing does not
-    assert client.claim(Q, worker="w", count=1) == []
-    client.resume(Q)
-    assert len(client.claim(Q, worker="w", count=1_000)) == 150 - 100 + 100  # promoted twice
+    # When a claim promotes and leases the first 100: the store knows to claim again at once
+    assert len(client.claim(Q, worker="w", count=1_000)) == 100
+    assert client.wait(Q, timeout_ms=0) is True
+    assert len(client.claim(Q, worker="w", count=1_000)) == 100
+    assert len(client.claim(Q, worker="w", count=1_000)) == 50
+    assert client.wait(Q, timeout_ms=0) is False
 
 
 @pytest.fixture
