@@ -81,6 +81,8 @@ class Fetcher:
         self._store = store
         self._queues = list(queues)
         self._rotation = rotation
+        #: While queues are set aside, the rotation over the others (their weights kept).
+        self._partial: tuple[list[str], Rotation] | None = None
         self._worker = worker
         self._capacity = capacity
         self._admit = admit
@@ -145,7 +147,11 @@ class Fetcher:
                 continue  # stopping (capacity() returns 0 then) or a spurious wake-up
             now = time.monotonic()
             healthy = [q for q in self._queues if q not in self._refusing]
-            due = [q for q, ep in self._refusing.items() if not ep.waiting(now)]
+            due = [
+                q
+                for q in self._queues
+                if q in self._refusing and not self._refusing[q].waiting(now)
+            ]
             if not healthy and not due:
                 # Every queue refuses: sleep until the first is due to be tried again.
                 first = min(ep.retry_at for ep in self._refusing.values())
@@ -170,7 +176,8 @@ class Fetcher:
                     # schedules renewals; the store itself enforces every lease.)
                     sent_at = max(sent_at, time.monotonic() - _REPLY_MARGIN_S)
                 else:
-                    jobs, error = self._claim(count, healthy + due)
+                    usable = [q for q in self._queues if q in healthy or q in due]
+                    jobs, error = self._claim(count, usable)
             except Exception as exc:
                 jobs, error = [], exc
             if error is None:
@@ -261,7 +268,7 @@ class Fetcher:
         """
         jobs: list[Job] = []
         short: set[str] = set()
-        plan = [(queue, quota) for queue, quota in self._rotation.plan(count) if queue in usable]
+        plan = self._rotation_of(usable).plan(count)
         try:
             # First pass: each queue its quota (strict mode: the whole rest, in order).
             for queue, quota in plan:
@@ -292,6 +299,18 @@ class Fetcher:
         except Exception as exc:
             return jobs, exc
         return jobs, None
+
+    def _rotation_of(self, usable: list[str]) -> Rotation:
+        """The rotation over `usable` queues: the worker's own, or while some are set aside
+        one over the rest, so that their share is spread by weight, not given to one."""
+        rotation = self._rotation
+        if len(usable) == len(rotation.queues):
+            self._partial = None
+            return rotation
+        if self._partial is None or self._partial[0] != usable:
+            weights = {q: rotation.weights[q] for q in usable}
+            self._partial = (usable, Rotation(usable, weights, rotation.strict))
+        return self._partial[1]
 
     def _claim_one(self, queue: str, count: int) -> list[Job] | None:
         """Claim from one queue; None when it refused (it is set aside then)."""
