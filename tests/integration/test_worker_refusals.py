@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -23,6 +24,9 @@ from redisq import JobState
 from redisq._core.schema import SCHEMA_VERSION
 from redisq._sync.store import Store
 from redisq.worker import _support
+from redisq.worker._keeper import Keeper
+from redisq.worker._state import State
+from redisq.worker._support import WorkerMetrics
 from tests.integration._worker_support import running
 from tests.support.polling import Deadline, wait_for
 from tests.support.servers import ServerProcess
@@ -85,6 +89,126 @@ def test_a_migrating_queue_does_not_stall_the_others_nor_strand_their_leases(
     assert app.store.counts("b")[JobState.LEASED] == 0
     assert sorted(ran) == sorted([f"a{n}" for n in range(40)] + [f"b{n}" for n in range(5)])
     assert len(_messages(caplog, logging.WARNING, "queue 'b' refuses claims")) == 1
+
+
+def test_the_reaper_goes_on_past_a_failing_queue(
+    app: redisq.App, prefix: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="redisq.worker")
+    # Given expired leases in a and c, and b (reaped first) in the middle of a migration
+    store = app.store
+    deadline = 0
+    for queue in ("a", "b", "c"):
+        store.enqueue_many(queue, [1, 2, 3])
+        jobs = store.claim(queue, worker="gone", count=3, lease_ms=1)
+        deadline = max([deadline, *(j.lease_deadline_ms or 0 for j in jobs)])
+    wait_for(lambda: _redis_ms(store) > deadline, message="the leases to end")
+    app.store.redis.hset(f"{{{prefix}:b}}:meta", "schema", MIGRATING)
+    keeper = Keeper(
+        store,
+        State(1, 0, lambda: None, lambda _: None),
+        ["b", "a", "c"],
+        10_000,
+        WorkerMetrics(),
+        lambda _: None,
+        lambda _: 0,
+        "test-keeper",
+    )
+    assert store.counts("a")[JobState.LEASED] == store.counts("c")[JobState.LEASED] == 3
+    # When the keeper reaps, twice
+    keeper._reap()
+    keeper._reap()
+    # Then a and c were reaped, and b's failure was said once, with the queue and the error
+    assert store.counts("a")[JobState.READY] == store.counts("c")[JobState.READY] == 3
+    warned = _messages(caplog, logging.WARNING, "reaping queue 'b' failed")
+    assert len(warned) == 1
+    assert "SchemaVersionError" in warned[0]
+
+
+def _redis_ms(store: Store) -> int:
+    seconds, micros = store.redis.time()
+    return int(seconds) * 1000 + int(micros) // 1000
+
+
+def test_renewals_go_on_for_the_other_queues_while_one_refuses(
+    app: redisq.App, prefix: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="redisq.worker")
+    gates = {"a": threading.Event(), "b": threading.Event()}
+    runs: list[str] = []
+
+    @app.task(name="hold", queue="a", lease_ms=600)  # renewed every 200 ms
+    def hold(q: str) -> None:
+        runs.append(q)
+        gates[q].wait(20)
+
+    # Given a long job in a and one in b, both running
+    a = hold.enqueue("a")
+    hold.options(queue="b").enqueue("b")
+    worker = redisq.Worker(app, queues=["a", "b"], concurrency=2, idle_wait_ms=500)
+    with running(worker):
+        wait_for(lambda: sorted(runs) == ["a", "b"])
+        # When b starts a migration: its renewals are refused
+        app.store.redis.hset(f"{{{prefix}:b}}:meta", "schema", MIGRATING)
+        # Then a's lease is still renewed, well past its length
+        first = app.store.get("a", a.id)
+        assert first is not None
+        seen = {first.lease_deadline_ms}
+
+        def renewed_thrice() -> bool:
+            job = app.store.get("a", a.id)
+            assert job is not None
+            seen.add(job.lease_deadline_ms)
+            return len(seen) >= 4
+
+        wait_for(renewed_thrice, timeout=10, message="a's lease to be renewed three times")
+        gates["a"].set()
+        wait_for(lambda: app.store.counts("a")[JobState.COMPLETED] == 1)
+        done = app.store.get("a", a.id)
+        assert done is not None
+        assert done.attempts == 1
+        warned = _messages(caplog, logging.WARNING, "lease renewal refused by queue 'b'")
+        assert len(warned) == 1
+        gates["b"].set()
+    assert runs.count("a") == 1
+    assert worker.metrics.lease_lost <= 1  # (b's, once its lease ran out)
+
+
+def test_an_ack_a_queue_refuses_is_sent_again_until_it_goes_through(
+    app: redisq.App, prefix: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="redisq.worker")
+    gate = threading.Event()
+    runs: list[str] = []
+
+    @app.task(name="hold", queue="a", lease_ms=30_000)
+    def hold(q: str) -> None:
+        runs.append(q)
+        if q == "b":
+            gate.wait(20)
+
+    # Given a job of b running
+    b = hold.options(queue="b").enqueue("b")
+    worker = redisq.Worker(app, queues=["a", "b"], concurrency=2, idle_wait_ms=500)
+    with running(worker):
+        wait_for(lambda: runs == ["b"])
+        # When b starts a migration, and the job ends meanwhile: its ack is refused
+        meta = f"{{{prefix}:b}}:meta"
+        app.store.redis.hset(meta, "schema", MIGRATING)
+        gate.set()
+        wait_for(lambda: _messages(caplog, logging.WARNING, "queue 'b' refuses outcomes"))
+        # Then a's jobs still complete meanwhile
+        refs = [hold.enqueue(f"a{n}") for n in range(5)]
+        wait_for(lambda: app.store.counts("a")[JobState.COMPLETED] == len(refs))
+        # and once the migration is over (within the lease), b's ack goes through: it ran once
+        app.store.redis.hset(meta, "schema", SCHEMA_VERSION)
+        wait_for(lambda: app.store.counts("b")[JobState.COMPLETED] == 1, timeout=15)
+        wait_for(lambda: _messages(caplog, logging.INFO, "queue 'b' accepts outcomes again"))
+    done = app.store.get("b", b.id)
+    assert done is not None
+    assert done.attempts == 1
+    assert runs.count("b") == 1
+    assert len(_messages(caplog, logging.WARNING, "queue 'b' refuses outcomes")) == 1
 
 
 def test_a_long_outage_is_reported_at_warning_with_summaries_and_its_end_at_info(
