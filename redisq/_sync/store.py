@@ -48,6 +48,10 @@ _NODE_ERRORS = (
 )
 
 
+#: What an ACL denial inside a script (or in a pipeline) says, by server.
+_DENIED = ("NOPERM", "ACL failure in script", "user executing the script can't run")
+
+
 def queue_refusal(error: Exception, cluster: bool) -> bool:
     """Tell whether a call's error concerns its queue alone, so that an operation over
     several queues (claim) may go on without it: redisq's typed errors (a key of another
@@ -58,8 +62,8 @@ def queue_refusal(error: Exception, cluster: bool) -> bool:
         return not isinstance(error, ConfigurationError)
     if isinstance(error, redis.exceptions.NoPermissionError):
         return True
-    if isinstance(error, redis.exceptions.ResponseError) and "NOPERM" in str(error):
-        return True  # "ACL failure in script: ..." and NOPERM replies inside a pipeline
+    if isinstance(error, redis.exceptions.ResponseError):
+        return any(text in str(error) for text in _DENIED)
     return cluster and isinstance(error, _NODE_ERRORS)
 
 
