@@ -13,7 +13,7 @@ counted when their handler runs (in this process).
 
 Before the fix, a refusing queue stopped the worker on every queue for the whole outage.
 
-    python bench/bench_cluster_outage.py [--jobs 40000] [--before 5] [--during 10] [--after 40]
+    python bench/bench_cluster_outage.py [--jobs 150000] [--before 5] [--during 10] [--after 20]
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from tests.support.cluster import ClusterProcess  # noqa: E402
 from tests.support.servers import redis_binary, valkey_binary  # noqa: E402
 
 SCRIPT = "bench_cluster_outage.py"
-JOBS, QUICK_JOBS = 40_000, 10_000
+JOBS, QUICK_JOBS = 150_000, 30_000
 TASK = "bench.noop"
 PREFIX = "outage"
 SAMPLE_S = 0.1
@@ -228,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=JOBS, help="jobs enqueued in each queue")
     parser.add_argument("--before", type=float, default=5.0, help="seconds before the kill")
     parser.add_argument("--during", type=float, default=10.0, help="seconds of outage")
-    parser.add_argument("--after", type=float, default=40.0, help="seconds after the restart")
+    parser.add_argument("--after", type=float, default=20.0, help="seconds after the restart")
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--prefetch", type=int, default=100)
     parser.add_argument("--timeline", action="store_true", help="print completions per second")
