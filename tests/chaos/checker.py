@@ -116,9 +116,13 @@ def load_final(data: dict[str, Any]) -> FinalState:
     return FinalState(**fields)
 
 
-def save_run(run_dir: Path, final: FinalState | None, limits: Limits) -> None:
+def save_run(run_dir: Path, final: FinalState | None, limits: Limits, **meta: Any) -> None:
     """Save what re-checking a run needs besides its ledger (``check.json``)."""
-    data = {"final": None if final is None else dump_final(final), "limits": asdict(limits)}
+    data = {
+        "final": None if final is None else dump_final(final),
+        "limits": asdict(limits),
+        "meta": meta,
+    }
     (run_dir / "check.json").write_text(json.dumps(data))
 
 
@@ -126,7 +130,9 @@ def recheck(run_dir: Path) -> Report:
     """Check a saved run again (after changing the checker)."""
     data = json.loads((run_dir / "check.json").read_text())
     final = None if data["final"] is None else load_final(data["final"])
-    return check(read_ledger(run_dir), final, Limits(**data["limits"]))
+    report = check(read_ledger(run_dir), final, Limits(**data["limits"]))
+    report.figures.update(data.get("meta") or {})
+    return report
 
 
 @dataclass
@@ -144,6 +150,9 @@ class Limits:
     stop_refusals: bool = True
     #: Check I5 and I9 (scenarios that leave jobs on purpose turn them off).
     leftovers: bool = True
+    #: I7 allows this much more when the wait overlaps an outage: the workers' reconnection
+    #: backoff (S8 checks that they resume within it).
+    resume_after_outage_ms: int = 5_000
     #: Handler slots per worker process: I7 then does not count the time when every live,
     #: running worker had all its slots busy (no one could take the job back). None: count it.
     concurrency: int | None = None
@@ -177,6 +186,9 @@ class Lease:
     src: str | None
     claim_t: float | None
     renewals: list[tuple[int, int, float]] = field(default_factory=list)
+    #: Renewals that failed without an answer (wall ms sent, wall ms failed): each may have
+    #: gone through, extending the lease to at most (failed + lease).
+    unsure_renewals: list[tuple[float, float]] = field(default_factory=list)
     ends: list[End] = field(default_factory=list)
     refusals: list[Event] = field(default_factory=list)
     #: ``*_SENT`` wall times of ends, by kind (the last one).
@@ -223,17 +235,17 @@ class Report:
         return not any(self.violations.values())
 
     def add(self, invariant: str, message: str) -> None:
-        self.violations[invariant].append(message)
+        """Report a violation of `invariant` (I1-I9, or a scenario's own check, e.g. "S10")."""
+        self.violations.setdefault(invariant, []).append(message)
 
     def failed(self) -> list[str]:
-        """The invariants that failed."""
-        return [i for i in INVARIANTS if self.violations[i]]
+        """The invariants (and scenario checks) that failed."""
+        return [i for i, found in self.violations.items() if found]
 
     def describe(self, limit: int = 10) -> str:
         """Every violation (at most `limit` per invariant), one per line."""
         lines: list[str] = []
-        for invariant in INVARIANTS:
-            found = self.violations[invariant]
+        for invariant, found in self.violations.items():
             for message in found[:limit]:
                 lines.append(f"{invariant}: {message}")
             if len(found) > limit:
@@ -341,6 +353,11 @@ def _build(data: LedgerData, limits: Limits) -> _Leases:
                     replay,
                 )
             )
+        elif ev == "RENEW_ERR":
+            for q, id_, token, granted in e.get("leases", ()):
+                line = {"q": q, "id": id_, "token": token, "granted": granted, "pid": e.get("pid")}
+                lease = leases.find({**line, "src": e.get("src")})
+                lease.unsure_renewals.append((float(e.get("sent") or e["t"]), float(e["t"])))
         elif ev in ("NACK_SENT", "RELEASE_SENT"):
             leases.find(e).sent[ev.split("_")[0]] = float(e["t"])
         elif ev == "ACK_SENT":
@@ -719,7 +736,15 @@ def _check_completions(report: Report, leases: _Leases, final: FinalState | None
 
 def _accepted_after_end(lease: Lease, others: Iterable[Lease], at: float) -> str | None:
     """Why a transition of `lease` at Redis time `at` was stale, or None if it was not."""
-    in_force = max([lease.claim_deadline, *(d for a, d, _ in lease.renewals if a < at)])
+    lease_ms = lease.claim_deadline - lease.granted
+    in_force = max(
+        [
+            lease.claim_deadline,
+            *(d for a, d, _ in lease.renewals if a < at),
+            # A renewal that got no answer may have run, at the latest when it failed.
+            *(min(failed, at) + lease_ms for sent, failed in lease.unsure_renewals if sent < at),
+        ]
+    )
     if at >= in_force:
         return f"at {at:.0f}, after the lease's deadline {in_force}"
     for other in others:
@@ -822,7 +847,8 @@ def _check_recovery(report: Report, leases: _Leases, faults: _Faults, limits: Li
             if wait < -CLOCK_MS:
                 continue  # an overlap: I3 reports it
             waits.append(wait)
-            allowed = allowed_base + faults.outage_within(prev.deadline, nxt.granted)
+            outage = faults.outage_within(prev.deadline, nxt.granted)
+            allowed = allowed_base + outage + (limits.resume_after_outage_ms if outage else 0)
             if wait > allowed and capacity is not None:
                 allowed += capacity.full_ms(prev.deadline, nxt.granted)
             if wait > allowed:

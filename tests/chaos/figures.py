@@ -36,12 +36,29 @@ def block(report: Report, command: str) -> str:
     f = report.figures
     verdict = "PASS" if report.ok else "FAIL " + ", ".join(report.failed())
     lines = [f"{f.get('scenario')} seed {f.get('seed')}: {verdict}"]
-    if "jobs" in f:
+    ledger = "leases" in f  # S10 runs its worker without a ledger
+    if ledger:
         lines.append(
             f"  jobs {_n(f['jobs'])}: completed {_n(f.get('completed'))}, dead {_n(f.get('dead'))}"
             f" (poison {_n(f.get('dead_poison'))}, other {_n(f.get('dead_other'))}); lost"
             f" {_n(f.get('lost'))}"
         )
+    elif "jobs" in f:
+        lines.append(f"  jobs {_n(f['jobs'])}")
+    if ledger:
+        lines.extend(_ledger_lines(f))
+    for name, value in (f.get("scenario_figures") or {}).items():
+        lines.append(f"  {name}: {_n(value)}")
+    lines.append(f"  drained in {_n(f.get('drained_s'))} s; wall {_n(f.get('wall_s'))} s")
+    lines.append(f"  command: {command}")
+    if not report.ok:
+        lines.append("  violations:")
+        lines.extend("    " + line for line in report.describe().splitlines())
+    return "\n".join(lines)
+
+
+def _ledger_lines(f: dict[str, Any]) -> list[str]:
+    lines = []
     lines.append(
         f"  duplicates {_n(f.get('duplicates'))}{_causes(f.get('duplicate_causes'))}; re-runs"
         f" {_n(f.get('reruns'))}{_causes(f.get('rerun_causes'))}"
@@ -74,15 +91,7 @@ def block(report: Report, command: str) -> str:
         extra.append(f"torn ledger lines {f['torn_lines']}")
     if extra:
         lines.append("  " + "; ".join(extra))
-    for key, label in (("scenario_figures", ""),):
-        for name, value in (f.get(key) or {}).items():
-            lines.append(f"  {label}{name}: {_n(value)}")
-    lines.append(f"  drained in {_n(f.get('drained_s'))} s; wall {_n(f.get('wall_s'))} s")
-    lines.append(f"  command: {command}")
-    if not report.ok:
-        lines.append("  violations:")
-        lines.extend("    " + line for line in report.describe().splitlines())
-    return "\n".join(lines)
+    return lines
 
 
 def markdown_header() -> str:

@@ -30,7 +30,7 @@ from redisq.keys import QueueKeys, registry_key
 
 from .checker import KEPT_PARTS, FinalJob, FinalState
 from .ledger import Ledger
-from .tasks import ENV, WorkerConfig, task_name
+from .tasks import ENV, WorkerConfig, remapper, task_name
 
 __all__ = ["Chaos", "Fleet", "JobPlan", "Producer", "collect_final", "plan_jobs"]
 
@@ -335,6 +335,7 @@ class Producer:
         give_up_s: float = 60.0,
         socket_timeout: float = 5.0,
         cluster: bool = False,
+        remap: dict[str, int] | None = None,
     ) -> None:
         self.url = url
         self.prefix = prefix
@@ -347,6 +348,7 @@ class Producer:
         self.give_up_s = give_up_s
         self.socket_timeout = socket_timeout
         self.cluster = cluster
+        self.remap = dict(remap or {})
         self.sent = 0
         self.errors = 0
         self.failure: BaseException | None = None
@@ -373,8 +375,15 @@ class Producer:
         self._thread.join(30)
 
     def _run(self) -> None:
+        options: dict[str, Any] = {}
+        if self.remap:
+            options["address_remap"] = remapper(self.remap)
         store = redisq.connect(
-            self.url, prefix=self.prefix, socket_timeout=self.socket_timeout, cluster=self.cluster
+            self.url,
+            prefix=self.prefix,
+            socket_timeout=self.socket_timeout,
+            cluster=self.cluster,
+            **options,
         )
         try:
             start = time.monotonic()
@@ -486,10 +495,12 @@ def collect_final(
 
 
 def _used_memory(raw: Any, cluster: bool) -> int:
-    info = raw.info("memory")
-    if cluster and isinstance(info, dict) and "used_memory" not in info:
-        return sum(int(node["used_memory"]) for node in info.values())
-    return int(info["used_memory"])
+    if not cluster:
+        return int(raw.info("memory")["used_memory"])
+    info = raw.info("memory", target_nodes=raw.PRIMARIES)
+    if "used_memory" in info:  # one primary
+        return int(info["used_memory"])
+    return sum(int(node["used_memory"]) for node in info.values())
 
 
 def used_memory(url: str, *, cluster: bool = False) -> int:

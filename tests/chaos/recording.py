@@ -13,7 +13,8 @@ code in the scripts:
 - ``NACK_SENT`` then ``NACK_OK`` / ``NACK_REFUSED``, the same for ``RELEASE``: the Redis time
   of the end is read off the stored record where it is there (finished time, or run_at less
   the delay).
-- ``*_ERR``: the call failed without an answer (connection errors, timeouts).
+- ``*_ERR``: the call failed without an answer (connection errors, timeouts); the first
+  call of that kind to go through again writes ``RESUMED`` with the time it was made.
 
 A lease is named by (queue, id, token, granted): ``granted`` tells two leases apart even if a
 broken claim handed out one token twice. Each line is written after the reply, so a process
@@ -24,6 +25,7 @@ tell such an unconfirmed end from a missing one.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -53,6 +55,8 @@ class RecordingStore:
         self._store = store
         self._ledger = ledger
         self._lock = threading.Lock()
+        #: Operations whose last call failed: the next success writes RESUMED.
+        self._failing: set[str] = set()
         #: (queue, id, token) -> the Redis time the lease was granted (from its CLAIM); kept
         #: after the lease ends, for re-sent or late calls (a few dozen bytes per lease).
         self._granted: dict[tuple[str, str, int], int] = {}
@@ -66,6 +70,17 @@ class RecordingStore:
         return self._store
 
     # ------------------------------------------------------------------------ lease names
+
+    def _failed(self, op: str) -> None:
+        with self._lock:
+            self._failing.add(op)
+
+    def _succeeded(self, op: str, started: float) -> None:
+        """After failures, note when the first call that went through again was made."""
+        if op in self._failing:
+            with self._lock:
+                self._failing.discard(op)
+            self._ledger.write("RESUMED", op=op, started=round(started * 1000, 3))
 
     def _default_lease(self) -> int:
         return self._store.settings.lease_ms
@@ -83,11 +98,14 @@ class RecordingStore:
 
     def claim(self, queues: str | Sequence[str], **options: Any) -> list[Job]:
         """`Store.claim`, writing one CLAIM line per leased job."""
+        started = time.time()
         try:
             jobs = self._store.claim(queues, **options)
         except Exception as exc:
             self._ledger.write("CLAIM_ERR", err=_describe(exc))
+            self._failed("claim")
             raise
+        self._succeeded("claim", started)
         default = options.get("lease_ms") or self._default_lease()
         for job in jobs:
             deadline = job.lease_deadline_ms or 0
@@ -111,11 +129,19 @@ class RecordingStore:
 
     def renew_many(self, jobs: Sequence[Job], lease_ms: int | None = None) -> list[Job | Exception]:
         """`Store.renew_many`, writing RENEW_OK or RENEW_REFUSED per job."""
+        started = time.time()
         try:
             outcomes = self._store.renew_many(jobs, lease_ms)
         except Exception as exc:
-            self._ledger.write("RENEW_ERR", n=len(jobs), err=_describe(exc))
+            # Some of these renewals may have gone through (one call per queue, or a reply
+            # lost after the script ran): the checker allows for them.
+            leases = [_short(self.lease(job)) for job in jobs]
+            self._ledger.write(
+                "RENEW_ERR", leases=leases, sent=round(started * 1000, 3), err=_describe(exc)
+            )
+            self._failed("renew")
             raise
+        self._succeeded("renew", started)
         for job, outcome in zip(jobs, outcomes, strict=True):
             self._renewed(job, outcome, lease_ms)
         return outcomes
@@ -128,7 +154,7 @@ class RecordingStore:
             self._renewed(job, exc, lease_ms)
             raise
         except Exception as exc:
-            self._ledger.write("RENEW_ERR", n=1, err=_describe(exc))
+            self._ledger.write("RENEW_ERR", leases=[_short(self.lease(job))], err=_describe(exc))
             raise
         self._renewed(job, renewed, lease_ms)
         return renewed
@@ -150,6 +176,7 @@ class RecordingStore:
     ) -> list[Job]:
         """`Store.ack_many` with snapshots (their finished time is the Redis time of the ack)."""
         self._ledger.write("ACK_SENT", leases=[_short(self.lease(job)) for job in jobs])
+        started = time.time()
         try:
             done = self._store.ack_many(jobs, results, snapshots=True)
         except (LeaseLost, JobNotFound) as exc:
@@ -159,7 +186,9 @@ class RecordingStore:
             raise
         except Exception as exc:
             self._ledger.write("ACK_ERR", n=len(jobs), err=_describe(exc))
+            self._failed("ack")
             raise
+        self._succeeded("ack", started)
         for job, stored in zip(jobs, done, strict=True):
             self._acked(job, stored)
         return done if snapshots else []
@@ -237,7 +266,14 @@ class RecordingStore:
 
     def reap(self, queue: str, *, limit: int = 1000) -> int:
         """`Store.reap`, writing REAP when it moved something."""
-        count = self._store.reap(queue, limit=limit)
+        started = time.time()
+        try:
+            count = self._store.reap(queue, limit=limit)
+        except Exception as exc:
+            self._ledger.write("REAP_ERR", q=queue, err=_describe(exc))
+            self._failed("reap")
+            raise
+        self._succeeded("reap", started)
         if count:
             self._ledger.write("REAP", q=queue, n=count)
         return count

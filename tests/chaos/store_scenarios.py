@@ -221,7 +221,7 @@ def run_s6(
             b.close()
             ledger.close()
     final = collect_final(server_url, PREFIX, [QUEUE], baseline)
-    save_run(run_dir, final, limits)
+    save_run(run_dir, final, limits, scenario="S6", seed=seed)
     report = check(read_ledger(run_dir), final, limits)
     for problem in problems:
         report.add("I4", problem)
@@ -336,7 +336,7 @@ def run_s7(
             f"totals: {enqueued} enqueued and {completed} completed for {iterations * 4} jobs"
         )
     final = collect_final(server_url, PREFIX, [QUEUE], baseline)
-    save_run(run_dir, final, limits)
+    save_run(run_dir, final, limits, scenario="S7", seed=seed)
     report = check(read_ledger(run_dir), final, limits)
     for problem in problems:
         report.add("I2", problem)

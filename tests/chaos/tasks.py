@@ -11,7 +11,8 @@ comes from the payload, ``{"args": [kind, pad], "kwargs": {}}``:
   is lost (``ctx.cancelled``);
 - ``crash``: on its first attempt ends the whole process with ``os._exit(137)`` mid-handler,
   later attempts run as ``normal``;
-- ``poison``: raises every time, so it ends dead after max_attempts.
+- ``poison``: raises every time, so it ends dead after max_attempts;
+- ``noop``: returns at once (for scenarios about volume, run without a ledger).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import logging
 import os
 import random
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, cast
@@ -35,7 +37,7 @@ from .sabotage import apply
 __all__ = ["ENV", "KINDS", "ChaosApp", "WorkerConfig", "main", "task_name"]
 
 ENV = "REDISQ_CHAOS_WORKER"
-KINDS = ("normal", "slow", "crash", "poison")
+KINDS = ("normal", "slow", "crash", "poison", "noop")
 
 
 def task_name(queue: str) -> str:
@@ -63,6 +65,12 @@ class WorkerConfig:
     socket_timeout: float = 5.0
     sabotage: list[str] = field(default_factory=list)
     log_level: str = "INFO"
+    #: Write the ledger (False for volume scenarios: only the worker's log is kept).
+    record: bool = True
+    prefetch: int = 0
+    #: A Redis Cluster URL; `remap` sends each node's port to its fault proxy.
+    cluster: bool = False
+    remap: dict[str, int] = field(default_factory=dict)
 
     def to_env(self) -> str:
         """The JSON for `ENV`."""
@@ -78,6 +86,11 @@ class ChaosApp(redisq.App):
     """An App whose stores record to the ledger."""
 
     def __init__(self, config: WorkerConfig, ledger: Ledger) -> None:
+        options: dict[str, Any] = {}
+        if config.cluster:
+            options["cluster"] = True
+            if config.remap:
+                options["address_remap"] = remapper(config.remap)
         super().__init__(
             config.url,
             prefix=config.prefix,
@@ -89,6 +102,7 @@ class ChaosApp(redisq.App):
                 dead_age_ms=0,
             ),
             socket_timeout=config.socket_timeout,
+            **options,
         )
         self.config = config
         self.ledger = ledger
@@ -96,9 +110,21 @@ class ChaosApp(redisq.App):
 
     def connect(self) -> Store:
         """Open a store that writes every transition to the ledger."""
+        if not self.config.record:
+            return super().connect()
         recording = RecordingStore(super().connect(), self.ledger)
         self.recording = recording
         return cast(Store, recording)
+
+
+def remapper(remap: dict[str, int]) -> Callable[[tuple[str, int]], tuple[str, int]]:
+    """redis-py's address_remap: a cluster node's (host, port) -> its fault proxy."""
+
+    def remap_address(address: tuple[str, int]) -> tuple[str, int]:
+        port = remap.get(str(address[1]))
+        return address if port is None else ("127.0.0.1", port)
+
+    return remap_address
 
 
 class Poison(Exception):
@@ -111,6 +137,8 @@ def build(config: WorkerConfig) -> ChaosApp:
     app = ChaosApp(config, ledger)
 
     def handle(kind: str, pad: str, ctx: redisq.Context) -> None:
+        if kind == "noop":
+            return
         recording = app.recording
         assert recording is not None
         lease = recording.lease(ctx.job)
@@ -158,6 +186,7 @@ def main() -> None:
         reaper_interval_ms=config.reaper_ms,
         grace_ms=5_000,
         name=f"{config.source}-{os.getpid()}",
+        prefetch=config.prefetch,
     )
     app.ledger.write("WORKER_START", worker=worker.name, sabotage=config.sabotage)
     worker.run()

@@ -19,6 +19,8 @@ from tests.chaos.sabotage import SABOTAGES
 from tests.chaos.store_scenarios import run_s6
 from tests.support.servers import ServerProcess
 
+pytestmark = pytest.mark.chaos
+
 #: What each broken script must make the checker report (at least these invariants).
 EXPECTED = {
     "ack-no-fence": {"I2", "I4"},  # A's late ack completes the job a second time

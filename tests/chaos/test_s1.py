@@ -22,6 +22,8 @@ from tests.chaos.figures import block
 from tests.chaos.fleet_scenarios import S1, run_fleet
 from tests.support.servers import ServerProcess
 
+pytestmark = pytest.mark.chaos
+
 SEED_ENV = "REDISQ_CHAOS_SEED"
 
 
