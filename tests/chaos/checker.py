@@ -666,8 +666,8 @@ def _check_leftovers(report: Report, final: FinalState, limits: Limits) -> None:
             if count:
                 report.add("I5", f"queue {queue}: {count} job(s) left {part}")
     for name, (kind, pttl) in sorted(final.keys.items()):
-        if name in final.allowed:
-            continue
+        if name in final.allowed or kind == "none":
+            continue  # kept on purpose, or expired between the SCAN and the TYPE
         if name.startswith(final.expiring_prefixes):
             if pttl < 0:
                 report.add("I5", f"key {name} ({kind}) has no TTL")
@@ -847,8 +847,12 @@ def _check_recovery(report: Report, leases: _Leases, faults: _Faults, limits: Li
             if wait < -CLOCK_MS:
                 continue  # an overlap: I3 reports it
             waits.append(wait)
+            # An outage during the wait, or one that ended shortly before it began (the
+            # workers may still be in their reconnection backoff), adds its length and the
+            # workers' resumption time.
             outage = faults.outage_within(prev.deadline, nxt.granted)
-            allowed = allowed_base + outage + (limits.resume_after_outage_ms if outage else 0)
+            near = faults.outage_within(prev.deadline - limits.resume_after_outage_ms, nxt.granted)
+            allowed = allowed_base + outage + (limits.resume_after_outage_ms if near else 0)
             if wait > allowed and capacity is not None:
                 allowed += capacity.full_ms(prev.deadline, nxt.granted)
             if wait > allowed:

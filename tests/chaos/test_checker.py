@@ -201,7 +201,11 @@ def test_i5_and_i9_report_leftovers() -> None:
     state = final(
         {},
         sets={"q": {"ready": 0, "scheduled": 0, "leased": 2}},
-        keys={"stray": ("string", -1), "{chaos:q}:claim:x": ("hash", -1)},
+        keys={
+            "stray": ("string", -1),
+            "{chaos:q}:claim:x": ("hash", -1),
+            "{chaos:q}:claim:y": ("none", -2),  # expired between the SCAN and the TYPE
+        },
         used_memory=30 << 20,
         baseline_memory=1 << 20,
     )
