@@ -28,7 +28,9 @@ class History:
         self.add("ENQ_SENT", t, q="q", id=job, kind=kind, pid=1, src="producer")
         self.add("ENQ_OK", t + 1, q="q", id=job, pid=1, src="producer")
 
-    def claim(self, job: str, token: int, t: float, pid: int, lease: int = LEASE) -> dict[str, Any]:
+    def claim(
+        self, job: str, token: int, t: float, pid: int, lease: int = LEASE, attempt: int = 1
+    ) -> dict[str, Any]:
         lease_fields = {"q": "q", "id": job, "token": token, "granted": T0 + t}
         self.add(
             "CLAIM",
@@ -36,7 +38,7 @@ class History:
             **lease_fields,
             deadline=T0 + t + lease,
             lease=lease,
-            attempt=1,
+            attempt=attempt,
             pid=pid,
             src=f"w{pid}",
         )
@@ -254,6 +256,28 @@ def test_i7_excuses_only_the_time_no_worker_had_a_free_slot() -> None:
     # ... 1,500 ms after it: too slow
     report = checked(_expired_while_busy(5_500), state)
     assert report.failed() == ["I7"]
+
+
+@pytest.mark.parametrize("attempt", [2, 3])
+def test_i7_skips_a_recovery_through_a_lease_the_ledger_missed(attempt: int) -> None:
+    # Given a lease of a killed worker expired at 2,010, granted again 3 s later as attempt 3:
+    # an attempt 2 in between left no line (its worker never handled the claim's reply)
+    h = History()
+    h.enqueue("a")
+    h.add("WORKER_START", 0, pid=7, src="w7")
+    h.add("WORKER_START", 0, pid=8, src="w8")
+    h.claim("a", 1, t=10, pid=7)
+    h.add("KILL", 100, target=7, pid=1, src="chaos")
+    again = h.claim("a", 9, t=5_010, pid=8, attempt=attempt)
+    h.ack(again, t=5_020, pid=8)
+
+    report = checked(h, final({"a": done(9, attempts=attempt)}))
+
+    if attempt == 3:
+        assert report.ok, report.describe()
+        assert report.figures["recoveries_through_an_unrecorded_lease"] == 1
+    else:  # attempt 2: the recorded lease was the next one, 3 s late
+        assert report.failed() == ["I7"]
 
 
 def test_i8_reports_a_rerun_without_evidence() -> None:
