@@ -69,6 +69,11 @@ class RecordingStore:
         """The wrapped store."""
         return self._store
 
+    @property
+    def ledger(self) -> Ledger:
+        """Where the lines go (closed by its owner, not by `close`)."""
+        return self._ledger
+
     # ------------------------------------------------------------------------ lease names
 
     def _failed(self, op: str) -> None:

@@ -217,8 +217,9 @@ def run_s6(
                         f" {taker.token} (A's token {got['a'].token})"
                     )
         finally:
-            a.close()
-            b.close()
+            for actor in (a, b):
+                actor.close()
+                actor.ledger.close()
             ledger.close()
     final = collect_final(server_url, PREFIX, [QUEUE], baseline)
     save_run(run_dir, final, limits, scenario="S6", seed=seed)
@@ -321,8 +322,9 @@ def run_s7(
                     fault(op)
                 _retrying(partial(holder.ack, job))
         finally:
-            store.close()
-            rescuer.close()
+            for actor in (store, rescuer):
+                actor.close()
+                actor.ledger.close()
             ledger.close()
             events.close()
         totals = redisq.connect(server_url, prefix=PREFIX)
