@@ -1,5 +1,8 @@
 """A Store that writes to the ledger what each transition was asked and what Redis answered.
 
+Keyword options the wrapper does not name pass through to the store unchanged, so the
+wrapper keeps working when a store method grows an option.
+
 Workers of the harness run the real `redisq.Worker` on a `RecordingStore` (see
 `tests.chaos.tasks`), so the ledger holds the Redis side of every lease without test-only
 code in the scripts:
@@ -132,11 +135,13 @@ class RecordingStore:
 
     # ----------------------------------------------------------------------------- renew
 
-    def renew_many(self, jobs: Sequence[Job], lease_ms: int | None = None) -> list[Job | Exception]:
+    def renew_many(
+        self, jobs: Sequence[Job], lease_ms: int | None = None, **options: Any
+    ) -> list[Job | Exception]:
         """`Store.renew_many`, writing RENEW_OK or RENEW_REFUSED per job."""
         started = time.time()
         try:
-            outcomes = self._store.renew_many(jobs, lease_ms)
+            outcomes = self._store.renew_many(jobs, lease_ms, **options)
         except Exception as exc:
             # Some of these renewals may have gone through (one call per queue, or a reply
             # lost after the script ran): the checker allows for them.
@@ -151,10 +156,10 @@ class RecordingStore:
             self._renewed(job, outcome, lease_ms)
         return outcomes
 
-    def renew(self, job: Job, lease_ms: int | None = None) -> Job:
+    def renew(self, job: Job, lease_ms: int | None = None, **options: Any) -> Job:
         """`Store.renew`, writing RENEW_OK or RENEW_REFUSED."""
         try:
-            renewed = self._store.renew(job, lease_ms)
+            renewed = self._store.renew(job, lease_ms, **options)
         except (LeaseLost, JobNotFound) as exc:
             self._renewed(job, exc, lease_ms)
             raise
@@ -177,13 +182,21 @@ class RecordingStore:
     # ------------------------------------------------------------------------------- ack
 
     def ack_many(
-        self, jobs: Sequence[Job], results: Sequence[Any] | None = None, *, snapshots: bool = True
+        self,
+        jobs: Sequence[Job],
+        results: Sequence[Any] | None = None,
+        *,
+        snapshots: bool = True,
+        **options: Any,
     ) -> list[Job]:
-        """`Store.ack_many` with snapshots (their finished time is the Redis time of the ack)."""
+        """`Store.ack_many` with snapshots (their finished time is the Redis time of the ack).
+
+        Options the wrapper does not know (added to the store later) pass through.
+        """
         self._ledger.write("ACK_SENT", leases=[_short(self.lease(job)) for job in jobs])
         started = time.time()
         try:
-            done = self._store.ack_many(jobs, results, snapshots=True)
+            done = self._store.ack_many(jobs, results, snapshots=True, **options)
         except (LeaseLost, JobNotFound) as exc:
             refused = next((j for j in jobs if j.id == exc.job_id), None)
             if refused is not None:
@@ -198,11 +211,11 @@ class RecordingStore:
             self._acked(job, stored)
         return done if snapshots else []
 
-    def ack(self, job: Job, result: Any = None) -> Job:
+    def ack(self, job: Job, result: Any = None, **options: Any) -> Job:
         """`Store.ack`, writing ACK_SENT, then ACK_OK or ACK_REFUSED."""
         self._ledger.write("ACK_SENT", leases=[_short(self.lease(job))])
         try:
-            stored = self._store.ack(job, result)
+            stored = self._store.ack(job, result, **options)
         except (LeaseLost, JobNotFound) as exc:
             self._ledger.write("ACK_REFUSED", **self.lease(job), err=_describe(exc))
             raise
@@ -224,12 +237,18 @@ class RecordingStore:
     # ----------------------------------------------------------------------- nack, release
 
     def nack(
-        self, job: Job, *, error: str = "", delay_ms: int | None = None, dead: bool = False
+        self,
+        job: Job,
+        *,
+        error: str = "",
+        delay_ms: int | None = None,
+        dead: bool = False,
+        **options: Any,
     ) -> Job:
         """`Store.nack`, writing NACK_SENT, then NACK_OK (with its Redis time) or NACK_REFUSED."""
         self._ledger.write("NACK_SENT", **self.lease(job), delay=delay_ms, dead=dead)
         try:
-            stored = self._store.nack(job, error=error, delay_ms=delay_ms, dead=dead)
+            stored = self._store.nack(job, error=error, delay_ms=delay_ms, dead=dead, **options)
         except (LeaseLost, JobNotFound) as exc:
             self._ledger.write("NACK_REFUSED", **self.lease(job), err=_describe(exc))
             raise
@@ -239,11 +258,11 @@ class RecordingStore:
         self._ended("NACK_OK", job, stored, delay_ms)
         return stored
 
-    def release(self, job: Job, *, delay_ms: int = 0) -> Job:
+    def release(self, job: Job, *, delay_ms: int = 0, **options: Any) -> Job:
         """`Store.release`, writing RELEASE_SENT, then RELEASE_OK or RELEASE_REFUSED."""
         self._ledger.write("RELEASE_SENT", **self.lease(job), delay=delay_ms)
         try:
-            stored = self._store.release(job, delay_ms=delay_ms)
+            stored = self._store.release(job, delay_ms=delay_ms, **options)
         except (LeaseLost, JobNotFound) as exc:
             self._ledger.write("RELEASE_REFUSED", **self.lease(job), err=_describe(exc))
             raise
@@ -269,11 +288,11 @@ class RecordingStore:
 
     # ---------------------------------------------------------------------------- reaper
 
-    def reap(self, queue: str, *, limit: int = 1000) -> int:
+    def reap(self, queue: str, *, limit: int = 1000, **options: Any) -> int:
         """`Store.reap`, writing REAP when it moved something."""
         started = time.time()
         try:
-            count = self._store.reap(queue, limit=limit)
+            count = self._store.reap(queue, limit=limit, **options)
         except Exception as exc:
             self._ledger.write("REAP_ERR", q=queue, err=_describe(exc))
             self._failed("reap")
