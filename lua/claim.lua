@@ -1,10 +1,14 @@
 --[[ claim: ready -> leased
   Leases the best ready jobs (highest priority first, FIFO within a priority) to one worker, each
   with a new fencing token from the queue's counter and a deadline on the Redis clock. First it
-  promotes due scheduled jobs and reaps expired leases of this queue, in bounded batches.
-  A re-sent call with the same request id returns the jobs the first run leased. When ready
-  jobs remain, the wake set is signalled so that another waiting worker takes them; when the
-  claim comes up short, the reply says how soon the earliest scheduled job is due.
+  promotes due scheduled jobs and reaps expired leases of this queue, in bounded batches. One
+  call moves at most about 512 KiB of job records (lib/budget; at least one job); the reply says
+  when it left ready jobs behind, so the client claims again for the rest of its count.
+  A re-sent call with the same request id returns the jobs the first run leased, if those
+  leases still stand (same token, deadline not passed). When ready jobs remain, the wake set is
+  signalled so that another waiting worker takes them; when the claim comes up short, the reply
+  says how soon the earliest scheduled job is due, or 0 when housekeeping left due jobs or
+  expired leases behind (claim again at once).
   KEYS[1] meta        hash   schema, token counter, paused, retried and dead totals
   KEYS[2] ready       zset   job ids, score = ready_score(priority, seq)
   KEYS[3] scheduled   zset   job ids, score = due time (ms)
@@ -21,13 +25,18 @@
   ARGV[5] request_id  str    '' = no memo
   ARGV[6] memo_ms     int    how long the memo is kept
   ARGV[7] batch       int    most scheduled jobs promoted, and most leases reaped, in this call
+                             (1 to MAX_BATCH of lib/budget, 250)
   ARGV[8] dead_keep   int    retention of the dead set: count
   ARGV[9] dead_age_ms int    retention of the dead set: age (0 = no age limit)
-  Returns: {status, now_ms, next_in_ms, id, record, id, record, ...}; next_in_ms = ms until the
-           earliest scheduled job is due when fewer than count jobs were leased, else -1
+  ARGV[10] size_hint  int    the largest job record expected, in bytes (sizes the reads)
+  Returns: {status, now_ms, next_in_ms, more, id, record, id, record, ...}; next_in_ms = when
+           fewer than count jobs were leased, ms until the earliest scheduled job is due, 0 when
+           due jobs or expired leases were left behind, -1 when none; else -1. more = 1 when
+           ready jobs were left that this call could have leased (its byte budget ran out, or
+           a candidate was set aside), else 0
   A candidate whose record does not parse goes to the dead set as it is (lib/quarantine).
   Status: OK, PAUSED, WRONG_TYPE, SCHEMA_MISMATCH, BAD_ARGUMENT
-  Cost: O((batch + count) log N)
+  Cost: O((batch + count) log N), at most about 512 KiB of records moved (or one record)
 ]]
 --- @include "lib/status"
 --- @include "lib/now_ms"
@@ -36,6 +45,7 @@
 --- @include "lib/record"
 --- @include "lib/claim_head"
 --- @include "lib/read_jobs"
+--- @include "lib/read_spend"
 --- @include "lib/write_jobs"
 --- @include "lib/chunks"
 --- @include "lib/housekeep"
@@ -46,6 +56,7 @@
 --- @include "lib/add_totals"
 --- @include "lib/quarantine"
 --- @include "lib/key_types"
+--- @include "lib/budget"
 
 local meta_key = KEYS[1]
 local ready_key = KEYS[2]
@@ -65,9 +76,10 @@ local memo_ms = tonumber(ARGV[6])
 local batch = tonumber(ARGV[7])
 local dead_keep = tonumber(ARGV[8])
 local dead_age_ms = tonumber(ARGV[9])
+local size_hint = tonumber(ARGV[10])
 
 if not count or count < 1 or not lease_ms or lease_ms < 1 or not memo_ms or not batch
-    or batch < 1 or not dead_keep or not dead_age_ms then
+    or batch < 1 or batch > MAX_BATCH or not dead_keep or not dead_age_ms or not size_hint then
   return {STATUS.BAD_ARGUMENT, 'claim'}
 end
 local now = now_ms(now_arg)
@@ -78,11 +90,13 @@ if not meta then
   return err
 end
 
--- A retried call: hand back what the first run leased, if those leases still stand.
+-- A retried call: hand back what the first run leased, if those leases still stand: same
+-- token, and a deadline still ahead (a claim re-sent behind a blocking wait may come seconds
+-- later; a lease that has ended must not reach a handler).
 if request_id ~= '' then
   local memo = memo_get(memo_prefix .. request_id)
   if memo then
-    local out = {STATUS.OK, now, -1}
+    local out = {STATUS.OK, now, -1, 0}
     local ids = {}
     for i = 1, #memo, 2 do
       ids[#ids + 1] = memo[i]
@@ -94,7 +108,8 @@ if request_id ~= '' then
     end
     for i = 1, #ids do
       local t = recs[i] and rec_parse(recs[i])  -- a bad record: not handed out
-      if t and t[F.STATE] == 'leased' and t[F.TOKEN] == memo[2 * i] then
+      if t and t[F.STATE] == 'leased' and t[F.TOKEN] == memo[2 * i]
+          and (tonumber(t[F.DEADLINE]) or 0) > now then
         out[#out + 1] = ids[i]
         out[#out + 1] = recs[i]
       end
@@ -106,7 +121,8 @@ end
 -- Housekeeping of this queue, bounded by `batch`.
 local keys = {ready = ready_key, scheduled = scheduled_key, leased = leased_key,
   dead = dead_key, unique = unique_key, jobs = jobs_key}
-local promoted, reaped, died = housekeep(keys, now, batch, dead_keep, dead_age_ms)
+local spend = budget(size_hint)
+local promoted, reaped, died, left = housekeep(keys, now, batch, dead_keep, dead_age_ms, spend)
 if not promoted then
   return reaped
 end
@@ -117,8 +133,11 @@ if meta[2] == '1' then
 end
 
 -- How soon the earliest scheduled job is due, for a claim that comes up short: the worker
--- then waits that long at most.
+-- then waits that long at most; 0 (claim again now) when housekeeping left work behind.
 local function next_in()
+  if left then
+    return 0
+  end
   local first = redis.call('ZRANGE', scheduled_key, 0, 0, 'WITHSCORES')
   if #first == 0 then
     return -1
@@ -126,23 +145,31 @@ local function next_in()
   return math.max(0, tonumber(first[2]) - now)
 end
 
--- Read and validate the candidates (one HMGET), then lease them (one HSET). One id more than
--- asked tells whether ready jobs remain for another worker.
+-- Read and validate the candidates (HMGETs of budget.step ids), then lease them (one HSET).
+-- One id more than asked tells whether ready jobs remain for another worker.
 local ids = redis.pcall('ZRANGE', ready_key, 0, count)
 if ids['err'] then
   return wrong_type(ready_key, ids)
 end
 if #ids == 0 then
-  return {STATUS.OK, now, next_in()}
+  return {STATUS.OK, now, next_in(), 0}
 end
 local more = #ids > count
 if more then
   ids[#ids] = nil
 end
+-- Within the byte budget left by housekeeping (at least one candidate): the rest stays ready.
 local recs
-recs, err = read_jobs(jobs_key, ids)
+recs, err = read_spend(jobs_key, ids, spend, true)
 if not recs then
   return err
+end
+local cut = #recs < #ids
+if cut then
+  more = true
+  for i = #ids, #recs + 1, -1 do
+    ids[i] = nil
+  end
 end
 -- One pass over the candidates: check each head and build its leased record (nothing is
 -- written until every candidate was checked; one whose head does not parse is set aside).
@@ -158,7 +185,7 @@ local deadlines = {}
 local leased_pairs = {}
 local writes = {}
 local memo = {}
-local out = {STATUS.OK, now, -1}
+local out = {STATUS.OK, now, -1, 0}
 local spoiled = {}
 local k = 0
 for i = 1, #ids do
@@ -186,8 +213,8 @@ for i = 1, #ids do
       leased_pairs[k] = id
       memo[k - 1] = id
       memo[k] = tok
-      out[k + 2] = id
-      out[k + 3] = rec
+      out[k + 3] = id
+      out[k + 4] = rec
     end
   end
 end
@@ -204,6 +231,11 @@ if more then
 end
 if leased < count then
   out[3] = next_in()
+  -- Short with ready jobs left: the budget cut the call, or candidates without a (parsing)
+  -- record made room. The client claims again for the rest.
+  if more then
+    out[4] = 1
+  end
 end
 if leased == 0 then
   return out

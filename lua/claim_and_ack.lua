@@ -2,7 +2,8 @@
   Takes the best ready job and completes it in one step (thingd's claim_and_ack): the attempt is
   counted and a new token issued, as a claim would. Like claim, it first promotes due scheduled
   jobs and reaps expired leases, and a re-sent call with the same request id returns the job the
-  first run completed instead of completing another.
+  first run completed instead of completing another. One call moves at most about 512 KiB of
+  job records in its housekeeping (lib/budget).
   KEYS[1] meta        hash   schema, token counter, paused, totals
   KEYS[2] ready       zset   job ids, score = ready_score(priority, seq)
   KEYS[3] scheduled   zset   job ids, score = due time (ms)
@@ -16,14 +17,16 @@
   ARGV[2] worker      str    name of the worker
   ARGV[3] request_id  str    '' = no memo
   ARGV[4] memo_ms     int    how long the memo is kept
-  ARGV[5] batch       int    most jobs promoted, reaped and trimmed in this call
+  ARGV[5] batch       int    most jobs promoted, reaped and trimmed in this call (1 to
+                             MAX_BATCH of lib/budget, 250)
   ARGV[6] done_keep   int    retention of the done set: count
   ARGV[7] done_age_ms int    retention of the done set: age (0 = no age limit)
   ARGV[8] dead_keep   int    retention of the dead set: count
   ARGV[9] dead_age_ms int    retention of the dead set: age (0 = no age limit)
+  ARGV[10] size_hint  int    the largest job record expected, in bytes (sizes the reads)
   Returns: {status, now_ms} or {status, now_ms, id, record}
   Status: OK, PAUSED, WRONG_TYPE, SCHEMA_MISMATCH, BAD_ARGUMENT, BAD_RECORD
-  Cost: O(batch log N)
+  Cost: O(batch log N), at most about 512 KiB of records moved by housekeeping
 ]]
 --- @include "lib/status"
 --- @include "lib/now_ms"
@@ -35,6 +38,7 @@
 --- @include "lib/chunks"
 --- @include "lib/clear_unique"
 --- @include "lib/trim_retention"
+--- @include "lib/budget"
 --- @include "lib/housekeep"
 --- @include "lib/memo_get"
 --- @include "lib/memo_set"
@@ -59,9 +63,10 @@ local done_keep = tonumber(ARGV[6])
 local done_age_ms = tonumber(ARGV[7])
 local dead_keep = tonumber(ARGV[8])
 local dead_age_ms = tonumber(ARGV[9])
+local size_hint = tonumber(ARGV[10])
 
-if not memo_ms or not batch or batch < 1 or not done_keep or not done_age_ms or not dead_keep
-    or not dead_age_ms then
+if not memo_ms or not batch or batch < 1 or batch > MAX_BATCH or not size_hint
+    or not done_keep or not done_age_ms or not dead_keep or not dead_age_ms then
   return {STATUS.BAD_ARGUMENT, 'claim_and_ack'}
 end
 local now = now_ms(now_arg)
@@ -85,7 +90,8 @@ end
 
 local keys = {ready = ready_key, scheduled = scheduled_key, leased = leased_key,
   dead = dead_key, unique = unique_key, jobs = jobs_key}
-local promoted, reaped, died = housekeep(keys, now, batch, dead_keep, dead_age_ms)
+local promoted, reaped, died = housekeep(keys, now, batch, dead_keep, dead_age_ms,
+  budget(size_hint))
 if not promoted then
   return reaped
 end

@@ -1,7 +1,9 @@
 --[[ reap: leased -> ready | dead, scheduled -> ready
   The lease reaper, on demand: returns up to `limit` expired leases of this queue to the ready set
   (or to the dead set when their attempts are used up) and promotes up to `limit` due scheduled
-  jobs. Claims do the same on every call; workers also run this periodically. Safe to repeat.
+  jobs, within the byte budget of one call (lib/budget). Claims do the same on every call;
+  workers also run this periodically. Safe to repeat. The client loops over calls while the
+  reply says that work was left and its own limit allows.
   KEYS[1] meta        hash   schema
   KEYS[2] ready       zset   job ids, score = ready_score(priority, seq)
   KEYS[3] scheduled   zset   job ids, score = due time (ms)
@@ -11,16 +13,20 @@
   KEYS[7] jobs        hash   job id -> packed job record (lib/record)
   KEYS[8] wake        zset   signalled when jobs became ready
   ARGV[1] now_ms      int    test clock override; '' = Redis TIME
-  ARGV[2] limit       int    most leases reaped, and most scheduled jobs promoted
+  ARGV[2] limit       int    most leases reaped, and most scheduled jobs promoted (1 to
+                             MAX_BATCH of lib/budget, 250)
   ARGV[3] dead_keep   int    retention of the dead set: count
   ARGV[4] dead_age_ms int    retention of the dead set: age (0 = no age limit)
-  Returns: {status, reaped to ready, dead-lettered, promoted}
+  ARGV[5] size_hint   int    the largest job record expected, in bytes (sizes the reads)
+  Returns: {status, reaped to ready, dead-lettered, promoted, more}; more = 1 when expired
+           leases or due jobs may be left (the limit or the byte budget was reached), else 0
   Status: OK, WRONG_TYPE, SCHEMA_MISMATCH, BAD_ARGUMENT
-  Cost: O(limit log N)
+  Cost: O(limit log N), at most about 512 KiB of records moved
 ]]
 --- @include "lib/status"
 --- @include "lib/now_ms"
 --- @include "lib/check_queue"
+--- @include "lib/budget"
 --- @include "lib/housekeep"
 --- @include "lib/wake"
 --- @include "lib/add_totals"
@@ -37,8 +43,12 @@ local now_arg = ARGV[1]
 local limit = tonumber(ARGV[2])
 local dead_keep = tonumber(ARGV[3])
 local dead_age_ms = tonumber(ARGV[4])
+local size_hint = tonumber(ARGV[5])
 
-if not limit or limit < 1 or not dead_keep or not dead_age_ms then
+if not limit or limit < 1 or limit > MAX_BATCH then
+  return {STATUS.BAD_ARGUMENT, 'limit', limit or -1}
+end
+if not dead_keep or not dead_age_ms or not size_hint then
   return {STATUS.BAD_ARGUMENT, 'reap'}
 end
 local now = now_ms(now_arg)
@@ -49,7 +59,8 @@ if err then
 end
 local keys = {ready = ready_key, scheduled = scheduled_key, leased = leased_key,
   dead = dead_key, unique = unique_key, jobs = jobs_key}
-local promoted, reaped, died = housekeep(keys, now, limit, dead_keep, dead_age_ms)
+local promoted, reaped, died, left = housekeep(keys, now, limit, dead_keep, dead_age_ms,
+  budget(size_hint))
 if not promoted then
   return reaped
 end
@@ -57,4 +68,4 @@ add_totals(meta_key, 0, reaped, died)
 if reaped > 0 or promoted > 0 then
   wake(wake_key)
 end
-return {STATUS.OK, reaped, died, promoted}
+return {STATUS.OK, reaped, died, promoted, left and 1 or 0}

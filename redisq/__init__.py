@@ -50,7 +50,7 @@ from redisq.errors import (
     WrongKeyType,
 )
 from redisq.jobref import JobRef
-from redisq.models import Job, JobState, Migration, Retention, Spec
+from redisq.models import Claimed, Job, JobState, Migration, Retention, Spec
 from redisq.supervisor import Supervisor, load_app
 from redisq.task import Task, TaskCall, TaskOptions
 from redisq.worker import Worker, WorkerMetrics
@@ -62,6 +62,7 @@ __all__ = [  # noqa: RUF022  (grouped by topic, STYLE section 1)
     "connect",
     "connect_async",
     # data
+    "Claimed",
     "Job",
     "JobState",
     "Migration",

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-__all__ = ["DAY_MS", "Job", "JobState", "Migration", "Retention", "Spec"]
+__all__ = ["DAY_MS", "Claimed", "Job", "JobState", "Migration", "Retention", "Spec"]
 
 DAY_MS = 24 * 60 * 60 * 1000
 
@@ -82,6 +83,33 @@ class Job:
     lease_ms: int | None = None
     #: The dedupe key held while the job is live.
     unique_key: str | None = None
+
+
+class Claimed(list[Job]):
+    """What a claim returns: the leased jobs (a plain list of Jobs) and the queues that refused.
+
+    A claim over several queues goes on past a queue that refuses it, so the jobs leased from
+    the others are never lost: the refusal is reported here instead of raised. When every
+    queue given refused (one queue alone included), claim raises the first one's error.
+
+    Attributes:
+        refused: queue name -> the exception that queue refused the claim with (for example
+            `SchemaVersionError` while it migrates, `WrongKeyType`, a denied command, or on
+            Redis Cluster the connection error of its master); empty when none refused.
+    """
+
+    __slots__ = ("refused",)
+
+    def __init__(
+        self, jobs: Iterable[Job] = (), refused: dict[str, Exception] | None = None
+    ) -> None:
+        super().__init__(jobs)
+        self.refused: dict[str, Exception] = {} if refused is None else refused
+
+    def __repr__(self) -> str:
+        if not self.refused:
+            return super().__repr__()
+        return f"Claimed({super().__repr__()}, refused={self.refused!r})"
 
 
 @dataclass(frozen=True, slots=True)

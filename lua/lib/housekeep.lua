@@ -1,24 +1,27 @@
 --- @include "lib/promote_due"
 --- @include "lib/reap_expired"
 --- @include "lib/trim_retention"
--- The queue's housekeeping, bounded by `batch`: promotes due scheduled jobs, returns expired
--- leases to ready (or dead, then trims the dead set); records that do not parse go to the dead
--- set (lib/quarantine). `keys` holds ready, scheduled, leased, dead, unique and jobs. Returns
--- promoted, reaped, dead-lettered (set-aside ones included); or nil and an error reply when a
--- key holds another type (each step validates before it writes).
-local function housekeep(keys, now, batch, dead_keep, dead_age_ms)
-  local promoted, set_aside = promote_due(keys.scheduled, keys.ready, keys.jobs, keys.dead, now,
-    batch)
+-- The queue's housekeeping, bounded by `batch` and by the call's byte budget `spend`
+-- (lib/budget): promotes due scheduled jobs, returns expired leases to ready (or dead, then
+-- trims the dead set); records that do not parse go to the dead set (lib/quarantine). `keys`
+-- holds ready, scheduled, leased, dead, unique and jobs. Returns promoted, reaped,
+-- dead-lettered (set-aside ones included) and whether work may be left (due jobs or expired
+-- leases beyond the batch or the budget: the caller tells its client to come back at once);
+-- or nil and an error reply when a key holds another type (each step validates before it
+-- writes).
+local function housekeep(keys, now, batch, dead_keep, dead_age_ms, spend)
+  local promoted, set_aside, due_left = promote_due(keys.scheduled, keys.ready, keys.jobs,
+    keys.dead, now, batch, spend)
   if not promoted then
     return nil, set_aside
   end
-  local reaped, died, reap_err = reap_expired(keys, now, batch)
+  local reaped, died, expired_left = reap_expired(keys, now, batch, spend)
   if not reaped then
-    return nil, reap_err
+    return nil, expired_left
   end
   died = died + set_aside
   if died > 0 then
     trim_retention(keys.dead, keys.jobs, dead_keep, dead_age_ms, now, batch)
   end
-  return promoted, reaped, died
+  return promoted, reaped, died, due_left or expired_left
 end

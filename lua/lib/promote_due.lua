@@ -3,31 +3,39 @@
 --- @include "lib/chunks"
 --- @include "lib/record"
 --- @include "lib/rec_pack"
---- @include "lib/read_jobs"
+--- @include "lib/read_spend"
 --- @include "lib/write_jobs"
 --- @include "lib/ready_score"
 --- @include "lib/wrong_type"
 --- @include "lib/key_types"
 --- @include "lib/quarantine"
 -- Moves up to `limit` scheduled jobs whose due time has come into the ready set, at the
--- position their priority and original enqueue sequence give them. Index entries that point at
--- no job record are dropped; a record that does not parse goes to the dead set (lib/quarantine).
--- Returns the number promoted and the number set aside, or nil and an error reply when a key
--- holds another type (nothing of this step is written then).
-local function promote_due(scheduled_key, ready_key, jobs_key, dead_key, now, limit)
+-- position their priority and original enqueue sequence give them, within the call's byte
+-- budget `spend` (lib/budget). Index entries that point at no job record are dropped; a record
+-- that does not parse goes to the dead set (lib/quarantine). Returns the number promoted, the
+-- number set aside, and whether due jobs may be left (the limit or the budget was reached); or
+-- nil and an error reply when a key holds another type (nothing of this step is written then).
+local function promote_due(scheduled_key, ready_key, jobs_key, dead_key, now, limit, spend)
+  if spend.left <= 0 then
+    return 0, 0, true
+  end
   local ids = redis.pcall('ZRANGEBYSCORE', scheduled_key, '-inf', num(now), 'LIMIT', 0, limit)
   if ids['err'] then
     return nil, wrong_type(scheduled_key, ids)
   end
   if #ids == 0 then
-    return 0, 0
+    return 0, 0, false
   end
   if key_types({ready_key, 'zset'}) then
     return nil, wrong_type(ready_key)
   end
-  local recs, err = read_jobs(jobs_key, ids)
+  local recs, err = read_spend(jobs_key, ids, spend, false)
   if not recs then
     return nil, err
+  end
+  local more = #ids == limit or #recs < #ids
+  for i = #ids, #recs + 1, -1 do
+    ids[i] = nil  -- left for a later call
   end
   local moves = {}
   local writes = {}
@@ -54,5 +62,5 @@ local function promote_due(scheduled_key, ready_key, jobs_key, dead_key, now, li
     chunks({'ZADD', ready_key}, moves)
   end
   chunks({'ZREM', scheduled_key}, ids)
-  return #moves / 2, quarantine(dead_key, now, spoiled)
+  return #moves / 2, quarantine(dead_key, now, spoiled), more
 end

@@ -4,7 +4,7 @@
 --- @include "lib/record"
 --- @include "lib/rec_pack"
 --- @include "lib/rec_blobs"
---- @include "lib/read_jobs"
+--- @include "lib/read_spend"
 --- @include "lib/write_jobs"
 --- @include "lib/ready_score"
 --- @include "lib/clear_unique"
@@ -12,22 +12,30 @@
 --- @include "lib/wrong_type"
 --- @include "lib/quarantine"
 -- Returns up to `limit` jobs whose lease deadline has passed to the ready set, or to the dead
--- set when their attempts are used up. The lease's token stays on the record (ended is
--- 'reap/<token>'), so a late ack, nack or renew by the old holder is refused. A record that
--- does not parse goes to the dead set as it is (lib/quarantine). Returns reaped and
--- dead-lettered (set-aside ones included); or nil, nil and an error reply when a key holds
--- another type (then nothing of this step is written).
-local function reap_expired(keys, now, limit)
+-- set when their attempts are used up, within the call's byte budget `spend` (lib/budget). The
+-- lease's token stays on the record (ended is 'reap/<token>'), so a late ack, nack or renew by
+-- the old holder is refused. A record that does not parse goes to the dead set as it is
+-- (lib/quarantine). Returns reaped, dead-lettered (set-aside ones included), and whether
+-- expired leases may be left (the limit or the budget was reached); or nil, nil and an error
+-- reply when a key holds another type (then nothing of this step is written).
+local function reap_expired(keys, now, limit, spend)
+  if spend.left <= 0 then
+    return 0, 0, true
+  end
   local ids = redis.pcall('ZRANGEBYSCORE', keys.leased, '-inf', num(now), 'LIMIT', 0, limit)
   if ids['err'] then
     return nil, nil, wrong_type(keys.leased, ids)
   end
   if #ids == 0 then
-    return 0, 0
+    return 0, 0, false
   end
-  local recs, err = read_jobs(keys.jobs, ids)
+  local recs, err = read_spend(keys.jobs, ids, spend, false)
   if not recs then
     return nil, nil, err
+  end
+  local more = #ids == limit or #recs < #ids
+  for i = #ids, #recs + 1, -1 do
+    ids[i] = nil  -- left for a later call
   end
   local to_ready = {}
   local writes = {}
@@ -75,5 +83,5 @@ local function reap_expired(keys, now, limit)
     clear_unique(keys.unique, uniques)
   end
   chunks({'ZREM', keys.leased}, ids)
-  return #to_ready / 2, #dead / 2 + quarantine(keys.dead, now, spoiled)
+  return #to_ready / 2, #dead / 2 + quarantine(keys.dead, now, spoiled), more
 end

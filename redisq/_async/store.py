@@ -14,13 +14,16 @@ from collections.abc import Iterable, Sequence
 from types import TracebackType
 from typing import Any, TypeVar
 
+import redis.exceptions
+
 from redisq._async.transport import AsyncTransport
 from redisq._core import ops, queries
+from redisq._core.claim import Refusal
 from redisq._core.enqueue import keywords_checked
 from redisq._core.ops import NOT_SET, Call, Op, Settings
 from redisq._core.validate import check_int
-from redisq.errors import InvalidArgument
-from redisq.models import Job, JobState, Migration
+from redisq.errors import ConfigurationError, InvalidArgument, RedisqError
+from redisq.models import Claimed, Job, JobState, Migration
 
 __all__ = ["AsyncStore"]
 
@@ -29,6 +32,53 @@ _Jobs = list[Job]
 _Names = list[str]
 _Outcomes = list[Job | Exception]
 _Migrations = list[Migration]
+
+#: Errors of one Redis Cluster node (its master down, failing over, a slot moving): on a
+#: cluster they concern the queues of that node alone.
+_NODE_ERRORS = (
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+    redis.exceptions.ClusterError,
+    redis.exceptions.ClusterDownError,
+    redis.exceptions.MasterDownError,
+    redis.exceptions.TryAgainError,
+    redis.exceptions.ReadOnlyError,
+    redis.exceptions.BusyLoadingError,
+    redis.exceptions.RedisClusterException,
+)
+
+
+#: What an ACL denial inside a script (or in a pipeline) says, by server.
+_DENIED = ("NOPERM", "ACL failure in script", "user executing the script can't run")
+
+
+def queue_refusal(error: Exception, cluster: bool) -> bool:
+    """Tell whether a call's error concerns its queue alone, so that an operation over
+    several queues (claim) may go on without it: redisq's typed errors (a key of another
+    type, a denied command; not a server configuration problem), a denied command or key
+    (ACL), and on Redis Cluster the errors of one node. Anything else (a standalone server
+    that cannot be reached refuses every queue) is raised unchanged."""
+    if isinstance(error, RedisqError):
+        return not isinstance(error, ConfigurationError)
+    if isinstance(error, redis.exceptions.NoPermissionError):
+        return True
+    if isinstance(error, redis.exceptions.ResponseError):
+        return any(text in str(error) for text in _DENIED)
+    return cluster and isinstance(error, _NODE_ERRORS)
+
+
+def _throw(op: Op[T], error: Exception) -> Any:
+    """Throw a per-queue error into an operation as a `Refusal`; return what it yields next.
+
+    An operation that does not handle it lets it out: then the error itself is raised,
+    unchanged (and outside any except block, so it carries no misleading context).
+    """
+    try:
+        return op.throw(Refusal(error))
+    except Refusal as escaped:
+        if escaped.error is not error:
+            raise
+    raise error
 
 
 class AsyncStore:
@@ -81,14 +131,22 @@ class AsyncStore:
         if isinstance(op, Call):
             result: T = await self._transport.run(op)
             return result
+        cluster = self.settings.cluster
         try:
             request = next(op)
             while True:
-                if isinstance(request, Call):
-                    reply = await self._transport.run(request)
-                else:
-                    reply = await self._transport.pipeline(request)
-                request = op.send(reply)
+                failed: Exception | None = None
+                try:
+                    if isinstance(request, Call):
+                        reply = await self._transport.run(request)
+                    else:
+                        reply = await self._transport.pipeline(request)
+                except Exception as exc:
+                    if not queue_refusal(exc, cluster):
+                        raise
+                    failed = exc
+                # A refusal goes into the operation, which may go on with other queues.
+                request = op.send(reply) if failed is None else _throw(op, failed)
         except StopIteration as stop:
             value: T = stop.value
             return value
@@ -236,13 +294,25 @@ class AsyncStore:
         lease_ms: int | None = None,
         count: int = 1,
         wait_ms: int = 0,
-    ) -> _Jobs:
+    ) -> Claimed:
         """Lease up to `count` ready jobs, best first, each with a new fencing token.
 
         Before taking jobs, each queue's due scheduled jobs are promoted and its expired
         leases reaped (in bounded batches). With several queues the round starts at the next
         queue each call, so a busy queue does not starve the others. A paused queue gives
         nothing.
+
+        A queue that refuses the claim does not stop the others: while a queue migrates
+        (`SchemaVersionError`), holds a key of another type (`WrongKeyType`), is denied by an
+        ACL, or on Redis Cluster while its master is down, the claim goes on with the other
+        queues and reports the refusal in the result's `refused` (queue -> error), so the
+        jobs it leased are never lost. When every queue given refused, it raises the first
+        queue's error (as a claim of one queue does). Errors that are not about one queue
+        (a standalone server that cannot be reached) are raised unchanged.
+
+        One script call moves a bounded amount of job data (about 512 KiB of records, at
+        least one job), so Redis never blocks long on large payloads: for the rest of `count`
+        the queue is claimed again.
 
         With `wait_ms`, a claim that finds no job blocks until one may be there (see `wait`)
         and claims again, until it gets jobs or the time runs out. The claim after a wait is
@@ -265,7 +335,12 @@ class AsyncStore:
                 once) to 86,400,000 (a day).
 
         Returns:
-            The leased jobs (possibly none). Each carries `token` and `lease_deadline_ms`.
+            The leased jobs (possibly none), as a `redisq.Claimed` list whose `refused` names
+            the queues that refused. Each job carries `token` and `lease_deadline_ms`.
+
+        Raises:
+            SchemaVersionError, WrongKeyType, ...: every queue given refused (the first
+                queue's error).
         """
         check_int("wait_ms", wait_ms, 0, 86_400_000)
         deadline = time.monotonic() + wait_ms / 1000
@@ -273,6 +348,7 @@ class AsyncStore:
         block_ms = self._block_ms(names, deadline) if wait_ms and self._short >= set(names) else 0
         if self.settings.cluster and len(names) > 1:
             block_ms = min(block_ms, max(50, block_ms // len(names)))
+        refused: dict[str, Exception] = {}
         while True:
             self._turn += 1
             due_in: dict[str, int] = {}
@@ -282,8 +358,11 @@ class AsyncStore:
                 )
             )
             self._claimed(names, len(jobs) < count, due_in)
+            if refused:
+                jobs.refused = {**refused, **jobs.refused}
             if jobs or not wait_ms or self._no_waits:
                 return jobs
+            refused = jobs.refused
             block_ms = self._block_ms(names, deadline)
             if block_ms < 0:
                 return jobs
@@ -497,7 +576,16 @@ class AsyncStore:
         return await self._run(ops.claim_and_ack(self.settings, queue, worker))
 
     async def reap(self, queue: str, *, limit: int = 1000) -> int:
-        """Return expired leases to ready (or dead), and promote due jobs; count the leases."""
+        """Return expired leases to ready (or dead), and promote due jobs; count the leases.
+
+        Each script call handles at most 250 leases (and 250 due jobs) and about 512 KiB of
+        job records, so Redis never blocks long; for a larger `limit` this loops over calls
+        until no expired lease is left or `limit` leases were handled.
+
+        Args:
+            queue: the queue.
+            limit: most leases returned (and most due jobs promoted), 1 to 100,000.
+        """
         return await self._run(ops.reap(self.settings, queue, limit))
 
     # ----------------------------------------------------------------------------------------

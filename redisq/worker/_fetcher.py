@@ -9,6 +9,13 @@ few seconds (the claim after a timed-out wait also catches a lost signal), plus 
 At stop, `stop_waiting` unblocks the wait; the claim behind it still runs, and what it leased
 is admitted while the worker stops, which releases it.
 
+A queue that refuses claims (it migrates, a key has another type, an ACL denies it, or on Redis
+Cluster its master is down) is set aside alone: the other queues are claimed as usual, what
+they leased is admitted, and the refusing queue is tried again after a pause that grows from
+0.5 s to 30 s (jittered); a WARNING says so once per episode, and INFO when the queue works
+again. When Redis itself cannot be reached, or claiming fails in an unexpected way, the whole
+loop pauses (0.1 s doubling to 5 s; 1 s doubling to 60 s) and logs the same way.
+
 The loop starts on the fetcher's own thread but need not stay there: with a thread pool,
 when a waiting claim brings jobs to an idle worker, `admit` may keep the first job for the
 thread that received it (`State.hand_over`); `work` returns it, that thread runs it, and an
@@ -23,15 +30,18 @@ import time
 from collections.abc import Callable, Sequence
 
 from redisq._core.rotation import Rotation
-from redisq._sync.store import Store
-from redisq.models import Job
+from redisq._sync.store import Store, queue_refusal
+from redisq.models import Claimed, Job
 from redisq.worker._state import Entry
-from redisq.worker._support import Reconnect, WorkerMetrics, is_transient, logger
+from redisq.worker._support import Episode, WorkerMetrics, is_transient, logger
 
 __all__ = ["Fetcher"]
 
 #: How long a claim's reply may have taken to come back, when dating leases from a wait.
 _REPLY_MARGIN_S = 0.05
+#: Pauses before a refusing queue is tried again (s): the first, and the longest.
+REFUSAL_FIRST_S = 0.5
+REFUSAL_CAP_S = 30.0
 
 
 class Fetcher:
@@ -71,6 +81,8 @@ class Fetcher:
         self._store = store
         self._queues = list(queues)
         self._rotation = rotation
+        #: While queues are set aside, the rotation over the others (their weights kept).
+        self._partial: tuple[list[str], Rotation] | None = None
         self._worker = worker
         self._capacity = capacity
         self._admit = admit
@@ -78,7 +90,18 @@ class Fetcher:
         self._stopping = stopping
         self._idle_wait_ms = idle_wait_ms
         self._metrics = metrics
-        self._reconnect = Reconnect(stopping)
+        self._cluster = store.settings.cluster
+        #: Redis cannot be reached (every queue fails alike).
+        self._outage = Episode(
+            "Redis is unreachable: claiming paused",
+            "Redis is reachable again: claiming resumed",
+            first_s=0.1,
+            cap_s=5.0,
+        )
+        #: Claiming fails in a way that is neither an outage nor one queue's refusal.
+        self._failing = Episode("claiming failed", "claiming works again", first_s=1.0, cap_s=60.0)
+        #: Queues that refuse claims, set aside until their next try is due.
+        self._refusing: dict[str, Episode] = {}
         self._lock = threading.Lock()
         #: Notified when a claim under way was admitted (for `quiesce`).
         self._claimed = threading.Condition(self._lock)
@@ -122,34 +145,48 @@ class Fetcher:
             count = self._capacity()
             if count <= 0:
                 continue  # stopping (capacity() returns 0 then) or a spurious wake-up
+            now = time.monotonic()
+            healthy = [q for q in self._queues if q not in self._refusing]
+            due = [
+                q
+                for q in self._queues
+                if q in self._refusing and not self._refusing[q].waiting(now)
+            ]
+            if not healthy and not due:
+                # Every queue refuses: sleep until the first is due to be tried again.
+                first = min(ep.retry_at for ep in self._refusing.values())
+                self._stopping.wait(max(0.0, first - now))
+                continue
             with self._lock:
                 if self._closed:
                     return None
                 # A count, not a flag: the loop may move on to another thread before this
                 # one has finished with its claim.
                 self._claiming += 1
+            error: Exception | None = None
             try:
                 sent_at = time.monotonic()
-                waited = not self._must_claim
+                waited = not self._must_claim and not due
                 if waited:
-                    # The queues were drained: wait for work and claim it in one round trip.
-                    jobs = self._store.claim(
-                        self._queues, worker=self._worker, count=count, wait_ms=self._idle_wait_ms
-                    )
+                    # The queues were drained: wait for work and claim it in one round trip
+                    # (woken in time to try a refusing queue again).
+                    jobs: list[Job] = self._wait_and_claim(healthy, count, now)
                     # That claim ran when the wait was woken, not when it was sent: date the
                     # leases from the reply, less a margin for its way back. (This only
                     # schedules renewals; the store itself enforces every lease.)
                     sent_at = max(sent_at, time.monotonic() - _REPLY_MARGIN_S)
                 else:
-                    jobs = self._claim(count)
-                self._reconnect.reset()
+                    usable = [q for q in self._queues if q in healthy or q in due]
+                    jobs, error = self._claim(count, usable)
             except Exception as exc:
-                self._done_claiming()
-                self._failed(exc)
+                jobs, error = [], exc
+            if error is None:
+                self._outage.succeeded()
+                self._failing.succeeded()
+                # A full batch: more may be waiting; a short one: the queues are drained.
+                self._must_claim = len(jobs) >= count
+            else:
                 self._must_claim = True  # wake-ups may have been missed meanwhile
-                continue
-            # A full batch: more may be waiting; a short one: the queues are drained.
-            self._must_claim = len(jobs) >= count
             kept: Entry | None = None
             try:
                 # Woken from a wait, the worker was idle: its first job may start right here
@@ -160,6 +197,8 @@ class Fetcher:
                 logger.exception("admitting %d claimed job(s) failed", len(jobs))
             finally:
                 self._done_claiming()
+            if error is not None:
+                self._failed(error, healthy if waited else healthy + due)
             if kept is not None:
                 return kept
         return None
@@ -169,44 +208,118 @@ class Fetcher:
             self._claiming -= 1
             self._claimed.notify_all()
 
-    def _failed(self, exc: Exception) -> None:
+    def _wait_and_claim(self, queues: list[str], count: int, now: float) -> Claimed:
+        """Claim with a wait for work on `queues`, waking in time for the next refusing
+        queue's try; note the queues that refused."""
+        wait_ms = self._idle_wait_ms
+        if self._refusing:
+            first = min(ep.retry_at for ep in self._refusing.values())
+            wait_ms = max(1, min(wait_ms, int((first - now) * 1000) + 1))
+        jobs = self._store.claim(queues, worker=self._worker, count=count, wait_ms=wait_ms)
+        for queue, exc in jobs.refused.items():
+            self._refused(queue, exc)
+        return jobs
+
+    def _failed(self, exc: Exception, queues: list[str]) -> None:
+        """Handle a claim that raised: every queue of it refused (each is set aside), Redis
+        is unreachable, or something unexpected failed (the loop pauses)."""
         if self._stopping.is_set():
             return  # the store is closing under a blocked wait: nothing to report
+        if queue_refusal(exc, self._cluster):
+            for queue in queues:  # a claim raises a refusal only when every queue refused
+                self._refused(queue, exc)
+            return
         if is_transient(exc):
             self._metrics.add("connection_errors")
-            delay = self._reconnect.delay()
-            level = logger.warning if self._reconnect.failures <= 3 else logger.debug
-            level("Redis is unreachable (%s); trying again in %.2f s", exc, delay)
+            delay = self._outage.failed(exc)
         else:
             self._metrics.add("errors")
-            delay = self._reconnect.delay()
-            logger.exception("claiming failed; trying again in %.2f s", delay)
+            delay = self._failing.failed(exc, trace=True)
         self._stopping.wait(delay)
 
-    def _claim(self, count: int) -> list[Job]:
-        """Claim up to `count` jobs following the rotation's plan."""
+    def _refused(self, queue: str, exc: Exception) -> None:
+        """Set a refusing queue aside until its next try (its episode logs)."""
+        episode = self._refusing.get(queue)
+        if episode is None:
+            others = len(self._queues) > 1
+            episode = Episode(
+                f"queue {queue!r} refuses claims",
+                f"queue {queue!r} accepts claims again",
+                first_s=REFUSAL_FIRST_S,
+                cap_s=REFUSAL_CAP_S,
+                note="the worker goes on with its other queues" if others else "",
+            )
+            self._refusing[queue] = episode
+        self._metrics.add("connection_errors" if is_transient(exc) else "errors")
+        episode.failed(exc)
+
+    def _accepted(self, queue: str) -> None:
+        """A refusing queue took a claim again: back into the rotation."""
+        episode = self._refusing.pop(queue, None)
+        if episode is not None:
+            episode.succeeded()
+
+    def _claim(self, count: int, usable: list[str]) -> tuple[list[Job], Exception | None]:
+        """Claim up to `count` jobs from `usable` queues following the rotation's plan.
+
+        Each queue is claimed alone, so a refusal is that queue's: it is set aside and the
+        others go on. Returns the jobs, and the error that stopped the round early (Redis
+        unreachable...): the jobs leased before it are returned all the same.
+        """
         jobs: list[Job] = []
         short: set[str] = set()
-        plan = self._rotation.plan(count)
-        # First pass: each queue its quota (strict mode: the whole rest, in order).
-        for queue, quota in plan:
-            need = count - len(jobs) if self._rotation.strict else quota
-            need = min(need, count - len(jobs))
-            if need <= 0:
-                continue
-            got = self._store.claim(queue, worker=self._worker, count=need)
-            jobs += got
-            if len(got) < need:
-                short.add(queue)
-        # Second pass: what queues that came up short left goes to the others.
-        for queue, _ in plan:
-            need = count - len(jobs)
-            if need <= 0:
-                break
-            if queue in short:
-                continue
-            got = self._store.claim(queue, worker=self._worker, count=need)
-            jobs += got
-            if len(got) < need:
-                short.add(queue)
-        return jobs
+        plan = self._rotation_of(usable).plan(count)
+        try:
+            # First pass: each queue its quota (strict mode: the whole rest, in order).
+            for queue, quota in plan:
+                need = count - len(jobs) if self._rotation.strict else quota
+                need = min(need, count - len(jobs))
+                if need <= 0:
+                    continue
+                got = self._claim_one(queue, need)
+                if got is None:
+                    short.add(queue)
+                    continue
+                jobs += got
+                if len(got) < need:
+                    short.add(queue)
+            # Second pass: what queues that came up short left goes to the others.
+            for queue, _ in plan:
+                need = count - len(jobs)
+                if need <= 0:
+                    break
+                if queue in short or queue in self._refusing:
+                    continue
+                got = self._claim_one(queue, need)
+                if got is None:
+                    continue
+                jobs += got
+                if len(got) < need:
+                    short.add(queue)
+        except Exception as exc:
+            return jobs, exc
+        return jobs, None
+
+    def _rotation_of(self, usable: list[str]) -> Rotation:
+        """The rotation over `usable` queues: the worker's own, or while some are set aside
+        one over the rest, so that their share is spread by weight, not given to one."""
+        rotation = self._rotation
+        if len(usable) == len(rotation.queues):
+            self._partial = None
+            return rotation
+        if self._partial is None or self._partial[0] != usable:
+            weights = {q: rotation.weights[q] for q in usable}
+            self._partial = (usable, Rotation(usable, weights, rotation.strict))
+        return self._partial[1]
+
+    def _claim_one(self, queue: str, count: int) -> list[Job] | None:
+        """Claim from one queue; None when it refused (it is set aside then)."""
+        try:
+            got = self._store.claim(queue, worker=self._worker, count=count)
+        except Exception as exc:
+            if not queue_refusal(exc, self._cluster):
+                raise
+            self._refused(queue, exc)
+            return None
+        self._accepted(queue)
+        return got

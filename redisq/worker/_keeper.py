@@ -11,6 +11,12 @@ length share a group and a deadline), timeouts in a heap of single entries; both
 finished entries lazily (when their time comes, or in a compaction when the heap holds more
 finished entries than live ones), so admitting or starting a job costs one push and wakes
 the keeper only when its deadline is earlier than the one the keeper sleeps until.
+
+The reaper goes through every queue: one that fails (it migrates, is denied, or on Redis
+Cluster its master is down) is skipped until its next try (a WARNING once per episode), and
+the others are reaped all the same. While reaps come back full (a fleet died and left many
+expired leases), it reaps again at once, within a time budget per tick so that renewals are
+never held up. Renewals that fail for one queue are retried for that queue alone.
 """
 
 from __future__ import annotations
@@ -22,16 +28,21 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 
-from redisq._sync.store import Store
+from redisq._sync.store import Store, queue_refusal
 from redisq.errors import JobNotFound, LeaseLost
 from redisq.models import Job
 from redisq.worker._state import Entry, Outcome, Phase, State
-from redisq.worker._support import Reconnect, WorkerMetrics, is_transient, logger
+from redisq.worker._support import Episode, WorkerMetrics, is_transient, logger
 
 __all__ = ["Keeper"]
 
 #: A heap is compacted when it refers to more than twice its live entries plus this many.
 _SLACK = 1024
+#: Leases one reap returns at most (the store splits it into capped script calls).
+REAP_LIMIT = 1000
+#: Most time one tick spends reaping (s); a reap that keeps coming back full goes on at the
+#: next tick, right after the renewals and timeouts due by then.
+REAP_BUDGET_S = 0.25
 
 
 class Keeper:
@@ -69,8 +80,22 @@ class Keeper:
         self._backoff_ms = backoff_ms
         self._halt = threading.Event()
         self._wake = threading.Event()
-        self._reconnect = Reconnect(self._halt, cap_s=1.0)
-        self._retry_at = 0.0
+        self._cluster = store.settings.cluster
+        #: Renewals fail for every queue alike (Redis unreachable), or unexpectedly.
+        self._outage = Episode(
+            "lease renewal failed: Redis is unreachable",
+            "lease renewal works again",
+            first_s=0.1,
+            cap_s=1.0,
+        )
+        self._failing = Episode(
+            "lease renewal failed", "lease renewal works again", first_s=0.5, cap_s=5.0
+        )
+        #: Per queue: renewals refused by that queue alone; reaps that failed.
+        self._renew_refused: dict[str, Episode] = {}
+        self._reap_failing: dict[str, Episode] = {}
+        #: Where the next reap round starts (a round cut by the time budget resumes there).
+        self._reap_from = 0
         # The first reap comes at a random point of the first interval: workers started
         # together do not reap together.
         self._next_reap = time.monotonic() + random.uniform(0, self._reap_s)
@@ -220,13 +245,14 @@ class Keeper:
 
     def _tick(self, now: float) -> None:
         self._expire(now)
-        if now >= self._retry_at:
+        if not self._outage.waiting(now) and not self._failing.waiting(now):
             due = self._take_due_renewals(now)
             if due:
                 self._renew(due, now)
         if now >= self._next_reap:
-            self._reap()
-            self._next_reap = time.monotonic() + self._reap_s * random.uniform(0.8, 1.2)
+            left = self._reap()
+            pause = 0.0 if left else self._reap_s * random.uniform(0.8, 1.2)
+            self._next_reap = time.monotonic() + pause
 
     def _expire(self, now: float) -> None:
         """Fail the attempts whose handler ran past the task's timeout."""
@@ -263,31 +289,59 @@ class Keeper:
             self._cancel(entry)
 
     def _renew(self, due: list[Entry], now: float) -> None:
-        try:
-            outcomes = self._store.renew_many([e.job for e in due])
-        except Exception as exc:
-            if not is_transient(exc):
-                self._requeue(due)
-                raise
-            self._metrics.add("connection_errors")
-            delay = self._reconnect.delay()
-            logger.warning("lease renewal failed (%s); retrying in %.2f s", exc, delay)
-            self._retry_at = time.monotonic() + delay
-            self._requeue(due, self._retry_at)
-            return
-        self._reconnect.reset()
-        self._retry_at = 0.0
-        kept: list[Entry] = []
-        for entry, result in zip(due, outcomes, strict=True):
-            if isinstance(result, Job):
-                self.renewed(entry, result, now)
-                kept.append(entry)
-            elif isinstance(result, (LeaseLost, JobNotFound)):
-                self._lost(entry, result)
-            else:
-                logger.error("job %s/%s: renewal failed: %s", *entry.key, result)
-                self._lost(entry, result)
-        self._requeue(kept)
+        by_queue: dict[str, list[Entry]] = {}
+        for entry in due:
+            by_queue.setdefault(entry.job.queue, []).append(entry)
+        groups = list(by_queue.items())
+        for i, (queue, entries) in enumerate(groups):
+            refused = self._renew_refused.get(queue)
+            if refused is not None and refused.waiting(now):
+                self._requeue(entries, refused.retry_at)
+                continue
+            try:
+                outcomes = self._store.renew_many([e.job for e in entries])
+            except Exception as exc:
+                if queue_refusal(exc, self._cluster):
+                    # This queue alone: the others are renewed as usual.
+                    refused = self._renew_refused.get(queue)
+                    if refused is None:
+                        refused = self._renew_refused[queue] = Episode(
+                            f"lease renewal refused by queue {queue!r}",
+                            f"lease renewal works again for queue {queue!r}",
+                            first_s=0.1,
+                            cap_s=1.0,
+                        )
+                    self._count_error(exc)
+                    self._requeue(entries, time.monotonic() + refused.failed(exc))
+                    continue
+                self._count_error(exc)
+                if is_transient(exc):
+                    pause = self._outage.failed(exc)
+                else:
+                    pause = self._failing.failed(exc, trace=True)
+                retry_at = time.monotonic() + pause
+                for _, rest in groups[i:]:  # every queue alike: try them all again then
+                    self._requeue(rest, retry_at)
+                return
+            self._outage.succeeded()
+            self._failing.succeeded()
+            refused = self._renew_refused.pop(queue, None)
+            if refused is not None:
+                refused.succeeded()
+            kept: list[Entry] = []
+            for entry, result in zip(entries, outcomes, strict=True):
+                if isinstance(result, Job):
+                    self.renewed(entry, result, now)
+                    kept.append(entry)
+                elif isinstance(result, (LeaseLost, JobNotFound)):
+                    self._lost(entry, result)
+                else:
+                    logger.error("job %s/%s: renewal failed: %s", *entry.key, result)
+                    self._lost(entry, result)
+            self._requeue(kept)
+
+    def _count_error(self, exc: Exception) -> None:
+        self._metrics.add("connection_errors" if is_transient(exc) else "errors")
 
     def _requeue(self, entries: list[Entry], at: float | None = None) -> None:
         """Push entries back into the renewal heap (at their renew_at, or at `at`)."""
@@ -322,18 +376,54 @@ class Keeper:
             exc,
         )
 
-    def _reap(self) -> None:
-        for queue in self._queues:
-            try:
-                count = self._store.reap(queue)
-            except Exception as exc:
-                if not is_transient(exc):
-                    raise
-                self._metrics.add("connection_errors")
-                logger.warning("reaping queue %s failed (%s); next time", queue, exc)
-                return
-            if count:
-                logger.info("reaped queue %s: %d expired leases or due jobs moved", queue, count)
+    def _reap(self) -> bool:
+        """Reap every queue (skipping those whose next try after a failure is not due);
+        return True when the time budget ran out with expired leases left (reap again soon).
+        """
+        started = time.monotonic()
+        queues = self._queues[self._reap_from :] + self._queues[: self._reap_from]
+        for n, queue in enumerate(queues):
+            failing = self._reap_failing.get(queue)
+            if failing is not None and failing.waiting(started):
+                continue
+            reaped = 0
+            while True:
+                try:
+                    count = self._store.reap(queue, limit=REAP_LIMIT)
+                except Exception as exc:
+                    self._count_error(exc)
+                    if failing is None:
+                        failing = self._reap_failing[queue] = Episode(
+                            f"reaping queue {queue!r} failed",
+                            f"reaping queue {queue!r} works again",
+                            first_s=1.0,
+                            cap_s=60.0,
+                            note="the other queues are reaped as usual"
+                            if len(self._queues) > 1
+                            else "",
+                        )
+                    expected = is_transient(exc) or queue_refusal(exc, self._cluster)
+                    failing.failed(exc, trace=not expected)
+                    break
+                if failing is not None:
+                    del self._reap_failing[queue]
+                    failing.succeeded()
+                    failing = None
+                reaped += count
+                if count < REAP_LIMIT:
+                    break
+                if time.monotonic() - started >= REAP_BUDGET_S:
+                    # Full batches still: resume with this queue right after the renewals.
+                    self._log_reaped(queue, reaped)
+                    self._reap_from = (self._reap_from + n) % len(self._queues)
+                    return True
+            self._log_reaped(queue, reaped)
+        return False
+
+    @staticmethod
+    def _log_reaped(queue: str, count: int) -> None:
+        if count:
+            logger.info("reaped queue %s: %d expired leases returned (or dead)", queue, count)
 
 
 def _renewable(entry: Entry) -> bool:

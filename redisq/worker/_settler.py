@@ -5,6 +5,11 @@ one ack_many (one script call per queue and 1,000 jobs). When Redis is unreachab
 outcomes wait and are sent again with a growing pause; ack, nack and release are idempotent
 by token, so a repeat after a lost reply is harmless. An outcome is given up only once the
 job's lease has ended (the reaper will hand the job to another run: at-least-once).
+
+A queue that refuses outcomes (it migrates, is denied, or on Redis Cluster its master is down)
+holds up only its own outcomes: acks are sent per queue, and that queue's outcomes wait for
+its next try while the other queues' go through. Each such episode logs a WARNING once (then
+a summary at most every minute while it lasts) and INFO when it ends.
 """
 
 from __future__ import annotations
@@ -15,11 +20,11 @@ import threading
 import time
 from collections.abc import Callable
 
-from redisq._sync.store import Store
+from redisq._sync.store import Store, queue_refusal
 from redisq.errors import JobNotFound, LeaseLost
 from redisq.models import Job, JobState
 from redisq.worker._state import Entry, Outcome, Settlement, State, outcome_of
-from redisq.worker._support import Reconnect, WorkerMetrics, is_transient, logger
+from redisq.worker._support import Episode, WorkerMetrics, is_transient, logger
 
 __all__ = ["Settler"]
 
@@ -47,7 +52,16 @@ class Settler:
         self._waiting: list[Outcome] = []
         self._closing = threading.Event()
         self._give_up_at = float("inf")
-        self._reconnect = Reconnect(threading.Event())
+        self._cluster = store.settings.cluster
+        #: Redis cannot be reached: every outcome waits.
+        self._outage = Episode(
+            "sending outcome(s) failed: Redis is unreachable",
+            "sending outcome(s) works again",
+            first_s=0.1,
+            cap_s=5.0,
+        )
+        #: Queues that refuse outcomes: theirs wait.
+        self._refusing: dict[str, Episode] = {}
 
     def bind(self, state: State) -> None:
         """Attach the worker's state (entries are forgotten there once settled)."""
@@ -114,19 +128,33 @@ class Settler:
         return batch
 
     def _process(self, batch: list[Settlement]) -> None:
-        acks: list[Settlement] = []
+        now = time.monotonic()
+        if self._outage.waiting(now):
+            self._defer([outcome_of(item) for item in batch], self._outage.retry_at)
+            return
+        acks: dict[str, list[Settlement]] = {}
         others: list[Outcome] = []
         for item in batch:
-            if isinstance(item, Entry) or item.kind == "ack":
-                acks.append(item)
+            entry = _entry(item)
+            refusing = self._refusing.get(entry.job.queue) if self._refusing else None
+            if refusing is not None and refusing.waiting(now):
+                self._defer([outcome_of(item)], refusing.retry_at)
+            elif isinstance(item, Entry) or item.kind == "ack":
+                acks.setdefault(entry.job.queue, []).append(item)
             else:
                 others.append(item)
-        if acks:
-            self._ack(acks)
+        groups = list(acks.items())
+        for n, (name, items) in enumerate(groups):
+            if not self._ack(name, items):  # Redis is unreachable: the rest waits too
+                retry_at = self._outage.retry_at
+                self._defer([outcome_of(i) for _, rest in groups[n + 1 :] for i in rest], retry_at)
+                self._defer(others, retry_at)
+                return
         for outcome in others:
             self._one(outcome)
 
-    def _ack(self, acks: list[Settlement]) -> None:
+    def _ack(self, name: str, acks: list[Settlement]) -> bool:
+        """Ack the outcomes of one queue; False when Redis is unreachable (retried later)."""
         remaining = acks
         while remaining:
             entries = [_entry(a) for a in remaining]
@@ -138,27 +166,61 @@ class Settler:
                     result_ttl_ms=_result_ttls(remaining),
                 )
             except (LeaseLost, JobNotFound) as exc:
-                # All or nothing per call: drop the refused job and send the others again
-                # (acks of another queue's chunk that went through are idempotent).
+                # All or nothing per call: drop the refused job and send the others again.
                 bad = next((i for i, e in enumerate(entries) if e.job.id == exc.job_id), None)
                 if bad is None:
                     for item in remaining:
                         self._one(outcome_of(item))
-                    return
+                    return True
                 self._refused(outcome_of(remaining[bad]), exc)
                 remaining = remaining[:bad] + remaining[bad + 1 :]
                 continue
             except Exception as exc:
-                if is_transient(exc):
-                    self._retry_later([outcome_of(a) for a in remaining], exc)
-                    return
-                logger.error("ack_many failed (%s); acknowledging one by one", exc)
-                for item in remaining:
-                    self._one(outcome_of(item))
-                return
-            self._reconnect.reset()
+                return self._send_failed(name, [outcome_of(a) for a in remaining], exc, True)
+            self._sent(name)
             self._acked(entries)
-            return
+            return True
+        return True
+
+    def _send_failed(self, name: str, outcomes: list[Outcome], exc: Exception, batch: bool) -> bool:
+        """Handle an error sending `outcomes` of queue `name`: retry them later when it is a
+        refusal of that queue or an outage (then return False: the rest waits too), else send
+        a batch one by one or give a single outcome up."""
+        if queue_refusal(exc, self._cluster):
+            refusing = self._refusing.get(name)
+            if refusing is None:
+                refusing = self._refusing[name] = Episode(
+                    f"queue {name!r} refuses outcomes",
+                    f"queue {name!r} accepts outcomes again",
+                    first_s=0.1,
+                    cap_s=5.0,
+                    note="they wait until its jobs' leases end",
+                )
+            self._metrics.add("connection_errors" if is_transient(exc) else "errors")
+            self._defer(outcomes, time.monotonic() + refusing.failed(exc))
+            return True
+        if is_transient(exc):
+            self._metrics.add("connection_errors")
+            self._defer(outcomes, time.monotonic() + self._outage.failed(exc))
+            return False
+        if batch:
+            logger.error("ack_many failed (%s); acknowledging one by one", exc)
+            for outcome in outcomes:
+                self._one(outcome)
+            return True
+        outcome = outcomes[0]
+        logger.error("job %s/%s: the %s failed", *outcome.entry.key, outcome.kind, exc_info=exc)
+        self._metrics.add("errors")
+        self._abandon(outcome, f"the store failed: {exc}")
+        return True
+
+    def _sent(self, name: str) -> None:
+        """The store took an outcome of queue `name`: episodes under way end."""
+        self._outage.succeeded()
+        if self._refusing:
+            refusing = self._refusing.pop(name, None)
+            if refusing is not None:
+                refusing.succeeded()
 
     def _acked(self, entries: list[Entry]) -> None:
         """Acks the store took: count them and forget their entries, all at once."""
@@ -183,14 +245,9 @@ class Settler:
         except (LeaseLost, JobNotFound) as exc:
             self._refused(outcome, exc)
         except Exception as exc:
-            if is_transient(exc):
-                self._retry_later([outcome], exc)
-                return
-            logger.exception("job %s/%s: the %s failed", *outcome.entry.key, outcome.kind)
-            self._metrics.add("errors")
-            self._abandon(outcome, f"the store failed: {exc}")
+            self._send_failed(job.queue, [outcome], exc, False)
         else:
-            self._reconnect.reset()
+            self._sent(job.queue)
             self._done(outcome, stored)
 
     def _done(self, outcome: Outcome, job: Job) -> None:
@@ -236,18 +293,14 @@ class Settler:
         )
         self.state.settled((outcome.entry,))
 
-    def _retry_later(self, outcomes: list[Outcome], exc: Exception) -> None:
-        self._metrics.add("connection_errors")
-        delay = self._reconnect.delay()
+    def _defer(self, outcomes: list[Outcome], retry_at: float) -> None:
+        """Send outcomes again at `retry_at`; give up those whose lease has ended."""
         now = time.monotonic()
-        logger.warning(
-            "sending %d outcome(s) failed (%s); retrying in %.2f s", len(outcomes), exc, delay
-        )
         for outcome in outcomes:
             if now >= outcome.entry.lease_until:
-                self._abandon(outcome, "its lease ended while Redis was unreachable")
+                self._abandon(outcome, "its lease ended while the store could not take it")
             else:
-                outcome.not_before = now + delay
+                outcome.not_before = retry_at
                 self._waiting.append(outcome)
 
     def _abandon(self, outcome: Outcome, why: str) -> None:

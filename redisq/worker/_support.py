@@ -1,4 +1,4 @@
-"""Small pieces the worker's threads share: metrics, transient errors, reconnect backoff."""
+"""Small pieces the worker's threads share: metrics, transient errors, failure episodes."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import logging
 import random
 import signal
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -15,7 +16,14 @@ from typing import Any
 
 import redis.exceptions
 
-__all__ = ["Reconnect", "WorkerMetrics", "frozen_heap", "is_transient", "logger", "stop_signals"]
+__all__ = [
+    "Episode",
+    "WorkerMetrics",
+    "frozen_heap",
+    "is_transient",
+    "logger",
+    "stop_signals",
+]
 
 #: Every message of the worker runtime goes to this logger.
 logger = logging.getLogger("redisq.worker")
@@ -45,37 +53,103 @@ def is_transient(exc: BaseException) -> bool:
     return isinstance(exc, (ConnectionError, TimeoutError))
 
 
-class Reconnect:
-    """Jittered exponential pauses after transient errors: 0.1 s doubling to 5 s, +-50%.
+#: While a failure lasts, a WARNING summary at most this often (s).
+SUMMARY_S = 60.0
+
+
+class Episode:
+    """A failure that may last (Redis unreachable, a queue that refuses): when to try again,
+    and what to log, so that an operator hears of it without being flooded.
+
+    The first failure of an episode logs a WARNING naming the problem and the error (with its
+    traceback when `trace`: an unexpected error); while it lasts, a WARNING summary at most
+    every `SUMMARY_S` (60 s) and DEBUG otherwise; the first success after it logs INFO with
+    how long it lasted. The pauses between tries grow exponentially from `first_s` to
+    `cap_s`, jittered by +-25% so that a fleet does not retry in step.
 
     Args:
-        stop: an Event that cuts a pause short (the worker is stopping).
+        problem: what fails, as a phrase ("Redis is unreachable", "queue 'b' refuses claims").
+        recovery: what is said when it works again ("Redis is reachable again").
         first_s: the first pause.
         cap_s: the longest pause.
+        note: said once, after the first failure ("the worker goes on with its other queues").
     """
 
-    def __init__(self, stop: threading.Event, first_s: float = 0.1, cap_s: float = 5.0) -> None:
-        self._stop = stop
+    def __init__(
+        self, problem: str, recovery: str, *, first_s: float, cap_s: float, note: str = ""
+    ) -> None:
+        self.problem = problem
+        self.recovery = recovery
+        self.note = note
         self._first = first_s
         self._cap = cap_s
         self._next = first_s
+        #: Failures in the current episode (0: none under way).
         self.failures = 0
+        #: When the episode started, the next try is due, and the next summary (monotonic).
+        self.started = 0.0
+        self.retry_at = 0.0
+        self._summary_at = 0.0
 
-    def reset(self) -> None:
-        """Forget earlier failures (the last call succeeded)."""
-        self._next = self._first
-        self.failures = 0
+    def __repr__(self) -> str:
+        return f"<Episode {self.problem!r} failures={self.failures}>"
 
-    def delay(self) -> float:
-        """Return the next pause (and grow the one after)."""
+    @property
+    def active(self) -> bool:
+        """Tell whether an episode is under way (the last try failed)."""
+        return self.failures > 0
+
+    def waiting(self, now: float) -> bool:
+        """Tell whether an episode is under way and its next try is not due at `now`."""
+        return self.failures > 0 and now < self.retry_at
+
+    def failed(self, error: BaseException, *, trace: bool = False) -> float:
+        """Count a failure, log it as the episode calls for; return the pause before the
+        next try (also kept as `retry_at`)."""
+        now = time.monotonic()
         self.failures += 1
-        pause = self._next * random.uniform(0.5, 1.5)
+        pause = self._next * random.uniform(0.75, 1.25)
         self._next = min(self._next * 2, self._cap)
+        self.retry_at = now + pause
+        what = f"{type(error).__name__}: {error}"
+        if self.failures == 1:
+            self.started = now
+            self._summary_at = now + SUMMARY_S
+            note = f"; {self.note}" if self.note else ""
+            logger.warning(
+                "%s (%s)%s; trying again in %.1f s",
+                self.problem,
+                what,
+                note,
+                pause,
+                exc_info=error if trace else None,
+            )
+        elif now >= self._summary_at:
+            self._summary_at = now + SUMMARY_S
+            logger.warning(
+                "%s for %.0f s now (%d failures; the last: %s); trying again in %.1f s",
+                self.problem,
+                now - self.started,
+                self.failures,
+                what,
+                pause,
+            )
+        else:
+            logger.debug("%s (%s); trying again in %.1f s", self.problem, what, pause)
         return pause
 
-    def pause(self) -> bool:
-        """Sleep the next pause; return False when the stop event cut it short."""
-        return not self._stop.wait(self.delay())
+    def succeeded(self) -> None:
+        """The last try worked: end the episode (logging INFO when one was under way)."""
+        if self.failures:
+            logger.info(
+                "%s after %.1f s (%d failures)",
+                self.recovery,
+                time.monotonic() - self.started,
+                self.failures,
+            )
+            self.failures = 0
+        self._next = self._first
+        self.retry_at = 0.0
 
 
 _COUNTERS = (
