@@ -29,12 +29,7 @@
 --- @include "lib/schema"
 --- @include "lib/now_ms"
 --- @include "lib/num"
---- @include "lib/caps"
---- @include "lib/read_some"
---- @include "lib/write_jobs"
 --- @include "lib/ready_score"
---- @include "lib/chunks"
---- @include "lib/key_types"
 --- @include "lib/wrong_type"
 --- @include "lib/read_meta"
 --- @include "lib/wake"
@@ -43,13 +38,73 @@ local meta_key = KEYS[1]
 local ready_key = KEYS[2]
 local scheduled_key = KEYS[3]
 local unique_key = KEYS[4]
-local jobs_key = KEYS[5]
+local jobs_hash = KEYS[5]
 local wake_key = KEYS[6]
 local now_arg = ARGV[1]
 local lib_version = ARGV[2]
 local count = tonumber(ARGV[3])
 local jobs_at = 4
 local STRIDE = 9
+
+-- One job without a unique key (the single enqueue): the same steps as below, written out
+-- for one job, so that the call runs only the commands it needs and little Lua besides.
+if count == 1 and #ARGV == jobs_at - 1 + STRIDE and ARGV[jobs_at + 8] == '' then
+  local b = jobs_at
+  local id = ARGV[b]
+  local priority = tonumber(ARGV[b + 3])
+  local delay = tonumber(ARGV[b + 5])
+  if id == '' or not priority or not delay or not tonumber(ARGV[b + 6]) then
+    return {STATUS.BAD_ARGUMENT, 'jobs', 1}
+  end
+  local now = now_ms(now_arg)
+  local meta, err = read_meta(meta_key, 'seq', 'enqueued')
+  if not meta then
+    return err
+  end
+  -- The lookup is also the type check of the jobs hash.
+  local found = redis.pcall('HGET', jobs_hash, id)
+  if type(found) == 'table' and found['err'] then
+    return wrong_type(jobs_hash, found)
+  end
+  if found then
+    return {STATUS.OK, now, {{id, found}}, 0}
+  end
+  local run_at = now + delay
+  if ARGV[b + 4] ~= '' then
+    run_at = tonumber(ARGV[b + 4])
+  end
+  local seq = (tonumber(meta[2]) or 0) + 1
+  local state, set_key, score = 'ready', ready_key, ready_score(priority, seq)
+  if run_at > now then
+    state, set_key, score = 'scheduled', scheduled_key, num(run_at)
+  end
+  -- The first write is the type check of its set.
+  local added = redis.pcall('ZADD', set_key, score, id)
+  if type(added) == 'table' and added['err'] then
+    return wrong_type(set_key, added)
+  end
+  -- The layout of lib/record, written out: no error, result or progress yet.
+  redis.call('HSET', jobs_hash, id, 'j3\n' .. state .. '\n0\n\n\n\n\n\n\n' .. ARGV[b + 7]
+    .. '\n\n' .. ARGV[b + 3] .. '\n' .. ARGV[b + 6] .. '\n' .. num(now) .. '\n' .. num(run_at)
+    .. '\n' .. num(seq) .. '\n' .. ARGV[b + 2] .. '\n0\n0\n0\n' .. ARGV[b + 1])
+  local enqueued = num((tonumber(meta[3]) or 0) + 1)
+  local is_new = 0
+  if meta[1] then
+    redis.call('HSET', meta_key, 'seq', num(seq), 'enqueued', enqueued)
+  else
+    is_new = 1
+    redis.call('HSET', meta_key, 'seq', num(seq), 'enqueued', enqueued, 'schema', SCHEMA_VERSION,
+      'lib_version', lib_version)
+  end
+  wake(wake_key)
+  return {STATUS.OK, now, {0}, is_new}
+end
+
+--- @include "lib/caps"
+--- @include "lib/read_some"
+--- @include "lib/write_jobs"
+--- @include "lib/chunks"
+--- @include "lib/key_types"
 
 if not count or count < 1 or count > CAPS.BATCH or #ARGV ~= jobs_at - 1 + count * STRIDE then
   return {STATUS.BAD_ARGUMENT, 'count'}
@@ -80,7 +135,7 @@ end
 -- Look up the ids, then the unique keys of the jobs covered; past the read budget, the jobs
 -- from the first one not covered are left to the next call.
 local existing, used
-existing, count, used = read_some(jobs_key, ids, CAPS.READ_BYTES)
+existing, count, used = read_some(jobs_hash, ids, CAPS.READ_BYTES)
 if not existing then
   return count
 end
@@ -110,7 +165,7 @@ if #ukeys > 0 then
     end
   end
   if #held_by > 0 then
-    local recs, covered = read_some(jobs_key, held_by, CAPS.READ_BYTES - used)
+    local recs, covered = read_some(jobs_hash, held_by, CAPS.READ_BYTES - used)
     if not recs then
       return covered
     end
@@ -234,7 +289,7 @@ for _, set in ipairs({{ready_key, ready_pairs}, {scheduled_key, scheduled_pairs}
     end
   end
 end
-write_jobs(jobs_key, records)
+write_jobs(jobs_hash, records)
 if #unique_pairs > 0 then
   chunks({'HSET', unique_key}, unique_pairs)
 end
