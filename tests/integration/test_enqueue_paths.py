@@ -12,8 +12,10 @@ import redis
 
 import redisq
 from redisq import JobState
+from redisq._core.calls import queue_keys, script_call
 from redisq._core.records import unpack_record
-from redisq.errors import WrongKeyType
+from redisq._core.status import ScriptStatus
+from redisq.errors import SchemaVersionError, WrongKeyType
 
 NOW = 1_700_000_000_000
 
@@ -107,3 +109,57 @@ def _same_but_queue(a: redisq.Job, b: redisq.Job) -> bool:
 
 def _fields(job: redisq.Job) -> dict[str, Any]:
     return {name: getattr(job, name) for name in job.__dataclass_fields__}
+
+
+def _set_wrong(raw: Any, key: str) -> None:
+    raw.delete(key)
+    raw.set(key, "not redisq's")
+
+
+@pytest.mark.parametrize(
+    ("part", "options", "error"),
+    [
+        ("jobs", {}, WrongKeyType),
+        ("meta", {}, WrongKeyType),
+        ("ready", {}, WrongKeyType),
+        ("scheduled", {"delay_ms": 60_000}, WrongKeyType),
+        ("schema", {}, SchemaVersionError),
+    ],
+)
+def test_one_job_alone_refused_writes_nothing(
+    url: str, prefix: str, part: str, options: Any, error: type[Exception]
+) -> None:
+    # Every refusal leaves the one-job path before its first write; the general path then
+    # names it, as for any call.
+    store = redisq.connect(url, prefix=prefix)
+    try:
+        store.enqueue("q", "first", id="j1")
+        raw = store.redis
+        if part == "schema":
+            raw.hset(_key(prefix, "q", "meta"), "schema", "999")
+        else:
+            _set_wrong(raw, _key(prefix, "q", part))
+        changed = {k: raw.dump(k) for k in sorted(raw.keys(f"{{{prefix}:q}}:*"))}
+        with pytest.raises(error):
+            store.enqueue("q", "second", id="j2", **options)
+        after = {k: raw.dump(k) for k in sorted(raw.keys(f"{{{prefix}:q}}:*"))}
+        assert after == changed
+    finally:
+        store.close()
+
+
+def test_one_job_alone_with_a_bad_argument_is_refused_by_name(url: str, prefix: str) -> None:
+    store = redisq.connect(url, prefix=prefix)
+    try:
+        store.enqueue("q", "first")
+        keys = queue_keys(prefix, "q")
+        args = ["j2", b"\x01", "", "high", "", 0, 3, "", ""]
+        call = script_call(
+            "enqueue", keys, lambda r: r, now_ms="", lib_version="t", count=1, jobs=args
+        )
+        reply = store._transport.run(call)
+        assert reply[0] == ScriptStatus.BAD_ARGUMENT
+        assert reply[1] == b"jobs"
+        assert store.redis.hget(_key(prefix, "q", "jobs"), "j2") is None
+    finally:
+        store.close()
