@@ -1,4 +1,12 @@
-"""Running Calls on a redis.asyncio client: scripts by SHA with a NOSCRIPT fallback."""
+"""Running Calls on a redis.asyncio client: scripts by SHA with a NOSCRIPT fallback.
+
+Like the sync transport, scripts on a standalone server take a lean path: EVALSHA packed by
+hiredis (redis.asyncio packs every argument in Python), sent and read on a connection kept
+checked out for whichever task finds it free (other tasks use the pool), under redis-py's
+retry policy (every script is safe to run twice) and its connection handling (a read or
+write that fails or is cancelled disconnects; the next use reconnects). Redis Cluster goes
+through the generic path.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +14,7 @@ import asyncio
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+import hiredis
 import redis.asyncio
 from redis.exceptions import (
     ClusterError,
@@ -52,6 +61,9 @@ class AsyncTransport:
         self._checked = not (check_server or cluster)
         self._check_lock = asyncio.Lock()
         self._no_waits = False
+        # The lean path's connection (see the module docstring), and whether a task uses it.
+        self._hot: Any = None
+        self._hot_busy = False
 
     @property
     def client(self) -> Any:
@@ -63,6 +75,9 @@ class AsyncTransport:
     async def close(self) -> None:
         """Close the client's connections."""
         if self._client is not None:
+            hot, self._hot = self._hot, None
+            if hot is not None:
+                await self._client.connection_pool.release(hot)
             await self._client.aclose()
             self._client = None
 
@@ -149,6 +164,8 @@ class AsyncTransport:
         return call.parse(reply)
 
     async def _script(self, client: Any, spec: ScriptSpec, keys: list[str], args: list[Any]) -> Any:
+        if not self._cluster:
+            return await self._lean_script(client, spec, keys, args)
         try:
             return await client.evalsha(spec.sha, len(keys), *keys, *args)
         except NoScriptError:
@@ -160,6 +177,26 @@ class AsyncTransport:
             else:
                 await client.script_load(spec.source)
             return await client.evalsha(spec.sha, len(keys), *keys, *args)
+
+    async def _lean_script(
+        self, client: Any, spec: ScriptSpec, keys: list[str], args: list[Any]
+    ) -> Any:
+        """Run a script on the kept connection when it is free, else on one from the pool."""
+        packed = hiredis.pack_command(("EVALSHA", spec.sha, len(keys), *keys, *args))
+        pool = client.connection_pool
+        if self._hot_busy:
+            conn = await pool.get_connection()
+            try:
+                return await _script_on(conn, spec, packed)
+            finally:
+                await pool.release(conn)
+        self._hot_busy = True
+        try:
+            if self._hot is None:
+                self._hot = await pool.get_connection()
+            return await _script_on(self._hot, spec, packed)
+        finally:
+            self._hot_busy = False
 
     async def pipeline(self, calls: list[Call[Any]]) -> list[Any]:
         """Run Calls in one round trip where the client allows it.
@@ -196,3 +233,22 @@ class AsyncTransport:
                 continue
             break
         return [c.parse(check_reply_error(c, r)) for c, r in zip(calls, replies, strict=True)]
+
+
+async def _script_on(conn: Any, spec: ScriptSpec, packed: bytes) -> Any:
+    """Send a packed EVALSHA and read its reply, under the connection's retry policy."""
+    return await conn.retry.call_with_retry(
+        lambda: _send_script(conn, spec, packed), lambda _error: conn.disconnect()
+    )
+
+
+async def _send_script(conn: Any, spec: ScriptSpec, packed: bytes) -> Any:
+    await conn.send_packed_command([packed])
+    try:
+        return await conn.read_response()
+    except NoScriptError:
+        # The server lost its script cache (restart, SCRIPT FLUSH, eviction): load it again.
+        await conn.send_command("SCRIPT", "LOAD", spec.source)
+        await conn.read_response()
+        await conn.send_packed_command([packed])
+        return await conn.read_response()

@@ -5,6 +5,7 @@ Payloads are opaque bytes to the scripts; only Python encodes and decodes them.
 
 from __future__ import annotations
 
+import threading
 from itertools import chain, compress
 from typing import Any
 
@@ -125,6 +126,18 @@ def oversize_levels(value: Any, limit: int) -> int:
     return 0
 
 
+_local = threading.local()
+
+
+def _packer() -> msgpack.Packer:
+    """This thread's msgpack packer (packb would build a new one for every value)."""
+    try:
+        packer: msgpack.Packer = _local.packer
+    except AttributeError:
+        packer = _local.packer = msgpack.Packer(**_packer_options)
+    return packer
+
+
 def encode(field: str, value: Any, limit: int, job_id: str | None = None) -> bytes:
     """Encode `value` as msgpack, refusing what msgpack cannot hold and what is too large.
 
@@ -139,7 +152,7 @@ def encode(field: str, value: Any, limit: int, job_id: str | None = None) -> byt
     if over:
         raise PayloadTooLarge(field, over, limit)
     try:
-        data: bytes = msgpack.packb(value, **_packer_options)
+        data: bytes = _packer().pack(value)
     except (TypeError, ValueError, OverflowError, UnicodeError) as exc:
         raise SerializationError(field, str(exc) or type(exc).__name__, job_id) from exc
     if len(data) > limit:

@@ -71,6 +71,25 @@ class _Options:
     max_attempts: int
     lease_ms: int | None
     unique_key: str
+    #: The script's arguments for these options, as text (hiredis packs str faster than int):
+    #: name, priority, run_at_ms, delay_ms, max_attempts, lease_ms, unique_key.
+    argv: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.argv:
+            object.__setattr__(
+                self,
+                "argv",
+                (
+                    self.name,
+                    str(self.priority),
+                    "" if self.run_at_ms is None else str(self.run_at_ms),
+                    str(self.delay_ms),
+                    str(self.max_attempts),
+                    "" if self.lease_ms is None else str(self.lease_ms),
+                    self.unique_key,
+                ),
+            )
 
 
 @dataclass(slots=True)
@@ -161,6 +180,7 @@ def _options(values: dict[str, Any], where: str) -> _Options:
             cached.max_attempts,
             cached.lease_ms,
             cached.unique_key,
+            cached.argv,
         )
     return _check_options(values, where)
 
@@ -259,18 +279,7 @@ def _created(queue: str, p: _Prepared, now: int) -> Job:
 def _enqueue_args(batch: Sequence[_Prepared]) -> list[Any]:
     args: list[Any] = []
     for p in batch:
-        o = p.opts
-        args += (
-            p.id,
-            p.payload,
-            o.name,
-            o.priority,
-            "" if o.run_at_ms is None else o.run_at_ms,
-            o.delay_ms,
-            o.max_attempts,
-            "" if o.lease_ms is None else o.lease_ms,
-            o.unique_key,
-        )
+        args += (p.id, p.payload, *p.opts.argv)
     return args
 
 
@@ -319,7 +328,7 @@ def enqueue_many(
             _enqueued(queue, part),
             now_ms=s.now_arg(),
             lib_version=__version__,
-            count=len(part),
+            count=str(len(part)),
             jobs=_enqueue_args(part),
         )
 
@@ -363,24 +372,38 @@ def enqueue_one(
     opts = _options({k: v for k, v in options.items() if v is not None}, "")
     jid = opts.id if opts.id is not None else os.urandom(16).hex()
     data, value = round_trip("payload", payload, s.payload_limit, jid)
-    prepared = [_Prepared(jid, data, value, opts)]
-    jobs: list[Job]
+    prepared = _Prepared(jid, data, value, opts)
+    job: Job
     created: bool
-    jobs, created = yield script_call(
+    job, created = yield script_call(
         "enqueue",
         keys,
-        _enqueued(queue, prepared),
+        _enqueued_one(queue, prepared),
         now_ms=s.now_arg(),
         lib_version=__version__,
-        count=1,
-        jobs=_enqueue_args(prepared),
+        count="1",
+        jobs=(jid, data, *opts.argv),
     )
-    if not jobs:
-        raise ScriptReplyError("enqueue handled no job of its call")
     if created:
         # The server lost its data (see enqueue_many): register the queue again.
         yield command(ok, "SADD", registry(s), queue)
-    return jobs[0]
+    return job
+
+
+def _enqueued_one(queue: str, p: _Prepared) -> Callable[[Any], tuple[Job, bool]]:
+    """Parse the reply of a one-job enqueue: its Job, and whether it created the queue."""
+
+    def parse(reply: Any) -> tuple[Job, bool]:
+        check_reply(reply, queue)
+        entries = reply[2]
+        if not entries:
+            raise ScriptReplyError("enqueue handled no job of its call")
+        entry = entries[0]
+        if entry == 0:
+            return _created(queue, p, reply[1]), bool(reply[3])
+        return parse_record(queue, entry[0].decode(), entry[1]), bool(reply[3])
+
+    return parse
 
 
 def _registry_type(s: Settings) -> Callable[[Any], str]:
