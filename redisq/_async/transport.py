@@ -23,6 +23,8 @@ from redis.exceptions import (
     RedisError,
     ResponseError,
 )
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from redisq._core.calls import Call
 from redisq._core.scripts import ScriptSpec
@@ -243,12 +245,45 @@ async def _script_on(conn: Any, spec: ScriptSpec, packed: bytes) -> Any:
 
 
 async def _send_script(conn: Any, spec: ScriptSpec, packed: bytes) -> Any:
-    await conn.send_packed_command([packed])
+    await _send(conn, packed)
     try:
         return await conn.read_response()
     except NoScriptError:
         # The server lost its script cache (restart, SCRIPT FLUSH, eviction): load it again.
         await conn.send_command("SCRIPT", "LOAD", spec.source)
         await conn.read_response()
-        await conn.send_packed_command([packed])
+        await _send(conn, packed)
         return await conn.read_response()
+
+
+async def _send(conn: Any, packed: bytes) -> None:
+    """Write a packed command, as `send_packed_command` does, without its cost per call.
+
+    redis.asyncio bounds each write by socket_timeout with asyncio.wait_for, which makes a
+    task per command (about 15 us of CPU here). On a connected socket without health checks
+    this writes to the stream and bounds only a drain that may wait (what the socket did not
+    take at once) with asyncio.timeout; a failed, timed-out or cancelled write disconnects,
+    as redis-py's does, with the errors its retry policy knows. Anything else goes the
+    redis-py way.
+    """
+    writer = conn._writer
+    if type(writer) is not asyncio.StreamWriter or conn.health_check_interval:
+        await conn.send_packed_command([packed])
+        return
+    try:
+        writer.write(packed)
+        if writer.transport.get_write_buffer_size():
+            # Not all sent at once: the drain may wait, within the socket timeout.
+            async with asyncio.timeout(conn.socket_timeout):
+                await writer.drain()
+        else:
+            await writer.drain()  # (never waits: nothing is buffered)
+    except TimeoutError:
+        await conn.disconnect(nowait=True)
+        raise RedisTimeoutError("Timeout writing to socket") from None
+    except OSError as exc:
+        await conn.disconnect(nowait=True)
+        raise RedisConnectionError(f"Error while writing to socket: {exc}") from exc
+    except BaseException:
+        await conn.disconnect(nowait=True)
+        raise

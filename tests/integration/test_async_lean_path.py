@@ -73,3 +73,40 @@ def test_a_cancelled_call_leaves_no_reply_for_the_next(real_url: str, prefix: st
             await store.close()
 
     asyncio.run(main())
+
+
+def test_a_killed_connection_is_replaced_under_the_retry_policy(real_url: str, prefix: str) -> None:
+    async def main() -> None:
+        store = redisq.connect_async(real_url, prefix=prefix)
+        try:
+            await store.enqueue("q", "first", id="first")
+            with redis.Redis.from_url(real_url) as direct:
+                for _ in range(3):
+                    # The server drops every other client, the kept connection among them:
+                    # the next call's write or read fails, and redis-py's retry reconnects.
+                    direct.client_kill_filter(_type="normal", skipme=True)
+                    job = await store.enqueue("q", {"after": "kill"})
+                    assert (await store.get("q", job.id)) == job
+        finally:
+            await store.close()
+
+    asyncio.run(main())
+
+
+def test_a_call_larger_than_the_socket_takes_at_once_is_sent_whole(url: str, prefix: str) -> None:
+    async def main() -> None:
+        store = redisq.connect_async(url, prefix=prefix)
+        try:
+            # About 1 MiB per script call: the write outgrows the socket's buffer, and the
+            # drain waits for it (within the socket timeout).
+            payloads = [{"i": i, "blob": bytes([i % 256]) * 1000} for i in range(2500)]
+            jobs = await store.enqueue_many("q", payloads)
+            assert [j.payload for j in jobs] == payloads
+            stored = await store.get("q", jobs[-1].id)
+            assert stored is not None
+            assert stored.payload == payloads[-1]
+            assert (await store.counts("q"))[JobState.READY] == 2500
+        finally:
+            await store.close()
+
+    asyncio.run(main())
