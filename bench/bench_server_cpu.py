@@ -2,8 +2,9 @@
 
 Server CPU is the change in INFO's used_cpu_user + used_cpu_sys over a section, divided by
 the jobs it handled (the same measure as the peer benchmark's, bench/peers). Scenarios, each
-on a fresh queue, several rounds each (medians and ranges are printed: the figure moves with
-the machine's load):
+on a fresh queue, several rounds each (medians, best and ranges are printed: the figure
+moves with the machine's load; the commands the server executed per job, redis.call inside
+scripts included, do not):
 
   enqueue      single enqueue: one job per call (the call a web request makes)
   claim1       claim(count=1) + ack, one job at a time, one store
@@ -20,6 +21,7 @@ the machine's load):
 from __future__ import annotations
 
 import argparse
+import functools
 import statistics
 import subprocess
 import sys
@@ -32,9 +34,11 @@ from _common import (
     Figure,
     base_parser,
     command_line,
+    command_stats,
     delete_prefix,
     new_prefix,
     print_environment,
+    reset_stats,
     run_main,
 )
 from _server import bench_server
@@ -87,11 +91,24 @@ def server_cpu(admin: redis.Redis) -> float:
     return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
 
 
-def measured(admin: redis.Redis, jobs: int, work: Callable[[], object]) -> float:
-    """Run `work`; return the server CPU it took, in µs per job."""
+#: Commands the server executed per job in the latest `measured` section (inside scripts too).
+COMMANDS: dict[str, float] = {}
+
+
+def measured(admin: redis.Redis, jobs: int, work: Callable[[], object], label: str = "") -> float:
+    """Run `work`; return the server CPU it took, in µs per job.
+
+    With a label, also records the commands the server executed per job (INFO commandstats,
+    redis.call inside scripts included) in COMMANDS: a figure the machine's load cannot move.
+    """
+    if label:
+        reset_stats(admin)
     before = server_cpu(admin)
     work()
-    return 1e6 * (server_cpu(admin) - before) / jobs
+    cpu = 1e6 * (server_cpu(admin) - before) / jobs
+    if label:
+        COMMANDS[label] = command_stats(admin).server_commands / jobs
+    return cpu
 
 
 def single_enqueue(store: redisq.Store, jobs: int) -> None:
@@ -129,7 +146,7 @@ def worker_drain(url: str, admin: redis.Redis, prefix: str, jobs: int) -> tuple[
     child: subprocess.Popen[str] | None = None
     try:
         store.pause(QUEUE)  # (no worker yet: nothing but the enqueues is measured)
-        enqueue_us = measured(admin, jobs, lambda: single_enqueue(store, jobs))
+        enqueue_us = measured(admin, jobs, lambda: single_enqueue(store, jobs), "enqueue")
         child = subprocess.Popen(
             [sys.executable, "-c", CHILD, url, prefix, TASK, QUEUE],
             cwd=ROOT,
@@ -140,6 +157,7 @@ def worker_drain(url: str, admin: redis.Redis, prefix: str, jobs: int) -> tuple[
         if child.stdout.readline().strip() != "ready":
             raise RuntimeError("the worker process did not start")
         time.sleep(0.5)  # the worker settles into its idle wait on the paused queue
+        reset_stats(admin)
         before = server_cpu(admin)
         store.resume(QUEUE)
         done, progressed = 0, time.perf_counter()
@@ -152,6 +170,8 @@ def worker_drain(url: str, admin: redis.Redis, prefix: str, jobs: int) -> tuple[
             elif now - progressed > STALL_S:
                 raise RuntimeError(f"the worker stalled after {done:,} of {jobs:,} jobs")
         drain_us = 1e6 * (server_cpu(admin) - before) / jobs
+        # (less the progress reads: one totals script and its commands per poll)
+        COMMANDS["worker"] = command_stats(admin).server_commands / jobs
     finally:
         if child is not None:
             child.terminate()
@@ -173,11 +193,15 @@ def one_round(url: str, admin: redis.Redis, jobs: int, only: list[str]) -> dict[
             store = redisq.connect(url, prefix=prefix)
             try:
                 if name == "enqueue":
-                    out[name] = measured(admin, jobs, lambda: single_enqueue(store, jobs))
+                    out[name] = measured(
+                        admin, jobs, functools.partial(single_enqueue, store, jobs), name
+                    )
                 else:
                     count = 1 if name == "claim1" else 100
                     bulk(store, jobs)
-                    out[name] = measured(admin, jobs, lambda: claim_ack(store, jobs, count))
+                    out[name] = measured(
+                        admin, jobs, functools.partial(claim_ack, store, jobs, count), name
+                    )
             finally:
                 store.close()
         finally:
@@ -214,11 +238,13 @@ def run(args: argparse.Namespace) -> list[Figure]:
     figures = []
     for name in rounds[0]:
         values = sorted(r[name] for r in rounds)
+        commands = COMMANDS.get(name.split(" ")[0])
+        executed = "" if commands is None else f"; {commands:.2f} commands executed per job"
         figures.append(
             Figure(
                 f"server CPU per job: {name}",
-                f"{statistics.median(values):,.1f} µs (range {values[0]:,.1f} to"
-                f" {values[-1]:,.1f}, {len(values)} rounds)",
+                f"{statistics.median(values):,.1f} µs median, {values[0]:,.1f} best (range to"
+                f" {values[-1]:,.1f}, {len(values)} rounds){executed}",
                 command=cmd,
             )
         )
