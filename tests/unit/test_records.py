@@ -174,9 +174,7 @@ def test_parse_entries_agrees_with_parse_record(fields: dict[str, bytes]) -> Non
         (pack_record(_leased(payload=b"\xc1")), SerializationError),
     ],
 )
-def test_parse_entries_raises_what_parse_record_raises(
-    data: bytes, error: type[Exception]
-) -> None:
+def test_parse_entries_raises_what_parse_record_raises(data: bytes, error: type[Exception]) -> None:
     with pytest.raises(error) as info:
         parse_entries("q", [b"good", pack_record(_leased()), b"j9", data], 0)
     assert getattr(info.value, "job_id", None) == "j9"
