@@ -44,6 +44,7 @@ from redisq.worker._fetcher import Fetcher
 from redisq.worker._handlers import Runner
 from redisq.worker._keeper import Keeper
 from redisq.worker._settler import Settler
+from redisq.worker._sizing import MAX_BUFFER
 from redisq.worker._state import Entry, Outcome, State
 from redisq.worker._support import WorkerMetrics, frozen_heap, logger, stop_signals
 
@@ -105,7 +106,7 @@ class Worker:
         grace_ms: int = 30_000,
         reaper_interval_ms: int = 10_000,
         name: str | None = None,
-        prefetch: int = 0,
+        prefetch: int | None = None,
         idle_wait_ms: int = 5_000,
         handle_signals: bool = True,
     ) -> None:
@@ -158,7 +159,7 @@ class Worker:
             "reaper_interval_ms", reaper_interval_ms, 1, 24 * 60 * 60 * 1000
         )
         self.name = check_name("name", _default_name() if name is None else name)
-        self.prefetch = check_int("prefetch", prefetch, 0, 1000)
+        self.prefetch = None if prefetch is None else check_int("prefetch", prefetch, 0, MAX_BUFFER)
         self.idle_wait_ms = check_int("idle_wait_ms", idle_wait_ms, 1, 60_000)
         if not isinstance(handle_signals, bool):
             raise InvalidArgument("handle_signals", "a bool", handle_signals)
@@ -257,6 +258,7 @@ class _Runtime:
         else:
             executor = AsyncExecutor(self.runner, worker.concurrency, name)
         self.executor = executor
+        self._hand_over = isinstance(executor, ThreadExecutor)
         self.settler = Settler(store, self.metrics, f"{name}-settler")
         self.state = State(worker.concurrency, worker.prefetch, executor.wake, self.settler.put)
         self.settler.bind(self.state)
@@ -300,9 +302,9 @@ class _Runtime:
             entry.timeout_at = time.monotonic() + task.timeout_ms / 1000
             self.keeper.watch_timeout(entry)
 
-    def _admit(self, jobs: list[Job], sent_at: float, keep: bool) -> Entry | None:
-        """Register claimed jobs; with `keep`, maybe keep the first for the calling thread
-        (see `State.hand_over`) and return it."""
+    def _admit(self, jobs: list[Job], sent_at: float, waited: bool) -> Entry | None:
+        """Register claimed jobs; after a wait for work (the worker was idle), maybe keep the
+        first for the calling thread (see `State.hand_over`) and return it."""
         task_of = self.worker.app.tasks.get
         default_lease = self._default_lease
         entries = [
@@ -316,13 +318,14 @@ class _Runtime:
             if (deadline := e.job.lease_deadline_ms) is not None
         ]
         self.metrics.claimed_batch(len(jobs), pickups)  # counted before any can complete
-        kept = self.state.hand_over(entries) if keep else None
+        kept = self.state.hand_over(entries) if waited and self._hand_over else None
         refused = [] if kept is not None else self.state.admit(entries)
         self.keeper.watch(entries)  # until settled, released ones included
         for entry in refused:  # claimed while the worker began to stop
             self.settler.put(Outcome(entry, "release", "release"))
-        if kept is None:
-            # An idle worker's handler starts before the next claim is prepared.
+        if kept is None and waited:
+            # An idle worker's handler starts before the next claim is prepared. (A busy
+            # worker's fetcher goes straight on: its next claim should overlap the handlers.)
             self.state.yield_to_woken(_YIELD_S)
         return kept
 

@@ -5,8 +5,13 @@ orchestrating `run`) changes state only through `State`'s methods, which keep th
 
 - an entry is in `entries` from its claim until its outcome was settled with the store (or
   given up), so the keeper renews its lease the whole time, including while its ack waits;
-- claimed entries wait in `pending` until a handler takes one (`next`); at most
-  `concurrency` handlers run; at stop, what is still pending is released;
+- claimed entries wait in `pending` (the buffer) until a handler takes one (`next`); at most
+  `concurrency` handlers run; the buffer's size follows `Sizer` (`_sizing.py`); at stop,
+  what is still pending is released;
+- a pending entry never starts once its lease may be gone: one whose renewal found the lease
+  lost (the job was cancelled or taken over) is dropped, one whose lease could not be renewed
+  for two thirds of its length is released (`_stale`); and what the buffer holds beyond its
+  size once its oldest entry waited `STALE_WAIT_S` is released for other workers (`trim`);
 - each entry gets at most one outcome: the first of its handler's result, its timeout, or
   its release at stop wins; later ones are dropped (and logged).
 
@@ -17,6 +22,7 @@ appears (one idle handler at a time; the fetcher once enough room for a good cla
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import threading
 import time
@@ -26,6 +32,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, overload
 
 from redisq._core.calls import MAX_CLAIM
+from redisq.worker._sizing import STALE_WAIT_S, Sizer
 from redisq.worker._support import logger
 
 if TYPE_CHECKING:
@@ -37,6 +44,8 @@ __all__ = ["Entry", "Handoff", "Outcome", "Phase", "Settlement", "State", "outco
 
 #: Guards the lazy creation of the entries' cancellation Events (rarely taken).
 _EVENT_LOCK = threading.Lock()
+#: Longest wait of a handler thread for the fetcher it woke to take the room (s).
+_NUDGE_WAIT_S = 0.002
 
 
 class Phase(enum.Enum):
@@ -64,6 +73,7 @@ class Entry:
     __slots__ = (
         "_event",
         "cancel_noticed",
+        "claimed_at",
         "ctx",
         "handle",
         "job",
@@ -74,6 +84,7 @@ class Entry:
         "released",
         "renew_at",
         "settled",
+        "started",
         "task",
         "timed_out",
         "timeout_at",
@@ -83,6 +94,9 @@ class Entry:
         self.job = job
         self.task = task
         self.lease_ms = lease_ms
+        #: When the claim was sent (monotonic), and when the handler started (0: not yet).
+        self.claimed_at = now
+        self.started = 0.0
         #: Local (monotonic) estimate of the lease's end: the claim was sent at `now`.
         self.lease_until = now + lease_ms / 1000
         self.renew_at = now + lease_ms / 3000
@@ -182,7 +196,8 @@ class State:
 
     Args:
         concurrency: handler slots.
-        prefetch: jobs claimed beyond the free slots.
+        prefetch: jobs claimed beyond the free slots; None: as many as the handlers finish
+            within a few milliseconds (see `Sizer`).
         wake: tells the executor that entries wait in `pending` (called outside the lock;
             handler threads blocked in `next` are woken by the State itself).
         settle: hands an outcome to the settler (called with the lock held: must not block).
@@ -191,12 +206,12 @@ class State:
     def __init__(
         self,
         concurrency: int,
-        prefetch: int,
+        prefetch: int | None,
         wake: Callable[[], None],
         settle: Callable[[Settlement], None],
     ) -> None:
         self.concurrency = concurrency
-        self.prefetch = prefetch
+        self.sizer = Sizer(concurrency, prefetch)
         self._wake = wake
         self._settle = settle
         self.lock = threading.Lock()
@@ -224,40 +239,53 @@ class State:
         #: The fetcher's loop waits for a handler thread to take it over (`hand_over`).
         self._fetch_free = False
         self._room_waiting = False
+        #: The fetcher was just woken for room: the handler thread that woke it lets it run
+        #: (see `next`); `took_room` is notified when the fetcher's wait returns, and
+        #: `_room_taken` counts those returns.
+        self._nudged = False
+        self.took_room = threading.Condition(self.lock)
+        self._room_taken = 0
         self._draining = False
-        #: The fetcher waits for this much room (a worthwhile claim) unless nothing is
-        #: pending (a handler would idle).
-        self._refill = max(1, (concurrency + prefetch) // 4)
 
     # ------------------------------------------------------------------------- capacity
 
-    def capacity(self) -> int:
-        """How many jobs the fetcher may claim now (call with the lock held)."""
-        return self.concurrency + self.prefetch - self._held
+    def capacity(self, now: float | None = None) -> int:
+        """How many jobs the fetcher may claim now (call with the lock held): the free
+        handler slots plus the buffer's size, less what waits in it already."""
+        if now is None:
+            now = time.monotonic()
+        return self.concurrency + self.sizer.target(now, self.running > 0) - self._held
 
-    def _room(self) -> bool:
-        free = self.concurrency + self.prefetch - self._held
-        return free > 0 and (free >= self._refill or not self.pending)
+    def _room(self, now: float) -> bool:
+        """Tell whether a claim is worthwhile now (lock held): a quarter of the slots and
+        the buffer is free, or anything is free while no claimed job waits for a handler."""
+        buffer = self.sizer.target(now, self.running > 0)
+        free = self.concurrency + buffer - self._held
+        return free > 0 and (free >= max(1, (self.concurrency + buffer) // 4) or not self.pending)
 
     def wait_capacity(self, timeout: float) -> int:
         """Wait until a claim is worthwhile (or stop); return how many (0 when stopping).
 
-        A claim is worthwhile when a quarter of concurrency + prefetch is free, or as soon
-        as anything is free while no claimed job waits for a handler; after `timeout`,
-        whatever is free.
+        A claim is worthwhile when a quarter of concurrency + buffer is free, or as soon as
+        anything is free while no claimed job waits for a handler; after `timeout`, whatever
+        is free.
         """
         with self.lock:
-            deadline = time.monotonic() + timeout
-            while not (self.stopping or self._room()):
-                left = deadline - time.monotonic()
+            now = time.monotonic()
+            deadline = now + timeout
+            while not (self.stopping or self._room(now)):
+                left = deadline - now
                 if left <= 0:
                     break
                 # Cleared by the notifier: one notification per wait, not one per job.
                 self._room_waiting = True
                 self.changed.wait(left)
+                now = time.monotonic()
             self._room_waiting = False
+            self._room_taken += 1
+            self.took_room.notify_all()
             # One claim leases at most MAX_CLAIM jobs; the fetcher claims again for the rest.
-            return 0 if self.stopping else max(0, min(self.capacity(), MAX_CLAIM))
+            return 0 if self.stopping else max(0, min(self.capacity(now), MAX_CLAIM))
 
     # --------------------------------------------------------------------------- claims
 
@@ -296,8 +324,7 @@ class State:
                 return None
             self.entries.update(entries)
             first = entries[0]
-            first.phase = _RUNNING
-            self.running += 1
+            self._start(first, time.monotonic())
             self._held += len(entries)
             self.pending.extend(entries[1:])
             self._fetch_free = True
@@ -305,6 +332,14 @@ class State:
         if len(entries) > 1:
             self._wake()
         return first
+
+    def _start(self, entry: Entry, now: float) -> None:
+        """Mark an entry running from `now` (lock held)."""
+        entry.phase = _RUNNING
+        entry.started = now
+        if not self.running:
+            self.sizer.busy(now)
+        self.running += 1
 
     def _wake_one(self) -> None:
         """Wake one idle handler thread if work waits and none is waking already."""
@@ -316,6 +351,32 @@ class State:
         self._idle -= 1
         self._waking += 1
         self.work.notify()
+
+    def _pop(self, now: float) -> Entry | None:
+        """Take the next pending entry that may start, and mark it running (lock held; a
+        handler slot is free). Entries whose lease may be gone are released on the way."""
+        pending = self.pending
+        while pending:
+            entry = pending.popleft()
+            if entry.lease_until - now < entry.lease_ms / 3000:
+                self._stale(entry)
+                continue
+            self._start(entry, now)
+            return entry
+        return None
+
+    def _stale(self, entry: Entry) -> None:
+        """Release a pending entry whose lease could not be renewed for two thirds of its
+        length (Redis unreachable): starting it could run the job twice (lock held)."""
+        entry.phase = Phase.DECIDED
+        entry.released = True
+        self._held -= 1
+        self._settle(Outcome(entry, "release", "release"))
+        logger.warning(
+            "job %s/%s: not started: its lease could not be renewed while it waited for a"
+            " handler; it is released (the attempt does not count)",
+            *entry.key,
+        )
 
     @overload
     def _take(self, block: Literal[False]) -> Entry | None: ...
@@ -332,11 +393,11 @@ class State:
                 self._wake_one()  # entries may wait: another idle thread runs them
                 return Handoff.FETCH
             if self.pending and not self.stopping and self.running < self.concurrency:
-                entry = self.pending.popleft()
-                entry.phase = Phase.RUNNING
-                self.running += 1
-                self._wake_one()  # more work: let one more idle thread join in
-                return entry
+                entry = self._pop(time.monotonic())
+                if entry is not None:
+                    self._wake_one()  # more work: let one more idle thread join in
+                    return entry
+                continue
             if not block:
                 return None
             self._idle += 1
@@ -389,8 +450,9 @@ class State:
             run the fetcher's loop; or None: no work (not blocking), or the executor is
             closing.
         """
+        now = time.monotonic()
         with self.lock:
-            if done is None or not self._finish(done, outcome):
+            if done is None or not self._finish(done, outcome, now):
                 # The common case of _take, inline: this runs once per job.
                 pending = self.pending
                 if (
@@ -400,12 +462,38 @@ class State:
                     and not self.closed
                 ):
                     entry = pending.popleft()
-                    entry.phase = _RUNNING
-                    self.running += 1
-                    if self._idle and pending:
-                        self._wake_one()  # more work: let one more idle thread join in
-                    return entry
-                return self._take(block)
+                    if entry.lease_until - now >= entry.lease_ms / 3000:
+                        entry.phase = _RUNNING
+                        entry.started = now
+                        if not self.running:
+                            self.sizer.busy(now)
+                        self.running += 1
+                        if self._idle and pending:
+                            self._wake_one()  # more work: let one more idle thread join in
+                        if not self._nudged:
+                            return entry
+                        self._nudged = False
+                        nudged: Entry | Handoff | None = entry
+                        taken = self._room_taken
+                    else:
+                        self._stale(entry)
+                        return self._take(block)
+                else:
+                    return self._take(block)
+            else:
+                nudged = None
+        if nudged is not None:
+            # This thread woke the fetcher: wait (without the GIL) until the fetcher is up and
+            # has taken the room, so that it sends its claim now, while the jobs still pending
+            # keep the handlers busy until the claim comes back. Otherwise the fetcher would
+            # wait for the interpreter's switch interval (5 ms) to get the GIL, in which time a
+            # handler running quick jobs can empty the buffer, and claims and handlers would
+            # take turns instead of overlapping. This happens once per claim, not per job.
+            with self.lock:
+                self.took_room.wait_for(
+                    lambda: self._room_taken != taken or self.closed, _NUDGE_WAIT_S
+                )
+            return nudged
         # The outcome came too late: log it outside the lock.
         assert done is not None
         assert outcome is not None
@@ -413,10 +501,12 @@ class State:
         with self.lock:
             return self._take(block)
 
-    def _finish(self, entry: Entry, outcome: Settlement | None) -> bool:
-        """A handler returned (lock held): decide its outcome; True if it came too late."""
+    def _finish(self, entry: Entry, outcome: Settlement | None, now: float) -> bool:
+        """A handler returned at `now` (lock held): decide its outcome; True if it came too
+        late."""
         self.running -= 1
         self._held -= 1
+        self.sizer.ran(now - entry.started, now)
         late = False
         if outcome is not None:
             if entry.phase is _DECIDED or entry.settled:
@@ -424,12 +514,74 @@ class State:
             else:
                 entry.phase = _DECIDED
                 self._settle(outcome)
-        if self._room_waiting and self._room():
+        if self._room_waiting and self._room(now):
             self._room_waiting = False
+            self._nudged = True
             self.changed.notify_all()
         elif self._draining:
             self.changed.notify_all()
         return late
+
+    # ------------------------------------------------------------------------ the buffer
+
+    def trim_at(self) -> float:
+        """When `trim` has work to check next (monotonic; inf while nothing is pending or
+        the buffer's size is fixed)."""
+        with self.lock:
+            if not self.pending or not self.sizer.adaptive:
+                return float("inf")
+            return self.pending[0].claimed_at + STALE_WAIT_S
+
+    def trim(self, now: float) -> int:
+        """Release what the buffer holds beyond its size, once its oldest entry waited
+        `STALE_WAIT_S` while every handler was busy (the handlers became slower than the
+        buffer was sized for): other workers may be idle. Returns how many were released
+        (the newest; they go back to their place in the queue, the attempt not counted)."""
+        with self.lock:
+            pending = self.pending
+            if (
+                not pending
+                or self.stopping
+                or not self.sizer.adaptive
+                or now - pending[0].claimed_at < STALE_WAIT_S
+                or self.running < self.concurrency
+            ):
+                return 0
+            excess = len(pending) - self.sizer.target(now, True)
+            if excess <= 0:
+                return 0
+            released = [pending.pop() for _ in range(excess)]
+            self._held -= excess
+            for entry in reversed(released):
+                entry.phase = Phase.DECIDED
+                entry.released = True
+                self._settle(Outcome(entry, "release", "release"))
+        logger.info(
+            "released %d claimed job(s) that waited for a handler: the handlers are slower"
+            " than the buffer was sized for (other workers may take them)",
+            excess,
+        )
+        return excess
+
+    def lose(self, entry: Entry) -> Phase:
+        """Note that the entry's lease is lost (the keeper's renewal was refused); a pending
+        entry is dropped, never started. Returns its phase before."""
+        with self.lock:
+            entry.lost = True
+            phase = entry.phase
+            if phase is Phase.PENDING:
+                with contextlib.suppress(ValueError):  # pending entries are all in there
+                    self.pending.remove(entry)
+                self._held -= 1
+                entry.phase = Phase.DECIDED
+                entry.settled = True
+                self.entries.discard(entry)
+                if self._room_waiting and self._room(time.monotonic()):
+                    self._room_waiting = False
+                    self.changed.notify_all()
+                elif self._draining:
+                    self.changed.notify_all()
+        return phase
 
     def decide(self, entry: Entry, outcome: Outcome) -> bool:
         """Record the first outcome of an entry and hand it to the settler; False if late."""

@@ -1,0 +1,112 @@
+"""How many claimed jobs a worker keeps waiting for a handler: its buffer (prefetch).
+
+A claim costs a round trip and a script call whatever its size, so many short jobs want big
+claims; but a job that waits in one worker's memory cannot run on another worker with free
+handlers, and its attempt already counts. So by default the buffer holds about what the
+handlers finish within a short horizon (`HORIZON_S`, 5 ms), from what they have been doing:
+
+    buffer = floor(concurrency / run_time * HORIZON_S), at most MAX_BUFFER
+
+where run_time is a moving average (EWMA) of the handlers' run times. No-op jobs (microseconds
+each) get the full 1,000 and are claimed hundreds at a time; 100 ms jobs on 10 handlers get
+none: each claim takes what the free handlers can start at once, as with prefetch 0. Until a
+handler has finished the buffer is empty; and while handlers run but none has finished for
+longer than the average allows (they started longer jobs), the rate is taken to be at most
+one job per that time, so the buffer shrinks at once rather than after the long jobs end.
+A fixed `prefetch` replaces the estimate.
+
+The sizer is plain arithmetic on the times it is given (no clock of its own), under the
+worker state's lock.
+"""
+
+from __future__ import annotations
+
+import math
+
+__all__ = ["ALPHA", "HORIZON_S", "MAX_BUFFER", "STALE_WAIT_S", "Sizer"]
+
+#: The buffer holds what the handlers finish within this long (s).
+HORIZON_S = 0.005
+#: The largest buffer (jobs); also the largest fixed prefetch.
+MAX_BUFFER = 1_000
+#: Weight of the latest run time in the moving average.
+ALPHA = 0.05
+#: A job that waited this long in the buffer means the estimate was wrong (the handlers became
+#: slower): what the buffer holds beyond the new estimate is released for other workers (s).
+STALE_WAIT_S = 0.1
+
+
+class Sizer:
+    """The buffer's size: fixed (`prefetch` given), or adapted to the handlers' run times.
+
+    Args:
+        concurrency: handlers running at once.
+        prefetch: a fixed buffer, or None to adapt it.
+        horizon_s: the buffer holds what the handlers finish within this long.
+        cap: the largest adapted buffer.
+    """
+
+    __slots__ = ("_cap", "_concurrency", "_horizon", "_mark", "_run_s", "prefetch")
+
+    def __init__(
+        self,
+        concurrency: int,
+        prefetch: int | None,
+        *,
+        horizon_s: float = HORIZON_S,
+        cap: int = MAX_BUFFER,
+    ) -> None:
+        self._concurrency = concurrency
+        self.prefetch = prefetch
+        self._horizon = horizon_s
+        self._cap = cap
+        #: Moving average of run times (s); None until a handler finished.
+        self._run_s: float | None = None
+        #: When a handler last finished, or the handlers last went from idle to busy,
+        #: whichever came later (monotonic s).
+        self._mark = -math.inf
+
+    @property
+    def adaptive(self) -> bool:
+        """Tell whether the buffer adapts (no fixed prefetch)."""
+        return self.prefetch is None
+
+    @property
+    def run_s(self) -> float | None:
+        """The moving average of run times (s), None before the first one."""
+        return self._run_s
+
+    def ran(self, seconds: float, ended: float) -> None:
+        """Note a handler that ran `seconds` and finished at monotonic time `ended`."""
+        run = self._run_s
+        self._run_s = seconds if run is None else run + ALPHA * (seconds - run)
+        self._mark = ended
+
+    def busy(self, now: float) -> None:
+        """Note that a handler started at monotonic time `now` while none was running."""
+        self._mark = now
+
+    def rate(self, now: float, running: bool) -> float:
+        """The handlers' estimated completions per second at `now` (0 before any finished).
+
+        Args:
+            now: monotonic time.
+            running: whether a handler runs now (otherwise the time since the last one
+                finished says nothing about how long jobs take).
+        """
+        run = self._run_s
+        if run is None:
+            return 0.0
+        rate = self._concurrency / max(run, 1e-6)
+        if running:
+            since = now - self._mark
+            # Nothing finished for longer than the average allows: the jobs take longer now.
+            if since * rate > 1.0:
+                rate = 1.0 / since
+        return rate
+
+    def target(self, now: float, running: bool) -> int:
+        """The buffer wanted at monotonic time `now` (jobs beyond the running ones)."""
+        if self.prefetch is not None:
+            return self.prefetch
+        return min(self._cap, int(self.rate(now, running) * self._horizon))
