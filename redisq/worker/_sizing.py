@@ -11,8 +11,10 @@ where run_time is a moving average (EWMA) of the handlers' run times. No-op jobs
 each) get the full 1,000 and are claimed hundreds at a time; 100 ms jobs on 10 handlers get
 none: each claim takes what the free handlers can start at once, as with prefetch 0. Until a
 handler has finished the buffer is empty; and while handlers run but none has finished for
-longer than the average allows (they started longer jobs), the rate is taken to be at most
-one job per that time, so the buffer shrinks at once rather than after the long jobs end.
+`SLOW_AFTER_S` (20 ms) when the average says they should have (they started longer jobs),
+the rate is taken to be at most one job per that time, so the buffer shrinks at once rather
+than after the long jobs end. (Below 20 ms a pause says nothing: a garbage collection, or the
+fetcher holding the GIL while it reads a large claim, stops quick handlers for milliseconds.)
 A fixed `prefetch` replaces the estimate.
 
 The sizer is plain arithmetic on the times it is given (no clock of its own), under the
@@ -23,14 +25,19 @@ from __future__ import annotations
 
 import math
 
-__all__ = ["ALPHA", "HORIZON_S", "MAX_BUFFER", "STALE_WAIT_S", "Sizer"]
+__all__ = ["ALPHA", "HORIZON_S", "MAX_BUFFER", "SLOW_AFTER_S", "SPIKE", "STALE_WAIT_S", "Sizer"]
 
 #: The buffer holds what the handlers finish within this long (s).
 HORIZON_S = 0.005
 #: The largest buffer (jobs); also the largest fixed prefetch.
 MAX_BUFFER = 1_000
+#: No handler finished for this long while they run, when the average says they should have:
+#: the jobs take longer now (s).
+SLOW_AFTER_S = 0.02
 #: Weight of the latest run time in the moving average.
 ALPHA = 0.05
+#: One run time counts for at most this many times the average.
+SPIKE = 100.0
 #: A job that waited this long in the buffer means the estimate was wrong (the handlers became
 #: slower): what the buffer holds beyond the new estimate is released for other workers (s).
 STALE_WAIT_S = 0.1
@@ -79,7 +86,15 @@ class Sizer:
     def ran(self, seconds: float, ended: float) -> None:
         """Note a handler that ran `seconds` and finished at monotonic time `ended`."""
         run = self._run_s
-        self._run_s = seconds if run is None else run + ALPHA * (seconds - run)
+        if run is None:
+            self._run_s = seconds
+        else:
+            # One run counts for at most SPIKE times the average: with quick jobs, the run
+            # that the interpreter paused to let another thread have the GIL (5 ms, or tens
+            # with many threads) would otherwise shrink the buffer for the next hundred jobs.
+            # Jobs that really became slower still move the average by 6x per run (and the
+            # SLOW_AFTER_S rule cuts the rate at once).
+            self._run_s = run + ALPHA * (min(seconds, SPIKE * run) - run)
         self._mark = ended
 
     def busy(self, now: float) -> None:
@@ -101,7 +116,7 @@ class Sizer:
         if running:
             since = now - self._mark
             # Nothing finished for longer than the average allows: the jobs take longer now.
-            if since * rate > 1.0:
+            if since > SLOW_AFTER_S and since * rate > 1.0:
                 rate = 1.0 / since
         return rate
 

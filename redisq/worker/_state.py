@@ -239,6 +239,10 @@ class State:
         #: The fetcher's loop waits for a handler thread to take it over (`hand_over`).
         self._fetch_free = False
         self._room_waiting = False
+        #: The buffer's size as of the fetcher's last look (`_size`), and the room that makes
+        #: a claim worthwhile: a quarter of the slots and the buffer.
+        self._buffer = self.sizer.target(time.monotonic(), False)
+        self._refill = max(1, (concurrency + self._buffer) // 4)
         #: The fetcher was just woken for room: the handler thread that woke it lets it run
         #: (see `next`); `took_room` is notified when the fetcher's wait returns, and
         #: `_room_taken` counts those returns.
@@ -249,19 +253,22 @@ class State:
 
     # ------------------------------------------------------------------------- capacity
 
-    def capacity(self, now: float | None = None) -> int:
+    def capacity(self) -> int:
         """How many jobs the fetcher may claim now (call with the lock held): the free
         handler slots plus the buffer's size, less what waits in it already."""
-        if now is None:
-            now = time.monotonic()
-        return self.concurrency + self.sizer.target(now, self.running > 0) - self._held
+        return self.concurrency + self._buffer - self._held
 
-    def _room(self, now: float) -> bool:
+    def _size(self, now: float) -> None:
+        """Size the buffer for `now` (lock held; at each claim decision, not per job)."""
+        buffer = self.sizer.target(now, self.running > 0)
+        self._buffer = buffer
+        self._refill = max(1, (self.concurrency + buffer) // 4)
+
+    def _room(self) -> bool:
         """Tell whether a claim is worthwhile now (lock held): a quarter of the slots and
         the buffer is free, or anything is free while no claimed job waits for a handler."""
-        buffer = self.sizer.target(now, self.running > 0)
-        free = self.concurrency + buffer - self._held
-        return free > 0 and (free >= max(1, (self.concurrency + buffer) // 4) or not self.pending)
+        free = self.concurrency + self._buffer - self._held
+        return free > 0 and (free >= self._refill or not self.pending)
 
     def wait_capacity(self, timeout: float) -> int:
         """Wait until a claim is worthwhile (or stop); return how many (0 when stopping).
@@ -273,7 +280,8 @@ class State:
         with self.lock:
             now = time.monotonic()
             deadline = now + timeout
-            while not (self.stopping or self._room(now)):
+            self._size(now)
+            while not (self.stopping or self._room()):
                 left = deadline - now
                 if left <= 0:
                     break
@@ -281,11 +289,12 @@ class State:
                 self._room_waiting = True
                 self.changed.wait(left)
                 now = time.monotonic()
+                self._size(now)
             self._room_waiting = False
             self._room_taken += 1
             self.took_room.notify_all()
             # One claim leases at most MAX_CLAIM jobs; the fetcher claims again for the rest.
-            return 0 if self.stopping else max(0, min(self.capacity(now), MAX_CLAIM))
+            return 0 if self.stopping else max(0, min(self.capacity(), MAX_CLAIM))
 
     # --------------------------------------------------------------------------- claims
 
@@ -514,7 +523,7 @@ class State:
             else:
                 entry.phase = _DECIDED
                 self._settle(outcome)
-        if self._room_waiting and self._room(now):
+        if self._room_waiting and self._room():
             self._room_waiting = False
             self._nudged = True
             self.changed.notify_all()
@@ -576,7 +585,7 @@ class State:
                 entry.phase = Phase.DECIDED
                 entry.settled = True
                 self.entries.discard(entry)
-                if self._room_waiting and self._room(time.monotonic()):
+                if self._room_waiting and self._room():
                     self._room_waiting = False
                     self.changed.notify_all()
                 elif self._draining:
