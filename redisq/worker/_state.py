@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import math
 import threading
 import time
 from collections import deque
@@ -249,6 +250,8 @@ class State:
         self._nudged = False
         self.took_room = threading.Condition(self.lock)
         self._room_taken = 0
+        #: When `trim` last looked at a buffer whose oldest entry had waited long enough.
+        self._trimmed = -math.inf
         self._draining = False
 
     # ------------------------------------------------------------------------- capacity
@@ -535,11 +538,12 @@ class State:
 
     def trim_at(self) -> float:
         """When `trim` has work to check next (monotonic; inf while nothing is pending or
-        the buffer's size is fixed)."""
+        the buffer's size is fixed): once the oldest pending entry waited STALE_WAIT_S, then
+        every half of that while it still waits."""
         with self.lock:
             if not self.pending or not self.sizer.adaptive:
                 return float("inf")
-            return self.pending[0].claimed_at + STALE_WAIT_S
+            return max(self.pending[0].claimed_at + STALE_WAIT_S, self._trimmed + STALE_WAIT_S / 2)
 
     def trim(self, now: float) -> int:
         """Release what the buffer holds beyond its size, once its oldest entry waited
@@ -553,8 +557,10 @@ class State:
                 or self.stopping
                 or not self.sizer.adaptive
                 or now - pending[0].claimed_at < STALE_WAIT_S
-                or self.running < self.concurrency
             ):
+                return 0
+            self._trimmed = now
+            if self.running < self.concurrency:
                 return 0
             excess = len(pending) - self.sizer.target(now, True)
             if excess <= 0:
