@@ -2,20 +2,26 @@
 
 ::
 
-    worker = redisq.Worker(app, concurrency=8)            # every queue of the app's tasks
-    worker.run()                                          # until SIGTERM / SIGINT / stop()
+    worker = redisq.Worker(app)            # every queue of the app's tasks, the defaults
+    worker.run()                           # until SIGTERM / SIGINT / stop()
 
 Threads of one worker (pool="thread"; pool="async" replaces the handler threads with one
 event loop running asyncio tasks):
 
-- the fetcher claims jobs when handler slots are free and blocks on Redis otherwise;
+- the fetcher claims jobs when handler slots are free and blocks on Redis otherwise. A claim
+  takes the free slots plus the buffer: jobs claimed ahead, waiting for a handler. By default
+  the buffer holds what the handlers finish in about 5 ms, from their measured run times
+  (`_sizing.py`): hundreds for no-op jobs, none for 100 ms jobs; a fixed `prefetch`
+  replaces it;
 - handler threads (or asyncio tasks) run the tasks. With threads, the fetcher's loop moves:
   when a wait for work brings jobs to an idle worker, the thread that received them runs the
   first itself, with no thread switch before the handler starts, and an idle handler thread
   takes over the loop (`State.hand_over`);
-- the keeper renews every lease in flight (lease_ms / 3), enforces timeouts, and reaps;
+- the keeper renews every lease in flight (lease_ms / 3, the buffer's included), enforces
+  timeouts, releases what the buffer holds beyond its size once it waited 100 ms (the
+  handlers became slower than the buffer was sized for), and reaps;
 - the settler acks (batched), nacks and releases, retrying through Redis outages;
-- `run` itself waits for a stop, then drains: release the prefetched jobs, let running
+- `run` itself waits for a stop, then drains: release the buffer's jobs, let running
   handlers finish within the grace period, release the rest, flush the outcomes.
 
 A process supervisor runs N workers by constructing one `Worker(app, **options)` per process:
@@ -72,6 +78,10 @@ class Worker:
             dead-lettered with an error saying so.
         queues: the queues to work (default: every queue of the app's tasks).
         concurrency: handlers running at once (default 10 threads, or 100 asyncio tasks).
+            The default suits quick jobs and handlers that wait a little (a query, an HTTP
+            call); raise it for handlers that mostly wait (many slow calls at once: or use
+            pool="async"). Handlers that compute in Python share one core however many
+            threads run them: run more processes (`redisq.Supervisor`, ``--processes``).
         pool: ``"thread"`` (each handler in a thread) or ``"async"`` (one event loop; async
             handlers as tasks, sync handlers through ``asyncio.to_thread``).
         weights: queue weights for the weighted round-robin (default 1 each).
@@ -80,8 +90,13 @@ class Worker:
             are released (given back without counting the attempt).
         reaper_interval_ms: mean time between reaps of the queues' expired leases (+-20%).
         name: the worker's name, recorded on claimed jobs (default host-pid-random).
-        prefetch: jobs claimed beyond the free slots, waiting in memory with their leases
-            renewed (released at once at stop); raise it for many short jobs.
+        prefetch: a fixed number of jobs claimed beyond the free slots, waiting in memory
+            with their leases renewed (released at once at stop). Default None: adaptive,
+            about what the handlers finish in 5 ms by their recent run times (up to 1,000):
+            quick jobs are claimed hundreds at a time, slow ones only for free handlers, so
+            other workers get them; what waits 100 ms once the handlers turn slower is
+            released (attempt not counted). 0 claims only for free handlers; a fixed
+            number keeps that many waiting whatever the jobs take.
         idle_wait_ms: longest blocking wait on Redis when the queues are empty (5 s).
             Enqueues and due jobs wake the worker at once, and a stop cuts the wait short;
             the claim after each wait that timed out bounds how long a lost wake-up (a
