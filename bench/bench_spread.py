@@ -15,10 +15,12 @@ timelines, per process:
 
 A buffer sized for quick jobs would strand slow ones: with ``--configs 4:500`` the first
 process to wake claims 504 jobs and the others idle. The worker's default is meant to claim
-no more than its free handlers can start for jobs this slow.
+no more than its free handlers can start for jobs this slow. With ``--quick-first N``, N
+no-op jobs come first in the queue: the processes size their buffers for them, then meet the
+slow ones (what a buffer holds beyond its new size once it waited 100 ms is released).
 
     python bench/bench_spread.py [--jobs 400] [--job-ms 100] [--processes 4]
-        [--configs default,4:500] [--rounds 1] [--url redis://...]
+        [--configs default,4:500] [--quick-first 0] [--rounds 1] [--url redis://...]
 
 Settings are written as in bench_worker.py (CONCURRENCY:PREFETCH, "-" for a default,
 "default" for both). ``PYTHONPATH=/path/to/a/checkout python bench/bench_spread.py`` measures
@@ -66,7 +68,8 @@ lock = threading.Lock()
 @app.task(name=task, queue=queue)
 def work(ms, ctx):
     started = time.time()
-    time.sleep(ms / 1000)
+    if ms:
+        time.sleep(ms / 1000)
     job = ctx.job
     claimed_ms = job.lease_deadline_ms - (job.lease_ms or lease_ms)
     with lock:
@@ -96,6 +99,9 @@ def parser() -> argparse.ArgumentParser:
         "--configs",
         default=CONFIGS,
         help=f"worker settings, comma-separated, as in bench_worker.py ({CONFIGS})",
+    )
+    p.add_argument(
+        "--quick-first", type=int, default=0, help="no-op jobs enqueued before the slow ones (0)"
     )
     p.add_argument("--rounds", type=int, default=1, help="drains per setting, interleaved (1)")
     return p
@@ -193,26 +199,35 @@ def analyse(children: list[dict[str, Any]], job_s: float) -> Spread:
         stranded_s=stranded,
         waited_s=waited,
         makespan_s=end - first,
-        ideal_s=len(records) * job_s / sum(slots),
+        ideal_s=sum(1 for r in records if r[2] - r[1] >= job_s / 2) * job_s / sum(slots),
         released=sum(c["metrics"]["released"] for c in children),
     )
 
 
 def drain(
-    url: str, admin: redis.Redis, jobs: int, job_ms: int, processes: int, options: dict[str, int]
+    url: str,
+    admin: redis.Redis,
+    jobs: int,
+    job_ms: int,
+    processes: int,
+    options: dict[str, int],
+    quick_first: int = 0,
 ) -> Spread:
-    """Run `processes` workers over `jobs` jobs of `job_ms`; return their spread."""
+    """Run `processes` workers over `quick_first` no-op jobs then `jobs` jobs of `job_ms`;
+    return their spread."""
     prefix = new_prefix("spread")
     store = redisq.connect(url, prefix=prefix)
     children: list[subprocess.Popen[str]] = []
+    durations = [0] * quick_first + [job_ms] * jobs
+    jobs = len(durations)
     try:
         store.pause(QUEUE)
         for first in range(0, jobs, 1_000):
             store.enqueue_many(
                 QUEUE,
                 [
-                    redisq.Spec({"args": [job_ms], "kwargs": {}}, name=TASK)
-                    for _ in range(first, min(first + 1_000, jobs))
+                    redisq.Spec({"args": [ms], "kwargs": {}}, name=TASK)
+                    for ms in durations[first : first + 1_000]
                 ],
             )
         for _ in range(processes):
@@ -254,17 +269,21 @@ def run(args: argparse.Namespace) -> list[Figure]:
     """Measure the spread for each setting."""
     jobs = args.jobs or (QUICK_JOBS if args.quick else JOBS)
     configs = parse_configs(args.configs)
-    options = {
+    options: dict[str, Any] = {
         "jobs": jobs,
         "job_ms": args.job_ms,
         "processes": args.processes,
         "configs": args.configs,
     }
+    if args.quick_first:
+        options["quick_first"] = args.quick_first
     if args.rounds > 1:
         options["rounds"] = args.rounds
     cmd = command_line(SCRIPT, options, args.url)
     print(
-        f"## spread of {jobs} jobs of {args.job_ms} ms over {args.processes} worker processes"
+        f"## spread of {jobs} jobs of {args.job_ms} ms"
+        f"{f' after {args.quick_first} no-op jobs' if args.quick_first else ''}"
+        f" over {args.processes} worker processes"
         f"\n# {cmd}\n# {describe_code()}",
         flush=True,
     )
@@ -276,7 +295,13 @@ def run(args: argparse.Namespace) -> list[Figure]:
                 for config in configs:
                     with step(config.label):
                         s = drain(
-                            server.url, admin, jobs, args.job_ms, args.processes, config.options
+                            server.url,
+                            admin,
+                            jobs,
+                            args.job_ms,
+                            args.processes,
+                            config.options,
+                            args.quick_first,
                         )
                     found.setdefault(config.label, []).append(s)
                     print(

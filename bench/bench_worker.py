@@ -19,7 +19,7 @@
 A setting is CONCURRENCY:PREFETCH; either may be "-" (the Worker's default), and "default"
 stands for "-:-", the Worker as users run it (`redisq worker` without options). An explicit
 setting also passes idle_wait_ms=50, as this script always did; "default" passes nothing.
-`--pickups 0` and `--idle-seconds 0` leave out (c) and (d).
+`--jobs 0`, `--pickups 0` and `--idle-seconds 0` leave out (a) and (b), (c), (d).
 
 The worker processes run the redisq that this script imported, so that
 ``PYTHONPATH=/path/to/another/checkout python bench/bench_worker.py`` measures that checkout
@@ -96,7 +96,9 @@ print(json.dumps({**worker.metrics.snapshot(), "cpu": time.process_time()}), flu
 def parser() -> argparse.ArgumentParser:
     """Return this script's argument parser."""
     p = base_parser(__doc__.splitlines()[0] if __doc__ else SCRIPT)
-    p.add_argument("--jobs", type=int, default=None, help=f"jobs per drain ({JOBS:,})")
+    p.add_argument(
+        "--jobs", type=int, default=None, help=f"jobs per drain, 0: skip (a) and (b) ({JOBS:,})"
+    )
     p.add_argument(
         "--configs",
         default=CONFIGS,
@@ -379,7 +381,7 @@ def percentile(values: list[float], q: float) -> float:
 
 def run(args: argparse.Namespace) -> list[Figure]:
     """Measure the worker figures (a) to (d)."""
-    jobs = args.jobs or (QUICK_JOBS if args.quick else JOBS)
+    jobs = (QUICK_JOBS if args.quick else JOBS) if args.jobs is None else args.jobs
     configs = parse_configs(args.configs)
     pickups = (QUICK_PICKUPS if args.quick else PICKUPS) if args.pickups is None else args.pickups
     idle_s = (
@@ -403,12 +405,12 @@ def run(args: argparse.Namespace) -> list[Figure]:
         admin = redis.Redis.from_url(server.url)
         print_environment(admin)
         try:
-            for _ in range(args.rounds):
+            for _ in range(args.rounds if jobs else 0):
                 for n in counts or [1]:
                     for config in configs:
                         r = _drain_step(server.url, admin, jobs, n, config)
                         runs.setdefault((n, config.label), []).append(r)
-            if counts is None:
+            if counts is None and jobs:
                 best = max(configs, key=lambda c: _median(runs[1, c.label])["rate"])
                 for _ in range(args.rounds):
                     r = _drain_step(server.url, admin, jobs, 2, best)
