@@ -245,11 +245,15 @@ class State:
         self._buffer = self.sizer.target(time.monotonic(), False)
         self._refill = max(1, (concurrency + self._buffer) // 4)
         #: The fetcher was just woken for room: the handler thread that woke it lets it run
-        #: (see `next`); `took_room` is notified when the fetcher's wait returns, and
-        #: `_room_taken` counts those returns.
+        #: (see `next`); `looked` is notified each time the fetcher has looked at the room
+        #: (in `wait_capacity`), and `_looks` counts those looks.
         self._nudged = False
-        self.took_room = threading.Condition(self.lock)
-        self._room_taken = 0
+        self.looked = threading.Condition(self.lock)
+        self._looks = 0
+        #: Pending entries released because their lease could not be renewed, since the
+        #: last WARNING about it, and when that was.
+        self._stale_count = 0
+        self._stale_logged = -math.inf
         #: When `trim` last looked at a buffer whose oldest entry had waited long enough.
         self._trimmed = -math.inf
         self._draining = False
@@ -293,9 +297,9 @@ class State:
                 self.changed.wait(left)
                 now = time.monotonic()
                 self._size(now)
+                self._looks += 1
+                self.looked.notify_all()
             self._room_waiting = False
-            self._room_taken += 1
-            self.took_room.notify_all()
             # One claim leases at most MAX_CLAIM jobs; the fetcher claims again for the rest.
             return 0 if self.stopping else max(0, min(self.capacity(), MAX_CLAIM))
 
@@ -384,11 +388,21 @@ class State:
         entry.released = True
         self._held -= 1
         self._settle(Outcome(entry, "release", "release"))
-        logger.warning(
-            "job %s/%s: not started: its lease could not be renewed while it waited for a"
-            " handler; it is released (the attempt does not count)",
-            *entry.key,
-        )
+        # Through an outage the whole buffer may go this way: one WARNING a minute at most.
+        self._stale_count += 1
+        now = time.monotonic()
+        if now - self._stale_logged >= 60.0:
+            logger.warning(
+                "%d claimed job(s) not started, e.g. %s/%s: their lease could not be renewed"
+                " while they waited for a handler; they are released (the attempt does not"
+                " count)",
+                self._stale_count,
+                *entry.key,
+            )
+            self._stale_count = 0
+            self._stale_logged = now
+        else:
+            logger.debug("job %s/%s: not started (lease not renewed); released", *entry.key)
 
     @overload
     def _take(self, block: Literal[False]) -> Entry | None: ...
@@ -486,7 +500,7 @@ class State:
                             return entry
                         self._nudged = False
                         nudged: Entry | Handoff | None = entry
-                        taken = self._room_taken
+                        looks = self._looks
                     else:
                         self._stale(entry)
                         return self._take(block)
@@ -496,15 +510,13 @@ class State:
                 nudged = None
         if nudged is not None:
             # This thread woke the fetcher: wait (without the GIL) until the fetcher is up and
-            # has taken the room, so that it sends its claim now, while the jobs still pending
-            # keep the handlers busy until the claim comes back. Otherwise the fetcher would
-            # wait for the interpreter's switch interval (5 ms) to get the GIL, in which time a
-            # handler running quick jobs can empty the buffer, and claims and handlers would
-            # take turns instead of overlapping. This happens once per claim, not per job.
+            # has looked at the room, so that it sends its claim now, while the jobs still
+            # pending keep the handlers busy until the claim comes back. Otherwise the fetcher
+            # would wait for the interpreter's switch interval (5 ms) to get the GIL, in which
+            # time a handler running quick jobs can empty the buffer, and claims and handlers
+            # would take turns instead of overlapping. This happens once per claim, not per job.
             with self.lock:
-                self.took_room.wait_for(
-                    lambda: self._room_taken != taken or self.closed, _NUDGE_WAIT_S
-                )
+                self.looked.wait_for(lambda: self._looks != looks or self.closed, _NUDGE_WAIT_S)
             return nudged
         # The outcome came too late: log it outside the lock.
         assert done is not None
