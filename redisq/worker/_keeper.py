@@ -131,8 +131,14 @@ class Keeper:
             for entry in entries:
                 by_lease.setdefault(entry.lease_ms, []).append(entry)
             groups = by_lease.values()
-        # The first may wait in an adaptive buffer: check it then (see State.trim).
-        trim_at = entries[0].claimed_at + STALE_WAIT_S if self._adaptive else float("inf")
+        # When more wait than free handlers can start (an adaptive buffer holds some), the
+        # first of them may wait too long: check then (State.trim). Otherwise the keeper is
+        # not woken for it: waking it at every claim would cost an idle worker's pickup time.
+        trim_at = (
+            entries[0].claimed_at + STALE_WAIT_S
+            if self._adaptive and self._state.buffered()
+            else float("inf")
+        )
         with self._lock:
             earliest = min(self._push_groups(groups), trim_at)
             wake = earliest < self._sleep_until

@@ -14,8 +14,18 @@ handler has finished the buffer is empty; and while handlers run but none has fi
 `SLOW_AFTER_S` (20 ms) when the average says they should have (they started longer jobs),
 the rate is taken to be at most one job per that time, so the buffer shrinks at once rather
 than after the long jobs end. (Below 20 ms a pause says nothing: a garbage collection, or the
-fetcher holding the GIL while it reads a large claim, stops quick handlers for milliseconds.)
+fetcher holding the GIL while it reads a large claim, stops quick handlers for milliseconds;
+for the same reason one run counts for at most `SPIKE` times the average.)
 A fixed `prefetch` replaces the estimate.
+
+concurrency / run_time is the handlers' rate when they wait (I/O); handlers that compute in
+Python share the GIL, so each one's run time stretches with the others' and the ratio still
+comes out near the rate the process reaches.
+
+What the buffer must not cost is checked elsewhere: the keeper renews the leases of the jobs
+in it, releases what it holds beyond its size once the oldest waited `STALE_WAIT_S` (the
+estimate was wrong), and a job whose lease was lost or could not be renewed is never started
+(`State.trim`, `State.lose`, `State._stale`).
 
 The sizer is plain arithmetic on the times it is given (no clock of its own), under the
 worker state's lock.

@@ -548,6 +548,11 @@ class State:
 
     # ------------------------------------------------------------------------ the buffer
 
+    def buffered(self) -> bool:
+        """Tell whether more entries wait than the free handlers can start (read without the
+        lock: a hint)."""
+        return len(self.pending) > self.concurrency - self.running
+
     def trim_at(self) -> float:
         """When `trim` has work to check next (monotonic; inf while nothing is pending or
         the buffer's size is fixed): once the oldest pending entry waited STALE_WAIT_S, then
