@@ -10,8 +10,8 @@ beyond its size once its oldest job waited `STALE_WAIT_S` is released for other 
 waiting job whose lease a renewal found lost is dropped, never started (`State.lose`).
 
 The keeper is driven by time, not by the jobs: it sleeps until the earliest renewal, timeout,
-buffer check or reap is due. Renewals wait in a heap of groups (the jobs of one claim with one lease
-length share a group and a deadline), timeouts in a heap of single entries; both drop
+buffer check or reap is due. Renewals wait in a heap of groups (the jobs of one claim with one
+lease length share a group and a deadline), timeouts in a heap of single entries; both drop
 finished entries lazily (when their time comes, or in a compaction when the heap holds more
 finished entries than live ones), so admitting or starting a job costs one push and wakes
 the keeper only when its deadline is earlier than the one the keeper sleeps until.
