@@ -6,9 +6,13 @@ BIN := $(VENV)/bin
 # Rebuilt only when pyproject.toml changes (or the venv is missing).
 STAMP := $(VENV)/.redisq-installed.stamp
 PYTEST_ARGS ?=
+# `make chaos`: the chaos scenarios outside the default test run (docs/reliability.md).
+SCENARIOS ?= S2 S3 S6 S7 S8 S10 S15
+SEED ?=
+CHAOS_ARGS ?=
 
 .DEFAULT_GOAL := check
-.PHONY: venv test demo lint check bench bench-peers clean
+.PHONY: venv test demo lint check bench bench-peers chaos clean
 
 venv: $(STAMP)
 
@@ -32,7 +36,7 @@ lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
-	$(BIN)/mypy --strict tests/support
+	$(BIN)/mypy --strict tests/support tests/chaos
 	$(BIN)/python tools/gen_sync.py --check
 
 check: lint test
@@ -45,6 +49,10 @@ bench: venv
 BENCH_PEERS_ARGS ?=
 bench-peers: venv
 	$(BIN)/python bench/peers/run.py $(BENCH_PEERS_ARGS)
+
+# Seeded chaos runs; each prints its seed and figures, e.g. `make chaos SCENARIOS=S2 SEED=42`.
+chaos: venv
+	$(BIN)/python -m tests.chaos $(SCENARIOS) $(if $(SEED),--seed $(SEED)) $(CHAOS_ARGS)
 
 clean:
 	rm -rf $(VENV) build dist .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -9,6 +9,9 @@ if a test forgets it.
     with TcpProxy("127.0.0.1", server.port) as proxy:
         client = redis.Redis(port=proxy.port, socket_timeout=0.5)
         proxy.delay_next_reply(1.0)   # the next reply arrives after 1 s; later ones at once
+        proxy.set_latency(reply=0.2)  # every reply arrives 0.2 s late until set back to 0
+        proxy.lose_next_reply()       # the server runs the next request; its reply is lost
+                                      # and the connection reset
         proxy.freeze()                # nothing moves in either direction (a partition)
         proxy.unfreeze()
         proxy.drop_all()              # every live connection is reset (RST, SO_LINGER 0)
@@ -98,6 +101,7 @@ class TcpProxy:
         port: The port clients connect to.
         accepted: How many client connections were accepted so far.
         dropped: How many connections ``drop_all`` reset so far.
+        lost_replies: How many replies ``lose_next_reply`` discarded so far.
         error: The exception that stopped the loop, if it crashed (``close`` re-raises it).
     """
 
@@ -120,6 +124,7 @@ class TcpProxy:
         self.host = LOOPBACK
         self.accepted = 0
         self.dropped = 0
+        self.lost_replies = 0
         self.error: BaseException | None = None
 
         # Loop-thread state: touched only by the loop (knobs go through _call).
@@ -127,6 +132,9 @@ class TcpProxy:
         self._frozen = False
         self._delay_reply: float | None = None
         self._delay_request: float | None = None
+        self._latency_reply = 0.0
+        self._latency_request = 0.0
+        self._lose_reply = False
         self._stopping = False
         self._deadline = time.monotonic() + lifetime
         self._interest: dict[socket.socket, int] = {}
@@ -177,6 +185,27 @@ class TcpProxy:
     def delay_next_request(self, seconds: float) -> None:
         """Hold the next chunk a client sends (on any connection) for ``seconds``."""
         self._call(lambda: setattr(self, "_delay_request", seconds))
+
+    def set_latency(self, *, reply: float = 0.0, request: float = 0.0) -> None:
+        """Hold every chunk for ``reply`` s (server to client) and ``request`` s (client to
+        server) from now on, until set back to 0; chunks keep their order.
+
+        Chunks already held keep their release time; a one-off delay (``delay_next_*``) adds
+        to the latency of the chunk it applies to.
+        """
+        if reply < 0 or request < 0:
+            raise ValueError("latencies are seconds >= 0")
+
+        def set_both() -> None:
+            self._latency_reply = reply
+            self._latency_request = request
+
+        self._call(set_both)
+
+    def lose_next_reply(self) -> None:
+        """Discard the next chunk the server sends (on any connection) and reset that
+        connection: the server ran the request, the client never sees the answer."""
+        self._call(lambda: setattr(self, "_lose_reply", True))
 
     def freeze(self) -> None:
         """Hold every byte in both directions (a network partition) until ``unfreeze``.
@@ -380,14 +409,21 @@ class TcpProxy:
                     self._from_client(conn, data)
                 elif not data:
                     conn.upstream_eof = True  # deliver what is left, then close
+                elif self._lose_reply:
+                    self._lose_reply = False
+                    self.lost_replies += 1
+                    self._close_conn(conn, reset=True)
+                    return
                 else:
                     delay, self._delay_reply = self._delay_reply or 0.0, None
+                    delay += self._latency_reply
                     conn.down.held.append((time.monotonic() + delay, data))
         if mask & selectors.EVENT_WRITE and not conn.closed:
             self._flush(conn, is_client)
 
     def _from_client(self, conn: _Conn, data: bytes) -> None:
         delay, self._delay_request = self._delay_request or 0.0, None
+        delay += self._latency_request
         conn.up.held.append((time.monotonic() + delay, data))
 
     def _pump(self, now: float) -> None:

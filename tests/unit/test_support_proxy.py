@@ -101,6 +101,65 @@ def test_delay_holds_only_the_next_chunk(
         assert _read_line(sock) == b"+PONG\r\n"
 
 
+def test_latency_holds_every_reply_until_set_back(
+    valkey_server: ServerProcess, make_proxy: Callable[..., TcpProxy]
+) -> None:
+    proxy = make_proxy(valkey_server.port)
+    with _raw(proxy) as sock:
+        proxy.set_latency(reply=0.3)
+        for _ in range(2):  # every reply, not only the next one
+            sock.sendall(b"PING\r\n")
+            sock.settimeout(0.1)
+            with pytest.raises(TimeoutError):
+                sock.recv(64)
+            sock.settimeout(5)
+            assert _read_line(sock) == b"+PONG\r\n"
+
+        proxy.set_latency()
+        sock.settimeout(0.2)
+        sock.sendall(b"PING\r\n")
+        assert _read_line(sock) == b"+PONG\r\n"
+
+
+def test_latency_applies_to_requests_too(
+    valkey_server: ServerProcess, make_proxy: Callable[..., TcpProxy]
+) -> None:
+    proxy = make_proxy(valkey_server.port)
+    key = _key()
+    with _raw(proxy) as sock, valkey_server.client() as admin:
+        proxy.set_latency(request=0.5)
+        sock.sendall(f"SET {key} 1\r\n".encode())
+        # The server has not seen the request yet
+        assert admin.get(key) is None
+        sock.settimeout(5)
+        assert _read_line(sock) == b"+OK\r\n"
+        assert admin.get(key) == b"1"
+        admin.delete(key)
+    with pytest.raises(ValueError, match=">= 0"):
+        proxy.set_latency(reply=-1)
+
+
+def test_lost_reply_means_the_server_ran_the_command(
+    valkey_server: ServerProcess, make_proxy: Callable[..., TcpProxy]
+) -> None:
+    # Given a client that does not retry, and a proxy that loses the next reply
+    proxy = make_proxy(valkey_server.port)
+    key = _key()
+    with redis.Redis(host="127.0.0.1", port=proxy.port, retry=Retry(NoBackoff(), 0)) as client:
+        client.ping()
+        proxy.lose_next_reply()
+
+        # When it runs a script, the connection is reset instead of answering
+        with pytest.raises(redis.ConnectionError):
+            client.eval(INCR, 1, key)
+
+        # Then the script ran once, and the next call goes through on a new connection
+        assert client.eval(INCR, 1, key) == 2
+        client.delete(key)
+    assert proxy.lost_replies == 1
+    assert proxy.accepted == 2
+
+
 def test_freeze_holds_bytes_until_unfreeze(
     valkey_server: ServerProcess, make_proxy: Callable[..., TcpProxy]
 ) -> None:
