@@ -282,7 +282,11 @@ class State:
 
         A claim is worthwhile when a quarter of concurrency + buffer is free, or as soon as
         anything is free while no claimed job waits for a handler; after `timeout`, whatever
-        is free.
+        is free. An adaptive buffer's claim takes at most half of concurrency + buffer (and
+        always the free handler slots): the next claim then goes out while the jobs of this
+        one keep the handlers busy. (One claim of the whole buffer, 1,000 no-op jobs, takes
+        the fetcher longer to send, read and admit than the handlers take to run the jobs
+        left: the buffer ran dry before each claim came back, and the two took turns.)
         """
         with self.lock:
             now = time.monotonic()
@@ -300,8 +304,14 @@ class State:
                 self._looks += 1
                 self.looked.notify_all()
             self._room_waiting = False
+            if self.stopping:
+                return 0
+            count = self.capacity()
+            if self.sizer.adaptive:
+                half = (self.concurrency + self._buffer) // 2
+                count = min(count, max(half, self.concurrency - self.running))
             # One claim leases at most MAX_CLAIM jobs; the fetcher claims again for the rest.
-            return 0 if self.stopping else max(0, min(self.capacity(), MAX_CLAIM))
+            return max(0, min(count, MAX_CLAIM))
 
     # --------------------------------------------------------------------------- claims
 

@@ -136,9 +136,29 @@ def _run(state: State, count: int) -> list[Entry]:
 def test_claims_are_the_free_slots_until_the_run_times_are_known() -> None:
     state, _ = _state(concurrency=4)
     assert state.wait_capacity(0) == 4
-    # Quick runs: the free slots and the whole buffer (one claim takes at most MAX_CLAIM)
+    # Quick runs: the free slots and half the buffer (see the next test)
     _runs(state.sizer, 5e-6, 20, time.monotonic() - 1)
-    assert state.wait_capacity(0) == min(4 + MAX_BUFFER, MAX_CLAIM)
+    assert state.wait_capacity(0) == min((4 + MAX_BUFFER) // 2, MAX_CLAIM)
+
+
+def test_an_adaptive_claim_takes_half_the_buffer_so_the_next_goes_out_before_it_runs_dry() -> None:
+    # Given quick runs (a full buffer) and an empty worker
+    state, _ = _state(concurrency=10)
+    _runs(state.sizer, 5e-6, 20, time.monotonic() - 1)
+    # When the fetcher looks, then again once that claim was admitted
+    first = state.wait_capacity(0)
+    state.admit([_entry(f"a{i}") for i in range(first)])
+    second = state.wait_capacity(0)
+    # Then each claim is half of the slots and the buffer: the second is sent while the first
+    # still keeps the handlers busy, instead of one claim of everything followed by a wait
+    # for the buffer to empty (the fetcher and the handlers took turns)
+    assert first == second == (10 + MAX_BUFFER) // 2
+    state.admit([_entry(f"b{i}") for i in range(second)])
+    assert state.capacity() == 0
+    # And a worker whose buffer is empty (slow jobs) still claims for every free handler
+    slow, _ = _state(concurrency=10)
+    _runs(slow.sizer, 1.0, 20, time.monotonic() - 30)
+    assert slow.wait_capacity(0) == 10
 
 
 def test_claims_of_a_fixed_prefetch_worker_stay_as_set() -> None:
