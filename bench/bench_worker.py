@@ -457,6 +457,7 @@ def run(args: argparse.Namespace) -> list[Figure]:
                     ),
                 )
             )
+    figures += _default_figures(runs, results, configs, cmd)
     if picked is not None:
         figures += _pickup_figures(picked, pickups, cmd)
     if idled is not None:
@@ -468,6 +469,46 @@ def run(args: argparse.Namespace) -> list[Figure]:
                 " scripts)",
                 f"<= {GOAL_IDLE:g} /s",
                 sent_s <= GOAL_IDLE,
+                cmd,
+            )
+        )
+    return figures
+
+
+def _default_figures(
+    runs: dict[tuple[int, str], list[dict[str, Any]]],
+    results: dict[tuple[int, str], dict[str, Any]],
+    configs: list[Config],
+    cmd: str,
+) -> list[Figure]:
+    """The defaults beside the best tuned setting (the other setting with the highest
+    median), per number of processes: the ratio of their medians, and the median of the
+    ratios within each round (the two drains of a round ran a few seconds apart, so a
+    busy spell of the machine weighs on both)."""
+    figures = []
+    default = next((c.label for c in configs if not c.options), None)
+    if default is None:
+        return figures
+    for n in sorted({n for n, _ in results}):
+        tuned = [
+            (r["rate"], label) for (m, label), r in results.items() if m == n and label != default
+        ]
+        if (n, default) not in results or not tuned:
+            continue
+        best_rate, best = max(tuned)
+        ratios = sorted(
+            d["rate"] / t["rate"] for d, t in zip(runs[n, default], runs[n, best], strict=False)
+        )
+        ratio = results[n, default]["rate"] / best_rate
+        paired = ratios[(len(ratios) - 1) // 2]
+        figures.append(
+            Figure(
+                f"({'a' if n == 1 else 'b'}) {n} worker process{'es' if n > 1 else ''}: defaults"
+                f" / best tuned ({best})",
+                f"{100 * ratio:.0f}% (medians); per round: median {100 * paired:.0f}%"
+                f" ({100 * ratios[0]:.0f}-{100 * ratios[-1]:.0f}% over {len(ratios)})",
+                ">= 90%",
+                min(ratio, paired) >= 0.9,
                 cmd,
             )
         )
