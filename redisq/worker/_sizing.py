@@ -8,7 +8,8 @@ handlers finish within a short horizon (`HORIZON_S`, 5 ms), from what they have 
     buffer = floor(concurrency / run_time * HORIZON_S), at most MAX_BUFFER
 
 where run_time is a moving average (EWMA) of the handlers' run times. No-op jobs (microseconds
-each) get the full 1,000 and are claimed hundreds at a time; 100 ms jobs on 10 handlers get
+each) get the full 1,000 and are claimed hundreds at a time (half of it per claim at most, so
+that the next claim overlaps the handlers: `State.wait_capacity`); 100 ms jobs on 10 handlers get
 none: each claim takes what the free handlers can start at once, as with prefetch 0. Until a
 handler has finished the buffer is empty; and while handlers run but none has finished for
 `SLOW_AFTER_S` (20 ms) when the average says they should have (they started longer jobs),
