@@ -4,7 +4,10 @@
   nothing is written. Re-sending a successful ack with the same token succeeds again without a
   second completion. The done set is then trimmed to its retention limits. A job acked with a
   result also gets its completed record under result_prefix .. <id> for result_ttl_ms, so the
-  result outlives the count-trimmed record; jobs without a result write nothing more.
+  result outlives the count-trimmed record; jobs without a result write nothing more. Bounded
+  (lib/caps): at most CAPS.BATCH jobs and CAPS.ARG_BYTES of results per call (beyond the first
+  job); when the stored records pass CAPS.READ_BYTES, only the jobs before that one are handled
+  (all or nothing among them), and the client sends the rest again.
   KEYS[1] meta        hash   schema, completed total
   KEYS[2] leased      zset   job ids, score = lease deadline (ms)
   KEYS[3] done        zset   completed job ids, score = completion time (ms)
@@ -18,23 +21,21 @@
   ARGV[5] result_ttl_ms int  how long a stored result is kept (0 = not beyond its record)
   ARGV[6] count       int    number of jobs that follow
   ARGV[7+] jobs       list   3 values per job: id, token, result ('' = none)
-  Returns: {status, now_ms, {per job: 0 = completed now, or the stored record
-           when it had been acked already}}; refusals: {status, index, detail}
+  Returns: {status, now_ms, {per job handled (the first ones): 0 = completed now, or the
+           stored record when it had been acked already}}; refusals: {status, index, detail}
   Status: OK, NOT_FOUND, LEASE_LOST, LEASE_EXPIRED, WRONG_TYPE, SCHEMA_MISMATCH, BAD_ARGUMENT,
           BAD_RECORD
-  Cost: O((n + batch) log N) for n jobs
+  Cost: O((n + batch) log N) for n jobs, n <= CAPS.BATCH; bytes bounded by lib/caps
 ]]
 --- @include "lib/status"
 --- @include "lib/now_ms"
 --- @include "lib/num"
 --- @include "lib/read_meta"
 --- @include "lib/key_types"
---- @include "lib/record"
 --- @include "lib/bad_record"
---- @include "lib/rec_pack"
 --- @include "lib/ack_head"
---- @include "lib/rec_blobs"
---- @include "lib/read_jobs"
+--- @include "lib/caps"
+--- @include "lib/read_some"
 --- @include "lib/write_jobs"
 --- @include "lib/lease_check_fields"
 --- @include "lib/chunks"
@@ -58,10 +59,17 @@ local count = tonumber(ARGV[6])
 local jobs_at = 7
 local STRIDE = 3
 
-if not keep or not max_age_ms or not batch or not count or count < 1
+if not keep or not max_age_ms or not batch or not count or count < 1 or count > CAPS.BATCH
     or not result_ttl_ms or result_ttl_ms < 0
     or #ARGV ~= jobs_at - 1 + count * STRIDE then
   return {STATUS.BAD_ARGUMENT, 'ack'}
+end
+local arg_bytes = 0
+for i = 1, count do
+  arg_bytes = arg_bytes + #ARGV[jobs_at + (i - 1) * STRIDE + 2]
+end
+if count > 1 and arg_bytes > CAPS.ARG_BYTES then
+  return {STATUS.BAD_ARGUMENT, 'result bytes'}
 end
 local now = now_ms(now_arg)
 local meta, err = read_meta(meta_key)
@@ -74,9 +82,9 @@ for i = 1, count do
   ids[i] = ARGV[jobs_at + (i - 1) * STRIDE]
 end
 local recs
-recs, err = read_jobs(jobs_key, ids)
+recs, count = read_some(jobs_key, ids, CAPS.READ_BYTES)
 if not recs then
-  return err
+  return count
 end
 -- One pass: check each job's lease and build its completed record (nothing is written until
 -- every job passed).
@@ -95,7 +103,7 @@ for i = 1, count do
   if not s then
     return {STATUS.NOT_FOUND, i}
   end
-  local state, at, held, deadline, fin, ended, lm, ukey = match(s, ACK_HEAD)
+  local state, at, held, deadline, fin, ended, lm, ukey, pr = match(s, ACK_HEAD)
   if not state then
     return bad_record(jobs_key, ids[i])
   end
@@ -114,17 +122,16 @@ for i = 1, count do
       rec = 'j3\ncompleted\n' .. sub(s, at, fin - 1) .. n .. '\nack/' .. token .. '\n'
         .. sub(s, lm)
     else
-      -- A result goes into the blobs: that record is parsed whole (and must parse) here.
-      local t = rec_parse(s)
-      if not t then
+      -- The same, with the result spliced into the blobs in place of any stored one: the
+      -- rest of the text fields must parse and the blob lengths fit (else BAD_RECORD).
+      local lens, e, r, p, tail = match(s, ACK_TAIL, pr)
+      e, r, p = tonumber(e), tonumber(r), tonumber(p)
+      if not lens or e + r + p > #s - tail + 1 then
         return bad_record(jobs_key, ids[i])
       end
-      t[F.STATE] = 'completed'
-      t[F.FINISHED] = n
-      t[F.ENDED] = 'ack/' .. token
-      local e, _, pr, payload = rec_blobs(t)
-      rec_set_blobs(t, e, result, pr, payload)
-      rec = rec_pack(t)
+      rec = 'j3\ncompleted\n' .. sub(s, at, fin - 1) .. n .. '\nack/' .. token .. '\n'
+        .. sub(s, lm, lens - 1) .. e .. '\n' .. #result .. '\n' .. p .. '\n'
+        .. sub(s, tail, tail + e - 1) .. result .. sub(s, tail + e + r)
       if result_ttl_ms > 0 then
         results[#results + 1] = ids[i]
         results[#results + 1] = rec

@@ -45,7 +45,7 @@
 --- @include "lib/record"
 --- @include "lib/claim_head"
 --- @include "lib/read_jobs"
---- @include "lib/read_some"
+--- @include "lib/read_spend"
 --- @include "lib/write_jobs"
 --- @include "lib/chunks"
 --- @include "lib/housekeep"
@@ -160,7 +160,7 @@ if more then
 end
 -- Within the byte budget left by housekeeping (at least one candidate): the rest stays ready.
 local recs
-recs, err = read_some(jobs_key, ids, spend, true)
+recs, err = read_spend(jobs_key, ids, spend, true)
 if not recs then
   return err
 end

@@ -2,8 +2,11 @@
   Creates each job at most once: an id that already exists, or a unique key held by a live job,
   returns the stored job unchanged, so a re-sent call (client retry) never creates a second job.
   All or nothing: every job and key is validated before the first write. The hot path reads
-  instead of checking key types: meta, unique and jobs are read with pcall (the ids are looked
-  up with one HMGET), and the first write (the ZADD) is itself the type check of its set.
+  instead of checking key types: meta, unique and jobs are read with pcall, and the first write
+  (the ZADD) is itself the type check of its set. Bounded (lib/caps): at most CAPS.BATCH jobs and
+  CAPS.ARG_BYTES of payloads per call (beyond the first job), and when the stored records of ids
+  or unique keys already taken pass CAPS.READ_BYTES, only the jobs before that one are handled:
+  the reply then holds fewer entries, and the client sends the rest again.
   KEYS[1] meta        hash   schema, lib_version, seq (enqueue counter), enqueued, paused
   KEYS[2] ready       zset   job ids, score = ready_score(priority, seq)
   KEYS[3] scheduled   zset   job ids, score = due time (ms)
@@ -15,17 +18,19 @@
   ARGV[3] count       int    number of jobs that follow
   ARGV[4+] jobs       list   9 values per job: id, payload, name, priority, run_at_ms ('' = now +
                              delay_ms), delay_ms, max_attempts, lease_ms ('' = claim's), unique_key
-  Returns: {status, now_ms, entries, new_queue}; entry per job: 0 = created, k > 0 = same job as
-           entry k, or {id, record} = the existing job; new_queue = 1 when this call
-           created the queue's meta hash (the client then adds the queue to the registry)
+  Returns: {status, now_ms, entries, new_queue}; entry per job handled (the first ones): 0 =
+           created, k > 0 = same job as entry k, or {id, record} = the existing job; new_queue
+           = 1 when this call created the queue's meta hash (the client then makes sure the
+           queue is in the registry)
   Status: OK, WRONG_TYPE, SCHEMA_MISMATCH, BAD_ARGUMENT
-  Cost: O(n log N) for n jobs
+  Cost: O(n log N) for n jobs, n <= CAPS.BATCH; bytes bounded by lib/caps
 ]]
 --- @include "lib/status"
 --- @include "lib/schema"
 --- @include "lib/now_ms"
 --- @include "lib/num"
---- @include "lib/read_jobs"
+--- @include "lib/caps"
+--- @include "lib/read_some"
 --- @include "lib/write_jobs"
 --- @include "lib/ready_score"
 --- @include "lib/chunks"
@@ -46,8 +51,15 @@ local count = tonumber(ARGV[3])
 local jobs_at = 4
 local STRIDE = 9
 
-if not count or count < 1 or #ARGV ~= jobs_at - 1 + count * STRIDE then
+if not count or count < 1 or count > CAPS.BATCH or #ARGV ~= jobs_at - 1 + count * STRIDE then
   return {STATUS.BAD_ARGUMENT, 'count'}
+end
+local arg_bytes = 0
+for i = 1, count do
+  arg_bytes = arg_bytes + #ARGV[jobs_at + (i - 1) * STRIDE + 1]
+end
+if count > 1 and arg_bytes > CAPS.ARG_BYTES then
+  return {STATUS.BAD_ARGUMENT, 'payload bytes'}
 end
 local now = now_ms(now_arg)
 local meta, err = read_meta(meta_key, 'seq', 'enqueued')
@@ -55,9 +67,8 @@ if not meta then
   return err
 end
 
--- Validate every job; collect ids and unique keys to look up in one call each.
+-- Validate every job.
 local ids = {}
-local ukeys = {}
 for i = 1, count do
   local b = jobs_at + (i - 1) * STRIDE
   if ARGV[b] == '' or not tonumber(ARGV[b + 3]) or not tonumber(ARGV[b + 5])
@@ -65,14 +76,22 @@ for i = 1, count do
     return {STATUS.BAD_ARGUMENT, 'jobs', i}
   end
   ids[i] = ARGV[b]
-  if ARGV[b + 8] ~= '' then
-    ukeys[#ukeys + 1] = ARGV[b + 8]
-  end
 end
-local existing
-existing, err = read_jobs(jobs_key, ids)
+-- Look up the ids, then the unique keys of the jobs covered; past the read budget, the jobs
+-- from the first one not covered are left to the next call.
+local existing, used
+existing, count, used = read_some(jobs_key, ids, CAPS.READ_BYTES)
 if not existing then
-  return err
+  return count
+end
+local ukeys = {}
+local ukey_job = {}
+for i = 1, count do
+  local ukey = ARGV[jobs_at + (i - 1) * STRIDE + 8]
+  if ukey ~= '' then
+    ukeys[#ukeys + 1] = ukey
+    ukey_job[#ukeys] = i
+  end
 end
 local holders = {}
 if #ukeys > 0 then
@@ -82,15 +101,23 @@ if #ukeys > 0 then
   end
   local held_by = {}
   local held_keys = {}
+  local held_job = {}
   for i = 1, #ukeys do
     if found[i] then
       held_by[#held_by + 1] = found[i]
       held_keys[#held_keys + 1] = ukeys[i]
+      held_job[#held_by] = ukey_job[i]
     end
   end
   if #held_by > 0 then
-    local recs = redis.call('HMGET', jobs_key, unpack(held_by))
-    for i = 1, #held_by do
+    local recs, covered = read_some(jobs_key, held_by, CAPS.READ_BYTES - used)
+    if not recs then
+      return covered
+    end
+    if covered < #held_by then
+      count = held_job[covered + 1] - 1
+    end
+    for i = 1, covered do
       local state = recs[i] and string.match(recs[i], '^j3\n(%l+)\n')
       if state == 'ready' or state == 'scheduled' or state == 'leased' then
         holders[held_keys[i]] = {held_by[i], recs[i]}

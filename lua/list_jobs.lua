@@ -2,6 +2,9 @@
   Lists a page of a queue's jobs in a stable order: by state (ready, scheduled, leased,
   completed, dead, cancelled) and, within a state, in that set's order (claim order, due time,
   lease deadline, then time finished). `offset` and `limit` count across the states listed.
+  Bounded (lib/caps): at most CAPS.BATCH positions per call, and once the records read pass
+  CAPS.READ_BYTES the page stops there; `more` then says the client should ask again from
+  offset + covered.
   KEYS[1] meta        hash   schema
   KEYS[2] ready       zset   job ids
   KEYS[3] scheduled   zset   job ids
@@ -12,14 +15,16 @@
   KEYS[8] jobs        hash   job id -> packed job record (lib/record)
   ARGV[1] state       str    one state name, or '' for all
   ARGV[2] offset      int    jobs to skip
-  ARGV[3] limit       int    most jobs listed
-  Returns: {status, id, record, id, record, ...}
+  ARGV[3] limit       int    most jobs listed (more than CAPS.BATCH counts as CAPS.BATCH)
+  Returns: {status, positions covered, more (1 = stopped short of `limit` for a cap), id,
+           record, id, record, ...} (a position whose record is missing is covered, not listed)
   Status: OK, WRONG_TYPE, SCHEMA_MISMATCH, BAD_ARGUMENT
-  Cost: O(limit log N)
+  Cost: O(limit log N), limit <= CAPS.BATCH; bytes bounded by lib/caps
 ]]
 --- @include "lib/status"
 --- @include "lib/check_queue"
---- @include "lib/read_jobs"
+--- @include "lib/caps"
+--- @include "lib/read_some"
 
 local meta_key = KEYS[1]
 local ready_key = KEYS[2]
@@ -48,8 +53,11 @@ local sets = order
 if state ~= '' then
   sets = {state}
 end
-local out = {STATUS.OK}
-local left = limit
+local out = {STATUS.OK, 0, 0}
+local left = math.min(limit, CAPS.BATCH)
+local covered = 0
+local used = 0
+local more = 0
 for i = 1, #sets do
   if left <= 0 then
     break
@@ -62,18 +70,33 @@ for i = 1, #sets do
     local ids = redis.call('ZRANGE', set_key, offset, offset + left - 1)
     offset = 0
     if #ids > 0 then
-      local recs, bad = read_jobs(jobs_key, ids)
+      -- The first record of the call is always read; after it, the budget decides.
+      local recs, n, bytes = read_some(jobs_key, ids, CAPS.READ_BYTES - used)
       if not recs then
-        return bad
+        return n
       end
-      for j = 1, #ids do
+      if covered > 0 and n == 1 and bytes > CAPS.READ_BYTES - used then
+        n = 0
+      end
+      used = used + bytes
+      for j = 1, n do
         if recs[j] then
           out[#out + 1] = ids[j]
           out[#out + 1] = recs[j]
         end
       end
+      covered = covered + n
+      left = left - n
+      if n < #ids then
+        more = 1
+        break
+      end
     end
-    left = left - #ids
   end
 end
+if left <= 0 and limit > CAPS.BATCH then
+  more = 1
+end
+out[2] = covered
+out[3] = more
 return out

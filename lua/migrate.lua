@@ -6,24 +6,26 @@
   ends the scan sets the schema to '3'. A record already in layout 3 is skipped, so a re-sent
   call changes nothing; a record in neither layout is left as it is and counted as bad. A queue
   at schema 3, or without a schema (nothing was ever written), is done at once, unwritten.
-  HSCAN's COUNT is only a hint (a small hash comes whole in one step): when a step holds more
-  than `batch` layout-2 records, the call converts `batch` of them and hands back the cursor it
-  was given, so the next call scans the same step again and converts the rest. Skipped and bad
-  records are counted by the call that finishes a step (skipped: layout 3 before that call).
+  A call scans steps of a few records (HSCAN COUNT CAPS.READ_GROUP, lib/caps) until it has converted
+  `batch` records (CAPS.BATCH at most) or read CAPS.READ_BYTES; a step that would go past either
+  is left whole to the next call, unless it is the call's first: then the call converts what
+  fits and hands back the cursor it was given, so the next call scans the same step again and
+  converts the rest (HSCAN's COUNT is only a hint: a small hash comes whole in one step).
+  Skipped and bad records are counted by the call that finishes a step (skipped: layout 3
+  before that call).
   KEYS[1] meta        hash   schema
   KEYS[2] jobs        hash   job id -> packed job record (lib/record)
   ARGV[1] cursor      str    HSCAN cursor: '0' to start, then the one the last call returned
-  ARGV[2] batch       int    HSCAN COUNT, and most records converted (1 to 10,000)
+  ARGV[2] batch       int    most records converted (1 to 10,000; CAPS.BATCH at most per call)
   Returns: {status, schema found, next cursor, converted, skipped, bad, done (0 or 1)}
   Status: OK, WRONG_TYPE, SCHEMA_MISMATCH, BAD_ARGUMENT
-  Cost: O(batch) records converted; the HSCAN step may read more (see above)
+  Cost: O(batch) records converted, batch <= CAPS.BATCH; bytes bounded by lib/caps
 ]]
 --- @include "lib/status"
 --- @include "lib/schema"
 --- @include "lib/key_types"
---- @include "lib/record"
---- @include "lib/rec_pack"
 --- @include "lib/write_jobs"
+--- @include "lib/caps"
 
 local meta_key = KEYS[1]
 local jobs_key = KEYS[2]
@@ -56,56 +58,77 @@ end
 -- seq, token, worker, leased_at, deadline, finished, lease_ms, ukey, name, ended, the three
 -- blob lengths, and the blobs (error .. result .. progress .. payload), unchanged in layout 3.
 local J2 = '^j2\n(%l+)\n(%-?%d+)\n(%d+)\n(%d+)\n(%d+)\n(%d+)\n(%d+)\n(%d*)\n([^\n]*)\n'
-  .. '(%d*)\n(%d*)\n(%d*)\n(%d*)\n([^\n]*)\n([^\n]*)\n([^\n]*)\n(%d+)\n(%d+)\n(%d+)\n(.*)$'
--- Where each layout-2 field goes in layout 3 (F numbering, lib/record).
-local TO = {F.STATE, F.PRIO, F.ATTEMPTS, F.MAX, F.CREATED, F.RUN_AT, F.SEQ, F.TOKEN, F.WORKER,
-  F.LEASED_AT, F.DEADLINE, F.FINISHED, F.LEASE_MS, F.UKEY, F.NAME, F.ENDED, F.LEN_ERROR,
-  F.LEN_RESULT, F.LEN_PROGRESS, F.TAIL}
-
+  .. '(%d*)\n(%d*)\n(%d*)\n(%d*)\n([^\n]*)\n([^\n]*)\n([^\n]*)\n(%d+)\n(%d+)\n(%d+)\n()'
+-- Rewrites a layout-2 record in layout 3 (lib/record): the same fields in the new order, the
+-- blobs unchanged. J2 checks each field with the pattern lib/record gives it, so the result
+-- parses; nil when the record is not in layout 2 (or its blob lengths do not fit).
 local function convert(s)
-  local v = {string.match(s, J2)}
-  if not v[1] or tonumber(v[17]) + tonumber(v[18]) + tonumber(v[19]) > #v[20] then
+  local state, prio, attempts, max, created, run_at, seq, token, worker, leased_at, deadline,
+    finished, lease_ms, ukey, name, ended, len_e, len_r, len_p, blobs = string.match(s, J2)
+  if not state or tonumber(len_e) + tonumber(len_r) + tonumber(len_p) > #s - blobs + 1 then
     return nil
   end
-  local t = {}
-  for i = 1, 20 do
-    t[TO[i]] = v[i]
-  end
-  -- Every field keeps its pattern in layout 3, so this parses; checked all the same, since a
-  -- record written wrong here would be refused by every later script.
-  local rec = rec_pack(t)
-  return rec_parse(rec) and rec
+  return 'j3\n' .. state .. '\n' .. attempts .. '\n' .. token .. '\n' .. worker .. '\n'
+    .. leased_at .. '\n' .. deadline .. '\n' .. finished .. '\n' .. ended .. '\n' .. lease_ms
+    .. '\n' .. ukey .. '\n' .. prio .. '\n' .. max .. '\n' .. created .. '\n' .. run_at .. '\n'
+    .. seq .. '\n' .. name .. '\n' .. len_e .. '\n' .. len_r .. '\n' .. len_p .. '\n'
+    .. string.sub(s, blobs)
 end
 
-local step = redis.call('HSCAN', jobs_key, cursor, 'COUNT', batch)
-local next_cursor, entries = step[1], step[2]
+local most = math.min(batch, CAPS.BATCH)
+local next_cursor = cursor
 local writes = {}
 local converted, skipped, bad = 0, 0, 0
+local used = 0
 local full = false
-for i = 1, #entries, 2 do
-  local s = entries[i + 1]
-  local tag = string.sub(s, 1, 3)
-  if tag == 'j3\n' then
-    skipped = skipped + 1
-  elseif tag ~= 'j2\n' then
-    bad = bad + 1
-  elseif converted == batch then
-    full = true
-  else
-    local rec = convert(s)
-    if rec then
-      converted = converted + 1
-      writes[#writes + 1] = entries[i]
-      writes[#writes + 1] = rec
+local first = true
+repeat
+  local step = redis.call('HSCAN', jobs_key, next_cursor, 'COUNT', CAPS.READ_GROUP)
+  local entries = step[2]
+  local step_writes = {}
+  local done_here, skipped_here, bad_here = 0, 0, 0
+  local over = false
+  for i = 1, #entries, 2 do
+    local s = entries[i + 1]
+    used = used + #s
+    local tag = string.sub(s, 1, 3)
+    if tag == 'j3\n' then
+      skipped_here = skipped_here + 1
+    elseif tag ~= 'j2\n' then
+      bad_here = bad_here + 1
+    elseif converted + done_here == most
+        or (converted + done_here > 0 and used > CAPS.READ_BYTES) then
+      over = true
     else
-      bad = bad + 1
+      local rec = convert(s)
+      if rec then
+        done_here = done_here + 1
+        step_writes[#step_writes + 1] = entries[i]
+        step_writes[#step_writes + 1] = rec
+      else
+        bad_here = bad_here + 1
+      end
     end
   end
-end
-if full then
-  -- More layout-2 records in this step than one call converts: scan it again next time.
-  next_cursor, skipped, bad = cursor, 0, 0
-end
+  if over then
+    if first then
+      -- More layout-2 records in this step than one call converts: keep what was converted
+      -- and scan the step again next time (the cursor stays; its counts come then).
+      full = true
+      converted = done_here
+      writes = step_writes
+    end
+    break  -- a later step is left whole to the next call
+  end
+  converted = converted + done_here
+  skipped = skipped + skipped_here
+  bad = bad + bad_here
+  for i = 1, #step_writes do
+    writes[#writes + 1] = step_writes[i]
+  end
+  next_cursor = step[1]
+  first = false
+until next_cursor == '0' or converted >= most or used >= CAPS.READ_BYTES
 
 if found == FROM then
   redis.call('HSET', meta_key, 'schema', MIGRATING)

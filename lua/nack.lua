@@ -14,7 +14,8 @@
   ARGV[1] now_ms      int    test clock override; '' = Redis TIME
   ARGV[2] id          str    job id
   ARGV[3] token       int    the caller's fencing token
-  ARGV[4] error       str    error text ('' keeps the previous last_error)
+  ARGV[4] error       str    error text ('' keeps the previous last_error), at most
+                             CAPS.ERROR_BYTES (lib/caps)
   ARGV[5] delay_ms    int    retry delay
   ARGV[6] dead        int    1 = dead-letter now, whatever the attempts
   ARGV[7] dead_keep   int    retention of the dead set: count
@@ -29,6 +30,7 @@
 --- @include "lib/now_ms"
 --- @include "lib/num"
 --- @include "lib/check_queue"
+--- @include "lib/caps"
 --- @include "lib/record"
 --- @include "lib/rec_pack"
 --- @include "lib/rec_blobs"
@@ -58,7 +60,8 @@ local dead_keep = tonumber(ARGV[7])
 local dead_age_ms = tonumber(ARGV[8])
 local batch = tonumber(ARGV[9])
 
-if not delay_ms or delay_ms < 0 or not dead_keep or not dead_age_ms or not batch then
+if not delay_ms or delay_ms < 0 or not dead_keep or not dead_age_ms or not batch
+    or #error_text > CAPS.ERROR_BYTES then
   return {STATUS.BAD_ARGUMENT, 'nack'}
 end
 local now = now_ms(now_arg)

@@ -1,8 +1,9 @@
 --[[ purge: any -> (deleted)
   Deletes up to `limit` jobs of one state (or of every state, ready first) with their index
   entries, unique keys and stored results (those of records already trimmed expire on their
-  own). The client calls it again until it reports fewer than `limit`, so no
-  single call does unbounded work.
+  own). Bounded (lib/caps): `limit` is at most CAPS.BATCH, and once the records read (for their
+  unique keys) pass CAPS.READ_BYTES the call stops there (`more` = 1). The client calls it again
+  until it reports fewer than `limit` and no `more`.
   KEYS[1] meta        hash   schema
   KEYS[2] ready       zset   job ids
   KEYS[3] scheduled   zset   job ids
@@ -14,15 +15,17 @@
   KEYS[9] jobs        hash   job id -> packed job record (lib/record)
   KEYS[10] result_prefix prefix stored results are result_prefix .. <id> (strings with a TTL)
   ARGV[1] state       str    ready, scheduled, leased, completed, dead, cancelled; '' = all
-  ARGV[2] limit       int    most jobs deleted in this call
-  Returns: {status, number deleted}
+  ARGV[2] limit       int    most jobs deleted in this call (1 to CAPS.BATCH)
+  Returns: {status, number deleted, more (1 = stopped for the read budget)}
   Status: OK, WRONG_TYPE, SCHEMA_MISMATCH, BAD_ARGUMENT
-  Cost: O(limit log N)
+  Cost: O(limit log N), limit <= CAPS.BATCH; bytes bounded by lib/caps
 ]]
 --- @include "lib/status"
 --- @include "lib/check_queue"
 --- @include "lib/clear_unique"
 --- @include "lib/chunks"
+--- @include "lib/caps"
+--- @include "lib/read_some"
 
 local meta_key = KEYS[1]
 local ready_key = KEYS[2]
@@ -40,7 +43,7 @@ local limit = tonumber(ARGV[2])
 local by_state = {ready = ready_key, scheduled = scheduled_key, leased = leased_key,
   completed = done_key, dead = dead_key, cancelled = cancelled_key}
 local order = {'ready', 'scheduled', 'leased', 'completed', 'dead', 'cancelled'}
-if not limit or limit < 1 or (state ~= '' and not by_state[state]) then
+if not limit or limit < 1 or limit > CAPS.BATCH or (state ~= '' and not by_state[state]) then
   return {STATUS.BAD_ARGUMENT, 'purge'}
 end
 local err = check_queue({meta_key, 'hash', ready_key, 'zset', scheduled_key, 'zset',
@@ -57,14 +60,28 @@ end
 -- parse is deleted all the same.
 local UKEY = '^j3\n' .. string.rep('[^\n]*\n', 9) .. '([^\n]*)\n'
 local removed = 0
+local used = 0
+local more = 0
 for i = 1, #sets do
-  if removed >= limit then
+  if removed >= limit or more == 1 then
     break
   end
   local set_key = by_state[sets[i]]
   local ids = redis.call('ZRANGE', set_key, 0, limit - removed - 1)
   if #ids > 0 then
-    local recs = redis.call('HMGET', jobs_key, unpack(ids))
+    -- The first record of the call is always read; after it, the budget decides.
+    local recs, covered, bytes = read_some(jobs_key, ids, CAPS.READ_BYTES - used)
+    if not recs then
+      return covered
+    end
+    if removed > 0 and covered == 1 and bytes > CAPS.READ_BYTES - used then
+      covered = 0
+    end
+    if covered < #ids then
+      more = 1
+      ids = {unpack(ids, 1, covered)}
+    end
+    used = used + bytes
     local uniques = {}
     local results = {}
     for j = 1, #ids do
@@ -82,4 +99,4 @@ for i = 1, #sets do
   end
   removed = removed + #ids
 end
-return {STATUS.OK, removed}
+return {STATUS.OK, removed, more}

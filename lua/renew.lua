@@ -1,7 +1,10 @@
 --[[ renew: leased -> leased
   Extends each lease the caller still holds to now + lease_ms on the Redis clock. Each job is
   judged on its own (a worker renews its leases in one call): a stale, expired or missing job gets
-  its refusal status in the reply and is left unchanged; the others are extended.
+  its refusal status in the reply and is left unchanged; the others are extended. Bounded
+  (lib/caps): at most CAPS.BATCH jobs per call; when the stored records pass CAPS.READ_BYTES, only
+  the jobs before that one are handled (the reply lists are shorter) and the client sends the
+  rest again.
   KEYS[1] meta        hash   schema
   KEYS[2] leased      zset   job ids, score = lease deadline (ms)
   KEYS[3] jobs        hash   job id -> packed job record (lib/record)
@@ -11,20 +14,21 @@
   ARGV[4] count       int    number of jobs that follow
   ARGV[5+] jobs       list   2 values per job: id, token
   Returns: {status, now_ms, {status per job}, {deadline per job, 0 when refused},
-           {state per job ('' when unknown; the key's type on WRONG_TYPE)}}
+           {state per job ('' when unknown; the key's type on WRONG_TYPE)}}, per job handled
+           (the first ones)
   Status: OK, NOT_FOUND, LEASE_LOST, LEASE_EXPIRED, WRONG_TYPE, SCHEMA_MISMATCH, BAD_ARGUMENT,
           BAD_RECORD
-  Cost: O(n log N) for n jobs
+  Cost: O(n log N) for n jobs, n <= CAPS.BATCH; bytes bounded by lib/caps
 ]]
 --- @include "lib/status"
 --- @include "lib/now_ms"
 --- @include "lib/num"
 --- @include "lib/check_queue"
---- @include "lib/record"
---- @include "lib/rec_pack"
---- @include "lib/read_jobs"
+--- @include "lib/caps"
+--- @include "lib/read_some"
 --- @include "lib/write_jobs"
---- @include "lib/lease_check"
+--- @include "lib/lease_check_fields"
+--- @include "lib/chunks"
 
 local meta_key = KEYS[1]
 local leased_key = KEYS[2]
@@ -36,7 +40,8 @@ local count = tonumber(ARGV[4])
 local jobs_at = 5
 local STRIDE = 2
 
-if not default_ms or not count or count < 1 or #ARGV ~= jobs_at - 1 + count * STRIDE
+if not default_ms or not count or count < 1 or count > CAPS.BATCH
+    or #ARGV ~= jobs_at - 1 + count * STRIDE
     or (lease_arg ~= '' and not tonumber(lease_arg)) then
   return {STATUS.BAD_ARGUMENT, 'renew'}
 end
@@ -50,23 +55,34 @@ for i = 1, count do
   ids[i] = ARGV[jobs_at + (i - 1) * STRIDE]
 end
 local recs
-recs, err = read_jobs(jobs_key, ids)
+recs, count = read_some(jobs_key, ids, CAPS.READ_BYTES)
 if not recs then
-  return err
+  return count
 end
 
+-- The head of a record (lib/record) as renew reads it: state, token, the position of deadline,
+-- deadline, the position of finished, ended and lease_ms. Renew rewrites only the deadline, by
+-- splicing; a record whose head does not match is refused (BAD_RECORD) for that job.
+local RENEW_HEAD = '^j3\n(%l+)\n%d+\n(%d*)\n[^\n]*\n%d*\n()(%d*)\n()%d*\n([^\n]*)\n(%d*)\n'
+local match, sub = string.match, string.sub
 local statuses = {}
 local deadlines = {}
 local states = {}
 local writes = {}
+local scores = {}
 for i = 1, count do
   local b = jobs_at + (i - 1) * STRIDE
-  local t = recs[i] and rec_parse(recs[i])
-  local refusal
-  if recs[i] and not t then
-    refusal = {STATUS.BAD_RECORD, i, ''}
+  local s = recs[i]
+  local refusal, state, held, at, deadline, fin, ended, own
+  if not s then
+    refusal = {STATUS.NOT_FOUND, i}
   else
-    refusal = lease_check(t or nil, ARGV[b + 1], now, 'renew', i)
+    state, held, at, deadline, fin, ended, own = match(s, RENEW_HEAD)
+    if not state then
+      refusal = {STATUS.BAD_RECORD, i, ''}
+    else
+      refusal = lease_check_fields(state, held, ended, deadline, ARGV[b + 1], now, 'renew', i)
+    end
   end
   if refusal then
     -- 'again' cannot happen: renew never ends a lease.
@@ -74,12 +90,12 @@ for i = 1, count do
     deadlines[i] = 0
     states[i] = refusal[3] or ''
   else
-    local lease = tonumber(lease_arg) or tonumber(t[F.LEASE_MS]) or default_ms
-    local deadline = num(now + lease)
-    t[F.DEADLINE] = deadline
+    local lease = tonumber(lease_arg) or tonumber(own) or default_ms
+    local new_deadline = num(now + lease)
     writes[#writes + 1] = ARGV[b]
-    writes[#writes + 1] = rec_pack(t)
-    redis.call('ZADD', leased_key, 'XX', deadline, ARGV[b])
+    writes[#writes + 1] = sub(s, 1, at - 1) .. new_deadline .. '\n' .. sub(s, fin)
+    scores[#scores + 1] = new_deadline
+    scores[#scores + 1] = ARGV[b]
     statuses[i] = STATUS.OK
     deadlines[i] = now + lease
     states[i] = 'leased'
@@ -87,5 +103,6 @@ for i = 1, count do
 end
 if #writes > 0 then
   write_jobs(jobs_key, writes)
+  chunks({'ZADD', leased_key, 'XX'}, scores)
 end
 return {STATUS.OK, now, statuses, deadlines, states}

@@ -3,6 +3,8 @@
   of its priority (a new enqueue sequence), keeping its last_error for reference. With no ids it
   takes the oldest `limit` dead jobs. A job whose unique key was taken by a newer live job stays
   dead. Ids that are not dead are skipped; a re-sent call therefore replays nothing twice.
+  Bounded (lib/caps): `limit` and the ids are at most CAPS.BATCH; once the records read pass
+  CAPS.READ_BYTES, the ids after that one are left for the next call (`more` = 1).
   KEYS[1] meta        hash   schema, seq counter
   KEYS[2] ready       zset   job ids, score = ready_score(priority, seq)
   KEYS[3] dead        zset   job ids, score = time of death (ms)
@@ -10,12 +12,13 @@
   KEYS[5] jobs        hash   job id -> packed job record (lib/record)
   KEYS[6] wake        zset   signalled when jobs were replayed
   ARGV[1] now_ms      int    test clock override; '' = Redis TIME
-  ARGV[2] limit       int    most jobs replayed
+  ARGV[2] limit       int    most jobs replayed (1 to CAPS.BATCH)
   ARGV[3] count       int    number of ids that follow (0 = the oldest dead jobs)
   ARGV[4+] ids        list   job ids
-  Returns: {status, number replayed}
+  Returns: {status, number replayed, ids examined (the first ones), more (1 = ids were left
+           unexamined for the read budget)}
   Status: OK, WRONG_TYPE, SCHEMA_MISMATCH, BAD_ARGUMENT, BAD_RECORD
-  Cost: O(limit log N)
+  Cost: O(limit log N), limit <= CAPS.BATCH; bytes bounded by lib/caps
 ]]
 --- @include "lib/status"
 --- @include "lib/now_ms"
@@ -23,7 +26,8 @@
 --- @include "lib/check_queue"
 --- @include "lib/record"
 --- @include "lib/rec_pack"
---- @include "lib/read_jobs"
+--- @include "lib/caps"
+--- @include "lib/read_some"
 --- @include "lib/write_jobs"
 --- @include "lib/ready_score"
 --- @include "lib/chunks"
@@ -40,7 +44,8 @@ local limit = tonumber(ARGV[2])
 local count = tonumber(ARGV[3])
 local ids_at = 4
 
-if not limit or limit < 1 or not count or #ARGV ~= ids_at - 1 + count then
+if not limit or limit < 1 or limit > CAPS.BATCH or not count or count < 0 or count > CAPS.BATCH
+    or #ARGV ~= ids_at - 1 + count then
   return {STATUS.BAD_ARGUMENT, 'retry_dead'}
 end
 local now = now_ms(now_arg)
@@ -59,18 +64,17 @@ else
   end
 end
 if #ids == 0 then
-  return {STATUS.OK, 0}
+  return {STATUS.OK, 0, 0, 0}
 end
-local recs
-recs, err = read_jobs(jobs_key, ids)
+local recs, examined, used = read_some(jobs_key, ids, CAPS.READ_BYTES)
 if not recs then
-  return err
+  return examined
 end
 
 local todo = {}
 local seen = {}
 local revived_ukeys = {}
-for i = 1, #ids do
+for i = 1, examined do
   local t = not seen[ids[i]] and recs[i] and rec_parse(recs[i])  -- a bad record: left alone
   seen[ids[i]] = true
   if t and t[F.STATE] == 'dead' then
@@ -82,6 +86,8 @@ for i = 1, #ids do
       local h = redis.call('HGET', jobs_key, holder)
       local state = h and string.match(h, '^j3\n(%l+)\n')
       taken = state == 'ready' or state == 'scheduled' or state == 'leased'
+      -- The holder's record counts against the read budget too: stop after this job.
+      used = used + (h and #h or 0)
     end
     if not taken then
       todo[#todo + 1] = {ids[i], t}
@@ -90,9 +96,17 @@ for i = 1, #ids do
       end
     end
   end
+  if used > CAPS.READ_BYTES and i < examined then
+    examined = i
+    break
+  end
+end
+local more = 0
+if examined < #ids then
+  more = 1
 end
 if #todo == 0 then
-  return {STATUS.OK, 0}
+  return {STATUS.OK, 0, examined, more}
 end
 
 local seq = redis.call('HINCRBY', meta_key, 'seq', #todo) - #todo
@@ -127,4 +141,4 @@ end
 chunks({'ZREM', dead_key}, moved)
 chunks({'ZADD', ready_key}, ready_pairs)
 wake(wake_key)
-return {STATUS.OK, #moved}
+return {STATUS.OK, #moved, examined, more}

@@ -8,6 +8,7 @@ errors of redisq and live outside the tree on purpose.
 
 from __future__ import annotations
 
+import reprlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -39,6 +40,29 @@ class RedisqError(Exception):
     """Raised for every error redisq detects; the root of the tree."""
 
 
+def _bounded_repr() -> reprlib.Repr:
+    r = reprlib.Repr()
+    r.maxlevel = 3
+    r.maxstring = r.maxother = r.maxlong = 60
+    r.maxlist = r.maxtuple = r.maxdict = r.maxset = r.maxfrozenset = r.maxdeque = 5
+    r.maxarray = 5
+    return r
+
+
+_REPR = _bounded_repr()
+
+
+def _shown(value: object, width: int = 80) -> str:
+    """Show a value in an error message: a repr cut to `width` characters, built in bounded
+    time and depth whatever the value (deep or cyclic containers, huge strings or ints, a
+    __repr__ that raises)."""
+    try:
+        text = _REPR.repr(value)
+    except Exception:  # a __repr__ that raises, an int too long to print: name the type
+        text = f"<{type(value).__name__} object>"
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
 class ConfigurationError(RedisqError, ValueError):
     """Raised when a connection URL, client option or server setting cannot work."""
 
@@ -53,10 +77,7 @@ class InvalidArgument(RedisqError, ValueError):
     """
 
     def __init__(self, field: str, limit: str, value: object = None) -> None:
-        shown = repr(value)
-        if len(shown) > 80:
-            shown = shown[:77] + "..."
-        super().__init__(f"{field} must be {limit}; got {shown}")
+        super().__init__(f"{field} must be {limit}; got {_shown(value)}")
         self.field = field
         self.limit = limit
         self.value = value

@@ -135,7 +135,8 @@ class Retention:
     """How many finished jobs are kept, and for how long.
 
     Finishing scripts trim the oldest records beyond these limits, at most `trim_batch` per
-    call, so memory stays bounded under any steady load. An age of 0 means no age limit.
+    call (and never more than 1,100 records or about 4 MiB, so a call stays short), so memory
+    stays bounded under any steady load. An age of 0 means no age limit.
 
     A job acked with a result also keeps its completed record under a key of its own (its
     stored result) for `result_ttl_ms`, whatever the count limits trim: `get` and

@@ -3,7 +3,7 @@
 --- @include "lib/chunks"
 --- @include "lib/record"
 --- @include "lib/rec_pack"
---- @include "lib/read_some"
+--- @include "lib/read_spend"
 --- @include "lib/write_jobs"
 --- @include "lib/ready_score"
 --- @include "lib/wrong_type"
@@ -29,7 +29,7 @@ local function promote_due(scheduled_key, ready_key, jobs_key, dead_key, now, li
   if key_types({ready_key, 'zset'}) then
     return nil, wrong_type(ready_key)
   end
-  local recs, err = read_some(jobs_key, ids, spend, false)
+  local recs, err = read_spend(jobs_key, ids, spend, false)
   if not recs then
     return nil, err
   end

@@ -4,7 +4,7 @@
 --- @include "lib/record"
 --- @include "lib/rec_pack"
 --- @include "lib/rec_blobs"
---- @include "lib/read_some"
+--- @include "lib/read_spend"
 --- @include "lib/write_jobs"
 --- @include "lib/ready_score"
 --- @include "lib/clear_unique"
@@ -29,7 +29,7 @@ local function reap_expired(keys, now, limit, spend)
   if #ids == 0 then
     return 0, 0, false
   end
-  local recs, err = read_some(keys.jobs, ids, spend, false)
+  local recs, err = read_spend(keys.jobs, ids, spend, false)
   if not recs then
     return nil, nil, err
   end

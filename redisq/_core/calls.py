@@ -8,7 +8,7 @@ replies (STYLE A3). The sync and asyncio clients only run what these build.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, Generic, TypeVar
@@ -26,9 +26,20 @@ __all__ = ["NOT_SET", "Call", "Op", "Settings", "queue_keys", "script_call"]
 
 T = TypeVar("T")
 
-#: Jobs per script call in batch operations: far below Lua's unpack limit (about 8,000 values),
-#: and small enough that one call stays well under a millisecond of server time.
+# The caps on one script call's work (lua/lib/caps.lua; a test checks parity), so that no
+# accepted argument makes a script block Redis for long: about 20 ms at most on a slow machine
+# (bench/bench_caps.py). Where a caller asks for more, the client makes several calls.
+#: Jobs (or ids) per script call in batch operations: far below Lua's unpack limit (about
+#: 8,000 values), and a call of small jobs stays near a millisecond of server time.
 CHUNK = 1_000
+#: Payload or result bytes one batch call carries beyond its first job (which may be larger,
+#: up to the payload limit).
+CHUNK_BYTES = 1024 * 1024
+#: Stored record bytes a batch script reads per call beyond its first record; past them it
+#: handles only the jobs before, and the client sends the rest again.
+READ_BYTES = 1024 * 1024
+#: Records a script reads per HMGET under the read budget (its most overshoot, in records).
+READ_GROUP = 4
 #: Most jobs one claim may lease.
 MAX_CLAIM = 1_000
 #: Error texts longer than this are cut (with a marker) before they reach Redis.
@@ -120,6 +131,24 @@ def script_call(name: str, keys: QueueKeys, parse: Callable[[Any], T], **argv: A
         unknown = set(argv) - {a.name for a in spec.argv}
         raise TypeError(f"{name}: unknown script arguments {sorted(unknown)}")
     return Call(spec, list(_key_list(name, keys)), args, parse)
+
+
+def chunk_ranges(sizes: Sequence[int]) -> list[tuple[int, int]]:
+    """Split items of the given byte sizes into script calls: (start, stop) index pairs.
+
+    A call takes at most CHUNK items and CHUNK_BYTES bytes, but always its first item (which
+    may reach the payload limit on its own).
+    """
+    out: list[tuple[int, int]] = []
+    first, size = 0, 0
+    for i, n in enumerate(sizes):
+        if i > first and (i - first == CHUNK or size + n > CHUNK_BYTES):
+            out.append((first, i))
+            first, size = i, 0
+        size += n
+    if first < len(sizes):
+        out.append((first, len(sizes)))
+    return out
 
 
 def command(parse: Callable[[Any], T], *args: Any) -> Call[T]:

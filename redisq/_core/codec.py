@@ -11,12 +11,70 @@ import msgpack
 
 from redisq.errors import PayloadTooLarge, SerializationError
 
-__all__ = ["DEFAULT_PAYLOAD_LIMIT", "decode", "encode", "round_trip"]
+__all__ = ["DEFAULT_PAYLOAD_LIMIT", "decode", "encode", "oversize", "round_trip"]
 
 #: 512 KiB, the default limit for an encoded payload, result or progress value.
 DEFAULT_PAYLOAD_LIMIT = 512 * 1024
 
 _packer_options: dict[str, Any] = {"use_bin_type": True}
+
+
+#: msgpack's nesting limit (DEFAULT_RECURSE_LIMIT): deeper values are refused by packb.
+_MAX_DEPTH = 511
+_SCALAR_TYPES = frozenset({int, float, bool, type(None)})
+_BLOB_TYPES = frozenset({str, bytes, bytearray})
+
+
+def oversize(value: Any, limit: int) -> int:
+    """Tell cheaply whether `value` must encode to more than `limit` bytes.
+
+    Walks the value adding a lower bound of each part's encoding (a byte per item, the
+    length of each str or binary) and stops as soon as the sum passes `limit`: a value of any
+    size costs at most about `limit` items of walking (every item visited adds one), where
+    msgpack would encode all of it. Parts nested deeper than msgpack allows are not walked
+    (packb refuses them; a cyclic value ends there). Only the built-in types are looked into
+    (no code of the caller's classes runs here); anything else counts as one item. Returns
+    the sum once it passes `limit`, else 0.
+    """
+    kind = type(value)
+    if kind in _BLOB_TYPES:
+        return len(value) if len(value) > limit else 0
+    if kind is memoryview:
+        return value.nbytes if value.nbytes > limit else 0
+    if kind is not list and kind is not dict and kind is not tuple:
+        return 0
+    size = 1
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > _MAX_DEPTH:
+            continue  # msgpack refuses this nesting; the rest may still be too large
+        parts = (node, node.values()) if type(node) is dict else (node,)
+        for part in parts:
+            size += len(part)
+            if size > limit:
+                return size
+            if len(part) > 16:
+                # Most long containers hold one kind of item: judge those at C speed.
+                kinds = set(map(type, part))
+                if kinds <= _SCALAR_TYPES:
+                    continue
+                if kinds <= _BLOB_TYPES:
+                    size += sum(map(len, part))
+                    continue
+            for child in part:
+                kind = type(child)
+                if kind in _SCALAR_TYPES:
+                    continue
+                if kind in _BLOB_TYPES:
+                    size += len(child)
+                elif kind is list or kind is dict or kind is tuple:
+                    stack.append((child, depth + 1))
+                elif kind is memoryview:
+                    size += child.nbytes
+        if size > limit:
+            return size
+    return 0
 
 
 def encode(field: str, value: Any, limit: int, job_id: str | None = None) -> bytes:
@@ -25,11 +83,13 @@ def encode(field: str, value: Any, limit: int, job_id: str | None = None) -> byt
     Raises:
         SerializationError: the value holds a type msgpack cannot encode, a str that is not
             valid Unicode, or nesting deeper than msgpack's limit (511 levels).
-        PayloadTooLarge: the encoded value is larger than `limit` bytes.
+        PayloadTooLarge: the encoded value is larger than `limit` bytes (for a value far
+            larger, `size` is a lower bound: it is refused before it is encoded).
     """
-    # A huge str or bytes is refused before it is copied into an encoding.
-    if isinstance(value, (bytes, bytearray, memoryview, str)) and len(value) > limit:
-        raise PayloadTooLarge(field, len(value), limit)
+    # A value too large is refused before it is copied into an encoding (see oversize).
+    over = oversize(value, limit)
+    if over:
+        raise PayloadTooLarge(field, over, limit)
     try:
         data: bytes = msgpack.packb(value, **_packer_options)
     except (TypeError, ValueError, OverflowError, UnicodeError) as exc:

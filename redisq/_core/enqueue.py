@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ParamSpec, TypeVar, cast
 
 from redisq._core.calls import (
-    CHUNK,
     MAX_TIME_MS,
+    Call,
     Op,
     Settings,
     check_reply,
+    chunk_ranges,
     command,
     decoded,
     ok,
@@ -33,8 +36,11 @@ from redisq._core.validate import (
     check_optional_text,
 )
 from redisq._version import __version__
-from redisq.errors import InvalidArgument, WrongKeyType
+from redisq.errors import InvalidArgument, ScriptReplyError, WrongKeyType
 from redisq.models import Job, JobState, Spec
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 # --------------------------------------------------------------------------------------------
 # enqueue
@@ -73,6 +79,41 @@ class _Prepared:
     payload: bytes
     value: Any  # the payload as readers will decode it
     opts: _Options
+
+
+def check_keywords(unknown: dict[str, Any]) -> None:
+    """Refuse keywords enqueue does not take (a misspelt option), naming the valid ones."""
+    name = sorted(unknown)[0]
+    valid = ", ".join(sorted(_SPEC_FIELDS))
+    raise InvalidArgument(name, f"one of the keywords of enqueue: {valid}", unknown[name])
+
+
+def keywords_checked(method: Callable[P, R]) -> Callable[P, R]:
+    """Make a keyword `method` does not take an InvalidArgument (see check_keywords) instead
+    of Python's TypeError, keeping its signature for type checkers and `inspect`."""
+    known = set(inspect.signature(method).parameters)
+
+    def refuse(kwargs: dict[str, Any]) -> None:
+        if not known.issuperset(kwargs):
+            check_keywords({k: v for k, v in kwargs.items() if k not in known})
+
+    if inspect.iscoroutinefunction(method):
+        # An async method stays a coroutine function (callers and tests check for that).
+        run: Any = method
+
+        @functools.wraps(method)
+        async def checked_async(*args: Any, **kwargs: Any) -> Any:
+            refuse(kwargs)
+            return await run(*args, **kwargs)
+
+        return cast("Callable[P, R]", checked_async)
+
+    @functools.wraps(method)
+    def checked(*args: P.args, **kwargs: P.kwargs) -> R:
+        refuse(kwargs)
+        return method(*args, **kwargs)
+
+    return checked
 
 
 def check_options(options: dict[str, Any], where: str = "options") -> None:
@@ -193,13 +234,17 @@ def enqueue_many(
     defaults: dict[str, Any],
     registered: set[str],
 ) -> Op[list[Job]]:
-    """Enqueue jobs in chunks of CHUNK; every item is validated before the first is sent.
+    """Enqueue jobs in calls of at most CHUNK jobs and CHUNK_BYTES of payloads; every item is
+    validated before the first is sent.
 
-    The first chunk goes alone, so that a refusal (a key of the wrong type, another schema)
-    writes nothing; the rest are pipelined, so the server runs one chunk while the client
-    sends the next. Then the queue is added to the registry (outside its slot, idempotently):
-    the first time this client enqueues to it (`registered` remembers that), and whenever a
-    script reports that it created the queue; never before, so a refused call writes nothing.
+    The queue goes into the registry first (outside its slot, so not in the script), the first
+    time this client enqueues to it (`registered` remembers that): a refused SADD (an ACL
+    without it, a key of another type) then writes nothing, and a registered queue whose jobs
+    never came reads as an empty queue everywhere (`queues`, `counts`, `list`, `find`).
+    The first call goes alone, so that a refusal (a key of the wrong type, another schema)
+    writes no job; the rest are pipelined, so the server runs one call while the client sends
+    the next. A call whose script handled only its first jobs (stored records of existing ids
+    past the read budget) has the rest sent again.
     """
     keys = queue_keys(s.prefix, queue)
     if isinstance(items, (str, bytes)) or not isinstance(items, Sequence):
@@ -207,41 +252,66 @@ def enqueue_many(
     prepared = prepare(s, items, defaults, single=len(items) == 1 and "id" in defaults)
     if not prepared:
         return []
-    if queue not in registered:
-        # The registry is written after the jobs: make sure that write cannot fail first.
-        found = yield command(decoded, "TYPE", registry(s))
-        if found not in ("set", "none"):
-            raise WrongKeyType(registry(s), found)
-    batches = [prepared[i : i + CHUNK] for i in range(0, len(prepared), CHUNK)]
-    # Each chunk's reply becomes its Jobs in the Call's parse, so a pipelining transport builds
-    # one chunk's Jobs while the server runs the next chunk.
-    calls = [
-        script_call(
+    known = queue in registered
+    if not known:
+        # TYPE names what holds the registry key when it is not a set (the SADD behind it,
+        # in the same round trip, is then refused without writing).
+        yield [
+            command(_registry_type(s), "TYPE", registry(s)),
+            command(ok, "SADD", registry(s), queue),
+        ]
+        registered.add(queue)
+
+    def call(first: int, stop: int) -> Call[tuple[list[Job], bool]]:
+        # Each call's reply becomes its Jobs in the Call's parse, so a pipelining transport
+        # builds one call's Jobs while the server runs the next.
+        part = prepared[first:stop]
+        return script_call(
             "enqueue",
             keys,
-            _enqueued(queue, batch),
+            _enqueued(queue, part),
             now_ms=s.now_arg(),
             lib_version=__version__,
-            count=len(batch),
-            jobs=_enqueue_args(batch),
+            count=len(part),
+            jobs=_enqueue_args(part),
         )
-        for batch in batches
-    ]
-    first = yield calls[0]
-    chunks = [first]
-    if len(calls) > 1:
-        chunks += yield calls[1:]
-    jobs: list[Job] = []
+
+    out: list[Job | None] = [None] * len(prepared)
+    todo = chunk_ranges([len(p.payload) for p in prepared])
     new_queue = False
-    for chunk_jobs, created_queue in chunks:
-        jobs.extend(chunk_jobs)
-        new_queue = new_queue or created_queue
-    if new_queue or queue not in registered:
-        # A new meta hash also means the registry may have lost the queue with the rest of the
-        # data (a server restarted without persistence): add it again.
+    alone = True
+    while todo:
+        group, todo = (todo[:1], todo[1:]) if alone or len(todo) == 1 else (todo, [])
+        if len(group) == 1:
+            replies = [(yield call(*group[0]))]
+        else:
+            replies = yield [call(*g) for g in group]
+        alone = False
+        again: list[tuple[int, int]] = []
+        for (first, stop), (jobs, created) in zip(group, replies, strict=True):
+            if not jobs:
+                raise ScriptReplyError("enqueue handled no job of its call")
+            out[first : first + len(jobs)] = jobs
+            new_queue = new_queue or created
+            if first + len(jobs) < stop:
+                again.append((first + len(jobs), stop))
+        todo = again + todo
+    if new_queue and known:
+        # The script created the queue's meta hash, though this client registered the queue
+        # before: the server lost its data (a restart without persistence), and the registry
+        # with it. Add it again (a client whose SADD went through once is allowed it).
         yield command(ok, "SADD", registry(s), queue)
-        registered.add(queue)
-    return jobs
+    return [j for j in out if j is not None]
+
+
+def _registry_type(s: Settings) -> Callable[[Any], str]:
+    def parse(reply: Any) -> str:
+        found = decoded(reply)
+        if found not in ("set", "none"):
+            raise WrongKeyType(registry(s), found)
+        return found
+
+    return parse
 
 
 def _enqueued(queue: str, batch: list[_Prepared]) -> Callable[[Any], tuple[list[Job], bool]]:
@@ -251,7 +321,8 @@ def _enqueued(queue: str, batch: list[_Prepared]) -> Callable[[Any], tuple[list[
         check_reply(reply, queue)
         now = reply[1]
         out: list[Job] = []
-        for p, entry in zip(batch, reply[2], strict=True):
+        # The script may have handled only the first jobs (the read budget): zip stops there.
+        for p, entry in zip(batch, reply[2], strict=False):
             if entry == 0:
                 out.append(_created(queue, p, now))
             elif isinstance(entry, int):

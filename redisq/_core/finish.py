@@ -15,38 +15,83 @@ from redisq._core.calls import (
     Settings,
     T,
     check_reply,
+    chunk_ranges,
     ok,
     queue_keys,
     script_call,
 )
-from redisq._core.codec import decode, encode
+from redisq._core.codec import round_trip
 from redisq._core.records import parse_record, with_changes
 from redisq._core.status import ScriptStatus, raise_for_status
 from redisq._core.validate import (
     MAX_DELAY_MS,
     MAX_LEASE_MS,
+    check_id,
     check_int,
+    check_name,
 )
-from redisq.errors import BadRecord, InvalidArgument
+from redisq.errors import BadRecord, InvalidArgument, ScriptReplyError
 from redisq.models import Job, JobState
+
+#: The largest fencing token (the meta hash's counter is a signed 64-bit integer).
+MAX_TOKEN = 2**63 - 1
 
 
 def _jobs(jobs: Any, field: str) -> list[Job]:
     if not isinstance(jobs, (list, tuple)):
         raise InvalidArgument(field, "a list of Jobs returned by claim", jobs)
-    # One pass without building a label per job (this runs for every ack of a worker); the
-    # labels are made to name the first bad one.
-    if all(isinstance(j, Job) and j.token is not None for j in jobs):
+    # One pass without building a label per job (this runs for every ack of a worker): the
+    # fields sent to Redis have the types claim gives them (a str id that encodes as it is, an
+    # int token, a str queue, checked with its keys). The labels are made to name a bad one.
+    if all(
+        isinstance(j, Job)
+        and type(j.token) is int
+        and 0 <= j.token <= MAX_TOKEN
+        and type(j.id) is str
+        and j.id.isascii()
+        and type(j.queue) is str
+        for j in jobs
+    ):
         return list(jobs)
     return [held_job(j, f"{field}[{i}]") for i, j in enumerate(jobs)]
 
 
 def held_job(job: Any, where: str) -> Job:
+    """Check that `job` is a Job whose lease can be named to Redis: its id, queue and token.
+
+    A Job made by hand, or changed with dataclasses.replace, is refused here (InvalidArgument
+    naming the field) rather than failing in the client library or in a script.
+    """
     if not isinstance(job, Job):
         raise InvalidArgument(where, "a Job returned by claim", job)
     if job.token is None:
         raise InvalidArgument(f"{where}.token", "set: pass the Job that claim returned", job.token)
+    if type(job.token) is not int or not 0 <= job.token <= MAX_TOKEN:
+        raise InvalidArgument(
+            f"{where}.token",
+            f"an int in [0, {MAX_TOKEN}]: pass the Job that claim returned",
+            job.token,
+        )
+    check_id(f"{where}.id", job.id)
+    check_name(f"{where}.queue", job.queue)
     return job
+
+
+def _by_queue(s: Settings, held: list[Job], where: str, single: bool) -> dict[str, list[int]]:
+    """Group the jobs' indexes by queue, checking every queue name before anything is sent.
+
+    So a bad queue anywhere in the list refuses the whole call: no queue's jobs are changed.
+    """
+    by_queue: dict[str, list[int]] = {}
+    for i, j in enumerate(held):
+        by_queue.setdefault(j.queue, []).append(i)
+    for queue, indexes in by_queue.items():
+        try:
+            queue_keys(s.prefix, queue)
+        except InvalidArgument as exc:
+            label = where if single else f"{where}[{indexes[0]}]"
+            raise InvalidArgument(f"{label}.queue", exc.limit, queue) from None
+    return by_queue
 
 
 def result_ttls(
@@ -79,15 +124,22 @@ def ack_many(
 ) -> Op[list[Job]]:
     """Complete leased jobs; one script call per queue and chunk, each all or nothing.
 
-    A job with a result keeps it for its entry of `ttls` (see `result_ttls`; None: the
-    store's retention); jobs whose results have different TTLs go in separate calls.
-    Returns the completed snapshots in the order given, or nothing when `snapshots` is False.
+    Every job, queue and result is checked (and encoded) before the first call. A job with a
+    result keeps it for its entry of `ttls` (see `result_ttls`; None: the store's retention);
+    jobs whose results have different TTLs go in separate calls. A queue's jobs go in calls of
+    at most CHUNK jobs and CHUNK_BYTES of results; a call whose script handled only its first
+    jobs (their stored records past the read budget) has the rest sent again. Returns the
+    completed snapshots in the order given, or nothing when `snapshots` is False.
     """
     held = [held_job(jobs[0], "job")] if single else _jobs(jobs, "jobs")
-    encoded = [
-        b"" if r is None else encode("result", r, s.payload_limit, j.id)
+    # Each result is encoded and read back before anything is sent: a value msgpack writes but
+    # cannot read (a dict keyed by tuples) is refused here, not stored to break every read.
+    checked = [
+        (b"", None) if r is None else round_trip("result", r, s.payload_limit, j.id)
         for j, r in zip(held, results, strict=True)
     ]
+    encoded = [data for data, _ in checked]
+    _by_queue(s, held, "job" if single else "jobs", single)  # every queue, before any call
     r = s.retention
     default_ttl = r.result_ttl_ms
     by_queue: dict[tuple[str, int], list[int]] = {}
@@ -101,8 +153,10 @@ def ack_many(
     out: list[Job | None] = [None] * len(held)
     for (queue, result_ttl_ms), indexes in by_queue.items():
         keys = queue_keys(s.prefix, queue)
-        for start in range(0, len(indexes), CHUNK):
-            part = indexes[start : start + CHUNK]
+        todo = chunk_ranges([len(encoded[i]) for i in indexes])
+        while todo:
+            first, stop = todo.pop(0)
+            part = indexes[first:stop]
             args: list[Any] = []
             for i in part:
                 args += (held[i].id, held[i].token, encoded[i])
@@ -125,10 +179,15 @@ def ack_many(
                     job_ids=[held[i].id for i in part],
                     tokens=[held[i].token for i in part],
                 )
+            handled = len(reply[2])
+            if not 0 < handled <= len(part):
+                raise ScriptReplyError(f"ack handled {handled} of {len(part)} jobs")
+            if handled < len(part):
+                todo.insert(0, (first + handled, stop))
             if not snapshots:
                 continue
             now = reply[1]
-            for n, i in enumerate(part):
+            for n, i in enumerate(part[:handled]):
                 stored = reply[2][n]
                 if stored != 0:  # acked before by this token (a retry): report what Redis holds
                     out[i] = parse_record(queue, held[i].id, stored)
@@ -138,7 +197,7 @@ def ack_many(
                     state=JobState.COMPLETED,
                     finished_at_ms=now,
                     lease_deadline_ms=None,
-                    result=decode(encoded[i]) if encoded[i] else None,
+                    result=checked[i][1],
                 )
     return [j for j in out if j is not None]
 
@@ -172,7 +231,9 @@ def nack(s: Settings, job: Job, error: Any, delay_ms: int | None, dead: bool) ->
     held_job(job, "job")
     text = error_text(error)
     if delay_ms is None:
-        delay_ms = exponential(job.attempts)
+        # The backoff grows with the attempt number the job carries.
+        attempts = check_int("job.attempts", job.attempts, 0, MAX_TOKEN)
+        delay_ms = exponential(attempts)
     check_int("delay_ms", delay_ms, 0, MAX_DELAY_MS)
     if not isinstance(dead, bool):
         raise InvalidArgument("dead", "a bool", dead)
@@ -216,15 +277,14 @@ def renew_many(
     held = [held_job(jobs[0], "job")] if single else _jobs(jobs, "jobs")
     if lease_ms is not None:
         check_int("lease_ms", lease_ms, 1, MAX_LEASE_MS)
-    out: list[Job | Exception] = []
-    by_queue: dict[str, list[int]] = {}
-    for i, j in enumerate(held):
-        by_queue.setdefault(j.queue, []).append(i)
+    by_queue = _by_queue(s, held, "job" if single else "jobs", single)
     results: dict[int, Job | Exception] = {}
     for queue, indexes in by_queue.items():
         keys = queue_keys(s.prefix, queue)
-        for start in range(0, len(indexes), CHUNK):
-            part = indexes[start : start + CHUNK]
+        todo = [(a, min(a + CHUNK, len(indexes))) for a in range(0, len(indexes), CHUNK)]
+        while todo:
+            first, stop = todo.pop(0)
+            part = indexes[first:stop]
             args: list[Any] = []
             for i in part:
                 args += (held[i].id, held[i].token)
@@ -239,7 +299,12 @@ def renew_many(
                 jobs=args,
             )
             check_reply(reply, queue)
-            for n, i in enumerate(part):
+            handled = len(reply[2])
+            if not 0 < handled <= len(part):
+                raise ScriptReplyError(f"renew handled {handled} of {len(part)} jobs")
+            if handled < len(part):  # the read budget: the rest go again
+                todo.insert(0, (first + handled, stop))
+            for n, i in enumerate(part[:handled]):
                 status, deadline, state = reply[2][n], reply[3][n], reply[4][n]
                 if status == ScriptStatus.OK:
                     results[i] = replace(held[i], lease_deadline_ms=deadline)
@@ -256,8 +321,7 @@ def renew_many(
                         )
                     except Exception as exc:  # collected per job, re-raised by renew()
                         results[i] = exc
-    out = [results[i] for i in range(len(held))]
-    return out
+    return [results[i] for i in range(len(held))]
 
 
 def release(s: Settings, job: Job, delay_ms: int = 0) -> Call[Job]:
@@ -278,11 +342,11 @@ def release(s: Settings, job: Job, delay_ms: int = 0) -> Call[Job]:
 def progress(s: Settings, job: Job, value: Any) -> Call[Job]:
     """Record progress for a job whose lease the caller holds."""
     held_job(job, "job")
-    data = encode("progress", value, s.payload_limit, job.id)
+    data, decoded_value = round_trip("progress", value, s.payload_limit, job.id)
 
     def parse(reply: Any) -> Job:
         check_reply(reply, job.queue, job_ids=[job.id], tokens=[job.token])
-        return replace(job, progress=decode(data))
+        return replace(job, progress=decoded_value)
 
     return script_call(
         "progress",

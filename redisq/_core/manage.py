@@ -21,7 +21,7 @@ from redisq._core.calls import (
     registry,
     script_call,
 )
-from redisq._core.codec import encode
+from redisq._core.codec import round_trip
 from redisq._core.records import parse_record
 from redisq._core.status import ScriptStatus
 from redisq._core.validate import (
@@ -34,7 +34,7 @@ from redisq._core.validate import (
     check_state,
 )
 from redisq._version import __version__
-from redisq.errors import InvalidArgument
+from redisq.errors import InvalidArgument, ScriptReplyError
 from redisq.models import Job, JobState, Migration
 
 # --------------------------------------------------------------------------------------------
@@ -57,7 +57,7 @@ def update(
         check_int("priority", priority, PRIORITY_MIN, PRIORITY_MAX)
     if run_at_ms is not None:
         check_int("run_at_ms", run_at_ms, 0, MAX_TIME_MS)
-    data = encode("payload", payload, s.payload_limit, job_id) if set_payload else b""
+    data = round_trip("payload", payload, s.payload_limit, job_id)[0] if set_payload else b""
 
     def parse(reply: Any) -> Job:
         check_reply(reply, queue, job_ids=[job_id], expected_state="ready or scheduled")
@@ -112,13 +112,17 @@ def cancel(s: Settings, queue: str, job_id: str) -> Call[bool]:
 
 
 def retry_dead(s: Settings, queue: str, ids: Iterable[str] | None, limit: int) -> Op[int]:
-    """Replay dead jobs (the given ids, else the oldest `limit`) with a fresh attempt budget."""
+    """Replay dead jobs (the given ids, else the oldest `limit`) with a fresh attempt budget.
+
+    Calls carry at most CHUNK ids; a call that stopped early for its read budget reports how
+    many ids it examined, and the next one goes on from there.
+    """
     keys = queue_keys(s.prefix, queue)
     check_int("limit", limit, 1, 1_000_000)
     chosen: list[str] = []
     if ids is not None:
-        if isinstance(ids, str):
-            raise InvalidArgument("ids", "a list of job ids (not one str)", ids)
+        if isinstance(ids, (str, bytes)) or not isinstance(ids, Iterable):
+            raise InvalidArgument("ids", "None or a list of job ids (not one str)", ids)
         chosen = [check_id(f"ids[{i}]", v) for i, v in enumerate(ids)][:limit]
     total = 0
     if ids is None:
@@ -128,17 +132,24 @@ def retry_dead(s: Settings, queue: str, ids: Iterable[str] | None, limit: int) -
                 "retry_dead", keys, ok, now_ms=s.now_arg(), limit=step, count=0, ids=[]
             )
             check_reply(reply, queue)
-            total += int(reply[1])
-            if int(reply[1]) < step:
+            moved, more = int(reply[1]), int(reply[3])
+            total += moved
+            # Stop when the dead set ran out, or when the jobs at its head stay dead.
+            if moved == 0 or (moved < step and not more):
                 break
         return total
-    for start in range(0, len(chosen), CHUNK):
-        part = chosen[start : start + CHUNK]
+    at = 0
+    while at < len(chosen):
+        part = chosen[at : at + CHUNK]
         reply = yield script_call(
             "retry_dead", keys, ok, now_ms=s.now_arg(), limit=len(part), count=len(part), ids=part
         )
         check_reply(reply, queue)
+        examined = int(reply[2])
+        if not 0 < examined <= len(part):
+            raise ScriptReplyError(f"retry_dead examined {examined} of {len(part)} ids")
         total += int(reply[1])
+        at += examined
     return total
 
 
@@ -155,7 +166,8 @@ def set_paused(s: Settings, queue: str, paused: bool) -> Call[None]:
 
 
 def purge(s: Settings, queue: str, state: JobState | None) -> Op[int]:
-    """Delete every job of a queue in `state` (None = every state), CHUNK per call."""
+    """Delete every job of a queue in `state` (None = every state), CHUNK at most per call
+    (fewer when their records pass the script's read budget)."""
     keys = queue_keys(s.prefix, queue)
     checked = check_state("state", state)
     name = "" if checked is None else checked.value
@@ -163,8 +175,9 @@ def purge(s: Settings, queue: str, state: JobState | None) -> Op[int]:
     while True:
         reply = yield script_call("purge", keys, ok, state=name, limit=CHUNK)
         check_reply(reply, queue)
-        total += int(reply[1])
-        if int(reply[1]) < CHUNK:
+        removed, more = int(reply[1]), int(reply[2])
+        total += removed
+        if removed == 0 or (removed < CHUNK and not more):
             return total
 
 

@@ -101,29 +101,51 @@ def counts(s: Settings, queue: str | None) -> Op[dict[JobState, int]]:
     return total
 
 
-def peek(s: Settings, queue: str, limit: int) -> Call[list[Job]]:
-    """List the jobs the next claims of `queue` would take, in claim order."""
+def _page_parse(queue: str) -> Any:
+    def parse(reply: Any) -> tuple[list[Job], int, bool]:
+        if reply[0] != ScriptStatus.OK:
+            raise_for_status(reply, queue=queue)
+        return parse_entries(queue, reply, 3), int(reply[1]), bool(reply[2])
+
+    return parse
+
+
+def peek(s: Settings, queue: str, limit: int) -> Op[list[Job]]:
+    """List the jobs the next claims of `queue` would take, in claim order.
+
+    Pages of at most PAGE jobs; a page the script cut short for its read budget is followed
+    from where it stopped.
+    """
     keys = queue_keys(s.prefix, queue)
     check_int("limit", limit, 1, 10_000)
+    out: list[Job] = []
+    offset = 0
+    while len(out) < limit:
+        page = min(PAGE, limit - len(out))
+        jobs, covered, more = yield script_call(
+            "peek",
+            keys,
+            _page_parse(queue),
+            now_ms=s.now_arg(),
+            offset=offset,
+            limit=page,
+            batch=s.housekeeping_batch,
+        )
+        out.extend(jobs)
+        offset += covered
+        if covered == 0 or (covered < page and not more):
+            break
+    return out
 
-    def parse(reply: Any) -> list[Job]:
-        if reply[0] != ScriptStatus.OK:
-            raise_for_status(reply, queue=queue)
-        return parse_entries(queue, reply, 1)
 
+def _page(s: Settings, queue: str, state: str, offset: int, limit: int) -> Call[Any]:
     return script_call(
-        "peek", keys, parse, now_ms=s.now_arg(), limit=limit, batch=s.housekeeping_batch
-    )
-
-
-def _page(s: Settings, queue: str, state: str, offset: int, limit: int) -> Call[list[Job]]:
-    def parse(reply: Any) -> list[Job]:
-        if reply[0] != ScriptStatus.OK:
-            raise_for_status(reply, queue=queue)
-        return parse_entries(queue, reply, 1)
-
-    return script_call(
-        "list_jobs", queue_keys(s.prefix, queue), parse, state=state, offset=offset, limit=limit
+        "list_jobs",
+        queue_keys(s.prefix, queue),
+        _page_parse(queue),
+        state=state,
+        offset=offset,
+        limit=limit,
     )
 
 
@@ -157,10 +179,10 @@ def list_jobs(
             continue
         while want is None or len(out) < want:
             page = PAGE if want is None else min(PAGE, want - len(out))
-            jobs = yield _page(s, q, name, offset, page)
+            jobs, covered, more = yield _page(s, q, name, offset, page)
             out.extend(jobs)
-            offset += len(jobs)
-            if len(jobs) < page:
+            offset += covered
+            if covered == 0 or (covered < page and not more):
                 break
         offset = 0
     return out

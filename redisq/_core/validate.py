@@ -81,11 +81,13 @@ def check_state(field: str, value: Any) -> JobState | None:
     """Validate an optional job state (a JobState or its value, like "dead")."""
     if value is None:
         return None
-    try:
-        return JobState(value)
-    except ValueError:
-        names = ", ".join(s.value for s in JobState)
-        raise InvalidArgument(field, f"None or one of {names}", value) from None
+    if isinstance(value, str):  # (a JobState is a str; anything else is looked up by ==)
+        try:
+            return JobState(value)
+        except ValueError:
+            pass
+    names = ", ".join(s.value for s in JobState)
+    raise InvalidArgument(field, f"None or one of {names}", value)
 
 
 def check_int(field: str, value: Any, low: int, high: int) -> int:

@@ -19,6 +19,7 @@ import redis.exceptions
 
 from redisq._core import ops, queries
 from redisq._core.claim import Refusal
+from redisq._core.enqueue import keywords_checked
 from redisq._core.ops import NOT_SET, Call, Op, Settings
 from redisq._core.validate import check_int
 from redisq._sync.transport import SyncTransport
@@ -154,6 +155,7 @@ class Store:
     # ----------------------------------------------------------------------------------------
     # enqueue
 
+    @keywords_checked
     def enqueue(
         self,
         queue: str,
@@ -190,7 +192,8 @@ class Store:
             The new job, or the job that already held the id or unique key.
 
         Raises:
-            InvalidArgument: an argument is out of range; nothing was written.
+            InvalidArgument: an argument is out of range, or a keyword is not one of the
+                above (a misspelt option); nothing was written.
             SerializationError: msgpack cannot encode the payload.
             PayloadTooLarge: the encoded payload is over the limit.
         """
@@ -210,10 +213,11 @@ class Store:
         return jobs[0]
 
     def enqueue_many(self, queue: str, payloads: Sequence[Any], **options: Any) -> _Jobs:
-        """Add many jobs to a queue with one round trip per 1,000 jobs.
+        """Add many jobs to a queue, in script calls of up to 1,000 jobs and 1 MiB of payloads.
 
         Every job is validated and encoded before anything is sent, so bad input writes
-        nothing; each chunk of 1,000 is then written atomically.
+        nothing; each call is then written atomically (a job larger than 1 MiB goes alone).
+        The queue is added to the registry first (`queues`, `find`, `migrate` use it).
 
         Args:
             queue: queue name.
@@ -484,10 +488,12 @@ class Store:
         snapshots: bool = True,
         result_ttl_ms: int | Sequence[int | None] | None = None,
     ) -> _Jobs:
-        """Complete many leased jobs: one script call per queue and 1,000 jobs.
+        """Complete many leased jobs: script calls per queue of up to 1,000 jobs, 1 MiB of
+        results and about 1 MiB of stored records.
 
-        Each call is all or nothing: if one job's lease is lost, `LeaseLost` names it and no
-        job of that call is completed (ack the others one by one).
+        Every job is checked before the first call (a bad one refuses the whole list). Each
+        call is all or nothing: if one job's lease is lost, `LeaseLost` names it and no job of
+        that call is completed (ack the others one by one).
 
         Args:
             jobs: the leased jobs, as claim returned them.
@@ -503,6 +509,8 @@ class Store:
         """
         if not isinstance(jobs, (list, tuple)):
             raise InvalidArgument("jobs", "a list of Jobs returned by claim", jobs)
+        if results is not None and not isinstance(results, (list, tuple)):
+            raise InvalidArgument("results", "None or a list of values (one per job)", results)
         values = [None] * len(jobs) if results is None else results
         if len(values) != len(jobs):
             raise InvalidArgument("results", f"a list of {len(jobs)} values (one per job)", values)
@@ -659,7 +667,8 @@ class Store:
 
         Args:
             queue: one queue, or None for every queue of the registry (`<prefix>:queues`).
-            batch: records converted per script call (1 to 10,000).
+            batch: records converted per script call (1 to 10,000; a call converts at most
+                1,000, and fewer when they pass about 1 MiB).
 
         Returns:
             One `Migration` per queue, in name order: records converted, skipped (already

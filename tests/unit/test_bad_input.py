@@ -9,6 +9,7 @@ claim.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import datetime
 import math
@@ -1031,3 +1032,172 @@ def test_batch_lease_operations_name_the_bad_item(probe: Probe) -> None:
     )
     probe.refused(InvalidArgument, lambda: s.renew(good, lease_ms=MAX_LEASE + 1), field="lease_ms")
     assert s.ack(good).state is JobState.COMPLETED
+
+
+# ------------------------------------------------------ errors that were not redisq's (issue 9)
+
+
+def test_an_invalid_argument_shows_a_deep_or_cyclic_value_in_bounded_time(probe: Probe) -> None:
+    # The error's own message builds a bounded repr (a deep value overflowed repr before).
+    for value in (_deep_list(100_000), _deep_dict(100_000), _self_referencing()):
+        exc = probe.refused(
+            InvalidArgument, lambda v=value: probe.store.enqueue(Q, 1, priority=v), field="priority"
+        )
+        assert len(str(exc)) < 300
+
+
+def test_an_invalid_argument_shows_values_whose_repr_fails(probe: Probe) -> None:
+    class Hostile:
+        def __repr__(self) -> str:
+            raise RuntimeError("no repr")
+
+    exc = probe.refused(
+        InvalidArgument, lambda: probe.store.enqueue(Q, 1, priority=Hostile()), field="priority"
+    )
+    assert "Hostile" in str(exc)
+    exc = probe.refused(
+        InvalidArgument, lambda: probe.store.enqueue(Q, 1, priority=10**5000), field="priority"
+    )
+    assert len(str(exc)) < 300
+
+
+# Jobs made by hand or by dataclasses.replace: (change, field named).
+HAND_MADE: dict[str, tuple[dict[str, Any], str]] = {
+    "token-true": ({"token": True}, "job.token"),
+    "token-tuple": ({"token": (1,)}, "job.token"),
+    "token-str": ({"token": "1"}, "job.token"),
+    "token-float": ({"token": 1.0}, "job.token"),
+    "token-huge": ({"token": 2**64}, "job.token"),
+    "id-none": ({"id": None}, "job.id"),
+    "id-int": ({"id": 5}, "job.id"),
+    "id-surrogate": ({"id": "a\ud800b"}, "job.id"),
+    "id-bytes": ({"id": b"id"}, "job.id"),
+    "queue-surrogate": ({"queue": "q\udcff"}, "job.queue"),
+    "queue-list": ({"queue": ["q"]}, "job.queue"),
+    "queue-dict": ({"queue": {"q": 1}}, "job.queue"),
+    "queue-brace": ({"queue": "q{"}, "job.queue"),
+    "queue-none": ({"queue": None}, "job.queue"),
+}
+
+
+@pytest.mark.parametrize("op", JOB_OPS, ids=JOB_OPS.keys())
+@pytest.mark.parametrize("case", HAND_MADE.values(), ids=HAND_MADE.keys())
+def test_a_hand_made_job_is_refused_naming_the_field(
+    probe: Probe, op: str, case: tuple[dict[str, Any], str]
+) -> None:
+    changes, where = case
+    job = replace(probe.claimed(), **changes)
+    probe.refused(InvalidArgument, lambda: JOB_OPS[op](probe.store, job), field=where)
+
+
+@pytest.mark.parametrize("op", ["ack_many", "renew_many"])
+@pytest.mark.parametrize("case", HAND_MADE.values(), ids=HAND_MADE.keys())
+def test_a_hand_made_job_in_a_list_is_refused_naming_it(
+    probe: Probe, op: str, case: tuple[dict[str, Any], str]
+) -> None:
+    changes, where = case
+    good = probe.claimed()
+    jobs = [good, replace(good, **changes)]
+    exc = probe.refused(InvalidArgument, lambda: getattr(probe.store, op)(jobs))
+    assert exc.field == where.replace("job", "jobs[1]", 1)
+
+
+def test_nack_of_a_job_without_attempts_is_refused(probe: Probe) -> None:
+    job = replace(probe.claimed(), attempts=None)
+    probe.refused(InvalidArgument, lambda: probe.store.nack(job, error="e"), field="job.attempts")
+    # With a delay of its own, the attempts are not needed.
+    assert probe.store.nack(job, error="e", delay_ms=0).state is JobState.READY
+
+
+@pytest.mark.parametrize("bad", [5, 1.5, object(), "r", b"r"], ids=short)
+def test_ack_many_results_must_be_a_list(probe: Probe, bad: Any) -> None:
+    job = probe.claimed()
+    probe.refused(InvalidArgument, lambda: probe.store.ack_many([job], bad), field="results")
+
+
+@pytest.mark.parametrize("bad", [5, 1.5, object(), b"id"], ids=short)
+def test_retry_dead_ids_must_be_a_list(probe: Probe, bad: Any) -> None:
+    probe.refused(InvalidArgument, lambda: probe.store.retry_dead(Q, bad), field="ids")
+
+
+def test_an_unknown_keyword_to_enqueue_is_named_with_the_valid_ones(probe: Probe) -> None:
+    exc = probe.refused(
+        InvalidArgument,
+        lambda: probe.store.enqueue(Q, 1, prority=3),  # type: ignore[call-arg]
+        field="prority",
+    )
+    for valid in ("priority", "delay_ms", "run_at_ms", "max_attempts", "unique_key"):
+        assert valid in str(exc)
+    # enqueue_many names it the same way (as an option of every job).
+    exc = probe.refused(InvalidArgument, lambda: probe.store.enqueue_many(Q, [1], prority=3))
+    assert exc.field == "options.prority"
+
+
+def test_an_unknown_keyword_to_enqueue_is_refused_async() -> None:
+    async def main() -> None:
+        async with redisq.connect_async(memory_url()) as store:
+            with pytest.raises(InvalidArgument, match="prority") as info:
+                await store.enqueue(Q, 1, prority=3)  # type: ignore[call-arg]
+            assert info.value.field == "prority"
+            assert await store.counts(Q) == dict.fromkeys(JobState, 0)
+
+    asyncio.run(main())
+
+
+OVERSIZED: dict[str, Callable[[], Any]] = {
+    "list-of-blobs": lambda: [b"x" * 1_000_000] * 100,
+    "list-of-ints": lambda: list(range(20_000_000)),
+    "list-of-short-str": lambda: ["x" * 100] * 1_000_000,
+    "dict-of-blobs": lambda: {str(i): b"v" * 100 for i in range(1_000_000)},
+    "nested": lambda: [["y" * 1_000] * 1_000] * 100,
+    "tuple-in-dict": lambda: {"k": (b"x" * 2_000_000,)},
+}
+
+
+@pytest.mark.parametrize("make", OVERSIZED.values(), ids=OVERSIZED.keys())
+def test_a_100_mb_container_is_refused_before_encoding(
+    probe: Probe, monkeypatch: pytest.MonkeyPatch, make: Callable[[], Any]
+) -> None:
+    huge = make()
+    job = probe.claimed()
+    packed: list[int] = []
+    real_packb = msgpack.packb
+
+    def packb(value: Any, **options: Any) -> bytes:
+        if value is huge:
+            packed.append(1)
+        data: bytes = real_packb(value, **options)
+        return data
+
+    monkeypatch.setattr(msgpack, "packb", packb)
+    for action in (
+        lambda: probe.store.enqueue(Q, huge),
+        lambda: probe.store.enqueue_many(Q, [1, huge]),
+        lambda: probe.store.ack(job, huge),
+        lambda: probe.store.progress(job, huge),
+    ):
+        exc = probe.refused(PayloadTooLarge, action, limit=LIMIT)
+        assert exc.size > LIMIT
+    assert packed == [], "a value far over the limit was encoded before it was refused"
+
+
+@pytest.mark.parametrize("how", ["ack", "ack_many", "progress", "update"])
+def test_a_value_that_would_not_read_back_is_refused_before_it_is_stored(
+    probe: Probe, how: str
+) -> None:
+    # msgpack writes a dict keyed by a tuple but cannot read it back: stored as a result,
+    # progress or payload, it would break every later read of the job.
+    bad = {(1, 2): "tuple key"}
+    job = probe.claimed()
+    probe.store.enqueue(Q, 1, id="waiting")
+    s = probe.store
+    if how == "ack":
+        action, field = (lambda: s.ack(job, bad)), "result"
+    elif how == "ack_many":
+        action, field = (lambda: s.ack_many([job], [bad])), "result"
+    elif how == "progress":
+        action, field = (lambda: s.progress(job, bad)), "progress"
+    else:
+        action, field = (lambda: s.update(Q, "waiting", payload=bad)), "payload"
+    probe.refused(SerializationError, action, field=field)
+    assert s.ack(job, {"fine": [1, 2]}).result == {"fine": [1, 2]}
