@@ -21,6 +21,7 @@ import bench_claim_flat
 import bench_enqueue
 import bench_enqueue_many
 import bench_memory
+import bench_server_cpu
 import bench_worker
 from _common import Figure, base_parser, print_table
 
@@ -31,6 +32,7 @@ SCRIPTS: tuple[ModuleType, ...] = (
     bench_claim_flat,
     bench_memory,
     bench_worker,
+    bench_server_cpu,
 )
 
 

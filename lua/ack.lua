@@ -154,14 +154,20 @@ end
 if done == 0 then
   return {STATUS.OK, now, flags}
 end
-local types = {leased_key, 'zset', done_key, 'zset'}
-if #uniques > 0 then
-  types[#types + 1] = unique_key
-  types[#types + 1] = 'hash'
+-- The type checks before the first write, with reads that are needed anyway: the done set's
+-- size (for its retention below) and, as the first write, the ZREM of the leases (a wrong
+-- type fails it, and nothing is written). One unpack: count <= CAPS.BATCH, far below Lua's
+-- limit (lib/chunks).
+local card = redis.pcall('ZCARD', done_key)
+if type(card) == 'table' then
+  return wrong_type(done_key, card)
 end
-local bad = key_types(types)
-if bad then
-  return wrong_type(bad)
+if #uniques > 0 and key_types({unique_key, 'hash'}) then
+  return wrong_type(unique_key)
+end
+local zrem = redis.pcall('ZREM', leased_key, unpack(done_ids))
+if type(zrem) == 'table' then
+  return wrong_type(leased_key, zrem)
 end
 
 write_jobs(jobs_key, writes)
@@ -173,11 +179,10 @@ end
 if #uniques > 0 then
   clear_unique(unique_key, uniques)
 end
-chunks({'ZREM', leased_key}, done_ids)
-chunks({'ZADD', done_key}, done_pairs)
+card = card + chunks({'ZADD', done_key}, done_pairs)
 -- Trim as many as this call completed on top of `batch`: a set that grows by n per call and
 -- sheds at least n stays within its limits whatever the size of the calls (bounded by the
 -- call's own work).
-trim_retention(done_key, jobs_key, keep, max_age_ms, now, batch + done)
+trim_retention(done_key, jobs_key, keep, max_age_ms, now, batch + done, card)
 add_totals(meta_key, done, 0, 0)
 return {STATUS.OK, now, flags}

@@ -23,12 +23,13 @@
 --- @include "lib/status"
 --- @include "lib/now_ms"
 --- @include "lib/num"
---- @include "lib/check_queue"
+--- @include "lib/read_meta"
+--- @include "lib/key_types"
+--- @include "lib/wrong_type"
 --- @include "lib/caps"
 --- @include "lib/read_some"
 --- @include "lib/write_jobs"
 --- @include "lib/lease_check_fields"
---- @include "lib/chunks"
 
 local meta_key = KEYS[1]
 local leased_key = KEYS[2]
@@ -46,7 +47,9 @@ if not default_ms or not count or count < 1 or count > CAPS.BATCH
   return {STATUS.BAD_ARGUMENT, 'renew'}
 end
 local now = now_ms(now_arg)
-local err = check_queue({meta_key, 'hash', leased_key, 'zset'})
+-- The meta hash's type and schema in one read; the leased set's type is checked by the ZADD
+-- that is this call's first write (below).
+local _, err = read_meta(meta_key)
 if err then
   return err
 end
@@ -101,8 +104,18 @@ for i = 1, count do
     states[i] = 'leased'
   end
 end
-if #writes > 0 then
-  write_jobs(jobs_key, writes)
-  chunks({'ZADD', leased_key, 'XX'}, scores)
+if #writes == 0 then
+  -- Nothing to write: the leased set is still checked, as a call that writes checks it.
+  if key_types({leased_key, 'zset'}) then
+    return wrong_type(leased_key)
+  end
+  return {STATUS.OK, now, statuses, deadlines, states}
 end
+-- The first write checks the leased set's type: a wrong type fails it and nothing is written.
+-- One ZADD: count <= CAPS.BATCH, far below Lua's unpack limit (lib/chunks).
+local zadd = redis.pcall('ZADD', leased_key, 'XX', unpack(scores))
+if type(zadd) == 'table' then
+  return wrong_type(leased_key, zadd)
+end
+write_jobs(jobs_key, writes)
 return {STATUS.OK, now, statuses, deadlines, states}

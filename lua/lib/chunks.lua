@@ -1,13 +1,18 @@
 -- Calls a variadic command with the items of `list` in chunks, so that `unpack` never goes
 -- past Lua's C stack limit (about 8,000 values; Dramatiq #433). `head` holds the fixed leading
--- arguments (command, key).
+-- arguments (command, key). Returns the sum of the integer replies (members added by ZADD,
+-- fields removed by HDEL, ...) of the two-argument form.
 local CHUNK = 2000
 local function chunks(head, list)
   local n = #list
+  local total = 0
   for i = 1, n, CHUNK do
     local j = math.min(i + CHUNK - 1, n)
     if #head == 2 then
-      redis.call(head[1], head[2], unpack(list, i, j))
+      local r = redis.call(head[1], head[2], unpack(list, i, j))
+      if type(r) == 'number' then
+        total = total + r
+      end
     else
       local args = {}
       for k = 1, #head do
@@ -19,4 +24,5 @@ local function chunks(head, list)
       redis.call(unpack(args))
     end
   end
+  return total
 end

@@ -7,12 +7,13 @@
 -- and no more than CAPS.TRIM_BYTES of records (beyond the first): freeing memory takes time too,
 -- and old records may be much larger than the ones a call adds. The sizes come from reading the
 -- records under that budget (lib/read_some). Each finishing script adds less than it may remove,
--- so the set converges to its limits under any steady load. Returns the number removed.
-local function trim_retention(set_key, jobs_key, keep, max_age_ms, now, batch)
+-- so the set converges to its limits under any steady load. `card`, when the caller knows
+-- it, is the set's size (saves a ZCARD). Returns the number removed.
+local function trim_retention(set_key, jobs_key, keep, max_age_ms, now, batch, card)
   batch = math.min(batch, CAPS.TRIM)
   local removed = 0
   local bytes_left = CAPS.TRIM_BYTES
-  local excess = redis.call('ZCARD', set_key) - keep
+  local excess = (card or redis.call('ZCARD', set_key)) - keep
   if excess > 0 then
     if excess > batch then
       excess = batch

@@ -21,7 +21,7 @@ from redisq._core.calls import (
     script_call,
 )
 from redisq._core.codec import round_trip
-from redisq._core.records import parse_record, with_changes
+from redisq._core.records import changer, parse_record
 from redisq._core.status import ScriptStatus, raise_for_status
 from redisq._core.validate import (
     MAX_DELAY_MS,
@@ -35,6 +35,8 @@ from redisq.models import Job, JobState
 
 #: The largest fencing token (the meta hash's counter is a signed 64-bit integer).
 MAX_TOKEN = 2**63 - 1
+#: The snapshot of an acked job: (job, state, finished_at_ms, lease_deadline_ms, result).
+_completed = changer("state", "finished_at_ms", "lease_deadline_ms", "result")
 
 
 def _jobs(jobs: Any, field: str) -> list[Job]:
@@ -83,8 +85,12 @@ def _by_queue(s: Settings, held: list[Job], where: str, single: bool) -> dict[st
     So a bad queue anywhere in the list refuses the whole call: no queue's jobs are changed.
     """
     by_queue: dict[str, list[int]] = {}
-    for i, j in enumerate(held):
-        by_queue.setdefault(j.queue, []).append(i)
+    first = held[0].queue if held else ""
+    if all(j.queue == first for j in held):  # the usual case: one queue
+        by_queue = {first: list(range(len(held)))} if held else {}
+    else:
+        for i, j in enumerate(held):
+            by_queue.setdefault(j.queue, []).append(i)
     for queue, indexes in by_queue.items():
         try:
             queue_keys(s.prefix, queue)
@@ -139,13 +145,14 @@ def ack_many(
         for j, r in zip(held, results, strict=True)
     ]
     encoded = [data for data, _ in checked]
-    _by_queue(s, held, "job" if single else "jobs", single)  # every queue, before any call
+    any_result = any(encoded)
+    # Every queue is checked before any call.
+    queues = _by_queue(s, held, "job" if single else "jobs", single)
     r = s.retention
     default_ttl = r.result_ttl_ms
     by_queue: dict[tuple[str, int], list[int]] = {}
     if ttls is None:
-        for i, j in enumerate(held):
-            by_queue.setdefault((j.queue, default_ttl), []).append(i)
+        by_queue = {(queue, default_ttl): indexes for queue, indexes in queues.items()}
     else:
         for i, j in enumerate(held):
             ttl = ttls[i] if encoded[i] else default_ttl  # no result: any call will do
@@ -153,7 +160,10 @@ def ack_many(
     out: list[Job | None] = [None] * len(held)
     for (queue, result_ttl_ms), indexes in by_queue.items():
         keys = queue_keys(s.prefix, queue)
-        todo = chunk_ranges([len(encoded[i]) for i in indexes])
+        if any_result:
+            todo = chunk_ranges([len(encoded[i]) for i in indexes])
+        else:  # (calls of CHUNK jobs)
+            todo = [(a, min(a + CHUNK, len(indexes))) for a in range(0, len(indexes), CHUNK)]
         while todo:
             first, stop = todo.pop(0)
             part = indexes[first:stop]
@@ -187,18 +197,12 @@ def ack_many(
             if not snapshots:
                 continue
             now = reply[1]
-            for n, i in enumerate(part[:handled]):
-                stored = reply[2][n]
+            completed = JobState.COMPLETED
+            for i, stored in zip(part, reply[2], strict=False):  # (the first `handled`)
                 if stored != 0:  # acked before by this token (a retry): report what Redis holds
                     out[i] = parse_record(queue, held[i].id, stored)
                     continue
-                out[i] = with_changes(
-                    held[i],
-                    state=JobState.COMPLETED,
-                    finished_at_ms=now,
-                    lease_deadline_ms=None,
-                    result=checked[i][1],
-                )
+                out[i] = _completed(held[i], completed, now, None, checked[i][1])
     return [j for j in out if j is not None]
 
 

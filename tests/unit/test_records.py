@@ -9,8 +9,10 @@ import pytest
 
 from redisq import BadRecord, Job, JobState, SerializationError
 from redisq._core.records import (
+    changer,
     make_job,
     pack_record,
+    parse_entries,
     parse_record,
     unpack_record,
     with_changes,
@@ -136,3 +138,56 @@ def test_a_record_that_does_not_decode_is_a_serialization_error() -> None:
     with pytest.raises(SerializationError) as info:
         parse_record("q", "bad", pack_record(fields))
     assert (info.value.field, info.value.job_id) == ("payload", "bad")
+
+
+def _leased(**extra: bytes) -> dict[str, bytes]:
+    fields = {"state": b"leased", "prio": b"2", "attempts": b"1", "max": b"3", "token": b"9"}
+    fields |= {"worker": b"w", "created": b"1", "run_at": b"2", "seq": b"1", "deadline": b"50"}
+    return fields | {"payload": msgpack.packb([1, "x"])} | extra
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        _leased(),
+        _leased(name=b"task", ukey=b"u", lease_ms=b"700", finished=b"5"),
+        _leased(state=b"ready", token=b"", worker=b"", deadline=b""),
+        _leased(error=b"boom", result=msgpack.packb("r"), progress=msgpack.packb(3)),
+        _leased(result=msgpack.packb({"k": None})),
+    ],
+)
+def test_parse_entries_agrees_with_parse_record(fields: dict[str, bytes]) -> None:
+    # parse_entries inlines parse_record for records without blobs: both must build the
+    # same Job from every record, with blobs or without.
+    packed = pack_record(fields)
+    reply = [0, 1, b"j1", packed, b"j2", packed]
+    expected = parse_record("q", "j1", packed)
+    assert parse_entries("q", reply, 2) == [expected, dataclasses.replace(expected, id="j2")]
+
+
+@pytest.mark.parametrize(
+    ("data", "error"),
+    [
+        (b"garbage", BadRecord),
+        (pack_record(_leased(state=b"nonsense")), BadRecord),
+        (pack_record(_leased(prio=b"x")), BadRecord),
+        (pack_record(_leased(payload=b"\xc1")), SerializationError),
+    ],
+)
+def test_parse_entries_raises_what_parse_record_raises(data: bytes, error: type[Exception]) -> None:
+    with pytest.raises(error) as info:
+        parse_entries("q", [b"good", pack_record(_leased()), b"j9", data], 0)
+    assert getattr(info.value, "job_id", None) == "j9"
+
+
+def test_changer_is_with_changes() -> None:
+    names = [f.name for f in dataclasses.fields(Job)]
+    job = make_job(range(len(names)))
+    change = changer("state", "finished_at_ms", "result")
+    changed = change(job, "s", 7, "r")
+    assert type(changed) is Job
+    assert changed == with_changes(job, state="s", finished_at_ms=7, result="r")
+    with pytest.raises(TypeError):
+        changer("state", "nope")
+    with pytest.raises(TypeError):
+        changer("state", "state")
