@@ -12,7 +12,7 @@ import pytest
 from redisq._core import schedules as sched
 from redisq._core.calls import Settings
 from redisq._core.scripts import lua_dir
-from redisq.errors import InvalidArgument
+from redisq.errors import InvalidArgument, RedisqError
 
 PARIS = ZoneInfo("Europe/Paris")
 MIN = 60_000
@@ -72,8 +72,10 @@ def test_caps_match_lua() -> None:
         ({"every_ms": 10, "payload": {1, 2}}, "payload", ""),
     ],
 )
-def test_bad_input_names_the_field_and_the_limit(kw: dict[str, Any], field: str, limit: str) -> None:
-    with pytest.raises(Exception) as info:
+def test_bad_input_names_the_field_and_the_limit(
+    kw: dict[str, Any], field: str, limit: str
+) -> None:
+    with pytest.raises(RedisqError) as info:
         defn(**kw)
     if field == "payload":
         assert "payload" in str(info.value)
@@ -135,9 +137,7 @@ def test_dst_repeat_runs_a_fixed_hour_once_and_a_wildcard_hour_twice() -> None:
     daily = ticks("30 2 * * *")
     assert daily == [ms(datetime(2026, 10, 25, 2, 30, tzinfo=PARIS, fold=0))]
     half_hourly = [t for t in ticks("*/30 * * * *") if t >= ms(datetime(2026, 10, 25, 0, 0))]
-    in_repeat = [
-        t for t in half_hourly if datetime.fromtimestamp(t / 1000, PARIS).hour == 2
-    ]
+    in_repeat = [t for t in half_hourly if datetime.fromtimestamp(t / 1000, PARIS).hour == 2]
     assert len(in_repeat) == 4  # 02:00 and 02:30, each in both occurrences
     assert in_repeat[1] - in_repeat[0] == 30 * MIN
     assert in_repeat[2] - in_repeat[0] == 60 * MIN
