@@ -270,9 +270,11 @@ def test_every_schedule_script_is_safe_when_resent(
     store, first = resent
     start = clock.now_ms
     s = store.upsert_schedule("s", every_ms=MIN, queue=Q, payload=1)
-    assert first[-1][1] == b"written" and s.runs == 0
+    assert first[-1][1] == b"written"
+    assert s.runs == 0
     changed = store.upsert_schedule("s", every_ms=MIN, queue=Q, payload=2)
-    assert first[-1][1] == b"written" and changed.payload == 2
+    assert first[-1][1] == b"written"
+    assert changed.payload == 2
     clock.advance(MIN)
     t = store.tick_schedules(Q)
     # The first run enqueued the tick; the re-sent one found it moved on: one job.
@@ -310,7 +312,7 @@ def test_racing_drivers_enqueue_each_tick_once(
             clock.advance(1_000)
             barrier = threading.Barrier(len(stores))
 
-            def drive(i: int) -> None:
+            def drive(i: int, barrier: threading.Barrier = barrier) -> None:
                 barrier.wait()
                 won[i] += len(stores[i].tick_schedules(Q).enqueued)
 
@@ -351,7 +353,8 @@ def test_two_deploys_of_different_versions(
         assert old.store.tick_schedules(Q).enqueued == [f"report@{start + MIN}"]
         # When the new deploy starts (stores its version) while the old one still runs
         [s2] = new.declare_schedules()
-        assert s2.every_ms == 2 * MIN and s2.runs == 1
+        assert s2.every_ms == 2 * MIN
+        assert s2.runs == 1
         # Then from the next tick both drive the new definition, and no tick is doubled
         for _ in range(6):
             clock.advance(MIN)
@@ -412,7 +415,8 @@ def test_a_worker_drives_the_declared_schedules(url: str, prefix: str) -> None:
     try:
         wait_for(lambda: len(seen) >= 5, 20)
         [s] = app.store.schedules(Q)
-        assert s.runs == 5 and s.next_run_ms is None
+        assert s.runs == 5
+        assert s.next_run_ms is None
         assert seen == [7] * 5
     finally:
         worker.stop()
