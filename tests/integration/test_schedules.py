@@ -424,6 +424,38 @@ def test_a_worker_drives_the_declared_schedules(url: str, prefix: str) -> None:
         app.close()
 
 
+def test_a_schedule_added_at_run_time_wakes_an_idle_worker(url: str, prefix: str) -> None:
+    from tests.support.polling import wait_for
+
+    app = redisq.App(url, prefix=prefix)
+    seen: list[str] = []
+
+    @app.task(queue=Q, name="added")
+    def added(tag: str) -> None:
+        seen.append(tag)
+
+    worker = redisq.Worker(app, handle_signals=False)
+    threading.Thread(target=worker.run, daemon=True).start()
+    try:
+        # Given an idle worker whose driver has nothing to wait for: it blocks for 60 s
+        wait_for(lambda: worker.running, 10)
+        if not url.startswith("memory://"):
+            wait_for(
+                lambda: any(c.get("cmd") == "xread" for c in app.store.redis.client_list()), 10
+            )
+        # When a schedule is added at run time
+        app.store.upsert_schedule(
+            "rt", every_ms=100, limit=2, queue=Q, name="added",
+            payload={"args": ["rt"], "kwargs": {}},
+        )  # fmt: skip
+        # Then its ticks run long before the driver's 60 s wait would have ended
+        wait_for(lambda: len(seen) == 2, 15)
+    finally:
+        worker.stop()
+        assert worker.wait_stopped(20)
+        app.close()
+
+
 def test_a_worker_without_schedules_leaves_them_alone(url: str, prefix: str) -> None:
     app = redisq.App(url, prefix=prefix)
 
