@@ -719,11 +719,3 @@ def wait_schedules(
         parse,
         blocking=True,
     )
-
-
-def wait_timeout(s: Settings, ticks: ScheduleTicks) -> int:
-    """How long a driver may sleep after a pass: until the next pending tick, at most the
-    longest blocking call (schedule changes wake it sooner)."""
-    if ticks.next_due_ms is None:
-        return s.max_block_ms
-    return max(0, min(ticks.next_due_ms - ticks.now_ms, s.max_block_ms))

@@ -9,6 +9,7 @@ import threading
 from datetime import UTC, datetime
 from typing import Any
 
+from redisq._sync.store import Store
 from redisq.cli._base import (
     EXIT_OK,
     Commands,
@@ -201,28 +202,27 @@ def _scheduler(args: argparse.Namespace, ctx: Context) -> int:
     if url.startswith("memory://"):
         raise UsageError(f"the url is {url!r}, a store private to this process: pass --url")
     configure_logging(args.log_level)
+    options = app.connect_options if app is not None else {}
+    with connect(url, prefix=prefix, **options) as store:
+        store.redis.ping()  # unreachable: exit 3 with the URL named
     stop = threading.Event()
-    store = connect(url, prefix=prefix)
-    store.redis.ping()
 
     def on_signal(signum: int, frame: Any) -> None:
         stop.set()
-        store.stop_waiting()
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, on_signal)
 
-    def declare() -> object:
+    def declare(store: Store) -> object:
         return app.declare_schedules(store, queues) if app is not None else None
 
-    drivers = start_drivers(store, queues, stop, declare, "redisq-scheduler")
+    drivers = start_drivers(url, prefix, options, queues, declare, "redisq-scheduler")
     ctx.err.write(f"redisq scheduler: driving the schedules of {', '.join(queues)}\n")
     ctx.err.flush()
     while not stop.wait(0.5):
         pass
-    for driver in drivers:
-        driver.join(5)
-    store.close()
+    drivers.stop()
+    drivers.join(5)
     return EXIT_OK
 
 

@@ -43,7 +43,7 @@ from redisq.worker._executors import AsyncExecutor, Executor, ThreadExecutor
 from redisq.worker._fetcher import Fetcher
 from redisq.worker._handlers import Runner
 from redisq.worker._keeper import Keeper
-from redisq.worker._schedules import start_drivers
+from redisq.worker._schedules import Drivers, start_drivers
 from redisq.worker._settler import Settler
 from redisq.worker._state import Entry, Outcome, State
 from redisq.worker._support import WorkerMetrics, frozen_heap, logger, stop_signals
@@ -295,25 +295,24 @@ class _Runtime:
         )
         if isinstance(executor, ThreadExecutor):
             executor.fetch = self.fetcher.work
-        self._schedules_stop = threading.Event()
         self._name = name
+        self.drivers: Drivers | None = None
 
     def start(self) -> None:
         self.settler.start()
         self.keeper.start()
         self.fetcher.start()
         worker = self.worker
-        self.drivers = (
-            start_drivers(
-                self.store,
+        if worker.schedules:
+            app = worker.app
+            self.drivers = start_drivers(
+                app.url,
+                app.prefix,
+                app.connect_options,
                 worker.queues,
-                self._schedules_stop,
-                lambda: worker.app.declare_schedules(self.store, worker.queues),
+                lambda store: app.declare_schedules(store, worker.queues),
                 self._name,
             )
-            if worker.schedules
-            else []
-        )
 
     def _mark_started(self, entry: Entry) -> None:
         """The handler of `entry` starts now: its timeout (if any) counts from here."""
@@ -352,8 +351,8 @@ class _Runtime:
         worker = self.worker
         state = self.state
         # No claim may start now; one waiting for work returns (what it leased is released).
-        # (stop_waiting also cuts the schedule drivers' waits short.)
-        self._schedules_stop.set()
+        if self.drivers is not None:
+            self.drivers.stop()
         self.fetcher.stop_waiting()
         for entry in state.begin_stop():
             self.settler.put(Outcome(entry, "release", "release"))
@@ -376,6 +375,6 @@ class _Runtime:
         self.settler.close(_HURRIED_FLUSH_S)
         self.keeper.stop()
         self.keeper.join(5)
-        for driver in self.drivers:
-            driver.join(5)
+        if self.drivers is not None:
+            self.drivers.join(5)
         self.executor.shutdown(1.0)
