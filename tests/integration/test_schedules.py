@@ -6,6 +6,7 @@ would on the Redis clock, so outages and DST changes take no waiting.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Iterator
 from datetime import datetime
@@ -518,3 +519,33 @@ def test_schedules_on_a_cluster_live_in_their_queue_slot(cluster_url: str) -> No
             store.purge(q)
     finally:
         store.close()
+
+
+@pytest.mark.cluster
+def test_a_worker_on_a_cluster_drives_each_queue_in_its_slot(cluster_url: str) -> None:
+    from tests.support.polling import wait_for
+
+    prefix = f"schedw{os.getpid()}"
+    app = redisq.App(cluster_url, prefix=prefix)
+    seen: list[str] = []
+    queues = ["wa", "wb", "wc"]
+    for q in queues:
+
+        @app.periodic(every_ms=100, limit=2, args=(q,))
+        @app.task(queue=q, name=f"beat-{q}")
+        def beat(tag: str) -> None:
+            seen.append(tag)
+
+    worker = redisq.Worker(app, handle_signals=False)
+    threading.Thread(target=worker.run, daemon=True).start()
+    try:
+        wait_for(lambda: len(seen) == 6, 30)
+        assert sorted(seen) == sorted(queues * 2)
+        assert all(s.runs == 2 for s in app.store.schedules())
+    finally:
+        worker.stop()
+        assert worker.wait_stopped(20)
+        for q in queues:
+            app.store.remove_schedule(f"beat-{q}", queue=q)
+            app.store.purge(q)
+        app.close()
