@@ -11,14 +11,14 @@
 local function trim_retention(set_key, jobs_key, keep, max_age_ms, now, batch)
   batch = math.min(batch, CAPS.TRIM)
   local removed = 0
-  local budget = CAPS.TRIM_BYTES
+  local bytes_left = CAPS.TRIM_BYTES
   local excess = redis.call('ZCARD', set_key) - keep
   if excess > 0 then
     if excess > batch then
       excess = batch
     end
     local ids = redis.call('ZRANGE', set_key, 0, excess - 1)
-    local recs, n, used = read_some(jobs_key, ids, budget)
+    local recs, n, used = read_some(jobs_key, ids, bytes_left)
     if not recs then
       return 0  -- the jobs hash holds another type: the caller checked it; trim nothing
     end
@@ -28,20 +28,20 @@ local function trim_retention(set_key, jobs_key, keep, max_age_ms, now, batch)
     chunks({'HDEL', jobs_key}, ids)
     redis.call('ZREMRANGEBYRANK', set_key, 0, n - 1)
     removed = n
-    budget = budget - used
+    bytes_left = bytes_left - used
     if n < excess then
       return removed  -- the byte budget is spent
     end
   end
-  if max_age_ms > 0 and removed < batch and budget > 0 then
+  if max_age_ms > 0 and removed < batch and bytes_left > 0 then
     local ids = redis.call('ZRANGEBYSCORE', set_key, '-inf', num(now - max_age_ms),
       'LIMIT', 0, batch - removed)
     if #ids > 0 then
-      local recs, n, used = read_some(jobs_key, ids, budget)
+      local recs, n, used = read_some(jobs_key, ids, bytes_left)
       if not recs then
         return removed
       end
-      if removed > 0 and n == 1 and used > budget then
+      if removed > 0 and n == 1 and used > bytes_left then
         n = 0  -- (read_some always covers its first record; this call has trimmed already)
       end
       if n < #ids then

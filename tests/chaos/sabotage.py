@@ -54,7 +54,8 @@ SABOTAGES = {
         Sabotage(
             "renew-no-fence",
             "renew extends a lease whatever the token and deadline (fencing broken)",
-            "refusal = lease_check_fields(state, held, ended, deadline, ARGV[b + 1], now, 'renew', i)",
+            "refusal = lease_check_fields(state, held, ended, deadline, ARGV[b + 1], now,"
+            " 'renew', i)",
             "refusal = nil",
             ("renew",),
         ),
