@@ -10,7 +10,6 @@ from tests.unit.test_fuzz_api import (
     FUZZ,
     World,
     call_both,
-    hostile,
     ids,
     ints,
     maybe,
