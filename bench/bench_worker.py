@@ -4,6 +4,7 @@
     paused; the clock runs from `resume` to the last completion), for several concurrency and
     prefetch settings; the best is the figure. Goal: >= 20,000 jobs/s.
 (b) The same with two worker processes on one queue, best setting of (a). Goal: >= 30,000.
+    With --processes, every setting runs with each number of processes given instead.
 (c) Pickup latency of one idle worker process: enqueue one job at a time and time it from
     the moment the server ran the enqueue (its MONITOR timestamp; the worker's handler reads
     the same wall clock) to the handler's start. Also shown: from the enqueue call (so its
@@ -12,7 +13,17 @@
 (d) Idle cost: Redis commands per second sent by one idle worker (counted on its connections,
     and INFO commandstats without the INFO calls). Goal: <= 2 commands/s.
 
-    python bench/bench_worker.py [--jobs 20000] [--configs 10:0,10:100,...] [--url redis://...]
+    python bench/bench_worker.py [--jobs 20000] [--configs default,4:500,...] [--processes 1,2]
+        [--pickups 500] [--idle-seconds 10] [--url redis://...]
+
+A setting is CONCURRENCY:PREFETCH; either may be "-" (the Worker's default), and "default"
+stands for "-:-", the Worker as users run it (`redisq worker` without options). An explicit
+setting also passes idle_wait_ms=50, as this script always did; "default" passes nothing.
+`--jobs 0`, `--pickups 0` and `--idle-seconds 0` leave out (a) and (b), (c), (d).
+
+The worker processes run the redisq that this script imported, so that
+``PYTHONPATH=/path/to/another/checkout python bench/bench_worker.py`` measures that checkout
+(the version it reports is printed first).
 """
 
 from __future__ import annotations
@@ -23,7 +34,7 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 import redis
@@ -42,15 +53,15 @@ from _common import (
     step,
 )
 from _server import bench_server
+from _workers import describe_code, spawn
 
 import redisq
 from redisq._core.scripts import script
 
 SCRIPT = "bench_worker.py"
 JOBS, QUICK_JOBS = 20_000, 5_000
-#: concurrency:prefetch settings tried for (a); their sum stays <= 1,000 (see the report:
-#: the fetcher claims concurrency + prefetch at once, and claim takes at most 1,000).
-CONFIGS = "1:0,10:0,10:100,10:500,50:500,4:500"
+#: concurrency:prefetch settings tried for (a) ("default": the Worker's defaults).
+CONFIGS = "default,1:0,10:0,10:100,10:500,50:500,4:500"
 PICKUPS, QUICK_PICKUPS = 500, 100
 IDLE_S, QUICK_IDLE_S = 10.0, 3.0
 GOAL_ONE, GOAL_TWO = 20_000.0, 30_000.0
@@ -62,18 +73,16 @@ _CLIENT_COMMANDS = ("bzpopmin", "evalsha", "eval", "evalsha_ro", "eval_ro", "scr
 STALL_S = 30.0
 QUEUE = "q"
 TASK = "bench.noop"
-ROOT = Path(__file__).resolve().parent.parent
 
 #: A worker process: registers the no-op task, runs a Worker until SIGTERM, prints its metrics;
 #: the CPU time it printed when ready and at the end gives its CPU spent working (no start-up).
 CHILD = """
 import sys, threading, time, json
 import redisq
-url, prefix, task, queue = sys.argv[1:5]
-concurrency, prefetch = int(sys.argv[5]), int(sys.argv[6])
+url, prefix, task, queue, options = sys.argv[1:6]
 app = redisq.App(url, prefix=prefix)
 app.task(name=task, queue=queue)(lambda n: None)
-worker = redisq.Worker(app, concurrency=concurrency, prefetch=prefetch, idle_wait_ms=50)
+worker = redisq.Worker(app, **json.loads(options))
 def ready():
     while not worker.running:
         time.sleep(0.01)
@@ -87,25 +96,63 @@ print(json.dumps({**worker.metrics.snapshot(), "cpu": time.process_time()}), flu
 def parser() -> argparse.ArgumentParser:
     """Return this script's argument parser."""
     p = base_parser(__doc__.splitlines()[0] if __doc__ else SCRIPT)
-    p.add_argument("--jobs", type=int, default=None, help=f"jobs per drain ({JOBS:,})")
+    p.add_argument(
+        "--jobs", type=int, default=None, help=f"jobs per drain, 0: skip (a) and (b) ({JOBS:,})"
+    )
     p.add_argument(
         "--configs",
         default=CONFIGS,
-        help=f"concurrency:prefetch settings for one process, comma-separated ({CONFIGS})",
+        help="concurrency:prefetch settings, comma-separated; '-' for the Worker's default,"
+        f" 'default' for both ({CONFIGS})",
     )
-    p.add_argument("--pickups", type=int, default=None, help=f"jobs timed for (c) ({PICKUPS})")
     p.add_argument(
-        "--idle-seconds", type=float, default=None, help=f"idle time counted for (d) ({IDLE_S})"
+        "--processes",
+        default=None,
+        help="worker processes per drain, comma-separated, e.g. 1,2: every setting runs with"
+        " each (default: every setting with 1, then the best of them with 2)",
+    )
+    p.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="drain every setting this many times, interleaved; the figures give the median"
+        " and the range (1)",
+    )
+    p.add_argument(
+        "--pickups", type=int, default=None, help=f"jobs timed for (c), 0: skip ({PICKUPS})"
+    )
+    p.add_argument(
+        "--idle-seconds",
+        type=float,
+        default=None,
+        help=f"idle time counted for (d), 0: skip ({IDLE_S})",
     )
     return p
 
 
-def parse_configs(text: str) -> list[tuple[int, int]]:
-    """Parse ``"10:0,10:100"`` into [(10, 0), (10, 100)]."""
+@dataclass(frozen=True)
+class Config:
+    """One worker setting: its label and the Worker options it passes."""
+
+    label: str
+    options: dict[str, int]
+
+
+def parse_configs(text: str) -> list[Config]:
+    """Parse ``"default,10:0,-:100"`` into Configs (a "-" leaves that option at its default)."""
     configs = []
     for item in text.split(","):
-        concurrency, _, prefetch = item.strip().partition(":")
-        configs.append((int(concurrency), int(prefetch or 0)))
+        item = item.strip()
+        if item == "default":
+            configs.append(Config("defaults", {}))
+            continue
+        concurrency, _, prefetch = item.partition(":")
+        options = {"idle_wait_ms": 50}
+        if concurrency != "-":
+            options["concurrency"] = int(concurrency)
+        if prefetch != "-":
+            options["prefetch"] = int(prefetch or 0)
+        configs.append(Config(f"concurrency {concurrency}, prefetch {prefetch or 0}", options))
     return configs
 
 
@@ -125,7 +172,7 @@ def _server_cpu(admin: redis.Redis) -> float:
 
 
 def drain(
-    url: str, admin: redis.Redis, jobs: int, processes: int, concurrency: int, prefetch: int
+    url: str, admin: redis.Redis, jobs: int, processes: int, options: dict[str, int]
 ) -> dict[str, Any]:
     """Time `processes` worker processes draining `jobs` jobs; return rate and CPU figures."""
     prefix = new_prefix("worker")
@@ -135,16 +182,8 @@ def drain(
         store.pause(QUEUE)
         fill(store, jobs)
         ready_cpu = 0.0
-        numbers = [str(concurrency), str(prefetch)]
         for _ in range(processes):
-            children.append(
-                subprocess.Popen(
-                    [sys.executable, "-c", CHILD, url, prefix, TASK, QUEUE, *numbers],
-                    cwd=ROOT,
-                    stdout=subprocess.PIPE,
-                    text=True,
-                )
-            )
+            children.append(spawn(CHILD, url, prefix, TASK, QUEUE, json.dumps(options)))
         for child in children:
             assert child.stdout is not None
             word, _, cpu = child.stdout.readline().partition(" ")
@@ -216,12 +255,7 @@ def pickup(url: str, admin: redis.Redis, count: int) -> dict[str, list[float]]:
     prefix = new_prefix("pickup")
     app = redisq.App(url, prefix=prefix)
     noop = app.task(name=TASK, queue=QUEUE, store_result=True)(lambda n: None)
-    child = subprocess.Popen(
-        [sys.executable, "-c", PICKUP_CHILD, url, prefix, TASK, QUEUE],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+    child = spawn(PICKUP_CHILD, url, prefix, TASK, QUEUE)
     out: dict[str, list[float]] = {"from_call": [], "from_return": [], "calls": []}
     walls: list[float] = []
     stamps = _EnqueueStamps(url)
@@ -347,75 +381,176 @@ def percentile(values: list[float], q: float) -> float:
 
 def run(args: argparse.Namespace) -> list[Figure]:
     """Measure the worker figures (a) to (d)."""
-    jobs = args.jobs or (QUICK_JOBS if args.quick else JOBS)
+    jobs = (QUICK_JOBS if args.quick else JOBS) if args.jobs is None else args.jobs
     configs = parse_configs(args.configs)
-    pickups = args.pickups or (QUICK_PICKUPS if args.quick else PICKUPS)
-    idle_s = args.idle_seconds or (QUICK_IDLE_S if args.quick else IDLE_S)
-    cmd = command_line(
-        SCRIPT,
-        {"jobs": jobs, "configs": args.configs, "pickups": pickups, "idle_seconds": idle_s},
-        args.url,
+    pickups = (QUICK_PICKUPS if args.quick else PICKUPS) if args.pickups is None else args.pickups
+    idle_s = (
+        (QUICK_IDLE_S if args.quick else IDLE_S) if args.idle_seconds is None else args.idle_seconds
     )
+    counts = [int(n) for n in args.processes.split(",")] if args.processes else None
+    options: dict[str, Any] = {"jobs": jobs, "configs": args.configs}
+    if counts:
+        options["processes"] = args.processes
+    if args.rounds > 1:
+        options["rounds"] = args.rounds
+    options.update(pickups=pickups, idle_seconds=idle_s)
+    cmd = command_line(SCRIPT, options, args.url)
     print(f"## worker runtime: drain {jobs:,} no-op jobs, pickup, idle\n# {cmd}", flush=True)
+    print(f"# {describe_code()}", flush=True)
     figures: list[Figure] = []
+    runs: dict[tuple[int, str], list[dict[str, Any]]] = {}
+    picked: dict[str, list[float]] | None = None
+    idled: tuple[float, float] | None = None
     with bench_server(args.url) as server:
         admin = redis.Redis.from_url(server.url)
         print_environment(admin)
         try:
-            results: dict[tuple[int, int], dict[str, Any]] = {}
-            for concurrency, prefetch in configs:
-                with step(f"1 process, concurrency {concurrency}, prefetch {prefetch}"):
-                    r = drain(server.url, admin, jobs, 1, concurrency, prefetch)
-                results[concurrency, prefetch] = r
-                print(
-                    f"  {r['rate']:,.0f} jobs/s; CPU per job: worker {r['worker_us']:,.0f} µs"
-                    f" + server {r['server_us']:,.0f} µs",
-                    flush=True,
-                )
-            (c_best, p_best), _ = max(results.items(), key=lambda kv: kv[1]["rate"])
-            with step(f"2 processes, concurrency {c_best}, prefetch {p_best}"):
-                two = drain(server.url, admin, jobs, 2, c_best, p_best)
-            print(
-                f"  {two['rate']:,.0f} jobs/s; per process {two['completed']}; CPU per job:"
-                f" workers {two['worker_us']:,.0f} µs + server {two['server_us']:,.0f} µs",
-                flush=True,
-            )
-            with step(f"pickup latency, {pickups} jobs"):
-                picked = pickup(server.url, admin, pickups)
-            with step(f"idle worker, {idle_s:g} s"):
-                sent_s, executed_s, by_command = idle(server.url, admin, idle_s)
-            print(f"  idle: {sent_s:.2f} sent/s, server commandstats {by_command}", flush=True)
+            for _ in range(args.rounds if jobs else 0):
+                for n in counts or [1]:
+                    for config in configs:
+                        r = _drain_step(server.url, admin, jobs, n, config)
+                        runs.setdefault((n, config.label), []).append(r)
+            if counts is None and jobs:
+                best = max(configs, key=lambda c: _median(runs[1, c.label])["rate"])
+                for _ in range(args.rounds):
+                    r = _drain_step(server.url, admin, jobs, 2, best)
+                    runs.setdefault((2, best.label), []).append(r)
+            if pickups:
+                with step(f"pickup latency, {pickups} jobs"):
+                    picked = pickup(server.url, admin, pickups)
+            if idle_s:
+                with step(f"idle worker, {idle_s:g} s"):
+                    sent_s, executed_s, by_command = idle(server.url, admin, idle_s)
+                idled = sent_s, executed_s
+                print(f"  idle: {sent_s:.2f} sent/s, server commandstats {by_command}", flush=True)
         finally:
             admin.close()
-    for (concurrency, prefetch), r in results.items():
-        best_mark = " (best)" if (concurrency, prefetch) == (c_best, p_best) else ""
+    results = {key: _median(found) for key, found in runs.items()}
+    for n in sorted({n for n, _ in results}):
+        best_rate = max(r["rate"] for (m, _), r in results.items() if m == n)
+        goal = GOAL_ONE if n == 1 else GOAL_TWO
+        for (m, label), r in results.items():
+            if m != n:
+                continue
+            mark = " (best)" if r["rate"] == best_rate and len(configs) > 1 else ""
+            split = f"split {r['completed']}; " if n > 1 else ""
+            rates = sorted(found["rate"] for found in runs[m, label])
+            spread = (
+                f" (median of {len(rates)}: {rates[0]:,.0f}-{rates[-1]:,.0f})"
+                if len(rates) > 1
+                else ""
+            )
+            config = next(c for c in configs if c.label == label)
+            figures.append(
+                Figure(
+                    f"({'a' if n == 1 else 'b'}) {n} worker process{'es' if n > 1 else ''},"
+                    f" {label}{mark}",
+                    f"{fmt_rate(r['rate'], 'jobs/s')}{spread} ({split}CPU per job: worker"
+                    f" {r['worker_us']:,.0f} µs + server {r['server_us']:,.0f} µs;"
+                    f" {100 * r['rate'] / best_rate:.0f}% of the best)",
+                    f">= {goal:,.0f} jobs/s" if n <= 2 else "",
+                    r["rate"] >= goal if n <= 2 else None,
+                    command_line(
+                        SCRIPT,
+                        {"jobs": jobs, "configs": _config_text(config), "processes": n},
+                        args.url,
+                    ),
+                )
+            )
+    figures += _default_figures(runs, results, configs, cmd)
+    if picked is not None:
+        figures += _pickup_figures(picked, pickups, cmd)
+    if idled is not None:
+        sent_s, executed_s = idled
         figures.append(
             Figure(
-                f"(a) 1 worker process, concurrency {concurrency}, prefetch {prefetch}{best_mark}",
-                f"{fmt_rate(r['rate'], 'jobs/s')} (CPU per job: worker {r['worker_us']:,.0f} µs"
-                f" + server {r['server_us']:,.0f} µs)",
-                f">= {GOAL_ONE:,.0f} jobs/s",
-                r["rate"] >= GOAL_ONE,
-                command_line(
-                    SCRIPT, {"jobs": jobs, "configs": f"{concurrency}:{prefetch}"}, args.url
-                ),
+                f"(d) idle worker: commands per second over {idle_s:g} s",
+                f"{sent_s:.2f} sent/s ({executed_s:.2f}/s executed by the server, incl. in"
+                " scripts)",
+                f"<= {GOAL_IDLE:g} /s",
+                sent_s <= GOAL_IDLE,
+                cmd,
             )
         )
+    return figures
+
+
+def _default_figures(
+    runs: dict[tuple[int, str], list[dict[str, Any]]],
+    results: dict[tuple[int, str], dict[str, Any]],
+    configs: list[Config],
+    cmd: str,
+) -> list[Figure]:
+    """The defaults beside the best tuned setting (the other setting with the highest
+    median), per number of processes: the ratio of their medians, and the median of the
+    ratios within each round (the two drains of a round ran a few seconds apart, so a
+    busy spell of the machine weighs on both)."""
+    figures = []
+    default = next((c.label for c in configs if not c.options), None)
+    if default is None:
+        return figures
+    for n in sorted({n for n, _ in results}):
+        tuned = [
+            (r["rate"], label) for (m, label), r in results.items() if m == n and label != default
+        ]
+        if (n, default) not in results or not tuned:
+            continue
+        best_rate, best = max(tuned)
+        ratios = sorted(
+            d["rate"] / t["rate"] for d, t in zip(runs[n, default], runs[n, best], strict=False)
+        )
+        ratio = results[n, default]["rate"] / best_rate
+        paired = ratios[(len(ratios) - 1) // 2]
+        figures.append(
+            Figure(
+                f"({'a' if n == 1 else 'b'}) {n} worker process{'es' if n > 1 else ''}: defaults"
+                f" / best tuned ({best})",
+                f"{100 * ratio:.0f}% (medians); per round: median {100 * paired:.0f}%"
+                f" ({100 * ratios[0]:.0f}-{100 * ratios[-1]:.0f}% over {len(ratios)})",
+                ">= 90%",
+                min(ratio, paired) >= 0.9,
+                cmd,
+            )
+        )
+    return figures
+
+
+def _median(found: list[dict[str, Any]]) -> dict[str, Any]:
+    """The run with the median rate (the lower middle one of an even count)."""
+    ordered = sorted(found, key=lambda r: r["rate"])
+    return ordered[(len(ordered) - 1) // 2]
+
+
+def _config_text(config: Config) -> str:
+    if not config.options:
+        return "default"
+    c, p = config.options.get("concurrency", "-"), config.options.get("prefetch", "-")
+    return f"{c}:{p}"
+
+
+def _drain_step(
+    url: str, admin: redis.Redis, jobs: int, processes: int, config: Config
+) -> dict[str, Any]:
+    plural = "es" if processes > 1 else ""
+    with step(f"{processes} process{plural}, {config.label}"):
+        r = drain(url, admin, jobs, processes, config.options)
+    split = f"; per process {r['completed']}" if processes > 1 else ""
+    print(
+        f"  {r['rate']:,.0f} jobs/s{split}; CPU per job: worker {r['worker_us']:,.0f} µs"
+        f" + server {r['server_us']:,.0f} µs",
+        flush=True,
+    )
+    return r
+
+
+def _pickup_figures(picked: dict[str, list[float]], pickups: int, cmd: str) -> list[Figure]:
     stored, from_call = picked["from_stored"], picked["from_call"]
     # The goal's measure: from the job stored on the server (MONITOR's timestamp of the
     # enqueue); without MONITOR, from the enqueue call (an upper bound).
     main = stored or from_call
     p50, p99 = percentile(main, 0.5), percentile(main, 0.99)
     since = "the enqueue run by the server (MONITOR)" if stored else "the enqueue call"
-    figures += [
-        Figure(
-            f"(b) 2 worker processes, concurrency {c_best}, prefetch {p_best}",
-            f"{fmt_rate(two['rate'], 'jobs/s')} (split {two['completed']}; CPU per job: workers"
-            f" {two['worker_us']:,.0f} µs + server {two['server_us']:,.0f} µs)",
-            f">= {GOAL_TWO:,.0f} jobs/s",
-            two["rate"] >= GOAL_TWO,
-            cmd,
-        ),
+    return [
         Figure(
             f"(c) pickup latency p50, idle worker process, {pickups} jobs, from {since} to the"
             " handler's start",
@@ -439,15 +574,7 @@ def run(args: argparse.Namespace) -> list[Figure]:
             None,
             cmd,
         ),
-        Figure(
-            f"(d) idle worker: commands per second over {idle_s:g} s",
-            f"{sent_s:.2f} sent/s ({executed_s:.2f}/s executed by the server, incl. in scripts)",
-            f"<= {GOAL_IDLE:g} /s",
-            sent_s <= GOAL_IDLE,
-            cmd,
-        ),
     ]
-    return figures
 
 
 if __name__ == "__main__":

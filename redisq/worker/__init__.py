@@ -2,20 +2,26 @@
 
 ::
 
-    worker = redisq.Worker(app, concurrency=8)            # every queue of the app's tasks
-    worker.run()                                          # until SIGTERM / SIGINT / stop()
+    worker = redisq.Worker(app)            # every queue of the app's tasks, the defaults
+    worker.run()                           # until SIGTERM / SIGINT / stop()
 
 Threads of one worker (pool="thread"; pool="async" replaces the handler threads with one
 event loop running asyncio tasks):
 
-- the fetcher claims jobs when handler slots are free and blocks on Redis otherwise;
+- the fetcher claims jobs when handler slots are free and blocks on Redis otherwise. A claim
+  takes the free slots plus the buffer: jobs claimed ahead, waiting for a handler. By default
+  the buffer holds what the handlers finish in about 5 ms, from their measured run times
+  (`_sizing.py`): hundreds for no-op jobs, none for 100 ms jobs; a fixed `prefetch`
+  replaces it;
 - handler threads (or asyncio tasks) run the tasks. With threads, the fetcher's loop moves:
   when a wait for work brings jobs to an idle worker, the thread that received them runs the
   first itself, with no thread switch before the handler starts, and an idle handler thread
   takes over the loop (`State.hand_over`);
-- the keeper renews every lease in flight (lease_ms / 3), enforces timeouts, and reaps;
+- the keeper renews every lease in flight (lease_ms / 3, the buffer's included), enforces
+  timeouts, releases what the buffer holds beyond its size once it waited 100 ms (the
+  handlers became slower than the buffer was sized for), and reaps;
 - the settler acks (batched), nacks and releases, retrying through Redis outages;
-- `run` itself waits for a stop, then drains: release the prefetched jobs, let running
+- `run` itself waits for a stop, then drains: release the buffer's jobs, let running
   handlers finish within the grace period, release the rest, flush the outcomes.
 
 A process supervisor runs N workers by constructing one `Worker(app, **options)` per process:
@@ -45,6 +51,7 @@ from redisq.worker._handlers import Runner
 from redisq.worker._keeper import Keeper
 from redisq.worker._schedules import Drivers, start_drivers
 from redisq.worker._settler import Settler
+from redisq.worker._sizing import MAX_BUFFER
 from redisq.worker._state import Entry, Outcome, State
 from redisq.worker._support import WorkerMetrics, frozen_heap, logger, stop_signals
 
@@ -72,6 +79,10 @@ class Worker:
             dead-lettered with an error saying so.
         queues: the queues to work (default: every queue of the app's tasks).
         concurrency: handlers running at once (default 10 threads, or 100 asyncio tasks).
+            The default suits quick jobs and handlers that wait a little (a query, an HTTP
+            call); raise it for handlers that mostly wait (many slow calls at once: or use
+            pool="async"). Handlers that compute in Python share one core however many
+            threads run them: run more processes (`redisq.Supervisor`, ``--processes``).
         pool: ``"thread"`` (each handler in a thread) or ``"async"`` (one event loop; async
             handlers as tasks, sync handlers through ``asyncio.to_thread``).
         weights: queue weights for the weighted round-robin (default 1 each).
@@ -80,8 +91,13 @@ class Worker:
             are released (given back without counting the attempt).
         reaper_interval_ms: mean time between reaps of the queues' expired leases (+-20%).
         name: the worker's name, recorded on claimed jobs (default host-pid-random).
-        prefetch: jobs claimed beyond the free slots, waiting in memory with their leases
-            renewed (released at once at stop); raise it for many short jobs.
+        prefetch: a fixed number of jobs claimed beyond the free slots, waiting in memory
+            with their leases renewed (released at once at stop). Default None: adaptive,
+            about what the handlers finish in 5 ms by their recent run times (up to 1,000):
+            quick jobs are claimed hundreds at a time, slow ones only for free handlers, so
+            other workers get them; what waits 100 ms once the handlers turn slower is
+            released (attempt not counted). 0 claims only for free handlers; a fixed
+            number keeps that many waiting whatever the jobs take.
         idle_wait_ms: longest blocking wait on Redis when the queues are empty (5 s).
             Enqueues and due jobs wake the worker at once, and a stop cuts the wait short;
             the claim after each wait that timed out bounds how long a lost wake-up (a
@@ -109,7 +125,7 @@ class Worker:
         grace_ms: int = 30_000,
         reaper_interval_ms: int = 10_000,
         name: str | None = None,
-        prefetch: int = 0,
+        prefetch: int | None = None,
         idle_wait_ms: int = 5_000,
         handle_signals: bool = True,
         schedules: bool = True,
@@ -163,7 +179,7 @@ class Worker:
             "reaper_interval_ms", reaper_interval_ms, 1, 24 * 60 * 60 * 1000
         )
         self.name = check_name("name", _default_name() if name is None else name)
-        self.prefetch = check_int("prefetch", prefetch, 0, 1000)
+        self.prefetch = None if prefetch is None else check_int("prefetch", prefetch, 0, MAX_BUFFER)
         self.idle_wait_ms = check_int("idle_wait_ms", idle_wait_ms, 1, 60_000)
         if not isinstance(handle_signals, bool):
             raise InvalidArgument("handle_signals", "a bool", handle_signals)
@@ -265,6 +281,7 @@ class _Runtime:
         else:
             executor = AsyncExecutor(self.runner, worker.concurrency, name)
         self.executor = executor
+        self._hand_over = isinstance(executor, ThreadExecutor)
         self.settler = Settler(store, self.metrics, f"{name}-settler")
         self.state = State(worker.concurrency, worker.prefetch, executor.wake, self.settler.put)
         self.settler.bind(self.state)
@@ -321,9 +338,9 @@ class _Runtime:
             entry.timeout_at = time.monotonic() + task.timeout_ms / 1000
             self.keeper.watch_timeout(entry)
 
-    def _admit(self, jobs: list[Job], sent_at: float, keep: bool) -> Entry | None:
-        """Register claimed jobs; with `keep`, maybe keep the first for the calling thread
-        (see `State.hand_over`) and return it."""
+    def _admit(self, jobs: list[Job], sent_at: float, waited: bool) -> Entry | None:
+        """Register claimed jobs; after a wait for work (the worker was idle), maybe keep the
+        first for the calling thread (see `State.hand_over`) and return it."""
         task_of = self.worker.app.tasks.get
         default_lease = self._default_lease
         entries = [
@@ -337,13 +354,14 @@ class _Runtime:
             if (deadline := e.job.lease_deadline_ms) is not None
         ]
         self.metrics.claimed_batch(len(jobs), pickups)  # counted before any can complete
-        kept = self.state.hand_over(entries) if keep else None
+        kept = self.state.hand_over(entries) if waited and self._hand_over else None
         refused = [] if kept is not None else self.state.admit(entries)
         self.keeper.watch(entries)  # until settled, released ones included
         for entry in refused:  # claimed while the worker began to stop
             self.settler.put(Outcome(entry, "release", "release"))
-        if kept is None:
-            # An idle worker's handler starts before the next claim is prepared.
+        if kept is None and waited:
+            # An idle worker's handler starts before the next claim is prepared. (A busy
+            # worker's fetcher goes straight on: its next claim should overlap the handlers.)
             self.state.yield_to_woken(_YIELD_S)
         return kept
 

@@ -9,6 +9,11 @@ few seconds (the claim after a timed-out wait also catches a lost signal), plus 
 At stop, `stop_waiting` unblocks the wait; the claim behind it still runs, and what it leased
 is admitted while the worker stops, which releases it.
 
+How many jobs a claim asks for is the State's business (`State.wait_capacity`: the free
+handler slots plus the buffer, see `_sizing.py`). A claim over several queues may bring
+hundreds of jobs; in weighted mode they are admitted interleaved by the queues' weights, so
+the handlers start them in the rotation's order, not one queue's share after the other's.
+
 A queue that refuses claims (it migrates, a key has another type, an ACL denies it, or on Redis
 Cluster its master is down) is set aside alone: the other queues are claimed as usual, what
 they leased is admitted, and the refusing queue is tried again after a pause that grows from
@@ -27,6 +32,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 
 from redisq._core.rotation import Rotation
@@ -53,8 +59,9 @@ class Fetcher:
         rotation: the claim plan over the queues.
         worker: the worker's name (recorded on claimed jobs).
         capacity: blocks until jobs may be claimed and returns how many (0: stop).
-        admit: takes the claimed jobs, the monotonic time the claim was sent, and whether it
-            may keep the first for this thread to run (then returns it, else None).
+        admit: takes the claimed jobs, the monotonic time the claim was sent, and whether
+            they came after a wait for work (the worker was idle: it may keep the first for
+            this thread to run, and then returns it, else None).
         adopt: runs a kept job in the calling thread, which then works as a handler thread
             (None: never keep one, as with the async pool).
         stopping: set when the worker stops.
@@ -140,7 +147,6 @@ class Fetcher:
         """Run the loop in the calling thread until the worker stops (returns None), or until
         a waiting claim's first job is kept for this thread (returns it: the caller runs it;
         an idle handler thread has taken over the loop)."""
-        keep = self._adopt is not None
         while not self._stopping.is_set():
             count = self._capacity()
             if count <= 0:
@@ -170,7 +176,7 @@ class Fetcher:
                 if waited:
                     # The queues were drained: wait for work and claim it in one round trip
                     # (woken in time to try a refusing queue again).
-                    jobs: list[Job] = self._wait_and_claim(healthy, count, now)
+                    jobs: list[Job] = self._interleave(self._wait_and_claim(healthy, count, now))
                     # That claim ran when the wait was woken, not when it was sent: date the
                     # leases from the reply, less a margin for its way back. (This only
                     # schedules renewals; the store itself enforces every lease.)
@@ -191,7 +197,7 @@ class Fetcher:
             try:
                 # Woken from a wait, the worker was idle: its first job may start right here
                 # (the last step: the loop may go on in another thread from then on).
-                kept = self._admit(jobs, sent_at, keep and waited) if jobs else None
+                kept = self._admit(jobs, sent_at, waited) if jobs else None
             except Exception:  # a bug: the jobs' leases run out and the reaper returns them
                 self._metrics.add("errors")
                 logger.exception("admitting %d claimed job(s) failed", len(jobs))
@@ -297,8 +303,35 @@ class Fetcher:
                 if len(got) < need:
                     short.add(queue)
         except Exception as exc:
-            return jobs, exc
-        return jobs, None
+            return self._interleave(jobs), exc
+        return self._interleave(jobs), None
+
+    def _interleave(self, jobs: list[Job]) -> list[Job]:
+        """Order the jobs of a claim by the smooth weighted round-robin over their queues
+        (strict mode, or jobs of one queue: as they are)."""
+        if self._rotation.strict or len(jobs) < 2 or len(self._queues) < 2:
+            return jobs
+        by_queue: dict[str, deque[Job]] = {}
+        for job in jobs:
+            by_queue.setdefault(job.queue, deque()).append(job)
+        if len(by_queue) < 2:
+            return jobs
+        weights = self._rotation.weights
+        credit = dict.fromkeys(by_queue, 0)
+        ordered: list[Job] = []
+        while by_queue:
+            total = sum(weights[q] for q in by_queue)
+            best = ""
+            for queue in by_queue:
+                credit[queue] += weights[queue]
+                if not best or credit[queue] > credit[best]:
+                    best = queue
+            credit[best] -= total
+            left = by_queue[best]
+            ordered.append(left.popleft())
+            if not left:
+                del by_queue[best]
+        return ordered
 
     def _rotation_of(self, usable: list[str]) -> Rotation:
         """The rotation over `usable` queues: the worker's own, or while some are set aside

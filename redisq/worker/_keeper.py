@@ -5,9 +5,13 @@ hogs a CPU does not lose its lease (the GIL is released by blocking calls and sw
 few ms otherwise). Each lease is renewed every lease_ms / 3, in batches: one renew_many call
 covers every lease due within the next sixth of its period.
 
-The keeper is driven by time, not by the jobs: it sleeps until the earliest renewal, timeout
-or reap is due. Renewals wait in a heap of groups (the jobs of one claim with one lease
-length share a group and a deadline), timeouts in a heap of single entries; both drop
+It also watches the buffer of claimed jobs waiting for a handler (`State.trim`): what it holds
+beyond its size once its oldest job waited `STALE_WAIT_S` is released for other workers, and a
+waiting job whose lease a renewal found lost is dropped, never started (`State.lose`).
+
+The keeper is driven by time, not by the jobs: it sleeps until the earliest renewal, timeout,
+buffer check or reap is due. Renewals wait in a heap of groups (the jobs of one claim with one
+lease length share a group and a deadline), timeouts in a heap of single entries; both drop
 finished entries lazily (when their time comes, or in a compaction when the heap holds more
 finished entries than live ones), so admitting or starting a job costs one push and wakes
 the keeper only when its deadline is earlier than the one the keeper sleeps until.
@@ -31,6 +35,7 @@ from collections.abc import Callable, Iterable, Sequence
 from redisq._sync.store import Store, queue_refusal
 from redisq.errors import JobNotFound, LeaseLost
 from redisq.models import Job
+from redisq.worker._sizing import STALE_WAIT_S
 from redisq.worker._state import Entry, Outcome, Phase, State
 from redisq.worker._support import Episode, WorkerMetrics, is_transient, logger
 
@@ -73,6 +78,7 @@ class Keeper:
         self._thread = threading.Thread(target=self._main, name=name, daemon=True)
         self._store = store
         self._state = state
+        self._adaptive = state.sizer.adaptive
         self._queues = list(queues)
         self._reap_s = reaper_interval_ms / 1000
         self._metrics = metrics
@@ -125,8 +131,16 @@ class Keeper:
             for entry in entries:
                 by_lease.setdefault(entry.lease_ms, []).append(entry)
             groups = by_lease.values()
+        # When more wait than free handlers can start (an adaptive buffer holds some), the
+        # first of them may wait too long: check then (State.trim). Otherwise the keeper is
+        # not woken for it: waking it at every claim would cost an idle worker's pickup time.
+        trim_at = (
+            entries[0].claimed_at + STALE_WAIT_S
+            if self._adaptive and self._state.buffered()
+            else float("inf")
+        )
         with self._lock:
-            earliest = self._push_groups(groups)
+            earliest = min(self._push_groups(groups), trim_at)
             wake = earliest < self._sleep_until
         if wake:
             self._wake.set()
@@ -215,7 +229,7 @@ class Keeper:
         return due
 
     def _next_deadline(self) -> float:
-        next_at = self._next_reap
+        next_at = min(self._next_reap, self._state.trim_at())
         with self._lock:
             if self._renewals:
                 next_at = min(next_at, self._renewals[0][0])
@@ -245,6 +259,7 @@ class Keeper:
 
     def _tick(self, now: float) -> None:
         self._expire(now)
+        self._state.trim(now)
         if not self._outage.waiting(now) and not self._failing.waiting(now):
             due = self._take_due_renewals(now)
             if due:
@@ -357,10 +372,17 @@ class Keeper:
                     self._renewal_refs += len(group)
 
     def _lost(self, entry: Entry, exc: Exception) -> None:
-        with self._state.lock:
-            entry.lost = True
-            finished = entry.phase is Phase.DECIDED
-        if finished:
+        phase = self._state.lose(entry)
+        if phase is Phase.PENDING:
+            self._metrics.add("lease_lost")
+            logger.warning(
+                "job %s/%s: lease lost (%s) while it waited for a handler; it is not run",
+                entry.job.queue,
+                entry.job.id,
+                exc,
+            )
+            return
+        if phase is Phase.DECIDED:
             # The handler is done and its outcome is on its way: most often this renewal
             # crossed the ack that ended the lease. If the lease was really lost, the store
             # refuses the outcome and the settler reports that.

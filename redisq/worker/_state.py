@@ -5,8 +5,13 @@ orchestrating `run`) changes state only through `State`'s methods, which keep th
 
 - an entry is in `entries` from its claim until its outcome was settled with the store (or
   given up), so the keeper renews its lease the whole time, including while its ack waits;
-- claimed entries wait in `pending` until a handler takes one (`next`); at most
-  `concurrency` handlers run; at stop, what is still pending is released;
+- claimed entries wait in `pending` (the buffer) until a handler takes one (`next`); at most
+  `concurrency` handlers run; the buffer's size follows `Sizer` (`_sizing.py`); at stop,
+  what is still pending is released;
+- a pending entry never starts once its lease may be gone: one whose renewal found the lease
+  lost (the job was cancelled or taken over) is dropped, one whose lease could not be renewed
+  for two thirds of its length is released (`_stale`); and what the buffer holds beyond its
+  size once its oldest entry waited `STALE_WAIT_S` is released for other workers (`trim`);
 - each entry gets at most one outcome: the first of its handler's result, its timeout, or
   its release at stop wins; later ones are dropped (and logged).
 
@@ -17,7 +22,9 @@ appears (one idle handler at a time; the fetcher once enough room for a good cla
 
 from __future__ import annotations
 
+import contextlib
 import enum
+import math
 import threading
 import time
 from collections import deque
@@ -26,6 +33,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, overload
 
 from redisq._core.calls import MAX_CLAIM
+from redisq.worker._sizing import STALE_WAIT_S, Sizer
 from redisq.worker._support import logger
 
 if TYPE_CHECKING:
@@ -37,6 +45,8 @@ __all__ = ["Entry", "Handoff", "Outcome", "Phase", "Settlement", "State", "outco
 
 #: Guards the lazy creation of the entries' cancellation Events (rarely taken).
 _EVENT_LOCK = threading.Lock()
+#: Longest wait of a handler thread for the fetcher it woke to take the room (s).
+_NUDGE_WAIT_S = 0.002
 
 
 class Phase(enum.Enum):
@@ -64,6 +74,7 @@ class Entry:
     __slots__ = (
         "_event",
         "cancel_noticed",
+        "claimed_at",
         "ctx",
         "handle",
         "job",
@@ -74,6 +85,7 @@ class Entry:
         "released",
         "renew_at",
         "settled",
+        "started",
         "task",
         "timed_out",
         "timeout_at",
@@ -83,6 +95,9 @@ class Entry:
         self.job = job
         self.task = task
         self.lease_ms = lease_ms
+        #: When the claim was sent (monotonic), and when the handler started (0: not yet).
+        self.claimed_at = now
+        self.started = 0.0
         #: Local (monotonic) estimate of the lease's end: the claim was sent at `now`.
         self.lease_until = now + lease_ms / 1000
         self.renew_at = now + lease_ms / 3000
@@ -182,7 +197,8 @@ class State:
 
     Args:
         concurrency: handler slots.
-        prefetch: jobs claimed beyond the free slots.
+        prefetch: jobs claimed beyond the free slots; None: as many as the handlers finish
+            within a few milliseconds (see `Sizer`).
         wake: tells the executor that entries wait in `pending` (called outside the lock;
             handler threads blocked in `next` are woken by the State itself).
         settle: hands an outcome to the settler (called with the lock held: must not block).
@@ -191,12 +207,12 @@ class State:
     def __init__(
         self,
         concurrency: int,
-        prefetch: int,
+        prefetch: int | None,
         wake: Callable[[], None],
         settle: Callable[[Settlement], None],
     ) -> None:
         self.concurrency = concurrency
-        self.prefetch = prefetch
+        self.sizer = Sizer(concurrency, prefetch)
         self._wake = wake
         self._settle = settle
         self.lock = threading.Lock()
@@ -224,40 +240,78 @@ class State:
         #: The fetcher's loop waits for a handler thread to take it over (`hand_over`).
         self._fetch_free = False
         self._room_waiting = False
+        #: The buffer's size as of the fetcher's last look (`_size`), and the room that makes
+        #: a claim worthwhile: a quarter of the slots and the buffer.
+        self._buffer = self.sizer.target(time.monotonic(), False)
+        self._refill = max(1, (concurrency + self._buffer) // 4)
+        #: The fetcher was just woken for room: the handler thread that woke it lets it run
+        #: (see `next`); `looked` is notified each time the fetcher has looked at the room
+        #: (in `wait_capacity`), and `_looks` counts those looks.
+        self._nudged = False
+        self.looked = threading.Condition(self.lock)
+        self._looks = 0
+        #: Pending entries released because their lease could not be renewed, since the
+        #: last WARNING about it, and when that was.
+        self._stale_count = 0
+        self._stale_logged = -math.inf
+        #: When `trim` last looked at a buffer whose oldest entry had waited long enough.
+        self._trimmed = -math.inf
         self._draining = False
-        #: The fetcher waits for this much room (a worthwhile claim) unless nothing is
-        #: pending (a handler would idle).
-        self._refill = max(1, (concurrency + prefetch) // 4)
 
     # ------------------------------------------------------------------------- capacity
 
     def capacity(self) -> int:
-        """How many jobs the fetcher may claim now (call with the lock held)."""
-        return self.concurrency + self.prefetch - self._held
+        """How many jobs the fetcher may claim now (call with the lock held): the free
+        handler slots plus the buffer's size, less what waits in it already."""
+        return self.concurrency + self._buffer - self._held
+
+    def _size(self, now: float) -> None:
+        """Size the buffer for `now` (lock held; at each claim decision, not per job)."""
+        buffer = self.sizer.target(now, self.running > 0)
+        self._buffer = buffer
+        self._refill = max(1, (self.concurrency + buffer) // 4)
 
     def _room(self) -> bool:
-        free = self.concurrency + self.prefetch - self._held
+        """Tell whether a claim is worthwhile now (lock held): a quarter of the slots and
+        the buffer is free, or anything is free while no claimed job waits for a handler."""
+        free = self.concurrency + self._buffer - self._held
         return free > 0 and (free >= self._refill or not self.pending)
 
     def wait_capacity(self, timeout: float) -> int:
         """Wait until a claim is worthwhile (or stop); return how many (0 when stopping).
 
-        A claim is worthwhile when a quarter of concurrency + prefetch is free, or as soon
-        as anything is free while no claimed job waits for a handler; after `timeout`,
-        whatever is free.
+        A claim is worthwhile when a quarter of concurrency + buffer is free, or as soon as
+        anything is free while no claimed job waits for a handler; after `timeout`, whatever
+        is free. An adaptive buffer's claim takes at most half of concurrency + buffer (and
+        always the free handler slots): the next claim then goes out while the jobs of this
+        one keep the handlers busy. (One claim of the whole buffer, 1,000 no-op jobs, takes
+        the fetcher longer to send, read and admit than the handlers take to run the jobs
+        left: the buffer ran dry before each claim came back, and the two took turns.)
         """
         with self.lock:
-            deadline = time.monotonic() + timeout
+            now = time.monotonic()
+            deadline = now + timeout
+            self._size(now)
             while not (self.stopping or self._room()):
-                left = deadline - time.monotonic()
+                left = deadline - now
                 if left <= 0:
                     break
                 # Cleared by the notifier: one notification per wait, not one per job.
                 self._room_waiting = True
                 self.changed.wait(left)
+                now = time.monotonic()
+                self._size(now)
+                self._looks += 1
+                self.looked.notify_all()
             self._room_waiting = False
+            if self.stopping:
+                return 0
+            count = self.capacity()
+            if self.sizer.adaptive:
+                half = (self.concurrency + self._buffer) // 2
+                count = min(count, max(half, self.concurrency - self.running))
             # One claim leases at most MAX_CLAIM jobs; the fetcher claims again for the rest.
-            return 0 if self.stopping else max(0, min(self.capacity(), MAX_CLAIM))
+            return max(0, min(count, MAX_CLAIM))
 
     # --------------------------------------------------------------------------- claims
 
@@ -296,8 +350,7 @@ class State:
                 return None
             self.entries.update(entries)
             first = entries[0]
-            first.phase = _RUNNING
-            self.running += 1
+            self._start(first, time.monotonic())
             self._held += len(entries)
             self.pending.extend(entries[1:])
             self._fetch_free = True
@@ -305,6 +358,14 @@ class State:
         if len(entries) > 1:
             self._wake()
         return first
+
+    def _start(self, entry: Entry, now: float) -> None:
+        """Mark an entry running from `now` (lock held)."""
+        entry.phase = _RUNNING
+        entry.started = now
+        if not self.running:
+            self.sizer.busy(now)
+        self.running += 1
 
     def _wake_one(self) -> None:
         """Wake one idle handler thread if work waits and none is waking already."""
@@ -316,6 +377,42 @@ class State:
         self._idle -= 1
         self._waking += 1
         self.work.notify()
+
+    def _pop(self, now: float) -> Entry | None:
+        """Take the next pending entry that may start, and mark it running (lock held; a
+        handler slot is free). Entries whose lease may be gone are released on the way."""
+        pending = self.pending
+        while pending:
+            entry = pending.popleft()
+            if entry.lease_until - now < entry.lease_ms / 3000:
+                self._stale(entry)
+                continue
+            self._start(entry, now)
+            return entry
+        return None
+
+    def _stale(self, entry: Entry) -> None:
+        """Release a pending entry whose lease could not be renewed for two thirds of its
+        length (Redis unreachable): starting it could run the job twice (lock held)."""
+        entry.phase = Phase.DECIDED
+        entry.released = True
+        self._held -= 1
+        self._settle(Outcome(entry, "release", "release"))
+        # Through an outage the whole buffer may go this way: one WARNING a minute at most.
+        self._stale_count += 1
+        now = time.monotonic()
+        if now - self._stale_logged >= 60.0:
+            logger.warning(
+                "%d claimed job(s) not started, e.g. %s/%s: their lease could not be renewed"
+                " while they waited for a handler; they are released (the attempt does not"
+                " count)",
+                self._stale_count,
+                *entry.key,
+            )
+            self._stale_count = 0
+            self._stale_logged = now
+        else:
+            logger.debug("job %s/%s: not started (lease not renewed); released", *entry.key)
 
     @overload
     def _take(self, block: Literal[False]) -> Entry | None: ...
@@ -332,11 +429,11 @@ class State:
                 self._wake_one()  # entries may wait: another idle thread runs them
                 return Handoff.FETCH
             if self.pending and not self.stopping and self.running < self.concurrency:
-                entry = self.pending.popleft()
-                entry.phase = Phase.RUNNING
-                self.running += 1
-                self._wake_one()  # more work: let one more idle thread join in
-                return entry
+                entry = self._pop(time.monotonic())
+                if entry is not None:
+                    self._wake_one()  # more work: let one more idle thread join in
+                    return entry
+                continue
             if not block:
                 return None
             self._idle += 1
@@ -389,8 +486,9 @@ class State:
             run the fetcher's loop; or None: no work (not blocking), or the executor is
             closing.
         """
+        now = time.monotonic()
         with self.lock:
-            if done is None or not self._finish(done, outcome):
+            if done is None or not self._finish(done, outcome, now):
                 # The common case of _take, inline: this runs once per job.
                 pending = self.pending
                 if (
@@ -400,12 +498,36 @@ class State:
                     and not self.closed
                 ):
                     entry = pending.popleft()
-                    entry.phase = _RUNNING
-                    self.running += 1
-                    if self._idle and pending:
-                        self._wake_one()  # more work: let one more idle thread join in
-                    return entry
-                return self._take(block)
+                    if entry.lease_until - now >= entry.lease_ms / 3000:
+                        entry.phase = _RUNNING
+                        entry.started = now
+                        if not self.running:
+                            self.sizer.busy(now)
+                        self.running += 1
+                        if self._idle and pending:
+                            self._wake_one()  # more work: let one more idle thread join in
+                        if not self._nudged:
+                            return entry
+                        self._nudged = False
+                        nudged: Entry | Handoff | None = entry
+                        looks = self._looks
+                    else:
+                        self._stale(entry)
+                        return self._take(block)
+                else:
+                    return self._take(block)
+            else:
+                nudged = None
+        if nudged is not None:
+            # This thread woke the fetcher: wait (without the GIL) until the fetcher is up and
+            # has looked at the room, so that it sends its claim now, while the jobs still
+            # pending keep the handlers busy until the claim comes back. Otherwise the fetcher
+            # would wait for the interpreter's switch interval (5 ms) to get the GIL, in which
+            # time a handler running quick jobs can empty the buffer, and claims and handlers
+            # would take turns instead of overlapping. This happens once per claim, not per job.
+            with self.lock:
+                self.looked.wait_for(lambda: self._looks != looks or self.closed, _NUDGE_WAIT_S)
+            return nudged
         # The outcome came too late: log it outside the lock.
         assert done is not None
         assert outcome is not None
@@ -413,10 +535,12 @@ class State:
         with self.lock:
             return self._take(block)
 
-    def _finish(self, entry: Entry, outcome: Settlement | None) -> bool:
-        """A handler returned (lock held): decide its outcome; True if it came too late."""
+    def _finish(self, entry: Entry, outcome: Settlement | None, now: float) -> bool:
+        """A handler returned at `now` (lock held): decide its outcome; True if it came too
+        late."""
         self.running -= 1
         self._held -= 1
+        self.sizer.ran(now - entry.started, now)
         late = False
         if outcome is not None:
             if entry.phase is _DECIDED or entry.settled:
@@ -426,10 +550,80 @@ class State:
                 self._settle(outcome)
         if self._room_waiting and self._room():
             self._room_waiting = False
+            self._nudged = True
             self.changed.notify_all()
         elif self._draining:
             self.changed.notify_all()
         return late
+
+    # ------------------------------------------------------------------------ the buffer
+
+    def buffered(self) -> bool:
+        """Tell whether more entries wait than the free handlers can start (read without the
+        lock: a hint)."""
+        return len(self.pending) > self.concurrency - self.running
+
+    def trim_at(self) -> float:
+        """When `trim` has work to check next (monotonic; inf while nothing is pending or
+        the buffer's size is fixed): once the oldest pending entry waited STALE_WAIT_S, then
+        every half of that while it still waits."""
+        with self.lock:
+            if not self.pending or not self.sizer.adaptive:
+                return float("inf")
+            return max(self.pending[0].claimed_at + STALE_WAIT_S, self._trimmed + STALE_WAIT_S / 2)
+
+    def trim(self, now: float) -> int:
+        """Release what the buffer holds beyond its size, once its oldest entry waited
+        `STALE_WAIT_S` while every handler was busy (the handlers became slower than the
+        buffer was sized for): other workers may be idle. Returns how many were released
+        (the newest; they go back to their place in the queue, the attempt not counted)."""
+        with self.lock:
+            pending = self.pending
+            if (
+                not pending
+                or self.stopping
+                or not self.sizer.adaptive
+                or now - pending[0].claimed_at < STALE_WAIT_S
+            ):
+                return 0
+            self._trimmed = now
+            if self.running < self.concurrency:
+                return 0
+            excess = len(pending) - self.sizer.target(now, True)
+            if excess <= 0:
+                return 0
+            released = [pending.pop() for _ in range(excess)]
+            self._held -= excess
+            for entry in reversed(released):
+                entry.phase = Phase.DECIDED
+                entry.released = True
+                self._settle(Outcome(entry, "release", "release"))
+        logger.info(
+            "released %d claimed job(s) that waited for a handler: the handlers are slower"
+            " than the buffer was sized for (other workers may take them)",
+            excess,
+        )
+        return excess
+
+    def lose(self, entry: Entry) -> Phase:
+        """Note that the entry's lease is lost (the keeper's renewal was refused); a pending
+        entry is dropped, never started. Returns its phase before."""
+        with self.lock:
+            entry.lost = True
+            phase = entry.phase
+            if phase is Phase.PENDING:
+                with contextlib.suppress(ValueError):  # pending entries are all in there
+                    self.pending.remove(entry)
+                self._held -= 1
+                entry.phase = Phase.DECIDED
+                entry.settled = True
+                self.entries.discard(entry)
+                if self._room_waiting and self._room():
+                    self._room_waiting = False
+                    self.changed.notify_all()
+                elif self._draining:
+                    self.changed.notify_all()
+        return phase
 
     def decide(self, entry: Entry, outcome: Outcome) -> bool:
         """Record the first outcome of an entry and hand it to the settler; False if late."""

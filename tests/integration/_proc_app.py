@@ -36,3 +36,15 @@ def gate(key: str, ctx: redisq.Context) -> int:
             return os.getpid()
         time.sleep(0.01)
     raise TimeoutError(f"the gate {key} was never opened")
+
+
+@app.task(queue="q", store_result=True)
+def nap(ms: int, ctx: redisq.Context) -> dict[str, object]:
+    """Sleep `ms`; return the pid, when the job was claimed (Redis clock, ms) and when the
+    handler started (the same wall clock: one machine, ms)."""
+    started_ms = time.time() * 1000
+    time.sleep(ms / 1000)
+    job = ctx.job
+    assert job.lease_deadline_ms is not None
+    claimed_ms = job.lease_deadline_ms - (job.lease_ms or app.store.settings.lease_ms)
+    return {"pid": os.getpid(), "claimed_ms": claimed_ms, "started_ms": started_ms}

@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import threading
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -29,6 +30,7 @@ ROOT = Path(__file__).resolve().parents[2]
 APP = "tests.integration._proc_app:app"
 ADD = "tests.integration._proc_app.add"
 GATE = "tests.integration._proc_app.gate"
+NAP = "tests.integration._proc_app.nap"
 
 
 class WorkerProcess:
@@ -195,6 +197,31 @@ def test_two_processes_share_the_jobs_and_stop_on_sigterm(
     assert supervisor.wait() == 0, supervisor.log()
     assert not [pid for pid in children if _alive(pid)]
     assert "supervisor: stopped\n" in supervisor.log()
+
+
+def test_slow_jobs_spread_over_the_processes_with_the_default_settings(
+    spawn: type[WorkerProcess], store: redisq.Store
+) -> None:
+    # Given three worker processes with the default settings (10 handlers each), idle
+    supervisor = spawn("--processes", "3")
+    wait_for(
+        lambda: supervisor.log().count("working q with 10 thread handler(s)") == 3,
+        30,
+        message=supervisor.log,
+    )
+    # When 60 jobs of 300 ms arrive at once (two rounds of the 30 handlers)
+    store.enqueue_many(
+        "q", [redisq.Spec(_task_payload(300), id=f"n{i}", name=NAP) for i in range(60)]
+    )
+    wait_for(lambda: store.counts("q")[JobState.COMPLETED] == 60, 30, message=supervisor.log)
+    # Then each process took only what its free handlers could start: no job waited in a
+    # process's buffer (it would wait about 300 ms there, behind a running job) while the
+    # other processes' handlers were free, and every process ran a share
+    results = [job.result for i in range(60) if (job := store.get("q", f"n{i}")) is not None]
+    waits = sorted(r["started_ms"] - r["claimed_ms"] for r in results)
+    assert waits[-1] < 150, waits
+    per_process = Counter(r["pid"] for r in results)
+    assert len(per_process) == 3, per_process
 
 
 def test_sigterm_lets_the_running_job_finish_then_exits_0(

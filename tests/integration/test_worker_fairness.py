@@ -39,8 +39,10 @@ def test_a_busy_queue_does_not_starve_a_quiet_one(app: redisq.App) -> None:
     busy, quiet = app.tasks["on_busy"], app.tasks["on_quiet"]
     busy.enqueue_many([busy.call(n) for n in range(3_000)])
     quiet.enqueue_many([quiet.call(n) for n in range(5)])
-    # When one worker works both queues
-    worker = redisq.Worker(app, queues=["busy", "quiet"], concurrency=2, idle_wait_ms=50)
+    # When one worker works both queues (one handler slot, so that the jobs run in the order
+    # they were claimed and admitted: with two, a thread that lost the GIL right after taking
+    # a quiet job lets the other run a few hundred quick busy ones first)
+    worker = redisq.Worker(app, queues=["busy", "quiet"], concurrency=1, idle_wait_ms=50)
     with running(worker):
         wait_for(lambda: order.count("quiet") == 5, timeout=20)
     # Then the quiet jobs ran among the first few, not after the busy backlog
@@ -55,12 +57,30 @@ def test_weights_set_the_share_of_each_queue(app: redisq.App) -> None:
     for name in ("a", "b"):
         task = app.tasks[f"on_{name}"]
         task.enqueue_many([task.call(n) for n in range(40)])
-    worker = redisq.Worker(app, queues=["a", "b"], weights={"a": 3}, concurrency=1, idle_wait_ms=50)
+    worker = redisq.Worker(
+        app, queues=["a", "b"], weights={"a": 3}, concurrency=1, prefetch=0, idle_wait_ms=50
+    )
     with running(worker):
         wait_for(lambda: len(order) >= 40, timeout=20)
     # smooth weighted round-robin, one job per claim: a a b a, repeated
     assert order[:8] == ["a", "a", "b", "a", "a", "a", "b", "a"]
     assert (order[:40].count("a"), order[:40].count("b")) == (30, 10)
+
+
+def test_weights_hold_inside_the_large_claims_of_quick_jobs(app: redisq.App) -> None:
+    # Given quick jobs on two weighted queues, which the default buffer claims hundreds at once
+    order, _ = _recording_tasks(app, ["a", "b"])
+    for name in ("a", "b"):
+        task = app.tasks[f"on_{name}"]
+        task.enqueue_many([task.call(n) for n in range(600)])
+    worker = redisq.Worker(app, queues=["a", "b"], weights={"a": 3}, concurrency=1, idle_wait_ms=50)
+    with running(worker):
+        wait_for(lambda: len(order) >= 600, timeout=20)
+    # Then the handlers ran them in the rotation's order: 3 of a to 1 of b in every stretch
+    # (a claim's jobs are interleaved by weight, not one queue's share after the other's)
+    for start in range(0, 600, 40):
+        window = order[start : start + 40]
+        assert 28 <= window.count("a") <= 32, (start, window)
 
 
 def test_strict_order_drains_earlier_queues_first(app: redisq.App) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import threading
+import time
 from types import SimpleNamespace
 from typing import Any
 
@@ -14,7 +15,7 @@ from tests.support.polling import wait_for
 
 def _entry(job_id: str) -> Entry:
     job: Any = SimpleNamespace(id=job_id, queue="q")  # Entry reads nothing else here
-    return Entry(job, None, 30_000, 0.0)
+    return Entry(job, None, 30_000, time.monotonic())
 
 
 def _state() -> tuple[State, list[Any]]:
