@@ -42,6 +42,7 @@ from redisq.errors import (
     RedisqError,
     ResultExpired,
     Retry,
+    ScheduleNotFound,
     SchemaVersionError,
     ScriptReplyError,
     SerializationError,
@@ -50,7 +51,16 @@ from redisq.errors import (
     WrongKeyType,
 )
 from redisq.jobref import JobRef
-from redisq.models import Claimed, Job, JobState, Migration, Retention, Spec
+from redisq.models import (
+    Claimed,
+    Job,
+    JobState,
+    Migration,
+    Retention,
+    Schedule,
+    ScheduleTicks,
+    Spec,
+)
 from redisq.supervisor import Supervisor, load_app
 from redisq.task import Task, TaskCall, TaskOptions
 from redisq.worker import Worker, WorkerMetrics
@@ -67,6 +77,8 @@ __all__ = [  # noqa: RUF022  (grouped by topic, STYLE section 1)
     "JobState",
     "Migration",
     "Retention",
+    "Schedule",
+    "ScheduleTicks",
     "Spec",
     # tasks and workers
     "App",
@@ -97,6 +109,7 @@ __all__ = [  # noqa: RUF022  (grouped by topic, STYLE section 1)
     "PayloadTooLarge",
     "RedisqError",
     "ResultExpired",
+    "ScheduleNotFound",
     "SchemaVersionError",
     "ScriptReplyError",
     "SerializationError",

@@ -12,6 +12,15 @@
     ref.result(timeout=10)                         # wait until a worker finished it
 
 Workers (`redisq.Worker(app)`) look tasks up by the job's name.
+
+Periodic tasks (docs/schedules.md)::
+
+    @app.periodic(cron="0 9 * * MON-FRI", tz="Europe/Paris", args=("daily",))
+    @app.task(queue="reports")
+    def report(kind: str) -> None: ...
+
+Workers of the task's queue (or `redisq scheduler`) store the declared schedules when they
+start, and enqueue each tick exactly once across the fleet.
 """
 
 from __future__ import annotations
@@ -20,20 +29,25 @@ import asyncio
 import threading
 import weakref
 from collections.abc import Callable, Mapping
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
+from datetime import datetime
 from types import MappingProxyType
 from typing import Any, ParamSpec, TypeVar, overload
 
 from redisq._async.store import AsyncStore
 from redisq._connect import connect, connect_async
-from redisq._core.validate import check_optional_text
+from redisq._core.calls import Settings
+from redisq._core.schedules import build_definition
+from redisq._core.tasks import make_payload
+from redisq._core.validate import check_name, check_optional_text
 from redisq._sync.store import Store
 from redisq.backoff import BackoffLike
 from redisq.errors import InvalidArgument
 from redisq.keys import check_prefix
+from redisq.models import Schedule
 from redisq.task import ExceptionTypes, Task, TaskSettings
 
-__all__ = ["App"]
+__all__ = ["App", "Periodic"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -62,6 +76,7 @@ class App:
         self.prefix = prefix
         self.connect_options = dict(connect_options)
         self._tasks: dict[str, Task[Any, Any]] = {}
+        self._periodic: dict[tuple[str, str], Periodic] = {}
         self._lock = threading.Lock()
         self._store: Store | None = None
         self._astores: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncStore] = (
@@ -235,6 +250,133 @@ class App:
                 )
             self._tasks[name] = task
         return task
+
+    # ------------------------------------------------------------------------ schedules
+
+    @property
+    def periodic_schedules(self) -> list[Periodic]:
+        """The schedules declared with `periodic`, in declaration order."""
+        return list(self._periodic.values())
+
+    def periodic(
+        self,
+        *,
+        cron: str | None = None,
+        every_ms: int | None = None,
+        tz: str = "UTC",
+        id: str | None = None,
+        args: tuple[Any, ...] | list[Any] = (),
+        kwargs: Mapping[str, Any] | None = None,
+        missed: str = "once",
+        jitter_ms: int = 0,
+        start_at: int | datetime | None = None,
+        end_at: int | datetime | None = None,
+        limit: int | None = None,
+    ) -> Callable[[Task[P, R]], Task[P, R]]:
+        """Declare a periodic schedule for a task: put it above ``@app.task``.
+
+        Each tick enqueues one call of the task, ``task(*args, **kwargs)``, with the task's
+        queue, priority, attempts and lease. Workers of that queue (and `redisq scheduler`)
+        store the declaration when they start (`declare_schedules`): storing the same
+        definition again changes nothing, a changed one takes effect from its next tick.
+
+        Args:
+            cron: a cron expression read in `tz` (``"*/5 * * * *"``); or give every_ms.
+            every_ms: the interval between ticks in ms; or give cron.
+            tz: the IANA time zone of `cron` (DST included).
+            id: the schedule id (default: the task name; give one to declare several
+                schedules of one task).
+            args: the positional arguments of each call.
+            kwargs: the keyword arguments of each call.
+            missed: ticks missed while no driver ran: "skip", "once" (default) or "all".
+            jitter_ms: each tick's job becomes due up to this many ms after its tick.
+            start_at: no tick before this time (ms since the epoch or an aware datetime).
+            end_at: no tick after this time.
+            limit: most ticks in all.
+
+        Raises:
+            InvalidArgument: an argument is invalid, or the id is declared twice in the
+                queue; nothing is declared.
+        """
+        payload = make_payload(args, kwargs or {})
+        options: dict[str, Any] = {
+            "cron": cron,
+            "every_ms": every_ms,
+            "tz": tz,
+            "missed": missed,
+            "jitter_ms": jitter_ms,
+            "start_at": start_at,
+            "end_at": end_at,
+            "limit": limit,
+        }
+        # Validate now (with the payload as the task's jobs carry it), not at the first deploy.
+        build_definition(Settings(), name=None, payload=payload, options=None, **options)
+        if id is not None:
+            check_name("id", id)
+
+        def declare(task: Task[P, R]) -> Task[P, R]:
+            if not isinstance(task, Task):
+                raise InvalidArgument(
+                    "task", "a Task: put @app.periodic(...) above @app.task(...)", task
+                )
+            schedule_id = id if id is not None else task.name
+            key = (task.queue, schedule_id)
+            jobs = {
+                "priority": task.priority,
+                "max_attempts": task.max_attempts,
+                "lease_ms": task.lease_ms,
+            }
+            entry = Periodic(schedule_id, task.queue, task.name, payload, jobs, options)
+            with self._lock:
+                if key in self._periodic:
+                    raise InvalidArgument(
+                        "id", f"a schedule id not yet declared in queue {task.queue!r}", id
+                    )
+                self._periodic[key] = entry
+            return task
+
+        return declare
+
+    def declare_schedules(
+        self, store: Store | None = None, queues: list[str] | None = None
+    ) -> list[Schedule]:
+        """Store the schedules declared with `periodic` (of `queues`, default all).
+
+        Workers and `redisq scheduler` call this when they start. Storing what is stored
+        already writes nothing; when two deploys declare different definitions of one
+        schedule, the one stored last wins (see docs/schedules.md).
+        """
+        target = store if store is not None else self.store
+        out = []
+        for p in self.periodic_schedules:
+            if queues is None or p.queue in queues:
+                out.append(p.upsert(target))
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class Periodic:
+    """A schedule declared with `App.periodic`."""
+
+    id: str
+    queue: str
+    task: str
+    payload: dict[str, Any]
+    #: The jobs' options, from the task: priority, max_attempts, lease_ms.
+    job_options: dict[str, int] = field(default_factory=dict)
+    #: The timing and policy keywords of `Store.upsert_schedule`.
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def upsert(self, store: Store) -> Schedule:
+        """Store this declaration (see `Store.upsert_schedule`)."""
+        return store.upsert_schedule(
+            self.id,
+            queue=self.queue,
+            name=self.task,
+            payload=self.payload,
+            options=self.job_options,
+            **self.options,
+        )
 
 
 _Decorator = Callable[[Callable[..., Any]], "Task[Any, Any]"]

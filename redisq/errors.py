@@ -27,6 +27,7 @@ __all__ = [
     "RedisqError",
     "ResultExpired",
     "Retry",
+    "ScheduleNotFound",
     "SchemaVersionError",
     "ScriptReplyError",
     "SerializationError",
@@ -131,6 +132,23 @@ class JobNotFound(RedisqError, LookupError):
         super().__init__(message or f"job {job_id!r} does not exist in queue {queue!r}")
         self.queue = queue
         self.job_id = job_id
+
+
+class ScheduleNotFound(RedisqError, LookupError):
+    """Raised when a schedule does not exist in its queue (never stored, or removed).
+
+    Attributes:
+        queue: the queue looked in.
+        schedule_id: the id looked for.
+    """
+
+    def __init__(self, queue: str, schedule_id: str) -> None:
+        super().__init__(
+            f"schedule {schedule_id!r} does not exist in queue {queue!r}: list them with"
+            " `redisq schedules`"
+        )
+        self.queue = queue
+        self.schedule_id = schedule_id
 
 
 class ResultExpired(JobNotFound):

@@ -75,6 +75,10 @@ class QueueKeys:
     memo_prefix: str
     lock_prefix: str
     result_prefix: str
+    #: Periodic schedules (redisq/_core/schedules.py): definitions, pending ticks, changes.
+    schedules: str
+    schedule_due: str
+    schedule_events: str
 
     @classmethod
     def build(cls, prefix: str, queue: str) -> QueueKeys:
@@ -97,6 +101,9 @@ class QueueKeys:
             memo_prefix=f"{tag}:claim:",
             lock_prefix=f"{tag}:lock:",
             result_prefix=f"{tag}:result:",
+            schedules=f"{tag}:schedules",
+            schedule_due=f"{tag}:schedule_due",
+            schedule_events=f"{tag}:schedule_events",
         )
 
 

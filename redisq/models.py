@@ -7,7 +7,17 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-__all__ = ["DAY_MS", "Claimed", "Job", "JobState", "Migration", "Retention", "Spec"]
+__all__ = [
+    "DAY_MS",
+    "Claimed",
+    "Job",
+    "JobState",
+    "Migration",
+    "Retention",
+    "Schedule",
+    "ScheduleTicks",
+    "Spec",
+]
 
 DAY_MS = 24 * 60 * 60 * 1000
 
@@ -173,3 +183,64 @@ class Migration:
     bad: int
     #: Whether the queue is at the current schema version now, open to every operation.
     done: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Schedule:
+    """A periodic schedule as Redis held it when the call returned (see `upsert_schedule`).
+
+    Times are Redis server milliseconds since the epoch.
+    """
+
+    #: Unique within its queue.
+    id: str
+    #: The queue its jobs go to (the schedule lives in that queue's slot).
+    queue: str
+    #: A cron expression (5 fields, or 6 with seconds first), or None with `every_ms`.
+    cron: str | None
+    #: The interval in ms, or None with `cron`.
+    every_ms: int | None
+    #: The IANA time zone the cron expression is read in ("UTC" by default).
+    tz: str
+    #: The jobs' name (for tasks: the task name), or None.
+    name: str | None
+    #: The jobs' payload.
+    payload: Any
+    #: The jobs' options: priority, max_attempts, lease_ms (only those given).
+    options: dict[str, int]
+    #: No tick before this time (None: from its creation).
+    start_at_ms: int | None
+    #: No tick after this time (None: no end).
+    end_at_ms: int | None
+    #: Most ticks enqueued in all (None: no limit).
+    limit: int | None
+    #: What happens to ticks missed while no driver ran: "skip", "once" or "all".
+    missed: str
+    #: Each tick's job becomes due up to this many ms after the tick (0: at the tick).
+    jitter_ms: int
+    #: Whether it is paused (no tick is enqueued until it is resumed).
+    paused: bool
+    #: Ticks enqueued so far.
+    runs: int
+    #: The time of the latest tick enqueued (or of the latest `run_schedule_now`), if any.
+    last_run_ms: int | None
+    #: The pending tick; None once the schedule ran its course (its end or its limit).
+    next_run_ms: int | None
+    #: When the schedule was first stored (the anchor of every_ms ticks without start_at).
+    created_at_ms: int
+    #: The SHA-1 of the stored definition: equal digests mean equal definitions.
+    digest: str
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleTicks:
+    """What one pass over a queue's due schedules did (see `tick_schedules`)."""
+
+    #: The queue.
+    queue: str
+    #: Ids of the jobs this pass enqueued (<schedule id>@<tick ms>).
+    enqueued: list[str]
+    #: The queue's next pending tick after the pass (ms); None when it has none.
+    next_due_ms: int | None
+    #: The Redis time of the pass (ms).
+    now_ms: int

@@ -63,6 +63,7 @@ WORKER_OPTIONS = (
     "reaper_interval_ms",
     "prefetch",
     "idle_wait_ms",
+    "schedules",
 )
 #: A child exits with this code when it cannot load the app or build its Worker.
 CHILD_EXIT_CONFIG = 2
@@ -184,7 +185,8 @@ class Supervisor:
         handle_signals: when `run` is called on the main thread, stop on SIGTERM and SIGINT
             (a second signal releases the running jobs at once).
         **worker_options: passed to each child's `redisq.Worker`: queues, concurrency, pool,
-            weights, strict, grace_ms, reaper_interval_ms, prefetch, idle_wait_ms.
+            weights, strict, grace_ms, reaper_interval_ms, prefetch, idle_wait_ms,
+            schedules.
 
     Raises:
         InvalidArgument: an option is out of range, or not a Worker option.

@@ -42,6 +42,16 @@ from redisq._core.manage import (
     unlock,
     update,
 )
+from redisq._core.schedules import (
+    build_definition,
+    remove_schedule,
+    run_schedule_now,
+    schedules,
+    set_schedule_paused,
+    tick_schedules,
+    upsert_schedule,
+    wait_schedules,
+)
 
 __all__ = [
     "CHUNK",
@@ -54,6 +64,7 @@ __all__ = [
     "Op",
     "Settings",
     "ack_many",
+    "build_definition",
     "cancel",
     "check_options",
     "check_queues",
@@ -75,12 +86,19 @@ __all__ = [
     "reap",
     "registry",
     "release",
+    "remove_schedule",
     "renew_many",
     "result_ttls",
     "retry_dead",
+    "run_schedule_now",
+    "schedules",
     "script_call",
     "set_paused",
+    "set_schedule_paused",
+    "tick_schedules",
     "unlock",
     "update",
+    "upsert_schedule",
     "wait",
+    "wait_schedules",
 ]

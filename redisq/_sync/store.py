@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Iterable, Sequence
+from datetime import datetime
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -24,7 +25,7 @@ from redisq._core.ops import NOT_SET, Call, Op, Settings
 from redisq._core.validate import check_int
 from redisq._sync.transport import SyncTransport
 from redisq.errors import ConfigurationError, InvalidArgument, RedisqError
-from redisq.models import Claimed, Job, JobState, Migration
+from redisq.models import Claimed, Job, JobState, Migration, Schedule, ScheduleTicks
 
 __all__ = ["Store"]
 
@@ -33,6 +34,7 @@ _Jobs = list[Job]
 _Names = list[str]
 _Outcomes = list[Job | Exception]
 _Migrations = list[Migration]
+_Schedules = list[Schedule]
 
 #: Errors of one Redis Cluster node (its master down, failing over, a slot moving): on a
 #: cluster they concern the queues of that node alone.
@@ -102,6 +104,9 @@ class Store:
         # Set by stop_waiting: waits return at once.
         self._no_waits = False
         self._wait_turn = 0
+        # Per queue, the id of the latest schedule change a tick_schedules pass saw:
+        # wait_schedules blocks for changes after it.
+        self._schedule_events: dict[str, str] = {}
 
     @property
     def prefix(self) -> str:
@@ -648,6 +653,139 @@ class Store:
     def unlock(self, queue: str, id: str, worker: str) -> bool:
         """Release the advisory lock of a job id if `worker` holds it."""
         return self._run(ops.unlock(self.settings, queue, id, worker))
+
+    # ----------------------------------------------------------------------------------------
+    # periodic schedules
+
+    def upsert_schedule(
+        self,
+        id: str,
+        *,
+        cron: str | None = None,
+        every_ms: int | None = None,
+        queue: str = "default",
+        name: str | None = None,
+        payload: Any = None,
+        options: dict[str, int] | None = None,
+        tz: str = "UTC",
+        start_at: int | datetime | None = None,
+        end_at: int | datetime | None = None,
+        limit: int | None = None,
+        missed: str = "once",
+        jitter_ms: int = 0,
+    ) -> Schedule:
+        """Create or change a periodic schedule: its ticks become jobs of `queue`.
+
+        Idempotent: storing the definition already stored writes nothing (a deploy that
+        declares the same schedules changes nothing). A changed definition replaces the
+        stored one and takes effect from its next tick: when its timing (cron, every_ms, tz,
+        start_at, end_at) is unchanged the pending tick stays, else the next tick is the
+        first of the new timing after now. Runs, last run and a pause are kept.
+
+        Each tick is enqueued exactly once, however many workers or schedulers drive the
+        queue, as a job with the id ``<id>@<tick ms>``.
+
+        Args:
+            id: the schedule id, unique within the queue (1 to 200 characters).
+            cron: a cron expression (``"*/5 * * * *"``), read in `tz`; or give every_ms.
+            every_ms: the interval between ticks in ms (ticks at start_at + k * every_ms,
+                or from the schedule's creation); or give cron.
+            queue: the queue its jobs go to.
+            name: the jobs' name (a task name routes them to the task).
+            payload: the jobs' payload (msgpack).
+            options: the jobs' priority, max_attempts and lease_ms.
+            tz: the IANA time zone of the cron expression (DST included: see docs/schedules.md).
+            start_at: no tick before this time (ms since the epoch, or an aware datetime).
+            end_at: no tick after this time.
+            limit: most ticks enqueued in all; then the schedule has run its course.
+            missed: ticks missed while no driver ran (more than a minute late): "skip"
+                (dropped), "once" (one catch-up run: the default) or "all" (each, at most the
+                latest 100).
+            jitter_ms: each tick's job becomes due up to this many ms after its tick (the
+                same spread for every driver).
+
+        Returns:
+            The stored schedule.
+
+        Raises:
+            InvalidArgument: an argument is invalid (bad cron, unknown tz, every_ms <= 0,
+                end before start, unknown missed policy...); nothing was written.
+        """
+        defn = ops.build_definition(
+            self.settings,
+            cron=cron,
+            every_ms=every_ms,
+            tz=tz,
+            name=name,
+            payload=payload,
+            options=options,
+            start_at=start_at,
+            end_at=end_at,
+            limit=limit,
+            missed=missed,
+            jitter_ms=jitter_ms,
+        )
+        return self._run(ops.upsert_schedule(self.settings, self._registered, id, queue, defn))
+
+    def remove_schedule(self, id: str, *, queue: str = "default") -> bool:
+        """Delete a schedule (jobs of earlier ticks stay); True when it existed."""
+        return self._run(ops.remove_schedule(self.settings, id, queue))
+
+    def pause_schedule(self, id: str, *, queue: str = "default") -> Schedule:
+        """Stop enqueueing a schedule's ticks until `resume_schedule`.
+
+        Raises:
+            ScheduleNotFound: no such schedule in the queue.
+        """
+        return self._run(ops.set_schedule_paused(self.settings, id, queue, True))
+
+    def resume_schedule(self, id: str, *, queue: str = "default") -> Schedule:
+        """Resume a paused schedule from its first tick after now (ticks that fell in the
+        pause are not run).
+
+        Raises:
+            ScheduleNotFound: no such schedule in the queue.
+        """
+        return self._run(ops.set_schedule_paused(self.settings, id, queue, False))
+
+    def run_schedule_now(self, id: str, *, queue: str = "default") -> str:
+        """Enqueue one run of a schedule now, outside its ticks; return the job id.
+
+        Raises:
+            ScheduleNotFound: no such schedule in the queue.
+        """
+        return self._run(ops.run_schedule_now(self.settings, id, queue))
+
+    def schedules(self, queue: str | None = None) -> _Schedules:
+        """List the schedules of a queue (None: of every queue), by queue then id."""
+        return self._run(ops.schedules(self.settings, queue))
+
+    def tick_schedules(self, queue: str) -> ScheduleTicks:
+        """Enqueue the due ticks of a queue's schedules: one pass of a schedule driver.
+
+        Workers and `redisq scheduler` call this for their queues, then `wait_schedules`.
+        Any number of drivers may call it at once: each tick is enqueued exactly once.
+        """
+        return self._run(ops.tick_schedules(self.settings, queue, self._schedule_events))
+
+    def wait_schedules(self, queues: str | Sequence[str], *, timeout_ms: int) -> bool:
+        """Block until a schedule of `queues` changes, or `timeout_ms` passes; True on a change.
+
+        Changes after this store's last `tick_schedules` pass of each queue count. On Redis
+        Cluster each queue has its own slot, so with several queues the wait blocks on one
+        queue at a time, in turn. `stop_waiting` cuts it short.
+        """
+        names = ops.check_queues(queues)
+        check_int("timeout_ms", timeout_ms, 0, 86_400_000)
+        if self._no_waits:
+            return False
+        batch = names
+        block_ms = min(timeout_ms, self.settings.max_block_ms)
+        if self.settings.cluster and len(names) > 1:
+            self._wait_turn += 1
+            batch = [names[self._wait_turn % len(names)]]
+            block_ms = min(block_ms, max(50, block_ms // len(names)))
+        return self._run(ops.wait_schedules(self.settings, batch, self._schedule_events, block_ms))
 
     # ----------------------------------------------------------------------------------------
     # upgrades

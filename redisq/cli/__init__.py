@@ -33,6 +33,7 @@ from redisq.cli._base import (
     UsageError,
 )
 from redisq.cli._jobs import add_enqueue, add_ls, add_show
+from redisq.cli._schedules import add_schedule, add_scheduler, add_schedules
 from redisq.cli._server import add_server
 from redisq.cli._stats import add_stats
 from redisq.cli._worker import add_worker
@@ -96,7 +97,10 @@ COMMANDS: list[Callable[[Commands], None]] = [
     add_resume,
     add_reap,
     add_migrate,
+    add_schedules,
+    add_schedule,
     add_worker,
+    add_scheduler,
     add_server,
     add_demo,
 ]

@@ -121,6 +121,7 @@ def _worker(args: argparse.Namespace, ctx: Context) -> int:
         "grace_ms": args.grace_ms,
         "prefetch": args.prefetch,
         "reaper_interval_ms": args.reaper_interval_ms,
+        "schedules": not args.no_schedules,
     }
     try:
         worker = Worker(app, **options)  # validates every option before anything starts
@@ -208,6 +209,11 @@ def add_worker(commands: Commands) -> None:
         default=10_000,
         metavar="MS",
         help="mean time between reaps of expired leases (10000)",
+    )
+    parser.add_argument(
+        "--no-schedules",
+        action="store_true",
+        help="do not drive periodic schedules (a separate `redisq scheduler` does)",
     )
     parser.add_argument(
         "--url", help="the server URL (default: the App's url; this one wins when given)"

@@ -49,6 +49,7 @@ from redisq.worker._executors import AsyncExecutor, Executor, ThreadExecutor
 from redisq.worker._fetcher import Fetcher
 from redisq.worker._handlers import Runner
 from redisq.worker._keeper import Keeper
+from redisq.worker._schedules import Drivers, start_drivers
 from redisq.worker._settler import Settler
 from redisq.worker._sizing import MAX_BUFFER
 from redisq.worker._state import Entry, Outcome, State
@@ -103,6 +104,9 @@ class Worker:
             worker killed between its wake-up and its claim) can go unnoticed.
         handle_signals: when `run` is called on the main thread, stop on SIGTERM and SIGINT
             (a second signal releases the running jobs at once).
+        schedules: drive the periodic schedules of the worker's queues (store the app's
+            declared ones at start, enqueue due ticks: see docs/schedules.md); False when a
+            separate `redisq scheduler` does it.
 
     Raises:
         InvalidArgument: an option is out of range.
@@ -124,6 +128,7 @@ class Worker:
         prefetch: int | None = None,
         idle_wait_ms: int = 5_000,
         handle_signals: bool = True,
+        schedules: bool = True,
     ) -> None:
         if not isinstance(app, App):
             raise InvalidArgument("app", "a redisq.App", app)
@@ -179,6 +184,9 @@ class Worker:
         if not isinstance(handle_signals, bool):
             raise InvalidArgument("handle_signals", "a bool", handle_signals)
         self.handle_signals = handle_signals
+        if not isinstance(schedules, bool):
+            raise InvalidArgument("schedules", "a bool", schedules)
+        self.schedules = schedules
         self.metrics = WorkerMetrics()
         self._stop = threading.Event()
         self._hurry = threading.Event()
@@ -304,11 +312,24 @@ class _Runtime:
         )
         if isinstance(executor, ThreadExecutor):
             executor.fetch = self.fetcher.work
+        self._name = name
+        self.drivers: Drivers | None = None
 
     def start(self) -> None:
         self.settler.start()
         self.keeper.start()
         self.fetcher.start()
+        worker = self.worker
+        if worker.schedules:
+            app = worker.app
+            self.drivers = start_drivers(
+                app.url,
+                app.prefix,
+                app.connect_options,
+                worker.queues,
+                lambda store: app.declare_schedules(store, worker.queues),
+                self._name,
+            )
 
     def _mark_started(self, entry: Entry) -> None:
         """The handler of `entry` starts now: its timeout (if any) counts from here."""
@@ -348,6 +369,8 @@ class _Runtime:
         worker = self.worker
         state = self.state
         # No claim may start now; one waiting for work returns (what it leased is released).
+        if self.drivers is not None:
+            self.drivers.stop()
         self.fetcher.stop_waiting()
         for entry in state.begin_stop():
             self.settler.put(Outcome(entry, "release", "release"))
@@ -370,4 +393,6 @@ class _Runtime:
         self.settler.close(_HURRIED_FLUSH_S)
         self.keeper.stop()
         self.keeper.join(5)
+        if self.drivers is not None:
+            self.drivers.join(5)
         self.executor.shutdown(1.0)

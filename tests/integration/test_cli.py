@@ -651,13 +651,21 @@ def test_stats_watch_stops_on_sigint_with_exit_0(
 ) -> None:
     store.enqueue("q", 1)
     process = _spawn("stats", "--watch", "0.05", "--url", real_url, "--prefix", prefix)
+    # stderr is read all along, so the child can never block on a full pipe; its lines go in
+    # the failure message (why the process did not stop).
+    errors = _lines(process.stderr)
     try:
         lines = _lines(process.stdout)
         deadline = Deadline(20)
         while not lines.get(timeout=deadline.remaining()).startswith("q "):
             pass
         process.send_signal(signal.SIGINT)
-        assert process.wait(timeout=10) == 0
+        try:
+            code = process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            code = None
+        err = "".join(errors.get_nowait() for _ in range(errors.qsize()))
+        assert code == 0, f"exit {code} after SIGINT; stderr: {err[-2000:]!r}"
     finally:
         _stop(process)
 

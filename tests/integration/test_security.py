@@ -185,6 +185,18 @@ def exercise(s: Any, server: ServerProcess, prefix: str) -> None:
     assert s.wait("idle", timeout_ms=1) is False
     assert s.claim(["idle"], worker="w", wait_ms=20) == []
 
+    # periodic schedules (XADD, XREVRANGE, HLEN, HEXISTS inside scripts; XREAD, HGETALL)
+    assert s.upsert_schedule("sch", every_ms=1, queue=Q, limit=1).runs == 0
+    assert wait_for(lambda: s.tick_schedules(Q).enqueued, message="a tick") == [
+        "sch@" + str(s.schedules(Q)[0].last_run_ms)
+    ]
+    assert s.wait_schedules(Q, timeout_ms=1) is False
+    assert s.pause_schedule("sch", queue=Q).paused
+    assert not s.resume_schedule("sch", queue=Q).paused
+    assert s.run_schedule_now("sch", queue=Q).startswith("sch@now-")
+    assert [x.id for x in s.schedules(Q)] == ["sch"]
+    assert s.remove_schedule("sch", queue=Q) is True
+
     # management
     assert s.lock(Q, "x", "w", 10_000) is True
     assert s.unlock(Q, "x", "w") is True

@@ -40,7 +40,11 @@ SNIPPETS = _python_snippets()
 
 
 def test_the_readme_has_its_snippets() -> None:
-    assert [section for section, _ in SNIPPETS] == ["Quick start", "Tasks and workers"]
+    assert [section for section, _ in SNIPPETS] == [
+        "Quick start",
+        "Tasks and workers",
+        "Periodic schedules",
+    ]
 
 
 @pytest.mark.parametrize(("section", "code"), SNIPPETS, ids=[s for s, _ in SNIPPETS])
@@ -63,6 +67,14 @@ def test_each_python_snippet_runs_as_written(section: str, code: str, tmp_path: 
         assert "to ada@example.com (fencing token 1)" in done.stdout
         assert "<JobState.COMPLETED: 'completed'>: 1" in done.stdout
         assert "<JobState.SCHEDULED: 'scheduled'>: 1" in done.stdout
+    elif section == "Periodic schedules":
+        # Three ticks ran (the limit); the cron schedules are pending, the limited one done.
+        assert done.stdout.splitlines() == [
+            "['ping', 'ping', 'ping']",
+            "beat 200 3 False",
+            "cleanup */15 * * * * 0 True",
+            "weekday-report 0 9 * * MON-FRI 0 True",
+        ]
     else:
         assert done.stdout.strip() == "{'day': 1}"
 
