@@ -13,6 +13,7 @@ __all__ = [
     "Job",
     "JobState",
     "Migration",
+    "RateState",
     "Retention",
     "Schedule",
     "ScheduleTicks",
@@ -244,3 +245,18 @@ class ScheduleTicks:
     next_due_ms: int | None
     #: The Redis time of the pass (ms).
     now_ms: int
+
+
+@dataclass(frozen=True)
+class RateState:
+    """A queue's rate limit as stored (`Store.rate_limit`).
+
+    Attributes:
+        limit: its spec (``"100/s"``), None when the queue has no limit.
+        next_at_ms: while claims are held back (by the limit or by a handler's
+            `RateLimited`), when the next job may start (Redis clock, ms); None: now or
+            never held.
+    """
+
+    limit: str | None
+    next_at_ms: int | None

@@ -645,6 +645,32 @@ class Store:
         """Let workers claim from a paused queue again (any valid name, like `pause`)."""
         self._run(ops.set_paused(self.settings, queue, False))
 
+    def set_rate_limit(self, queue: str, rate_limit: str | None) -> None:
+        """Limit how many jobs of `queue` start, across every worker: ``"100/s"`` (also
+        ``"/m"``, ``"/h"``); None removes the limit.
+
+        The limit is a bucket on the Redis clock in the queue's meta hash: claims lease only
+        what it allows, the jobs held back stay ready (in order), and a worker waits until the
+        next may start. Any window of one period starts at most the limit plus one job (plus
+        limit/200 beyond 200 per period). Any valid name is accepted, like `pause`.
+
+        Raises:
+            InvalidArgument: a malformed limit (nothing is written).
+        """
+        self._run(ops.set_rate_limit(self.settings, queue, rate_limit))
+
+    def rate_limit(self, queue: str) -> ops.RateState:
+        """Read `queue`'s rate limit (None: none) and, while claims are held back by it or by
+        a handler's `RateLimited`, when the next job may start (Redis clock, ms)."""
+        return self._run(ops.rate_state(self.settings, queue))
+
+    def hold(self, queue: str, ms: int) -> int:
+        """Hold `queue`'s claims back for `ms`, for every worker (what a handler's
+        `RateLimited` does); returns when they may lease again (Redis clock, ms; 0: the
+        queue does not exist and nothing was written). A hold never shortens another.
+        """
+        return self._run(ops.rate_hold(self.settings, queue, ms))
+
     def purge(self, queue: str, state: JobState | None = None) -> int:
         """Delete every job of `queue` in `state` (None = all states); count them."""
         return self._run(ops.purge(self.settings, queue, state))
