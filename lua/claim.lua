@@ -37,7 +37,8 @@
            due jobs or expired leases were left behind, -1 when none; or, when the rate limit
            held ready jobs back, ms until the next may start; else -1. more = 1 when
            ready jobs were left that this call could have leased (its byte budget ran out, or
-           a candidate was set aside), else 0
+           a candidate was set aside), 2 when the rate limit held ready jobs back (next_in_ms
+           says when the next may start), else 0
   A candidate whose record does not parse goes to the dead set as it is (lib/quarantine).
   Status: OK, PAUSED, WRONG_TYPE, SCHEMA_MISMATCH, BAD_ARGUMENT
   Cost: O((batch + count) log N), at most about 512 KiB of records moved (or one record)
@@ -164,7 +165,10 @@ if meta[4] or meta[5] then
     if type(queued) == 'table' then
       return wrong_type(ready_key, queued)
     end
-    local due = queued > 0 and 0 or next_in()
+    if queued > 0 then
+      return {STATUS.OK, now, wait_ms, 2}
+    end
+    local due = next_in()
     return {STATUS.OK, now, due < 0 and -1 or math.max(due, wait_ms), 0}
   end
   if allowed < count then
@@ -265,8 +269,10 @@ end
 if leased < want then
   out[3] = held and rate_wait or next_in()
   -- Short with ready jobs left: the budget cut the call, or candidates without a (parsing)
-  -- record made room. The client claims again for the rest.
-  if more and not held then
+  -- record made room. The client claims again for the rest. Or the limit held them back.
+  if held then
+    out[4] = 2
+  elseif more then
     out[4] = 1
   end
 end

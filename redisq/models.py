@@ -107,15 +107,18 @@ class Claimed(list[Job]):
         refused: queue name -> the exception that queue refused the claim with (for example
             `SchemaVersionError` while it migrates, `WrongKeyType`, a denied command, or on
             Redis Cluster the connection error of its master); empty when none refused.
+        held_ms: when a queue's rate limit held ready jobs back (`Store.set_rate_limit`),
+            the ms until the next may start (the least over such queues); else None.
     """
 
-    __slots__ = ("refused",)
+    __slots__ = ("held_ms", "refused")
 
     def __init__(
         self, jobs: Iterable[Job] = (), refused: dict[str, Exception] | None = None
     ) -> None:
         super().__init__(jobs)
         self.refused: dict[str, Exception] = {} if refused is None else refused
+        self.held_ms: int | None = None
 
     def __repr__(self) -> str:
         if not self.refused:

@@ -34,6 +34,8 @@ _Names = list[str]
 _Outcomes = list[Job | Exception]
 _Migrations = list[Migration]
 _Schedules = list[Schedule]
+#: A claim held back by a rate limit returns at once when its next job is this near (ms).
+_HELD_WAIT_MS = 250
 
 #: Errors of one Redis Cluster node (its master down, failing over, a slot moving): on a
 #: cluster they concern the queues of that node alone.
@@ -324,7 +326,9 @@ class AsyncStore:
         pipelined behind the blocking command on the same connection, so Redis runs it the
         moment the wait is woken: a woken worker gets its jobs in one round trip. When this
         store's last claim of the same queues came up short, the first claim is skipped and
-        the call starts by waiting.
+        the call starts by waiting. When a queue's rate limit held ready jobs back and the
+        next may start within 250 ms, the claim returns at once, empty, with `held_ms` set:
+        Redis times blocking waits out too coarsely for that, so the caller waits that long.
 
         A job whose stored record does not parse (written by something else) is not
         returned: it goes to the dead set with its bytes kept, and the jobs claimed with it
@@ -366,6 +370,10 @@ class AsyncStore:
             if refused:
                 jobs.refused = {**refused, **jobs.refused}
             if jobs or not wait_ms or self._no_waits:
+                return jobs
+            if jobs.held_ms is not None and jobs.held_ms < _HELD_WAIT_MS:
+                # A rate limit's next job is near: Redis times blocking waits out in steps of
+                # about 100 ms, so the caller waits on its own clock (the worker does).
                 return jobs
             refused = jobs.refused
             block_ms = self._block_ms(names, deadline)

@@ -54,8 +54,21 @@ def test_a_claim_held_back_says_when_the_next_job_may_start(client: Any, clock: 
     assert due_in == {Q: 250}  # not -1 (no scheduled job): the next token
     assert client.rate_limit(Q).next_at_ms == clock.now_ms + 250
     clock.advance(100)
-    assert client._run(ops.claim(client.settings, Q, "w", None, 3, 0, due_in)) == []
+    held = client._run(ops.claim(client.settings, Q, "w", None, 3, 0, due_in))
+    assert held == [] and held.held_ms == 150
     assert due_in == {Q: 150}
+
+
+def test_a_waiting_claim_held_back_briefly_returns_at_once(client: Any, clock: TestClock) -> None:
+    _fill(client, 3)
+    client.set_rate_limit(Q, "10/s")  # next job 50 ms after the first
+    assert len(client.claim(Q, worker="w", count=3)) == 1
+    # Not a blocking wait of up to 60 s on Redis (the test clock never moves): the caller
+    # is told how soon the next job may start instead.
+    held = client.claim(Q, worker="w", count=3, wait_ms=60_000)
+    assert held == [] and held.held_ms == 50
+    clock.advance(50)
+    assert len(client.claim(Q, worker="w", count=3, wait_ms=60_000)) == 1
 
 
 def test_fast_limits_lease_in_batches_within_the_window(client: Any, clock: TestClock) -> None:
