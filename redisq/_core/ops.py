@@ -42,7 +42,7 @@ from redisq._core.manage import (
     unlock,
     update,
 )
-from redisq._core.rates import RateState, rate_hold, rate_state, set_rate_limit
+from redisq._core.rates import rate_hold, rate_state, set_rate_limit
 from redisq._core.schedules import (
     build_definition,
     remove_schedule,
@@ -53,6 +53,7 @@ from redisq._core.schedules import (
     upsert_schedule,
     wait_schedules,
 )
+from redisq.models import RateState
 
 __all__ = [
     "CHUNK",

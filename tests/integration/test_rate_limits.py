@@ -55,7 +55,8 @@ def test_a_claim_held_back_says_when_the_next_job_may_start(client: Any, clock: 
     assert client.rate_limit(Q).next_at_ms == clock.now_ms + 250
     clock.advance(100)
     held = client._run(ops.claim(client.settings, Q, "w", None, 3, 0, due_in))
-    assert held == [] and held.held_ms == 150
+    assert held == []
+    assert held.held_ms == 150
     assert due_in == {Q: 150}
 
 
@@ -66,7 +67,8 @@ def test_a_waiting_claim_held_back_briefly_returns_at_once(client: Any, clock: T
     # Not a blocking wait of up to 60 s on Redis (the test clock never moves): the caller
     # is told how soon the next job may start instead.
     held = client.claim(Q, worker="w", count=3, wait_ms=60_000)
-    assert held == [] and held.held_ms == 50
+    assert held == []
+    assert held.held_ms == 50
     clock.advance(50)
     assert len(client.claim(Q, worker="w", count=3, wait_ms=60_000)) == 1
 

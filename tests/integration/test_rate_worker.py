@@ -103,7 +103,7 @@ def test_four_worker_processes_keep_a_50_per_second_limit(real_url: str, prefix:
     first = starts[0] + 1.0
     window = [t for t in starts if first <= t < first + SECONDS]
     busiest = max(
-        sum(1 for u in window[i:i + RATE + 5] if u < t + 1.0) for i, t in enumerate(window)
+        sum(1 for u in window[i : i + RATE + 5] if u < t + 1.0) for i, t in enumerate(window)
     )
     assert busiest <= RATE + 1, f"{busiest} starts in one second"
     assert len(window) >= 0.95 * RATE * SECONDS, f"{len(window)} starts in {SECONDS} s"
