@@ -108,3 +108,46 @@ def test_four_worker_processes_keep_a_50_per_second_limit(real_url: str, prefix:
     assert busiest <= RATE + 1, f"{busiest} starts in one second"
     assert len(window) >= 0.95 * RATE * SECONDS, f"{len(window)} starts in {SECONDS} s"
     assert all(p.returncode == 0 for p in procs)
+
+
+def test_a_task_gives_its_queue_a_limit_that_workers_store(url: str, prefix: str) -> None:
+    app = redisq.App(url, prefix=prefix)
+
+    @app.task(name="a", queue="api", rate_limit="5/m")
+    def a() -> None: ...
+
+    @app.task(name="b", queue="api")
+    def b() -> None: ...
+
+    assert (a.rate_limit, b.rate_limit) == ("5/m", None)
+    assert app.rate_limits() == {"api": "5/m"}
+    for _ in range(3):
+        a.enqueue()
+    worker = redisq.Worker(app, concurrency=2, idle_wait_ms=50, grace_ms=0)
+    with running(worker):
+        wait_for(lambda: worker.metrics.completed == 1)
+        assert app.store.rate_limit("api").limit == "5/m"
+        # The next two wait their turns, 12 s apart: none started meanwhile.
+        assert app.store.counts("api")[JobState.READY] == 2
+    app.close()
+
+
+def test_task_rate_limits_are_validated_and_must_agree_per_queue(url: str, prefix: str) -> None:
+    app = redisq.App(url, prefix=prefix)
+    with pytest.raises(redisq.InvalidArgument) as bad:
+        app.task(name="x", queue="api", rate_limit="fast")(lambda: None)
+    assert bad.value.field == "rate_limit"
+
+    @app.task(name="a", queue="api", rate_limit="5/s")
+    def a() -> None: ...
+
+    with pytest.raises(redisq.InvalidArgument) as clash:
+        app.task(name="b", queue="api", rate_limit="6/s")(lambda: None)
+    assert clash.value.field == "rate_limit"
+    assert "'a'" in str(clash.value)
+    assert set(app.tasks) == {"a"}  # nothing registered
+
+    @app.task(name="c", queue="api", rate_limit="5/s")
+    def c() -> None: ...
+
+    app.close()
