@@ -144,3 +144,18 @@ def test_bad_holds_are_refused_and_nothing_is_written(
         client.hold(Q, bad)
     assert info.value.field == "ms"
     assert raw.hgetall(redisq.keys.QueueKeys.build(prefix, Q).meta) == before
+
+
+def test_claim_and_ack_keeps_the_limit_and_holds(client: Any, clock: TestClock) -> None:
+    _fill(client, 4)
+    client.set_rate_limit(Q, "1/h")
+    assert client.claim_and_ack(Q) is not None
+    assert client.claim_and_ack(Q) is None  # the next turn is an hour away
+    assert client.claim(Q, worker="w", count=4) == []
+    client.set_rate_limit(Q, None)
+    clock.advance(3_600_000)
+    client.hold(Q, 1_000)
+    assert client.claim_and_ack(Q) is None
+    clock.advance(1_000)
+    assert client.claim_and_ack(Q) is not None
+    assert client.rate_limit(Q) == redisq.RateState(None, None)  # the passed hold is gone
