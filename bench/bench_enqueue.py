@@ -11,17 +11,21 @@ commands each enqueue costs (INFO commandstats) and the server time of the enque
     python bench/bench_enqueue.py [--jobs 20000] [--rounds 3] [--url redis://...]
 
 The rounds are interleaved (redisq, redis-py, redis-benchmark, then again) and the best round
-of each is reported, so a burst of other load on the machine skews all three alike.
+of each is reported, so a burst of other load on the machine skews all three alike. In the same
+rounds, the task API's `task.enqueue(i)` (what users call) and `AsyncStore.enqueue` are timed
+too (median and range).
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import csv
 import os
 import shlex
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import time
@@ -121,6 +125,42 @@ def _enqueue_round(store: redisq.Store, queue: str, jobs: int, start: int) -> fl
     return jobs / (time.perf_counter() - begin)
 
 
+def _task_round(app: redisq.App, jobs: int) -> float:
+    task = app.get_task("bench.noop")
+    assert task is not None
+    begin = time.perf_counter()
+    for i in range(jobs):
+        task.enqueue(i)
+    return jobs / (time.perf_counter() - begin)
+
+
+def _async_round(url: str, prefix: str, jobs: int) -> float:
+    async def main() -> float:
+        store = redisq.connect_async(url, prefix=prefix)
+        try:
+            await store.enqueue("aq", {"n": -1})  # first use: server check and registration
+            begin = time.perf_counter()
+            for i in range(jobs):
+                await store.enqueue("aq", {"n": i})
+            return jobs / (time.perf_counter() - begin)
+        finally:
+            await store.close()
+
+    return asyncio.run(main())
+
+
+def _noop(i: int) -> None:
+    """The benchmark's task (never run here)."""
+
+
+def _median_range(rates: list[float]) -> str:
+    median = statistics.median(rates)
+    return (
+        f"{fmt_rate(median, 'jobs/s')} median (rounds {min(rates):,.0f}-{max(rates):,.0f});"
+        f" {1e6 / median:.0f} µs/call"
+    )
+
+
 def _evalsha_round(client: redis.Redis, sha: str, calls: int) -> float:
     begin = time.perf_counter()
     for _ in range(calls):
@@ -160,8 +200,13 @@ def run(args: argparse.Namespace) -> list[Figure]:
         print_environment(admin)
         prefix = new_prefix("enqueue")
         store = redisq.connect(server.url, prefix=prefix)
+        app = redisq.App(server.url, prefix=prefix)
+        app.task(name="bench.noop", queue="tq")(_noop)
+        task_rates: list[float] = []
+        async_rates: list[float] = []
         plain = redis.Redis.from_url(server.url)
         try:
+            app.store.enqueue("tq", {"n": -1})
             sha = str(plain.script_load(TRIVIAL_SCRIPT))
             floor_sha = str(plain.script_load(FLOOR_SCRIPT))
             with_floor = urlsplit(server.url).password is None
@@ -181,8 +226,13 @@ def run(args: argparse.Namespace) -> list[Figure]:
                 stats = command_stats(admin)
                 script_calls += stats.script_calls
                 script_usec += stats.script_usec
+                task_rates.append(_task_round(app, jobs))
+                async_rates.append(_async_round(server.url, prefix, jobs))
                 evalsha.append(_evalsha_round(plain, sha, jobs))
-                line = f"  round {r + 1}: enqueue {ours[-1]:,.0f}/s, evalsha {evalsha[-1]:,.0f}/s"
+                line = (
+                    f"  round {r + 1}: enqueue {ours[-1]:,.0f}/s, task API {task_rates[-1]:,.0f}/s,"
+                    f" asyncio {async_rates[-1]:,.0f}/s, evalsha {evalsha[-1]:,.0f}/s"
+                )
                 if with_floor:
                     floor.append(_floor_round(server, floor_sha, prefix, jobs))
                     line += f", floor {floor[-1]:,.0f}/s"
@@ -201,6 +251,7 @@ def run(args: argparse.Namespace) -> list[Figure]:
             )
         finally:
             store.close()
+            app.close()
             plain.close()
             delete_prefix(admin, prefix, server.private)
             admin.close()
@@ -210,6 +261,21 @@ def run(args: argparse.Namespace) -> list[Figure]:
         Figure(
             "enqueue: single calls, one sync client (best round)",
             f"{fmt_rate(rate, 'jobs/s')} ({1e6 / rate:.0f} µs/call)",
+            command=cmd,
+        ),
+        Figure(
+            "enqueue: single calls, one sync client (median)",
+            _median_range(ours),
+            command=cmd,
+        ),
+        Figure(
+            "task API: `task.enqueue(i)`, one sync client",
+            _median_range(task_rates),
+            command=cmd,
+        ),
+        Figure(
+            "asyncio: `AsyncStore.enqueue`, one task",
+            _median_range(async_rates),
             command=cmd,
         ),
         Figure(

@@ -80,6 +80,18 @@ class Recorder(SyncTransport):
         self.replies[_reply_key(call)] = raw[0]
         return result
 
+    def pipeline(self, calls: list[Call[Any]]) -> list[Any]:
+        """Run the calls in one round trip, keeping each raw reply."""
+        wrapped = []
+        for call in calls:
+
+            def keep(reply: Any, call: Call[Any] = call) -> Any:
+                self.replies[_reply_key(call)] = reply
+                return call.parse(reply)
+
+            wrapped.append(Call(call.spec, call.keys, call.args, keep, call.blocking))
+        return super().pipeline(wrapped)
+
 
 class Replay(SyncTransport):
     """A transport without I/O: every call gets the recorded reply of its script or command.
@@ -97,6 +109,10 @@ class Replay(SyncTransport):
         """Parse the recorded reply, as if the server had sent it."""
         self.last = call
         return call.parse(self.replies[_reply_key(call)])
+
+    def pipeline(self, calls: list[Call[Any]]) -> list[Any]:
+        """Parse each call's recorded reply."""
+        return [self.run(call) for call in calls]
 
     def close(self) -> None:
         """Nothing to close."""

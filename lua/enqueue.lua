@@ -27,29 +27,83 @@
 ]]
 --- @include "lib/status"
 --- @include "lib/schema"
---- @include "lib/now_ms"
---- @include "lib/num"
---- @include "lib/caps"
---- @include "lib/read_some"
---- @include "lib/write_jobs"
---- @include "lib/ready_score"
---- @include "lib/chunks"
---- @include "lib/key_types"
---- @include "lib/wrong_type"
---- @include "lib/read_meta"
---- @include "lib/wake"
 
-local meta_key = KEYS[1]
+local meta_hash = KEYS[1]
 local ready_key = KEYS[2]
 local scheduled_key = KEYS[3]
 local unique_key = KEYS[4]
-local jobs_key = KEYS[5]
-local wake_key = KEYS[6]
+local jobs_hash = KEYS[5]
+local wake_set = KEYS[6]
 local now_arg = ARGV[1]
 local lib_version = ARGV[2]
 local count = tonumber(ARGV[3])
 local jobs_at = 4
 local STRIDE = 9
+
+-- One new job without a unique key (the single enqueue): the steps of the general path
+-- below, written out for one job and its usual outcome, so that the call runs the commands it
+-- needs and little Lua besides (no helper is even defined). Anything else (a bad argument, a
+-- key of another type, another schema, an id that exists) leaves this block before its first
+-- write, and the general path handles the call from the start.
+if count == 1 and #ARGV == jobs_at - 1 + STRIDE and ARGV[jobs_at + 8] == '' then
+  local b = jobs_at
+  local id = ARGV[b]
+  local priority = tonumber(ARGV[b + 3])
+  local delay = tonumber(ARGV[b + 5])
+  local meta = redis.pcall('HMGET', meta_hash, 'schema', 'seq', 'enqueued')
+  if id ~= '' and priority and delay and tonumber(ARGV[b + 6]) and not meta['err']
+      and (not meta[1] or meta[1] == SCHEMA_VERSION)
+      and redis.pcall('HEXISTS', jobs_hash, id) == 0 then
+    local now
+    if now_arg ~= '' then
+      now = tonumber(now_arg)
+    else
+      local t = redis.call('TIME')
+      now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+    end
+    local run_at = now + delay
+    if ARGV[b + 4] ~= '' then
+      run_at = tonumber(ARGV[b + 4])
+    end
+    local seq = (tonumber(meta[2]) or 0) + 1
+    local fmt = string.format
+    local state, set_key, score = 'ready', ready_key, (1000 - priority) * 4398046511104 + seq
+    if run_at > now then
+      state, set_key, score = 'scheduled', scheduled_key, run_at
+    end
+    -- The first write is the type check of its set (as below): refused, nothing is written.
+    if type(redis.pcall('ZADD', set_key, fmt('%d', score), id)) == 'number' then
+      -- The layout of lib/record, written out: no error, result or progress yet.
+      redis.call('HSET', jobs_hash, id, 'j3\n' .. state .. '\n0\n\n\n\n\n\n\n' .. ARGV[b + 7]
+        .. '\n\n' .. ARGV[b + 3] .. '\n' .. ARGV[b + 6] .. '\n'
+        .. fmt('%d\n%d\n%d\n', now, run_at, seq) .. ARGV[b + 2] .. '\n0\n0\n0\n' .. ARGV[b + 1])
+      local totals = fmt('%d', (tonumber(meta[3]) or 0) + 1)
+      local is_new = 0
+      if meta[1] then
+        redis.call('HSET', meta_hash, 'seq', fmt('%d', seq), 'enqueued', totals)
+      else
+        is_new = 1
+        redis.call('HSET', meta_hash, 'seq', fmt('%d', seq), 'enqueued', totals,
+          'schema', SCHEMA_VERSION, 'lib_version', lib_version)
+      end
+      -- lib/wake, written out.
+      redis.pcall('ZADD', wake_set, 0, 'w')
+      return {STATUS.OK, now, {0}, is_new}
+    end
+  end
+end
+
+--- @include "lib/now_ms"
+--- @include "lib/num"
+--- @include "lib/ready_score"
+--- @include "lib/wrong_type"
+--- @include "lib/read_meta"
+--- @include "lib/wake"
+--- @include "lib/caps"
+--- @include "lib/read_some"
+--- @include "lib/write_jobs"
+--- @include "lib/chunks"
+--- @include "lib/key_types"
 
 if not count or count < 1 or count > CAPS.BATCH or #ARGV ~= jobs_at - 1 + count * STRIDE then
   return {STATUS.BAD_ARGUMENT, 'count'}
@@ -62,7 +116,7 @@ if count > 1 and arg_bytes > CAPS.ARG_BYTES then
   return {STATUS.BAD_ARGUMENT, 'payload bytes'}
 end
 local now = now_ms(now_arg)
-local meta, err = read_meta(meta_key, 'seq', 'enqueued')
+local meta, err = read_meta(meta_hash, 'seq', 'enqueued')
 if not meta then
   return err
 end
@@ -80,7 +134,7 @@ end
 -- Look up the ids, then the unique keys of the jobs covered; past the read budget, the jobs
 -- from the first one not covered are left to the next call.
 local existing, used
-existing, count, used = read_some(jobs_key, ids, CAPS.READ_BYTES)
+existing, count, used = read_some(jobs_hash, ids, CAPS.READ_BYTES)
 if not existing then
   return count
 end
@@ -110,7 +164,7 @@ if #ukeys > 0 then
     end
   end
   if #held_by > 0 then
-    local recs, covered = read_some(jobs_key, held_by, CAPS.READ_BYTES - used)
+    local recs, covered = read_some(jobs_hash, held_by, CAPS.READ_BYTES - used)
     if not recs then
       return covered
     end
@@ -234,18 +288,18 @@ for _, set in ipairs({{ready_key, ready_pairs}, {scheduled_key, scheduled_pairs}
     end
   end
 end
-write_jobs(jobs_key, records)
+write_jobs(jobs_hash, records)
 if #unique_pairs > 0 then
   chunks({'HSET', unique_key}, unique_pairs)
 end
 local is_new = 0
 local enqueued = num((tonumber(meta[3]) or 0) + #fresh)
 if meta[1] then
-  redis.call('HSET', meta_key, 'seq', num(seq), 'enqueued', enqueued)
+  redis.call('HSET', meta_hash, 'seq', num(seq), 'enqueued', enqueued)
 else
   is_new = 1
-  redis.call('HSET', meta_key, 'seq', num(seq), 'enqueued', enqueued, 'schema', SCHEMA_VERSION,
+  redis.call('HSET', meta_hash, 'seq', num(seq), 'enqueued', enqueued, 'schema', SCHEMA_VERSION,
     'lib_version', lib_version)
 end
-wake(wake_key)
+wake(wake_set)
 return {STATUS.OK, now, entries, is_new}

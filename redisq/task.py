@@ -39,6 +39,9 @@ __all__ = ["ExceptionTypes", "Task", "TaskCall", "TaskOptions", "TaskSettings"]
 P = ParamSpec("P")
 R = TypeVar("R")
 
+#: No options seen yet (None means a call without options of its own).
+_NONE: Any = object()
+
 #: Latest run_at_ms accepted (the store keeps scores below 2^53).
 _MAX_TIME_MS = 2**53 - 1
 
@@ -257,20 +260,30 @@ class _Enqueuer(Generic[P]):
             "unique_key": options.unique_key,
         }
 
-    def _batch(self, calls: Iterable[Any]) -> tuple[str, list[Spec]]:
+    def _batch(self, calls: Iterable[Any]) -> tuple[str, list[Any], dict[str, Any]]:
+        """Check the calls of one enqueue_many: (queue, payloads, options shared by all).
+
+        When every call has the same options (the usual case), the payloads are plain and
+        the options go to the store once; else each payload is a Spec with its own.
+        """
         if isinstance(calls, (str, bytes)) or not isinstance(calls, Iterable):
             raise InvalidArgument(
                 "calls", "a list of task.call(...) or (args, kwargs) items", calls
             )
         queue: str | None = None
-        specs: list[Spec] = []
+        payloads: list[Any] = []
+        per_item: list[dict[str, Any]] = []
+        # The options of the item before: calls of one task share one _CallOptions object.
+        last: Any = _NONE
+        item_queue = ""
+        o: dict[str, Any] = {}
         for i, item in enumerate(calls):
             if isinstance(item, TaskCall):
                 if item.task is not self._task:
                     raise InvalidArgument(
                         f"calls[{i}]", f"a call of task {self._task.name!r}", item.task.name
                     )
-                options = self._options.merged(item.options)
+                call_options: _CallOptions | None = item.options
                 args, kwargs = item.args, item.kwargs
             elif (
                 isinstance(item, tuple)
@@ -278,21 +291,35 @@ class _Enqueuer(Generic[P]):
                 and isinstance(item[0], (list, tuple))
                 and isinstance(item[1], Mapping)
             ):
-                options = self._options
+                call_options = None
                 args, kwargs = item
             else:
                 raise InvalidArgument(
                     f"calls[{i}]", "task.call(...) or an (args, kwargs) tuple", item
                 )
-            item_queue, o = self._job_options(options)
+            if call_options is not last:
+                last = call_options
+                merged = (
+                    self._options if call_options is None else self._options.merged(call_options)
+                )
+                item_queue, o = self._job_options(merged)
             if queue is None:
                 queue = item_queue
             elif item_queue != queue:
                 raise InvalidArgument(
                     f"calls[{i}].queue", f"{queue!r}, like every item of one call", item_queue
                 )
-            specs.append(Spec(make_payload(args, kwargs), **o))
-        return queue or self._task.queue, specs
+            payloads.append(make_payload(args, kwargs))
+            per_item.append(o)
+        first = per_item[0] if per_item else {"id": None}
+        if first["id"] is None and all(x is first for x in per_item):
+            return (
+                queue or self._task.queue,
+                payloads,
+                {k: v for k, v in first.items() if k != "id"},
+            )
+        specs = [Spec(p, **o) for p, o in zip(payloads, per_item, strict=True)]
+        return queue or self._task.queue, specs, {}
 
     def enqueue(self, *args: P.args, **kwargs: P.kwargs) -> JobRef:
         """Enqueue one call of the task; its arguments must be msgpack data.
@@ -326,20 +353,20 @@ class _Enqueuer(Generic[P]):
         Returns:
             One JobRef per call, in order.
         """
-        queue, specs = self._batch(calls)
-        if not specs:
+        queue, payloads, options = self._batch(calls)
+        if not payloads:
             return []
-        jobs = self._task.app.store.enqueue_many(queue, specs)
+        jobs = self._task.app.store.enqueue_many(queue, payloads, **options)
         return [JobRef(job, self._task.app) for job in jobs]
 
     async def aenqueue_many(
         self, calls: Iterable[TaskCall | tuple[Sequence[Any], Mapping[str, Any]]]
     ) -> list[JobRef]:
         """Enqueue many calls from asyncio (like `enqueue_many`)."""
-        queue, specs = self._batch(calls)
-        if not specs:
+        queue, payloads, options = self._batch(calls)
+        if not payloads:
             return []
-        jobs = await self._task.app.async_store.enqueue_many(queue, specs)
+        jobs = await self._task.app.async_store.enqueue_many(queue, payloads, **options)
         return [JobRef(job, self._task.app) for job in jobs]
 
 

@@ -213,10 +213,9 @@ class AsyncStore:
             "lease_ms": lease_ms,
             "unique_key": unique_key,
         }
-        jobs = await self._run(
-            ops.enqueue_many(self.settings, queue, [payload], options, self._registered)
+        return await self._run(
+            ops.enqueue_one(self.settings, queue, payload, options, self._registered)
         )
-        return jobs[0]
 
     async def enqueue_many(self, queue: str, payloads: Sequence[Any], **options: Any) -> _Jobs:
         """Add many jobs to a queue, in script calls of up to 1,000 jobs and 1 MiB of payloads.

@@ -1,4 +1,12 @@
-"""Running Calls on a redis.asyncio client: scripts by SHA with a NOSCRIPT fallback."""
+"""Running Calls on a redis.asyncio client: scripts by SHA with a NOSCRIPT fallback.
+
+Like the sync transport, scripts on a standalone server take a lean path: EVALSHA packed by
+hiredis (redis.asyncio packs every argument in Python), sent and read on a connection kept
+checked out for whichever task finds it free (other tasks use the pool), under redis-py's
+retry policy (every script is safe to run twice) and its connection handling (a read or
+write that fails or is cancelled disconnects; the next use reconnects). Redis Cluster goes
+through the generic path.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +14,7 @@ import asyncio
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+import hiredis
 import redis.asyncio
 from redis.exceptions import (
     ClusterError,
@@ -14,6 +23,8 @@ from redis.exceptions import (
     RedisError,
     ResponseError,
 )
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from redisq._core.calls import Call
 from redisq._core.scripts import ScriptSpec
@@ -52,6 +63,9 @@ class AsyncTransport:
         self._checked = not (check_server or cluster)
         self._check_lock = asyncio.Lock()
         self._no_waits = False
+        # The lean path's connection (see the module docstring), and whether a task uses it.
+        self._hot: Any = None
+        self._hot_busy = False
 
     @property
     def client(self) -> Any:
@@ -63,6 +77,9 @@ class AsyncTransport:
     async def close(self) -> None:
         """Close the client's connections."""
         if self._client is not None:
+            hot, self._hot = self._hot, None
+            if hot is not None:
+                await self._client.connection_pool.release(hot)
             await self._client.aclose()
             self._client = None
 
@@ -149,6 +166,8 @@ class AsyncTransport:
         return call.parse(reply)
 
     async def _script(self, client: Any, spec: ScriptSpec, keys: list[str], args: list[Any]) -> Any:
+        if not self._cluster:
+            return await self._lean_script(client, spec, keys, args)
         try:
             return await client.evalsha(spec.sha, len(keys), *keys, *args)
         except NoScriptError:
@@ -160,6 +179,26 @@ class AsyncTransport:
             else:
                 await client.script_load(spec.source)
             return await client.evalsha(spec.sha, len(keys), *keys, *args)
+
+    async def _lean_script(
+        self, client: Any, spec: ScriptSpec, keys: list[str], args: list[Any]
+    ) -> Any:
+        """Run a script on the kept connection when it is free, else on one from the pool."""
+        packed = hiredis.pack_command(("EVALSHA", spec.sha, len(keys), *keys, *args))
+        pool = client.connection_pool
+        if self._hot_busy:
+            conn = await pool.get_connection()
+            try:
+                return await _script_on(conn, spec, packed)
+            finally:
+                await pool.release(conn)
+        self._hot_busy = True
+        try:
+            if self._hot is None:
+                self._hot = await pool.get_connection()
+            return await _script_on(self._hot, spec, packed)
+        finally:
+            self._hot_busy = False
 
     async def pipeline(self, calls: list[Call[Any]]) -> list[Any]:
         """Run Calls in one round trip where the client allows it.
@@ -196,3 +235,55 @@ class AsyncTransport:
                 continue
             break
         return [c.parse(check_reply_error(c, r)) for c, r in zip(calls, replies, strict=True)]
+
+
+async def _script_on(conn: Any, spec: ScriptSpec, packed: bytes) -> Any:
+    """Send a packed EVALSHA and read its reply, under the connection's retry policy."""
+    return await conn.retry.call_with_retry(
+        lambda: _send_script(conn, spec, packed), lambda _error: conn.disconnect()
+    )
+
+
+async def _send_script(conn: Any, spec: ScriptSpec, packed: bytes) -> Any:
+    await _send(conn, packed)
+    try:
+        return await conn.read_response()
+    except NoScriptError:
+        # The server lost its script cache (restart, SCRIPT FLUSH, eviction): load it again.
+        await conn.send_command("SCRIPT", "LOAD", spec.source)
+        await conn.read_response()
+        await _send(conn, packed)
+        return await conn.read_response()
+
+
+async def _send(conn: Any, packed: bytes) -> None:
+    """Write a packed command, as `send_packed_command` does, without its cost per call.
+
+    redis.asyncio bounds each write by socket_timeout with asyncio.wait_for, which makes a
+    task per command (about 15 us of CPU here). On a connected socket without health checks
+    this writes to the stream and bounds only a drain that may wait (what the socket did not
+    take at once) with asyncio.timeout; a failed, timed-out or cancelled write disconnects,
+    as redis-py's does, with the errors its retry policy knows. Anything else goes the
+    redis-py way.
+    """
+    writer = conn._writer
+    if type(writer) is not asyncio.StreamWriter or conn.health_check_interval:
+        await conn.send_packed_command([packed])
+        return
+    try:
+        writer.write(packed)
+        if writer.transport.get_write_buffer_size():
+            # Not all sent at once: the drain may wait, within the socket timeout.
+            async with asyncio.timeout(conn.socket_timeout):
+                await writer.drain()
+        else:
+            await writer.drain()  # (never waits: nothing is buffered)
+    except TimeoutError:
+        await conn.disconnect(nowait=True)
+        raise RedisTimeoutError("Timeout writing to socket") from None
+    except OSError as exc:
+        await conn.disconnect(nowait=True)
+        raise RedisConnectionError(f"Error while writing to socket: {exc}") from exc
+    except BaseException:
+        await conn.disconnect(nowait=True)
+        raise

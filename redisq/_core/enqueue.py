@@ -23,7 +23,7 @@ from redisq._core.calls import (
     registry,
     script_call,
 )
-from redisq._core.codec import round_trip
+from redisq._core.codec import round_trip, round_trip_many
 from redisq._core.records import build_job, parse_record
 from redisq._core.validate import (
     MAX_ATTEMPTS,
@@ -71,9 +71,28 @@ class _Options:
     max_attempts: int
     lease_ms: int | None
     unique_key: str
+    #: The script's arguments for these options, as text (hiredis packs str faster than int):
+    #: name, priority, run_at_ms, delay_ms, max_attempts, lease_ms, unique_key.
+    argv: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.argv:
+            object.__setattr__(
+                self,
+                "argv",
+                (
+                    self.name,
+                    str(self.priority),
+                    "" if self.run_at_ms is None else str(self.run_at_ms),
+                    str(self.delay_ms),
+                    str(self.max_attempts),
+                    "" if self.lease_ms is None else str(self.lease_ms),
+                    self.unique_key,
+                ),
+            )
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _Prepared:
     id: str
     payload: bytes
@@ -126,7 +145,47 @@ def check_options(options: dict[str, Any], where: str = "options") -> None:
         raise InvalidArgument(f"{where}.{unknown[0]}", f"one of {', '.join(valid)}", options)
 
 
+#: Validated options by their values (see _options): most calls repeat a few combinations.
+_OPTIONS_CACHE: dict[tuple[Any, ...], _Options] = {}
+_OPTIONS_CACHE_SIZE = 256
+_PLAIN_TYPES = frozenset({int, str, type(None)})
+_OPTION_NAMES = tuple(sorted(_SPEC_FIELDS - {"id"}))
+
+
 def _options(values: dict[str, Any], where: str) -> _Options:
+    """Validate enqueue options; `where` prefixes field names in errors ("", "options.").
+
+    Options of plain types (int, str, None) are validated once per combination of values and
+    remembered; the id, which changes with every job, is checked on its own each time.
+    """
+    key = tuple([values.get(name) for name in _OPTION_NAMES])
+    if set(map(type, key)) <= _PLAIN_TYPES:
+        job_id = values.get("id")
+        if job_id is not None:
+            check_id(f"{where}id", job_id)
+        cached = _OPTIONS_CACHE.get(key)
+        if cached is None:
+            cached = _check_options({**values, "id": None}, where)
+            if len(_OPTIONS_CACHE) >= _OPTIONS_CACHE_SIZE:
+                _OPTIONS_CACHE.clear()
+            _OPTIONS_CACHE[key] = cached
+        if job_id is None:
+            return cached
+        return _Options(
+            job_id,
+            cached.name,
+            cached.priority,
+            cached.run_at_ms,
+            cached.delay_ms,
+            cached.max_attempts,
+            cached.lease_ms,
+            cached.unique_key,
+            cached.argv,
+        )
+    return _check_options(values, where)
+
+
+def _check_options(values: dict[str, Any], where: str) -> _Options:
     """Validate enqueue options; `where` prefixes field names in errors ("", "options.")."""
     job_id = values.get("id")
     if job_id is not None:
@@ -156,30 +215,38 @@ def prepare(
     """Validate and encode every job of a call before anything is sent.
 
     Items are payloads, or Specs whose options override `defaults`. The shared defaults are
-    validated once; a Spec's options are validated with the defaults merged in.
+    validated once; a Spec's options are validated with the defaults merged in (once per
+    combination of values, see _options).
     """
-    base = _options(
-        {k: v for k, v in defaults.items() if v is not None}, "" if single else "options."
-    )
+    given = {k: v for k, v in defaults.items() if v is not None}
+    base = _options(given, "" if single else "options.")
     ids = os.urandom(16 * len(items)).hex()
-    out: list[_Prepared] = []
+    jobs: list[tuple[str, _Options]] = []
+    payloads: list[Any] = []
     for i, item in enumerate(items):
-        where = "" if single else f"payloads[{i}]."
         if isinstance(item, Spec):
-            merged = {k: v for k, v in defaults.items() if v is not None}
+            merged = dict(given)
             for f in _SPEC_FIELDS:
                 value = getattr(item, f)
                 if value is not None:
                     merged[f] = value
-            opts = _options(merged, where)
-            payload = item.payload
+            opts = _options(merged, "" if single else f"payloads[{i}].")
+            payloads.append(item.payload)
         else:
             opts = base
-            payload = item
-        jid = opts.id if opts.id is not None else ids[32 * i : 32 * i + 32]
-        data, value = round_trip(f"{where}payload", payload, s.payload_limit, jid)
-        out.append(_Prepared(jid, data, value, opts))
-    return out
+            payloads.append(item)
+        jobs.append((opts.id if opts.id is not None else ids[32 * i : 32 * i + 32], opts))
+    encoded = round_trip_many(payloads, s.payload_limit)
+    if encoded is None:
+        # Some payload is refused: find the first one, for its error.
+        for i, payload in enumerate(payloads):
+            where = "" if single else f"payloads[{i}]."
+            round_trip(f"{where}payload", payload, s.payload_limit, jobs[i][0])
+        raise AssertionError("round_trip_many refused payloads that round_trip accepts")
+    data, values = encoded
+    return [
+        _Prepared(jid, d, v, opts) for (jid, opts), d, v in zip(jobs, data, values, strict=True)
+    ]
 
 
 def _created(queue: str, p: _Prepared, now: int) -> Job:
@@ -212,18 +279,7 @@ def _created(queue: str, p: _Prepared, now: int) -> Job:
 def _enqueue_args(batch: Sequence[_Prepared]) -> list[Any]:
     args: list[Any] = []
     for p in batch:
-        o = p.opts
-        args += (
-            p.id,
-            p.payload,
-            o.name,
-            o.priority,
-            "" if o.run_at_ms is None else o.run_at_ms,
-            o.delay_ms,
-            o.max_attempts,
-            "" if o.lease_ms is None else o.lease_ms,
-            o.unique_key,
-        )
+        args += (p.id, p.payload, *p.opts.argv)
     return args
 
 
@@ -272,7 +328,7 @@ def enqueue_many(
             _enqueued(queue, part),
             now_ms=s.now_arg(),
             lib_version=__version__,
-            count=len(part),
+            count=str(len(part)),
             jobs=_enqueue_args(part),
         )
 
@@ -302,6 +358,52 @@ def enqueue_many(
         # with it. Add it again (a client whose SADD went through once is allowed it).
         yield command(ok, "SADD", registry(s), queue)
     return [j for j in out if j is not None]
+
+
+def enqueue_one(
+    s: Settings, queue: str, payload: Any, options: dict[str, Any], registered: set[str]
+) -> Op[Job]:
+    """Enqueue one job: `enqueue_many` of one item, in one script call once the queue is
+    known to this client, with no batch bookkeeping (the call a web request makes)."""
+    keys = queue_keys(s.prefix, queue)
+    if queue not in registered:
+        first: list[Job] = yield from enqueue_many(s, queue, [payload], options, registered)
+        return first[0]
+    opts = _options({k: v for k, v in options.items() if v is not None}, "")
+    jid = opts.id if opts.id is not None else os.urandom(16).hex()
+    data, value = round_trip("payload", payload, s.payload_limit, jid)
+    prepared = _Prepared(jid, data, value, opts)
+    job: Job
+    created: bool
+    job, created = yield script_call(
+        "enqueue",
+        keys,
+        _enqueued_one(queue, prepared),
+        now_ms=s.now_arg(),
+        lib_version=__version__,
+        count="1",
+        jobs=(jid, data, *opts.argv),
+    )
+    if created:
+        # The server lost its data (see enqueue_many): register the queue again.
+        yield command(ok, "SADD", registry(s), queue)
+    return job
+
+
+def _enqueued_one(queue: str, p: _Prepared) -> Callable[[Any], tuple[Job, bool]]:
+    """Parse the reply of a one-job enqueue: its Job, and whether it created the queue."""
+
+    def parse(reply: Any) -> tuple[Job, bool]:
+        check_reply(reply, queue)
+        entries = reply[2]
+        if not entries:
+            raise ScriptReplyError("enqueue handled no job of its call")
+        entry = entries[0]
+        if entry == 0:
+            return _created(queue, p, reply[1]), bool(reply[3])
+        return parse_record(queue, entry[0].decode(), entry[1]), bool(reply[3])
+
+    return parse
 
 
 def _registry_type(s: Settings) -> Callable[[Any], str]:

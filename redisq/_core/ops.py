@@ -28,7 +28,7 @@ from redisq._core.calls import (
     script_call,
 )
 from redisq._core.claim import check_queues, claim, claim_and_ack, reap, wait
-from redisq._core.enqueue import check_options, enqueue_many, prepare
+from redisq._core.enqueue import check_options, enqueue_many, enqueue_one, prepare
 from redisq._core.finish import ack_many, nack, progress, release, renew_many, result_ttls
 from redisq._core.manage import (
     cancel,
@@ -76,6 +76,7 @@ __all__ = [
     "command",
     "delete",
     "enqueue_many",
+    "enqueue_one",
     "lock",
     "migrate",
     "migrate_all",

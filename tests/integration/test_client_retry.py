@@ -156,6 +156,24 @@ def test_enqueue_without_an_id_is_created_once(
     assert job == store.get(QUEUE, job.id)
 
 
+def test_delayed_enqueue_is_scheduled_once(
+    store: redisq.Store, direct: redis.Redis, prefix: str, twice: Twice
+) -> None:
+    # Given a queue the store already registered
+    store.enqueue(QUEUE, "seed", id="seed")
+
+    # When a delayed enqueue (one job: the script's own path for it) is re-sent
+    with twice():
+        job = store.enqueue(QUEUE, {"a": 3}, delay_ms=60_000)
+
+    # Then one scheduled job exists, counted once, and the call returned it
+    assert _members(direct, prefix, "scheduled") == [job.id]
+    assert _members(direct, prefix, "ready") == ["seed"]
+    assert _meta(direct, prefix, "enqueued") == 2
+    assert job.state is JobState.SCHEDULED
+    assert job == store.get(QUEUE, job.id)
+
+
 def test_enqueue_with_a_unique_key_is_created_once(
     store: redisq.Store, direct: redis.Redis, prefix: str, twice: Twice
 ) -> None:

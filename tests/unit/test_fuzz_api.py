@@ -27,7 +27,7 @@ from hypothesis import strategies as st
 
 import redisq
 from redisq import Job, JobState, RedisqError, Spec
-from redisq._core.codec import oversize
+from redisq._core.codec import oversize, oversize_levels, round_trip, round_trip_many
 from redisq._core.validate import check_name
 
 Q = "fq"
@@ -413,3 +413,43 @@ def test_the_size_walk_is_a_lower_bound(value: Any, slack: int) -> None:
     over = oversize(value, limit)
     assert over == 0 or limit < over <= size
     assert oversize(value, size) == 0
+
+
+@FUZZ
+@given(value=encodable, slack=st.integers(min_value=-3, max_value=3))
+def test_the_level_walk_is_a_lower_bound(value: Any, slack: int) -> None:
+    # The batch walk (one nesting level at a time) bounds the size like the other one.
+    size = len(msgpack.packb(value, use_bin_type=True))
+    limit = max(1, size + slack)
+    over = oversize_levels(value, limit)
+    assert over == 0 or limit < over <= size
+    assert oversize_levels(value, size) == 0
+
+
+@FUZZ
+@given(
+    values=st.lists(
+        st.one_of(encodable, st.dictionaries(st.tuples(st.integers()), st.integers(), min_size=1)),
+        max_size=8,
+    ),
+    limit=st.integers(min_value=1, max_value=200),
+)
+def test_a_batch_round_trip_is_each_round_trip(values: list[Any], limit: int) -> None:
+    # The batch encoding (one walk, one packer, one decode) gives each value's own bytes and
+    # decoded value, and refuses a batch exactly when some value alone is refused.
+    each: list[tuple[bytes, Any]] | None = []
+    for value in values:
+        try:
+            each.append(round_trip("payload", value, limit))
+        except RedisqError:
+            each = None
+            break
+    many = round_trip_many(values, limit)
+    if each is None:
+        assert many is None
+    else:
+        assert many is not None
+        data, decoded = many
+        assert data == [d for d, _ in each]
+        # (Compared re-encoded: a NaN is not equal to itself.)
+        assert [msgpack.packb(v) for v in decoded] == [msgpack.packb(v) for _, v in each]
