@@ -8,8 +8,11 @@
   leases still stand (same token, deadline not passed). When ready jobs remain, the wake set is
   signalled so that another waiting worker takes them; when the claim comes up short, the reply
   says how soon the earliest scheduled job is due, or 0 when housekeeping left due jobs or
-  expired leases behind (claim again at once).
-  KEYS[1] meta        hash   schema, token counter, paused, retried and dead totals
+  expired leases behind (claim again at once). A queue with a rate limit (or a hold) leases
+  only what its bucket allows (lib/rate); the jobs held back stay ready, and next_in_ms then
+  says when the next may start.
+  KEYS[1] meta        hash   schema, token counter, paused, retried and dead totals, rate,
+                             rate_at (lib/rate)
   KEYS[2] ready       zset   job ids, score = ready_score(priority, seq)
   KEYS[3] scheduled   zset   job ids, score = due time (ms)
   KEYS[4] leased      zset   job ids, score = lease deadline (ms)
@@ -31,9 +34,11 @@
   ARGV[10] size_hint  int    the largest job record expected, in bytes (sizes the reads)
   Returns: {status, now_ms, next_in_ms, more, id, record, id, record, ...}; next_in_ms = when
            fewer than count jobs were leased, ms until the earliest scheduled job is due, 0 when
-           due jobs or expired leases were left behind, -1 when none; else -1. more = 1 when
+           due jobs or expired leases were left behind, -1 when none; or, when the rate limit
+           held ready jobs back, ms until the next may start; else -1. more = 1 when
            ready jobs were left that this call could have leased (its byte budget ran out, or
-           a candidate was set aside), else 0
+           a candidate was set aside), 2 when the rate limit held ready jobs back (next_in_ms
+           says when the next may start), else 0
   A candidate whose record does not parse goes to the dead set as it is (lib/quarantine).
   Status: OK, PAUSED, WRONG_TYPE, SCHEMA_MISMATCH, BAD_ARGUMENT
   Cost: O((batch + count) log N), at most about 512 KiB of records moved (or one record)
@@ -57,6 +62,7 @@
 --- @include "lib/quarantine"
 --- @include "lib/key_types"
 --- @include "lib/budget"
+--- @include "lib/rate"
 
 local meta_key = KEYS[1]
 local ready_key = KEYS[2]
@@ -85,7 +91,7 @@ end
 local now = now_ms(now_arg)
 -- Keys are type-checked by their first access: reads with pcall here and in the helpers, and
 -- an explicit check before a helper's first write to a key it has not read.
-local meta, err = read_meta(meta_key, 'paused', 'token')
+local meta, err = read_meta(meta_key, 'paused', 'token', 'rate', 'rate_at')
 if not meta then
   return err
 end
@@ -143,6 +149,31 @@ local function next_in()
     return -1
   end
   return math.max(0, tonumber(first[2]) - now)
+end
+
+-- The queue's rate limit or hold (lib/rate), read with the meta fields above: a queue with
+-- neither pays nothing more. The limit caps how many jobs this call leases; the jobs it holds
+-- back stay ready, and the reply's next_in_ms says when the next one may start (the worker
+-- waits until then, nobody is woken for them).
+local want = count
+local rate_tat, rate_iv
+if meta[4] or meta[5] then
+  local allowed, wait_ms
+  allowed, rate_tat, rate_iv, wait_ms = rate_allow(meta[4], meta[5], now)
+  if allowed == 0 then
+    local queued = redis.pcall('ZCARD', ready_key)
+    if type(queued) == 'table' then
+      return wrong_type(ready_key, queued)
+    end
+    if queued > 0 then
+      return {STATUS.OK, now, wait_ms, 2}
+    end
+    local due = next_in()
+    return {STATUS.OK, now, due < 0 and -1 or math.max(due, wait_ms), 0}
+  end
+  if allowed < count then
+    count = allowed
+  end
 end
 
 -- Read and validate the candidates (HMGETs of budget.step ids), then lease them (one HSET).
@@ -226,14 +257,22 @@ redis.call('ZREMRANGEBYRANK', ready_key, 0, #ids - 1)
 if #spoiled > 0 then
   add_totals(meta_key, 0, 0, quarantine(dead_key, now, spoiled))
 end
-if more then
+-- Ready jobs left that only the rate limit holds back: no wake, no claim again at once.
+local held = more and count < want and not cut and #spoiled == 0
+local rate_wait = 0
+if rate_tat then
+  rate_wait = rate_take(meta_key, meta[4], rate_tat, rate_iv, leased, now)
+end
+if more and not held then
   wake(wake_key)
 end
-if leased < count then
-  out[3] = next_in()
+if leased < want then
+  out[3] = held and rate_wait or next_in()
   -- Short with ready jobs left: the budget cut the call, or candidates without a (parsing)
-  -- record made room. The client claims again for the rest.
-  if more then
+  -- record made room. The client claims again for the rest. Or the limit held them back.
+  if held then
+    out[4] = 2
+  elseif more then
     out[4] = 1
   end
 end

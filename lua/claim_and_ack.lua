@@ -4,7 +4,8 @@
   jobs and reaps expired leases, and a re-sent call with the same request id returns the job the
   first run completed instead of completing another. One call moves at most about 512 KiB of
   job records in its housekeeping (lib/budget).
-  KEYS[1] meta        hash   schema, token counter, paused, totals
+  KEYS[1] meta        hash   schema, token counter, paused, totals, rate, rate_at (lib/rate:
+                             a queue's rate limit or hold lets it take a job only in turn)
   KEYS[2] ready       zset   job ids, score = ready_score(priority, seq)
   KEYS[3] scheduled   zset   job ids, score = due time (ms)
   KEYS[4] leased      zset   job ids, score = lease deadline (ms)
@@ -44,6 +45,7 @@
 --- @include "lib/memo_set"
 --- @include "lib/add_totals"
 --- @include "lib/quarantine"
+--- @include "lib/rate"
 
 local meta_key = KEYS[1]
 local ready_key = KEYS[2]
@@ -96,8 +98,18 @@ if not promoted then
   return reaped
 end
 add_totals(meta_key, 0, reaped, died)
-if redis.call('HGET', meta_key, 'paused') == '1' then
+local m = redis.call('HMGET', meta_key, 'paused', 'rate', 'rate_at')
+if m[1] == '1' then
   return {STATUS.PAUSED, now}
+end
+-- The queue's rate limit or hold (lib/rate): no job while it holds claims back.
+local rate_tat, rate_iv
+if m[2] or m[3] then
+  local allowed
+  allowed, rate_tat, rate_iv = rate_allow(m[2], m[3], now)
+  if allowed == 0 then
+    return {STATUS.OK, now}
+  end
 end
 
 -- The best ready job with a record; index entries without one are dropped on the way, and
@@ -124,6 +136,9 @@ for _ = 1, batch do
   end
 end
 add_totals(meta_key, 0, 0, spoiled)
+if rate_tat then
+  rate_take(meta_key, m[2], rate_tat, rate_iv, id and 1 or 0, now)
+end
 if not id then
   return {STATUS.OK, now}
 end

@@ -169,6 +169,7 @@ class App:
         non_retryable: ExceptionTypes = (),
         store_result: bool = False,
         result_ttl_ms: int | None = None,
+        rate_limit: str | None = None,
     ) -> _Decorator: ...
 
     def task(
@@ -187,6 +188,7 @@ class App:
         non_retryable: ExceptionTypes = (),
         store_result: bool = False,
         result_ttl_ms: int | None = None,
+        rate_limit: str | None = None,
     ) -> Task[Any, Any] | _Decorator:
         """Register a function (plain or ``async def``) as a task; usable bare or with options.
 
@@ -206,6 +208,10 @@ class App:
             result_ttl_ms: with store_result, how long the result stays readable after the
                 job completed, even once retention trimmed its record (None: the store's
                 ``Retention.result_ttl_ms``, one day; 0: only as long as the record).
+            rate_limit: the rate limit of the task's queue (``"100/s"``, ``"/m"``, ``"/h"``;
+                see `Store.set_rate_limit`): it limits every job of the queue, so the tasks of
+                one queue that give one must give the same. Workers of the queue store it
+                when they start (a task without one leaves the queue's limit as it is).
 
         Raises:
             InvalidArgument: an option is out of range, or the name is taken; nothing is
@@ -223,6 +229,7 @@ class App:
             non_retryable=non_retryable,
             store_result=store_result,
             result_ttl_ms=result_ttl_ms,
+            rate_limit=rate_limit,
         )
 
         def register(function: Callable[..., Any]) -> Task[Any, Any]:
@@ -248,6 +255,15 @@ class App:
                 raise InvalidArgument(
                     "name", "a task name not yet registered in this app (pass name=...)", name
                 )
+            limit = settings.rate_limit
+            for other in self._tasks.values():
+                if limit and other.queue == task.queue and other.rate_limit not in (None, limit):
+                    raise InvalidArgument(
+                        "rate_limit",
+                        f"the limit of queue {task.queue!r} that task {other.name!r} gives"
+                        f" ({other.rate_limit}): a rate limit is the queue's",
+                        limit,
+                    )
             self._tasks[name] = task
         return task
 
@@ -336,6 +352,25 @@ class App:
             return task
 
         return declare
+
+    def rate_limits(self, queues: list[str] | None = None) -> dict[str, str]:
+        """The rate limits the tasks give their queues (of `queues`, default all)."""
+        return {
+            t.queue: t.rate_limit
+            for t in self.tasks.values()
+            if t.rate_limit is not None and (queues is None or t.queue in queues)
+        }
+
+    def declare_rate_limits(
+        self, store: Store | None = None, queues: list[str] | None = None
+    ) -> dict[str, str]:
+        """Store the rate limits the tasks give their queues (workers do it when they start);
+        return them. A queue no task gives a limit keeps the one it has."""
+        target = store if store is not None else self.store
+        limits = self.rate_limits(queues)
+        for queue, limit in limits.items():
+            target.set_rate_limit(queue, limit)
+        return limits
 
     def declare_schedules(
         self, store: Store | None = None, queues: list[str] | None = None

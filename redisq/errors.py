@@ -24,6 +24,7 @@ __all__ = [
     "JobNotFound",
     "LeaseLost",
     "PayloadTooLarge",
+    "RateLimited",
     "RedisqError",
     "ResultExpired",
     "Retry",
@@ -471,4 +472,20 @@ class Snooze(TaskSignal):
 
     def __init__(self, delay_ms: int) -> None:
         super().__init__(f"snoozed for {delay_ms} ms")
+        self.delay_ms: int = _check_delay("delay_ms", delay_ms, optional=False) or 0
+
+
+class RateLimited(TaskSignal):
+    """Raised by a handler that met a rate limit (an HTTP 429): hold this job's queue back.
+
+    The job goes back to its place in the ready set without using an attempt (like a
+    `Snooze`), and no worker claims a job of its queue for `delay_ms` (the queue's bucket,
+    `Store.set_rate_limit`, is held until then on the Redis clock).
+
+    Args:
+        delay_ms: how long the queue is held back (for example the response's Retry-After).
+    """
+
+    def __init__(self, delay_ms: int) -> None:
+        super().__init__(f"rate limited for {delay_ms} ms")
         self.delay_ms: int = _check_delay("delay_ms", delay_ms, optional=False) or 0

@@ -13,6 +13,7 @@ __all__ = [
     "Job",
     "JobState",
     "Migration",
+    "RateState",
     "Retention",
     "Schedule",
     "ScheduleTicks",
@@ -106,15 +107,18 @@ class Claimed(list[Job]):
         refused: queue name -> the exception that queue refused the claim with (for example
             `SchemaVersionError` while it migrates, `WrongKeyType`, a denied command, or on
             Redis Cluster the connection error of its master); empty when none refused.
+        held_ms: when a queue's rate limit held ready jobs back (`Store.set_rate_limit`),
+            the ms until the next may start (the least over such queues); else None.
     """
 
-    __slots__ = ("refused",)
+    __slots__ = ("held_ms", "refused")
 
     def __init__(
         self, jobs: Iterable[Job] = (), refused: dict[str, Exception] | None = None
     ) -> None:
         super().__init__(jobs)
         self.refused: dict[str, Exception] = {} if refused is None else refused
+        self.held_ms: int | None = None
 
     def __repr__(self) -> str:
         if not self.refused:
@@ -244,3 +248,18 @@ class ScheduleTicks:
     next_due_ms: int | None
     #: The Redis time of the pass (ms).
     now_ms: int
+
+
+@dataclass(frozen=True)
+class RateState:
+    """A queue's rate limit as stored (`Store.rate_limit`).
+
+    Attributes:
+        limit: its spec (``"100/s"``), None when the queue has no limit.
+        next_at_ms: while claims are held back (by the limit or by a handler's
+            `RateLimited`), when the next job may start (Redis clock, ms); None: now or
+            never held.
+    """
+
+    limit: str | None
+    next_at_ms: int | None

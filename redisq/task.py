@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
 
+from redisq._core.rates import parse_rate
 from redisq._core.tasks import make_payload
 from redisq._core.validate import (
     MAX_ATTEMPTS,
@@ -193,6 +194,8 @@ class TaskSettings:
     non_retryable: tuple[type[BaseException], ...]
     store_result: bool
     result_ttl_ms: int | None = None
+    #: The limit of the task's queue (`Store.set_rate_limit`), stored by workers at start.
+    rate_limit: str | None = None
 
     @classmethod
     def build(cls, **o: Any) -> TaskSettings:
@@ -211,7 +214,13 @@ class TaskSettings:
             non_retryable=_exception_types("non_retryable", o["non_retryable"]),
             store_result=_check_bool("store_result", o["store_result"]),
             result_ttl_ms=_result_ttl(o.get("result_ttl_ms"), o["store_result"]),
+            rate_limit=_rate_limit(o.get("rate_limit")),
         )
+
+
+def _rate_limit(value: Any) -> str | None:
+    parsed = parse_rate("rate_limit", value)
+    return None if parsed is None else parsed.spec
 
 
 # ----------------------------------------------------------------------------------- Task
@@ -380,7 +389,7 @@ class Task(_Enqueuer[P], Generic[P, R]):
         fn: the function.
         name: the task name (the job name).
         queue, max_attempts, lease_ms, timeout_ms, backoff, priority, retry_for,
-        non_retryable, store_result, result_ttl_ms: its options (see `App.task`).
+        non_retryable, store_result, result_ttl_ms, rate_limit: its options (see `App.task`).
         is_async: True for ``async def`` functions.
     """
 
@@ -400,6 +409,7 @@ class Task(_Enqueuer[P], Generic[P, R]):
         self.non_retryable = settings.non_retryable
         self.store_result = settings.store_result
         self.result_ttl_ms = settings.result_ttl_ms
+        self.rate_limit = settings.rate_limit
         self.is_async = inspect.iscoroutinefunction(fn)
         self.context_param, self.context_position = _context_parameter(fn)
         try:

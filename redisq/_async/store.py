@@ -34,6 +34,8 @@ _Names = list[str]
 _Outcomes = list[Job | Exception]
 _Migrations = list[Migration]
 _Schedules = list[Schedule]
+#: A claim held back by a rate limit returns at once when its next job is this near (ms).
+_HELD_WAIT_MS = 250
 
 #: Errors of one Redis Cluster node (its master down, failing over, a slot moving): on a
 #: cluster they concern the queues of that node alone.
@@ -323,7 +325,9 @@ class AsyncStore:
         pipelined behind the blocking command on the same connection, so Redis runs it the
         moment the wait is woken: a woken worker gets its jobs in one round trip. When this
         store's last claim of the same queues came up short, the first claim is skipped and
-        the call starts by waiting.
+        the call starts by waiting. When a queue's rate limit held ready jobs back and the
+        next may start within 250 ms, the claim returns at once, empty, with `held_ms` set:
+        Redis times blocking waits out too coarsely for that, so the caller waits that long.
 
         A job whose stored record does not parse (written by something else) is not
         returned: it goes to the dead set with its bytes kept, and the jobs claimed with it
@@ -365,6 +369,10 @@ class AsyncStore:
             if refused:
                 jobs.refused = {**refused, **jobs.refused}
             if jobs or not wait_ms or self._no_waits:
+                return jobs
+            if jobs.held_ms is not None and jobs.held_ms < _HELD_WAIT_MS:
+                # A rate limit's next job is near: Redis times blocking waits out in steps of
+                # about 100 ms, so the caller waits on its own clock (the worker does).
                 return jobs
             refused = jobs.refused
             block_ms = self._block_ms(names, deadline)
@@ -646,6 +654,32 @@ class AsyncStore:
     async def resume(self, queue: str) -> None:
         """Let workers claim from a paused queue again (any valid name, like `pause`)."""
         await self._run(ops.set_paused(self.settings, queue, False))
+
+    async def set_rate_limit(self, queue: str, rate_limit: str | None) -> None:
+        """Limit how many jobs of `queue` start, across every worker: ``"100/s"`` (also
+        ``"/m"``, ``"/h"``); None removes the limit.
+
+        The limit is a bucket on the Redis clock in the queue's meta hash: claims lease only
+        what it allows, the jobs held back stay ready (in order), and a worker waits until the
+        next may start. Any window of one period starts at most the limit plus one job (plus
+        limit/200 beyond 200 per period). Any valid name is accepted, like `pause`.
+
+        Raises:
+            InvalidArgument: a malformed limit (nothing is written).
+        """
+        await self._run(ops.set_rate_limit(self.settings, queue, rate_limit))
+
+    async def rate_limit(self, queue: str) -> ops.RateState:
+        """Read `queue`'s rate limit (None: none) and, while claims are held back by it or by
+        a handler's `RateLimited`, when the next job may start (Redis clock, ms)."""
+        return await self._run(ops.rate_state(self.settings, queue))
+
+    async def hold(self, queue: str, ms: int) -> int:
+        """Hold `queue`'s claims back for `ms`, for every worker (what a handler's
+        `RateLimited` does); returns when they may lease again (Redis clock, ms; 0: the
+        queue does not exist and nothing was written). A hold never shortens another.
+        """
+        return await self._run(ops.rate_hold(self.settings, queue, ms))
 
     async def purge(self, queue: str, state: JobState | None = None) -> int:
         """Delete every job of `queue` in `state` (None = all states); count them."""

@@ -141,6 +141,10 @@ def claim(
                     yield [_bury(s, queue, *bad) for bad in spoiled]
             if due_in is not None:
                 due_in[queue] = int(reply[2])
+            if reply[3] == _HELD:  # the queue's rate limit held ready jobs back
+                held = int(reply[2])
+                jobs.held_ms = held if jobs.held_ms is None else min(jobs.held_ms, held)
+                break
             if not reply[3] or len(good) >= need:
                 break
             need = count - len(jobs)  # the call stopped early with ready jobs left
@@ -151,6 +155,10 @@ def claim(
     if refused and not jobs and len(refused) == len(set(names)):
         raise refused[names[0]]
     return jobs
+
+
+#: claim's `more` when the queue's rate limit held ready jobs back (lua/lib/rate.lua).
+_HELD = 2
 
 
 def _wait_then(s: Settings, queues: Sequence[str], block_ms: int, call: Call[Any]) -> Op[Any]:

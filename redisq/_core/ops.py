@@ -42,6 +42,7 @@ from redisq._core.manage import (
     unlock,
     update,
 )
+from redisq._core.rates import rate_hold, rate_state, set_rate_limit
 from redisq._core.schedules import (
     build_definition,
     remove_schedule,
@@ -52,6 +53,7 @@ from redisq._core.schedules import (
     upsert_schedule,
     wait_schedules,
 )
+from redisq.models import RateState
 
 __all__ = [
     "CHUNK",
@@ -62,6 +64,7 @@ __all__ = [
     "NOT_SET",
     "Call",
     "Op",
+    "RateState",
     "Settings",
     "ack_many",
     "build_definition",
@@ -83,6 +86,8 @@ __all__ = [
     "progress",
     "purge",
     "queue_keys",
+    "rate_hold",
+    "rate_state",
     "reap",
     "registry",
     "release",
@@ -94,6 +99,7 @@ __all__ = [
     "schedules",
     "script_call",
     "set_paused",
+    "set_rate_limit",
     "set_schedule_paused",
     "tick_schedules",
     "unlock",

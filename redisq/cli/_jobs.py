@@ -7,6 +7,7 @@ import json
 import sys
 from typing import Any
 
+import redisq
 from redisq.cli._base import (
     EXIT_OK,
     STATES,
@@ -208,8 +209,31 @@ def _show(args: argparse.Namespace, ctx: Context) -> int:
                 f"no job {args.id!r} in queue {args.queue!r} (prefix {ctx.prefix!r}); it was"
                 " never enqueued, or was deleted, purged or trimmed (try --find ID)"
             )
-    ctx.emit(job_document(job), _show_text(job))
+    document = job_document(job)
+    text = _show_text(job)
+    why = _why_waiting(ctx.store(), job)
+    if why is not None:
+        document["waiting"] = why
+        text += f"\n{'waiting':<{max(len(n) for n in document)}}  {why}"
+    ctx.emit(document, text)
     return EXIT_OK
+
+
+def _why_waiting(store: redisq.Store, job: Job) -> str | None:
+    """Why a ready job is not being claimed, when its queue's rate limit holds it back."""
+    if job.state is not JobState.READY:
+        return None
+    state = store.rate_limit(job.queue)
+    if state.next_at_ms is None:
+        return None
+    seconds, micros = store.redis.time()
+    if state.next_at_ms <= int(seconds) * 1000 + int(micros) // 1000:
+        return None
+    if state.limit is None:
+        cause = "a handler's RateLimited holds its queue back"
+    else:
+        cause = f"its queue's rate limit ({state.limit}) holds it back"
+    return f"{cause}: the next job may start at {show_time(state.next_at_ms)}"
 
 
 def add_show(commands: Commands) -> None:

@@ -6,10 +6,19 @@ import argparse
 import math
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import redisq
-from redisq.cli._base import EXIT_OK, STATES, Commands, Context, UsageError, positive_int, table
+from redisq.cli._base import (
+    EXIT_OK,
+    STATES,
+    Commands,
+    Context,
+    UsageError,
+    positive_int,
+    show_time,
+    table,
+)
 
 __all__ = ["add_stats"]
 
@@ -35,13 +44,29 @@ class Snapshot:
     counts: _Counts
     #: queue -> counter -> total since the queue began.
     totals: _Counts
+    #: queue -> its rate limit (`Store.rate_limit`), for queues with a limit or a hold:
+    #: limit (None: a hold only), held_until_ms (None: not held now), held (ready jobs the
+    #: limit holds back now).
+    limits: dict[str, dict[str, object]] = field(default_factory=dict)
 
 
 def _read(store: redisq.Store, queues: list[str]) -> Snapshot:
     names = queues or store.queues()
     counts = {q: {str(s): n for s, n in store.counts(q).items()} for q in names}
     totals = {q: store.totals(q) for q in names}
-    return Snapshot(time.monotonic(), time.time_ns() // 1_000_000, counts, totals)
+    limits: dict[str, dict[str, object]] = {}
+    server_ms: int | None = None
+    for q in names:
+        state = store.rate_limit(q)
+        if state.limit is None and state.next_at_ms is None:
+            continue
+        if server_ms is None:
+            seconds, micros = store.redis.time()
+            server_ms = int(seconds) * 1000 + int(micros) // 1000
+        until = state.next_at_ms if state.next_at_ms and state.next_at_ms > server_ms else None
+        held = counts[q]["ready"] if until is not None else 0
+        limits[q] = {"limit": state.limit, "held_until_ms": until, "held": held}
+    return Snapshot(time.monotonic(), time.time_ns() // 1_000_000, counts, totals, limits)
 
 
 def _rates(before: Snapshot, after: Snapshot) -> _Rates:
@@ -77,6 +102,7 @@ def _document(snap: Snapshot, before: Snapshot | None, watch: bool) -> dict[str,
         "queues": snap.counts,
         "total": _sum(snap.counts, STATES),
         "totals": snap.totals,
+        "rate_limits": snap.limits,
     }
     if watch:
         rates = None if before is None else _rates(before, snap)
@@ -108,7 +134,13 @@ def _text(snap: Snapshot, rates: _Rates | None, watch: bool) -> str:
             summed = None if rates is None else _sum_rates(rates)
             total += [_rate(None if summed is None else summed[c]) for c in COUNTERS]
         rows.append(total)
-    return table(header, rows, right=range(1, len(header)))
+    text = table(header, rows, right=range(1, len(header)))
+    for queue, limit in snap.limits.items():
+        line = f"rate limit of {queue}: {limit['limit'] or 'none (a RateLimited hold)'}"
+        if limit["held_until_ms"] is not None:
+            line += f"; {limit['held']:,} ready held back until {show_time(limit['held_until_ms'])}"  # type: ignore[arg-type]
+        text += "\n" + line
+    return text
 
 
 def _screen_lines(text: str) -> int:

@@ -246,6 +246,9 @@ class Worker:
                 self._finished.set()
 
     def _run(self, store: Store) -> None:
+        limits = self.app.declare_rate_limits(store, self.queues)
+        if limits:
+            logger.info("worker %s: rate limits %s", self.name, limits)
         runtime = _Runtime(self, store)
         logger.info(
             "worker %s: working %s with %d %s handler(s)",

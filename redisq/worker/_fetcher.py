@@ -43,6 +43,9 @@ from redisq.worker._support import Episode, WorkerMetrics, is_transient, logger
 
 __all__ = ["Fetcher"]
 
+#: A rate limit's next job this near (ms) is waited for on the worker's clock (the store
+#: returns such claims at once: Redis times blocking waits out in steps of about 100 ms).
+_HELD_WAIT_MS = 250
 #: How long a claim's reply may have taken to come back, when dating leases from a wait.
 _REPLY_MARGIN_S = 0.05
 #: Pauses before a refusing queue is tried again (s): the first, and the longest.
@@ -117,6 +120,9 @@ class Fetcher:
         self._claiming = 0
         #: A full batch came back last time: claim again at once (else wait for work).
         self._must_claim = True
+        #: A rate limit held ready jobs back in this round: the least ms until the next
+        #: may start (claims then wait on this clock; see `_held`), else None.
+        self._held_ms: int | None = None
 
     def quiesce(self, timeout: float) -> None:
         """Claim nothing more; wait for a claim under way to be admitted.
@@ -170,6 +176,7 @@ class Fetcher:
                 # one has finished with its claim.
                 self._claiming += 1
             error: Exception | None = None
+            self._held_ms = None
             try:
                 sent_at = time.monotonic()
                 waited = not self._must_claim and not due
@@ -186,11 +193,13 @@ class Fetcher:
                     jobs, error = self._claim(count, usable)
             except Exception as exc:
                 jobs, error = [], exc
+            held_s = 0.0
             if error is None:
                 self._outage.succeeded()
                 self._failing.succeeded()
                 # A full batch: more may be waiting; a short one: the queues are drained.
                 self._must_claim = len(jobs) >= count
+                held_s = self._held(len(jobs) < count)
             else:
                 self._must_claim = True  # wake-ups may have been missed meanwhile
             kept: Entry | None = None
@@ -207,7 +216,20 @@ class Fetcher:
                 self._failed(error, healthy if waited else healthy + due)
             if kept is not None:
                 return kept
+            if held_s > 0:
+                self._stopping.wait(held_s)  # a rate limit's next job (see `_held`)
         return None
+
+    def _held(self, short: bool) -> float:
+        """After a short round in which a rate limit held ready jobs back and the next may
+        start soon (the store returned instead of waiting on Redis, whose blocking timeouts
+        are too coarse for it): the seconds to wait before claiming again, at once then.
+        Otherwise 0 (the usual wait for work, woken in time by the claim's due hint)."""
+        held = self._held_ms
+        if not short or held is None or held >= _HELD_WAIT_MS:
+            return 0.0
+        self._must_claim = True
+        return held / 1000
 
     def _done_claiming(self) -> None:
         with self._lock:
@@ -222,6 +244,7 @@ class Fetcher:
             first = min(ep.retry_at for ep in self._refusing.values())
             wait_ms = max(1, min(wait_ms, int((first - now) * 1000) + 1))
         jobs = self._store.claim(queues, worker=self._worker, count=count, wait_ms=wait_ms)
+        self._note_held(jobs)
         for queue, exc in jobs.refused.items():
             self._refused(queue, exc)
         return jobs
@@ -355,4 +378,11 @@ class Fetcher:
             self._refused(queue, exc)
             return None
         self._accepted(queue)
+        self._note_held(got)
         return got
+
+    def _note_held(self, jobs: Claimed) -> None:
+        """Keep the least `held_ms` of this round's claims."""
+        held = jobs.held_ms
+        if held is not None and (self._held_ms is None or held < self._held_ms):
+            self._held_ms = held

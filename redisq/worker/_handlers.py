@@ -18,7 +18,7 @@ from redisq._core.codec import encode
 from redisq._core.tasks import describe_exception, is_retryable, parse_payload
 from redisq.backoff import delay_for
 from redisq.context import Context, _current
-from redisq.errors import PayloadTooLarge, Retry, SerializationError, Snooze
+from redisq.errors import PayloadTooLarge, RateLimited, Retry, SerializationError, Snooze
 from redisq.worker._state import Entry, Outcome, Settlement
 from redisq.worker._support import logger
 
@@ -103,6 +103,10 @@ class Runner:
 
     def failed(self, entry: Entry, exc: BaseException) -> Outcome:
         """The outcome of a handler that raised `exc`."""
+        if isinstance(exc, RateLimited):
+            # The queue is held back for every worker, then the job goes back to its place
+            # in the ready set: the attempt is not counted (the settler sends both).
+            return Outcome(entry, "release", "rate_limited", delay_ms=exc.delay_ms)
         if isinstance(exc, Snooze):
             # A release with a delay: the attempt is not counted, last_error is kept.
             return Outcome(entry, "release", "snooze", delay_ms=exc.delay_ms)

@@ -240,6 +240,12 @@ class Settler:
                 stored = self._store.nack(
                     job, error=outcome.error, delay_ms=outcome.delay_ms, dead=outcome.dead
                 )
+            elif outcome.label == "rate_limited":
+                # Hold first, so that no worker claims the job back before the hold is on (a
+                # re-send repeats both: a hold never shortens, a release re-sent succeeds).
+                if outcome.delay_ms:
+                    self._store.hold(job.queue, outcome.delay_ms)
+                stored = self._store.release(job)
             else:
                 stored = self._store.release(job, delay_ms=outcome.delay_ms or 0)
         except (LeaseLost, JobNotFound) as exc:
@@ -258,6 +264,14 @@ class Settler:
         elif outcome.label == "snooze":
             self._metrics.add("snoozed")
             logger.info("job %s/%s snoozed for %s ms", *entry.key, outcome.delay_ms)
+        elif outcome.label == "rate_limited":
+            self._metrics.add("released")
+            logger.info(
+                "job %s/%s rate limited: its queue is held back for %s ms (the attempt is not"
+                " counted)",
+                *entry.key,
+                outcome.delay_ms,
+            )
         elif outcome.kind == "release":
             self._metrics.add("released")
             logger.info("job %s/%s released (the attempt is not counted)", *entry.key)

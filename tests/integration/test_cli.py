@@ -728,3 +728,26 @@ def test_server_on_a_taken_port_exits_1(
     assert main(["server", "--port", str(real_server.port)]) == 1
     assert f"port {real_server.port}" in capsys.readouterr().err
     assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == handlers
+
+
+def test_stats_and_show_say_what_a_rate_limit_holds_back(cli: Cli, store: redisq.Store) -> None:
+    for i in range(3):
+        store.enqueue("api", i, id=f"a{i}")
+    store.enqueue("free", 0, id="f0")
+    store.set_rate_limit("api", "1/h")
+    assert [j.id for j in store.claim("api", worker="w", count=3)] == ["a0"]
+
+    run = cli("stats")
+    assert run.code == 0
+    assert "rate limit of api: 1/h; 2 ready held back until " in run.out
+    assert "free" not in run.out.split("rate limit", 1)[1]
+    document = json.loads(cli("stats", "--json").out)
+    limit = document["rate_limits"]["api"]
+    assert (limit["limit"], limit["held"]) == ("1/h", 2)
+    assert limit["held_until_ms"] > document["time_ms"]
+    assert "free" not in document["rate_limits"]
+
+    shown = cli("show", "api", "a1")
+    assert "its queue's rate limit (1/h) holds it back: the next job may start at" in shown.out
+    assert "waiting" in json.loads(cli("show", "api", "a1", "--json").out)
+    assert "waiting" not in cli("show", "free", "f0").out

@@ -577,3 +577,54 @@ def test_async_claim_returns_the_same_jobs(
             await store.close()
 
     asyncio.run(main())
+
+
+# -------------------------------------------------------------------------------- rate limits
+
+
+def test_claim_under_a_rate_limit_takes_its_token_once(
+    store: redisq.Store, direct: redis.Redis, prefix: str, twice: Twice
+) -> None:
+    # Given a queue that lets one job start per hour
+    ids = [j.id for j in store.enqueue_many(QUEUE, [redisq.Spec(i, id=f"j{i}") for i in range(3)])]
+    store.set_rate_limit(QUEUE, "1/h")
+
+    # When a claim is re-sent
+    before_ms = int(direct.time()[0]) * 1000
+    with twice():
+        jobs = store.claim(QUEUE, worker="w1", count=3, lease_ms=60_000)
+
+    # Then it leased the first job once, and the bucket moved by one job (an hour), not two
+    assert [j.id for j in jobs] == ids[:1]
+    assert _members(direct, prefix, "ready") == ids[1:]
+    assert _meta(direct, prefix, "token") == 1
+    next_at = store.rate_limit(QUEUE).next_at_ms
+    assert next_at is not None
+    hour = 3_600_000
+    assert before_ms + hour - hour // 2 - 1_000 <= next_at <= before_ms + hour, next_at
+    assert store.claim(QUEUE, worker="w2", count=3) == []
+
+
+def test_set_rate_limit_is_the_same_when_re_sent(
+    store: redisq.Store, direct: redis.Redis, prefix: str, twice: Twice
+) -> None:
+    with twice():
+        store.set_rate_limit(QUEUE, "20/m")
+    assert direct.hget(_key(prefix, "meta"), "rate") == b"3000000 1500000 20/m"
+    with twice():
+        store.set_rate_limit(QUEUE, None)
+    assert direct.hget(_key(prefix, "meta"), "rate") is None
+
+
+def test_a_re_sent_hold_holds_once(
+    store: redisq.Store, direct: redis.Redis, prefix: str, twice: Twice
+) -> None:
+    store.enqueue(QUEUE, 1)
+    before_ms = int(direct.time()[0]) * 1000
+    with twice():
+        until = store.hold(QUEUE, 10_000)
+    # Ten seconds from the run that counted (the re-send's, at most the late reply later),
+    # never twenty.
+    assert before_ms + 10_000 <= until <= before_ms + 10_000 + int(LATE_REPLY * 1000) + 1_500
+    assert store.rate_limit(QUEUE).next_at_ms == until
+    assert store.claim(QUEUE, worker="w") == []

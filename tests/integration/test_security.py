@@ -203,6 +203,11 @@ def exercise(s: Any, server: ServerProcess, prefix: str) -> None:
     s.pause(Q)
     assert s.claim(Q, worker="w") == []
     s.resume(Q)
+    s.set_rate_limit(Q, "1/h")  # rate limits: meta fields, read by claim
+    assert s.rate_limit(Q).limit == "1/h"
+    assert s.hold(Q, 1_000) > 0
+    assert s.claim(Q, worker="w") == []
+    s.set_rate_limit(Q, None)
     assert s.cancel(Q, "later") is True
     assert s.delete(Q, "a") is True
     assert s.purge(Q) >= 1

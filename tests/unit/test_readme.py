@@ -44,6 +44,7 @@ def test_the_readme_has_its_snippets() -> None:
         "Quick start",
         "Tasks and workers",
         "Periodic schedules",
+        "Rate limits",
     ]
 
 
@@ -75,6 +76,10 @@ def test_each_python_snippet_runs_as_written(section: str, code: str, tmp_path: 
             "cleanup */15 * * * * 0 True",
             "weekday-report 0 9 * * MON-FRI 0 True",
         ]
+    elif section == "Rate limits":
+        # 11 starts (one job ran twice) at 20/s, one after a 300 ms hold: over 0.7 s; the
+        # limited run did not count.
+        assert done.stdout.splitlines() == ["11 True", "1"]
     else:
         assert done.stdout.strip() == "{'day': 1}"
 

@@ -1,0 +1,46 @@
+-- A queue's rate limit, kept in its meta hash (on the Redis clock, so it holds across every
+-- worker and every cluster shard is just another queue):
+--   rate     '<interval_us> <tolerance_us> <spec>'  set by set_rate_limit; absent = no limit
+--   rate_at  the bucket's theoretical arrival time (GCRA), in microseconds of the Redis clock:
+--            a job may start when rate_at - tolerance <= now; each job taken adds interval.
+--            A hold (a handler's RateLimited) moves it forward. Absent = nothing held.
+-- Claim reads both fields with the meta read it makes anyway: a queue that uses no limit pays
+-- two empty fields of one HMGET. Mirrored by redisq/_core/rates.py.
+
+-- How many jobs the limit lets start now (math.huge: no limit), the bucket's position
+-- (microseconds) and interval, and when none may: the ms until the next one may.
+local function rate_allow(spec, at, now)
+  local now_us = now * 1000
+  local interval, tolerance = 0, 0
+  if spec then
+    local iv, tol = string.match(spec, '^(%d+) (%d+)')
+    interval, tolerance = tonumber(iv) or 0, tonumber(tol) or 0
+  end
+  local tat = tonumber(at) or 0
+  if tat < now_us then
+    tat = now_us
+  end
+  if tat > now_us + tolerance then
+    return 0, tat, interval, math.ceil((tat - tolerance - now_us) / 1000)
+  end
+  if interval <= 0 then
+    return math.huge, tat, interval, 0
+  end
+  return math.floor((now_us + tolerance - tat) / interval) + 1, tat, interval, 0
+end
+
+-- Records that `taken` jobs started (a queue with a limit), or forgets a hold that has passed
+-- (a queue without one: its claims go back to the cheap path). Returns the ms until the next
+-- job may start (0: now).
+local function rate_take(meta_key, spec, tat, interval, taken, now)
+  if not spec then
+    redis.call('HDEL', meta_key, 'rate_at')
+    return 0
+  end
+  if taken > 0 then
+    tat = tat + taken * interval
+    redis.call('HSET', meta_key, 'rate_at', string.format('%d', tat))
+  end
+  local _, tol = string.match(spec, '^(%d+) (%d+)')
+  return math.max(0, math.ceil((tat - (tonumber(tol) or 0) - now * 1000) / 1000))
+end
