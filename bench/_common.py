@@ -324,3 +324,31 @@ def run_main(
     print()
     print_table(figures)
     return 0
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """One worker setting: its label and the Worker options it passes."""
+
+    label: str
+    options: dict[str, int]
+
+
+def parse_configs(text: str, tuned: dict[str, int] | None = None) -> list[Config]:
+    """Parse ``"default,4:500,-:0"`` into Configs: ``default`` is the Worker with no options,
+    ``C:P`` sets concurrency C and prefetch P (a "-" leaves that one at the Worker's default),
+    plus the `tuned` options on every setting but ``default``."""
+    configs = []
+    for item in text.split(","):
+        item = item.strip()
+        if item == "default":
+            configs.append(Config("defaults", {}))
+            continue
+        concurrency, _, prefetch = item.partition(":")
+        options = dict(tuned or {})
+        if concurrency != "-":
+            options["concurrency"] = int(concurrency)
+        if prefetch != "-":
+            options["prefetch"] = int(prefetch or 0)
+        configs.append(Config(f"concurrency {concurrency}, prefetch {prefetch or 0}", options))
+    return configs

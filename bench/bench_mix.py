@@ -28,10 +28,19 @@ import time
 from typing import Any
 
 import redis
-from _common import Figure, base_parser, command_line, delete_prefix, new_prefix, run_main, step
+from _common import (
+    Config,
+    Figure,
+    base_parser,
+    command_line,
+    delete_prefix,
+    new_prefix,
+    parse_configs,
+    run_main,
+    step,
+)
 from _server import bench_server
 from _workers import describe_code, spawn
-from bench_spread import Config, parse_configs
 
 import redisq
 

@@ -38,7 +38,16 @@ from dataclasses import dataclass
 from typing import Any
 
 import redis
-from _common import Figure, base_parser, command_line, delete_prefix, new_prefix, run_main, step
+from _common import (
+    Figure,
+    base_parser,
+    command_line,
+    delete_prefix,
+    new_prefix,
+    parse_configs,
+    run_main,
+    step,
+)
 from _server import bench_server
 from _workers import describe_code, spawn
 
@@ -105,32 +114,6 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--rounds", type=int, default=1, help="drains per setting, interleaved (1)")
     return p
-
-
-@dataclass(frozen=True)
-class Config:
-    """One worker setting: its label and the Worker options it passes."""
-
-    label: str
-    options: dict[str, int]
-
-
-def parse_configs(text: str) -> list[Config]:
-    """Parse ``"default,4:500,-:0"`` (a "-" leaves that option at the Worker's default)."""
-    configs = []
-    for item in text.split(","):
-        item = item.strip()
-        if item == "default":
-            configs.append(Config("defaults", {}))
-            continue
-        concurrency, _, prefetch = item.partition(":")
-        options: dict[str, int] = {}
-        if concurrency != "-":
-            options["concurrency"] = int(concurrency)
-        if prefetch != "-":
-            options["prefetch"] = int(prefetch or 0)
-        configs.append(Config(f"concurrency {concurrency}, prefetch {prefetch or 0}", options))
-    return configs
 
 
 @dataclass

@@ -34,11 +34,11 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass
 from typing import Any
 
 import redis
 from _common import (
+    Config,
     CountingConnection,
     Figure,
     base_parser,
@@ -47,6 +47,7 @@ from _common import (
     delete_prefix,
     fmt_rate,
     new_prefix,
+    parse_configs,
     print_environment,
     reset_stats,
     run_main,
@@ -128,32 +129,6 @@ def parser() -> argparse.ArgumentParser:
         help=f"idle time counted for (d), 0: skip ({IDLE_S})",
     )
     return p
-
-
-@dataclass(frozen=True)
-class Config:
-    """One worker setting: its label and the Worker options it passes."""
-
-    label: str
-    options: dict[str, int]
-
-
-def parse_configs(text: str) -> list[Config]:
-    """Parse ``"default,10:0,-:100"`` into Configs (a "-" leaves that option at its default)."""
-    configs = []
-    for item in text.split(","):
-        item = item.strip()
-        if item == "default":
-            configs.append(Config("defaults", {}))
-            continue
-        concurrency, _, prefetch = item.partition(":")
-        options = {"idle_wait_ms": 50}
-        if concurrency != "-":
-            options["concurrency"] = int(concurrency)
-        if prefetch != "-":
-            options["prefetch"] = int(prefetch or 0)
-        configs.append(Config(f"concurrency {concurrency}, prefetch {prefetch or 0}", options))
-    return configs
 
 
 def fill(store: redisq.Store, jobs: int) -> None:
@@ -382,7 +357,7 @@ def percentile(values: list[float], q: float) -> float:
 def run(args: argparse.Namespace) -> list[Figure]:
     """Measure the worker figures (a) to (d)."""
     jobs = (QUICK_JOBS if args.quick else JOBS) if args.jobs is None else args.jobs
-    configs = parse_configs(args.configs)
+    configs = parse_configs(args.configs, {"idle_wait_ms": 50})
     pickups = (QUICK_PICKUPS if args.quick else PICKUPS) if args.pickups is None else args.pickups
     idle_s = (
         (QUICK_IDLE_S if args.quick else IDLE_S) if args.idle_seconds is None else args.idle_seconds
