@@ -25,7 +25,6 @@
   Status: OK, WRONG_TYPE, SCHEMA_MISMATCH, BAD_ARGUMENT
   Cost: O(n log N) for n jobs, n <= CAPS.BATCH; bytes bounded by lib/caps
 ]]
---- @include "lib/status"
 --- @include "lib/schema"
 
 local meta_hash = KEYS[1]
@@ -44,7 +43,8 @@ local STRIDE = 9
 -- below, written out for one job and its usual outcome, so that the call runs the commands it
 -- needs and little Lua besides (no helper is even defined). Anything else (a bad argument, a
 -- key of another type, another schema, an id that exists) leaves this block before its first
--- write, and the general path handles the call from the start.
+-- write, and the general path handles the call from the start. (lib/status is included after
+-- this block, so that this call does not build its table: 0 below is STATUS.OK.)
 if count == 1 and #ARGV == jobs_at - 1 + STRIDE and ARGV[jobs_at + 8] == '' then
   local b = jobs_at
   local id = ARGV[b]
@@ -88,11 +88,12 @@ if count == 1 and #ARGV == jobs_at - 1 + STRIDE and ARGV[jobs_at + 8] == '' then
       end
       -- lib/wake, written out.
       redis.pcall('ZADD', wake_set, 0, 'w')
-      return {STATUS.OK, now, {0}, is_new}
+      return {0, now, {0}, is_new}
     end
   end
 end
 
+--- @include "lib/status"
 --- @include "lib/now_ms"
 --- @include "lib/num"
 --- @include "lib/ready_score"
