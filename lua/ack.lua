@@ -7,13 +7,21 @@
   result outlives the count-trimmed record; jobs without a result write nothing more. Bounded
   (lib/caps): at most CAPS.BATCH jobs and CAPS.ARG_BYTES of results per call (beyond the first
   job); when the stored records pass CAPS.READ_BYTES, only the jobs before that one are handled
-  (all or nothing among them), and the client sends the rest again.
+  (all or nothing among them), and the client sends the rest again. In a queue with
+  dependencies, the acks release the children whose last parent they completed, in the same
+  step (lib/deps_finish: at most 100 children per call, the rest by the next calls).
   KEYS[1] meta        hash   schema, completed total
   KEYS[2] leased      zset   job ids, score = lease deadline (ms)
   KEYS[3] done        zset   completed job ids, score = completion time (ms)
   KEYS[4] unique      hash   unique key -> job id
   KEYS[5] jobs        hash   job id -> packed job record (lib/record)
   KEYS[6] result_prefix prefix stored results are result_prefix .. <id> (strings with a TTL)
+  KEYS[7] ready       zset   job ids; children released by these acks (lib/deps_finish)
+  KEYS[8] scheduled   zset   job ids; released children whose run_at is ahead
+  KEYS[9] waiting     zset   job ids waiting for parents
+  KEYS[10] cancelled  zset   job ids; not written by ack itself
+  KEYS[11] deps_prefix prefix dependency keys (lib/deps_keys), used only when meta deps = 1
+  KEYS[12] wake       zset   signalled when children were released
   ARGV[1] now_ms      int    test clock override; '' = Redis TIME
   ARGV[2] keep        int    retention of the done set: count
   ARGV[3] max_age_ms  int    retention of the done set: age (0 = no age limit)
@@ -43,6 +51,8 @@
 --- @include "lib/trim_retention"
 --- @include "lib/wrong_type"
 --- @include "lib/add_totals"
+--- @include "lib/deps_keys"
+--- @include "lib/deps_finish"
 
 local meta_key = KEYS[1]
 local leased_key = KEYS[2]
@@ -50,6 +60,12 @@ local done_key = KEYS[3]
 local unique_key = KEYS[4]
 local jobs_key = KEYS[5]
 local result_prefix = KEYS[6]
+local ready_key = KEYS[7]
+local scheduled_key = KEYS[8]
+local waiting_key = KEYS[9]
+local cancelled_key = KEYS[10]
+local deps_prefix = KEYS[11]
+local wake_key = KEYS[12]
 local now_arg = ARGV[1]
 local keep = tonumber(ARGV[2])
 local max_age_ms = tonumber(ARGV[3])
@@ -72,7 +88,7 @@ if count > 1 and arg_bytes > CAPS.ARG_BYTES then
   return {STATUS.BAD_ARGUMENT, 'result bytes'}
 end
 local now = now_ms(now_arg)
-local meta, err = read_meta(meta_key)
+local meta, err = read_meta(meta_key, 'deps')
 if not meta then
   return err
 end
@@ -185,4 +201,8 @@ card = card + chunks({'ZADD', done_key}, done_pairs)
 -- call's own work).
 trim_retention(done_key, jobs_key, keep, max_age_ms, now, batch + done, card)
 add_totals(meta_key, done, 0, 0)
+if meta[2] == '1' then
+  deps_finish(deps_keys(deps_prefix, jobs_key, waiting_key, ready_key, scheduled_key,
+    cancelled_key, wake_key), done_ids, 'completed', now)
+end
 return {STATUS.OK, now, flags}

@@ -1,8 +1,10 @@
---[[ cancel: ready | scheduled | leased -> cancelled
+--[[ cancel: waiting | ready | scheduled | leased -> cancelled
   Cancels a job that has not finished. Cancelling a leased job issues a new token, so the holder's
   later ack, nack, renew or progress is refused (LEASE_LOST) and its handler can be told. A
   finished job is left as it is (reply 0). The cancelled set is trimmed like the done set. A
-  re-sent call (same request id) reports 1 again without changing anything.
+  re-sent call (same request id) reports 1 again without changing anything. In a queue with
+  dependencies, a waiting job leaves its list, and the job's children are settled as for a
+  cancelled parent in the same step (lib/deps_finish).
   KEYS[1] meta        hash   schema, token counter
   KEYS[2] ready       zset   job ids
   KEYS[3] scheduled   zset   job ids
@@ -10,6 +12,9 @@
   KEYS[5] cancelled   zset   job ids, score = time of cancellation (ms)
   KEYS[6] unique      hash   unique key -> job id
   KEYS[7] jobs        hash   job id -> packed job record (lib/record)
+  KEYS[8] waiting     zset   job ids waiting for parents
+  KEYS[9] deps_prefix prefix dependency keys (lib/deps_keys), used only when meta deps = 1
+  KEYS[10] wake       zset   signalled when children were released
   ARGV[1] now_ms      int    test clock override; '' = Redis TIME
   ARGV[2] id          str    job id
   ARGV[3] request_id  str    the caller's id for this call, recorded on the job
@@ -29,6 +34,8 @@
 --- @include "lib/read_job"
 --- @include "lib/clear_unique"
 --- @include "lib/trim_retention"
+--- @include "lib/deps_keys"
+--- @include "lib/deps_finish"
 
 local meta_key = KEYS[1]
 local ready_key = KEYS[2]
@@ -37,6 +44,9 @@ local leased_key = KEYS[4]
 local cancelled_key = KEYS[5]
 local unique_key = KEYS[6]
 local jobs_key = KEYS[7]
+local waiting_key = KEYS[8]
+local deps_prefix = KEYS[9]
+local wake_key = KEYS[10]
 local now_arg = ARGV[1]
 local id = ARGV[2]
 local request_id = ARGV[3]
@@ -61,7 +71,7 @@ if not t then
   return {STATUS.NOT_FOUND, id}
 end
 local state = t[F.STATE]
-if state ~= 'ready' and state ~= 'scheduled' and state ~= 'leased' then
+if state ~= 'ready' and state ~= 'scheduled' and state ~= 'leased' and state ~= 'waiting' then
   if state == 'cancelled' and t[F.ENDED] == 'cancel/' .. request_id then
     return {STATUS.OK, 1}
   end
@@ -73,6 +83,9 @@ if state == 'leased' then
   redis.call('ZREM', leased_key, id)
 elseif state == 'ready' then
   redis.call('ZREM', ready_key, id)
+elseif state == 'waiting' then
+  redis.call('ZREM', waiting_key, id)
+  redis.call('HDEL', deps_prefix .. 'pending', id)
 else
   redis.call('ZREM', scheduled_key, id)
 end
@@ -83,4 +96,8 @@ redis.call('HSET', jobs_key, id, rec_pack(t))
 redis.call('ZADD', cancelled_key, n, id)
 clear_unique(unique_key, {t[F.UKEY], id})
 trim_retention(cancelled_key, jobs_key, keep, max_age_ms, now, batch)
+if redis.call('HGET', meta_key, 'deps') == '1' then
+  deps_finish(deps_keys(deps_prefix, jobs_key, waiting_key, ready_key, scheduled_key,
+    cancelled_key, wake_key), {id}, 'cancelled', now)
+end
 return {STATUS.OK, 1}

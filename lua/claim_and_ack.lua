@@ -3,7 +3,8 @@
   counted and a new token issued, as a claim would. Like claim, it first promotes due scheduled
   jobs and reaps expired leases, and a re-sent call with the same request id returns the job the
   first run completed instead of completing another. One call moves at most about 512 KiB of
-  job records in its housekeeping (lib/budget).
+  job records in its housekeeping (lib/budget). In a queue with dependencies, the job's
+  children whose last parent it was are released in the same step (lib/deps_finish).
   KEYS[1] meta        hash   schema, token counter, paused, totals, rate, rate_at (lib/rate:
                              a queue's rate limit or hold lets it take a job only in turn)
   KEYS[2] ready       zset   job ids, score = ready_score(priority, seq)
@@ -14,6 +15,10 @@
   KEYS[7] unique      hash   unique key -> job id
   KEYS[8] jobs        hash   job id -> packed job record (lib/record)
   KEYS[9] memo_prefix prefix claim memos are memo_prefix .. <request id>
+  KEYS[10] waiting    zset   job ids waiting for parents
+  KEYS[11] cancelled  zset   job ids; children cancelled by policy 'fail' (not here: ack)
+  KEYS[12] deps_prefix prefix dependency keys (lib/deps_keys), used only when meta deps = 1
+  KEYS[13] wake       zset   signalled when children were released
   ARGV[1] now_ms      int    test clock override; '' = Redis TIME
   ARGV[2] worker      str    name of the worker
   ARGV[3] request_id  str    '' = no memo
@@ -46,6 +51,8 @@
 --- @include "lib/add_totals"
 --- @include "lib/quarantine"
 --- @include "lib/rate"
+--- @include "lib/deps_keys"
+--- @include "lib/deps_finish"
 
 local meta_key = KEYS[1]
 local ready_key = KEYS[2]
@@ -56,6 +63,10 @@ local dead_key = KEYS[6]
 local unique_key = KEYS[7]
 local jobs_key = KEYS[8]
 local memo_prefix = KEYS[9]
+local waiting_key = KEYS[10]
+local cancelled_key = KEYS[11]
+local deps_prefix = KEYS[12]
+local wake_key = KEYS[13]
 local now_arg = ARGV[1]
 local worker = ARGV[2]
 local request_id = ARGV[3]
@@ -98,7 +109,7 @@ if not promoted then
   return reaped
 end
 add_totals(meta_key, 0, reaped, died)
-local m = redis.call('HMGET', meta_key, 'paused', 'rate', 'rate_at')
+local m = redis.call('HMGET', meta_key, 'paused', 'rate', 'rate_at', 'deps')
 if m[1] == '1' then
   return {STATUS.PAUSED, now}
 end
@@ -162,4 +173,8 @@ if request_id ~= '' and memo_ms > 0 then
 end
 trim_retention(done_key, jobs_key, done_keep, done_age_ms, now, batch)
 add_totals(meta_key, 1, 0, 0)
+if m[4] == '1' then
+  deps_finish(deps_keys(deps_prefix, jobs_key, waiting_key, ready_key, scheduled_key,
+    cancelled_key, wake_key), {id}, 'completed', now)
+end
 return {STATUS.OK, now, id, record}

@@ -12,6 +12,9 @@
   KEYS[8] unique      hash   unique key -> job id
   KEYS[9] jobs        hash   job id -> packed job record (lib/record)
   KEYS[10] result_prefix prefix stored results are result_prefix .. <id> (strings with a TTL)
+  KEYS[11] waiting    zset   job ids waiting for parents
+  KEYS[12] deps_prefix prefix dependency keys (lib/deps_keys), used only when meta deps = 1
+  KEYS[13] wake       zset   signalled when children were released
   ARGV[1] id          str    job id
   Returns: {status, 1 = deleted | 0 = there was no such job (nor a stored result of it)}
   Status: OK, WRONG_TYPE, SCHEMA_MISMATCH
@@ -20,6 +23,9 @@
 --- @include "lib/status"
 --- @include "lib/check_queue"
 --- @include "lib/clear_unique"
+--- @include "lib/now_ms"
+--- @include "lib/deps_keys"
+--- @include "lib/deps_finish"
 
 local meta_key = KEYS[1]
 local ready_key = KEYS[2]
@@ -31,6 +37,9 @@ local cancelled_key = KEYS[7]
 local unique_key = KEYS[8]
 local jobs_key = KEYS[9]
 local result_prefix = KEYS[10]
+local waiting_key = KEYS[11]
+local deps_prefix = KEYS[12]
+local wake_key = KEYS[13]
 local id = ARGV[1]
 
 local err = check_queue({meta_key, 'hash', ready_key, 'zset', scheduled_key, 'zset',
@@ -52,5 +61,14 @@ for i = 1, #sets do
 end
 if ukey then
   clear_unique(unique_key, {ukey, id})
+end
+-- Dependencies: a waiting job leaves its parents' lists behind (they find no entry for it,
+-- lib/deps_apply); a parent's children are settled as for a parent cancelled ('deleted').
+if redis.call('HGET', meta_key, 'deps') == '1' then
+  local dk = deps_keys(deps_prefix, jobs_key, waiting_key, ready_key, scheduled_key,
+    cancelled_key, wake_key)
+  redis.call('ZREM', waiting_key, id)
+  redis.call('HDEL', dk.deps, id)
+  deps_finish(dk, {id}, 'deleted', now_ms(''))
 end
 return {STATUS.OK, existed}

@@ -3,6 +3,8 @@
   or ready at once when the delay is 0), or goes to the dead set when its attempts are used up or
   the caller asks for it. A non-empty error becomes last_error; an empty one keeps the previous.
   A stale token changes nothing; re-sending a successful nack with the same token succeeds again.
+  A job that goes dead in a queue with dependencies settles its children in the same step
+  (lib/deps_finish, by their policy: cancelled, or released).
   KEYS[1] meta        hash   schema, retried and dead totals
   KEYS[2] ready       zset   job ids, score = ready_score(priority, seq)
   KEYS[3] scheduled   zset   job ids, score = due time (ms)
@@ -11,6 +13,9 @@
   KEYS[6] unique      hash   unique key -> job id
   KEYS[7] jobs        hash   job id -> packed job record (lib/record)
   KEYS[8] wake        zset   signalled when the job is ready or scheduled again
+  KEYS[9] waiting     zset   job ids waiting for parents
+  KEYS[10] cancelled  zset   job ids; children cancelled by policy 'fail'
+  KEYS[11] deps_prefix prefix dependency keys (lib/deps_keys), used only when meta deps = 1
   ARGV[1] now_ms      int    test clock override; '' = Redis TIME
   ARGV[2] id          str    job id
   ARGV[3] token       int    the caller's fencing token
@@ -41,6 +46,8 @@
 --- @include "lib/trim_retention"
 --- @include "lib/wake"
 --- @include "lib/add_totals"
+--- @include "lib/deps_keys"
+--- @include "lib/deps_finish"
 
 local meta_key = KEYS[1]
 local ready_key = KEYS[2]
@@ -50,6 +57,9 @@ local dead_key = KEYS[5]
 local unique_key = KEYS[6]
 local jobs_key = KEYS[7]
 local wake_key = KEYS[8]
+local waiting_key = KEYS[9]
+local cancelled_key = KEYS[10]
+local deps_prefix = KEYS[11]
 local now_arg = ARGV[1]
 local id = ARGV[2]
 local token = ARGV[3]
@@ -97,6 +107,10 @@ if to_dead or tonumber(t[F.ATTEMPTS]) >= tonumber(t[F.MAX]) then
   clear_unique(unique_key, {t[F.UKEY], id})
   trim_retention(dead_key, jobs_key, dead_keep, dead_age_ms, now, batch)
   add_totals(meta_key, 0, 0, 1)
+  if redis.call('HGET', meta_key, 'deps') == '1' then
+    deps_finish(deps_keys(deps_prefix, jobs_key, waiting_key, ready_key, scheduled_key,
+      cancelled_key, wake_key), {id}, 'dead', now)
+  end
   return {STATUS.OK, record}
 end
 requeue(t, id, ready_key, scheduled_key, now, delay_ms, n)

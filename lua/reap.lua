@@ -3,7 +3,9 @@
   (or to the dead set when their attempts are used up) and promotes up to `limit` due scheduled
   jobs, within the byte budget of one call (lib/budget). Claims do the same on every call;
   workers also run this periodically. Safe to repeat. The client loops over calls while the
-  reply says that work was left and its own limit allows.
+  reply says that work was left and its own limit allows. In a queue with dependencies it also
+  settles up to `limit` children of parents whose transition left them (lib/deps_drain): the
+  rest of a large fan-out, cancels that cascade, and parents reaped to dead by a claim.
   KEYS[1] meta        hash   schema
   KEYS[2] ready       zset   job ids, score = ready_score(priority, seq)
   KEYS[3] scheduled   zset   job ids, score = due time (ms)
@@ -12,6 +14,9 @@
   KEYS[6] unique      hash   unique key -> job id
   KEYS[7] jobs        hash   job id -> packed job record (lib/record)
   KEYS[8] wake        zset   signalled when jobs became ready
+  KEYS[9] waiting     zset   job ids waiting for parents
+  KEYS[10] cancelled  zset   job ids; children cancelled by policy 'fail'
+  KEYS[11] deps_prefix prefix dependency keys (lib/deps_keys), used only when meta deps = 1
   ARGV[1] now_ms      int    test clock override; '' = Redis TIME
   ARGV[2] limit       int    most leases reaped, and most scheduled jobs promoted (1 to
                              MAX_BATCH of lib/budget, 250)
@@ -30,6 +35,8 @@
 --- @include "lib/housekeep"
 --- @include "lib/wake"
 --- @include "lib/add_totals"
+--- @include "lib/deps_keys"
+--- @include "lib/deps_drain"
 
 local meta_key = KEYS[1]
 local ready_key = KEYS[2]
@@ -39,6 +46,9 @@ local dead_key = KEYS[5]
 local unique_key = KEYS[6]
 local jobs_key = KEYS[7]
 local wake_key = KEYS[8]
+local waiting_key = KEYS[9]
+local cancelled_key = KEYS[10]
+local deps_prefix = KEYS[11]
 local now_arg = ARGV[1]
 local limit = tonumber(ARGV[2])
 local dead_keep = tonumber(ARGV[3])
@@ -67,5 +77,9 @@ end
 add_totals(meta_key, 0, reaped, died)
 if reaped > 0 or promoted > 0 then
   wake(wake_key)
+end
+if redis.call('HGET', meta_key, 'deps') == '1' then
+  deps_drain(deps_keys(deps_prefix, jobs_key, waiting_key, ready_key, scheduled_key,
+    cancelled_key, wake_key), now, limit)
 end
 return {STATUS.OK, reaped, died, promoted, left and 1 or 0}

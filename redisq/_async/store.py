@@ -18,13 +18,13 @@ from typing import Any, TypeVar
 import redis.exceptions
 
 from redisq._async.transport import AsyncTransport
-from redisq._core import ops, queries
+from redisq._core import deps, ops, queries
 from redisq._core.claim import Refusal
 from redisq._core.enqueue import keywords_checked
 from redisq._core.ops import NOT_SET, Call, Op, Settings
 from redisq._core.validate import check_int
 from redisq.errors import ConfigurationError, InvalidArgument, RedisqError
-from redisq.models import Claimed, Job, JobState, Migration, Schedule, ScheduleTicks
+from redisq.models import Claimed, Flow, Job, JobState, Migration, Schedule, ScheduleTicks
 
 __all__ = ["AsyncStore"]
 
@@ -175,6 +175,8 @@ class AsyncStore:
         max_attempts: int = 3,
         lease_ms: int | None = None,
         unique_key: str | None = None,
+        depends_on: Sequence[Job | str] | None = None,
+        on_parent_failure: str = "fail",
     ) -> Job:
         """Add a job to a queue, or return the existing one.
 
@@ -193,6 +195,12 @@ class AsyncStore:
             max_attempts: claims allowed, counting the first run (1 to 1000).
             lease_ms: the job's own lease length, overriding the claim's.
             unique_key: a dedupe key, held while the job is ready, scheduled or leased.
+            depends_on: jobs (or ids) of the same queue that must complete first: the job
+                waits (JobState.WAITING) until the last of them completed, and is released
+                by that transition (docs/workflows.md). Not with unique_key.
+            on_parent_failure: what a parent that ends dead, cancelled or deleted does to
+                the waiting job: "fail" cancels it (its last_error names the parent),
+                "continue" lets it run anyway, "ignore" drops the parent from its list.
 
         Returns:
             The new job, or the job that already held the id or unique key.
@@ -202,6 +210,8 @@ class AsyncStore:
                 above (a misspelt option); nothing was written.
             SerializationError: msgpack cannot encode the payload.
             PayloadTooLarge: the encoded payload is over the limit.
+            DependencyNotFound: a parent does not exist; nothing was written.
+            DependencyCycle: the job would depend on itself; nothing was written.
         """
         options = {
             "id": id,
@@ -213,6 +223,20 @@ class AsyncStore:
             "lease_ms": lease_ms,
             "unique_key": unique_key,
         }
+        if depends_on is not None:
+            return await self._run(
+                deps.enqueue_deps(
+                    self.settings,
+                    queue,
+                    payload,
+                    options,
+                    depends_on,
+                    on_parent_failure,
+                    self._registered,
+                )
+            )
+        if on_parent_failure != "fail":
+            deps.check_policy(on_parent_failure)
         return await self._run(
             ops.enqueue_one(self.settings, queue, payload, options, self._registered)
         )
@@ -251,6 +275,15 @@ class AsyncStore:
         result lives (see `ack`'s result_ttl_ms).
         """
         return await self._run(queries.get(self.settings, queue, id))
+
+    async def flow(self, queue: str, id: str) -> Flow:
+        """Read the dependency DAG around a job: its ancestors and descendants, each with
+        its job (state, result) as stored now, at most 1,000 jobs.
+
+        The edges are kept for 7 days after each child's enqueue; a job without any gives a
+        flow of one node.
+        """
+        return await self._run(deps.flow(self.settings, queue, id))
 
     async def find(self, id: str) -> Job | None:
         """Look a job id up in every known queue with one pipelined round trip."""

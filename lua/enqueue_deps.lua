@@ -1,0 +1,174 @@
+--[[ enqueue_deps: (new) -> waiting | ready | scheduled | cancelled
+  Creates a job that runs only after its parents (jobs of the same queue) completed. Parents
+  still live hold it in the waiting state; the transition that ends the last of them releases
+  it (lib/deps_settle). A parent that already completed counts as done; one already dead or
+  cancelled is judged by the policy at once ('fail' creates the job cancelled, with the parent
+  named in its error; 'continue' and 'ignore' count it as done). A missing parent refuses the
+  call before anything is written. An id that exists returns the stored job unchanged, so a
+  re-sent call (client retry) never creates a second job or a second edge. The edges are also
+  kept for flow_ttl_ms under prefix u/<child> (its parents) and d/<parent> (its children) for
+  `flow`. Bounded: at most 1000 parents.
+  KEYS[1] meta         hash   schema, lib_version, seq, enqueued, deps (1 once a job waited)
+  KEYS[2] ready        zset   job ids, score = ready_score(priority, seq)
+  KEYS[3] scheduled    zset   job ids, score = due time (ms)
+  KEYS[4] waiting      zset   job ids waiting for parents, score = enqueue sequence
+  KEYS[5] cancelled    zset   job ids, score = time of cancellation (ms)
+  KEYS[6] jobs         hash   job id -> packed job record (lib/record)
+  KEYS[7] deps         hash   waiting job id -> '<policy>\n<parent>\n...' (parents not done)
+  KEYS[8] deps_parents zset   parents with waiting children, score = last checked (ms)
+  KEYS[9] deps_prefix  prefix children sets c/<parent>; flow edges u/<child>, d/<parent>
+  KEYS[10] wake        zset   signalled when the job is ready at once
+  ARGV[1] now_ms       int    test clock override; '' = Redis TIME
+  ARGV[2] lib_version  str    redisq version, recorded in meta on the first write
+  ARGV[3] flow_ttl_ms  int    how long the flow edges are kept (ms)
+  ARGV[4] id           str    job id
+  ARGV[5] payload      bytes  encoded payload
+  ARGV[6] job_name     str    task name
+  ARGV[7] priority     int    priority
+  ARGV[8] run_at_ms    int    '' = now + delay_ms
+  ARGV[9] delay_ms     int    delay
+  ARGV[10] max_attempts int   attempts
+  ARGV[11] lease_ms    int    '' = claim's
+  ARGV[12] policy      str    fail | continue | ignore
+  ARGV[13] count       int    number of parents that follow (1 to 1000)
+  ARGV[14+] parents    list   parent job ids
+  Returns: {status, now_ms, 0 = created | 1 = existed, state or the stored record, new_queue}
+  Status: OK, NOT_FOUND, WRONG_TYPE, SCHEMA_MISMATCH, BAD_ARGUMENT, BAD_RECORD
+  Cost: O(p log N) for p parents
+]]
+--- @include "lib/status"
+--- @include "lib/now_ms"
+--- @include "lib/num"
+--- @include "lib/read_meta"
+--- @include "lib/bad_record"
+--- @include "lib/key_types"
+--- @include "lib/wake"
+
+local meta_key = KEYS[1]
+local ready_key = KEYS[2]
+local scheduled_key = KEYS[3]
+local waiting_key = KEYS[4]
+local cancelled_key = KEYS[5]
+local jobs_key = KEYS[6]
+local deps_key = KEYS[7]
+local parents_key = KEYS[8]
+local deps_prefix = KEYS[9]
+local wake_key = KEYS[10]
+local now_arg = ARGV[1]
+local lib_version = ARGV[2]
+local flow_ttl_ms = tonumber(ARGV[3])
+local id = ARGV[4]
+local payload = ARGV[5]
+local name = ARGV[6]
+local priority = tonumber(ARGV[7])
+local run_at_arg = ARGV[8]
+local delay_ms = tonumber(ARGV[9])
+local max_attempts = tonumber(ARGV[10])
+local lease_ms = ARGV[11]
+local policy = ARGV[12]
+local count = tonumber(ARGV[13])
+local parents_at = 14
+
+if id == '' or not priority or not delay_ms or not max_attempts or not flow_ttl_ms
+    or flow_ttl_ms < 1 or (policy ~= 'fail' and policy ~= 'continue' and policy ~= 'ignore')
+    or not count or count < 1 or count > 1000 or #ARGV ~= parents_at - 1 + count then
+  return {STATUS.BAD_ARGUMENT, 'enqueue_deps'}
+end
+local now = now_ms(now_arg)
+local meta, err = read_meta(meta_key, 'seq', 'enqueued', 'deps')
+if not meta then
+  return err
+end
+local bad_key, bad_type = key_types({jobs_key, 'hash', ready_key, 'zset', scheduled_key, 'zset',
+  waiting_key, 'zset', cancelled_key, 'zset', deps_key, 'hash', parents_key, 'zset'})
+if bad_key then
+  return {STATUS.WRONG_TYPE, bad_key, bad_type}
+end
+local stored = redis.call('HGET', jobs_key, id)
+if stored then
+  return {STATUS.OK, now, 1, stored, 0}
+end
+
+-- Validate: every parent exists (and is not the job itself); judge the ones that ended.
+local parents = {}
+local seen = {}
+for i = 1, count do
+  local p = ARGV[parents_at + i - 1]
+  if p == id or p == '' then
+    return {STATUS.BAD_ARGUMENT, 'depends_on', i}
+  end
+  if not seen[p] then
+    seen[p] = true
+    parents[#parents + 1] = p
+  end
+end
+local pending = {}
+local failed = nil
+for i = 1, #parents do
+  local s = redis.call('HGET', jobs_key, parents[i])
+  if not s then
+    return {STATUS.NOT_FOUND, parents[i]}
+  end
+  local state = string.match(s, '^j3\n(%l+)\n')
+  if not state then
+    return bad_record(jobs_key, parents[i])
+  end
+  if state == 'dead' or state == 'cancelled' then
+    if policy == 'fail' and not failed then
+      failed = {parents[i], state}
+    end
+  elseif state ~= 'completed' then
+    pending[#pending + 1] = parents[i]
+  end
+end
+
+-- Write.
+local run_at = now + delay_ms
+if run_at_arg ~= '' then
+  run_at = tonumber(run_at_arg)
+end
+local seq = (tonumber(meta[2]) or 0) + 1
+local state, finished, ended, error_text = 'waiting', '', '', ''
+if failed then
+  state, finished, ended = 'cancelled', num(now), 'parent/' .. failed[1]
+  error_text = 'parent ' .. failed[1] .. ' ended ' .. failed[2]
+  redis.call('ZADD', cancelled_key, num(now), id)
+elseif #pending > 0 then
+  redis.call('ZADD', waiting_key, num(seq), id)
+  redis.call('HSET', deps_key, id, policy .. '\n' .. table.concat(pending, '\n'))
+  for i = 1, #pending do
+    redis.call('SADD', deps_prefix .. 'c/' .. pending[i], id)
+    redis.call('ZADD', parents_key, 'NX', num(now), pending[i])
+  end
+elseif run_at > now then
+  state = 'scheduled'
+  redis.call('ZADD', scheduled_key, num(run_at), id)
+else
+  state = 'ready'
+  redis.call('ZADD', ready_key, num((1000 - priority) * 4398046511104 + seq), id)
+end
+redis.call('HSET', jobs_key, id, 'j3\n' .. state .. '\n0\n\n\n\n\n' .. finished .. '\n' .. ended
+  .. '\n' .. lease_ms .. '\n\n' .. num(priority) .. '\n' .. num(max_attempts) .. '\n' .. num(now)
+  .. '\n' .. num(run_at) .. '\n' .. num(seq) .. '\n' .. name .. '\n' .. #error_text .. '\n0\n0\n'
+  .. error_text .. payload)
+-- The edges for `flow`, kept for flow_ttl_ms (inspection only: the release never reads them).
+local up = deps_prefix .. 'u/' .. id
+redis.call('SET', up, table.concat(parents, '\n'), 'PX', flow_ttl_ms)
+for i = 1, #parents do
+  local down = deps_prefix .. 'd/' .. parents[i]
+  redis.call('SADD', down, id)
+  redis.call('PEXPIRE', down, flow_ttl_ms)
+end
+local enqueued = num((tonumber(meta[3]) or 0) + 1)
+local is_new = 0
+if meta[1] then
+  redis.call('HSET', meta_key, 'seq', num(seq), 'enqueued', enqueued, 'deps', '1')
+else
+  is_new = 1
+  redis.call('HSET', meta_key, 'seq', num(seq), 'enqueued', enqueued, 'deps', '1',
+    'schema', SCHEMA_VERSION, 'lib_version', lib_version)
+end
+if state == 'ready' then
+  wake(wake_key)
+end
+return {STATUS.OK, now, 0, state, is_new}

@@ -1,0 +1,36 @@
+--- @include "lib/deps_settle"
+-- Housekeeping of dependencies (run by reap, so by every worker periodically): settles up to
+-- `limit` children of the parents on the todo list (those whose children were more than the
+-- ending transition's budget, and cascades of cancels), then checks up to `limit` parents of
+-- the watch set (dk.parents, score = last checked) that the transitions did not settle at
+-- once (a lease reaped to dead by a claim, a purge): an ended or missing parent is settled
+-- like its transition would have. Returns the children settled and the parents checked.
+local function deps_drain(dk, now, limit)
+  local settled = 0
+  local steps = 0
+  while settled < limit and steps < limit do
+    steps = steps + 1
+    local e = redis.call('LPOP', dk.todo)
+    if not e then
+      break
+    end
+    local outcome, parent = string.match(e, '^(%l+)\n(.+)$')
+    if outcome then
+      settled = settled + deps_settle(dk, parent, outcome, now, limit - settled)
+    end
+  end
+  local watch = redis.call('ZRANGE', dk.parents, 0, limit - 1)
+  for i = 1, #watch do
+    local p = watch[i]
+    local s = redis.call('HGET', dk.jobs, p)
+    local state = s and string.match(s, '^j3\n(%l+)\n')
+    if not s then
+      settled = settled + deps_settle(dk, p, 'deleted', now, limit)
+    elseif state == 'completed' or state == 'dead' or state == 'cancelled' then
+      settled = settled + deps_settle(dk, p, state, now, limit)
+    else
+      redis.call('ZADD', dk.parents, 'XX', num(now), p)
+    end
+  end
+  return settled, #watch
+end
