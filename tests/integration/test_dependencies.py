@@ -268,3 +268,28 @@ def test_a_queue_without_dependencies_writes_no_dependency_keys(
     with redisq.connect(url, prefix=prefix) as raw:
         assert raw.redis.hget(keys.meta, "deps") is None
         assert raw.redis.exists(keys.waiting, keys.deps, keys.deps_parents, keys.deps_todo) == 0
+
+
+@pytest.mark.cluster
+def test_dependencies_on_the_local_cluster(cluster_url: str, prefix: str) -> None:
+    # Every dependency key is under the queue's hash tag: each script runs in its slot.
+    with redisq.connect(cluster_url, prefix=prefix) as store:
+        for queue in ("c1", "c2", "c3"):
+            a = store.enqueue(queue, "a", id="a")
+            b = store.enqueue(queue, "b", id="b", depends_on=[a])
+            c = store.enqueue(queue, "c", id="c", depends_on=[a])
+            store.enqueue(queue, "d", id="d", depends_on=[b, c], on_parent_failure="continue")
+            store.enqueue(queue, "e", id="e", depends_on=["d"])
+        for queue in ("c1", "c2", "c3"):
+            order = []
+            while len(order) < 5:
+                (job,) = store.claim(queue, worker="w")
+                if job.id == "c" and queue == "c2":
+                    store.nack(job, dead=True)  # policy continue: d runs anyway
+                else:
+                    store.ack(job, job.id)
+                order.append(job.id)
+            assert order[0] == "a"
+            assert order[3:] == ["d", "e"]
+            assert store.counts(queue)[JobState.WAITING] == 0
+            assert set(store.flow(queue, "e").nodes) == {"a", "b", "c", "d", "e"}
