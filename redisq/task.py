@@ -82,6 +82,9 @@ class _CallOptions:
     priority: int | None = None
     max_attempts: int | None = None
     queue: str | None = None
+    #: Parents (Jobs, JobRefs or ids) and the failure policy (Store.enqueue).
+    depends_on: tuple[Any, ...] | None = None
+    on_parent_failure: str | None = None
 
     def merged(self, other: _CallOptions) -> _CallOptions:
         """Return these options with `other`'s given values on top."""
@@ -101,6 +104,8 @@ def _call_options(
     priority: Any = None,
     max_attempts: Any = None,
     queue: Any = None,
+    depends_on: Any = None,
+    on_parent_failure: Any = None,
 ) -> _CallOptions:
     if id is not None:
         check_id("id", id)
@@ -114,7 +119,27 @@ def _call_options(
     _optional_int("max_attempts", max_attempts, 1, MAX_ATTEMPTS)
     if queue is not None:
         check_name("queue", queue)
-    return _CallOptions(id, unique_key, delay_ms, run_at_ms, priority, max_attempts, queue)
+    parents: tuple[Any, ...] | None = None
+    if depends_on is not None:
+        if isinstance(depends_on, (list, tuple)):
+            parents = tuple(depends_on)
+        else:
+            parents = (depends_on,)
+    if on_parent_failure is not None and on_parent_failure not in ("fail", "continue", "ignore"):
+        raise InvalidArgument(
+            "on_parent_failure", "one of 'fail', 'continue', 'ignore'", on_parent_failure
+        )
+    return _CallOptions(
+        id,
+        unique_key,
+        delay_ms,
+        run_at_ms,
+        priority,
+        max_attempts,
+        queue,
+        parents,
+        on_parent_failure,
+    )
 
 
 def _context_parameter(fn: Callable[..., Any]) -> tuple[str | None, int | None]:
@@ -249,7 +274,7 @@ class _Enqueuer(Generic[P]):
     def _job_options(self, options: _CallOptions) -> tuple[str, dict[str, Any]]:
         t = self._task
         queue = options.queue or t.queue
-        return queue, {
+        out = {
             "id": options.id,
             "name": t.name,
             "priority": t.priority if options.priority is None else options.priority,
@@ -259,6 +284,11 @@ class _Enqueuer(Generic[P]):
             "lease_ms": t.lease_ms,
             "unique_key": options.unique_key,
         }
+        if options.depends_on is not None:
+            out["depends_on"] = list(options.depends_on)
+        if options.on_parent_failure is not None:
+            out["on_parent_failure"] = options.on_parent_failure
+        return queue, out
 
     def _batch(self, calls: Iterable[Any]) -> tuple[str, list[Any], dict[str, Any]]:
         """Check the calls of one enqueue_many: (queue, payloads, options shared by all).
@@ -303,6 +333,12 @@ class _Enqueuer(Generic[P]):
                     self._options if call_options is None else self._options.merged(call_options)
                 )
                 item_queue, o = self._job_options(merged)
+                if "depends_on" in o or "on_parent_failure" in o:
+                    raise InvalidArgument(
+                        f"calls[{i}].depends_on",
+                        "None in enqueue_many (enqueue the jobs with dependencies one by one)",
+                        o.get("depends_on"),
+                    )
             if queue is None:
                 queue = item_queue
             elif item_queue != queue:
@@ -443,6 +479,8 @@ class Task(_Enqueuer[P], Generic[P, R]):
         priority: int | None = None,
         max_attempts: int | None = None,
         queue: str | None = None,
+        depends_on: Sequence[Any] | None = None,
+        on_parent_failure: str | None = None,
     ) -> TaskOptions[P]:
         """Set options for the next enqueue: ``task.options(delay_ms=5000).enqueue(...)``.
 
@@ -454,13 +492,27 @@ class Task(_Enqueuer[P], Generic[P, R]):
             priority: overrides the task's priority.
             max_attempts: overrides the task's max_attempts.
             queue: overrides the task's queue.
+            depends_on: jobs (Jobs, JobRefs or ids, of the same queue) that must complete
+                before this one runs; it waits meanwhile (docs/workflows.md).
+            on_parent_failure: "fail" (default), "continue" or "ignore": what a parent that
+                ends dead, cancelled or deleted does to it (Store.enqueue).
 
         Raises:
             InvalidArgument: an option is out of range.
         """
         return TaskOptions(
             self,
-            _call_options(id, unique_key, delay_ms, run_at_ms, priority, max_attempts, queue),
+            _call_options(
+                id,
+                unique_key,
+                delay_ms,
+                run_at_ms,
+                priority,
+                max_attempts,
+                queue,
+                depends_on,
+                on_parent_failure,
+            ),
         )
 
     def _with_context(

@@ -293,3 +293,42 @@ def test_dependencies_on_the_local_cluster(cluster_url: str, prefix: str) -> Non
             assert order[3:] == ["d", "e"]
             assert store.counts(queue)[JobState.WAITING] == 0
             assert set(store.flow(queue, "e").nodes) == {"a", "b", "c", "d", "e"}
+
+
+def test_the_task_api_takes_depends_on(url: str, prefix: str) -> None:
+    import asyncio
+
+    app = redisq.App(url, prefix=prefix)
+
+    @app.task(queue=Q, name="step")
+    def step(n: int) -> int:
+        return n
+
+    try:
+        first = step.enqueue(1)
+        second = step.options(depends_on=[first]).enqueue(2)
+        third = step.options(depends_on=first, on_parent_failure="ignore").enqueue(3)
+
+        async def later() -> redisq.JobRef:
+            try:
+                return await step.options(depends_on=[second, third]).aenqueue(4)
+            finally:
+                await app.async_store.close()
+
+        fourth = asyncio.run(later())
+        assert [r.job.state for r in (first, second, third, fourth)] == [
+            JobState.READY,
+            JobState.WAITING,
+            JobState.WAITING,
+            JobState.WAITING,
+        ]
+        assert set(app.store.flow(Q, fourth.id).nodes[fourth.id].parents) == {
+            second.id,
+            third.id,
+        }
+        with pytest.raises(InvalidArgument, match="depends_on"):
+            step.options(depends_on=[first]).enqueue_many([((5,), {})])
+        with pytest.raises(InvalidArgument, match="on_parent_failure"):
+            step.options(on_parent_failure="never")
+    finally:
+        app.close()
