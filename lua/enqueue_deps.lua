@@ -7,7 +7,9 @@
   call before anything is written. An id that exists returns the stored job unchanged, so a
   re-sent call (client retry) never creates a second job or a second edge. The edges are also
   kept for flow_ttl_ms under prefix u/<child> (its parents) and d/<parent> (its children) for
-  `flow`. Bounded: at most 1000 parents.
+  `flow`. Parents in other queues were linked first (lua/deps_link.lua, in their queue): a
+  live one is waited for like a local one, unless its release came already (an early record
+  of lua/deps_deliver.lua). Bounded: at most 1000 parents.
   KEYS[1] meta         hash   schema, lib_version, seq, enqueued, deps (1 once a job waited)
   KEYS[2] ready        zset   job ids, score = ready_score(priority, seq)
   KEYS[3] scheduled    zset   job ids, score = due time (ms)
@@ -30,8 +32,11 @@
   ARGV[10] max_attempts int   attempts
   ARGV[11] lease_ms    int    '' = claim's
   ARGV[12] policy      str    fail | continue | ignore
-  ARGV[13] count       int    number of parents that follow (1 to 1000)
-  ARGV[14+] parents    list   parent job ids
+  ARGV[13] count       int    number of parents of this queue that follow (0 to 1000)
+  ARGV[14+] parents    list   parent job ids, then: the number of parents in other queues
+                             (0 to 1000, 1 to 1000 parents in all) and 2 values per such
+                             parent: its ref '<queue>\t<id>' and its state as lua/deps_link.lua
+                             found it (completed, dead, cancelled or live)
   Returns: {status, now_ms, 0 = created | 1 = existed, state or the stored record, new_queue}
   Status: OK, NOT_FOUND, WRONG_TYPE, SCHEMA_MISMATCH, BAD_ARGUMENT, BAD_RECORD
   Cost: O(p log N) for p parents
@@ -43,6 +48,7 @@
 --- @include "lib/bad_record"
 --- @include "lib/key_types"
 --- @include "lib/wake"
+--- @include "lib/deps_name"
 
 local meta_key = KEYS[1]
 local ready_key = KEYS[2]
@@ -71,7 +77,13 @@ local parents_at = 14
 
 if id == '' or not priority or not delay_ms or not max_attempts or not flow_ttl_ms
     or flow_ttl_ms < 1 or (policy ~= 'fail' and policy ~= 'continue' and policy ~= 'ignore')
-    or not count or count < 1 or count > 1000 or #ARGV ~= parents_at - 1 + count then
+    or not count or count < 0 or count > 1000 or #ARGV < parents_at + count then
+  return {STATUS.BAD_ARGUMENT, 'enqueue_deps'}
+end
+local far_at = parents_at + count + 1
+local far_count = tonumber(ARGV[far_at - 1])
+if not far_count or far_count < 0 or count + far_count < 1 or count + far_count > 1000
+    or #ARGV ~= far_at - 1 + 2 * far_count then
   return {STATUS.BAD_ARGUMENT, 'enqueue_deps'}
 end
 local now = now_ms(now_arg)
@@ -122,6 +134,28 @@ for i = 1, #parents do
   end
 end
 
+local early_key = deps_prefix .. 'early'
+local early_used = {}
+for i = 1, far_count do
+  local ref, state = ARGV[far_at + 2 * (i - 1)], ARGV[far_at + 2 * (i - 1) + 1]
+  -- Its release may have come between the link and this call (then the link said 'live'),
+  -- or before a retry of this enqueue whose first try died after its link.
+  local early = redis.call('HGET', early_key, id .. '\n' .. ref)
+  if early then
+    early_used[#early_used + 1] = id .. '\n' .. ref
+    if state == 'live' then
+      state = string.match(early, '^(%l+)')
+    end
+  end
+  if state == 'dead' or state == 'cancelled' or state == 'deleted' then
+    if policy == 'fail' and not failed then
+      failed = {ref, state}
+    end
+  elseif state ~= 'completed' then
+    pending[#pending + 1] = ref
+  end
+end
+
 -- Write.
 local run_at = now + delay_ms
 if run_at_arg ~= '' then
@@ -130,15 +164,17 @@ end
 local seq = (tonumber(meta[2]) or 0) + 1
 local state, finished, ended, error_text = 'waiting', '', '', ''
 if failed then
-  state, finished, ended = 'cancelled', num(now), 'parent/' .. failed[1]
-  error_text = 'parent ' .. failed[1] .. ' ended ' .. failed[2]
+  state, finished, ended = 'cancelled', num(now), 'parent/' .. deps_name(failed[1])
+  error_text = 'parent ' .. deps_name(failed[1]) .. ' ended ' .. failed[2]
   redis.call('ZADD', cancelled_key, num(now), id)
 elseif #pending > 0 then
   redis.call('ZADD', waiting_key, num(seq), id)
   redis.call('HSET', deps_key, id, policy .. '\n' .. table.concat(pending, '\n'))
   for i = 1, #pending do
-    redis.call('SADD', deps_prefix .. 'c/' .. pending[i], id)
-    redis.call('ZADD', parents_key, 'NX', num(now), pending[i])
+    if not string.find(pending[i], '\t', 1, true) then
+      redis.call('SADD', deps_prefix .. 'c/' .. pending[i], id)
+      redis.call('ZADD', parents_key, 'NX', num(now), pending[i])
+    end
   end
 elseif run_at > now then
   state = 'scheduled'
@@ -151,9 +187,14 @@ redis.call('HSET', jobs_key, id, 'j3\n' .. state .. '\n0\n\n\n\n\n' .. finished 
   .. '\n' .. lease_ms .. '\n\n' .. num(priority) .. '\n' .. num(max_attempts) .. '\n' .. num(now)
   .. '\n' .. num(run_at) .. '\n' .. num(seq) .. '\n' .. name .. '\n' .. #error_text .. '\n0\n0\n'
   .. error_text .. payload)
+if #early_used > 0 then
+  redis.call('HDEL', early_key, unpack(early_used))
+end
 -- The edges for `flow`, kept for flow_ttl_ms (inspection only: the release never reads them).
 local up = deps_prefix .. 'u/' .. id
-redis.call('SET', up, table.concat(parents, '\n'), 'PX', flow_ttl_ms)
+if #parents > 0 then
+  redis.call('SET', up, table.concat(parents, '\n'), 'PX', flow_ttl_ms)
+end
 for i = 1, #parents do
   local down = deps_prefix .. 'd/' .. parents[i]
   redis.call('SADD', down, id)

@@ -3,6 +3,7 @@
 --- @include "lib/rec_pack"
 --- @include "lib/rec_blobs"
 --- @include "lib/ready_score"
+--- @include "lib/deps_name"
 -- Tells waiting job `child` that its parent `parent` ended with `outcome` ('completed', 'dead',
 -- 'cancelled' or 'deleted'); dk holds the queue's keys (jobs, deps, waiting, ready, scheduled,
 -- cancelled, prefix). The child's record in dk.deps is '<policy>\n<parent>\n<parent>...', the
@@ -36,10 +37,11 @@ local function deps_apply(dk, child, parent, outcome, now)
     local t = s and rec_parse(s)
     if t then
       local _, result, progress, payload = rec_blobs(t)
-      rec_set_blobs(t, 'parent ' .. parent .. ' ended ' .. outcome, result, progress, payload)
+      local named = deps_name(parent)
+      rec_set_blobs(t, 'parent ' .. named .. ' ended ' .. outcome, result, progress, payload)
       t[F.STATE] = 'cancelled'
       t[F.FINISHED] = num(now)
-      t[F.ENDED] = 'parent/' .. parent
+      t[F.ENDED] = 'parent/' .. named
       redis.call('HSET', dk.jobs, child, rec_pack(t))
       redis.call('ZADD', dk.cancelled, num(now), child)
     end

@@ -5,6 +5,7 @@
 -- the watch set (dk.parents, score = last checked) that the transitions did not settle at
 -- once (a lease reaped to dead by a claim, a purge): an ended or missing parent is settled
 -- like its transition would have. Returns the children settled and the parents checked.
+-- Bounded: `limit` todo entries and children, `limit` watched parents, `limit` early records.
 local function deps_drain(dk, now, limit)
   local settled = 0
   local steps = 0
@@ -30,6 +31,18 @@ local function deps_drain(dk, now, limit)
       settled = settled + deps_settle(dk, p, state, now, limit)
     else
       redis.call('ZADD', dk.parents, 'XX', num(now), p)
+    end
+  end
+  -- Releases that came for a child that never appeared (its enqueue died between its two
+  -- steps, or it was deleted) are dropped after a day, a few at random per call.
+  local early = redis.call('HRANDFIELD', dk.early, limit, 'WITHVALUES')
+  if type(early) ~= 'table' then
+    early = {}  -- fakeredis answers nil for a missing key (Redis: an empty list)
+  end
+  for i = 1, #early, 2 do
+    local at = tonumber(string.match(early[i + 1], '\n(%d+)$'))
+    if not at or at < now - 86400000 then
+      redis.call('HDEL', dk.early, early[i])
     end
   end
   return settled, #watch

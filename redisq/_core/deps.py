@@ -26,12 +26,20 @@ from redisq._core.calls import (
 from redisq._core.codec import round_trip
 from redisq._core.records import parse_record
 from redisq._core.status import ScriptStatus
-from redisq._core.validate import check_id
+from redisq._core.validate import check_id, check_name
 from redisq._version import __version__
 from redisq.errors import DependencyCycle, DependencyNotFound, InvalidArgument, WrongKeyType
 from redisq.models import DAY_MS, Flow, FlowNode, Job
 
-__all__ = ["FLOW_TTL_MS", "MAX_PARENTS", "POLICIES", "enqueue_deps", "flow", "parent_ids"]
+__all__ = [
+    "FLOW_TTL_MS",
+    "MAX_PARENTS",
+    "POLICIES",
+    "deliver",
+    "enqueue_deps",
+    "flow",
+    "parent_ids",
+]
 
 #: What happens to a waiting job when a parent ends dead, cancelled or deleted.
 POLICIES = ("fail", "continue", "ignore")
@@ -43,8 +51,22 @@ FLOW_TTL_MS = 7 * DAY_MS
 MAX_FLOW_NODES = 1000
 
 
-def parent_ids(queue: str, depends_on: Any, child_id: str) -> list[str]:
-    """Validate `depends_on` (Jobs, JobRefs or ids of `queue`) into distinct parent ids."""
+#: A test seam: called with the name of a point between two steps of a release or an enqueue
+#: across queues ("linked", "read", "delivered"), so that a test can kill the process there.
+crash_point: Callable[[str], None] | None = None
+
+#: Outbox entries one delivery call handles.
+DELIVER_BATCH = 100
+
+
+def _crash(point: str) -> None:
+    if crash_point is not None:
+        crash_point(point)
+
+
+def parent_ids(queue: str, depends_on: Any, child_id: str) -> tuple[list[str], dict[str, list[str]]]:
+    """Validate `depends_on` (Jobs, JobRefs, ids of `queue`, or (queue, id) pairs) into the
+    distinct parent ids of `queue` and those of other queues (by queue)."""
     if isinstance(depends_on, (str, Job)) or hasattr(depends_on, "job"):
         depends_on = [depends_on]
     if not isinstance(depends_on, (list, tuple)) or not depends_on:
@@ -53,30 +75,37 @@ def parent_ids(queue: str, depends_on: Any, child_id: str) -> list[str]:
         raise InvalidArgument(
             "depends_on", f"at most {MAX_PARENTS} parents", f"{len(depends_on)} parents"
         )
-    out: list[str] = []
-    seen: set[str] = set()
+    local: list[str] = []
+    far: dict[str, list[str]] = {}
+    seen: set[tuple[str, str]] = set()
     for i, parent in enumerate(depends_on):
         field = f"depends_on[{i}]"
         if isinstance(parent, str):
-            pid = check_id(field, parent)
+            pqueue, pid = queue, check_id(field, parent)
+        elif (
+            isinstance(parent, tuple)
+            and len(parent) == 2
+            and all(isinstance(p, str) for p in parent)
+        ):
+            pqueue = check_name(f"{field}[0]", parent[0])
+            pid = check_id(f"{field}[1]", parent[1])
         else:
             job = getattr(parent, "job", parent)
             if not isinstance(job, Job):
-                raise InvalidArgument(field, "a Job, a JobRef or a job id", parent)
-            if job.queue != queue:
                 raise InvalidArgument(
-                    f"{field}.queue",
-                    f"{queue!r}, the queue of the job that depends on it (dependencies across"
-                    " queues are not supported yet: put both jobs in one queue)",
-                    job.queue,
+                    field, "a Job, a JobRef, a job id or a (queue, id) pair", parent
                 )
-            pid = job.id
-        if pid == child_id:
+            pqueue, pid = job.queue, job.id
+        if (pqueue, pid) == (queue, child_id):
             raise DependencyCycle(child_id, [child_id, child_id])
-        if pid not in seen:
-            seen.add(pid)
-            out.append(pid)
-    return out
+        if (pqueue, pid) in seen:
+            continue
+        seen.add((pqueue, pid))
+        if pqueue == queue:
+            local.append(pid)
+        else:
+            far.setdefault(pqueue, []).append(pid)
+    return local, far
 
 
 def check_policy(policy: Any) -> str:
@@ -116,8 +145,15 @@ def enqueue_deps(
         )
     check_policy(policy)
     jid = opts.id if opts.id is not None else os.urandom(16).hex()
-    parents = parent_ids(queue, depends_on, jid)
+    parents, far = parent_ids(queue, depends_on, jid)
     data, _ = round_trip("payload", payload, s.payload_limit, jid)
+    # Parents in other queues first (their slots): check them and record the child there.
+    far_args: list[str] = []
+    for pqueue in sorted(far):
+        states = yield _link(s, pqueue, far[pqueue], queue, jid)
+        for pid, state in zip(far[pqueue], states, strict=True):
+            far_args += (f"{pqueue}\t{pid}", state)
+        _crash("linked")
     if queue not in registered:
         yield [
             command(_registry_type(s), "TYPE", registry(s)),
@@ -153,7 +189,7 @@ def enqueue_deps(
         lease_ms=lease_ms,
         policy=policy,
         count=str(len(parents)),
-        parents=parents,
+        parents=[*parents, str(len(far_args) // 2), *far_args],
     )
     if isinstance(out, Job):
         return out
@@ -163,6 +199,69 @@ def enqueue_deps(
     if job is None:  # deleted at once by another client
         raise DependencyNotFound(queue, jid, jid)
     return job
+
+
+def _link(s: Settings, pqueue: str, pids: list[str], queue: str, jid: str) -> Call[list[str]]:
+    def parse(reply: Any) -> list[str]:
+        if reply[0] == ScriptStatus.NOT_FOUND:
+            raise DependencyNotFound(pqueue, decoded(reply[1]), jid)
+        check_reply(reply, pqueue)
+        return [decoded(v) for v in reply[1]]
+
+    return script_call(
+        "deps_link",
+        queue_keys(s.prefix, pqueue),
+        parse,
+        now_ms=s.now_arg(),
+        child=f"{queue}\n{jid}",
+        count=str(len(pids)),
+        parents=pids,
+    )
+
+
+def deliver(s: Settings, queue: str) -> Op[int]:
+    """Deliver the releases in `queue`'s outbox to the children's queues (another slot, maybe).
+
+    Each entry is delivered (lua/deps_deliver.lua, idempotent), then removed from the outbox:
+    a process that dies between the two leaves the entry, and the next delivery sends it again,
+    which changes nothing the second time. Returns the entries delivered.
+    """
+    keys = queue_keys(s.prefix, queue)
+    outbox = keys.deps_prefix + "outbox"
+    entries = yield command(_raw_list, "ZRANGE", outbox, 0, DELIVER_BATCH - 1)
+    by_queue: dict[str, list[str]] = {}
+    for entry in entries:
+        parts = entry.split("\n")
+        if len(parts) != 4:
+            continue
+        outcome, cqueue, child, parent = parts
+        by_queue.setdefault(cqueue, []).extend((child, f"{queue}\t{parent}", outcome))
+    _crash("read")
+    for cqueue in sorted(by_queue):
+        args = by_queue[cqueue]
+        yield script_call(
+            "deps_deliver",
+            queue_keys(s.prefix, cqueue),
+            _checked(cqueue),
+            now_ms=s.now_arg(),
+            count=str(len(args) // 3),
+            releases=args,
+        )
+    _crash("delivered")
+    if entries:
+        yield command(ok, "ZREM", outbox, *entries)
+    return len(entries)
+
+
+def _raw_list(reply: Any) -> list[str]:
+    return [decoded(v) for v in reply]
+
+
+def _checked(queue: str) -> Callable[[Any], Any]:
+    def parse(reply: Any) -> Any:
+        return check_reply(reply, queue)
+
+    return parse
 
 
 def _get(s: Settings, queue: str, jid: str) -> Call[Job | None]:
@@ -203,6 +302,8 @@ def flow(s: Settings, queue: str, job_id: str, limit: int = MAX_FLOW_NODES) -> O
             up[jid] = replies[2 * i]
             down[jid] = replies[2 * i + 1]
             for other in (*up[jid], *down[jid]):
+                if "\t" in other:
+                    continue  # a parent in another queue: the flow covers one queue
                 if other not in seen and len(seen) < limit:
                     seen.add(other)
                     nxt.append(other)

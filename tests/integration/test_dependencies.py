@@ -199,9 +199,10 @@ def test_missing_parents_and_cycles_are_refused_before_anything_is_written(clien
         client.enqueue(Q, 1, id="c", depends_on=["a"], on_parent_failure="maybe")
     with pytest.raises(InvalidArgument, match="depends_on"):
         client.enqueue(Q, 1, id="c", depends_on=[])
-    other = client.enqueue("elsewhere", 1)
-    with pytest.raises(InvalidArgument, match="across"):
-        client.enqueue(Q, 1, id="c", depends_on=[other])
+    with pytest.raises(InvalidArgument, match="depends_on"):
+        client.enqueue(Q, 1, id="c", depends_on=[3])
+    with pytest.raises(InvalidArgument, match="unique_key"):
+        client.enqueue(Q, 1, id="c", depends_on=["a"], unique_key="u")
     assert client.get(Q, "c") is None
     assert client.get(Q, "a2") is None
     assert client.counts(Q)[JobState.WAITING] == 0
