@@ -64,7 +64,9 @@ def _crash(point: str) -> None:
         crash_point(point)
 
 
-def parent_ids(queue: str, depends_on: Any, child_id: str) -> tuple[list[str], dict[str, list[str]]]:
+def parent_ids(
+    queue: str, depends_on: Any, child_id: str
+) -> tuple[list[str], dict[str, list[str]]]:
     """Validate `depends_on` (Jobs, JobRefs, ids of `queue`, or (queue, id) pairs) into the
     distinct parent ids of `queue` and those of other queues (by queue)."""
     if isinstance(depends_on, (str, Job)) or hasattr(depends_on, "job"):
@@ -317,5 +319,3 @@ def flow(s: Settings, queue: str, job_id: str, limit: int = MAX_FLOW_NODES) -> O
         children = [c for c in down.get(jid, []) if c in seen]
         nodes[jid] = FlowNode(jid, job, tuple(parents), tuple(children))
     return Flow(queue, job_id, nodes)
-
-
