@@ -121,10 +121,7 @@ def _call_options(
         check_name("queue", queue)
     parents: tuple[Any, ...] | None = None
     if depends_on is not None:
-        if isinstance(depends_on, (list, tuple)):
-            parents = tuple(depends_on)
-        else:
-            parents = (depends_on,)
+        parents = tuple(depends_on) if isinstance(depends_on, (list, tuple)) else (depends_on,)
     if on_parent_failure is not None and on_parent_failure not in ("fail", "continue", "ignore"):
         raise InvalidArgument(
             "on_parent_failure", "one of 'fail', 'continue', 'ignore'", on_parent_failure
@@ -274,7 +271,7 @@ class _Enqueuer(Generic[P]):
     def _job_options(self, options: _CallOptions) -> tuple[str, dict[str, Any]]:
         t = self._task
         queue = options.queue or t.queue
-        out = {
+        out: dict[str, Any] = {
             "id": options.id,
             "name": t.name,
             "priority": t.priority if options.priority is None else options.priority,

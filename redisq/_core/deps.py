@@ -8,7 +8,7 @@ edges kept for inspection (`flow`) live under the queue's ``deps:`` prefix for F
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 from redisq._core.calls import (

@@ -10,7 +10,6 @@ then removes it.
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
