@@ -195,9 +195,10 @@ class AsyncStore:
             max_attempts: claims allowed, counting the first run (1 to 1000).
             lease_ms: the job's own lease length, overriding the claim's.
             unique_key: a dedupe key, held while the job is ready, scheduled or leased.
-            depends_on: jobs (or ids) of the same queue that must complete first: the job
-                waits (JobState.WAITING) until the last of them completed, and is released
-                by that transition (docs/workflows.md). Not with unique_key.
+            depends_on: jobs that must complete first (Jobs, JobRefs, ids of this queue, or
+                (queue, id) pairs): the job waits (JobState.WAITING) until the last of them
+                completed, and is released by that transition, or for a parent in another
+                queue by that queue's next reap (docs/workflows.md). Not with unique_key.
             on_parent_failure: what a parent that ends dead, cancelled or deleted does to
                 the waiting job: "fail" cancels it (its last_error names the parent),
                 "continue" lets it run anyway, "ignore" drops the parent from its list.
