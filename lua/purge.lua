@@ -3,7 +3,8 @@
   entries, unique keys and stored results (those of records already trimmed expire on their
   own). Bounded (lib/caps): `limit` is at most CAPS.BATCH, and once the records read (for their
   unique keys) pass CAPS.READ_BYTES the call stops there (`more` = 1). The client calls it again
-  until it reports fewer than `limit` and no `more`.
+  until it reports fewer than `limit` and no `more`. The waiting children of purged jobs are
+  settled by the next reap (lib/deps_drain: a parent gone counts as 'deleted').
   KEYS[1] meta        hash   schema
   KEYS[2] ready       zset   job ids
   KEYS[3] scheduled   zset   job ids
@@ -14,7 +15,10 @@
   KEYS[8] unique      hash   unique key -> job id
   KEYS[9] jobs        hash   job id -> packed job record (lib/record)
   KEYS[10] result_prefix prefix stored results are result_prefix .. <id> (strings with a TTL)
-  ARGV[1] state       str    ready, scheduled, leased, completed, dead, cancelled; '' = all
+  KEYS[11] waiting    zset   job ids waiting for parents
+  KEYS[12] deps_prefix prefix dependency keys (lib/deps_keys): a purged waiting job's list
+  ARGV[1] state       str    ready, scheduled, leased, completed, dead, cancelled, waiting;
+                             '' = all
   ARGV[2] limit       int    most jobs deleted in this call (1 to CAPS.BATCH)
   Returns: {status, number deleted, more (1 = stopped for the read budget)}
   Status: OK, WRONG_TYPE, SCHEMA_MISMATCH, BAD_ARGUMENT
@@ -37,18 +41,20 @@ local cancelled_key = KEYS[7]
 local unique_key = KEYS[8]
 local jobs_key = KEYS[9]
 local result_prefix = KEYS[10]
+local waiting_key = KEYS[11]
+local deps_prefix = KEYS[12]
 local state = ARGV[1]
 local limit = tonumber(ARGV[2])
 
 local by_state = {ready = ready_key, scheduled = scheduled_key, leased = leased_key,
-  completed = done_key, dead = dead_key, cancelled = cancelled_key}
-local order = {'ready', 'scheduled', 'leased', 'completed', 'dead', 'cancelled'}
+  completed = done_key, dead = dead_key, cancelled = cancelled_key, waiting = waiting_key}
+local order = {'ready', 'scheduled', 'leased', 'completed', 'dead', 'cancelled', 'waiting'}
 if not limit or limit < 1 or limit > CAPS.BATCH or (state ~= '' and not by_state[state]) then
   return {STATUS.BAD_ARGUMENT, 'purge'}
 end
 local err = check_queue({meta_key, 'hash', ready_key, 'zset', scheduled_key, 'zset',
   leased_key, 'zset', done_key, 'zset', dead_key, 'zset', cancelled_key, 'zset',
-  unique_key, 'hash', jobs_key, 'hash'})
+  unique_key, 'hash', jobs_key, 'hash', waiting_key, 'zset'})
 if err then
   return err
 end
@@ -96,6 +102,9 @@ for i = 1, #sets do
     chunks({'HDEL', jobs_key}, ids)
     chunks({'ZREM', set_key}, ids)
     chunks({'DEL'}, results)
+    if set_key == waiting_key then
+      chunks({'HDEL', deps_prefix .. 'pending'}, ids)
+    end
   end
   removed = removed + #ids
 end

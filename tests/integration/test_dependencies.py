@@ -333,3 +333,31 @@ def test_the_task_api_takes_depends_on(url: str, prefix: str) -> None:
             step.options(on_parent_failure="never")
     finally:
         app.close()
+
+
+def test_purge_takes_waiting_jobs_and_their_children_are_settled(
+    client: Any, url: str, prefix: str
+) -> None:
+    client.enqueue(Q, "p", id="p")
+    client.enqueue(Q, "c", id="c", depends_on=["p"])
+    client.enqueue(Q, "d", id="d", depends_on=["c"])
+    assert client.purge(Q, JobState.WAITING) == 2
+    assert client.counts(Q)[JobState.WAITING] == 0
+    keys = QueueKeys.build(prefix, Q)
+    with redisq.connect(url, prefix=prefix) as raw:
+        assert raw.redis.hlen(keys.deps) == 0
+    # A purged parent counts as deleted for its children, at the next reap.
+    client.enqueue(Q, "e", id="e", depends_on=["p"])
+    client.enqueue(Q, "f", id="f", depends_on=["p"], on_parent_failure="continue")
+    assert client.purge(Q, JobState.READY) == 1
+    client.reap(Q)
+    assert _state(client, "e") is JobState.CANCELLED
+    assert client.get(Q, "e").last_error == "parent p ended deleted"
+    assert _state(client, "f") is JobState.READY
+
+
+def test_a_waiting_job_cannot_be_updated(client: Any) -> None:
+    client.enqueue(Q, "p", id="p")
+    client.enqueue(Q, "c", id="c", depends_on=["p"])
+    with pytest.raises(redisq.InvalidTransition):
+        client.update(Q, "c", priority=5)
