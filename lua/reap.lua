@@ -23,10 +23,10 @@
   ARGV[3] dead_keep   int    retention of the dead set: count
   ARGV[4] dead_age_ms int    retention of the dead set: age (0 = no age limit)
   ARGV[5] size_hint   int    the largest job record expected, in bytes (sizes the reads)
-  Returns: {status, reaped to ready, dead-lettered, promoted, more, outbox}; more = 1 when
+  Returns: {status, reaped to ready, dead-lettered, promoted, more[, outbox]}; more = 1 when
            expired leases or due jobs may be left (the limit or the byte budget was reached),
-           else 0; outbox = releases waiting to be delivered to other queues (the client
-           delivers them, lua/deps_deliver.lua)
+           else 0; outbox, only in a queue with dependencies = releases waiting to be
+           delivered to other queues (the client delivers them, lua/deps_deliver.lua)
   Status: OK, WRONG_TYPE, SCHEMA_MISMATCH, BAD_ARGUMENT
   Cost: O(limit log N), at most about 512 KiB of records moved
 ]]
@@ -80,11 +80,10 @@ add_totals(meta_key, 0, reaped, died)
 if reaped > 0 or promoted > 0 then
   wake(wake_key)
 end
-local outbox = 0
 if redis.call('HGET', meta_key, 'deps') == '1' then
   local dk = deps_keys(deps_prefix, jobs_key, waiting_key, ready_key, scheduled_key,
     cancelled_key, wake_key)
   deps_drain(dk, now, limit)
-  outbox = redis.call('ZCARD', dk.outbox)
+  return {STATUS.OK, reaped, died, promoted, left and 1 or 0, redis.call('ZCARD', dk.outbox)}
 end
-return {STATUS.OK, reaped, died, promoted, left and 1 or 0, outbox}
+return {STATUS.OK, reaped, died, promoted, left and 1 or 0}
