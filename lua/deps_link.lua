@@ -10,24 +10,30 @@
   KEYS[1] meta        hash   schema, deps (set to 1: the queue has dependencies)
   KEYS[2] jobs        hash   job id -> packed job record (lib/record)
   KEYS[3] deps_prefix prefix dependency keys (lib/deps_keys)
+  KEYS[4] done        zset   completed job ids (a parent's state, without reading its record)
+  KEYS[5] dead        zset   dead job ids (the same)
+  KEYS[6] cancelled   zset   cancelled job ids (the same)
   ARGV[1] now_ms      int    test clock override; '' = Redis TIME
   ARGV[2] child       str    '<child queue>\n<child id>'
   ARGV[3] count       int    number of parents that follow (1 to 1000)
   ARGV[4+] parents    list   parent job ids (of this queue)
   Returns: {status, {state of each parent: 'completed', 'dead', 'cancelled' or 'live'}}
-  Status: OK, NOT_FOUND, WRONG_TYPE, SCHEMA_MISMATCH, BAD_ARGUMENT, BAD_RECORD
-  Cost: O(p log N) for p parents
+  Status: OK, NOT_FOUND, WRONG_TYPE, SCHEMA_MISMATCH, BAD_ARGUMENT
+  Cost: O(p log N) for p parents (their records are not read: lib/deps_state)
 ]]
 --- @include "lib/status"
 --- @include "lib/now_ms"
 --- @include "lib/num"
 --- @include "lib/read_meta"
---- @include "lib/bad_record"
+--- @include "lib/deps_state"
 --- @include "lib/key_types"
 
 local meta_key = KEYS[1]
 local jobs_key = KEYS[2]
 local deps_prefix = KEYS[3]
+local done_key = KEYS[4]
+local dead_key = KEYS[5]
+local cancelled_key = KEYS[6]
 local now_arg = ARGV[1]
 local child = ARGV[2]
 local count = tonumber(ARGV[3])
@@ -42,23 +48,17 @@ local meta, err = read_meta(meta_key)
 if not meta then
   return err
 end
-local bad_key, bad_type = key_types({jobs_key, 'hash', deps_prefix .. 'parents', 'zset'})
+local bad_key, bad_type = key_types({jobs_key, 'hash', deps_prefix .. 'parents', 'zset',
+  done_key, 'zset', dead_key, 'zset', cancelled_key, 'zset'})
 if bad_key then
   return {STATUS.WRONG_TYPE, bad_key, bad_type}
 end
 local states = {}
 for i = 1, count do
   local p = ARGV[parents_at + i - 1]
-  local s = redis.call('HGET', jobs_key, p)
-  if not s then
-    return {STATUS.NOT_FOUND, p}
-  end
-  local state = string.match(s, '^j3\n(%l+)\n')
+  local state = deps_state(jobs_key, done_key, dead_key, cancelled_key, p)
   if not state then
-    return bad_record(jobs_key, p)
-  end
-  if state ~= 'completed' and state ~= 'dead' and state ~= 'cancelled' then
-    state = 'live'
+    return {STATUS.NOT_FOUND, p}
   end
   states[i] = state
 end

@@ -20,6 +20,8 @@
   KEYS[8] deps_parents zset   parents with waiting children, score = last checked (ms)
   KEYS[9] deps_prefix  prefix children sets c/<parent>; flow edges u/<child>, d/<parent>
   KEYS[10] wake        zset   signalled when the job is ready at once
+  KEYS[11] done        zset   completed job ids (a parent's state, without reading its record)
+  KEYS[12] dead        zset   dead job ids (the same)
   ARGV[1] now_ms       int    test clock override; '' = Redis TIME
   ARGV[2] lib_version  str    redisq version, recorded in meta on the first write
   ARGV[3] flow_ttl_ms  int    how long the flow edges are kept (ms)
@@ -38,17 +40,17 @@
                              parent: its ref '<queue>\t<id>' and its state as lua/deps_link.lua
                              found it (completed, dead, cancelled or live)
   Returns: {status, now_ms, 0 = created | 1 = existed, state or the stored record, new_queue}
-  Status: OK, NOT_FOUND, WRONG_TYPE, SCHEMA_MISMATCH, BAD_ARGUMENT, BAD_RECORD
-  Cost: O(p log N) for p parents
+  Status: OK, NOT_FOUND, WRONG_TYPE, SCHEMA_MISMATCH, BAD_ARGUMENT
+  Cost: O(p log N) for p parents (their records are not read: lib/deps_state)
 ]]
 --- @include "lib/status"
 --- @include "lib/now_ms"
 --- @include "lib/num"
 --- @include "lib/read_meta"
---- @include "lib/bad_record"
 --- @include "lib/key_types"
 --- @include "lib/wake"
 --- @include "lib/deps_name"
+--- @include "lib/deps_state"
 
 local meta_key = KEYS[1]
 local ready_key = KEYS[2]
@@ -60,6 +62,8 @@ local deps_key = KEYS[7]
 local parents_key = KEYS[8]
 local deps_prefix = KEYS[9]
 local wake_key = KEYS[10]
+local done_key = KEYS[11]
+local dead_key = KEYS[12]
 local now_arg = ARGV[1]
 local lib_version = ARGV[2]
 local flow_ttl_ms = tonumber(ARGV[3])
@@ -92,7 +96,8 @@ if not meta then
   return err
 end
 local bad_key, bad_type = key_types({jobs_key, 'hash', ready_key, 'zset', scheduled_key, 'zset',
-  waiting_key, 'zset', cancelled_key, 'zset', deps_key, 'hash', parents_key, 'zset'})
+  waiting_key, 'zset', cancelled_key, 'zset', deps_key, 'hash', parents_key, 'zset',
+  done_key, 'zset', dead_key, 'zset'})
 if bad_key then
   return {STATUS.WRONG_TYPE, bad_key, bad_type}
 end
@@ -117,13 +122,9 @@ end
 local pending = {}
 local failed = nil
 for i = 1, #parents do
-  local s = redis.call('HGET', jobs_key, parents[i])
-  if not s then
-    return {STATUS.NOT_FOUND, parents[i]}
-  end
-  local state = string.match(s, '^j3\n(%l+)\n')
+  local state = deps_state(jobs_key, done_key, dead_key, cancelled_key, parents[i])
   if not state then
-    return bad_record(jobs_key, parents[i])
+    return {STATUS.NOT_FOUND, parents[i]}
   end
   if state == 'dead' or state == 'cancelled' then
     if policy == 'fail' and not failed then

@@ -17,6 +17,7 @@
   KEYS[9] waiting     zset   job ids waiting for parents
   KEYS[10] cancelled  zset   job ids; children cancelled by policy 'fail'
   KEYS[11] deps_prefix prefix dependency keys (lib/deps_keys), used only when meta deps = 1
+  KEYS[12] done       zset   completed job ids (a watched parent's state, lib/deps_state)
   ARGV[1] now_ms      int    test clock override; '' = Redis TIME
   ARGV[2] limit       int    most leases reaped, and most scheduled jobs promoted (1 to
                              MAX_BATCH of lib/budget, 250)
@@ -51,6 +52,7 @@ local wake_key = KEYS[8]
 local waiting_key = KEYS[9]
 local cancelled_key = KEYS[10]
 local deps_prefix = KEYS[11]
+local done_key = KEYS[12]
 local now_arg = ARGV[1]
 local limit = tonumber(ARGV[2])
 local dead_keep = tonumber(ARGV[3])
@@ -83,6 +85,7 @@ end
 if redis.call('HGET', meta_key, 'deps') == '1' then
   local dk = deps_keys(deps_prefix, jobs_key, waiting_key, ready_key, scheduled_key,
     cancelled_key, wake_key)
+  dk.done, dk.dead = done_key, dead_key
   deps_drain(dk, now, limit)
   return {STATUS.OK, reaped, died, promoted, left and 1 or 0, redis.call('ZCARD', dk.outbox)}
 end

@@ -1,4 +1,6 @@
 --- @include "lib/deps_settle"
+--- @include "lib/deps_state"
+-- dk also holds done and dead (the sets of finished jobs) for lib/deps_state.
 -- Housekeeping of dependencies (run by reap, so by every worker periodically): settles up to
 -- `limit` children of the parents on the todo list (those whose children were more than the
 -- ending transition's budget, and cascades of cancels), then checks up to `limit` parents of
@@ -23,11 +25,10 @@ local function deps_drain(dk, now, limit)
   local watch = redis.call('ZRANGE', dk.parents, 0, limit - 1)
   for i = 1, #watch do
     local p = watch[i]
-    local s = redis.call('HGET', dk.jobs, p)
-    local state = s and string.match(s, '^j3\n(%l+)\n')
-    if not s then
+    local state = deps_state(dk.jobs, dk.done, dk.dead, dk.cancelled, p)
+    if not state then
       settled = settled + deps_settle(dk, p, 'deleted', now, limit)
-    elseif state == 'completed' or state == 'dead' or state == 'cancelled' then
+    elseif state ~= 'live' then
       settled = settled + deps_settle(dk, p, state, now, limit)
     else
       redis.call('ZADD', dk.parents, 'XX', num(now), p)
