@@ -481,13 +481,23 @@ class AsyncStore:
         self._transport.stop_waiting()
 
     async def totals(self, queue: str) -> dict[str, int]:
-        """Read a queue's monotonic counters: enqueued, completed, retried and dead.
+        """Read a queue's monotonic counters: enqueued, completed, retried, dead and expired.
 
         Unlike `counts`, which is capped by retention, these only grow (jobs created by
         enqueue; acknowledged; failed attempts sent back to ready or scheduled, by nack or
-        by an expired lease; dead-lettered), so the change between two reads gives rates.
+        by an expired lease; dead-lettered; cancelled because their `expires_ms` passed before
+        they started), so the change between two reads gives rates.
         """
         return await self._run(queries.totals(self.settings, queue))
+
+    async def expires_at(self, queue: str, id: str) -> int | None:
+        """Read when a waiting job expires (Redis time, ms), if it was enqueued with expires_ms.
+
+        Returns:
+            The expiry, while it still applies (the job waits unstarted); None when the job
+            has none, has started or finished, or does not exist.
+        """
+        return await self._run(queries.expires_at(self.settings, queue, id))
 
     async def ack(self, job: Job, result: Any = None, *, result_ttl_ms: int | None = None) -> Job:
         """Complete a leased job, storing `result` (msgpack) if given.
