@@ -45,7 +45,8 @@
            says when the next may start), else 0
   A candidate whose record does not parse goes to the dead set as it is (lib/quarantine).
   Jobs whose expiry passed before they started are cancelled first (lib/expire_due); while
-  such jobs are left beyond the batch, the call leases nothing (next_in_ms 0: claim again).
+  such jobs are left beyond the batch, the call leases nothing (next_in_ms 0, more = 1: the
+  client claims again, and each call sweeps another batch).
   Status: OK, PAUSED, WRONG_TYPE, SCHEMA_MISMATCH, BAD_ARGUMENT
   Cost: O((batch + count) log N), at most about 512 KiB of records moved (or one record)
 ]]
@@ -149,7 +150,7 @@ end
 add_totals(meta_key, 0, reaped, died)
 if expired_left then
   -- Expired jobs may still wait among the ready ones: lease none of them now.
-  return {STATUS.OK, now, 0, 0}
+  return {STATUS.OK, now, 0, 1}
 end
 
 if meta[2] == '1' then

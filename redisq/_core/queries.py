@@ -79,7 +79,9 @@ def expires_at(s: Settings, queue: str, job_id: str) -> Op[int | None]:
     if not isinstance(record, bytes):
         return None
     parts = record.split(b"\n", 17)
-    if len(parts) < 17 or parts[0] != b"j3":
+    if len(parts) < 17 or parts[0] != b"j3" or parts[2] != b"0":
+        return None  # not a record, or the job has started: its expiry no longer applies
+    if parts[1] not in (b"ready", b"scheduled"):
         return None
     score = yield command(ok, "ZSCORE", keys.expiring, b"%s/%s" % (parts[15], job_id.encode()))
     return None if score is None else int(float(score))
