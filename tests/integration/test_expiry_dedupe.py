@@ -93,7 +93,8 @@ def test_claim_and_ack_never_completes_an_expired_job(client: Any, clock: TestCl
     on_time = client.enqueue(Q, 2)
     clock.advance(100)
     done = client.claim_and_ack(Q)
-    assert done is not None and done.id == on_time.id
+    assert done is not None
+    assert done.id == on_time.id
     assert client.get(Q, late.id).state is JobState.CANCELLED
 
 
@@ -179,7 +180,8 @@ def test_throttle_ignores_repeats_even_after_the_job_completed(
     # And once the window has passed, a repeat makes a new job
     clock.advance(30_000)
     later = client.enqueue(Q, 3, unique_key="report", throttle_ms=60_000)
-    assert later.id != first.id and later.state is JobState.READY
+    assert later.id != first.id
+    assert later.state is JobState.READY
     assert client.totals(Q)["enqueued"] == 2
 
 
@@ -205,7 +207,8 @@ def test_debounce_replaces_the_payload_and_pushes_the_due_time_back(
 ) -> None:
     # Given a debounced job, waiting 1 s
     first = client.enqueue(Q, {"v": 1}, unique_key="save:7", debounce_ms=1_000)
-    assert first.state is JobState.SCHEDULED and first.run_at_ms == clock.now_ms + 1_000
+    assert first.state is JobState.SCHEDULED
+    assert first.run_at_ms == clock.now_ms + 1_000
 
     # When it is repeated twice while it waits
     clock.advance(800)
@@ -247,7 +250,8 @@ def test_a_repeat_after_the_job_started_makes_a_new_job(client: Any, clock: Test
     second = client.enqueue(Q, 2, unique_key="k", debounce_ms=100)
 
     # Then a new job waits, and the running one finishing does not free its key
-    assert second.id != first.id and second.state is JobState.SCHEDULED
+    assert second.id != first.id
+    assert second.state is JobState.SCHEDULED
     client.ack(running)
     third = client.enqueue(Q, 3, unique_key="k", debounce_ms=100)
     assert (third.id, third.payload) == (second.id, 3)
