@@ -350,3 +350,34 @@ def test_task_options_carry_the_flow_options(url: str, prefix: str, clock: TestC
         save.options(throttle_ms=0)
     assert caught.value.field == "throttle_ms"
     app.close()
+
+
+# ------------------------------------------------------------------------------------ cluster
+
+
+@pytest.mark.cluster
+def test_expiry_and_windows_on_a_cluster_live_in_their_queue_slot(
+    cluster_url: str, prefix: str
+) -> None:
+    clock = TestClock()
+    store = redisq.connect(cluster_url, prefix=prefix, clock=clock)
+    try:
+        queues = [f"xq{i}" for i in range(6)]  # spread over the masters
+        for q in queues:
+            store.enqueue_many(q, list(range(5)))
+            store.enqueue(q, "late", id="late", expires_ms=100)
+            store.enqueue(q, 1, unique_key="t", throttle_ms=10_000)
+            store.enqueue(q, 1, unique_key="d", debounce_ms=500)
+        clock.advance(100)
+        for q in queues:
+            assert len(store.claim(q, worker="w", count=1)) == 1
+            late = store.get(q, "late")
+            assert late is not None
+            assert (late.state, late.last_error) == (JobState.CANCELLED, "expired")
+            again = store.enqueue(q, 2, unique_key="t", throttle_ms=10_000)
+            assert again.payload == 1
+            pushed = store.enqueue(q, 2, unique_key="d", debounce_ms=500)
+            assert (pushed.payload, pushed.run_at_ms) == (2, clock.now_ms + 500)
+            assert store.totals(q)["expired"] == 1
+    finally:
+        store.close()
