@@ -267,6 +267,38 @@ def test_the_repeats_expiry_replaces_the_debounced_jobs(client: Any, clock: Test
     assert (leased.id, leased.payload) == (first.id, 2)
 
 
+# ------------------------------------------------------------------------- keys of other types
+
+
+def test_an_expiring_key_of_another_type_is_refused_before_any_write(
+    client: Any, raw: Any, prefix: str
+) -> None:
+    # Given a queue whose expiring key holds a string
+    client.enqueue(Q, "seed", id="seed")
+    raw.set(_key(raw, prefix, "expiring"), "not a zset")
+
+    # Then an enqueue with an expiry, and a claim, refuse it and write nothing
+    with pytest.raises(redisq.WrongKeyType):
+        client.enqueue(Q, 1, id="e", expires_ms=100)
+    assert client.get(Q, "e") is None
+    with pytest.raises(redisq.WrongKeyType):
+        client.claim(Q, worker="w")
+    assert client.get(Q, "seed").state is JobState.READY
+    # A plain enqueue does not touch it
+    assert client.enqueue(Q, 2, id="plain").state is JobState.READY
+
+
+def test_a_window_key_of_another_type_is_refused_before_any_write(
+    client: Any, raw: Any, prefix: str
+) -> None:
+    client.enqueue(Q, "seed")
+    raw.hset(_key(raw, prefix, "window:k"), "a", "b")
+    with pytest.raises(redisq.WrongKeyType):
+        client.enqueue(Q, 1, id="t", unique_key="k", throttle_ms=100)
+    assert client.get(Q, "t") is None
+    assert client.counts(Q)[JobState.READY] == 1
+
+
 # --------------------------------------------------------------------------------- validation
 
 
