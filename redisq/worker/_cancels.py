@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import random
 import threading
+import time
 from collections.abc import Callable, Sequence
 
 from redisq._sync.store import Store
@@ -87,9 +88,14 @@ class CancelWatch:
             self._store.stop_waiting()
 
     def join(self, timeout: float) -> None:
-        """Wait for the threads (at most `timeout` each), then close the store."""
+        """Wait for the threads (at most `timeout` in all), then close the store.
+
+        On Redis Cluster a read under way cannot be cut short (it would end at its own
+        timeout, up to a minute): closing the store ends it, and the daemon threads go.
+        """
+        deadline = time.monotonic() + timeout
         for thread in self._threads:
-            thread.join(timeout)
+            thread.join(max(0.0, deadline - time.monotonic()))
         if self._store is not None:
             self._store.close()
 

@@ -225,7 +225,7 @@ class Keeper:
         """Wait for the thread to end."""
         self._thread.join(timeout)
         if self._watch is not None:
-            self._watch.join(1.0 if timeout is None else timeout)
+            self._watch.join(min(1.0, 1.0 if timeout is None else timeout))
 
     # ----------------------------------------------------------------------- the heaps
 
