@@ -23,7 +23,6 @@ import asyncio
 import statistics
 import threading
 import time
-from typing import Any
 
 import redis
 from _common import (
@@ -97,7 +96,9 @@ def latency(url: str, pool: str, kind: str, samples: int, lease_ms: int) -> list
         try:
             # Cancelled at the sleep where the worker cancels tasks; else the flag is seen
             # within a millisecond of being set.
-            while not ctx.cancelled:
+            while True:  # a threading.Event behind the flag: polled, not awaited
+                if ctx.cancelled:
+                    break
                 await asyncio.sleep(0.001)
             noticed.append(time.monotonic())
         except asyncio.CancelledError:

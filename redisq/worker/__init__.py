@@ -45,11 +45,12 @@ from redisq._sync.store import Store
 from redisq.app import App
 from redisq.errors import ConfigurationError, InvalidArgument
 from redisq.models import Job
+from redisq.worker._cancels import watch_store
 from redisq.worker._executors import AsyncExecutor, Executor, ThreadExecutor
 from redisq.worker._fetcher import Fetcher
 from redisq.worker._handlers import Runner
 from redisq.worker._keeper import Keeper
-from redisq.worker._schedules import Drivers, driver_store, start_drivers
+from redisq.worker._schedules import Drivers, start_drivers
 from redisq.worker._settler import Settler
 from redisq.worker._sizing import MAX_BUFFER
 from redisq.worker._state import Entry, Outcome, State
@@ -300,7 +301,7 @@ class _Runtime:
             self.runner.backoff_ms,
             f"{name}-keeper",
             # Its own store: one blocking read a minute (see _cancels.py).
-            lambda: driver_store(worker.app.url, worker.app.prefix, worker.app.connect_options),
+            lambda: watch_store(worker.app.url, worker.app.prefix, worker.app.connect_options),
         )
         self.fetcher = Fetcher(
             store,

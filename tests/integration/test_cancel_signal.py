@@ -357,6 +357,12 @@ def test_on_a_cluster_a_cancel_reaches_the_handler_on_any_queue(
             assert time.monotonic() - started < NOTICE_S
             wait_for(lambda: worker.metrics.cancelled == 3)
             assert worker.metrics.refused == 0
+        # And the watch's threads end with the worker (a read under way on a cluster cannot
+        # be unblocked: closing the watch's store ends it, and it is not retried)
+        watching = [
+            t for t in threading.enumerate() if worker.name in t.name and "cancels" in t.name
+        ]
+        wait_for(lambda: not any(t.is_alive() for t in watching), timeout=5)
         for queue in queues:
             job = app.store.get(queue, refs[queue].id)
             assert job is not None
