@@ -72,6 +72,8 @@ class QueueKeys:
     unique: str
     jobs: str
     wake: str
+    #: Cancels of leased jobs (a capped stream the holders' workers block on).
+    cancels: str
     memo_prefix: str
     lock_prefix: str
     result_prefix: str
@@ -86,6 +88,10 @@ class QueueKeys:
     deps_parents: str
     deps_todo: str
     deps_prefix: str
+    #: Expiry and dedupe windows (docs/expiry_dedupe.md): '<seq>/<id>' of jobs enqueued with
+    #: expires_ms scored by their expiry; throttle windows are window_prefix .. <unique key>.
+    expiring: str
+    window_prefix: str
 
     @classmethod
     def build(cls, prefix: str, queue: str) -> QueueKeys:
@@ -105,6 +111,7 @@ class QueueKeys:
             unique=f"{tag}:unique",
             jobs=f"{tag}:jobs",
             wake=f"{tag}:wake",
+            cancels=f"{tag}:cancels",
             memo_prefix=f"{tag}:claim:",
             lock_prefix=f"{tag}:lock:",
             result_prefix=f"{tag}:result:",
@@ -116,6 +123,8 @@ class QueueKeys:
             deps_parents=f"{tag}:deps:parents",
             deps_todo=f"{tag}:deps:todo",
             deps_prefix=f"{tag}:deps:",
+            expiring=f"{tag}:expiring",
+            window_prefix=f"{tag}:window:",
         )
 
 

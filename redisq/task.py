@@ -85,6 +85,9 @@ class _CallOptions:
     #: Parents (Jobs, JobRefs or ids) and the failure policy (Store.enqueue).
     depends_on: tuple[Any, ...] | None = None
     on_parent_failure: str | None = None
+    expires_ms: int | None = None
+    throttle_ms: int | None = None
+    debounce_ms: int | None = None
 
     def merged(self, other: _CallOptions) -> _CallOptions:
         """Return these options with `other`'s given values on top."""
@@ -106,6 +109,9 @@ def _call_options(
     queue: Any = None,
     depends_on: Any = None,
     on_parent_failure: Any = None,
+    expires_ms: Any = None,
+    throttle_ms: Any = None,
+    debounce_ms: Any = None,
 ) -> _CallOptions:
     if id is not None:
         check_id("id", id)
@@ -126,6 +132,11 @@ def _call_options(
         raise InvalidArgument(
             "on_parent_failure", "one of 'fail', 'continue', 'ignore'", on_parent_failure
         )
+    # Each alone here; how they combine (a unique key, not both windows) is checked at enqueue,
+    # where the options of the task and of each call are merged.
+    _optional_int("expires_ms", expires_ms, 1, MAX_DELAY_MS)
+    _optional_int("throttle_ms", throttle_ms, 1, MAX_DELAY_MS)
+    _optional_int("debounce_ms", debounce_ms, 1, MAX_DELAY_MS)
     return _CallOptions(
         id,
         unique_key,
@@ -136,6 +147,9 @@ def _call_options(
         queue,
         parents,
         on_parent_failure,
+        expires_ms,
+        throttle_ms,
+        debounce_ms,
     )
 
 
@@ -280,6 +294,9 @@ class _Enqueuer(Generic[P]):
             "max_attempts": options.max_attempts or t.max_attempts,
             "lease_ms": t.lease_ms,
             "unique_key": options.unique_key,
+            "expires_ms": options.expires_ms,
+            "throttle_ms": options.throttle_ms,
+            "debounce_ms": options.debounce_ms,
         }
         if options.depends_on is not None:
             out["depends_on"] = list(options.depends_on)
@@ -478,6 +495,9 @@ class Task(_Enqueuer[P], Generic[P, R]):
         queue: str | None = None,
         depends_on: Sequence[Any] | None = None,
         on_parent_failure: str | None = None,
+        expires_ms: int | None = None,
+        throttle_ms: int | None = None,
+        debounce_ms: int | None = None,
     ) -> TaskOptions[P]:
         """Set options for the next enqueue: ``task.options(delay_ms=5000).enqueue(...)``.
 
@@ -489,10 +509,16 @@ class Task(_Enqueuer[P], Generic[P, R]):
             priority: overrides the task's priority.
             max_attempts: overrides the task's max_attempts.
             queue: overrides the task's queue.
-            depends_on: jobs (Jobs, JobRefs or ids, of the same queue) that must complete
-                before this one runs; it waits meanwhile (docs/workflows.md).
+            depends_on: jobs (Jobs, JobRefs, ids of its queue, or (queue, id) pairs) that
+                must complete before this one runs; it waits meanwhile (docs/workflows.md).
             on_parent_failure: "fail" (default), "continue" or "ignore": what a parent that
                 ends dead, cancelled or deleted does to it (Store.enqueue).
+            expires_ms: cancel the job (last_error "expired") if it has not started within
+                this many ms.
+            throttle_ms: with unique_key: repeats within this many ms of this enqueue return
+                this job, even after it finished.
+            debounce_ms: with unique_key: the job waits this long; a repeat while it waits
+                replaces its arguments and waits debounce_ms from then.
 
         Raises:
             InvalidArgument: an option is out of range.
@@ -509,6 +535,9 @@ class Task(_Enqueuer[P], Generic[P, R]):
                 queue,
                 depends_on,
                 on_parent_failure,
+                expires_ms,
+                throttle_ms,
+                debounce_ms,
             ),
         )
 

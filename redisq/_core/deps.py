@@ -47,6 +47,10 @@ POLICIES = ("fail", "continue", "ignore")
 MAX_PARENTS = 1000
 #: How long the edges `flow` reads are kept after the child's enqueue.
 FLOW_TTL_MS = 7 * DAY_MS
+#: The options of enqueue that a job with dependencies takes (besides depends_on).
+_PLAIN = frozenset(
+    {"id", "name", "priority", "delay_ms", "run_at_ms", "max_attempts", "lease_ms", "unique_key"}
+)
 #: Most jobs one `flow` call reads.
 MAX_FLOW_NODES = 1000
 
@@ -140,11 +144,12 @@ def enqueue_deps(
     from redisq._core.enqueue import _options  # the one validation of enqueue's options
 
     keys = queue_keys(s.prefix, queue)
-    opts = _options(options, "")
-    if opts.unique_key:
-        raise InvalidArgument(
-            "unique_key", "None when depends_on is given (not supported together yet)", opts
-        )
+    for name in ("unique_key", "expires_ms", "throttle_ms", "debounce_ms"):
+        if options.get(name) is not None:
+            raise InvalidArgument(
+                name, "None when depends_on is given (not supported together yet)", options[name]
+            )
+    opts = _options({k: v for k, v in options.items() if k in _PLAIN}, "")
     check_policy(policy)
     jid = opts.id if opts.id is not None else os.urandom(16).hex()
     parents, far = parent_ids(queue, depends_on, jid)

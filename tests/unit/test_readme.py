@@ -46,6 +46,8 @@ def test_the_readme_has_its_snippets() -> None:
         "Periodic schedules",
         "Workflows: dependencies",
         "Rate limits",
+        "Expiry",
+        "Dedupe windows",
     ]
 
 
@@ -92,6 +94,14 @@ def test_each_python_snippet_runs_as_written(section: str, code: str, tmp_path: 
             "|-- parse [completed] -> 'parse done'",
             "|   `-- report [completed] -> 'report done' *",
             "`-- report [completed] -> 'report done' * (see above)",
+        ]
+    elif section == "Expiry":
+        # The backlog ran; the job behind it expired unclaimed and was counted.
+        assert done.stdout.splitlines() == ["100", "['a', 'b', 'c']", "cancelled expired 1"]
+    elif section == "Dedupe windows":
+        assert done.stdout.splitlines() == [
+            "True completed {'day': 1}",
+            "True scheduled {'rev': 2}",
         ]
     else:
         assert done.stdout.strip() == "{'day': 1}"
