@@ -49,6 +49,7 @@ from redisq.worker._executors import AsyncExecutor, Executor, ThreadExecutor
 from redisq.worker._fetcher import Fetcher
 from redisq.worker._handlers import Runner
 from redisq.worker._keeper import Keeper
+from redisq.worker._registry import Heartbeat
 from redisq.worker._schedules import Drivers, start_drivers
 from redisq.worker._settler import Settler
 from redisq.worker._sizing import MAX_BUFFER
@@ -107,6 +108,10 @@ class Worker:
         schedules: drive the periodic schedules of the worker's queues (store the app's
             declared ones at start, enqueue due ticks: see docs/schedules.md); False when a
             separate `redisq scheduler` does it.
+        registry_ttl_ms: the TTL of the worker's record in the worker registry
+            (`Store.workers`, ``redisq workers``), rewritten every third of it: a worker
+            killed without a word drops out of the list after at most this long (30 s;
+            1,000 to 86,400,000). 0 keeps the worker out of the registry.
 
     Raises:
         InvalidArgument: an option is out of range.
@@ -129,6 +134,7 @@ class Worker:
         idle_wait_ms: int = 5_000,
         handle_signals: bool = True,
         schedules: bool = True,
+        registry_ttl_ms: int = 30_000,
     ) -> None:
         if not isinstance(app, App):
             raise InvalidArgument("app", "a redisq.App", app)
@@ -187,6 +193,9 @@ class Worker:
         if not isinstance(schedules, bool):
             raise InvalidArgument("schedules", "a bool", schedules)
         self.schedules = schedules
+        if registry_ttl_ms != 0:
+            check_int("registry_ttl_ms", registry_ttl_ms, 1_000, 24 * 60 * 60 * 1000)
+        self.registry_ttl_ms = registry_ttl_ms
         self.metrics = WorkerMetrics()
         self._stop = threading.Event()
         self._hurry = threading.Event()
@@ -317,11 +326,26 @@ class _Runtime:
             executor.fetch = self.fetcher.work
         self._name = name
         self.drivers: Drivers | None = None
+        self.heartbeat: Heartbeat | None = None
+        if worker.registry_ttl_ms:
+            self.heartbeat = Heartbeat(
+                store,
+                self.state,
+                self.metrics,
+                worker.name,
+                worker.queues,
+                worker.concurrency,
+                worker.pool,
+                worker.registry_ttl_ms,
+                f"{name}-heartbeat",
+            )
 
     def start(self) -> None:
         self.settler.start()
         self.keeper.start()
         self.fetcher.start()
+        if self.heartbeat is not None:
+            self.heartbeat.start()
         worker = self.worker
         if worker.schedules:
             app = worker.app
@@ -395,6 +419,8 @@ class _Runtime:
             state.wait_settled(_HURRIED_FLUSH_S)
         self.settler.close(_HURRIED_FLUSH_S)
         self.keeper.stop()
+        if self.heartbeat is not None:
+            self.heartbeat.stop(2.0)
         self.keeper.join(5)
         if self.drivers is not None:
             self.drivers.join(5)
