@@ -105,6 +105,3 @@ def _info(name: str, expires: int, record: Any) -> WorkerInfo:
         jobs=tuple(str(j) for j in r["jobs"]),
         counters={str(k): int(v) for k, v in dict(r["counters"]).items()},
     )
-
-
-

@@ -26,7 +26,7 @@ from typing import Any
 from redisq._sync.store import Store
 from redisq._version import __version__
 from redisq.worker._state import State
-from redisq.worker._support import Episode, WorkerMetrics, logger
+from redisq.worker._support import Episode, WorkerMetrics
 
 __all__ = ["Heartbeat"]
 
