@@ -164,14 +164,16 @@ def test_a_before_job_error_fails_the_attempt_not_the_worker(
         runs.append(x)
 
     # When a job runs
-    with caplog.at_level(logging.ERROR, logger="redisq.worker"):
-        with running(make_worker(app, pool=pool)) as worker:
-            ref = work.enqueue(1)
-            job = wait_job(app, ref, state=JobState.COMPLETED)
-            wait_for(lambda: worker.metrics.completed == 1)
-            # and the worker goes on with other jobs
-            second = work.enqueue(2)
-            wait_job(app, second, state=JobState.COMPLETED)
+    with (
+        caplog.at_level(logging.ERROR, logger="redisq.worker"),
+        running(make_worker(app, pool=pool)) as worker,
+    ):
+        ref = work.enqueue(1)
+        job = wait_job(app, ref, state=JobState.COMPLETED)
+        wait_for(lambda: worker.metrics.completed == 1)
+        # and the worker goes on with other jobs
+        second = work.enqueue(2)
+        wait_job(app, second, state=JobState.COMPLETED)
     # Then the first attempt failed with the hook's error (the handler did not run), the
     # second completed; the outer layer's after_job saw both; the error names the job
     assert runs == [1, 2]
@@ -262,11 +264,13 @@ def test_errors_in_on_retry_and_on_dead_are_logged_and_the_job_moves_on(
     def work() -> None:
         raise ValueError("no")
 
-    with caplog.at_level(logging.ERROR, logger="redisq.worker"):
-        with running(make_worker(app, pool=pool)) as worker:
-            ref = work.enqueue()
-            job = wait_job(app, ref, state=JobState.DEAD)
-            wait_for(lambda: worker.metrics.dead == 1)
+    with (
+        caplog.at_level(logging.ERROR, logger="redisq.worker"),
+        running(make_worker(app, pool=pool)) as worker,
+    ):
+        ref = work.enqueue()
+        job = wait_job(app, ref, state=JobState.DEAD)
+        wait_for(lambda: worker.metrics.dead == 1)
     assert job.attempts == 2
     messages = [r.getMessage() for r in caplog.records]
     assert any("on_retry hook" in m and ref.id in m for m in messages)
