@@ -81,8 +81,8 @@ class Heartbeat:
         self._failing = Episode(
             f"writing worker {name!r}'s heartbeat to the worker registry failed",
             "the worker registry takes heartbeats again",
-            first_s=1.0,
-            cap_s=60.0,
+            first_s=ttl_ms / 3000,  # (tried again at each beat)
+            cap_s=ttl_ms / 3000,
             note="the worker goes on working; `redisq workers` may not list it meanwhile",
         )
 
