@@ -45,6 +45,8 @@ def test_the_readme_has_its_snippets() -> None:
         "Tasks and workers",
         "Periodic schedules",
         "Rate limits",
+        "Hooks and middleware",
+        "Worker registry",
     ]
 
 
@@ -80,6 +82,20 @@ def test_each_python_snippet_runs_as_written(section: str, code: str, tmp_path: 
         # 11 starts (one job ran twice) at 20/s, one after a 300 ms hold: over 0.7 s; the
         # limited run did not count.
         assert done.stdout.splitlines() == ["11 True", "1"]
+    elif section == "Hooks and middleware":
+        # The first attempt failed and was retried (after_job inner to on_retry), the second
+        # completed: each hook once per attempt, in order.
+        assert done.stdout.splitlines() == [
+            "42",
+            "start fetch #1",
+            "end retry",
+            "retry: ConnectionError('flaky')",
+            "start fetch #2",
+            "end completed",
+        ]
+    elif section == "Worker registry":
+        # Listed while it ran, gone at once after a clean stop.
+        assert done.stdout.splitlines() == ["mail-1 ('emails',) 4 0", "[]"]
     else:
         assert done.stdout.strip() == "{'day': 1}"
 
