@@ -574,3 +574,27 @@ def test_a_stop_while_a_hook_runs_releases_the_job(app: redisq.App) -> None:
     job = wait_job(app, ref, state=JobState.READY)
     assert job.attempts == 0
     assert not thread.is_alive()
+
+
+@pytest.mark.cluster
+def test_hooks_run_on_a_cluster(cluster_url: str, prefix: str) -> None:
+    events: list[tuple[Any, ...]] = []
+    app = redisq.App(cluster_url, prefix=prefix, middleware=[Recorder("m", events)])
+
+    @app.task(queue="q", store_result=True)
+    def work() -> int:
+        return 3
+
+    try:
+        # (schedules=False: see test_registry's cluster test)
+        with running(make_worker(app, schedules=False)):
+            assert work.enqueue().result(timeout=10) == 3
+            wait_for(lambda: ("after", "m", "completed") in events)
+    finally:
+        app.close()
+    assert events == [
+        ("start", "m"),
+        ("before", "m", 1),
+        ("after", "m", "completed"),
+        ("stop", "m"),
+    ]

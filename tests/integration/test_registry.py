@@ -345,3 +345,29 @@ def test_a_worker_whose_registry_master_is_down_keeps_working_and_warns_once(
             registry_node.start()
         cluster.wait_ok()
         delete_prefix(cluster.cluster_url, prefix)
+
+
+def test_a_heartbeat_sent_twice_leaves_one_record(store: redisq.Store, prefix: str) -> None:
+    # redis-py re-sends a command after a timeout: each registry write is idempotent
+    record = {
+        "host": "h",
+        "pid": 1,
+        "version": "v",
+        "queues": ["q"],
+        "concurrency": 1,
+        "pool": "thread",
+        "started_at_ms": 0,
+        "ttl_ms": 60_000,
+        "in_flight": 0,
+        "jobs": [],
+        "counters": {},
+    }
+    first = store._heartbeat("w", record, 60_000)
+    again = store._heartbeat("w", record, 60_000)
+    assert again >= first
+    assert [w.name for w in store.workers()] == ["w"]
+    assert store.redis.zcard(registry_keys(prefix).workers) == 1
+    assert store._heartbeat("w", {}, 0) == 0
+    assert store._heartbeat("w", {}, 0) == 0  # removing twice is harmless
+    assert store.workers() == []
+    assert store.redis.zcard(registry_keys(prefix).workers) == 0
