@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import logging
 from collections.abc import Awaitable, Callable, Generator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
@@ -43,6 +44,9 @@ if TYPE_CHECKING:
     from redisq.worker import Worker
 
 __all__ = ["EnqueueRequest", "JobOutcome", "Middleware"]
+
+#: Errors of around_enqueue hooks (the worker's hooks log to "redisq.worker").
+logger = logging.getLogger("redisq.middleware")
 
 #: What a job's outcome is, as hooks see it.
 OutcomeStatus = Literal["completed", "retry", "dead", "snoozed", "rate_limited", "released"]
@@ -274,8 +278,6 @@ def enter_enqueue(hooks: tuple[Callable[..., Any], ...], request: EnqueueRequest
 
 def fail_enqueue(entered: list[Any], error: BaseException) -> None:
     """Throw the enqueue's error into the entered hooks, innermost first (they clean up)."""
-    from redisq.worker._support import logger
-
     for gen in reversed(entered):
         try:
             gen.throw(error)
@@ -292,8 +294,6 @@ def exit_enqueue(entered: list[Any], jobs: list[Job]) -> None:
     """Send the enqueued jobs into the entered hooks, innermost first. An error of a hook
     now is logged with the job ids, not raised: the jobs are enqueued (raising would make
     callers enqueue them again)."""
-    from redisq.worker._support import logger
-
     for gen in reversed(entered):
         try:
             gen.send(jobs)
