@@ -90,6 +90,13 @@ if not far_count or far_count < 0 or count + far_count < 1 or count + far_count 
     or #ARGV ~= far_at - 1 + 2 * far_count then
   return {STATUS.BAD_ARGUMENT, 'enqueue_deps'}
 end
+local FAR_STATES = {completed = true, dead = true, cancelled = true, live = true}
+for i = 1, far_count do
+  local ref, state = ARGV[far_at + 2 * (i - 1)], ARGV[far_at + 2 * (i - 1) + 1]
+  if not string.match(ref, '^[^\t\n]+\t[^\t\n]+$') or not FAR_STATES[state] then
+    return {STATUS.BAD_ARGUMENT, 'far parents', i}
+  end
+end
 local now = now_ms(now_arg)
 local meta, err = read_meta(meta_key, 'seq', 'enqueued', 'deps')
 if not meta then
