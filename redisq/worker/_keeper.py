@@ -31,13 +31,17 @@ import random
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING
 
 from redisq._sync.store import Store, queue_refusal
 from redisq.errors import JobNotFound, LeaseLost
 from redisq.models import Job
 from redisq.worker._sizing import STALE_WAIT_S
 from redisq.worker._state import Entry, Outcome, Phase, State
-from redisq.worker._support import Episode, WorkerMetrics, is_transient, logger
+from redisq.worker._support import Episode, WorkerMetrics, is_cancelled, is_transient, logger
+
+if TYPE_CHECKING:
+    from redisq.metrics import WorkerExporter
 
 __all__ = ["Keeper"]
 
@@ -100,6 +104,8 @@ class Keeper:
         #: Per queue: renewals refused by that queue alone; reaps that failed.
         self._renew_refused: dict[str, Episode] = {}
         self._reap_failing: dict[str, Episode] = {}
+        #: The Prometheus exporter (`--metrics-port`), or None.
+        self.observer: WorkerExporter | None = None
         #: Where the next reap round starts (a round cut by the time budget resumes there).
         self._reap_from = 0
         # The first reap comes at a random point of the first interval: workers started
@@ -375,6 +381,10 @@ class Keeper:
         phase = self._state.lose(entry)
         if phase is Phase.PENDING:
             self._metrics.add("lease_lost")
+            if is_cancelled(exc):  # never run, never settled: counted here (else when refused)
+                self._metrics.add("cancelled")
+                if self.observer is not None:
+                    self.observer.count("cancelled", (entry,))
             logger.warning(
                 "job %s/%s: lease lost (%s) while it waited for a handler; it is not run",
                 entry.job.queue,
@@ -436,15 +446,16 @@ class Keeper:
                     break
                 if time.monotonic() - started >= REAP_BUDGET_S:
                     # Full batches still: resume with this queue right after the renewals.
-                    self._log_reaped(queue, reaped)
+                    self._reaped(queue, reaped)
                     self._reap_from = (self._reap_from + n) % len(self._queues)
                     return True
-            self._log_reaped(queue, reaped)
+            self._reaped(queue, reaped)
         return False
 
-    @staticmethod
-    def _log_reaped(queue: str, count: int) -> None:
+    def _reaped(self, queue: str, count: int) -> None:
+        """Count and log a queue's reaped leases (once per queue and round)."""
         if count:
+            self._metrics.add("reaped", count)
             logger.info("reaped queue %s: %d expired leases returned (or dead)", queue, count)
 
 
