@@ -261,18 +261,19 @@ class Worker:
 
         Raises:
             RuntimeError: the worker already ran (make a new one).
+            ConfigurationError: the metrics port cannot be bound (nothing was claimed).
         """
         with self._lock:
             if self._started:
                 raise RuntimeError("a Worker runs once; create a new Worker to run again")
             self._started = True
         with stop_signals(self.handle_signals, self._on_signal), frozen_heap():
-            if self.metrics_port is not None:
-                from redisq.metrics import WorkerExporter
-
-                # Bound before anything is claimed: a port in use fails the start.
-                self._exporter = WorkerExporter(self, self.metrics_host, self.metrics_port)
             try:
+                if self.metrics_port is not None:
+                    from redisq.metrics import WorkerExporter
+
+                    # Bound before anything is claimed: a port in use fails the start.
+                    self._exporter = WorkerExporter(self, self.metrics_host, self.metrics_port)
                 store = self.app.connect()
                 try:
                     self._run(store)

@@ -1,0 +1,262 @@
+"""A worker's Prometheus metrics (issue 13 point 4; docs/metrics.md), scraped over HTTP.
+
+The worker runs in a thread with ``metrics_port=0`` (any free port); the tests wait for the
+jobs' outcomes in `Worker.metrics`, then scrape ``/metrics`` and parse the text format.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+import urllib.request
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+import redisq
+from redisq import JobState
+from redisq.metrics import STANDARD_METRICS, WORKER_METRICS
+from tests.support.polling import wait_for
+
+from ._worker_support import running
+
+Families = dict[str, Any]
+
+
+@pytest.fixture
+def app(url: str, prefix: str) -> Iterator[redisq.App]:
+    made = redisq.App(url, prefix=prefix)
+    yield made
+    made.close()
+
+
+def make_worker(app: redisq.App, **options: Any) -> redisq.Worker:
+    options.setdefault("concurrency", 4)
+    options.setdefault("idle_wait_ms", 50)
+    options.setdefault("grace_ms", 0)
+    options.setdefault("metrics_port", 0)
+    options.setdefault("metrics_host", "127.0.0.1")
+    return redisq.Worker(app, **options)
+
+
+def scrape(url: str) -> Families:
+    """Parse a /metrics page into {family name: family}."""
+    with urllib.request.urlopen(url, timeout=10) as response:
+        text = response.read().decode()
+    return {family.name: family for family in text_string_to_metric_families(text)}
+
+
+def value(families: Families, sample: str, **labels: str) -> float:
+    """The sum of the samples called `sample` with these labels (0: no such series)."""
+    return sum(
+        float(s.value)
+        for family in families.values()
+        for s in family.samples
+        if s.name == sample and all(s.labels.get(k) == v for k, v in labels.items())
+    )
+
+
+def wait_serving(worker: redisq.Worker) -> str:
+    return wait_for(lambda: worker.metrics_url, 10, message="the worker's metrics server")
+
+
+@pytest.mark.parametrize("pool", ["thread", "async"])
+def test_a_scrape_after_jobs_ran_counts_them_per_queue_and_task(
+    app: redisq.App, pool: str
+) -> None:
+    attempts: list[int] = []
+
+    @app.task(name="ok", queue="q")
+    def ok(x: int) -> None:
+        return None
+
+    @app.task(name="flaky", queue="q", max_attempts=2, backoff=redisq.backoff.fixed(0))
+    def flaky() -> None:
+        raise ValueError("always")
+
+    @app.task(name="limited", queue="other")
+    def limited(ctx: redisq.Context) -> None:
+        attempts.append(ctx.attempt)
+        if len(attempts) == 1:
+            raise redisq.RateLimited(20)
+
+    for i in range(3):
+        ok.enqueue(i)
+    flaky.enqueue()
+    limited.enqueue()
+    with running(make_worker(app, pool=pool, queues=["q", "other"])) as worker:
+        url = wait_serving(worker)
+        wait_for(lambda: worker.metrics.completed == 4 and worker.metrics.dead == 1, 10)
+        families = scrape(url)
+        counted = worker.metrics.counters()
+    # Outcomes per queue and task
+    assert value(families, "redisq_worker_jobs_completed_total", queue="q", task="ok") == 3
+    assert value(families, "redisq_worker_jobs_completed_total", queue="other", task="limited") == 1
+    assert value(families, "redisq_worker_jobs_retried_total", queue="q", task="flaky") == 1
+    assert value(families, "redisq_worker_jobs_dead_total", queue="q", task="flaky") == 1
+    assert value(families, "redisq_worker_jobs_rate_limited_total", task="limited") == 1
+    assert value(families, "redisq_worker_jobs_cancelled_total") == 0
+    # ... which add up to the worker's own counters (counted at the same points)
+    completed = families["redisq_worker_jobs_completed"].samples
+    assert sum(s.value for s in completed if s.name.endswith("_total")) == counted["completed"]
+    # The worker's totals, read from Worker.metrics
+    assert value(families, "redisq_worker_jobs_claimed_total") == counted["claimed"] == 7
+    assert value(families, "redisq_worker_jobs_released_total") == counted["released"] == 1
+    assert value(families, "redisq_worker_concurrency") == 4
+    # Histograms per task: each run and each claim observed once
+    assert value(families, "redisq_worker_run_seconds_count", queue="q", task="ok") == 3
+    assert value(families, "redisq_worker_run_seconds_count", queue="q", task="flaky") == 2
+    assert value(families, "redisq_worker_run_seconds_count", task="limited") == 2
+    assert value(families, "redisq_worker_pickup_seconds_count", queue="q", task="ok") == 3
+    assert value(families, "redisq_worker_pickup_seconds_count", task="limited") == 2
+    buckets = [
+        s
+        for s in families["redisq_worker_run_seconds"].samples
+        if s.name.endswith("_bucket") and s.labels["task"] == "ok"
+    ]
+    assert buckets[-1].labels["le"] == "+Inf"
+    assert buckets[-1].value == 3
+    assert value(families, "redisq_worker_run_seconds_sum", task="ok") >= 0
+    info = families["redisq_worker_info"].samples[0]
+    assert info.labels == {"worker": worker.name, "version": redisq.__version__, "pool": pool}
+
+
+def test_the_names_are_the_documented_ones(app: redisq.App) -> None:
+    # Every name of the table is served, also before anything was counted, and nothing else
+    # (besides prometheus-client's process metrics).
+    app.task(name="t", queue="q")(lambda: None)
+    with running(make_worker(app)) as worker:
+        families = scrape(wait_serving(worker))
+    served = set(families)
+    expected = {spec.name.removesuffix("_total") for spec in WORKER_METRICS}
+    assert expected <= served
+    standard = {n.removesuffix("_total") for n in STANDARD_METRICS}
+    assert served - expected <= standard
+    for spec in WORKER_METRICS:
+        # The text format has no info type: an info metric is a gauge of value 1.
+        kind = "gauge" if spec.kind == "info" else spec.kind
+        assert families[spec.name.removesuffix("_total")].type == kind, spec.name
+
+
+def test_gauges_show_jobs_running_prefetched_and_in_flight(app: redisq.App) -> None:
+    gate = threading.Event()
+
+    @app.task(name="wait", queue="q")
+    def wait() -> None:
+        gate.wait(10)
+
+    for _ in range(3):
+        wait.enqueue()
+    with running(make_worker(app, concurrency=1, prefetch=2)) as worker:
+        url = wait_serving(worker)
+        wait_for(lambda: worker.metrics.claimed == 3, 10)
+        families = scrape(url)
+        gate.set()
+        wait_for(lambda: worker.metrics.completed == 3, 10)
+        after = scrape(url)
+    assert value(families, "redisq_worker_jobs_running") == 1
+    assert value(families, "redisq_worker_jobs_prefetched") == 2
+    assert value(families, "redisq_worker_jobs_in_flight") == 3
+    assert value(after, "redisq_worker_jobs_in_flight") == 0
+
+
+def test_a_cancelled_job_is_counted_once_running_or_prefetched(app: redisq.App) -> None:
+    started = threading.Event()
+    gate = threading.Event()
+
+    @app.task(name="long", queue="q", lease_ms=300)
+    def long(ctx: redisq.Context) -> None:
+        started.set()
+        ctx.cancelled_event.wait(10)
+        gate.wait(10)
+
+    running_ref = long.enqueue()
+    waiting_ref = long.enqueue()
+    with running(make_worker(app, concurrency=1, prefetch=1)) as worker:
+        url = wait_serving(worker)
+        assert started.wait(10)
+        wait_for(lambda: worker.metrics.claimed == 2, 10)
+        # The prefetched job: its next renewal finds it cancelled; it never runs.
+        assert waiting_ref.cancel() is True
+        wait_for(lambda: worker.metrics.cancelled == 1, 10)
+        # The running one: the handler is told, and its ack is refused.
+        assert running_ref.cancel() is True
+        gate.set()
+        wait_for(lambda: worker.metrics.refused == 1 and worker.metrics.cancelled == 2, 10)
+        families = scrape(url)
+    assert value(families, "redisq_worker_jobs_cancelled_total", queue="q", task="long") == 2
+    assert value(families, "redisq_worker_leases_lost_total") == 2
+    assert value(families, "redisq_worker_stale_acks_refused_total") == 1
+    assert value(families, "redisq_worker_jobs_completed_total") == 0
+    assert value(families, "redisq_worker_run_seconds_count", task="long") == 1
+
+
+def test_reaped_leases_are_counted(app: redisq.App) -> None:
+    app.task(name="t", queue="q")(lambda: None)
+    app.store.enqueue("q", {"args": [], "kwargs": {}}, name="t", id="lost")
+    # Another worker claimed it and died. This worker's claims would reap it too (each claim
+    # reaps), but its only claim comes first, then it waits for work (long idle wait): the
+    # lease expires meanwhile, and its reaper returns the job (which stays ready: paused).
+    assert app.store.claim("q", worker="gone", lease_ms=1_000)
+    app.store.pause("q")
+    with running(make_worker(app, reaper_interval_ms=20, idle_wait_ms=60_000)) as worker:
+        url = wait_serving(worker)
+        wait_for(lambda: worker.metrics.reaped == 1, 10)
+        families = scrape(url)
+    assert value(families, "redisq_worker_jobs_reaped_total") == 1
+    job = app.store.get("q", "lost")
+    assert job is not None
+    assert job.state is JobState.READY
+
+
+def test_claims_held_back_by_a_rate_limit_are_counted(app: redisq.App) -> None:
+    app.task(name="t", queue="q", rate_limit="5/s")(lambda: None)
+    for _ in range(3):
+        app.store.enqueue("q", {"args": [], "kwargs": {}}, name="t")
+    with running(make_worker(app)) as worker:
+        url = wait_serving(worker)
+        wait_for(lambda: worker.metrics.completed == 3, 10)
+        families = scrape(url)
+    assert value(families, "redisq_worker_claims_rate_limited_total") >= 1
+    assert value(families, "redisq_worker_claims_rate_limited_total") == (
+        worker.metrics.claims_held
+    )
+
+
+def test_the_port_is_freed_when_the_worker_stops(app: redisq.App) -> None:
+    app.task(name="t", queue="q")(lambda: None)
+    worker = make_worker(app)
+    with running(worker):
+        url = wait_serving(worker)
+        scrape(url)
+    assert worker.metrics_url is None
+    with pytest.raises(OSError):
+        scrape(url)
+
+
+def test_a_port_in_use_fails_the_start_before_anything_is_claimed(app: redisq.App) -> None:
+    app.task(name="t", queue="q")(lambda: None)
+    ref = app.store.enqueue("q", {"args": [], "kwargs": {}}, name="t")
+    with contextlib.closing(socket.socket()) as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        worker = make_worker(app, metrics_port=port)
+        with pytest.raises(redisq.ConfigurationError, match=f"127.0.0.1:{port}"):
+            worker.run()
+    job = app.store.get("q", ref.id)
+    assert job is not None
+    assert job.state is JobState.READY
+    assert worker.wait_stopped(1)
+
+
+@pytest.mark.parametrize(
+    ("option", "bad"), [("metrics_port", -1), ("metrics_port", 65_536), ("metrics_host", "")]
+)
+def test_bad_metrics_options_are_refused(app: redisq.App, option: str, bad: Any) -> None:
+    app.task(name="t", queue="q")(lambda: None)
+    with pytest.raises(redisq.InvalidArgument, match=option):
+        redisq.Worker(app, **{option: bad})
