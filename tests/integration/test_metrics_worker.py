@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import socket
 import threading
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from typing import Any
@@ -64,9 +65,7 @@ def wait_serving(worker: redisq.Worker) -> str:
 
 
 @pytest.mark.parametrize("pool", ["thread", "async"])
-def test_a_scrape_after_jobs_ran_counts_them_per_queue_and_task(
-    app: redisq.App, pool: str
-) -> None:
+def test_a_scrape_after_jobs_ran_counts_them_per_queue_and_task(app: redisq.App, pool: str) -> None:
     attempts: list[int] = []
 
     @app.task(name="ok", queue="q")
@@ -233,7 +232,7 @@ def test_the_port_is_freed_when_the_worker_stops(app: redisq.App) -> None:
         url = wait_serving(worker)
         scrape(url)
     assert worker.metrics_url is None
-    with pytest.raises(OSError):
+    with pytest.raises(urllib.error.URLError, match="refused"):
         scrape(url)
 
 
