@@ -7,6 +7,7 @@ jobs' outcomes in `Worker.metrics`, then scrape ``/metrics`` and parse the text 
 from __future__ import annotations
 
 import contextlib
+import signal
 import socket
 import threading
 import urllib.error
@@ -25,6 +26,7 @@ from tests.support.polling import wait_for
 from ._worker_support import running
 
 Families = dict[str, Any]
+ADD = "tests.integration._proc_app.add"
 
 
 @pytest.fixture
@@ -259,3 +261,81 @@ def test_bad_metrics_options_are_refused(app: redisq.App, option: str, bad: Any)
     app.task(name="t", queue="q")(lambda: None)
     with pytest.raises(redisq.InvalidArgument, match=option):
         redisq.Worker(app, **{option: bad})
+
+
+def _free_ports(count: int) -> int:
+    """A port P such that P .. P+count-1 are free now (the first found)."""
+    for base in range(20_000, 60_000, 97):
+        sockets = []
+        try:
+            for port in range(base, base + count):
+                s = socket.socket()
+                sockets.append(s)
+                s.bind(("127.0.0.1", port))
+            return base
+        except OSError:
+            continue
+        finally:
+            for s in sockets:
+                s.close()
+    raise AssertionError("no free ports")
+
+
+@pytest.mark.slow
+def test_each_process_of_a_supervisor_serves_on_its_own_port(real_url: str, prefix: str) -> None:
+    from .test_processes import WorkerProcess
+
+    store = redisq.connect(real_url, prefix=prefix)
+    try:
+        store.enqueue_many("q", [{"args": [1, 2], "kwargs": {}}] * 20, name=ADD)
+        port = _free_ports(2)
+        args = ["--processes", "2", "--metrics-port", str(port), "--metrics-host", "127.0.0.1"]
+        process = WorkerProcess(real_url, prefix, *args)
+        try:
+            process.started_pids(2)
+            wait_for(lambda: store.counts("q")[JobState.COMPLETED] == 20, 20)
+
+            def both() -> list[Families] | None:
+                try:
+                    return [scrape(f"http://127.0.0.1:{p}/metrics") for p in (port, port + 1)]
+                except OSError:
+                    return None
+
+            pages = wait_for(both, 20, 0.05, message="both processes' metrics")
+            names = {page["redisq_worker_info"].samples[0].labels["worker"] for page in pages}
+            assert len(names) == 2  # two workers, one page each
+            completed = sum(
+                value(page, "redisq_worker_jobs_completed_total", queue="q", task=ADD)
+                for page in pages
+            )
+            assert completed == 20
+            process.popen.send_signal(signal.SIGTERM)
+            assert process.wait() == 0
+        finally:
+            process.kill_group()
+    finally:
+        store.close()
+
+
+def test_a_supervisor_refuses_ports_beyond_the_last() -> None:
+    with pytest.raises(redisq.InvalidArgument, match="metrics_port"):
+        redisq.Supervisor("tests.integration._proc_app:app", processes=4, metrics_port=65_534)
+
+
+@pytest.mark.slow
+def test_a_supervised_process_whose_port_is_taken_stops_the_fleet(
+    real_url: str, prefix: str
+) -> None:
+    from .test_processes import WorkerProcess
+
+    port = _free_ports(2)
+    with contextlib.closing(socket.socket()) as taken:
+        taken.bind(("127.0.0.1", port + 1))  # process 1's port
+        taken.listen()
+        args = ["--processes", "2", "--metrics-port", str(port), "--metrics-host", "127.0.0.1"]
+        process = WorkerProcess(real_url, prefix, *args)
+        try:
+            assert process.wait(30) == 2  # a configuration error: restarting cannot help
+        finally:
+            process.kill_group()
+    assert f"127.0.0.1:{port + 1}" in process.log()
