@@ -22,10 +22,12 @@ from redisq.metrics._names import (
 )
 from redisq.metrics._queues import QueueCollector, QueueExporter
 from redisq.metrics._serve import require_prometheus
-from redisq.metrics._worker import WorkerExporter
+from redisq.metrics._worker import PICKUP_BUCKETS, RUN_BUCKETS, WorkerExporter
 
 __all__ = [
+    "PICKUP_BUCKETS",
     "QUEUE_METRICS",
+    "RUN_BUCKETS",
     "STANDARD_METRICS",
     "WORKER_METRICS",
     "MetricSpec",

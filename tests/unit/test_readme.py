@@ -45,6 +45,7 @@ def test_the_readme_has_its_snippets() -> None:
         "Tasks and workers",
         "Periodic schedules",
         "Rate limits",
+        "Metrics",
     ]
 
 
@@ -80,6 +81,13 @@ def test_each_python_snippet_runs_as_written(section: str, code: str, tmp_path: 
         # 11 starts (one job ran twice) at 20/s, one after a 300 ms hold: over 0.7 s; the
         # limited run did not count.
         assert done.stdout.splitlines() == ["11 True", "1"]
+    elif section == "Metrics":
+        # Scraped over HTTP from the worker, and collected from Redis.
+        assert done.stdout.splitlines() == [
+            'redisq_worker_jobs_completed_total{queue="mail",task="send"} 3.0',
+            'redisq_worker_run_seconds_count{queue="mail",task="send"} 3.0',
+            'redisq_queue_jobs{queue="mail",state="completed"} 3.0',
+        ]
     else:
         assert done.stdout.strip() == "{'day': 1}"
 
