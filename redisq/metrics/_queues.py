@@ -29,7 +29,14 @@ if TYPE_CHECKING:
 
     from redisq._sync.store import Store
 
-__all__ = ["MAX_QUEUES", "QueueCollector", "QueueExporter", "QueueStats", "read_queues"]
+__all__ = [
+    "MAX_QUEUES",
+    "QueueCollector",
+    "QueueExporter",
+    "QueueStats",
+    "list_queues",
+    "read_queues",
+]
 
 logger = logging.getLogger("redisq.metrics")
 
@@ -59,20 +66,27 @@ def _server_ms(reply: Any) -> int:
     return int(seconds) * 1000 + int(micros) // 1000
 
 
-def read_queues(
-    s: Settings, queues: Sequence[str] | None, limit: int
-) -> Op[tuple[list[QueueStats], int, bool]]:
-    """Read every queue of the registry (or the given ones), at most `limit` of them.
+def _valid(name: str) -> bool:
+    try:
+        check_name("queue", name)
+    except InvalidArgument:
+        return False
+    return True
+
+
+def list_queues(s: Settings) -> Op[list[str]]:
+    """The names in the store's registry of queues, sorted (names no queue could have, which
+    only a foreign writer could have put there, are left out)."""
+    names: list[str] = yield command(_sorted_names, "SMEMBERS", registry(s))
+    return [name for name in names if _valid(name)]
+
+
+def read_queues(s: Settings, names: Sequence[str]) -> Op[tuple[list[QueueStats], int]]:
+    """Read these queues in one pipelined round trip (one after another on a cluster).
 
     Returns:
-        The queues' stats, the server's time (ms) and whether queues were left out.
+        The queues' stats and the server's time (ms).
     """
-    if queues is None:
-        names: list[str] = yield command(_sorted_names, "SMEMBERS", registry(s))
-    else:
-        names = list(queues)
-    left_out = len(names) > limit
-    names = names[:limit]
     calls: list[Any] = [command(_server_ms, "TIME")]
     for queue in names:
         keys = queue_keys(s.prefix, queue)
@@ -94,7 +108,7 @@ def read_queues(
         counts, sums, rate, paused, (head, _covered, _more) = replies[1 + 5 * n : 6 + 5 * n]
         due = head[0].run_at_ms if head else None
         stats.append(QueueStats(queue, counts, sums, paused, rate, due))
-    return stats, now_ms, left_out
+    return stats, now_ms
 
 
 def _per_second(spec: str | None) -> float | None:
@@ -109,7 +123,8 @@ class QueueCollector:
 
     Register it on a registry of your own (``registry.register(QueueCollector(store))``), or
     let `QueueExporter` (``redisq metrics``) serve it. A scrape whose reads fail (Redis
-    unreachable) reports ``redisq_queue_up 0`` and no queue, and logs a WARNING.
+    unreachable) reports ``redisq_queue_up 0`` and no queue, and logs a WARNING; a queue whose
+    keys cannot be read (a key of another type) is left out with a WARNING, the others reported.
 
     Args:
         store: the sync store to read (its prefix decides the queues).
@@ -137,15 +152,34 @@ class QueueCollector:
         self._limit = check_int("max_queues", max_queues, 1, 100_000)
         self._warned = False
 
+    def _read(self) -> tuple[list[QueueStats], int, bool]:
+        store = self._store
+        s = store.settings
+        names = self._queues if self._queues is not None else store._run(list_queues(s))
+        left_out = len(names) > self._limit
+        names = names[: self._limit]
+        try:
+            stats, now_ms = store._run(read_queues(s, names))
+        except RedisqError:
+            # A queue whose keys redisq cannot read (a key of another type, a schema it does
+            # not know): read the queues one by one and leave those out, each with a WARNING.
+            stats, now_ms = [], 0
+            for name in names:
+                try:
+                    one, now_ms = store._run(read_queues(s, [name]))
+                except RedisqError as exc:
+                    logger.warning("metrics leave queue %r out: %s", name, exc)
+                    continue
+                stats += one
+        return stats, now_ms, left_out
+
     def collect(self) -> Iterator[Metric]:
         """Read the queues and yield their metric families (prometheus-client calls this)."""
         from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
         started = time.perf_counter()
         try:
-            stats, now_ms, left_out = self._store._run(
-                read_queues(self._store.settings, self._queues, self._limit)
-            )
+            stats, now_ms, left_out = self._read()
             up = 1
         except (OSError, RedisqError, _redis_errors()) as exc:
             logger.warning("reading the queues for metrics failed: %s: %s", type(exc).__name__, exc)

@@ -24,6 +24,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from redis.crc import key_slot
 
 import redisq
+from redisq.keys import QueueKeys, registry_key
 from redisq.metrics import QUEUE_METRICS, STANDARD_METRICS, QueueCollector, QueueExporter
 from tests.support.clock import TestClock
 from tests.support.cluster import ClusterProcess
@@ -157,6 +158,28 @@ def test_an_unreachable_server_reports_down_and_no_queue(caplog: pytest.LogCaptu
     assert value(families, "redisq_queue_up") == 0
     assert value(families, "redisq_queue_queues") == 0
     assert "reading the queues for metrics failed" in caplog.text
+
+
+def test_a_broken_queue_is_left_out_and_the_others_reported(
+    clocked: redisq.Store, prefix: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Given a queue whose ready set is a string (a foreign writer), and a registry entry no
+    # queue could have
+    clocked.enqueue("good", _payload())
+    clocked.enqueue("bad", _payload())
+    client = clocked.redis
+    ready = QueueKeys.build(prefix, "bad").ready
+    client.delete(ready)
+    client.set(ready, "not a zset")
+    client.sadd(registry_key(prefix), "{no}")
+
+    families = collect(clocked)
+
+    assert value(families, "redisq_queue_up") == 1
+    assert value(families, "redisq_queue_queues") == 1
+    assert value(families, "redisq_queue_jobs", queue="good", state="ready") == 1
+    assert value(families, "redisq_queue_jobs", queue="bad", state="ready") is None
+    assert "metrics leave queue 'bad' out" in caplog.text
 
 
 def test_a_scrape_costs_a_bounded_number_of_calls(
