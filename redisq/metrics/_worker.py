@@ -3,15 +3,21 @@
 What the worker counts anyway (`Worker.metrics`) is read at each scrape: nothing more is
 counted for it. Per queue and task, the exporter also keeps the outcome counters (told by the
 settler and the keeper where they count the same events in `Worker.metrics`) and two
-histograms: pickup time (observed per claim) and run time (observed when a handler returns).
-None of this runs when metrics are off: the worker's threads then hold None instead of the
-exporter and test for it once per claim or batch of outcomes.
+histograms: pickup time (per claimed job) and run time (per handler run).
+
+The worker's hot path only appends: a claim's list of entries (once per claim), and a handler's
+(entry, run time) as it returns (a deque append: thread-safe, no lock, no object beyond the
+tuple). The settler's thread folds them into the histograms' buckets with each batch of
+outcomes, and so does each scrape. None of this runs when metrics are off: the worker's threads
+then hold None instead of the exporter and test for it once per claim or batch of outcomes.
 """
 
 from __future__ import annotations
 
+import threading
 import time
-from collections import Counter
+from bisect import bisect_left
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -39,6 +45,9 @@ RUN_BUCKETS = (
 #: The task label of a job whose name no task of the app has (the label stays bounded: job
 #: names come from whoever enqueues).
 UNKNOWN_TASK = "(unknown)"
+#: Observations waiting beyond this many are folded by the thread that adds more (a worker
+#: whose settler has nothing to count for long: releases only).
+_MAX_PENDING = 10_000
 
 _Key = tuple[str, str]
 
@@ -46,6 +55,38 @@ _Key = tuple[str, str]
 def _key(entry: Entry) -> _Key:
     task = entry.task
     return entry.job.queue, UNKNOWN_TASK if task is None else task.name
+
+
+class _Histogram:
+    """Bucket counts and sums per (queue, task), folded from observations (under `lock`)."""
+
+    def __init__(self, spec_name: str, help: str, bounds: Sequence[float]) -> None:
+        self.name = spec_name
+        self.help = help
+        self.bounds = list(bounds)
+        #: (queue, task) -> [count per bucket (the last: above every bound)..., sum]
+        self.rows: dict[_Key, list[float]] = {}
+
+    def add(self, key: _Key, value: float) -> None:
+        row = self.rows.get(key)
+        if row is None:
+            row = self.rows[key] = [0] * (len(self.bounds) + 1) + [0.0]
+        row[bisect_left(self.bounds, value)] += 1  # the first bucket whose bound >= value
+        row[-1] += value
+
+    def family(self) -> Metric:
+        from prometheus_client.core import HistogramMetricFamily
+
+        family = HistogramMetricFamily(self.name, self.help, labels=("queue", "task"))
+        les = [repr(float(b)) for b in self.bounds] + ["+Inf"]  # as prometheus-client writes them
+        for key, row in sorted(self.rows.items()):
+            cumulative = 0.0
+            buckets = []
+            for le, n in zip(les, row[:-1], strict=True):
+                cumulative += n
+                buckets.append((le, cumulative))
+            family.add_metric(list(key), buckets, row[-1])
+        return family
 
 
 class WorkerExporter:
@@ -69,7 +110,7 @@ class WorkerExporter:
         self.registry = prometheus.CollectorRegistry()
         self._state: State | None = None
         self._counters: dict[str, Any] = {}
-        histograms: dict[str, Any] = {}
+        histograms: dict[str, _Histogram] = {}
         for spec in WORKER_PER_TASK:
             if spec.kind == "counter":
                 self._counters[spec.counter] = prometheus.Counter(
@@ -77,13 +118,14 @@ class WorkerExporter:
                 )
             else:
                 buckets = PICKUP_BUCKETS if "pickup" in spec.name else RUN_BUCKETS
-                histograms[spec.name] = prometheus.Histogram(
-                    spec.name, spec.help, spec.labels, buckets=buckets, registry=self.registry
-                )
+                histograms[spec.name] = _Histogram(spec.name, spec.help, buckets)
         self._pickup = histograms["redisq_worker_pickup_seconds"]
         self._run = histograms["redisq_worker_run_seconds"]
-        #: Label children, made on first use (labels() takes a lock and builds a tuple).
-        self._children: dict[_Key, tuple[Any, Any]] = {}
+        #: Observations not folded yet: claims' entries; (entry, run time) per run.
+        self._claims: deque[Sequence[Entry]] = deque()
+        self._runs: deque[tuple[Entry, float]] = deque()
+        self._fold_lock = threading.Lock()
+        #: Counter children per (counter, queue, task), made on first use.
         self._counted: dict[tuple[str, str, str], Any] = {}
         self.registry.register(_Totals(worker, self))
         prometheus.ProcessCollector(registry=self.registry)
@@ -105,39 +147,50 @@ class WorkerExporter:
 
     # ---------------------------------------------------------------- observations
 
-    def _histograms(self, key: _Key) -> tuple[Any, Any]:
-        children = self._children.get(key)
-        if children is None:
-            children = self._children[key] = (self._pickup.labels(*key), self._run.labels(*key))
-        return children
-
-    def claimed(self, entries: Iterable[Entry]) -> None:
-        """Observe the pickup times of a claim's jobs: from due (run_at) to leased (the
-        lease's deadline less its length), both on the Redis clock."""
-        for entry in entries:
-            job = entry.job
-            deadline = job.lease_deadline_ms
-            if deadline is None:
-                continue
-            pickup_ms = deadline - entry.lease_ms - job.run_at_ms
-            self._histograms(_key(entry))[0].observe(pickup_ms / 1000 if pickup_ms > 0 else 0.0)
+    def claimed(self, entries: Sequence[Entry]) -> None:
+        """Take a claim's entries, for their pickup times (folded later)."""
+        self._claims.append(entries)
+        if len(self._runs) > _MAX_PENDING or len(self._claims) > _MAX_PENDING:
+            self.fold()
 
     def timed(self, settle: Callable[[Settlement], None]) -> Callable[[Settlement], None]:
-        """Wrap the state's hand-over of outcomes so that each handler's run time is
-        observed as it returns (releases of jobs that never started are not runs)."""
-        histograms = self._histograms
+        """Wrap the state's hand-over of outcomes so that each handler's run time is taken
+        as it returns (releases of jobs that never started are not runs)."""
+        append = self._runs.append
         now = time.monotonic
 
         def put(item: Settlement) -> None:
             entry = item if isinstance(item, Entry) else item.entry
-            if entry.started:
-                histograms(_key(entry))[1].observe(now() - entry.started)
+            started = entry.started
+            if started:
+                append((entry, now() - started))
             settle(item)
 
         return put
 
+    def fold(self) -> None:
+        """Fold the observations taken so far into the histograms (thread-safe)."""
+        with self._fold_lock:
+            claims, runs = self._claims, self._runs
+            pickup, run = self._pickup.add, self._run.add
+            while claims:
+                for entry in claims.popleft():
+                    job = entry.job
+                    deadline = job.lease_deadline_ms
+                    if deadline is not None:
+                        # From due (run_at) to leased (the deadline less the lease), both on
+                        # the Redis clock.
+                        ms = deadline - entry.lease_ms - job.run_at_ms
+                        pickup(_key(entry), ms / 1000 if ms > 0 else 0.0)
+            while runs:
+                entry, seconds = runs.popleft()
+                run(_key(entry), seconds)
+
     def count(self, counter: str, entries: Sequence[Entry]) -> None:
-        """Count an outcome per queue and task (the `Worker.metrics` counter it follows)."""
+        """Count an outcome per queue and task (the `Worker.metrics` counter it follows),
+        from the settler's or the keeper's thread; fold the observations taken meanwhile."""
+        if self._claims or self._runs:
+            self.fold()
         family = self._counters.get(counter)
         if family is None:
             return  # counted in Worker.metrics only
@@ -150,6 +203,12 @@ class WorkerExporter:
             if child is None:
                 child = self._counted[(counter, *key)] = family.labels(*key)
             child.inc(n)
+
+    def histograms(self) -> list[Metric]:
+        """The two histograms' families, with what was observed up to now."""
+        self.fold()
+        with self._fold_lock:
+            return [self._pickup.family(), self._run.family()]
 
 
 class _Totals:
@@ -167,6 +226,7 @@ class _Totals:
         )
 
         worker = self._worker
+        yield from self._exporter.histograms()
         counters = worker.metrics.counters()
         state = self._exporter._state
         gauges = {
