@@ -73,7 +73,7 @@ def run(args: argparse.Namespace) -> list[Figure]:
                 f"{fmt_rate(medians[label]['rate'], 'jobs/s')} (median of {len(rates)}:"
                 f" {rates[0]:,.0f}-{rates[-1]:,.0f}); worker CPU {cpu[len(cpu) // 2]:.1f} µs/job"
                 f" ({cpu[0]:.1f}-{cpu[-1]:.1f})",
-                command=f"`{cmd}`",
+                command=cmd,
             )
         )
     off, on = (sorted(r["worker_us"] for r in runs[k]) for k in SETTINGS)
@@ -81,7 +81,7 @@ def run(args: argparse.Namespace) -> list[Figure]:
         Figure(
             "worker CPU per job that metrics add (median on - median off)",
             f"{on[len(on) // 2] - off[len(off) // 2]:+.1f} µs/job",
-            command=f"`{cmd}`",
+            command=cmd,
         )
     )
     return figures
