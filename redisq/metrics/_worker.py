@@ -25,6 +25,7 @@ from redisq._version import __version__
 from redisq.metrics._names import WORKER_PER_TASK, WORKER_TOTALS
 from redisq.metrics._serve import Server, require_prometheus
 from redisq.worker._state import Entry, Settlement, State
+from redisq.worker._support import logger
 
 if TYPE_CHECKING:
     from prometheus_client.metrics_core import Metric
@@ -131,6 +132,7 @@ class WorkerExporter:
         prometheus.ProcessCollector(registry=self.registry)
         prometheus.PlatformCollector(registry=self.registry)
         self._server = Server(self.registry, host, port, "worker metrics (metrics_port)")
+        logger.info("worker %s: serving metrics at %s", worker.name, self.url)
 
     @property
     def url(self) -> str:

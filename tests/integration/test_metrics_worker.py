@@ -302,6 +302,8 @@ def test_each_process_of_a_supervisor_serves_on_its_own_port(real_url: str, pref
                     return None
 
             pages = wait_for(both, 20, 0.05, message="both processes' metrics")
+            for p in (port, port + 1):  # each says where it serves
+                process.wait_log(rf"serving metrics at http://127\.0\.0\.1:{p}/metrics")
             names = {page["redisq_worker_info"].samples[0].labels["worker"] for page in pages}
             assert len(names) == 2  # two workers, one page each
             completed = sum(
