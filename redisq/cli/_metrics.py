@@ -39,6 +39,9 @@ def _metrics(args: argparse.Namespace, ctx: Context) -> int:
     queues = [q.strip() for item in args.queue or [] for q in item.split(",") if q.strip()]
     store = ctx.store()
     store.redis.ping()  # unreachable: exit 3 with the URL named
+    exporter = QueueExporter(  # a port in use: exit 2, naming it
+        store, args.host, args.port, queues or None, max_queues=args.max_queues
+    )
     configure_logging(args.log_level)
     stop = threading.Event()
 
@@ -47,9 +50,6 @@ def _metrics(args: argparse.Namespace, ctx: Context) -> int:
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, on_signal)
-    exporter = QueueExporter(
-        store, args.host, args.port, queues or None, max_queues=args.max_queues
-    )
     covered = ", ".join(queues) if queues else "every queue"
     ctx.err.write(f"redisq metrics: {covered} of prefix {ctx.prefix} at {exporter.url}\n")
     ctx.err.flush()

@@ -7,9 +7,11 @@ scrape's Redis calls are bounded by the number of queues, whatever the queues ho
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -24,6 +26,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from redis.crc import key_slot
 
 import redisq
+from redisq.cli import main
 from redisq.keys import QueueKeys, registry_key
 from redisq.metrics import QUEUE_METRICS, STANDARD_METRICS, QueueCollector, QueueExporter
 from tests.support.clock import TestClock
@@ -298,3 +301,16 @@ def test_the_command_serves_until_sigterm(real_url: str, prefix: str) -> None:
             process.wait(10)
         reader.join(5)
         stream.close()
+
+
+def test_the_command_refuses_a_port_in_use(
+    real_url: str, prefix: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with contextlib.closing(socket.socket()) as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        argv = ["metrics", "--url", real_url, "--prefix", prefix, "--host", "127.0.0.1"]
+        code = main([*argv, "--port", str(port)])
+    assert code == 2
+    assert f"cannot serve queue metrics on 127.0.0.1:{port}" in capsys.readouterr().err
