@@ -341,3 +341,26 @@ def test_a_supervised_process_whose_port_is_taken_stops_the_fleet(
         finally:
             process.kill_group()
     assert f"127.0.0.1:{port + 1}" in process.log()
+
+
+def test_scrapes_while_jobs_flow_lose_no_observation(app: redisq.App) -> None:
+    @app.task(name="noop", queue="q")
+    def noop(n: int) -> None:
+        return None
+
+    jobs = 600
+    app.store.pause("q")
+    app.store.enqueue_many("q", [{"args": [n], "kwargs": {}} for n in range(jobs)], name="noop")
+    with running(make_worker(app, concurrency=8)) as worker:
+        url = wait_serving(worker)
+        app.store.resume("q")
+        scrapes = 0
+        while worker.metrics.completed < jobs:
+            scrape(url)  # folds the observations taken so far, concurrently with the worker
+            scrapes += 1
+            assert scrapes < 10_000
+        final = scrape(url)
+    assert value(final, "redisq_worker_run_seconds_count", task="noop") == jobs
+    assert value(final, "redisq_worker_pickup_seconds_count", task="noop") == jobs
+    assert value(final, "redisq_worker_jobs_completed_total", task="noop") == jobs
+    assert value(final, "redisq_worker_run_seconds_bucket", task="noop", le="+Inf") == jobs
