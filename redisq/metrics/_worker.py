@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import threading
 import time
-from bisect import bisect_left
-from collections import Counter, deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from bisect import bisect_right
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from redisq._version import __version__
@@ -51,6 +51,8 @@ UNKNOWN_TASK = "(unknown)"
 _MAX_PENDING = 10_000
 
 _Key = tuple[str, str]
+#: No task yet (a job without one has None).
+_NO_TASK = object()
 
 
 def _key(entry: Entry) -> _Key:
@@ -68,12 +70,19 @@ class _Histogram:
         #: (queue, task) -> [count per bucket (the last: above every bound)..., sum]
         self.rows: dict[_Key, list[float]] = {}
 
-    def add(self, key: _Key, value: float) -> None:
+    def add(self, key: _Key, values: list[float]) -> None:
+        """Count `values` (sorted here) into the buckets of `key`."""
         row = self.rows.get(key)
         if row is None:
             row = self.rows[key] = [0] * (len(self.bounds) + 1) + [0.0]
-        row[bisect_left(self.bounds, value)] += 1  # the first bucket whose bound >= value
-        row[-1] += value
+        values.sort()
+        below = 0
+        for i, bound in enumerate(self.bounds):
+            upto = bisect_right(values, bound)  # values <= bound (Prometheus' `le`)
+            row[i] += upto - below
+            below = upto
+        row[-2] += len(values) - below
+        row[-1] += sum(values)
 
     def family(self) -> Metric:
         from prometheus_client.core import HistogramMetricFamily
@@ -174,19 +183,37 @@ class WorkerExporter:
         """Fold the observations taken so far into the histograms (thread-safe)."""
         with self._fold_lock:
             claims, runs = self._claims, self._runs
-            pickup, run = self._pickup.add, self._run.add
+            # Values per (queue, task), then bucketed per key in C (sort, bisect). Jobs come
+            # in runs of one task and queue: the key is looked up when they change.
+            pickups: dict[_Key, list[float]] = {}
+            task: Any = _NO_TASK
+            queue = ""
+            values: list[float] = []
             while claims:
                 for entry in claims.popleft():
                     job = entry.job
                     deadline = job.lease_deadline_ms
-                    if deadline is not None:
-                        # From due (run_at) to leased (the deadline less the lease), both on
-                        # the Redis clock.
-                        ms = deadline - entry.lease_ms - job.run_at_ms
-                        pickup(_key(entry), ms / 1000 if ms > 0 else 0.0)
+                    if deadline is None:
+                        continue
+                    if entry.task is not task or job.queue != queue:
+                        task, queue = entry.task, job.queue
+                        values = pickups.setdefault(_key(entry), [])
+                    # From due (run_at) to leased (the deadline less the lease), both on the
+                    # Redis clock.
+                    ms = deadline - entry.lease_ms - job.run_at_ms
+                    values.append(ms / 1000 if ms > 0 else 0.0)
+            ran: dict[_Key, list[float]] = {}
+            task = _NO_TASK
             while runs:
                 entry, seconds = runs.popleft()
-                run(_key(entry), seconds)
+                if entry.task is not task or entry.job.queue != queue:
+                    task, queue = entry.task, entry.job.queue
+                    values = ran.setdefault(_key(entry), [])
+                values.append(seconds)
+            for key, found in pickups.items():
+                self._pickup.add(key, found)
+            for key, found in ran.items():
+                self._run.add(key, found)
 
     def count(self, counter: str, entries: Sequence[Entry]) -> None:
         """Count an outcome per queue and task (the `Worker.metrics` counter it follows),
@@ -196,11 +223,16 @@ class WorkerExporter:
         family = self._counters.get(counter)
         if family is None:
             return  # counted in Worker.metrics only
-        if len(entries) == 1:
-            keys: Iterable[tuple[_Key, int]] = ((_key(entries[0]), 1),)
-        else:
-            keys = Counter(_key(e) for e in entries).items()
-        for key, n in keys:
+        counts: dict[_Key, int] = {}
+        task: Any = _NO_TASK
+        queue = ""
+        key: _Key = ("", "")
+        for entry in entries:
+            if entry.task is not task or entry.job.queue != queue:
+                task, queue = entry.task, entry.job.queue
+                key = _key(entry)
+            counts[key] = counts.get(key, 0) + 1
+        for key, n in counts.items():
             child = self._counted.get((counter, *key))
             if child is None:
                 child = self._counted[(counter, *key)] = family.labels(*key)
