@@ -72,6 +72,8 @@ class QueueKeys:
     unique: str
     jobs: str
     wake: str
+    #: Cancels of leased jobs (a capped stream the holders' workers block on).
+    cancels: str
     memo_prefix: str
     lock_prefix: str
     result_prefix: str
@@ -79,6 +81,10 @@ class QueueKeys:
     schedules: str
     schedule_due: str
     schedule_events: str
+    #: Expiry and dedupe windows (docs/expiry_dedupe.md): '<seq>/<id>' of jobs enqueued with
+    #: expires_ms scored by their expiry; throttle windows are window_prefix .. <unique key>.
+    expiring: str
+    window_prefix: str
 
     @classmethod
     def build(cls, prefix: str, queue: str) -> QueueKeys:
@@ -98,12 +104,15 @@ class QueueKeys:
             unique=f"{tag}:unique",
             jobs=f"{tag}:jobs",
             wake=f"{tag}:wake",
+            cancels=f"{tag}:cancels",
             memo_prefix=f"{tag}:claim:",
             lock_prefix=f"{tag}:lock:",
             result_prefix=f"{tag}:result:",
             schedules=f"{tag}:schedules",
             schedule_due=f"{tag}:schedule_due",
             schedule_events=f"{tag}:schedule_events",
+            expiring=f"{tag}:expiring",
+            window_prefix=f"{tag}:window:",
         )
 
 

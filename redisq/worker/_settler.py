@@ -313,8 +313,16 @@ class Settler:
 
     def _refused(self, outcome: Outcome, exc: Exception) -> None:
         self._metrics.add("refused")
-        if is_cancelled(exc):
-            self._count("cancelled", outcome.entry)
+        entry = outcome.entry
+        if entry.cancelled or is_cancelled(exc):
+            # Counted here when the cancel came after the handler returned (its outcome was on
+            # its way), or when only this refusal told the worker; else the keeper counted it.
+            self._count("cancelled", entry)
+        if entry.cancelled:
+            # The cancel crossed the outcome: expected, and the job's outcome is the cancel.
+            logger.debug("job %s/%s: %s refused after a cancel", *entry.key, outcome.kind)
+            self.state.settled((entry,))
+            return
         logger.warning(
             "job %s/%s: the store refused the %s (%s); the job has moved on (cancelled, or"
             " its lease ended and another run took it)",

@@ -168,10 +168,10 @@ _COUNTERS = (
     "snoozed",
     "released",
     "timed_out",
+    "cancelled",
     "lease_lost",
     "refused",
     "abandoned",
-    "cancelled",
     "rate_limited",
     "claims_held",
     "reaped",
@@ -192,11 +192,12 @@ class WorkerMetrics:
         snoozed: jobs put back by a Snooze signal.
         released: leases given back at stop (attempt not counted).
         timed_out: runs stopped by the task's timeout_ms.
+        cancelled: jobs this worker held when they were cancelled (their handler stopped,
+            or never started), as the cancel watch, a renewal or a refused outcome told it
+            (counted once per job).
         lease_lost: leases the renewal found lost (cancelled, or taken over).
         refused: acks, nacks or releases the store refused (LeaseLost): the job had moved on.
         abandoned: outcomes given up after the lease ran out during an outage.
-        cancelled: jobs held here that were cancelled meanwhile (their renewal or outcome
-            was refused: the job is cancelled).
         rate_limited: jobs whose handler raised `RateLimited` (released, also counted there).
         claims_held: claims that a queue's rate limit held back (`Claimed.held_ms`).
         reaped: expired leases this worker's reaper returned to ready (or dead).
@@ -212,10 +213,10 @@ class WorkerMetrics:
     snoozed: int = 0
     released: int = 0
     timed_out: int = 0
+    cancelled: int = 0
     lease_lost: int = 0
     refused: int = 0
     abandoned: int = 0
-    cancelled: int = 0
     rate_limited: int = 0
     claims_held: int = 0
     reaped: int = 0

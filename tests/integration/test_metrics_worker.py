@@ -180,19 +180,18 @@ def test_a_cancelled_job_is_counted_once_running_or_prefetched(app: redisq.App) 
         url = wait_serving(worker)
         assert started.wait(10)
         wait_for(lambda: worker.metrics.claimed == 2, 10)
-        # The prefetched job: its next renewal finds it cancelled; it never runs.
+        # The prefetched job: the worker hears of the cancel (its cancel watch, or the next
+        # renewal) and drops it; it never runs.
         assert waiting_ref.cancel() is True
         wait_for(lambda: worker.metrics.cancelled == 1, 10)
-        # The running one: the handler is told, and its ack is refused.
+        # The running one: the handler is told; its outcome, if any, is refused.
         assert running_ref.cancel() is True
+        wait_for(lambda: worker.metrics.cancelled == 2, 10)
         gate.set()
-        wait_for(lambda: worker.metrics.refused == 1 and worker.metrics.cancelled == 2, 10)
         families = scrape(url)
     assert value(families, "redisq_worker_jobs_cancelled_total", queue="q", task="long") == 2
-    assert value(families, "redisq_worker_leases_lost_total") == 2
-    assert value(families, "redisq_worker_stale_acks_refused_total") == 1
     assert value(families, "redisq_worker_jobs_completed_total") == 0
-    assert value(families, "redisq_worker_run_seconds_count", task="long") == 1
+    assert worker.metrics.cancelled == 2  # once each, whichever path told the worker first
 
 
 def test_reaped_leases_are_counted(app: redisq.App) -> None:
