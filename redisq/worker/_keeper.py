@@ -44,7 +44,7 @@ from redisq.models import CancelNotice, Job
 from redisq.worker._cancels import CancelWatch
 from redisq.worker._sizing import STALE_WAIT_S
 from redisq.worker._state import Entry, Outcome, Phase, State
-from redisq.worker._support import Episode, WorkerMetrics, is_cancelled, is_transient, logger
+from redisq.worker._support import Episode, WorkerMetrics, is_transient, logger
 
 if TYPE_CHECKING:
     from redisq.metrics import WorkerExporter
@@ -433,10 +433,6 @@ class Keeper:
         phase = self._state.lose(entry)
         if phase is Phase.PENDING:
             self._metrics.add("lease_lost")
-            if is_cancelled(exc):  # never run, never settled: counted here (else when refused)
-                self._metrics.add("cancelled")
-                if self.observer is not None:
-                    self.observer.count("cancelled", (entry,))
             logger.warning(
                 "job %s/%s: lease lost (%s) while it waited for a handler; it is not run",
                 entry.job.queue,

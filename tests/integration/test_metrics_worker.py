@@ -168,7 +168,8 @@ def test_a_cancelled_job_is_counted_once_running_or_prefetched(app: redisq.App) 
     started = threading.Event()
     gate = threading.Event()
 
-    @app.task(name="long", queue="q", lease_ms=300)
+    # A lease long enough that the cancel watch, not a renewal, tells the worker.
+    @app.task(name="long", queue="q", lease_ms=30_000)
     def long(ctx: redisq.Context) -> None:
         started.set()
         ctx.cancelled_event.wait(10)
@@ -180,8 +181,7 @@ def test_a_cancelled_job_is_counted_once_running_or_prefetched(app: redisq.App) 
         url = wait_serving(worker)
         assert started.wait(10)
         wait_for(lambda: worker.metrics.claimed == 2, 10)
-        # The prefetched job: the worker hears of the cancel (its cancel watch, or the next
-        # renewal) and drops it; it never runs.
+        # The prefetched job: the worker hears of the cancel and drops it; it never runs.
         assert waiting_ref.cancel() is True
         wait_for(lambda: worker.metrics.cancelled == 1, 10)
         # The running one: the handler is told; its outcome, if any, is refused.
