@@ -64,6 +64,7 @@ WORKER_OPTIONS = (
     "prefetch",
     "idle_wait_ms",
     "schedules",
+    "registry_ttl_ms",
     "metrics_port",
     "metrics_host",
 )
@@ -188,8 +189,9 @@ class Supervisor:
             (a second signal releases the running jobs at once).
         **worker_options: passed to each child's `redisq.Worker`: queues, concurrency, pool,
             weights, strict, grace_ms, reaper_interval_ms, prefetch, idle_wait_ms,
-            schedules, metrics_port, metrics_host. Process i serves its metrics on
-            metrics_port + i (each process has its own counters; 0: each any free port).
+            schedules, registry_ttl_ms, metrics_port, metrics_host. Process i serves its
+            metrics on metrics_port + i (each process has its own counters; 0: each any
+            free port).
 
     Raises:
         InvalidArgument: an option is out of range, or not a Worker option.
