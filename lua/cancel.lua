@@ -10,6 +10,10 @@
   KEYS[5] cancelled   zset   job ids, score = time of cancellation (ms)
   KEYS[6] unique      hash   unique key -> job id
   KEYS[7] jobs        hash   job id -> packed job record (lib/record)
+  KEYS[8] gready      zset   grouped ready jobs (lib/groups)
+  KEYS[9] gturn       zset   group -> turn, the groups that may lease now
+  KEYS[10] gleased    zset   leased grouped jobs, member <group> \0 <id>
+  KEYS[11] gjob       hash   job id -> group
   ARGV[1] now_ms      int    test clock override; '' = Redis TIME
   ARGV[2] id          str    job id
   ARGV[3] request_id  str    the caller's id for this call, recorded on the job
@@ -29,6 +33,7 @@
 --- @include "lib/read_job"
 --- @include "lib/clear_unique"
 --- @include "lib/trim_retention"
+--- @include "lib/groups"
 
 local meta_key = KEYS[1]
 local ready_key = KEYS[2]
@@ -37,6 +42,10 @@ local leased_key = KEYS[4]
 local cancelled_key = KEYS[5]
 local unique_key = KEYS[6]
 local jobs_key = KEYS[7]
+local gready_key = KEYS[8]
+local gturn_key = KEYS[9]
+local gleased_key = KEYS[10]
+local gjob_key = KEYS[11]
 local now_arg = ARGV[1]
 local id = ARGV[2]
 local request_id = ARGV[3]
@@ -68,6 +77,11 @@ if state ~= 'ready' and state ~= 'scheduled' and state ~= 'leased' then
   return {STATUS.OK, 0}
 end
 local n = num(now)
+-- A grouped job (lib/groups) leaves its group: its waiting place or its lease slot.
+local g = redis.call('HGET', gjob_key, id)
+if g then
+  grp_forget(grp_ctx(meta_key, gready_key, gturn_key, gleased_key, gjob_key), g, t, id)
+end
 if state == 'leased' then
   t[F.TOKEN] = num(redis.call('HINCRBY', meta_key, 'token', 1))
   redis.call('ZREM', leased_key, id)

@@ -10,9 +10,14 @@
   says how soon the earliest scheduled job is due, or 0 when housekeeping left due jobs or
   expired leases behind (claim again at once). A queue with a rate limit (or a hold) leases
   only what its bucket allows (lib/rate); the jobs held back stay ready, and next_in_ms then
-  says when the next may start.
+  says when the next may start. A queue with a concurrency cap (meta conc) leases no more than
+  the cap minus its leases standing; a queue with grouped jobs (lib/groups) serves its groups,
+  and its ungrouped jobs as one more group, round-robin, each job from its group's head
+  (O(log N) per job), at most the per-group limit (meta gconc) leased per group. Jobs held back
+  by either stay where they wait; the reply then says more = 3, and the end of a lease wakes a
+  waiting worker (lib/wake).
   KEYS[1] meta        hash   schema, token counter, paused, retried and dead totals, rate,
-                             rate_at (lib/rate)
+                             rate_at (lib/rate), conc, gconc, groups (lib/groups)
   KEYS[2] ready       zset   job ids, score = ready_score(priority, seq)
   KEYS[3] scheduled   zset   job ids, score = due time (ms)
   KEYS[4] leased      zset   job ids, score = lease deadline (ms)
@@ -21,6 +26,10 @@
   KEYS[7] jobs        hash   job id -> packed job record (lib/record)
   KEYS[8] memo_prefix prefix claim memos are memo_prefix .. <request id>
   KEYS[9] wake        zset   signalled when ready jobs remain (wakes the next waiting worker)
+  KEYS[10] gready     zset   grouped ready jobs (lib/groups)
+  KEYS[11] gturn      zset   group -> turn, the groups that may lease now
+  KEYS[12] gleased    zset   leased grouped jobs, member <group> \0 <id>
+  KEYS[13] gjob       hash   job id -> group
   ARGV[1] now_ms      int    test clock override; '' = Redis TIME
   ARGV[2] worker      str    name of the claiming worker
   ARGV[3] count       int    most jobs to lease
@@ -38,7 +47,8 @@
            held ready jobs back, ms until the next may start; else -1. more = 1 when
            ready jobs were left that this call could have leased (its byte budget ran out, or
            a candidate was set aside), 2 when the rate limit held ready jobs back (next_in_ms
-           says when the next may start), else 0
+           says when the next may start), 3 when the concurrency cap or group limits held
+           jobs back and nothing else is claimable (a lease's end wakes a worker), else 0
   A candidate whose record does not parse goes to the dead set as it is (lib/quarantine).
   Status: OK, PAUSED, WRONG_TYPE, SCHEMA_MISMATCH, BAD_ARGUMENT
   Cost: O((batch + count) log N), at most about 512 KiB of records moved (or one record)
@@ -63,6 +73,7 @@
 --- @include "lib/key_types"
 --- @include "lib/budget"
 --- @include "lib/rate"
+--- @include "lib/groups"
 
 local meta_key = KEYS[1]
 local ready_key = KEYS[2]
@@ -73,6 +84,10 @@ local unique_key = KEYS[6]
 local jobs_key = KEYS[7]
 local memo_prefix = KEYS[8]
 local wake_key = KEYS[9]
+local gready_key = KEYS[10]
+local gturn_key = KEYS[11]
+local gleased_key = KEYS[12]
+local gjob_key = KEYS[13]
 local now_arg = ARGV[1]
 local worker = ARGV[2]
 local count = tonumber(ARGV[3])
@@ -91,7 +106,7 @@ end
 local now = now_ms(now_arg)
 -- Keys are type-checked by their first access: reads with pcall here and in the helpers, and
 -- an explicit check before a helper's first write to a key it has not read.
-local meta, err = read_meta(meta_key, 'paused', 'token', 'rate', 'rate_at')
+local meta, err = read_meta(meta_key, 'paused', 'token', 'rate', 'rate_at', 'conc', 'groups')
 if not meta then
   return err
 end
@@ -127,6 +142,15 @@ end
 -- Housekeeping of this queue, bounded by `batch`.
 local keys = {ready = ready_key, scheduled = scheduled_key, leased = leased_key,
   dead = dead_key, unique = unique_key, jobs = jobs_key}
+local gctx
+if meta[7] then
+  if key_types({gready_key, 'zset', gturn_key, 'zset', gleased_key, 'zset', gjob_key, 'hash'})
+      then
+    return wrong_type(gready_key)
+  end
+  gctx = grp_ctx(meta_key, gready_key, gturn_key, gleased_key, gjob_key)
+  keys.grp = gctx
+end
 local spend = budget(size_hint)
 local promoted, reaped, died, left = housekeep(keys, now, batch, dead_keep, dead_age_ms, spend)
 if not promoted then
@@ -157,6 +181,7 @@ end
 -- waits until then, nobody is woken for them).
 local want = count
 local rate_tat, rate_iv
+local rate_cut = false
 if meta[4] or meta[5] then
   local allowed, wait_ms
   allowed, rate_tat, rate_iv, wait_ms = rate_allow(meta[4], meta[5], now)
@@ -165,6 +190,9 @@ if meta[4] or meta[5] then
     if type(queued) == 'table' then
       return wrong_type(ready_key, queued)
     end
+    if gctx then
+      queued = queued + redis.call('ZCARD', gready_key)
+    end
     if queued > 0 then
       return {STATUS.OK, now, wait_ms, 2}
     end
@@ -172,34 +200,115 @@ if meta[4] or meta[5] then
     return {STATUS.OK, now, due < 0 and -1 or math.max(due, wait_ms), 0}
   end
   if allowed < count then
-    count = allowed
+    count, rate_cut = allowed, true
   end
 end
 
--- Read and validate the candidates (HMGETs of budget.step ids), then lease them (one HSET).
--- One id more than asked tells whether ready jobs remain for another worker.
-local ids = redis.pcall('ZRANGE', ready_key, 0, count)
-if ids['err'] then
-  return wrong_type(ready_key, ids)
+-- The queue's concurrency cap (meta conc): its leases standing are the leased set itself, so
+-- a lease that ends (ack, nack, release, cancel, reap) frees its place at once.
+local capped = false
+if meta[6] then
+  local room = (tonumber(meta[6]) or 0) - redis.call('ZCARD', leased_key)
+  if room <= 0 then
+    return {STATUS.OK, now, next_in(), 3}
+  end
+  if room < count then
+    count, capped = room, true
+  end
 end
-if #ids == 0 then
-  return {STATUS.OK, now, next_in(), 0}
-end
-local more = #ids > count
-if more then
-  ids[#ids] = nil
-end
--- Within the byte budget left by housekeeping (at least one candidate): the rest stays ready.
-local recs
-recs, err = read_spend(jobs_key, ids, spend, true)
-if not recs then
-  return err
-end
-local cut = #recs < #ids
-if cut then
-  more = true
-  for i = #ids, #recs + 1, -1 do
-    ids[i] = nil
+
+local ids, recs, more, cut
+local spoiled = {}
+local grouped = gctx and redis.call('ZCARD', gturn_key) > 0
+if grouped then
+  -- Groups take turns (lib/groups), the ungrouped jobs as group ''. Each job: the group with
+  -- the lowest turn, its head, then the group's next turn (or none: no job left, or at its
+  -- limit). Each candidate's record is read and checked here; a member whose job is not
+  -- ready any more is dropped.
+  if redis.call('ZCARD', ready_key) > 0 and not redis.call('ZSCORE', gturn_key, '') then
+    redis.call('ZADD', gturn_key, grp_next_turn(gctx), '')
+  end
+  if key_types({dead_key, 'zset'}) then
+    return wrong_type(dead_key)
+  end
+  ids, recs = {}, {}
+  local steps = 0
+  while #ids + #spoiled < count and spend.left > 0 and steps < count + batch do
+    steps = steps + 1
+    local g = redis.call('ZRANGE', gturn_key, 0, 0)[1]
+    if not g then
+      break
+    end
+    local id, member
+    if g == '' then
+      id = redis.call('ZRANGE', ready_key, 0, 0)[1]
+    elseif grp_leased_count(gctx, g) < grp_limit(gctx) then  -- (the limit may have been lowered)
+      member = grp_head(gctx, g)
+      id = member and string.sub(member, #g + 18)
+    end
+    if not id then
+      redis.call('ZREM', gturn_key, g)
+    else
+      if g == '' then
+        redis.call('ZREM', ready_key, id)
+      else
+        redis.call('ZREM', gready_key, member)
+      end
+      local s = redis.call('HGET', jobs_key, id)
+      if s and not string.match(s, CLAIM_HEAD) then
+        spoiled[#spoiled + 1] = id
+      elseif s and string.sub(s, 1, 9) == 'j3\nready\n' then
+        ids[#ids + 1] = id
+        recs[#ids] = s
+        spend.left = spend.left - #s
+        if g ~= '' then
+          redis.call('ZADD', gleased_key, 0, g .. '\0' .. id)
+        end
+      end
+      local again = g == '' and redis.call('ZCARD', ready_key) > 0
+      if g ~= '' then
+        again = grp_head(gctx, g) and grp_leased_count(gctx, g) < grp_limit(gctx)
+      end
+      if again then
+        redis.call('ZADD', gturn_key, grp_next_turn(gctx), g)
+      else
+        redis.call('ZREM', gturn_key, g)
+      end
+    end
+  end
+  if #ids == 0 and #spoiled == 0 then
+    local waiting = redis.call('ZCARD', gready_key) > 0
+    return {STATUS.OK, now, next_in(), waiting and 3 or 0}
+  end
+  more = redis.call('ZCARD', gturn_key) > 0
+  cut = more and spend.left <= 0
+else
+  -- Read and validate the candidates (HMGETs of budget.step ids), then lease them (one
+  -- HSET). One id more than asked tells whether ready jobs remain for another worker.
+  ids = redis.pcall('ZRANGE', ready_key, 0, count)
+  if ids['err'] then
+    return wrong_type(ready_key, ids)
+  end
+  if #ids == 0 then
+    local waiting = gctx and redis.call('ZCARD', gready_key) > 0
+    return {STATUS.OK, now, next_in(), waiting and 3 or 0}
+  end
+  more = #ids > count
+  if more then
+    ids[#ids] = nil
+  end
+  -- Within the byte budget left by housekeeping (at least one candidate): the rest stays
+  -- ready.
+  recs, err = read_spend(jobs_key, ids, spend, true)
+  if not recs then
+    return err
+  end
+  cut = #recs < #ids
+  if cut then
+    more = true
+    for i = #ids, #recs + 1, -1 do
+      ids[i] = nil
+    end
   end
 end
 -- One pass over the candidates: check each head and build its leased record (nothing is
@@ -217,7 +326,6 @@ local leased_pairs = {}
 local writes = {}
 local memo = {}
 local out = {STATUS.OK, now, -1, 0}
-local spoiled = {}
 local k = 0
 for i = 1, #ids do
   local s = recs[i]
@@ -253,25 +361,30 @@ if #spoiled > 0 and key_types({dead_key, 'zset'}) then
   return wrong_type(dead_key)
 end
 local leased = k / 2
-redis.call('ZREMRANGEBYRANK', ready_key, 0, #ids - 1)
+if not grouped then
+  redis.call('ZREMRANGEBYRANK', ready_key, 0, #ids - 1)
+end
 if #spoiled > 0 then
   add_totals(meta_key, 0, 0, quarantine(dead_key, now, spoiled))
 end
 -- Ready jobs left that only the rate limit holds back: no wake, no claim again at once.
-local held = more and count < want and not cut and #spoiled == 0
+local held = more and rate_cut and not capped and not cut and #spoiled == 0
 local rate_wait = 0
 if rate_tat then
   rate_wait = rate_take(meta_key, meta[4], rate_tat, rate_iv, leased, now)
 end
-if more and not held then
+if more and not held and not capped then
   wake(wake_key)
 end
 if leased < want then
   out[3] = held and rate_wait or next_in()
   -- Short with ready jobs left: the budget cut the call, or candidates without a (parsing)
-  -- record made room. The client claims again for the rest. Or the limit held them back.
+  -- record made room. The client claims again for the rest. Or the limit held them back, or
+  -- the concurrency cap did.
   if held then
     out[4] = 2
+  elseif capped and not cut and #spoiled == 0 then
+    out[4] = 3
   elseif more then
     out[4] = 1
   end

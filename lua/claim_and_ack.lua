@@ -14,6 +14,10 @@
   KEYS[7] unique      hash   unique key -> job id
   KEYS[8] jobs        hash   job id -> packed job record (lib/record)
   KEYS[9] memo_prefix prefix claim memos are memo_prefix .. <request id>
+  KEYS[10] gready     zset   grouped ready jobs (lib/groups)
+  KEYS[11] gturn      zset   group -> turn, the groups that may lease now
+  KEYS[12] gleased    zset   leased grouped jobs, member <group> \0 <id>
+  KEYS[13] gjob       hash   job id -> group
   ARGV[1] now_ms      int    test clock override; '' = Redis TIME
   ARGV[2] worker      str    name of the worker
   ARGV[3] request_id  str    '' = no memo
@@ -46,6 +50,7 @@
 --- @include "lib/add_totals"
 --- @include "lib/quarantine"
 --- @include "lib/rate"
+--- @include "lib/groups"
 
 local meta_key = KEYS[1]
 local ready_key = KEYS[2]
@@ -56,6 +61,10 @@ local dead_key = KEYS[6]
 local unique_key = KEYS[7]
 local jobs_key = KEYS[8]
 local memo_prefix = KEYS[9]
+local gready_key = KEYS[10]
+local gturn_key = KEYS[11]
+local gleased_key = KEYS[12]
+local gjob_key = KEYS[13]
 local now_arg = ARGV[1]
 local worker = ARGV[2]
 local request_id = ARGV[3]
@@ -91,7 +100,7 @@ if request_id ~= '' then
 end
 
 local keys = {ready = ready_key, scheduled = scheduled_key, leased = leased_key,
-  dead = dead_key, unique = unique_key, jobs = jobs_key}
+  dead = dead_key, unique = unique_key, jobs = jobs_key, grp = grp_ctx(meta_key, gready_key, gturn_key, gleased_key, gjob_key)}
 local promoted, reaped, died = housekeep(keys, now, batch, dead_keep, dead_age_ms,
   budget(size_hint))
 if not promoted then

@@ -7,17 +7,24 @@
   CAPS.ARG_BYTES of payloads per call (beyond the first job), and when the stored records of ids
   or unique keys already taken pass CAPS.READ_BYTES, only the jobs before that one are handled:
   the reply then holds fewer entries, and the client sends the rest again.
-  KEYS[1] meta        hash   schema, lib_version, seq (enqueue counter), enqueued, paused
+  KEYS[1] meta        hash   schema, lib_version, seq (enqueue counter), enqueued, paused,
+                             groups ('1' once a job with a group came, lib/groups)
   KEYS[2] ready       zset   job ids, score = ready_score(priority, seq)
   KEYS[3] scheduled   zset   job ids, score = due time (ms)
   KEYS[4] unique      hash   unique key -> job id, while the job is live
   KEYS[5] jobs        hash   job id -> packed job record (lib/record)
   KEYS[6] wake        zset   one member; signalled for a waiting worker when jobs arrive
+  KEYS[7] gready      zset   grouped ready jobs (lib/groups)
+  KEYS[8] gturn       zset   group -> turn, the groups that may lease now
+  KEYS[9] gleased     zset   leased grouped jobs, member <group> \0 <id>
+  KEYS[10] gjob       hash   job id -> group
   ARGV[1] now_ms      int    test clock override; '' = Redis TIME
   ARGV[2] lib_version str    redisq version, recorded in meta on the first write
   ARGV[3] count       int    number of jobs that follow
-  ARGV[4+] jobs       list   9 values per job: id, payload, name, priority, run_at_ms ('' = now +
-                             delay_ms), delay_ms, max_attempts, lease_ms ('' = claim's), unique_key
+  ARGV[4+] jobs       list   10 values per job: id, payload, name, priority, run_at_ms ('' = now
+                             + delay_ms), delay_ms, max_attempts, lease_ms ('' = claim's),
+                             unique_key, group ('' = none; a grouped ready job waits in its
+                             group, lib/groups)
   Returns: {status, now_ms, entries, new_queue}; entry per job handled (the first ones): 0 =
            created, k > 0 = same job as entry k, or {id, record} = the existing job; new_queue
            = 1 when this call created the queue's meta hash (the client then makes sure the
@@ -34,18 +41,23 @@ local scheduled_key = KEYS[3]
 local unique_key = KEYS[4]
 local jobs_hash = KEYS[5]
 local wake_set = KEYS[6]
+local gready_key = KEYS[7]
+local gturn_key = KEYS[8]
+local gleased_key = KEYS[9]
+local gjob_key = KEYS[10]
 local now_arg = ARGV[1]
 local lib_version = ARGV[2]
 local count = tonumber(ARGV[3])
 local jobs_at = 4
-local STRIDE = 9
+local STRIDE = 10
 
 -- One new job without a unique key (the single enqueue): the steps of the general path
 -- below, written out for one job and its usual outcome, so that the call runs the commands it
 -- needs and little Lua besides (no helper is even defined). Anything else (a bad argument, a
 -- key of another type, another schema, an id that exists) leaves this block before its first
 -- write, and the general path handles the call from the start.
-if count == 1 and #ARGV == jobs_at - 1 + STRIDE and ARGV[jobs_at + 8] == '' then
+if count == 1 and #ARGV == jobs_at - 1 + STRIDE and ARGV[jobs_at + 8] == ''
+    and ARGV[jobs_at + 9] == '' then
   local b = jobs_at
   local id = ARGV[b]
   local priority = tonumber(ARGV[b + 3])
@@ -104,6 +116,7 @@ end
 --- @include "lib/write_jobs"
 --- @include "lib/chunks"
 --- @include "lib/key_types"
+--- @include "lib/groups"
 
 if not count or count < 1 or count > CAPS.BATCH or #ARGV ~= jobs_at - 1 + count * STRIDE then
   return {STATUS.BAD_ARGUMENT, 'count'}
@@ -185,7 +198,7 @@ local entries = {}
 local fresh = {}
 local seen_id = {}
 local seen_ukey = {}
-local to_ready, to_scheduled = 0, 0
+local to_ready, to_scheduled, grouped = 0, 0, 0
 for i = 1, count do
   local b = jobs_at + (i - 1) * STRIDE
   local id = ARGV[b]
@@ -209,9 +222,12 @@ for i = 1, count do
       if run_at ~= '' then
         due = tonumber(run_at)
       end
+      if ARGV[b + 9] ~= '' then
+        grouped = grouped + 1
+      end
       if due > now then
         to_scheduled = to_scheduled + 1
-      else
+      elseif ARGV[b + 9] == '' then
         to_ready = to_ready + 1
       end
     end
@@ -237,6 +253,16 @@ if to_ready > 0 and to_scheduled > 0 then
     return {STATUS.WRONG_TYPE, bad_key, bad_type}
   end
 end
+-- Grouped jobs (lib/groups): their keys are checked too, before the first write.
+if grouped > 0 then
+  local bad_key, bad_type = key_types({gready_key, 'zset', gturn_key, 'zset', gleased_key,
+    'zset', gjob_key, 'hash', scheduled_key, 'zset'})
+  if bad_key then
+    return {STATUS.WRONG_TYPE, bad_key, bad_type}
+  end
+end
+local gctx = grp_ctx(meta_hash, gready_key, gturn_key, gleased_key, gjob_key)
+local group_jobs = {}
 
 -- Write: the index entries first (a wrong-typed set refuses the first ZADD, before anything
 -- else is written), then the records, the unique keys and the counters.
@@ -261,9 +287,12 @@ for i = 1, #fresh do
     state = 'scheduled'
     scheduled_pairs[#scheduled_pairs + 1] = num(run_at)
     scheduled_pairs[#scheduled_pairs + 1] = id
-  else
+  elseif ARGV[b + 9] == '' then
     ready_pairs[#ready_pairs + 1] = ready_score(ARGV[b + 3], seq)
     ready_pairs[#ready_pairs + 1] = id
+  end
+  if ARGV[b + 9] ~= '' then
+    group_jobs[#group_jobs + 1] = {ARGV[b + 9], id, state, ARGV[b + 3], seq}
   end
   -- The layout of lib/record, written out: no error, result or progress yet.
   records[#records + 1] = id
@@ -289,6 +318,16 @@ for _, set in ipairs({{ready_key, ready_pairs}, {scheduled_key, scheduled_pairs}
   end
 end
 write_jobs(jobs_hash, records)
+for i = 1, #group_jobs do
+  local g, id, state, prio, job_seq = unpack(group_jobs[i])
+  redis.call('HSET', gjob_key, id, g)
+  if state == 'ready' then
+    grp_ready(gctx, g, {[F.PRIO] = prio, [F.SEQ] = job_seq}, id)
+  end
+end
+if #group_jobs > 0 then
+  redis.call('HSET', meta_hash, 'groups', '1')
+end
 if #unique_pairs > 0 then
   chunks({'HSET', unique_key}, unique_pairs)
 end

@@ -12,6 +12,10 @@
   KEYS[6] unique      hash   unique key -> job id
   KEYS[7] jobs        hash   job id -> packed job record (lib/record)
   KEYS[8] wake        zset   signalled when jobs became ready
+  KEYS[9] gready      zset   grouped ready jobs (lib/groups)
+  KEYS[10] gturn      zset   group -> turn, the groups that may lease now
+  KEYS[11] gleased    zset   leased grouped jobs, member <group> \0 <id>
+  KEYS[12] gjob       hash   job id -> group
   ARGV[1] now_ms      int    test clock override; '' = Redis TIME
   ARGV[2] limit       int    most leases reaped, and most scheduled jobs promoted (1 to
                              MAX_BATCH of lib/budget, 250)
@@ -30,6 +34,7 @@
 --- @include "lib/housekeep"
 --- @include "lib/wake"
 --- @include "lib/add_totals"
+--- @include "lib/groups"
 
 local meta_key = KEYS[1]
 local ready_key = KEYS[2]
@@ -39,6 +44,10 @@ local dead_key = KEYS[5]
 local unique_key = KEYS[6]
 local jobs_key = KEYS[7]
 local wake_key = KEYS[8]
+local gready_key = KEYS[9]
+local gturn_key = KEYS[10]
+local gleased_key = KEYS[11]
+local gjob_key = KEYS[12]
 local now_arg = ARGV[1]
 local limit = tonumber(ARGV[2])
 local dead_keep = tonumber(ARGV[3])
@@ -58,14 +67,14 @@ if err then
   return err
 end
 local keys = {ready = ready_key, scheduled = scheduled_key, leased = leased_key,
-  dead = dead_key, unique = unique_key, jobs = jobs_key}
+  dead = dead_key, unique = unique_key, jobs = jobs_key, grp = grp_ctx(meta_key, gready_key, gturn_key, gleased_key, gjob_key)}
 local promoted, reaped, died, left = housekeep(keys, now, limit, dead_keep, dead_age_ms,
   budget(size_hint))
 if not promoted then
   return reaped
 end
 add_totals(meta_key, 0, reaped, died)
-if reaped > 0 or promoted > 0 then
+if reaped > 0 or promoted > 0 or died > 0 then
   wake(wake_key)
 end
 return {STATUS.OK, reaped, died, promoted, left and 1 or 0}

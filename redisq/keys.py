@@ -79,6 +79,12 @@ class QueueKeys:
     schedules: str
     schedule_due: str
     schedule_events: str
+    #: Concurrency groups (lua/lib/groups.lua): grouped ready jobs, the groups' turns, their
+    #: leases, and each grouped job's group.
+    gready: str
+    gturn: str
+    gleased: str
+    gjob: str
 
     @classmethod
     def build(cls, prefix: str, queue: str) -> QueueKeys:
@@ -104,6 +110,10 @@ class QueueKeys:
             schedules=f"{tag}:schedules",
             schedule_due=f"{tag}:schedule_due",
             schedule_events=f"{tag}:schedule_events",
+            gready=f"{tag}:gready",
+            gturn=f"{tag}:gturn",
+            gleased=f"{tag}:gleased",
+            gjob=f"{tag}:gjob",
         )
 
 

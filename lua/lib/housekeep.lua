@@ -4,14 +4,15 @@
 -- The queue's housekeeping, bounded by `batch` and by the call's byte budget `spend`
 -- (lib/budget): promotes due scheduled jobs, returns expired leases to ready (or dead, then
 -- trims the dead set); records that do not parse go to the dead set (lib/quarantine). `keys`
--- holds ready, scheduled, leased, dead, unique and jobs. Returns promoted, reaped,
+-- holds ready, scheduled, leased, dead, unique and jobs, and grp (lib/groups) when the queue
+-- has grouped jobs. Returns promoted, reaped,
 -- dead-lettered (set-aside ones included) and whether work may be left (due jobs or expired
 -- leases beyond the batch or the budget: the caller tells its client to come back at once);
 -- or nil and an error reply when a key holds another type (each step validates before it
 -- writes).
 local function housekeep(keys, now, batch, dead_keep, dead_age_ms, spend)
   local promoted, set_aside, due_left = promote_due(keys.scheduled, keys.ready, keys.jobs,
-    keys.dead, now, batch, spend)
+    keys.dead, now, batch, spend, keys.grp)
   if not promoted then
     return nil, set_aside
   end

@@ -9,13 +9,15 @@
 --- @include "lib/wrong_type"
 --- @include "lib/key_types"
 --- @include "lib/quarantine"
+--- @include "lib/groups"
 -- Moves up to `limit` scheduled jobs whose due time has come into the ready set, at the
 -- position their priority and original enqueue sequence give them, within the call's byte
 -- budget `spend` (lib/budget). Index entries that point at no job record are dropped; a record
 -- that does not parse goes to the dead set (lib/quarantine). Returns the number promoted, the
 -- number set aside, and whether due jobs may be left (the limit or the budget was reached); or
 -- nil and an error reply when a key holds another type (nothing of this step is written then).
-local function promote_due(scheduled_key, ready_key, jobs_key, dead_key, now, limit, spend)
+-- With `gctx` (lib/groups: the queue has grouped jobs), a grouped job goes to its group.
+local function promote_due(scheduled_key, ready_key, jobs_key, dead_key, now, limit, spend, gctx)
   if spend.left <= 0 then
     return 0, 0, true
   end
@@ -40,13 +42,19 @@ local function promote_due(scheduled_key, ready_key, jobs_key, dead_key, now, li
   local moves = {}
   local writes = {}
   local spoiled = {}
+  local groups = grp_of(gctx, ids)
+  local grouped = {}
   for i = 1, #ids do
     if recs[i] then
       local t = rec_parse(recs[i])
       if t then
         t[F.STATE] = 'ready'
-        moves[#moves + 1] = ready_score(t[F.PRIO], t[F.SEQ])
-        moves[#moves + 1] = ids[i]
+        if groups and groups[i] then
+          grouped[#grouped + 1] = {groups[i], t, ids[i]}
+        else
+          moves[#moves + 1] = ready_score(t[F.PRIO], t[F.SEQ])
+          moves[#moves + 1] = ids[i]
+        end
         writes[#writes + 1] = ids[i]
         writes[#writes + 1] = rec_pack(t)
       else
@@ -59,8 +67,13 @@ local function promote_due(scheduled_key, ready_key, jobs_key, dead_key, now, li
   end
   if #writes > 0 then
     write_jobs(jobs_key, writes)
-    chunks({'ZADD', ready_key}, moves)
+    if #moves > 0 then
+      chunks({'ZADD', ready_key}, moves)
+    end
+    for i = 1, #grouped do
+      grp_ready(gctx, grouped[i][1], grouped[i][2], grouped[i][3])
+    end
   end
   chunks({'ZREM', scheduled_key}, ids)
-  return #moves / 2, quarantine(dead_key, now, spoiled), more
+  return #moves / 2 + #grouped, quarantine(dead_key, now, spoiled), more
 end

@@ -42,6 +42,7 @@ from redisq._core.manage import (
     unlock,
     update,
 )
+from redisq._core.groups import flow_state, set_concurrency
 from redisq._core.rates import rate_hold, rate_state, set_rate_limit
 from redisq._core.schedules import (
     build_definition,
@@ -53,7 +54,7 @@ from redisq._core.schedules import (
     upsert_schedule,
     wait_schedules,
 )
-from redisq.models import RateState
+from redisq.models import FlowState, RateState
 
 __all__ = [
     "CHUNK",
@@ -64,7 +65,10 @@ __all__ = [
     "NOT_SET",
     "Call",
     "Op",
+    "FlowState",
     "RateState",
+    "flow_state",
+    "set_concurrency",
     "Settings",
     "ack_many",
     "build_definition",

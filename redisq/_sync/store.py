@@ -176,6 +176,7 @@ class Store:
         max_attempts: int = 3,
         lease_ms: int | None = None,
         unique_key: str | None = None,
+        group: str | None = None,
     ) -> Job:
         """Add a job to a queue, or return the existing one.
 
@@ -194,6 +195,9 @@ class Store:
             max_attempts: claims allowed, counting the first run (1 to 1000).
             lease_ms: the job's own lease length, overriding the claim's.
             unique_key: a dedupe key, held while the job is ready, scheduled or leased.
+            group: the job's concurrency group (1 to 128 characters, no braces or control
+                characters): a queue serves its groups round-robin and leases at most its
+                `group_concurrency` jobs of one group at once (docs/groups.md).
 
         Returns:
             The new job, or the job that already held the id or unique key.
@@ -213,6 +217,7 @@ class Store:
             "max_attempts": max_attempts,
             "lease_ms": lease_ms,
             "unique_key": unique_key,
+            "group": group,
         }
         return self._run(ops.enqueue_one(self.settings, queue, payload, options, self._registered))
 
@@ -227,7 +232,7 @@ class Store:
             queue: queue name.
             payloads: payloads, or `redisq.Spec` items carrying per-job options.
             **options: defaults for every job: name, priority, delay_ms, run_at_ms,
-                max_attempts, lease_ms, unique_key (as for `enqueue`; not id).
+                max_attempts, lease_ms, unique_key, group (as for `enqueue`; not id).
 
         Returns:
             One Job per item, in order (existing jobs for ids or unique keys already live).
@@ -675,6 +680,37 @@ class Store:
         queue does not exist and nothing was written). A hold never shortens another.
         """
         return self._run(ops.rate_hold(self.settings, queue, ms))
+
+    def set_concurrency(self, queue: str, concurrency: int | None) -> None:
+        """Cap how many jobs of `queue` are leased at once, across every worker; None
+        removes the cap.
+
+        Claims count the queue's leases standing (its leased set), so a slot comes back as
+        soon as a lease ends: ack, nack, release, cancel, or the reaping of a crashed
+        worker's lease. Any valid name is accepted, like `pause`.
+
+        Raises:
+            InvalidArgument: not an int in [1, 1,000,000] or None (nothing is written).
+        """
+        self._run(ops.set_concurrency(self.settings, queue, "concurrency", concurrency))
+
+    def set_group_concurrency(self, queue: str, group_concurrency: int | None) -> None:
+        """Lease at most `group_concurrency` jobs of one concurrency group of `queue` at
+        once, across every worker (1: strict FIFO per group); None removes the limit (the
+        groups are still served round-robin).
+
+        A lowered limit holds from the next claim; a raised one reaches a group at its old
+        limit when one of its leases ends or a job joins it.
+
+        Raises:
+            InvalidArgument: not an int in [1, 1,000,000] or None (nothing is written).
+        """
+        self._run(ops.set_concurrency(self.settings, queue, "group_concurrency", group_concurrency))
+
+    def concurrency(self, queue: str, id: str | None = None) -> ops.FlowState:
+        """Read `queue`'s concurrency limits and what they hold back; with `id`, also that
+        job's group and whether its group may lease now (what `redisq show` prints)."""
+        return self._run(ops.flow_state(self.settings, queue, id))
 
     def purge(self, queue: str, state: JobState | None = None) -> int:
         """Delete every job of `queue` in `state` (None = all states); count them."""
