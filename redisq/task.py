@@ -12,11 +12,13 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
 
+from redisq._core.groups import check_limit
 from redisq._core.rates import parse_rate
 from redisq._core.tasks import make_payload
 from redisq._core.validate import (
     MAX_ATTEMPTS,
     MAX_DELAY_MS,
+    MAX_GROUP_LENGTH,
     MAX_LEASE_MS,
     PRIORITY_MAX,
     PRIORITY_MIN,
@@ -82,6 +84,7 @@ class _CallOptions:
     priority: int | None = None
     max_attempts: int | None = None
     queue: str | None = None
+    group: str | None = None
 
     def merged(self, other: _CallOptions) -> _CallOptions:
         """Return these options with `other`'s given values on top."""
@@ -101,6 +104,7 @@ def _call_options(
     priority: Any = None,
     max_attempts: Any = None,
     queue: Any = None,
+    group: Any = None,
 ) -> _CallOptions:
     if id is not None:
         check_id("id", id)
@@ -114,7 +118,9 @@ def _call_options(
     _optional_int("max_attempts", max_attempts, 1, MAX_ATTEMPTS)
     if queue is not None:
         check_name("queue", queue)
-    return _CallOptions(id, unique_key, delay_ms, run_at_ms, priority, max_attempts, queue)
+    if group is not None:
+        check_optional_text("group", group, MAX_GROUP_LENGTH)
+    return _CallOptions(id, unique_key, delay_ms, run_at_ms, priority, max_attempts, queue, group)
 
 
 def _context_parameter(fn: Callable[..., Any]) -> tuple[str | None, int | None]:
@@ -196,6 +202,10 @@ class TaskSettings:
     result_ttl_ms: int | None = None
     #: The limit of the task's queue (`Store.set_rate_limit`), stored by workers at start.
     rate_limit: str | None = None
+    #: The concurrency limits of the task's queue (`Store.set_concurrency`,
+    #: `Store.set_group_concurrency`), stored by workers at start.
+    queue_concurrency: int | None = None
+    group_concurrency: int | None = None
 
     @classmethod
     def build(cls, **o: Any) -> TaskSettings:
@@ -215,6 +225,8 @@ class TaskSettings:
             store_result=_check_bool("store_result", o["store_result"]),
             result_ttl_ms=_result_ttl(o.get("result_ttl_ms"), o["store_result"]),
             rate_limit=_rate_limit(o.get("rate_limit")),
+            queue_concurrency=check_limit("queue_concurrency", o.get("queue_concurrency")),
+            group_concurrency=check_limit("group_concurrency", o.get("group_concurrency")),
         )
 
 
@@ -258,6 +270,7 @@ class _Enqueuer(Generic[P]):
             "max_attempts": options.max_attempts or t.max_attempts,
             "lease_ms": t.lease_ms,
             "unique_key": options.unique_key,
+            "group": options.group,
         }
 
     def _batch(self, calls: Iterable[Any]) -> tuple[str, list[Any], dict[str, Any]]:
@@ -389,7 +402,8 @@ class Task(_Enqueuer[P], Generic[P, R]):
         fn: the function.
         name: the task name (the job name).
         queue, max_attempts, lease_ms, timeout_ms, backoff, priority, retry_for,
-        non_retryable, store_result, result_ttl_ms, rate_limit: its options (see `App.task`).
+        non_retryable, store_result, result_ttl_ms, rate_limit, queue_concurrency,
+        group_concurrency: its options (see `App.task`).
         is_async: True for ``async def`` functions.
     """
 
@@ -410,6 +424,8 @@ class Task(_Enqueuer[P], Generic[P, R]):
         self.store_result = settings.store_result
         self.result_ttl_ms = settings.result_ttl_ms
         self.rate_limit = settings.rate_limit
+        self.queue_concurrency = settings.queue_concurrency
+        self.group_concurrency = settings.group_concurrency
         self.is_async = inspect.iscoroutinefunction(fn)
         self.context_param, self.context_position = _context_parameter(fn)
         try:
@@ -443,6 +459,7 @@ class Task(_Enqueuer[P], Generic[P, R]):
         priority: int | None = None,
         max_attempts: int | None = None,
         queue: str | None = None,
+        group: str | None = None,
     ) -> TaskOptions[P]:
         """Set options for the next enqueue: ``task.options(delay_ms=5000).enqueue(...)``.
 
@@ -454,13 +471,16 @@ class Task(_Enqueuer[P], Generic[P, R]):
             priority: overrides the task's priority.
             max_attempts: overrides the task's max_attempts.
             queue: overrides the task's queue.
+            group: the job's concurrency group (see `Store.enqueue`).
 
         Raises:
             InvalidArgument: an option is out of range.
         """
         return TaskOptions(
             self,
-            _call_options(id, unique_key, delay_ms, run_at_ms, priority, max_attempts, queue),
+            _call_options(
+                id, unique_key, delay_ms, run_at_ms, priority, max_attempts, queue, group
+            ),
         )
 
     def _with_context(

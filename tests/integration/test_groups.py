@@ -311,3 +311,32 @@ def test_a_limit_out_of_range_is_refused_and_nothing_is_written(
 def test_a_queue_without_groups_or_cap_reads_as_such(client: Any) -> None:
     client.enqueue(Q, 1)
     assert client.concurrency(Q) == redisq.FlowState(None, None, 1, 0, 0, 0, 0, 0)
+
+
+# ------------------------------------------------------------------------------ cluster
+
+
+@pytest.mark.cluster
+def test_groups_and_the_cap_on_the_local_cluster(cluster_url: str, prefix: str) -> None:
+    # Every group structure is a key of the queue, under its hash tag: on a 3-master cluster
+    # each queue's scripts run on its own master (CROSSSLOT would refuse anything else).
+    store = redisq.connect(cluster_url, prefix=prefix)
+    queues = [f"q{n}" for n in range(6)]
+    for q in queues:
+        store.set_group_concurrency(q, 1)
+        store.set_concurrency(q, 3)
+        store.enqueue_many(q, [f"big-{i}" for i in range(20)], group="big")
+        store.enqueue_many(q, ["small-0", "small-1"], group="small")
+        store.enqueue(q, "plain")
+    for q in queues:
+        jobs = list(store.claim(q, worker=W, count=10, lease_ms=LONG))
+        assert sorted(j.payload for j in jobs) == ["big-0", "plain", "small-0"]
+        assert list(store.claim(q, worker=W, count=10, lease_ms=LONG)) == []
+        for job in jobs:
+            store.ack(job)
+        again = list(store.claim(q, worker=W, count=10, lease_ms=LONG))
+        assert sorted(j.payload for j in again) == ["big-1", "small-1"]
+        state = store.concurrency(q, again[0].id)
+        assert (state.grouped_leased, state.group_leased, state.ready) == (2, 1, 18)
+        assert store.purge(q) == 23  # 18 ready, 2 leased, 3 completed
+    store.close()
