@@ -54,10 +54,10 @@ from redisq.errors import (
 from redisq.jobref import JobRef
 from redisq.models import (
     Claimed,
+    FlowState,
     Job,
     JobState,
     Migration,
-    FlowState,
     RateState,
     Retention,
     Schedule,

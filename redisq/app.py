@@ -266,15 +266,15 @@ class App:
                 raise InvalidArgument(
                     "name", "a task name not yet registered in this app (pass name=...)", name
                 )
-            for field in ("rate_limit", "queue_concurrency", "group_concurrency"):
-                limit = getattr(settings, field)
+            for option in ("rate_limit", "queue_concurrency", "group_concurrency"):
+                limit = getattr(settings, option)
                 for other in self._tasks.values():
-                    theirs = getattr(other, field)
+                    theirs = getattr(other, option)
                     if limit and other.queue == task.queue and theirs not in (None, limit):
                         raise InvalidArgument(
-                            field,
+                            option,
                             f"the limit of queue {task.queue!r} that task {other.name!r} gives"
-                            f" ({theirs}): a {field.replace('_', ' ')} is the queue's",
+                            f" ({theirs}): a {option.replace('_', ' ')} is the queue's",
                             limit,
                         )
             self._tasks[name] = task
@@ -392,10 +392,10 @@ class App:
         for t in self.tasks.values():
             if queues is not None and t.queue not in queues:
                 continue
-            for field in ("queue_concurrency", "group_concurrency"):
-                value = getattr(t, field)
+            for name in ("queue_concurrency", "group_concurrency"):
+                value = getattr(t, name)
                 if value is not None:
-                    out.setdefault(t.queue, {})[field] = value
+                    out.setdefault(t.queue, {})[name] = value
         return out
 
     def declare_flow_limits(

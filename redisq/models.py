@@ -10,11 +10,11 @@ from typing import Any
 __all__ = [
     "DAY_MS",
     "Claimed",
+    "FlowState",
     "Job",
     "JobState",
     "Migration",
     "RateState",
-    "FlowState",
     "Retention",
     "Schedule",
     "ScheduleTicks",

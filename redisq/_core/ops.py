@@ -30,6 +30,7 @@ from redisq._core.calls import (
 from redisq._core.claim import check_queues, claim, claim_and_ack, reap, wait
 from redisq._core.enqueue import check_options, enqueue_many, enqueue_one, prepare
 from redisq._core.finish import ack_many, nack, progress, release, renew_many, result_ttls
+from redisq._core.groups import flow_state, set_concurrency
 from redisq._core.manage import (
     cancel,
     delete,
@@ -42,7 +43,6 @@ from redisq._core.manage import (
     unlock,
     update,
 )
-from redisq._core.groups import flow_state, set_concurrency
 from redisq._core.rates import rate_hold, rate_state, set_rate_limit
 from redisq._core.schedules import (
     build_definition,
@@ -64,11 +64,9 @@ __all__ = [
     "MAX_TIME_MS",
     "NOT_SET",
     "Call",
-    "Op",
     "FlowState",
+    "Op",
     "RateState",
-    "flow_state",
-    "set_concurrency",
     "Settings",
     "ack_many",
     "build_definition",
@@ -81,6 +79,7 @@ __all__ = [
     "delete",
     "enqueue_many",
     "enqueue_one",
+    "flow_state",
     "lock",
     "migrate",
     "migrate_all",
@@ -102,6 +101,7 @@ __all__ = [
     "run_schedule_now",
     "schedules",
     "script_call",
+    "set_concurrency",
     "set_paused",
     "set_rate_limit",
     "set_schedule_paused",

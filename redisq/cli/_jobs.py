@@ -65,7 +65,12 @@ def _payload(args: argparse.Namespace) -> tuple[Any, str | None]:
 
 def _enqueue(args: argparse.Namespace, ctx: Context) -> int:
     payload, name = _payload(args)
-    options: dict[str, Any] = {"id": args.id, "name": name, "unique_key": args.unique_key}
+    options: dict[str, Any] = {
+        "id": args.id,
+        "name": name,
+        "unique_key": args.unique_key,
+        "group": args.group,
+    }
     for option in ("priority", "delay_ms", "run_at_ms", "max_attempts", "lease_ms"):
         value = getattr(args, option)
         if value is not None:
@@ -113,6 +118,9 @@ def add_enqueue(commands: Commands) -> None:
     )
     parser.add_argument("--lease-ms", type=int, metavar="MS", help="the job's own lease length")
     parser.add_argument("--unique-key", metavar="KEY", help="dedupe key held while the job is live")
+    parser.add_argument(
+        "--group", metavar="GROUP", help="the job's concurrency group (docs/groups.md)"
+    )
     task = parser.add_argument_group(
         "task-style enqueue",
         'makes a job named NAME with the payload {"args": [...], "kwargs": {...}}',
@@ -211,6 +219,10 @@ def _show(args: argparse.Namespace, ctx: Context) -> int:
             )
     document = job_document(job)
     text = _show_text(job)
+    group = ctx.store().concurrency(job.queue, job.id).group
+    if group is not None:
+        document["group"] = group
+        text += f"\n{'group':<{max(len(n) for n in document)}}  {group}"
     why = _why_waiting(ctx.store(), job)
     if why is not None:
         document["waiting"] = why
@@ -220,9 +232,23 @@ def _show(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def _why_waiting(store: redisq.Store, job: Job) -> str | None:
-    """Why a ready job is not being claimed, when its queue's rate limit holds it back."""
+    """Why a ready job is not being claimed: its queue's concurrency cap, its group at its
+    limit, or its queue's rate limit."""
     if job.state is not JobState.READY:
         return None
+    flow = store.concurrency(job.queue, job.id)
+    if flow.held_by_cap:
+        return (
+            f"its queue is at its concurrency cap ({flow.leased:,} of {flow.concurrency:,}"
+            " leased): it waits for a lease to end"
+        )
+    if flow.group is not None and not flow.group_turn:
+        limit = flow.group_concurrency
+        if limit is not None and flow.group_leased >= limit:
+            return (
+                f"its group {flow.group!r} is at its limit ({flow.group_leased:,} of {limit:,}"
+                " leased): it waits for one of them to end"
+            )
     state = store.rate_limit(job.queue)
     if state.next_at_ms is None:
         return None

@@ -158,8 +158,10 @@ def test_a_reaped_lease_frees_its_groups_slot(client: Any, clock: TestClock) -> 
 
 
 def test_nack_frees_the_slot_and_the_job_waits_in_its_group(client: Any) -> None:
-    job, second = _one_held(client)
-    client.nack(job, error="boom", delay_ms=0)  # ready again at once, at its place: first in its group
+    job, _ = _one_held(client)
+    client.nack(
+        job, error="boom", delay_ms=0
+    )  # ready again at once, at its place: first in its group
     assert client.get(Q, job.id).state == JobState.READY
     _next_is(client, job.id)
 
@@ -340,3 +342,36 @@ def test_groups_and_the_cap_on_the_local_cluster(cluster_url: str, prefix: str) 
         assert (state.grouped_leased, state.group_leased, state.ready) == (2, 1, 18)
         assert store.purge(q) == 23  # 18 ready, 2 leased, 3 completed
     store.close()
+
+
+# ------------------------------------------------------------------------------- tasks
+
+
+def test_tasks_give_their_queue_limits_and_a_group_per_call(url: str, prefix: str) -> None:
+    app = redisq.App(url, prefix=prefix)
+
+    @app.task(name="a", queue="tq", group_concurrency=1, queue_concurrency=4)
+    def a(n: int) -> int:
+        return n
+
+    @app.task(name="b", queue="tq")
+    def b() -> None: ...
+
+    with pytest.raises(InvalidArgument) as bad:
+        app.task(name="c", queue="tq", group_concurrency=2)(lambda: None)
+    assert bad.value.field == "group_concurrency"
+    with pytest.raises(InvalidArgument) as out_of_range:
+        app.task(name="d", queue="other", queue_concurrency=0)(lambda: None)
+    assert out_of_range.value.field == "queue_concurrency"
+    with pytest.raises(InvalidArgument) as bad_group:
+        a.options(group="x}")
+    assert bad_group.value.field == "group"
+
+    assert app.flow_limits() == {"tq": {"queue_concurrency": 4, "group_concurrency": 1}}
+    refs = [a.options(group="acme").enqueue(i) for i in range(2)]
+    app.declare_flow_limits()  # what a worker of the queue does when it starts
+    state = app.store.concurrency("tq", refs[0].id)
+    assert (state.concurrency, state.group_concurrency, state.group) == (4, 1, "acme")
+    jobs = list(app.store.claim("tq", worker=W, count=5, lease_ms=LONG))
+    assert [j.id for j in jobs] == [refs[0].id]  # one at a time in the group
+    app.close()

@@ -106,6 +106,7 @@ def test_kill_9_of_a_holder_gives_its_groups_slot_back_when_its_lease_is_reaped(
         assert store.get("hq", second.id).state == redisq.JobState.READY
         os.killpg(holder.pid, signal.SIGKILL)
         holder.wait(10)
+
     # The holder is gone without a word: its lease (1 s) runs out, a claim reaps it, and the
     # group's slot serves its jobs again (the reaped one first: it is first in its group).
     def taken() -> list[redisq.Job]:
@@ -115,8 +116,10 @@ def test_kill_9_of_a_holder_gives_its_groups_slot_back_when_its_lease_is_reaped(
         taken,
         20,
         0.05,
-        message=lambda: f"the group's slot back: {store.concurrency('hq', first.id)},"
-        f" {store.get('hq', first.id)}",
+        message=lambda: (
+            f"the group's slot back: {store.concurrency('hq', first.id)},"
+            f" {store.get('hq', first.id)}"
+        ),
     )
     assert [j.id for j in jobs] == [first.id]
     assert jobs[0].attempts == 2
