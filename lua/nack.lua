@@ -110,7 +110,7 @@ if to_dead or tonumber(t[F.ATTEMPTS]) >= tonumber(t[F.MAX]) then
   redis.call('HSET', jobs_key, id, record)
   redis.call('ZADD', dead_key, n, id)
   clear_unique(unique_key, {t[F.UKEY], id})
-  trim_retention(dead_key, jobs_key, dead_keep, dead_age_ms, now, batch)
+  trim_retention(dead_key, jobs_key, dead_keep, dead_age_ms, now, batch, nil, gjob_key)
   add_totals(meta_key, 0, 0, 1)
   wake(wake_key)  -- its lease's place is free (a concurrency cap or group limit may wait on it)
   return {STATUS.OK, record}

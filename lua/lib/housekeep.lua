@@ -22,7 +22,8 @@ local function housekeep(keys, now, batch, dead_keep, dead_age_ms, spend)
   end
   died = died + set_aside
   if died > 0 then
-    trim_retention(keys.dead, keys.jobs, dead_keep, dead_age_ms, now, batch)
+    trim_retention(keys.dead, keys.jobs, dead_keep, dead_age_ms, now, batch, nil,
+      keys.grp and keys.grp.gjob)
   end
   return promoted, reaped, died, due_left or expired_left
 end

@@ -185,6 +185,21 @@ def test_nack_to_dead_frees_the_slot_and_retry_dead_puts_it_back(client: Any) ->
     assert _claim(client, count=5) == []  # back in its group, behind the lease of `second`
 
 
+def test_a_trimmed_dead_job_leaves_no_group_entry(client_factory: Any) -> None:
+    client = client_factory(retention=redisq.Retention(dead=1))
+    first, second = _fill(client, "g", 2)
+    for _ in range(2):
+        (job,) = _claim(client)
+        client.nack(job, error="fatal", dead=True)
+    # The dead set keeps one job (both died at the same instant: either): the other one's
+    # record and its group entry are gone.
+    gone = [i for i in (first, second) if client.get(Q, i) is None]
+    (kept,) = {first, second} - set(gone)
+    assert len(gone) == 1
+    assert client.concurrency(Q, gone[0]).group is None
+    assert client.concurrency(Q, kept).group == "g"
+
+
 def test_release_frees_the_slot(client: Any) -> None:
     job, _ = _one_held(client)
     client.release(job)
