@@ -390,3 +390,12 @@ def test_tasks_give_their_queue_limits_and_a_group_per_call(url: str, prefix: st
     jobs = list(app.store.claim("tq", worker=W, count=5, lease_ms=LONG))
     assert [j.id for j in jobs] == [refs[0].id]  # one at a time in the group
     app.close()
+
+
+def test_list_shows_the_ready_jobs_of_groups(client: Any) -> None:
+    plain = client.enqueue(Q, "plain").id
+    grouped = _fill(client, "g", 2)
+    listed = [j.id for j in client.list(Q, state=JobState.READY)]
+    assert listed == [plain, *grouped]
+    assert [j.id for j in client.list(Q)] == [plain, *grouped]
+    assert [j.id for j in client.list(Q, state=JobState.READY, offset=1, limit=1)] == grouped[:1]
