@@ -239,12 +239,15 @@ if grouped then
     if not g then
       break
     end
-    local id, member
+    local id, member, held
     if g == '' then
       id = redis.call('ZRANGE', ready_key, 0, 0)[1]
-    elseif grp_leased_count(gctx, g) < grp_limit(gctx) then  -- (the limit may have been lowered)
-      member = grp_head(gctx, g)
-      id = member and string.sub(member, #g + 18)
+    else
+      held = grp_leased_count(gctx, g)
+      if held < grp_limit(gctx) then  -- (the limit may have been lowered since its turn)
+        member = grp_head(gctx, g)
+        id = member and string.sub(member, #g + 18)
+      end
     end
     if not id then
       redis.call('ZREM', gturn_key, g)
@@ -263,11 +266,12 @@ if grouped then
         spend.left = spend.left - #s
         if g ~= '' then
           redis.call('ZADD', gleased_key, 0, g .. '\0' .. id)
+          held = held + 1
         end
       end
       local again = g == '' and redis.call('ZCARD', ready_key) > 0
       if g ~= '' then
-        again = grp_head(gctx, g) and grp_leased_count(gctx, g) < grp_limit(gctx)
+        again = held < grp_limit(gctx) and grp_head(gctx, g)
       end
       if again then
         redis.call('ZADD', gturn_key, grp_next_turn(gctx), g)
