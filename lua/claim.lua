@@ -281,6 +281,9 @@ if grouped then
     end
   end
   if #ids == 0 and #spoiled == 0 then
+    if redis.call('ZCARD', gturn_key) > 0 then
+      return {STATUS.OK, now, 0, 1}  -- (stale members used up the steps: claim again)
+    end
     local waiting = redis.call('ZCARD', gready_key) > 0
     return {STATUS.OK, now, next_in(), waiting and 3 or 0}
   end
