@@ -48,7 +48,9 @@
 --- @include "lib/trim_retention"
 --- @include "lib/wrong_type"
 --- @include "lib/add_totals"
---- @include "lib/groups"
+--- @include "lib/grp_ctx"
+--- @include "lib/grp_of"
+--- @include "lib/grp_forget"
 --- @include "lib/wake"
 
 local meta_key = KEYS[1]

@@ -33,7 +33,9 @@
 --- @include "lib/read_job"
 --- @include "lib/clear_unique"
 --- @include "lib/trim_retention"
---- @include "lib/groups"
+--- @include "lib/grp_ctx"
+--- @include "lib/grp_member"
+--- @include "lib/grp_forget"
 
 local meta_key = KEYS[1]
 local ready_key = KEYS[2]
@@ -80,7 +82,8 @@ local n = num(now)
 -- A grouped job (lib/groups) leaves its group: its waiting place or its lease slot.
 local g = redis.call('HGET', gjob_key, id)
 if g then
-  grp_forget(grp_ctx(meta_key, gready_key, gturn_key, gleased_key, gjob_key), g, t, id)
+  local gctx = grp_ctx(meta_key, gready_key, gturn_key, gleased_key, gjob_key)
+  grp_forget(gctx, g, grp_member(g, t[F.PRIO], t[F.SEQ], id), id)
 end
 if state == 'leased' then
   t[F.TOKEN] = num(redis.call('HINCRBY', meta_key, 'token', 1))

@@ -30,6 +30,8 @@
   KEYS[11] gturn      zset   group -> turn, the groups that may lease now
   KEYS[12] gleased    zset   leased grouped jobs, member <group> \0 <id>
   KEYS[13] gjob       hash   job id -> group
+  KEYS[14] grate      hash   group -> rate limit, <group> \0 'at' -> its bucket (lib/rate)
+  KEYS[15] gwait      zset   group -> when its next token is due (ms): out of the rotation
   ARGV[1] now_ms      int    test clock override; '' = Redis TIME
   ARGV[2] worker      str    name of the claiming worker
   ARGV[3] count       int    most jobs to lease
@@ -73,7 +75,12 @@
 --- @include "lib/key_types"
 --- @include "lib/budget"
 --- @include "lib/rate"
---- @include "lib/groups"
+--- @include "lib/grp_ctx"
+--- @include "lib/grp_next_turn"
+--- @include "lib/grp_head"
+--- @include "lib/grp_leased_count"
+--- @include "lib/grp_limit"
+--- @include "lib/grp_recheck"
 
 local meta_key = KEYS[1]
 local ready_key = KEYS[2]
@@ -88,6 +95,8 @@ local gready_key = KEYS[10]
 local gturn_key = KEYS[11]
 local gleased_key = KEYS[12]
 local gjob_key = KEYS[13]
+local grate_key = KEYS[14]
+local gwait_key = KEYS[15]
 local now_arg = ARGV[1]
 local worker = ARGV[2]
 local count = tonumber(ARGV[3])
@@ -106,7 +115,8 @@ end
 local now = now_ms(now_arg)
 -- Keys are type-checked by their first access: reads with pcall here and in the helpers, and
 -- an explicit check before a helper's first write to a key it has not read.
-local meta, err = read_meta(meta_key, 'paused', 'token', 'rate', 'rate_at', 'conc', 'groups')
+local meta, err = read_meta(meta_key, 'paused', 'token', 'rate', 'rate_at', 'conc', 'groups',
+  'grate')
 if not meta then
   return err
 end
@@ -144,8 +154,8 @@ local keys = {ready = ready_key, scheduled = scheduled_key, leased = leased_key,
   dead = dead_key, unique = unique_key, jobs = jobs_key}
 local gctx
 if meta[7] then
-  if key_types({gready_key, 'zset', gturn_key, 'zset', gleased_key, 'zset', gjob_key, 'hash'})
-      then
+  if key_types({gready_key, 'zset', gturn_key, 'zset', gleased_key, 'zset', gjob_key, 'hash',
+      grate_key, 'hash', gwait_key, 'zset'}) then
     return wrong_type(gready_key)
   end
   gctx = grp_ctx(meta_key, gready_key, gturn_key, gleased_key, gjob_key)
@@ -219,6 +229,32 @@ end
 
 local ids, recs, more, cut
 local spoiled = {}
+-- Groups whose rate limit (grate) held them out of the rotation take turns again once their
+-- next token is due.
+local rated = gctx and meta[8]
+if rated then
+  local due = redis.call('ZRANGEBYSCORE', gwait_key, '-inf', now, 'LIMIT', 0, batch)
+  for i = 1, #due do
+    redis.call('ZREM', gwait_key, due[i])
+    grp_recheck(gctx, due[i])
+  end
+end
+
+-- The reply of a claim that leased nothing: when the earliest scheduled job is due, or the
+-- next token of a group's rate limit (more = 2), or more = 3 when group limits hold jobs.
+local function idle()
+  local due = next_in()
+  if rated then
+    local first = redis.call('ZRANGE', gwait_key, 0, 0, 'WITHSCORES')
+    if #first > 0 then
+      local token_in = math.max(0, tonumber(first[2]) - now)
+      return {STATUS.OK, now, due >= 0 and math.min(due, token_in) or token_in, 2}
+    end
+  end
+  local waiting = gctx and redis.call('ZCARD', gready_key) > 0
+  return {STATUS.OK, now, due, waiting and 3 or 0}
+end
+
 local grouped = gctx and redis.call('ZCARD', gturn_key) > 0
 if grouped then
   -- Groups take turns (lib/groups), the ungrouped jobs as group ''. Each job: the group with
@@ -239,14 +275,30 @@ if grouped then
     if not g then
       break
     end
-    local id, member, held
+    local id, member, held, spec, tat, iv
     if g == '' then
       id = redis.call('ZRANGE', ready_key, 0, 0)[1]
     else
       held = grp_leased_count(gctx, g)
       if held < grp_limit(gctx) then  -- (the limit may have been lowered since its turn)
-        member = grp_head(gctx, g)
-        id = member and string.sub(member, #g + 18)
+        local ok = 1
+        if rated then
+          -- The group's own rate limit (its jobs' rate key): without a token now, it leaves
+          -- the rotation until its next one is due.
+          local r = redis.call('HMGET', grate_key, g, g .. '\0at')
+          if r[1] then
+            local wait_ms
+            spec = r[1]
+            ok, tat, iv, wait_ms = rate_allow(spec, r[2], now)
+            if ok == 0 then
+              redis.call('ZADD', gwait_key, now + wait_ms, g)
+            end
+          end
+        end
+        if ok > 0 then
+          member = grp_head(gctx, g)
+          id = member and string.sub(member, #g + 18)
+        end
       end
     end
     if not id then
@@ -267,6 +319,15 @@ if grouped then
         if g ~= '' then
           redis.call('ZADD', gleased_key, 0, g .. '\0' .. id)
           held = held + 1
+          if spec then  -- one token taken; none left now: wait out of the rotation
+            tat = tat + iv
+            redis.call('HSET', grate_key, g .. '\0at', string.format('%d', tat))
+            local ok, _, _, wait_ms = rate_allow(spec, tat, now)
+            if ok == 0 then
+              redis.call('ZADD', gwait_key, now + wait_ms, g)
+              held = math.huge
+            end
+          end
         end
       end
       local again = g == '' and redis.call('ZCARD', ready_key) > 0
@@ -284,8 +345,7 @@ if grouped then
     if redis.call('ZCARD', gturn_key) > 0 then
       return {STATUS.OK, now, 0, 1}  -- (stale members used up the steps: claim again)
     end
-    local waiting = redis.call('ZCARD', gready_key) > 0
-    return {STATUS.OK, now, next_in(), waiting and 3 or 0}
+    return idle()
   end
   more = redis.call('ZCARD', gturn_key) > 0
   cut = more and spend.left <= 0
@@ -297,8 +357,7 @@ else
     return wrong_type(ready_key, ids)
   end
   if #ids == 0 then
-    local waiting = gctx and redis.call('ZCARD', gready_key) > 0
-    return {STATUS.OK, now, next_in(), waiting and 3 or 0}
+    return idle()
   end
   more = #ids > count
   if more then
@@ -394,6 +453,15 @@ if leased < want then
     out[4] = 3
   elseif more then
     out[4] = 1
+  end
+  -- Groups waiting for their rate limit's next token: the worker claims again then.
+  if rated and out[4] == 0 then
+    local first = redis.call('ZRANGE', gwait_key, 0, 0, 'WITHSCORES')
+    if #first > 0 then
+      local token_in = math.max(0, tonumber(first[2]) - now)
+      out[3] = out[3] >= 0 and math.min(out[3], token_in) or token_in
+      out[4] = 2
+    end
   end
 end
 if leased == 0 then

@@ -50,7 +50,7 @@
 --- @include "lib/add_totals"
 --- @include "lib/quarantine"
 --- @include "lib/rate"
---- @include "lib/groups"
+--- @include "lib/grp_ctx"
 
 local meta_key = KEYS[1]
 local ready_key = KEYS[2]
@@ -100,7 +100,8 @@ if request_id ~= '' then
 end
 
 local keys = {ready = ready_key, scheduled = scheduled_key, leased = leased_key,
-  dead = dead_key, unique = unique_key, jobs = jobs_key, grp = grp_ctx(meta_key, gready_key, gturn_key, gleased_key, gjob_key)}
+  dead = dead_key, unique = unique_key, jobs = jobs_key,
+  grp = grp_ctx(meta_key, gready_key, gturn_key, gleased_key, gjob_key)}
 local promoted, reaped, died = housekeep(keys, now, batch, dead_keep, dead_age_ms,
   budget(size_hint))
 if not promoted then

@@ -36,6 +36,7 @@ if redis.call('HGET', meta_key, 'paused') == '1' then
   paused = 1
 end
 -- Ready jobs include those waiting in concurrency groups (lib/groups).
-return {STATUS.OK, redis.call('ZCARD', ready_key) + redis.call('ZCARD', gready_key), redis.call('ZCARD', scheduled_key),
+return {STATUS.OK, redis.call('ZCARD', ready_key) + redis.call('ZCARD', gready_key),
+  redis.call('ZCARD', scheduled_key),
   redis.call('ZCARD', leased_key), redis.call('ZCARD', done_key), redis.call('ZCARD', dead_key),
   redis.call('ZCARD', cancelled_key), paused}

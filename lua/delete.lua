@@ -24,7 +24,10 @@
 --- @include "lib/status"
 --- @include "lib/check_queue"
 --- @include "lib/clear_unique"
---- @include "lib/groups"
+--- @include "lib/grp_ctx"
+--- @include "lib/record"
+--- @include "lib/grp_member"
+--- @include "lib/grp_forget"
 
 local meta_key = KEYS[1]
 local ready_key = KEYS[2]
@@ -54,7 +57,9 @@ local ukey = stored and string.match(stored, '^j3\n' .. string.rep('[^\n]*\n', 9
 -- A grouped job (lib/groups) leaves its group: its waiting place or its lease slot.
 local g = redis.call('HGET', gjob_key, id)
 if g then
-  grp_forget(grp_ctx(meta_key, gready_key, gturn_key, gleased_key, gjob_key), g, stored and rec_parse(stored), id)
+  local gctx = grp_ctx(meta_key, gready_key, gturn_key, gleased_key, gjob_key)
+  local t = stored and rec_parse(stored)  -- (a record that does not parse: claim drops it)
+  grp_forget(gctx, g, t and grp_member(g, t[F.PRIO], t[F.SEQ], id), id)
 end
 local existed = redis.call('HDEL', jobs_key, id)
 if redis.call('DEL', result_prefix .. id) == 1 then

@@ -116,7 +116,9 @@ end
 --- @include "lib/write_jobs"
 --- @include "lib/chunks"
 --- @include "lib/key_types"
---- @include "lib/groups"
+--- @include "lib/grp_ctx"
+--- @include "lib/grp_member"
+--- @include "lib/grp_recheck"
 
 if not count or count < 1 or count > CAPS.BATCH or #ARGV ~= jobs_at - 1 + count * STRIDE then
   return {STATUS.BAD_ARGUMENT, 'count'}
@@ -322,7 +324,8 @@ for i = 1, #group_jobs do
   local g, id, state, prio, job_seq = unpack(group_jobs[i])
   redis.call('HSET', gjob_key, id, g)
   if state == 'ready' then
-    grp_ready(gctx, g, {[F.PRIO] = prio, [F.SEQ] = job_seq}, id)
+    redis.call('ZADD', gready_key, 0, grp_member(g, prio, job_seq, id))
+    grp_recheck(gctx, g)
   end
 end
 if #group_jobs > 0 then

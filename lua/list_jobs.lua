@@ -1,10 +1,10 @@
 --[[ list_jobs: read-only
   Lists a page of a queue's jobs in a stable order: by state (ready, the ready jobs of
-  concurrency groups by group, scheduled, leased, completed, dead, cancelled) and, within a state, in that set's order (claim order, due time,
-  lease deadline, then time finished). `offset` and `limit` count across the states listed.
-  Bounded (lib/caps): at most CAPS.BATCH positions per call, and once the records read pass
-  CAPS.READ_BYTES the page stops there; `more` then says the client should ask again from
-  offset + covered.
+  concurrency groups by group, scheduled, leased, completed, dead, cancelled) and, within a
+  state, in that set's order (claim order, due time, lease deadline, then time finished).
+  `offset` and `limit` count across the states listed. Bounded (lib/caps): at most
+  CAPS.BATCH positions per call, and once the records read pass CAPS.READ_BYTES the page stops
+  there; `more` then says the client should ask again from offset + covered.
   KEYS[1] meta        hash   schema
   KEYS[2] ready       zset   job ids
   KEYS[3] scheduled   zset   job ids

@@ -45,7 +45,8 @@
 --- @include "lib/trim_retention"
 --- @include "lib/wake"
 --- @include "lib/add_totals"
---- @include "lib/groups"
+--- @include "lib/grp_ctx"
+--- @include "lib/grp_unlease"
 
 local meta_key = KEYS[1]
 local ready_key = KEYS[2]

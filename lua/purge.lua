@@ -30,7 +30,9 @@
 --- @include "lib/chunks"
 --- @include "lib/caps"
 --- @include "lib/read_some"
---- @include "lib/groups"
+--- @include "lib/grp_ctx"
+--- @include "lib/grp_of"
+--- @include "lib/grp_unlease"
 
 local meta_key = KEYS[1]
 local ready_key = KEYS[2]

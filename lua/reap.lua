@@ -34,7 +34,7 @@
 --- @include "lib/housekeep"
 --- @include "lib/wake"
 --- @include "lib/add_totals"
---- @include "lib/groups"
+--- @include "lib/grp_ctx"
 
 local meta_key = KEYS[1]
 local ready_key = KEYS[2]
@@ -67,7 +67,8 @@ if err then
   return err
 end
 local keys = {ready = ready_key, scheduled = scheduled_key, leased = leased_key,
-  dead = dead_key, unique = unique_key, jobs = jobs_key, grp = grp_ctx(meta_key, gready_key, gturn_key, gleased_key, gjob_key)}
+  dead = dead_key, unique = unique_key, jobs = jobs_key,
+  grp = grp_ctx(meta_key, gready_key, gturn_key, gleased_key, gjob_key)}
 local promoted, reaped, died, left = housekeep(keys, now, limit, dead_keep, dead_age_ms,
   budget(size_hint))
 if not promoted then

@@ -32,7 +32,8 @@
 --- @include "lib/lease_check"
 --- @include "lib/requeue"
 --- @include "lib/wake"
---- @include "lib/groups"
+--- @include "lib/grp_ctx"
+--- @include "lib/grp_unlease"
 
 local meta_key = KEYS[1]
 local ready_key = KEYS[2]

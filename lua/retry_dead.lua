@@ -36,7 +36,9 @@
 --- @include "lib/ready_score"
 --- @include "lib/chunks"
 --- @include "lib/wake"
---- @include "lib/groups"
+--- @include "lib/grp_ctx"
+--- @include "lib/grp_of"
+--- @include "lib/grp_ready"
 
 local meta_key = KEYS[1]
 local ready_key = KEYS[2]

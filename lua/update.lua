@@ -31,7 +31,9 @@
 --- @include "lib/read_job"
 --- @include "lib/ready_score"
 --- @include "lib/wake"
---- @include "lib/groups"
+--- @include "lib/grp_ctx"
+--- @include "lib/grp_member"
+--- @include "lib/grp_ready"
 
 local meta_key = KEYS[1]
 local ready_key = KEYS[2]

@@ -85,6 +85,10 @@ class QueueKeys:
     gturn: str
     gleased: str
     gjob: str
+    #: Rate limits per group (lua/lib/groups.lua): group -> limit and bucket; groups waiting
+    #: for their next token.
+    grate: str
+    gwait: str
 
     @classmethod
     def build(cls, prefix: str, queue: str) -> QueueKeys:
@@ -114,6 +118,8 @@ class QueueKeys:
             gturn=f"{tag}:gturn",
             gleased=f"{tag}:gleased",
             gjob=f"{tag}:gjob",
+            grate=f"{tag}:grate",
+            gwait=f"{tag}:gwait",
         )
 
 

@@ -9,7 +9,8 @@
 --- @include "lib/wrong_type"
 --- @include "lib/key_types"
 --- @include "lib/quarantine"
---- @include "lib/groups"
+--- @include "lib/grp_of"
+--- @include "lib/grp_ready"
 -- Moves up to `limit` scheduled jobs whose due time has come into the ready set, at the
 -- position their priority and original enqueue sequence give them, within the call's byte
 -- budget `spend` (lib/budget). Index entries that point at no job record are dropped; a record

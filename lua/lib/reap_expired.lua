@@ -11,7 +11,9 @@
 --- @include "lib/key_types"
 --- @include "lib/wrong_type"
 --- @include "lib/quarantine"
---- @include "lib/groups"
+--- @include "lib/grp_of"
+--- @include "lib/grp_member"
+--- @include "lib/grp_unlease"
 -- Returns up to `limit` jobs whose lease deadline has passed to the ready set, or to the dead
 -- set when their attempts are used up, within the call's byte budget `spend` (lib/budget). The
 -- lease's token stays on the record (ended is 'reap/<token>'), so a late ack, nack or renew by

@@ -1,7 +1,7 @@
 --- @include "lib/num"
 --- @include "lib/record"
 --- @include "lib/ready_score"
---- @include "lib/groups"
+--- @include "lib/grp_ready"
 -- Puts a job whose lease has ended back to wait: in the scheduled set `delay_ms` from now, or,
 -- with no delay, in the ready set at its original place (priority, then enqueue sequence).
 -- A ready job's run_at becomes `ready_run_at` (nil keeps it). Changes the parsed record `t` to

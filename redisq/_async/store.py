@@ -660,9 +660,13 @@ class AsyncStore:
         """Let workers claim from a paused queue again (any valid name, like `pause`)."""
         await self._run(ops.set_paused(self.settings, queue, False))
 
-    async def set_rate_limit(self, queue: str, rate_limit: str | None) -> None:
+    async def set_rate_limit(
+        self, queue: str, rate_limit: str | None, *, key: str | None = None
+    ) -> None:
         """Limit how many jobs of `queue` start, across every worker: ``"100/s"`` (also
-        ``"/m"``, ``"/h"``); None removes the limit.
+        ``"/m"``, ``"/h"``); None removes the limit. With `key`, the limit of the jobs of that
+        concurrency group of the queue (their rate key, ``group=`` at enqueue; see
+        docs/groups.md) instead: each group has its own bucket.
 
         The limit is a bucket on the Redis clock in the queue's meta hash: claims lease only
         what it allows, the jobs held back stay ready (in order), and a worker waits until the
@@ -672,12 +676,13 @@ class AsyncStore:
         Raises:
             InvalidArgument: a malformed limit (nothing is written).
         """
-        await self._run(ops.set_rate_limit(self.settings, queue, rate_limit))
+        await self._run(ops.set_rate_limit(self.settings, queue, rate_limit, key))
 
-    async def rate_limit(self, queue: str) -> ops.RateState:
+    async def rate_limit(self, queue: str, *, key: str | None = None) -> ops.RateState:
         """Read `queue`'s rate limit (None: none) and, while claims are held back by it or by
-        a handler's `RateLimited`, when the next job may start (Redis clock, ms)."""
-        return await self._run(ops.rate_state(self.settings, queue))
+        a handler's `RateLimited`, when the next job may start (Redis clock, ms); with `key`,
+        those of that group's own limit."""
+        return await self._run(ops.rate_state(self.settings, queue, key))
 
     async def hold(self, queue: str, ms: int) -> int:
         """Hold `queue`'s claims back for `ms`, for every worker (what a handler's

@@ -655,9 +655,11 @@ class Store:
         """Let workers claim from a paused queue again (any valid name, like `pause`)."""
         self._run(ops.set_paused(self.settings, queue, False))
 
-    def set_rate_limit(self, queue: str, rate_limit: str | None) -> None:
+    def set_rate_limit(self, queue: str, rate_limit: str | None, *, key: str | None = None) -> None:
         """Limit how many jobs of `queue` start, across every worker: ``"100/s"`` (also
-        ``"/m"``, ``"/h"``); None removes the limit.
+        ``"/m"``, ``"/h"``); None removes the limit. With `key`, the limit of the jobs of that
+        concurrency group of the queue (their rate key, ``group=`` at enqueue; see
+        docs/groups.md) instead: each group has its own bucket.
 
         The limit is a bucket on the Redis clock in the queue's meta hash: claims lease only
         what it allows, the jobs held back stay ready (in order), and a worker waits until the
@@ -667,12 +669,13 @@ class Store:
         Raises:
             InvalidArgument: a malformed limit (nothing is written).
         """
-        self._run(ops.set_rate_limit(self.settings, queue, rate_limit))
+        self._run(ops.set_rate_limit(self.settings, queue, rate_limit, key))
 
-    def rate_limit(self, queue: str) -> ops.RateState:
+    def rate_limit(self, queue: str, *, key: str | None = None) -> ops.RateState:
         """Read `queue`'s rate limit (None: none) and, while claims are held back by it or by
-        a handler's `RateLimited`, when the next job may start (Redis clock, ms)."""
-        return self._run(ops.rate_state(self.settings, queue))
+        a handler's `RateLimited`, when the next job may start (Redis clock, ms); with `key`,
+        those of that group's own limit."""
+        return self._run(ops.rate_state(self.settings, queue, key))
 
     def hold(self, queue: str, ms: int) -> int:
         """Hold `queue`'s claims back for `ms`, for every worker (what a handler's

@@ -399,3 +399,58 @@ def test_list_shows_the_ready_jobs_of_groups(client: Any) -> None:
     assert listed == [plain, *grouped]
     assert [j.id for j in client.list(Q)] == [plain, *grouped]
     assert [j.id for j in client.list(Q, state=JobState.READY, offset=1, limit=1)] == grouped[:1]
+
+
+# ---------------------------------------------------- rate limits per key (per group)
+
+
+def test_a_groups_own_rate_limit_holds_it_alone_and_says_when(
+    client: Any, clock: TestClock
+) -> None:
+    client.set_rate_limit(Q, "2/s", key="slow")  # one per 500 ms (a tolerance of 250 ms)
+    slow = _fill(client, "slow", 4)
+    fast = _fill(client, "fast", 4)
+    first = client.claim(Q, worker=W, count=10, lease_ms=LONG)
+    # The slow group gives one job; the others are not held back by it.
+    assert sorted(j.id for j in first) == sorted([slow[0], *fast])
+    assert client.rate_limit(Q, key="slow").limit == "2/s"
+    assert client.rate_limit(Q, key="fast") == redisq.RateState(None, None)
+    held = client.claim(Q, worker=W, count=10, lease_ms=LONG)
+    assert list(held) == []
+    assert held.held_ms == 250  # the worker waits for the slow group's next token
+    clock.advance(249)
+    assert list(client.claim(Q, worker=W, count=10, lease_ms=LONG)) == []
+    clock.advance(1)
+    assert [j.id for j in client.claim(Q, worker=W, count=10, lease_ms=LONG)] == slow[1:2]
+    state = client.concurrency(Q, slow[2])
+    assert (state.group, state.group_turn) == ("slow", False)
+    # Cleared: the group's waiting jobs go at the next claim.
+    client.set_rate_limit(Q, None, key="slow")
+    assert [j.id for j in client.claim(Q, worker=W, count=10, lease_ms=LONG)] == slow[2:]
+
+
+def test_a_group_rate_limit_and_its_group_limit_hold_together(
+    client: Any, clock: TestClock
+) -> None:
+    client.set_group_concurrency(Q, 1)
+    client.set_rate_limit(Q, "1/s", key="g")
+    ids = _fill(client, "g", 3)
+    (job,) = _claim(client, count=5)
+    client.ack(job)  # the slot is free, but the group's next token is 1 s away (500 ms early)
+    assert _claim(client, count=5) == []
+    clock.advance(500)
+    assert [j.id for j in _claim(client, count=5)] == ids[1:2]
+    clock.advance(1_000)
+    assert _claim(client, count=5) == []  # its token is due, but its one slot is taken
+
+
+@pytest.mark.parametrize("key", ["", "a{b", "x" * 129, 3])
+def test_a_bad_rate_key_is_refused_naming_the_field_and_nothing_is_written(
+    client: Any, key: Any
+) -> None:
+    with pytest.raises(InvalidArgument) as info:
+        client.set_rate_limit(Q, "1/s", key=key)
+    assert info.value.field == "key"
+    assert client.queues() == []
+    with pytest.raises(InvalidArgument):
+        client.rate_limit(Q, key=key)
