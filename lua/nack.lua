@@ -113,7 +113,11 @@ if to_dead or tonumber(t[F.ATTEMPTS]) >= tonumber(t[F.MAX]) then
   clear_unique(unique_key, {t[F.UKEY], id})
   trim_retention(dead_key, jobs_key, dead_keep, dead_age_ms, now, batch, nil, gjob_key)
   add_totals(meta_key, 0, 0, 1)
-  wake(wake_key)  -- its lease's place is free (a concurrency cap or group limit may wait on it)
+  -- Its lease's place is free: a worker may wait on it under a group limit or the queue's cap
+  -- (a queue with neither wakes nobody for a dead letter).
+  if g or redis.call('HGET', meta_key, 'conc') then
+    wake(wake_key)
+  end
   return {STATUS.OK, record}
 end
 requeue(t, id, ready_key, scheduled_key, now, delay_ms, n, gctx, g)
