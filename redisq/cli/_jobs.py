@@ -249,6 +249,14 @@ def _why_waiting(store: redisq.Store, job: Job) -> str | None:
                 f"its group {flow.group!r} is at its limit ({flow.group_leased:,} of {limit:,}"
                 " leased): it waits for one of them to end"
             )
+        own = store.rate_limit(job.queue, key=flow.group)
+        if own.limit is not None and own.next_at_ms is not None:
+            seconds, micros = store.redis.time()
+            if own.next_at_ms > int(seconds) * 1000 + int(micros) // 1000:
+                return (
+                    f"its group {flow.group!r} has a rate limit ({own.limit}): its next job may"
+                    f" start at {show_time(own.next_at_ms)}"
+                )
     state = store.rate_limit(job.queue)
     if state.next_at_ms is None:
         return None

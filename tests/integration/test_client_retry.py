@@ -715,3 +715,37 @@ def test_set_concurrency_is_the_same_when_re_sent(
     with twice():
         store.set_concurrency(QUEUE, None)
     assert direct.hget(_key(prefix, "meta"), "conc") is None
+
+
+def test_a_claim_under_a_groups_own_rate_limit_takes_its_token_once(
+    store: redisq.Store, direct: redis.Redis, prefix: str, twice: Twice
+) -> None:
+    store.set_rate_limit(QUEUE, "1/h", key="acme")
+    ids = [
+        j.id
+        for j in store.enqueue_many(
+            QUEUE, [redisq.Spec(i, id=f"g{i}") for i in range(3)], group="acme"
+        )
+    ]
+    before_ms = int(direct.time()[0]) * 1000
+    with twice():
+        jobs = store.claim(QUEUE, worker="w1", count=3, lease_ms=60_000)
+    assert [j.id for j in jobs] == ids[:1]
+    # The group's bucket moved by one job (an hour, less the tolerance), not two.
+    next_at = store.rate_limit(QUEUE, key="acme").next_at_ms
+    assert next_at is not None
+    hour = 3_600_000
+    assert before_ms + hour - hour // 2 - 1_000 <= next_at <= before_ms + hour, next_at
+    assert store.claim(QUEUE, worker="w2", count=3) == []
+    assert _group_keys(direct, prefix)["gleased"] == ["acme\x00g0"]
+
+
+def test_set_rate_limit_with_a_key_is_the_same_when_re_sent(
+    store: redisq.Store, direct: redis.Redis, prefix: str, twice: Twice
+) -> None:
+    with twice():
+        store.set_rate_limit(QUEUE, "20/m", key="acme")
+    assert direct.hget(_key(prefix, "grate"), "acme") == b"3000000 1500000 20/m"
+    with twice():
+        store.set_rate_limit(QUEUE, None, key="acme")
+    assert direct.hget(_key(prefix, "grate"), "acme") is None

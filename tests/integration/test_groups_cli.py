@@ -56,3 +56,13 @@ def test_stats_and_show_say_what_group_limits_and_the_cap_hold_back(
     assert "concurrency of free: cap 1, 1 leased: 1 ready held back by the cap" in out
     shown = _cli(capsys, real_url, prefix, "show", "free", "f1")
     assert "its queue is at its concurrency cap (1 of 1 leased)" in shown
+
+
+def test_show_says_when_a_groups_own_rate_limit_holds_a_job(
+    store: redisq.Store, real_url: str, prefix: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    store.set_rate_limit("t", "1/h", key="acme")
+    store.enqueue_many("t", [redisq.Spec(i, id=f"g{i}") for i in range(2)], group="acme")
+    assert [j.id for j in store.claim("t", worker="w", count=3)] == ["g0"]
+    shown = _cli(capsys, real_url, prefix, "show", "t", "g1")
+    assert "its group 'acme' has a rate limit (1/h): its next job may start at" in shown
