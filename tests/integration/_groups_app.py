@@ -35,3 +35,9 @@ def hold(ledger: str) -> None:
     """Record the start, then block until the process is killed."""
     app.store.redis.rpush(ledger, f"{os.getpid()} {time.time()!r}")
     time.sleep(3600)
+
+
+@app.task(name="tick", queue="kq")
+def tick(ledger: str, key: str) -> None:
+    """Record when this handler of rate key `key` started."""
+    app.store.redis.rpush(ledger, f"{key} {time.time()!r}")

@@ -13,6 +13,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import pytest
+
 import redisq
 from tests.integration._groups_app import GROUP_LIMIT
 from tests.support.polling import wait_for
@@ -126,4 +128,41 @@ def test_kill_9_of_a_holder_gives_its_groups_slot_back_when_its_lease_is_reaped(
     assert store.concurrency("hq", first.id).group_leased == 1
     store.ack(jobs[0])
     assert [j.id for j in taken()] == [second.id]
+    store.close()
+
+
+KEY_RATE = 10
+
+
+@pytest.mark.slow
+def test_two_workers_keep_each_keys_own_rate_limit(real_url: str, prefix: str) -> None:
+    store = redisq.connect(real_url, prefix=prefix)
+    ledger = f"{prefix}:ledger"
+    keys = ["a", "b"]
+    for key in keys:
+        store.set_rate_limit("kq", f"{KEY_RATE}/s", key=key)
+    per_key = KEY_RATE * 4
+    specs = [
+        redisq.Spec({"args": [ledger, key], "kwargs": {}}, group=key)
+        for _ in range(per_key)
+        for key in keys
+    ]
+    store.enqueue_many("kq", specs, name="tick")
+    with _workers(real_url, prefix, 2, "--queues", "kq"):
+        wait_for(
+            lambda: store.redis.llen(ledger) >= len(specs),
+            60,
+            0.2,
+            message=lambda: f"{store.redis.llen(ledger)} of {len(specs)} jobs started",
+        )
+    starts: dict[str, list[float]] = defaultdict(list)
+    for entry in store.redis.lrange(ledger, 0, -1):
+        key, at = entry.decode().split()
+        starts[key].append(float(at))
+    for key in keys:
+        times = sorted(starts[key])
+        busiest = max(sum(1 for u in times[i:] if u < t + 1.0) for i, t in enumerate(times))
+        assert busiest <= KEY_RATE + 1, f"key {key}: {busiest} starts in one second"
+        # Each key used its own budget: 40 jobs at 10/s take about 4 s, not 8 (shared).
+        assert times[-1] - times[0] < 6.0, f"key {key} took {times[-1] - times[0]:.1f} s"
     store.close()
