@@ -768,8 +768,12 @@ def _check_fencing(
     report.figures["stale_acks_accepted"] = stale["ack"]
     report.figures["stale_other_accepted"] = stale["renew"] + stale["nack"] + stale["release"]
 
-    # Each SIGSTOP that outlived a lease its worker held must show in a refusal.
-    overlapped = refused = 0
+    # Each SIGSTOP that outlived a lease its worker held must show in a refusal, or, when the
+    # store could not answer the worker after it woke (a server loading its AOF, a dropped
+    # connection), in the worker's failed calls: its settler then gives the outcome up on its
+    # own once the lease has ended, and nothing reaches the server to be refused. An accepted
+    # transition after the lease's end is still caught above.
+    overlapped = refused = gave_up = 0
     for pid, start, end in faults.stops:
         held = [
             lease
@@ -790,6 +794,11 @@ def _check_fencing(
             for e in data.events
         ):
             refused += 1
+        elif any(
+            e["ev"].endswith("_ERR") and e.get("pid") == pid and float(e["t"]) >= end
+            for e in data.events
+        ):
+            gave_up += 1
         elif limits.stop_refusals and (died is None or died - end > limits.lease_ms + 1000):
             report.add(
                 "I4",
@@ -799,6 +808,7 @@ def _check_fencing(
             )
     report.figures["stops_over_a_lease"] = overlapped
     report.figures["stops_followed_by_refusal"] = refused
+    report.figures["stops_followed_by_unanswered_calls"] = gave_up
 
 
 def _check_overlaps(report: Report, leases: _Leases) -> None:

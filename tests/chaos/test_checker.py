@@ -194,8 +194,19 @@ def test_i4_wants_a_refusal_after_a_stop_past_a_lease() -> None:
     assert "no refusal followed" in report.violations["I4"][0]
 
     # ... and with one it passes
+    before = h.events[:]
     h.add("RENEW_REFUSED", 5_200, q="q", id="a", token=1, granted=T0 + 10, err="x", pid=7)
-    assert checked(h, final({"a": done(2)})).ok
+    report = checked(h, final({"a": done(2)}))
+    assert report.ok
+    assert report.figures["stops_followed_by_refusal"] == 1
+
+    # ... and so it does when the store could not answer the woken worker at all (a server
+    # loading its AOF): its calls failed, and its settler gave the outcome up on its own
+    h.events[:] = before
+    h.add("ACK_ERR", 5_200, n=1, err="BusyLoadingError", pid=7, src="w7")
+    report = checked(h, final({"a": done(2)}))
+    assert report.ok
+    assert report.figures["stops_followed_by_unanswered_calls"] == 1
 
 
 def test_i5_and_i9_report_leftovers() -> None:
