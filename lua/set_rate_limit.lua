@@ -42,7 +42,7 @@ if is_new then
 end
 if key ~= '' then
   if rate == '' then
-    redis.call('HDEL', grate_key, key)  -- (a bucket position left behind expires in effect)
+    redis.call('HDEL', grate_key, key, key .. '\0at')
   else
     redis.call('HSET', grate_key, key, rate)
     redis.call('HSET', meta_key, 'grate', '1')

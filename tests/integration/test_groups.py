@@ -426,6 +426,7 @@ def test_a_groups_own_rate_limit_holds_it_alone_and_says_when(
     assert (state.group, state.group_turn) == ("slow", False)
     # Cleared: the group's waiting jobs go at the next claim.
     client.set_rate_limit(Q, None, key="slow")
+    assert client.rate_limit(Q, key="slow") == redisq.RateState(None, None)  # bucket gone too
     assert [j.id for j in client.claim(Q, worker=W, count=10, lease_ms=LONG)] == slow[2:]
 
 
