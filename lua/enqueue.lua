@@ -32,7 +32,6 @@
   Status: OK, WRONG_TYPE, SCHEMA_MISMATCH, BAD_ARGUMENT
   Cost: O(n log N) for n jobs, n <= CAPS.BATCH; bytes bounded by lib/caps
 ]]
---- @include "lib/status"
 --- @include "lib/schema"
 
 local meta_hash = KEYS[1]
@@ -55,7 +54,8 @@ local STRIDE = 10
 -- below, written out for one job and its usual outcome, so that the call runs the commands it
 -- needs and little Lua besides (no helper is even defined). Anything else (a bad argument, a
 -- key of another type, another schema, an id that exists) leaves this block before its first
--- write, and the general path handles the call from the start.
+-- write, and the general path handles the call from the start. (lib/status is included after
+-- this block, so that this call does not build its table: 0 below is STATUS.OK.)
 if count == 1 and #ARGV == jobs_at - 1 + STRIDE and ARGV[jobs_at + 8] == ''
     and ARGV[jobs_at + 9] == '' then
   local b = jobs_at
@@ -100,14 +100,14 @@ if count == 1 and #ARGV == jobs_at - 1 + STRIDE and ARGV[jobs_at + 8] == ''
       end
       -- lib/wake, written out.
       redis.pcall('ZADD', wake_set, 0, 'w')
-      return {STATUS.OK, now, {0}, is_new}
+      return {0, now, {0}, is_new}
     end
   end
 end
 
+--- @include "lib/status"
 --- @include "lib/now_ms"
 --- @include "lib/num"
---- @include "lib/ready_score"
 --- @include "lib/wrong_type"
 --- @include "lib/read_meta"
 --- @include "lib/wake"
@@ -274,12 +274,17 @@ local scheduled_pairs = {}
 local n = num(now)
 local records = {}
 local unique_pairs = {}
+-- (Per job, in the hot loop of a batch: ARGV and string.format as locals, lists filled by
+-- counters rather than by the length operator, ready_score written out.)
+local argv, fmt = ARGV, string.format
+local nr, ns, nw = 0, 0, 0
 for i = 1, #fresh do
   local b = fresh[i]
-  local id = ARGV[b]
-  local run_at = ARGV[b + 4]
+  local id = argv[b]
+  local priority = argv[b + 3]
+  local run_at = argv[b + 4]
   if run_at == '' then
-    run_at = now + tonumber(ARGV[b + 5])
+    run_at = now + tonumber(argv[b + 5])
   else
     run_at = tonumber(run_at)
   end
@@ -287,22 +292,26 @@ for i = 1, #fresh do
   local state = 'ready'
   if run_at > now then
     state = 'scheduled'
-    scheduled_pairs[#scheduled_pairs + 1] = num(run_at)
-    scheduled_pairs[#scheduled_pairs + 1] = id
-  elseif ARGV[b + 9] == '' then
-    ready_pairs[#ready_pairs + 1] = ready_score(ARGV[b + 3], seq)
-    ready_pairs[#ready_pairs + 1] = id
+    scheduled_pairs[ns + 1] = fmt('%d', run_at)
+    scheduled_pairs[ns + 2] = id
+    ns = ns + 2
+  elseif argv[b + 9] == '' then
+    ready_pairs[nr + 1] = fmt('%d', (1000 - tonumber(priority)) * 4398046511104 + seq)
+    ready_pairs[nr + 2] = id
+    nr = nr + 2
   end
-  if ARGV[b + 9] ~= '' then
-    group_jobs[#group_jobs + 1] = {ARGV[b + 9], id, state, ARGV[b + 3], seq}
+  if argv[b + 9] ~= '' then
+    group_jobs[#group_jobs + 1] = {argv[b + 9], id, state, priority, seq}
   end
   -- The layout of lib/record, written out: no error, result or progress yet.
-  records[#records + 1] = id
-  records[#records + 1] = 'j3\n' .. state .. '\n0\n\n\n\n\n\n\n' .. ARGV[b + 7] .. '\n'
-    .. ARGV[b + 8] .. '\n' .. ARGV[b + 3] .. '\n' .. ARGV[b + 6] .. '\n' .. n .. '\n'
-    .. num(run_at) .. '\n' .. num(seq) .. '\n' .. ARGV[b + 2] .. '\n0\n0\n0\n' .. ARGV[b + 1]
-  if ARGV[b + 8] ~= '' then
-    unique_pairs[#unique_pairs + 1] = ARGV[b + 8]
+  local ukey = argv[b + 8]
+  records[nw + 1] = id
+  records[nw + 2] = 'j3\n' .. state .. '\n0\n\n\n\n\n\n\n' .. argv[b + 7] .. '\n' .. ukey
+    .. '\n' .. priority .. '\n' .. argv[b + 6] .. '\n' .. n .. '\n' .. fmt('%d\n%d\n', run_at, seq)
+    .. argv[b + 2] .. '\n0\n0\n0\n' .. argv[b + 1]
+  nw = nw + 2
+  if ukey ~= '' then
+    unique_pairs[#unique_pairs + 1] = ukey
     unique_pairs[#unique_pairs + 1] = id
   end
 end

@@ -14,9 +14,12 @@ local function read_some(jobs_key, ids, bytes_left)
   local n = #ids
   local i = 1
   while i <= n do
-    -- Two records first; then as many as the bytes_left left holds at the largest size seen.
+    -- Two records first; then as many as the bytes_left left holds at the largest size seen
+    -- (READ_GROUP while every record so far was missing: new ids, as enqueue mostly reads).
     local group = 2
-    if largest > 0 then
+    if largest == 0 and i > 1 then
+      group = CAPS.READ_GROUP
+    elseif largest > 0 then
       group = math.max(1, math.min(CAPS.READ_GROUP, math.floor((bytes_left - used) / largest)))
     end
     local j = math.min(i + group - 1, n)

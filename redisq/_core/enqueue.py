@@ -161,7 +161,8 @@ def _options(values: dict[str, Any], where: str) -> _Options:
     """Validate enqueue options; `where` prefixes field names in errors ("", "options.").
 
     Options of plain types (int, str, None) are validated once per combination of values and
-    remembered; the id, which changes with every job, is checked on its own each time.
+    remembered; the id, which changes with every job, is checked on its own each time. An
+    option given as None is the same as one not given (its default).
     """
     key = tuple([values.get(name) for name in _OPTION_NAMES])
     if set(map(type, key)) <= _PLAIN_TYPES:
@@ -170,7 +171,8 @@ def _options(values: dict[str, Any], where: str) -> _Options:
             check_id(f"{where}id", job_id)
         cached = _OPTIONS_CACHE.get(key)
         if cached is None:
-            cached = _check_options({**values, "id": None}, where)
+            given = {k: v for k, v in values.items() if v is not None and k != "id"}
+            cached = _check_options(given, where)
             if len(_OPTIONS_CACHE) >= _OPTIONS_CACHE_SIZE:
                 _OPTIONS_CACHE.clear()
             _OPTIONS_CACHE[key] = cached
@@ -188,7 +190,7 @@ def _options(values: dict[str, Any], where: str) -> _Options:
             cached.group,
             cached.argv,
         )
-    return _check_options(values, where)
+    return _check_options({k: v for k, v in values.items() if v is not None}, where)
 
 
 def _check_options(values: dict[str, Any], where: str) -> _Options:
@@ -378,7 +380,7 @@ def enqueue_one(
     if queue not in registered:
         first: list[Job] = yield from enqueue_many(s, queue, [payload], options, registered)
         return first[0]
-    opts = _options({k: v for k, v in options.items() if v is not None}, "")
+    opts = _options(options, "")
     jid = opts.id if opts.id is not None else os.urandom(16).hex()
     data, value = round_trip("payload", payload, s.payload_limit, jid)
     prepared = _Prepared(jid, data, value, opts)
