@@ -17,7 +17,7 @@
   by either stay where they wait; the reply then says more = 3, and the end of a lease wakes a
   waiting worker (lib/wake).
   KEYS[1] meta        hash   schema, token counter, paused, retried and dead totals, rate,
-                             rate_at (lib/rate), conc, gconc, groups (lib/groups)
+                             rate_at (lib/rate), conc, gconc, groups, grate (lib/groups)
   KEYS[2] ready       zset   job ids, score = ready_score(priority, seq)
   KEYS[3] scheduled   zset   job ids, score = due time (ms)
   KEYS[4] leased      zset   job ids, score = lease deadline (ms)
@@ -49,8 +49,9 @@
            held ready jobs back, ms until the next may start; else -1. more = 1 when
            ready jobs were left that this call could have leased (its byte budget ran out, or
            a candidate was set aside), 2 when the rate limit held ready jobs back (next_in_ms
-           says when the next may start), 3 when the concurrency cap or group limits held
-           jobs back and nothing else is claimable (a lease's end wakes a worker), else 0
+           says when the next may start; also when a group's own rate limit holds it out of
+           the rotation: gwait), 3 when the concurrency cap or group limits held jobs back
+           and nothing else is claimable (a lease's end wakes a worker), else 0
   A candidate whose record does not parse goes to the dead set as it is (lib/quarantine).
   Status: OK, PAUSED, WRONG_TYPE, SCHEMA_MISMATCH, BAD_ARGUMENT
   Cost: O((batch + count) log N), at most about 512 KiB of records moved (or one record)
@@ -154,9 +155,10 @@ local keys = {ready = ready_key, scheduled = scheduled_key, leased = leased_key,
   dead = dead_key, unique = unique_key, jobs = jobs_key}
 local gctx
 if meta[7] then
-  if key_types({gready_key, 'zset', gturn_key, 'zset', gleased_key, 'zset', gjob_key, 'hash',
-      grate_key, 'hash', gwait_key, 'zset'}) then
-    return wrong_type(gready_key)
+  local bad = key_types({gready_key, 'zset', gturn_key, 'zset', gleased_key, 'zset', gjob_key,
+    'hash', grate_key, 'hash', gwait_key, 'zset'})
+  if bad then
+    return wrong_type(bad)
   end
   gctx = grp_ctx(meta_key, gready_key, gturn_key, gleased_key, gjob_key)
   keys.grp = gctx

@@ -455,3 +455,16 @@ def test_a_bad_rate_key_is_refused_naming_the_field_and_nothing_is_written(
     assert client.queues() == []
     with pytest.raises(InvalidArgument):
         client.rate_limit(Q, key=key)
+
+
+def test_a_group_key_of_another_type_is_named_and_nothing_is_written(
+    client: Any, raw: Any, prefix: str
+) -> None:
+    ids = _fill(client, "g", 2)
+    raw.delete(f"{{{prefix}:{Q}}}:gwait")
+    raw.set(f"{{{prefix}:{Q}}}:gwait", "not a zset")
+    with pytest.raises(redisq.WrongKeyType) as info:
+        client.claim(Q, worker=W, count=5)
+    assert info.value.key == f"{{{prefix}:{Q}}}:gwait"
+    assert client.get(Q, ids[0]).state == JobState.READY
+    assert client.counts(Q)[JobState.LEASED] == 0
