@@ -49,8 +49,6 @@
 --- @include "lib/wrong_type"
 --- @include "lib/add_totals"
 --- @include "lib/grp_ctx"
---- @include "lib/grp_of"
---- @include "lib/grp_forget"
 --- @include "lib/wake"
 
 local meta_key = KEYS[1]
@@ -203,10 +201,10 @@ add_totals(meta_key, done, 0, 0)
 -- a waiting worker is woken for the jobs the cap or the limits held back.
 if meta[2] then
   local gctx = grp_ctx(meta_key, gready_key, gturn_key, gleased_key, gjob_key)
-  local groups = grp_of(gctx, done_ids)
+  local groups = gctx and gctx.of(done_ids)
   for i = 1, groups and done or 0 do
     if groups[i] then
-      grp_forget(gctx, groups[i], nil, done_ids[i])
+      gctx.forget(groups[i], nil, done_ids[i])
     end
   end
 end

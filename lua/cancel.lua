@@ -34,8 +34,6 @@
 --- @include "lib/clear_unique"
 --- @include "lib/trim_retention"
 --- @include "lib/grp_ctx"
---- @include "lib/grp_member"
---- @include "lib/grp_forget"
 
 local meta_key = KEYS[1]
 local ready_key = KEYS[2]
@@ -83,7 +81,7 @@ local n = num(now)
 local g = redis.call('HGET', gjob_key, id)
 if g then
   local gctx = grp_ctx(meta_key, gready_key, gturn_key, gleased_key, gjob_key)
-  grp_forget(gctx, g, grp_member(g, t[F.PRIO], t[F.SEQ], id), id)
+  gctx.forget(g, gctx.member(g, t[F.PRIO], t[F.SEQ], id), id)
 end
 if state == 'leased' then
   t[F.TOKEN] = num(redis.call('HINCRBY', meta_key, 'token', 1))

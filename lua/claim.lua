@@ -77,11 +77,6 @@
 --- @include "lib/budget"
 --- @include "lib/rate"
 --- @include "lib/grp_ctx"
---- @include "lib/grp_next_turn"
---- @include "lib/grp_head"
---- @include "lib/grp_leased_count"
---- @include "lib/grp_limit"
---- @include "lib/grp_recheck"
 
 local meta_key = KEYS[1]
 local ready_key = KEYS[2]
@@ -238,7 +233,7 @@ if rated then
   local due = redis.call('ZRANGEBYSCORE', gwait_key, '-inf', now, 'LIMIT', 0, batch)
   for i = 1, #due do
     redis.call('ZREM', gwait_key, due[i])
-    grp_recheck(gctx, due[i])
+    gctx.recheck(due[i])
   end
 end
 
@@ -264,7 +259,7 @@ if grouped then
   -- limit). Each candidate's record is read and checked here; a member whose job is not
   -- ready any more is dropped.
   if redis.call('ZCARD', ready_key) > 0 and not redis.call('ZSCORE', gturn_key, '') then
-    redis.call('ZADD', gturn_key, grp_next_turn(gctx), '')
+    redis.call('ZADD', gturn_key, gctx.next_turn(), '')
   end
   if key_types({dead_key, 'zset'}) then
     return wrong_type(dead_key)
@@ -281,8 +276,8 @@ if grouped then
     if g == '' then
       id = redis.call('ZRANGE', ready_key, 0, 0)[1]
     else
-      held = grp_leased_count(gctx, g)
-      if held < grp_limit(gctx) then  -- (the limit may have been lowered since its turn)
+      held = gctx.count(g)
+      if held < gctx.limit() then  -- (the limit may have been lowered since its turn)
         local ok = 1
         if rated then
           -- The group's own rate limit (its jobs' rate key): without a token now, it leaves
@@ -298,7 +293,7 @@ if grouped then
           end
         end
         if ok > 0 then
-          member = grp_head(gctx, g)
+          member = gctx.head(g)
           id = member and string.sub(member, #g + 18)
         end
       end
@@ -334,10 +329,10 @@ if grouped then
       end
       local again = g == '' and redis.call('ZCARD', ready_key) > 0
       if g ~= '' then
-        again = held < grp_limit(gctx) and grp_head(gctx, g)
+        again = held < gctx.limit() and gctx.head(g)
       end
       if again then
-        redis.call('ZADD', gturn_key, grp_next_turn(gctx), g)
+        redis.call('ZADD', gturn_key, gctx.next_turn(), g)
       else
         redis.call('ZREM', gturn_key, g)
       end

@@ -26,8 +26,6 @@
 --- @include "lib/clear_unique"
 --- @include "lib/grp_ctx"
 --- @include "lib/record"
---- @include "lib/grp_member"
---- @include "lib/grp_forget"
 
 local meta_key = KEYS[1]
 local ready_key = KEYS[2]
@@ -59,7 +57,7 @@ local g = redis.call('HGET', gjob_key, id)
 if g then
   local gctx = grp_ctx(meta_key, gready_key, gturn_key, gleased_key, gjob_key)
   local t = stored and rec_parse(stored)  -- (a record that does not parse: claim drops it)
-  grp_forget(gctx, g, t and grp_member(g, t[F.PRIO], t[F.SEQ], id), id)
+  gctx.forget(g, t and gctx.member(g, t[F.PRIO], t[F.SEQ], id), id)
 end
 local existed = redis.call('HDEL', jobs_key, id)
 if redis.call('DEL', result_prefix .. id) == 1 then

@@ -117,8 +117,6 @@ end
 --- @include "lib/chunks"
 --- @include "lib/key_types"
 --- @include "lib/grp_ctx"
---- @include "lib/grp_member"
---- @include "lib/grp_recheck"
 
 if not count or count < 1 or count > CAPS.BATCH or #ARGV ~= jobs_at - 1 + count * STRIDE then
   return {STATUS.BAD_ARGUMENT, 'count'}
@@ -263,7 +261,7 @@ if grouped > 0 then
     return {STATUS.WRONG_TYPE, bad_key, bad_type}
   end
 end
-local gctx = grp_ctx(meta_hash, gready_key, gturn_key, gleased_key, gjob_key)
+local gctx = grouped > 0 and grp_ctx(meta_hash, gready_key, gturn_key, gleased_key, gjob_key)
 local group_jobs = {}
 
 -- Write: the index entries first (a wrong-typed set refuses the first ZADD, before anything
@@ -333,8 +331,8 @@ for i = 1, #group_jobs do
   local g, id, state, prio, job_seq = unpack(group_jobs[i])
   redis.call('HSET', gjob_key, id, g)
   if state == 'ready' then
-    redis.call('ZADD', gready_key, 0, grp_member(g, prio, job_seq, id))
-    grp_recheck(gctx, g)
+    redis.call('ZADD', gready_key, 0, gctx.member(g, prio, job_seq, id))
+    gctx.recheck(g)
   end
 end
 if #group_jobs > 0 then

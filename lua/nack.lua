@@ -46,7 +46,6 @@
 --- @include "lib/wake"
 --- @include "lib/add_totals"
 --- @include "lib/grp_ctx"
---- @include "lib/grp_unlease"
 
 local meta_key = KEYS[1]
 local ready_key = KEYS[2]
@@ -99,10 +98,11 @@ end
 t[F.ENDED] = 'nack/' .. token
 redis.call('ZREM', leased_key, id)
 -- A grouped job's slot is free again (lib/groups), before it takes its place in the group.
-local gctx = grp_ctx(meta_key, gready_key, gturn_key, gleased_key, gjob_key)
 local g = redis.call('HGET', gjob_key, id)
+local gctx
 if g then
-  grp_unlease(gctx, g, id)
+  gctx = grp_ctx(meta_key, gready_key, gturn_key, gleased_key, gjob_key)
+  gctx.unlease(g, id)
 end
 if to_dead or tonumber(t[F.ATTEMPTS]) >= tonumber(t[F.MAX]) then
   t[F.STATE] = 'dead'

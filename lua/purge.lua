@@ -31,8 +31,6 @@
 --- @include "lib/caps"
 --- @include "lib/read_some"
 --- @include "lib/grp_ctx"
---- @include "lib/grp_of"
---- @include "lib/grp_unlease"
 
 local meta_key = KEYS[1]
 local ready_key = KEYS[2]
@@ -105,10 +103,10 @@ for i = 1, #sets do
       members = {unpack(members, 1, covered)}
     end
     -- Grouped jobs leave their groups: their lease slots and group entries.
-    local groups = grp_of(gctx, ids)
+    local groups = gctx and gctx.of(ids)
     for j = 1, groups and #ids or 0 do
       if groups[j] then
-        grp_unlease(gctx, groups[j], ids[j])
+        gctx.unlease(groups[j], ids[j])
       end
     end
     if groups then

@@ -33,7 +33,6 @@
 --- @include "lib/requeue"
 --- @include "lib/wake"
 --- @include "lib/grp_ctx"
---- @include "lib/grp_unlease"
 
 local meta_key = KEYS[1]
 local ready_key = KEYS[2]
@@ -77,10 +76,11 @@ t[F.ATTEMPTS] = num(attempts)
 t[F.ENDED] = 'release/' .. token
 redis.call('ZREM', leased_key, id)
 -- A grouped job's slot is free again (lib/groups), before it takes its place in the group.
-local gctx = grp_ctx(meta_key, gready_key, gturn_key, gleased_key, gjob_key)
 local g = redis.call('HGET', gjob_key, id)
+local gctx
 if g then
-  grp_unlease(gctx, g, id)
+  gctx = grp_ctx(meta_key, gready_key, gturn_key, gleased_key, gjob_key)
+  gctx.unlease(g, id)
 end
 requeue(t, id, ready_key, scheduled_key, now, delay_ms, nil, gctx, g)
 local record = rec_pack(t)

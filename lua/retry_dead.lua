@@ -37,8 +37,6 @@
 --- @include "lib/chunks"
 --- @include "lib/wake"
 --- @include "lib/grp_ctx"
---- @include "lib/grp_of"
---- @include "lib/grp_ready"
 
 local meta_key = KEYS[1]
 local ready_key = KEYS[2]
@@ -129,7 +127,7 @@ local groups = {}
 for i = 1, #todo do
   groups[i] = todo[i][1]
 end
-groups = grp_of(gctx, groups)
+groups = gctx and gctx.of(groups)
 local grouped = {}
 local writes = {}
 local uniques = {}
@@ -165,7 +163,8 @@ if #ready_pairs > 0 then
   chunks({'ZADD', ready_key}, ready_pairs)
 end
 for _, i in ipairs(grouped) do
-  grp_ready(gctx, groups[i], todo[i][2], todo[i][1])  -- back in its group (lib/groups)
+  local t = todo[i][2]
+  gctx.ready(groups[i], t[F.PRIO], t[F.SEQ], todo[i][1])  -- back in its group (lib/groups)
 end
 wake(wake_key)
 return {STATUS.OK, #moved, examined, more}

@@ -32,8 +32,6 @@
 --- @include "lib/ready_score"
 --- @include "lib/wake"
 --- @include "lib/grp_ctx"
---- @include "lib/grp_member"
---- @include "lib/grp_ready"
 
 local meta_key = KEYS[1]
 local ready_key = KEYS[2]
@@ -75,7 +73,7 @@ end
 local g = redis.call('HGET', gjob_key, id)
 local gctx = grp_ctx(meta_key, gready_key, gturn_key, gleased_key, gjob_key)
 if g and t[F.STATE] == 'ready' then
-  redis.call('ZREM', gready_key, grp_member(g, t[F.PRIO], t[F.SEQ], id))
+  redis.call('ZREM', gready_key, gctx.member(g, t[F.PRIO], t[F.SEQ], id))
 end
 if priority_arg ~= '' then
   t[F.PRIO] = priority_arg
@@ -95,7 +93,7 @@ if run_at > now then
 else
   redis.call('ZREM', scheduled_key, id)
   if g then
-    grp_ready(gctx, g, t, id)
+    gctx.ready(g, t[F.PRIO], t[F.SEQ], id)
   else
     redis.call('ZADD', ready_key, ready_score(t[F.PRIO], t[F.SEQ]), id)
   end

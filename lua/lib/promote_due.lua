@@ -9,8 +9,6 @@
 --- @include "lib/wrong_type"
 --- @include "lib/key_types"
 --- @include "lib/quarantine"
---- @include "lib/grp_of"
---- @include "lib/grp_ready"
 -- Moves up to `limit` scheduled jobs whose due time has come into the ready set, at the
 -- position their priority and original enqueue sequence give them, within the call's byte
 -- budget `spend` (lib/budget). Index entries that point at no job record are dropped; a record
@@ -43,7 +41,7 @@ local function promote_due(scheduled_key, ready_key, jobs_key, dead_key, now, li
   local moves = {}
   local writes = {}
   local spoiled = {}
-  local groups = grp_of(gctx, ids)
+  local groups = gctx and gctx.of(ids)
   local grouped = {}
   for i = 1, #ids do
     if recs[i] then
@@ -72,7 +70,8 @@ local function promote_due(scheduled_key, ready_key, jobs_key, dead_key, now, li
       chunks({'ZADD', ready_key}, moves)
     end
     for i = 1, #grouped do
-      grp_ready(gctx, grouped[i][1], grouped[i][2], grouped[i][3])
+      local t = grouped[i][2]
+      gctx.ready(grouped[i][1], t[F.PRIO], t[F.SEQ], grouped[i][3])
     end
   end
   chunks({'ZREM', scheduled_key}, ids)

@@ -11,9 +11,6 @@
 --- @include "lib/key_types"
 --- @include "lib/wrong_type"
 --- @include "lib/quarantine"
---- @include "lib/grp_of"
---- @include "lib/grp_member"
---- @include "lib/grp_unlease"
 -- Returns up to `limit` jobs whose lease deadline has passed to the ready set, or to the dead
 -- set when their attempts are used up, within the call's byte budget `spend` (lib/budget). The
 -- lease's token stays on the record (ended is 'reap/<token>'), so a late ack, nack or renew by
@@ -47,7 +44,7 @@ local function reap_expired(keys, now, limit, spend)
   local uniques = {}
   local spoiled = {}
   local n = num(now)
-  local groups = grp_of(keys.grp, ids)
+  local groups = keys.grp and keys.grp.of(ids)
   local grouped = {}
   for i = 1, #ids do
     local t = recs[i] and rec_parse(recs[i])
@@ -99,9 +96,9 @@ local function reap_expired(keys, now, limit, spend)
     local g, t, id = grouped[i][1], grouped[i][2], grouped[i][3]
     if t[F.STATE] == 'ready' then
       back = back + 1
-      redis.call('ZADD', keys.grp.gready, 0, grp_member(g, t[F.PRIO], t[F.SEQ], id))
+      redis.call('ZADD', keys.grp.gready, 0, keys.grp.member(g, t[F.PRIO], t[F.SEQ], id))
     end
-    grp_unlease(keys.grp, g, id)
+    keys.grp.unlease(g, id)
   end
   return #to_ready / 2 + back, #dead / 2 + quarantine(keys.dead, now, spoiled), more
 end

@@ -1,7 +1,6 @@
 --- @include "lib/num"
 --- @include "lib/record"
 --- @include "lib/ready_score"
---- @include "lib/grp_ready"
 -- Puts a job whose lease has ended back to wait: in the scheduled set `delay_ms` from now, or,
 -- with no delay, in the ready set at its original place (priority, then enqueue sequence).
 -- A ready job's run_at becomes `ready_run_at` (nil keeps it). Changes the parsed record `t` to
@@ -19,7 +18,7 @@ local function requeue(t, id, ready_key, scheduled_key, now, delay_ms, ready_run
       t[F.RUN_AT] = ready_run_at
     end
     if g then
-      grp_ready(gctx, g, t, id)
+      gctx.ready(g, t[F.PRIO], t[F.SEQ], id)
     else
       redis.call('ZADD', ready_key, ready_score(t[F.PRIO], t[F.SEQ]), id)
     end
