@@ -72,6 +72,8 @@ class QueueKeys:
     unique: str
     jobs: str
     wake: str
+    #: Cancels of leased jobs (a capped stream the holders' workers block on).
+    cancels: str
     memo_prefix: str
     lock_prefix: str
     result_prefix: str
@@ -89,6 +91,10 @@ class QueueKeys:
     #: for their next token.
     grate: str
     gwait: str
+    #: Expiry and dedupe windows (docs/expiry_dedupe.md): '<seq>/<id>' of jobs enqueued with
+    #: expires_ms scored by their expiry; throttle windows are window_prefix .. <unique key>.
+    expiring: str
+    window_prefix: str
 
     @classmethod
     def build(cls, prefix: str, queue: str) -> QueueKeys:
@@ -108,6 +114,7 @@ class QueueKeys:
             unique=f"{tag}:unique",
             jobs=f"{tag}:jobs",
             wake=f"{tag}:wake",
+            cancels=f"{tag}:cancels",
             memo_prefix=f"{tag}:claim:",
             lock_prefix=f"{tag}:lock:",
             result_prefix=f"{tag}:result:",
@@ -120,6 +127,8 @@ class QueueKeys:
             gjob=f"{tag}:gjob",
             grate=f"{tag}:grate",
             gwait=f"{tag}:gwait",
+            expiring=f"{tag}:expiring",
+            window_prefix=f"{tag}:window:",
         )
 
 

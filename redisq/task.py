@@ -85,6 +85,9 @@ class _CallOptions:
     max_attempts: int | None = None
     queue: str | None = None
     group: str | None = None
+    expires_ms: int | None = None
+    throttle_ms: int | None = None
+    debounce_ms: int | None = None
 
     def merged(self, other: _CallOptions) -> _CallOptions:
         """Return these options with `other`'s given values on top."""
@@ -105,6 +108,9 @@ def _call_options(
     max_attempts: Any = None,
     queue: Any = None,
     group: Any = None,
+    expires_ms: Any = None,
+    throttle_ms: Any = None,
+    debounce_ms: Any = None,
 ) -> _CallOptions:
     if id is not None:
         check_id("id", id)
@@ -120,7 +126,24 @@ def _call_options(
         check_name("queue", queue)
     if group is not None:
         check_optional_text("group", group, MAX_GROUP_LENGTH)
-    return _CallOptions(id, unique_key, delay_ms, run_at_ms, priority, max_attempts, queue, group)
+    # Each alone here; how they combine (a unique key, not both windows) is checked at enqueue,
+    # where the options of the task and of each call are merged.
+    _optional_int("expires_ms", expires_ms, 1, MAX_DELAY_MS)
+    _optional_int("throttle_ms", throttle_ms, 1, MAX_DELAY_MS)
+    _optional_int("debounce_ms", debounce_ms, 1, MAX_DELAY_MS)
+    return _CallOptions(
+        id,
+        unique_key,
+        delay_ms,
+        run_at_ms,
+        priority,
+        max_attempts,
+        queue,
+        group,
+        expires_ms,
+        throttle_ms,
+        debounce_ms,
+    )
 
 
 def _context_parameter(fn: Callable[..., Any]) -> tuple[str | None, int | None]:
@@ -271,6 +294,9 @@ class _Enqueuer(Generic[P]):
             "lease_ms": t.lease_ms,
             "unique_key": options.unique_key,
             "group": options.group,
+            "expires_ms": options.expires_ms,
+            "throttle_ms": options.throttle_ms,
+            "debounce_ms": options.debounce_ms,
         }
 
     def _batch(self, calls: Iterable[Any]) -> tuple[str, list[Any], dict[str, Any]]:
@@ -460,6 +486,9 @@ class Task(_Enqueuer[P], Generic[P, R]):
         max_attempts: int | None = None,
         queue: str | None = None,
         group: str | None = None,
+        expires_ms: int | None = None,
+        throttle_ms: int | None = None,
+        debounce_ms: int | None = None,
     ) -> TaskOptions[P]:
         """Set options for the next enqueue: ``task.options(delay_ms=5000).enqueue(...)``.
 
@@ -472,6 +501,12 @@ class Task(_Enqueuer[P], Generic[P, R]):
             max_attempts: overrides the task's max_attempts.
             queue: overrides the task's queue.
             group: the job's concurrency group (see `Store.enqueue`).
+            expires_ms: cancel the job (last_error "expired") if it has not started within
+                this many ms.
+            throttle_ms: with unique_key: repeats within this many ms of this enqueue return
+                this job, even after it finished.
+            debounce_ms: with unique_key: the job waits this long; a repeat while it waits
+                replaces its arguments and waits debounce_ms from then.
 
         Raises:
             InvalidArgument: an option is out of range.
@@ -479,7 +514,17 @@ class Task(_Enqueuer[P], Generic[P, R]):
         return TaskOptions(
             self,
             _call_options(
-                id, unique_key, delay_ms, run_at_ms, priority, max_attempts, queue, group
+                id,
+                unique_key,
+                delay_ms,
+                run_at_ms,
+                priority,
+                max_attempts,
+                queue,
+                group,
+                expires_ms,
+                throttle_ms,
+                debounce_ms,
             ),
         )
 

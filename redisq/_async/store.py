@@ -24,7 +24,15 @@ from redisq._core.enqueue import keywords_checked
 from redisq._core.ops import NOT_SET, Call, Op, Settings
 from redisq._core.validate import check_int
 from redisq.errors import ConfigurationError, InvalidArgument, RedisqError
-from redisq.models import Claimed, Job, JobState, Migration, Schedule, ScheduleTicks
+from redisq.models import (
+    CancelNotice,
+    Claimed,
+    Job,
+    JobState,
+    Migration,
+    Schedule,
+    ScheduleTicks,
+)
 
 __all__ = ["AsyncStore"]
 
@@ -34,6 +42,7 @@ _Names = list[str]
 _Outcomes = list[Job | Exception]
 _Migrations = list[Migration]
 _Schedules = list[Schedule]
+_Notices = list[CancelNotice]
 #: A claim held back by a rate limit returns at once when its next job is this near (ms).
 _HELD_WAIT_MS = 250
 
@@ -108,6 +117,8 @@ class AsyncStore:
         # Per queue, the id of the latest schedule change a tick_schedules pass saw:
         # wait_schedules blocks for changes after it.
         self._schedule_events: dict[str, str] = {}
+        # Per queue, the latest entry of its cancel stream that wait_cancels returned.
+        self._cancel_positions: dict[str, str] = {}
 
     @property
     def prefix(self) -> str:
@@ -176,11 +187,16 @@ class AsyncStore:
         lease_ms: int | None = None,
         unique_key: str | None = None,
         group: str | None = None,
+        expires_ms: int | None = None,
+        throttle_ms: int | None = None,
+        debounce_ms: int | None = None,
     ) -> Job:
         """Add a job to a queue, or return the existing one.
 
         Enqueue is idempotent on (queue, id) and, while the job is live, on `unique_key`: the
         stored job is returned unchanged, so a retried call never creates a second job.
+        `throttle_ms` and `debounce_ms` widen the dedupe of `unique_key` (see
+        docs/expiry_dedupe.md).
 
         Args:
             queue: queue name (1 to 200 characters, no braces or control characters).
@@ -197,9 +213,19 @@ class AsyncStore:
             group: the job's concurrency group (1 to 128 characters, no braces or control
                 characters): a queue serves its groups round-robin and leases at most its
                 `group_concurrency` jobs of one group at once (docs/groups.md).
+            expires_ms: a job not started within this many ms (Redis clock) is cancelled
+                instead of run, with last_error "expired" (1 ms to 366 days).
+            throttle_ms: with unique_key: repeats within this many ms of this job's enqueue
+                return this job, even after it finished.
+            debounce_ms: with unique_key (not with delay_ms or run_at_ms): the job waits this
+                long; a repeat while it waits unstarted gives it the repeat's payload and
+                waits debounce_ms from then (a repeat once it started makes a new job).
 
         Returns:
-            The new job, or the job that already held the id or unique key.
+            The new job, or the job that already held the id or unique key (for a debounced
+            repeat, that job with the new payload and due time). A throttled repeat whose
+            job retention already trimmed gets a CANCELLED Job with that job's id and
+            last_error "throttled".
 
         Raises:
             InvalidArgument: an argument is out of range, or a keyword is not one of the
@@ -217,6 +243,9 @@ class AsyncStore:
             "lease_ms": lease_ms,
             "unique_key": unique_key,
             "group": group,
+            "expires_ms": expires_ms,
+            "throttle_ms": throttle_ms,
+            "debounce_ms": debounce_ms,
         }
         return await self._run(
             ops.enqueue_one(self.settings, queue, payload, options, self._registered)
@@ -233,7 +262,9 @@ class AsyncStore:
             queue: queue name.
             payloads: payloads, or `redisq.Spec` items carrying per-job options.
             **options: defaults for every job: name, priority, delay_ms, run_at_ms,
-                max_attempts, lease_ms, unique_key, group (as for `enqueue`; not id).
+                max_attempts, lease_ms, unique_key, group, expires_ms, throttle_ms,
+                debounce_ms (as for `enqueue`; not id). One call may not repeat a debounced
+                unique key.
 
         Returns:
             One Job per item, in order (existing jobs for ids or unique keys already live).
@@ -467,13 +498,23 @@ class AsyncStore:
         self._transport.stop_waiting()
 
     async def totals(self, queue: str) -> dict[str, int]:
-        """Read a queue's monotonic counters: enqueued, completed, retried and dead.
+        """Read a queue's monotonic counters: enqueued, completed, retried, dead and expired.
 
         Unlike `counts`, which is capped by retention, these only grow (jobs created by
         enqueue; acknowledged; failed attempts sent back to ready or scheduled, by nack or
-        by an expired lease; dead-lettered), so the change between two reads gives rates.
+        by an expired lease; dead-lettered; cancelled because their `expires_ms` passed before
+        they started), so the change between two reads gives rates.
         """
         return await self._run(queries.totals(self.settings, queue))
+
+    async def expires_at(self, queue: str, id: str) -> int | None:
+        """Read when a waiting job expires (Redis time, ms), if it was enqueued with expires_ms.
+
+        Returns:
+            The expiry, while it still applies (the job waits unstarted); None when the job
+            has none, has started or finished, or does not exist.
+        """
+        return await self._run(queries.expires_at(self.settings, queue, id))
 
     async def ack(self, job: Job, result: Any = None, *, result_ttl_ms: int | None = None) -> Job:
         """Complete a leased job, storing `result` (msgpack) if given.
@@ -640,6 +681,41 @@ class AsyncStore:
         A leased job gets a new token, so its holder's ack or renew is refused (LeaseLost).
         """
         return await self._run(ops.cancel(self.settings, queue, id))
+
+    async def wait_cancels(self, queues: str | Sequence[str], *, timeout_ms: int) -> _Notices:
+        """Block until leased jobs of `queues` are cancelled, or `timeout_ms` passes; return
+        those cancels (queue, id and the token of the lease each ended), oldest first.
+
+        Workers call this in a loop (a thread of their own) so that the holder of a cancelled
+        job stops its handler at once, not at the lease's next renewal. It reads the queues'
+        cancel streams (XREAD), which the cancel script appends to when it ends a lease, so
+        every caller sees every cancel after its previous call. The first call for a queue
+        notes where its stream is, and only later cancels count: call it with ``timeout_ms=0``
+        to do only that (before the jobs of interest are claimed). `stop_waiting` cuts a wait
+        short. On Redis Cluster each queue has its own slot, so with several queues the wait
+        blocks on one queue at a time, in turn (workers there use one caller per queue).
+
+        Args:
+            queues: one queue name or a list of names.
+            timeout_ms: longest wait, 0 to 86,400,000 (a day); 0 returns at once, after
+                noting where the streams are.
+
+        Returns:
+            The cancels seen since this store's previous call (possibly none).
+        """
+        names = ops.check_queues(queues)
+        check_int("timeout_ms", timeout_ms, 0, 86_400_000)
+        if self._no_waits and timeout_ms:
+            return []
+        batch = names
+        block_ms = min(timeout_ms, self.settings.max_block_ms)
+        if block_ms and self.settings.cluster and len(names) > 1:
+            self._wait_turn += 1
+            batch = [names[self._wait_turn % len(names)]]
+            block_ms = min(block_ms, max(50, block_ms // len(names)))
+        return await self._run(
+            ops.wait_cancels(self.settings, batch, self._cancel_positions, block_ms)
+        )
 
     async def retry_dead(
         self, queue: str, ids: Iterable[str] | None = None, *, limit: int = 1000

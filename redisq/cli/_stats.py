@@ -187,6 +187,9 @@ def _text(snap: Snapshot, rates: _Rates | None, watch: bool) -> str:
         text += "\n" + line
     for queue, flow in snap.flow.items():
         text += "\n" + _flow_line(queue, flow)
+    expired = {q: t.get("expired", 0) for q, t in snap.totals.items() if t.get("expired")}
+    for queue, n in expired.items():
+        text += f"\n{queue}: {n:,} jobs expired (cancelled before they started) in all"
     return text
 
 

@@ -23,6 +23,7 @@ import redisq
 from redisq import JobState
 from redisq._core.records import unpack_record
 from redisq._core.scripts import load_all
+from tests.support.clock import TestClock
 from tests.support.polling import wait_for
 from tests.support.proxy import TcpProxy
 from tests.support.servers import ServerProcess
@@ -421,6 +422,9 @@ def test_cancel_of_a_leased_job_happens_once(
     assert _members(direct, prefix, "leased") == []
     with pytest.raises(redisq.LeaseLost):
         store.ack(job)
+    # And the holder was signalled once, with the token of the lease the cancel ended
+    entries = direct.xrange(_key(prefix, "cancels"))
+    assert [(e[1][b"id"].decode(), int(e[1][b"token"])) for e in entries] == [(job.id, job.token)]
     # And the call reports that it cancelled the job (its first run did)
     assert cancelled is True
 
@@ -438,6 +442,8 @@ def test_cancel_of_a_ready_job_happens_once(
     # Then it was cancelled once, and the call reports that it cancelled the job
     assert _members(direct, prefix, "cancelled") == ["j1"]
     assert _members(direct, prefix, "ready") == []
+    # And no worker held it: nothing is signalled
+    assert not direct.exists(_key(prefix, "cancels"))
     assert cancelled is True
 
 
@@ -749,3 +755,81 @@ def test_set_rate_limit_with_a_key_is_the_same_when_re_sent(
     with twice():
         store.set_rate_limit(QUEUE, None, key="acme")
     assert direct.hlen(_key(prefix, "grate")) == 0
+
+
+# ------------------------------------------------------------------- expiry and dedupe windows
+
+
+@pytest.fixture
+def clocked(proxy: TcpProxy, prefix: str) -> Iterator[tuple[redisq.Store, TestClock]]:
+    """Like `store`, on the test clock (expiry and windows then pass when the test says)."""
+    clock = TestClock()
+    connected = redisq.connect(proxy.url, prefix=prefix, socket_timeout=SOCKET_TIMEOUT, clock=clock)
+    connected.enqueue(QUEUE, "seed", id="seed")  # registered: one script call per enqueue
+    yield connected, clock
+    connected.close()
+
+
+def test_an_expiring_enqueue_is_created_once(
+    clocked: tuple[redisq.Store, TestClock], direct: redis.Redis, prefix: str, twice: Twice
+) -> None:
+    store, clock = clocked
+    with twice():
+        job = store.enqueue(QUEUE, "x", expires_ms=1_000)
+    assert _meta(direct, prefix, "enqueued") == 2
+    assert _members(direct, prefix, "expiring") == [f"2/{job.id}"]
+    assert store.expires_at(QUEUE, job.id) == clock.now_ms + 1_000
+
+
+def test_a_throttled_enqueue_is_created_once(
+    clocked: tuple[redisq.Store, TestClock], direct: redis.Redis, prefix: str, twice: Twice
+) -> None:
+    store, clock = clocked
+    with twice():
+        job = store.enqueue(QUEUE, "x", unique_key="t", throttle_ms=60_000)
+    assert _meta(direct, prefix, "enqueued") == 2
+    window = direct.get(_key(prefix, "window:t"))
+    assert window == f"{clock.now_ms + 60_000}/{job.id}".encode()
+
+
+def test_a_debounced_repeat_is_applied_once(
+    clocked: tuple[redisq.Store, TestClock], direct: redis.Redis, prefix: str, twice: Twice
+) -> None:
+    store, clock = clocked
+    first = store.enqueue(QUEUE, 1, unique_key="d", debounce_ms=1_000)
+    clock.advance(500)
+    with twice():
+        again = store.enqueue(QUEUE, 2, unique_key="d", debounce_ms=1_000)
+    assert again.id == first.id
+    assert _members(direct, prefix, "scheduled") == [first.id]
+    assert _meta(direct, prefix, "enqueued") == 2
+    stored = store.get(QUEUE, first.id)
+    assert stored is not None
+    assert (stored.payload, stored.run_at_ms) == (2, clock.now_ms + 1_000)
+
+
+def test_a_re_sent_reap_expires_each_job_once(
+    clocked: tuple[redisq.Store, TestClock], direct: redis.Redis, prefix: str, twice: Twice
+) -> None:
+    store, clock = clocked
+    ids = [j.id for j in store.enqueue_many(QUEUE, [1, 2, 3], expires_ms=100)]
+    clock.advance(100)
+    with twice():
+        store.reap(QUEUE)
+    assert _meta(direct, prefix, "expired") == 3
+    assert sorted(_members(direct, prefix, "cancelled")) == sorted(ids)
+    assert _members(direct, prefix, "expiring") == []
+    assert _members(direct, prefix, "ready") == ["seed"]
+
+
+def test_a_re_sent_claim_hands_out_no_expired_job(
+    clocked: tuple[redisq.Store, TestClock], direct: redis.Redis, prefix: str, twice: Twice
+) -> None:
+    store, clock = clocked
+    store.enqueue_many(QUEUE, [1, 2], expires_ms=100, priority=5)
+    clock.advance(100)
+    with twice():
+        leased = store.claim(QUEUE, worker="w", count=5)
+    assert [j.id for j in leased] == ["seed"]
+    assert _meta(direct, prefix, "expired") == 2
+    assert _members(direct, prefix, "leased") == ["seed"]

@@ -468,3 +468,13 @@ def test_a_group_key_of_another_type_is_named_and_nothing_is_written(
     assert info.value.key == f"{{{prefix}:{Q}}}:gwait"
     assert client.get(Q, ids[0]).state == JobState.READY
     assert client.counts(Q)[JobState.LEASED] == 0
+
+
+def test_an_expired_grouped_job_leaves_its_group(client: Any, clock: TestClock) -> None:
+    job = client.enqueue(Q, "late", group="g", expires_ms=1_000)
+    (other,) = _fill(client, "g", 1)
+    clock.advance(1_000)
+    assert [j.id for j in _claim(client, count=5)] == [other]  # the expired one is not leased
+    assert client.get(Q, job.id).state == JobState.CANCELLED
+    state = client.concurrency(Q, job.id)
+    assert (state.group, state.grouped_ready) == (None, 0)

@@ -198,6 +198,13 @@ def exercise(s: Any, server: ServerProcess, prefix: str) -> None:
     assert s.remove_schedule("sch", queue=Q) is True
 
     # management
+    # a cancel of a running job signals its worker (XADD inside the script; XREVRANGE, XREAD)
+    assert s.wait_cancels(Q, timeout_ms=0) == []
+    s.enqueue(Q, "run", id="run", priority=100)
+    (run,) = s.claim(Q, worker="w")
+    assert run.id == "run"
+    assert s.cancel(Q, "run") is True
+    assert [n.id for n in s.wait_cancels(Q, timeout_ms=1_000)] == ["run"]
     assert s.lock(Q, "x", "w", 10_000) is True
     assert s.unlock(Q, "x", "w") is True
     s.pause(Q)
@@ -215,6 +222,13 @@ def exercise(s: Any, server: ServerProcess, prefix: str) -> None:
     (grouped,) = s.claim("gq", worker="w", count=2)
     s.ack(grouped)
     s.set_concurrency("gq", None)
+    # Expiry and dedupe windows (docs/expiry_dedupe.md)
+    expiring = s.enqueue(Q, "x", id="expiring", expires_ms=3_600_000)
+    assert s.expires_at(Q, expiring.id) is not None
+    assert s.enqueue(Q, 1, id="t1", unique_key="t", throttle_ms=60_000).id == "t1"
+    assert s.enqueue(Q, 2, id="t2", unique_key="t", throttle_ms=60_000).id == "t1"
+    assert s.enqueue(Q, 1, id="d1", unique_key="d", debounce_ms=60_000).id == "d1"
+    assert s.enqueue(Q, 2, id="d2", unique_key="d", debounce_ms=60_000).payload == 2
     assert s.cancel(Q, "later") is True
     assert s.delete(Q, "a") is True
     assert s.purge(Q) >= 1

@@ -45,6 +45,8 @@ def test_the_readme_has_its_snippets() -> None:
         "Tasks and workers",
         "Periodic schedules",
         "Rate limits",
+        "Expiry",
+        "Dedupe windows",
         "Concurrency groups",
     ]
 
@@ -85,6 +87,14 @@ def test_each_python_snippet_runs_as_written(section: str, code: str, tmp_path: 
         # Never two of a tenant at once; the small tenant's first job among the first two
         # started, and its three within the first twelve (round-robin, not FIFO).
         assert done.stdout.splitlines() == ["[('big', 1), ('small', 1)]", "True 3"]
+    elif section == "Expiry":
+        # The backlog ran; the job behind it expired unclaimed and was counted.
+        assert done.stdout.splitlines() == ["100", "['a', 'b', 'c']", "cancelled expired 1"]
+    elif section == "Dedupe windows":
+        assert done.stdout.splitlines() == [
+            "True completed {'day': 1}",
+            "True scheduled {'rev': 2}",
+        ]
     else:
         assert done.stdout.strip() == "{'day': 1}"
 
