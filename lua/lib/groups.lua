@@ -22,4 +22,5 @@
 -- Group names are 1 to 128 characters without control characters (checked by the client), so
 -- '\0' ends a group inside a member and '\1' bounds its range. A gready member whose job is no
 -- longer ready (cancelled, deleted) is dropped by the claim that meets it.
--- The helpers are lib/grp_*.lua, one function each; lib/grp_ctx includes this description.
+-- The helpers are the fields of lib/grp_ctx's context (built only on a queue with groups, so
+-- that a call on one without them creates none); lib/grp_ctx includes this description.
