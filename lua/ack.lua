@@ -16,12 +16,17 @@
   KEYS[4] unique      hash   unique key -> job id
   KEYS[5] jobs        hash   job id -> packed job record (lib/record)
   KEYS[6] result_prefix prefix stored results are result_prefix .. <id> (strings with a TTL)
-  KEYS[7] ready       zset   job ids; children released by these acks (lib/deps_finish)
-  KEYS[8] scheduled   zset   job ids; released children whose run_at is ahead
-  KEYS[9] waiting     zset   job ids waiting for parents
-  KEYS[10] cancelled  zset   job ids; not written by ack itself
-  KEYS[11] deps_prefix prefix dependency keys (lib/deps_keys), used only when meta deps = 1
-  KEYS[12] wake       zset   signalled when children were released
+  KEYS[7] gready      zset   grouped ready jobs (lib/groups)
+  KEYS[8] gturn       zset   group -> turn, the groups that may lease now
+  KEYS[9] gleased     zset   leased grouped jobs, member <group> \0 <id>
+  KEYS[10] gjob       hash   job id -> group
+  KEYS[11] wake       zset   signalled when leases end on a queue with groups or a cap, and
+                             when children were released
+  KEYS[12] ready      zset   job ids; children released by these acks (lib/deps_finish)
+  KEYS[13] scheduled  zset   job ids; released children whose run_at is ahead
+  KEYS[14] waiting    zset   job ids waiting for parents
+  KEYS[15] cancelled  zset   job ids; not written by ack itself
+  KEYS[16] deps_prefix prefix dependency keys (lib/deps_keys), used only when meta deps = 1
   ARGV[1] now_ms      int    test clock override; '' = Redis TIME
   ARGV[2] keep        int    retention of the done set: count
   ARGV[3] max_age_ms  int    retention of the done set: age (0 = no age limit)
@@ -51,6 +56,8 @@
 --- @include "lib/trim_retention"
 --- @include "lib/wrong_type"
 --- @include "lib/add_totals"
+--- @include "lib/grp_ctx"
+--- @include "lib/wake"
 --- @include "lib/deps_keys"
 --- @include "lib/deps_finish"
 
@@ -60,12 +67,16 @@ local done_key = KEYS[3]
 local unique_key = KEYS[4]
 local jobs_key = KEYS[5]
 local result_prefix = KEYS[6]
-local ready_key = KEYS[7]
-local scheduled_key = KEYS[8]
-local waiting_key = KEYS[9]
-local cancelled_key = KEYS[10]
-local deps_prefix = KEYS[11]
-local wake_key = KEYS[12]
+local gready_key = KEYS[7]
+local gturn_key = KEYS[8]
+local gleased_key = KEYS[9]
+local gjob_key = KEYS[10]
+local wake_key = KEYS[11]
+local ready_key = KEYS[12]
+local scheduled_key = KEYS[13]
+local waiting_key = KEYS[14]
+local cancelled_key = KEYS[15]
+local deps_prefix = KEYS[16]
 local now_arg = ARGV[1]
 local keep = tonumber(ARGV[2])
 local max_age_ms = tonumber(ARGV[3])
@@ -88,7 +99,7 @@ if count > 1 and arg_bytes > CAPS.ARG_BYTES then
   return {STATUS.BAD_ARGUMENT, 'result bytes'}
 end
 local now = now_ms(now_arg)
-local meta, err = read_meta(meta_key, 'deps')
+local meta, err = read_meta(meta_key, 'groups', 'conc', 'deps')
 if not meta then
   return err
 end
@@ -201,7 +212,21 @@ card = card + chunks({'ZADD', done_key}, done_pairs)
 -- call's own work).
 trim_retention(done_key, jobs_key, keep, max_age_ms, now, batch + done, card)
 add_totals(meta_key, done, 0, 0)
-if meta[2] == '1' then
+-- A queue with groups or a concurrency cap (lib/groups): the grouped jobs' slots are free, and
+-- a waiting worker is woken for the jobs the cap or the limits held back.
+if meta[2] then
+  local gctx = grp_ctx(meta_key, gready_key, gturn_key, gleased_key, gjob_key)
+  local groups = gctx and gctx.of(done_ids)
+  for i = 1, groups and done or 0 do
+    if groups[i] then
+      gctx.forget(groups[i], nil, done_ids[i])
+    end
+  end
+end
+if meta[2] or meta[3] then
+  wake(wake_key)
+end
+if meta[4] == '1' then
   deps_finish(deps_keys(deps_prefix, jobs_key, waiting_key, ready_key, scheduled_key,
     cancelled_key, wake_key), done_ids, 'completed', now)
 end

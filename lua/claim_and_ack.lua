@@ -17,9 +17,13 @@
   KEYS[9] memo_prefix prefix claim memos are memo_prefix .. <request id>
   KEYS[10] expiring   zset   '<seq>/<id>' of jobs enqueued with expires_ms, score = expiry (ms)
   KEYS[11] cancelled  zset   job ids, score = time of cancellation (ms)
-  KEYS[12] waiting    zset   job ids waiting for parents
-  KEYS[13] deps_prefix prefix dependency keys (lib/deps_keys), used only when meta deps = 1
-  KEYS[14] wake       zset   signalled when children were released
+  KEYS[12] gready     zset   grouped ready jobs (lib/groups)
+  KEYS[13] gturn      zset   group -> turn, the groups that may lease now
+  KEYS[14] gleased    zset   leased grouped jobs, member <group> \0 <id>
+  KEYS[15] gjob       hash   job id -> group
+  KEYS[16] waiting    zset   job ids waiting for parents
+  KEYS[17] deps_prefix prefix dependency keys (lib/deps_keys), used only when meta deps = 1
+  KEYS[18] wake       zset   signalled when children were released
   ARGV[1] now_ms      int    test clock override; '' = Redis TIME
   ARGV[2] worker      str    name of the worker
   ARGV[3] request_id  str    '' = no memo
@@ -54,6 +58,7 @@
 --- @include "lib/add_totals"
 --- @include "lib/quarantine"
 --- @include "lib/rate"
+--- @include "lib/grp_ctx"
 --- @include "lib/deps_keys"
 --- @include "lib/deps_finish"
 
@@ -68,9 +73,13 @@ local jobs_key = KEYS[8]
 local memo_prefix = KEYS[9]
 local expiring_key = KEYS[10]
 local cancelled_key = KEYS[11]
-local waiting_key = KEYS[12]
-local deps_prefix = KEYS[13]
-local wake_key = KEYS[14]
+local gready_key = KEYS[12]
+local gturn_key = KEYS[13]
+local gleased_key = KEYS[14]
+local gjob_key = KEYS[15]
+local waiting_key = KEYS[16]
+local deps_prefix = KEYS[17]
+local wake_key = KEYS[18]
 local now_arg = ARGV[1]
 local worker = ARGV[2]
 local request_id = ARGV[3]
@@ -109,7 +118,8 @@ if request_id ~= '' then
 end
 
 local keys = {ready = ready_key, scheduled = scheduled_key, leased = leased_key,
-  dead = dead_key, unique = unique_key, jobs = jobs_key}
+  dead = dead_key, unique = unique_key, jobs = jobs_key,
+  grp = grp_ctx(meta_key, gready_key, gturn_key, gleased_key, gjob_key)}
 local expiry = {expiring = expiring_key, cancelled = cancelled_key, meta = meta_key,
   keep = cancelled_keep, age_ms = cancelled_age_ms}
 local promoted, reaped, died, _, expired_left = housekeep(keys, now, batch, dead_keep,

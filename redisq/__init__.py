@@ -38,6 +38,7 @@ from redisq.errors import (
     JobFailed,
     JobNotFound,
     LeaseLost,
+    MissingExtra,
     PayloadTooLarge,
     RateLimited,
     RedisqError,
@@ -56,6 +57,7 @@ from redisq.jobref import JobRef
 from redisq.middleware import EnqueueRequest, JobOutcome, Middleware
 from redisq.models import (
     Claimed,
+    FlowState,
     Job,
     JobState,
     Migration,
@@ -81,6 +83,7 @@ __all__ = [  # noqa: RUF022  (grouped by topic, STYLE section 1)
     "Job",
     "JobState",
     "Migration",
+    "FlowState",
     "RateState",
     "Retention",
     "Schedule",
@@ -118,6 +121,7 @@ __all__ = [  # noqa: RUF022  (grouped by topic, STYLE section 1)
     "JobFailed",
     "JobNotFound",
     "LeaseLost",
+    "MissingExtra",
     "PayloadTooLarge",
     "RedisqError",
     "ResultExpired",

@@ -89,6 +89,16 @@ class QueueKeys:
     deps_parents: str
     deps_todo: str
     deps_prefix: str
+    #: Concurrency groups (lua/lib/groups.lua): grouped ready jobs, the groups' turns, their
+    #: leases, and each grouped job's group.
+    gready: str
+    gturn: str
+    gleased: str
+    gjob: str
+    #: Rate limits per group (lua/lib/groups.lua): group -> limit and bucket; groups waiting
+    #: for their next token.
+    grate: str
+    gwait: str
     #: Expiry and dedupe windows (docs/expiry_dedupe.md): '<seq>/<id>' of jobs enqueued with
     #: expires_ms scored by their expiry; throttle windows are window_prefix .. <unique key>.
     expiring: str
@@ -128,6 +138,12 @@ class QueueKeys:
             deps_parents=f"{tag}:deps:parents",
             deps_todo=f"{tag}:deps:todo",
             deps_prefix=f"{tag}:deps:",
+            gready=f"{tag}:gready",
+            gturn=f"{tag}:gturn",
+            gleased=f"{tag}:gleased",
+            gjob=f"{tag}:gjob",
+            grate=f"{tag}:grate",
+            gwait=f"{tag}:gwait",
             expiring=f"{tag}:expiring",
             window_prefix=f"{tag}:window:",
             workers=f"{tag}:workers",

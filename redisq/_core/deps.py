@@ -144,7 +144,7 @@ def enqueue_deps(
     from redisq._core.enqueue import _options  # the one validation of enqueue's options
 
     keys = queue_keys(s.prefix, queue)
-    for name in ("unique_key", "expires_ms", "throttle_ms", "debounce_ms"):
+    for name in ("unique_key", "group", "expires_ms", "throttle_ms", "debounce_ms"):
         if options.get(name) is not None:
             raise InvalidArgument(
                 name, "None when depends_on is given (not supported together yet)", options[name]
@@ -178,7 +178,7 @@ def enqueue_deps(
             return parse_record(queue, jid, reply[3])
         return bool(reply[4])
 
-    name, priority, run_at, delay, max_attempts, lease_ms, _ukey = opts.argv
+    name, priority, run_at, delay, max_attempts, lease_ms = opts.argv[:6]
     out = yield script_call(
         "enqueue_deps",
         keys,

@@ -33,6 +33,7 @@ from redisq.cli._base import (
     UsageError,
 )
 from redisq.cli._jobs import add_enqueue, add_ls, add_show
+from redisq.cli._metrics import add_metrics
 from redisq.cli._schedules import add_schedule, add_scheduler, add_schedules
 from redisq.cli._server import add_server
 from redisq.cli._stats import add_stats
@@ -92,6 +93,7 @@ COMMANDS: list[Callable[[Commands], None]] = [
     add_ls,
     add_show,
     add_stats,
+    add_metrics,
     add_retry_dead,
     add_purge,
     add_pause,

@@ -46,10 +46,12 @@ def test_the_readme_has_its_snippets() -> None:
         "Periodic schedules",
         "Workflows: dependencies",
         "Rate limits",
+        "Concurrency groups",
         "Expiry",
         "Dedupe windows",
         "Hooks and middleware",
         "Worker registry",
+        "Metrics",
     ]
 
 
@@ -97,6 +99,10 @@ def test_each_python_snippet_runs_as_written(section: str, code: str, tmp_path: 
             "|   `-- report [completed] -> 'report done' *",
             "`-- report [completed] -> 'report done' * (see above)",
         ]
+    elif section == "Concurrency groups":
+        # Never two of a tenant at once; the small tenant's first job among the first two
+        # started, and its three within the first twelve (round-robin, not FIFO).
+        assert done.stdout.splitlines() == ["[('big', 1), ('small', 1)]", "True 3"]
     elif section == "Expiry":
         # The backlog ran; the job behind it expired unclaimed and was counted.
         assert done.stdout.splitlines() == ["100", "['a', 'b', 'c']", "cancelled expired 1"]
@@ -119,6 +125,13 @@ def test_each_python_snippet_runs_as_written(section: str, code: str, tmp_path: 
     elif section == "Worker registry":
         # Listed while it ran, gone at once after a clean stop.
         assert done.stdout.splitlines() == ["mail-1 ('emails',) 4 0", "[]"]
+    elif section == "Metrics":
+        # Scraped over HTTP from the worker, and collected from Redis.
+        assert done.stdout.splitlines() == [
+            'redisq_worker_jobs_completed_total{queue="mail",task="send"} 3.0',
+            'redisq_worker_run_seconds_count{queue="mail",task="send"} 3.0',
+            'redisq_queue_jobs{queue="mail",state="completed"} 3.0',
+        ]
     else:
         assert done.stdout.strip() == "{'day': 1}"
 
