@@ -7,7 +7,9 @@
   result outlives the count-trimmed record; jobs without a result write nothing more. Bounded
   (lib/caps): at most CAPS.BATCH jobs and CAPS.ARG_BYTES of results per call (beyond the first
   job); when the stored records pass CAPS.READ_BYTES, only the jobs before that one are handled
-  (all or nothing among them), and the client sends the rest again.
+  (all or nothing among them), and the client sends the rest again. In a queue with
+  dependencies, the acks release the children whose last parent they completed, in the same
+  step (lib/deps_finish: at most 100 children per call, the rest by the next calls).
   KEYS[1] meta        hash   schema, completed total
   KEYS[2] leased      zset   job ids, score = lease deadline (ms)
   KEYS[3] done        zset   completed job ids, score = completion time (ms)
@@ -18,7 +20,13 @@
   KEYS[8] gturn       zset   group -> turn, the groups that may lease now
   KEYS[9] gleased     zset   leased grouped jobs, member <group> \0 <id>
   KEYS[10] gjob       hash   job id -> group
-  KEYS[11] wake       zset   signalled when leases end on a queue with groups or a cap
+  KEYS[11] wake       zset   signalled when leases end on a queue with groups or a cap, and
+                             when children were released
+  KEYS[12] ready      zset   job ids; children released by these acks (lib/deps_finish)
+  KEYS[13] scheduled  zset   job ids; released children whose run_at is ahead
+  KEYS[14] waiting    zset   job ids waiting for parents
+  KEYS[15] cancelled  zset   job ids; not written by ack itself
+  KEYS[16] deps_prefix prefix dependency keys (lib/deps_keys), used only when meta deps = 1
   ARGV[1] now_ms      int    test clock override; '' = Redis TIME
   ARGV[2] keep        int    retention of the done set: count
   ARGV[3] max_age_ms  int    retention of the done set: age (0 = no age limit)
@@ -50,6 +58,8 @@
 --- @include "lib/add_totals"
 --- @include "lib/grp_ctx"
 --- @include "lib/wake"
+--- @include "lib/deps_keys"
+--- @include "lib/deps_finish"
 
 local meta_key = KEYS[1]
 local leased_key = KEYS[2]
@@ -62,6 +72,11 @@ local gturn_key = KEYS[8]
 local gleased_key = KEYS[9]
 local gjob_key = KEYS[10]
 local wake_key = KEYS[11]
+local ready_key = KEYS[12]
+local scheduled_key = KEYS[13]
+local waiting_key = KEYS[14]
+local cancelled_key = KEYS[15]
+local deps_prefix = KEYS[16]
 local now_arg = ARGV[1]
 local keep = tonumber(ARGV[2])
 local max_age_ms = tonumber(ARGV[3])
@@ -84,7 +99,7 @@ if count > 1 and arg_bytes > CAPS.ARG_BYTES then
   return {STATUS.BAD_ARGUMENT, 'result bytes'}
 end
 local now = now_ms(now_arg)
-local meta, err = read_meta(meta_key, 'groups', 'conc')
+local meta, err = read_meta(meta_key, 'groups', 'conc', 'deps')
 if not meta then
   return err
 end
@@ -210,5 +225,9 @@ if meta[2] then
 end
 if meta[2] or meta[3] then
   wake(wake_key)
+end
+if meta[4] == '1' then
+  deps_finish(deps_keys(deps_prefix, jobs_key, waiting_key, ready_key, scheduled_key,
+    cancelled_key, wake_key), done_ids, 'completed', now)
 end
 return {STATUS.OK, now, flags}

@@ -1,4 +1,4 @@
---[[ cancel: ready | scheduled | leased -> cancelled
+--[[ cancel: waiting | ready | scheduled | leased -> cancelled
   Cancels a job that has not finished. Cancelling a leased job issues a new token, so the holder's
   later ack, nack, renew or progress is refused (LEASE_LOST), and the queue's cancel stream gets
   an entry (id, the holder's token) that the workers of the queue block on (XREAD), so the
@@ -7,8 +7,9 @@
   never has one. A finished job is left as it is (reply 0). The cancelled set is trimmed like
   the done set. A re-sent call (same request id) reports 1 again without changing anything
   (and signals nothing again).
-  Hook for workflows: jobs waiting for dependencies (the future `waiting` state) are cancelled
-  here like ready ones; cancelling a workflow is this script per job not yet started.
+  In a queue with dependencies, a waiting job is cancelled like a ready one (it leaves the
+  waiting set and its list), and the job's children are settled as for a cancelled parent in
+  the same step (lib/deps_finish, by their policies).
   KEYS[1] meta        hash   schema, token counter
   KEYS[2] ready       zset   job ids
   KEYS[3] scheduled   zset   job ids
@@ -21,6 +22,9 @@
   KEYS[10] gturn      zset   group -> turn, the groups that may lease now
   KEYS[11] gleased    zset   leased grouped jobs, member <group> \0 <id>
   KEYS[12] gjob       hash   job id -> group
+  KEYS[13] waiting     zset   job ids waiting for parents
+  KEYS[14] deps_prefix prefix dependency keys (lib/deps_keys), used only when meta deps = 1
+  KEYS[15] wake       zset   signalled when children were released
   ARGV[1] now_ms      int    test clock override; '' = Redis TIME
   ARGV[2] id          str    job id
   ARGV[3] request_id  str    the caller's id for this call, recorded on the job
@@ -42,6 +46,8 @@
 --- @include "lib/clear_unique"
 --- @include "lib/trim_retention"
 --- @include "lib/grp_ctx"
+--- @include "lib/deps_keys"
+--- @include "lib/deps_finish"
 
 local meta_key = KEYS[1]
 local ready_key = KEYS[2]
@@ -55,6 +61,9 @@ local gready_key = KEYS[9]
 local gturn_key = KEYS[10]
 local gleased_key = KEYS[11]
 local gjob_key = KEYS[12]
+local waiting_key = KEYS[13]
+local deps_prefix = KEYS[14]
+local wake_key = KEYS[15]
 local now_arg = ARGV[1]
 local id = ARGV[2]
 local request_id = ARGV[3]
@@ -81,7 +90,7 @@ if not t then
   return {STATUS.NOT_FOUND, id}
 end
 local state = t[F.STATE]
-if state ~= 'ready' and state ~= 'scheduled' and state ~= 'leased' then
+if state ~= 'ready' and state ~= 'scheduled' and state ~= 'leased' and state ~= 'waiting' then
   if state == 'cancelled' and t[F.ENDED] == 'cancel/' .. request_id then
     return {STATUS.OK, 1}
   end
@@ -103,6 +112,9 @@ if state == 'leased' then
   redis.call('XADD', cancels_key, 'MAXLEN', signal_cap, '*', 'id', id, 'token', held)
 elseif state == 'ready' then
   redis.call('ZREM', ready_key, id)
+elseif state == 'waiting' then
+  redis.call('ZREM', waiting_key, id)
+  redis.call('HDEL', deps_prefix .. 'pending', id)
 else
   redis.call('ZREM', scheduled_key, id)
 end
@@ -113,4 +125,8 @@ redis.call('HSET', jobs_key, id, rec_pack(t))
 redis.call('ZADD', cancelled_key, n, id)
 clear_unique(unique_key, {t[F.UKEY], id})
 trim_retention(cancelled_key, jobs_key, keep, max_age_ms, now, batch)
+if redis.call('HGET', meta_key, 'deps') == '1' then
+  deps_finish(deps_keys(deps_prefix, jobs_key, waiting_key, ready_key, scheduled_key,
+    cancelled_key, wake_key), {id}, 'cancelled', now)
+end
 return {STATUS.OK, 1}

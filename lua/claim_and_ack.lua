@@ -3,7 +3,8 @@
   counted and a new token issued, as a claim would. Like claim, it first promotes due scheduled
   jobs and reaps expired leases, and a re-sent call with the same request id returns the job the
   first run completed instead of completing another. One call moves at most about 512 KiB of
-  job records in its housekeeping (lib/budget).
+  job records in its housekeeping (lib/budget). In a queue with dependencies, the job's
+  children whose last parent it was are released in the same step (lib/deps_finish).
   KEYS[1] meta        hash   schema, token counter, paused, totals, rate, rate_at (lib/rate:
                              a queue's rate limit or hold lets it take a job only in turn)
   KEYS[2] ready       zset   job ids, score = ready_score(priority, seq)
@@ -20,6 +21,9 @@
   KEYS[13] gturn      zset   group -> turn, the groups that may lease now
   KEYS[14] gleased    zset   leased grouped jobs, member <group> \0 <id>
   KEYS[15] gjob       hash   job id -> group
+  KEYS[16] waiting    zset   job ids waiting for parents
+  KEYS[17] deps_prefix prefix dependency keys (lib/deps_keys), used only when meta deps = 1
+  KEYS[18] wake       zset   signalled when children were released
   ARGV[1] now_ms      int    test clock override; '' = Redis TIME
   ARGV[2] worker      str    name of the worker
   ARGV[3] request_id  str    '' = no memo
@@ -55,6 +59,8 @@
 --- @include "lib/quarantine"
 --- @include "lib/rate"
 --- @include "lib/grp_ctx"
+--- @include "lib/deps_keys"
+--- @include "lib/deps_finish"
 
 local meta_key = KEYS[1]
 local ready_key = KEYS[2]
@@ -71,6 +77,9 @@ local gready_key = KEYS[12]
 local gturn_key = KEYS[13]
 local gleased_key = KEYS[14]
 local gjob_key = KEYS[15]
+local waiting_key = KEYS[16]
+local deps_prefix = KEYS[17]
+local wake_key = KEYS[18]
 local now_arg = ARGV[1]
 local worker = ARGV[2]
 local request_id = ARGV[3]
@@ -122,7 +131,7 @@ add_totals(meta_key, 0, reaped, died)
 if expired_left then
   return {STATUS.OK, now}  -- expired jobs may still wait among the ready ones
 end
-local m = redis.call('HMGET', meta_key, 'paused', 'rate', 'rate_at')
+local m = redis.call('HMGET', meta_key, 'paused', 'rate', 'rate_at', 'deps')
 if m[1] == '1' then
   return {STATUS.PAUSED, now}
 end
@@ -186,4 +195,8 @@ if request_id ~= '' and memo_ms > 0 then
 end
 trim_retention(done_key, jobs_key, done_keep, done_age_ms, now, batch)
 add_totals(meta_key, 1, 0, 0)
+if m[4] == '1' then
+  deps_finish(deps_keys(deps_prefix, jobs_key, waiting_key, ready_key, scheduled_key,
+    cancelled_key, wake_key), {id}, 'completed', now)
+end
 return {STATUS.OK, now, id, record}

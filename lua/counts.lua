@@ -9,7 +9,9 @@
   KEYS[6] dead        zset   job ids
   KEYS[7] cancelled   zset   job ids
   KEYS[8] gready      zset   grouped ready jobs (lib/groups)
-  Returns: {status, ready, scheduled, leased, completed, dead, cancelled, paused (0 or 1)}
+  KEYS[9] waiting     zset   job ids waiting for parents
+  Returns: {status, ready, scheduled, leased, completed, dead, cancelled, paused (0 or 1),
+           waiting}
   Status: OK, WRONG_TYPE, SCHEMA_MISMATCH
   Cost: O(1)
 ]]
@@ -24,10 +26,11 @@ local done_key = KEYS[5]
 local dead_key = KEYS[6]
 local cancelled_key = KEYS[7]
 local gready_key = KEYS[8]
+local waiting_key = KEYS[9]
 
 local err = check_queue({meta_key, 'hash', ready_key, 'zset', scheduled_key, 'zset',
   leased_key, 'zset', done_key, 'zset', dead_key, 'zset', cancelled_key, 'zset', gready_key,
-  'zset'})
+  'zset', waiting_key, 'zset'})
 if err then
   return err
 end
@@ -39,4 +42,4 @@ end
 return {STATUS.OK, redis.call('ZCARD', ready_key) + redis.call('ZCARD', gready_key),
   redis.call('ZCARD', scheduled_key),
   redis.call('ZCARD', leased_key), redis.call('ZCARD', done_key), redis.call('ZCARD', dead_key),
-  redis.call('ZCARD', cancelled_key), paused}
+  redis.call('ZCARD', cancelled_key), paused, redis.call('ZCARD', waiting_key)}

@@ -16,6 +16,9 @@
   KEYS[12] gturn      zset   group -> turn, the groups that may lease now
   KEYS[13] gleased    zset   leased grouped jobs, member <group> \0 <id>
   KEYS[14] gjob       hash   job id -> group
+  KEYS[15] waiting    zset   job ids waiting for parents
+  KEYS[16] deps_prefix prefix dependency keys (lib/deps_keys), used only when meta deps = 1
+  KEYS[17] wake       zset   signalled when children were released
   ARGV[1] id          str    job id
   Returns: {status, 1 = deleted | 0 = there was no such job (nor a stored result of it)}
   Status: OK, WRONG_TYPE, SCHEMA_MISMATCH
@@ -26,6 +29,9 @@
 --- @include "lib/clear_unique"
 --- @include "lib/grp_ctx"
 --- @include "lib/record"
+--- @include "lib/now_ms"
+--- @include "lib/deps_keys"
+--- @include "lib/deps_finish"
 
 local meta_key = KEYS[1]
 local ready_key = KEYS[2]
@@ -41,6 +47,9 @@ local gready_key = KEYS[11]
 local gturn_key = KEYS[12]
 local gleased_key = KEYS[13]
 local gjob_key = KEYS[14]
+local waiting_key = KEYS[15]
+local deps_prefix = KEYS[16]
+local wake_key = KEYS[17]
 local id = ARGV[1]
 
 local err = check_queue({meta_key, 'hash', ready_key, 'zset', scheduled_key, 'zset',
@@ -69,5 +78,14 @@ for i = 1, #sets do
 end
 if ukey then
   clear_unique(unique_key, {ukey, id})
+end
+-- Dependencies: a waiting job leaves its parents' lists behind (they find no entry for it,
+-- lib/deps_apply); a parent's children are settled as for a parent cancelled ('deleted').
+if redis.call('HGET', meta_key, 'deps') == '1' then
+  local dk = deps_keys(deps_prefix, jobs_key, waiting_key, ready_key, scheduled_key,
+    cancelled_key, wake_key)
+  redis.call('ZREM', waiting_key, id)
+  redis.call('HDEL', dk.deps, id)
+  deps_finish(dk, {id}, 'deleted', now_ms(''))
 end
 return {STATUS.OK, existed}

@@ -1,6 +1,6 @@
 --[[ list_jobs: read-only
   Lists a page of a queue's jobs in a stable order: by state (ready, the ready jobs of
-  concurrency groups by group, scheduled, leased, completed, dead, cancelled) and, within a
+  concurrency groups by group, scheduled, leased, completed, dead, cancelled, waiting) and, within a
   state, in that set's order (claim order, due time, lease deadline, then time finished).
   `offset` and `limit` count across the states listed. Bounded (lib/caps): at most
   CAPS.BATCH positions per call, and once the records read pass CAPS.READ_BYTES the page stops
@@ -14,6 +14,7 @@
   KEYS[7] cancelled   zset   job ids
   KEYS[8] jobs        hash   job id -> packed job record (lib/record)
   KEYS[9] gready      zset   grouped ready jobs (lib/groups), listed after the ready set
+  KEYS[10] waiting     zset   job ids waiting for parents, score = enqueue sequence
   ARGV[1] state       str    one state name, or '' for all
   ARGV[2] offset      int    jobs to skip
   ARGV[3] limit       int    most jobs listed (more than CAPS.BATCH counts as CAPS.BATCH)
@@ -36,19 +37,21 @@ local dead_key = KEYS[6]
 local cancelled_key = KEYS[7]
 local jobs_key = KEYS[8]
 local gready_key = KEYS[9]
+local waiting_key = KEYS[10]
 local state = ARGV[1]
 local offset = tonumber(ARGV[2])
 local limit = tonumber(ARGV[3])
 
 local by_state = {ready = ready_key, scheduled = scheduled_key, leased = leased_key,
-  completed = done_key, dead = dead_key, cancelled = cancelled_key}
-local order = {'ready', 'gready', 'scheduled', 'leased', 'completed', 'dead', 'cancelled'}
+  completed = done_key, dead = dead_key, cancelled = cancelled_key, waiting = waiting_key}
+local order = {'ready', 'gready', 'scheduled', 'leased', 'completed', 'dead', 'cancelled',
+  'waiting'}
 if not offset or offset < 0 or not limit or limit < 1 or (state ~= '' and not by_state[state]) then
   return {STATUS.BAD_ARGUMENT, 'list'}
 end
 local err = check_queue({meta_key, 'hash', ready_key, 'zset', scheduled_key, 'zset',
   leased_key, 'zset', done_key, 'zset', dead_key, 'zset', cancelled_key, 'zset', gready_key,
-  'zset'})
+  'zset', waiting_key, 'zset'})
 if err then
   return err
 end

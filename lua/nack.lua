@@ -3,6 +3,8 @@
   or ready at once when the delay is 0), or goes to the dead set when its attempts are used up or
   the caller asks for it. A non-empty error becomes last_error; an empty one keeps the previous.
   A stale token changes nothing; re-sending a successful nack with the same token succeeds again.
+  A job that goes dead in a queue with dependencies settles its children in the same step
+  (lib/deps_finish, by their policy: cancelled, or released).
   KEYS[1] meta        hash   schema, retried and dead totals
   KEYS[2] ready       zset   job ids, score = ready_score(priority, seq)
   KEYS[3] scheduled   zset   job ids, score = due time (ms)
@@ -15,6 +17,9 @@
   KEYS[10] gturn      zset   group -> turn, the groups that may lease now
   KEYS[11] gleased    zset   leased grouped jobs, member <group> \0 <id>
   KEYS[12] gjob       hash   job id -> group
+  KEYS[13] waiting     zset   job ids waiting for parents
+  KEYS[14] cancelled  zset   job ids; children cancelled by policy 'fail'
+  KEYS[15] deps_prefix prefix dependency keys (lib/deps_keys), used only when meta deps = 1
   ARGV[1] now_ms      int    test clock override; '' = Redis TIME
   ARGV[2] id          str    job id
   ARGV[3] token       int    the caller's fencing token
@@ -46,6 +51,8 @@
 --- @include "lib/wake"
 --- @include "lib/add_totals"
 --- @include "lib/grp_ctx"
+--- @include "lib/deps_keys"
+--- @include "lib/deps_finish"
 
 local meta_key = KEYS[1]
 local ready_key = KEYS[2]
@@ -59,6 +66,9 @@ local gready_key = KEYS[9]
 local gturn_key = KEYS[10]
 local gleased_key = KEYS[11]
 local gjob_key = KEYS[12]
+local waiting_key = KEYS[13]
+local cancelled_key = KEYS[14]
+local deps_prefix = KEYS[15]
 local now_arg = ARGV[1]
 local id = ARGV[2]
 local token = ARGV[3]
@@ -117,6 +127,10 @@ if to_dead or tonumber(t[F.ATTEMPTS]) >= tonumber(t[F.MAX]) then
   -- (a queue with neither wakes nobody for a dead letter).
   if g or redis.call('HGET', meta_key, 'conc') then
     wake(wake_key)
+  end
+  if redis.call('HGET', meta_key, 'deps') == '1' then
+    deps_finish(deps_keys(deps_prefix, jobs_key, waiting_key, ready_key, scheduled_key,
+      cancelled_key, wake_key), {id}, 'dead', now)
   end
   return {STATUS.OK, record}
 end

@@ -3,7 +3,8 @@
   entries, unique keys and stored results (those of records already trimmed expire on their
   own). Bounded (lib/caps): `limit` is at most CAPS.BATCH, and once the records read (for their
   unique keys) pass CAPS.READ_BYTES the call stops there (`more` = 1). The client calls it again
-  until it reports fewer than `limit` and no `more`.
+  until it reports fewer than `limit` and no `more`. The waiting children of purged jobs are
+  settled by the next reap (lib/deps_drain: a parent gone counts as 'deleted').
   KEYS[1] meta        hash   schema
   KEYS[2] ready       zset   job ids
   KEYS[3] scheduled   zset   job ids
@@ -18,7 +19,10 @@
   KEYS[12] gturn      zset   group -> turn, the groups that may lease now
   KEYS[13] gleased    zset   leased grouped jobs, member <group> \0 <id>
   KEYS[14] gjob       hash   job id -> group
-  ARGV[1] state       str    ready, scheduled, leased, completed, dead, cancelled; '' = all
+  KEYS[15] waiting    zset   job ids waiting for parents
+  KEYS[16] deps_prefix prefix dependency keys (lib/deps_keys): a purged waiting job's list
+  ARGV[1] state       str    ready, scheduled, leased, completed, dead, cancelled, waiting;
+                             '' = all
   ARGV[2] limit       int    most jobs deleted in this call (1 to CAPS.BATCH)
   Returns: {status, number deleted, more (1 = stopped for the read budget)}
   Status: OK, WRONG_TYPE, SCHEMA_MISMATCH, BAD_ARGUMENT
@@ -46,18 +50,21 @@ local gready_key = KEYS[11]
 local gturn_key = KEYS[12]
 local gleased_key = KEYS[13]
 local gjob_key = KEYS[14]
+local waiting_key = KEYS[15]
+local deps_prefix = KEYS[16]
 local state = ARGV[1]
 local limit = tonumber(ARGV[2])
 
 local by_state = {ready = ready_key, scheduled = scheduled_key, leased = leased_key,
-  completed = done_key, dead = dead_key, cancelled = cancelled_key}
-local order = {'ready', 'gready', 'scheduled', 'leased', 'completed', 'dead', 'cancelled'}
+  completed = done_key, dead = dead_key, cancelled = cancelled_key, waiting = waiting_key}
+local order = {'ready', 'gready', 'scheduled', 'leased', 'completed', 'dead', 'cancelled',
+  'waiting'}
 if not limit or limit < 1 or limit > CAPS.BATCH or (state ~= '' and not by_state[state]) then
   return {STATUS.BAD_ARGUMENT, 'purge'}
 end
 local err = check_queue({meta_key, 'hash', ready_key, 'zset', scheduled_key, 'zset',
   leased_key, 'zset', done_key, 'zset', dead_key, 'zset', cancelled_key, 'zset',
-  unique_key, 'hash', jobs_key, 'hash'})
+  unique_key, 'hash', jobs_key, 'hash', waiting_key, 'zset'})
 if err then
   return err
 end
@@ -127,6 +134,9 @@ for i = 1, #sets do
     chunks({'HDEL', jobs_key}, ids)
     chunks({'ZREM', set_key}, members)
     chunks({'DEL'}, results)
+    if set_key == waiting_key then
+      chunks({'HDEL', deps_prefix .. 'pending'}, ids)
+    end
   end
   removed = removed + #ids
 end

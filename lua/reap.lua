@@ -4,7 +4,9 @@
   passed before they started (lib/expire_due), and promotes up to `limit` due scheduled jobs,
   within the byte budget of one call (lib/budget). Claims do the same on every call;
   workers also run this periodically. Safe to repeat. The client loops over calls while the
-  reply says that work was left and its own limit allows.
+  reply says that work was left and its own limit allows. In a queue with dependencies it also
+  settles up to `limit` children of parents whose transition left them (lib/deps_drain): the
+  rest of a large fan-out, cancels that cascade, and parents reaped to dead by a claim.
   KEYS[1] meta        hash   schema
   KEYS[2] ready       zset   job ids, score = ready_score(priority, seq)
   KEYS[3] scheduled   zset   job ids, score = due time (ms)
@@ -19,6 +21,9 @@
   KEYS[12] gturn      zset   group -> turn, the groups that may lease now
   KEYS[13] gleased    zset   leased grouped jobs, member <group> \0 <id>
   KEYS[14] gjob       hash   job id -> group
+  KEYS[15] waiting    zset   job ids waiting for parents
+  KEYS[16] deps_prefix prefix dependency keys (lib/deps_keys), used only when meta deps = 1
+  KEYS[17] done       zset   completed job ids (a watched parent's state, lib/deps_state)
   ARGV[1] now_ms      int    test clock override; '' = Redis TIME
   ARGV[2] limit       int    most leases reaped, and most scheduled jobs promoted (1 to
                              MAX_BATCH of lib/budget, 250)
@@ -27,8 +32,10 @@
   ARGV[5] size_hint   int    the largest job record expected, in bytes (sizes the reads)
   ARGV[6] cancelled_keep int  retention of the cancelled set: count (expired jobs go there)
   ARGV[7] cancelled_age_ms int retention of the cancelled set: age (0 = no age limit)
-  Returns: {status, reaped to ready, dead-lettered, promoted, more}; more = 1 when expired
-           leases or due jobs may be left (the limit or the byte budget was reached), else 0
+  Returns: {status, reaped to ready, dead-lettered, promoted, more[, outbox]}; more = 1 when
+           expired leases or due jobs may be left (the limit or the byte budget was reached),
+           else 0; outbox, only in a queue with dependencies = releases waiting to be
+           delivered to other queues (the client delivers them, lua/deps_deliver.lua)
   Status: OK, WRONG_TYPE, SCHEMA_MISMATCH, BAD_ARGUMENT
   Cost: O(limit log N), at most about 512 KiB of records moved
 ]]
@@ -40,6 +47,8 @@
 --- @include "lib/wake"
 --- @include "lib/add_totals"
 --- @include "lib/grp_ctx"
+--- @include "lib/deps_keys"
+--- @include "lib/deps_drain"
 
 local meta_key = KEYS[1]
 local ready_key = KEYS[2]
@@ -55,6 +64,9 @@ local gready_key = KEYS[11]
 local gturn_key = KEYS[12]
 local gleased_key = KEYS[13]
 local gjob_key = KEYS[14]
+local waiting_key = KEYS[15]
+local deps_prefix = KEYS[16]
+local done_key = KEYS[17]
 local now_arg = ARGV[1]
 local limit = tonumber(ARGV[2])
 local dead_keep = tonumber(ARGV[3])
@@ -89,5 +101,12 @@ end
 add_totals(meta_key, 0, reaped, died)
 if reaped > 0 or promoted > 0 or died > 0 then
   wake(wake_key)
+end
+if redis.call('HGET', meta_key, 'deps') == '1' then
+  local dk = deps_keys(deps_prefix, jobs_key, waiting_key, ready_key, scheduled_key,
+    cancelled_key, wake_key)
+  dk.done, dk.dead = done_key, dead_key
+  deps_drain(dk, now, limit)
+  return {STATUS.OK, reaped, died, promoted, left and 1 or 0, redis.call('ZCARD', dk.outbox)}
 end
 return {STATUS.OK, reaped, died, promoted, left and 1 or 0}

@@ -18,6 +18,8 @@ __all__ = [
     "BadRecord",
     "CommandDenied",
     "ConfigurationError",
+    "DependencyCycle",
+    "DependencyNotFound",
     "InvalidArgument",
     "InvalidTransition",
     "JobFailed",
@@ -152,6 +154,46 @@ class JobNotFound(RedisqError, LookupError):
         super().__init__(message or f"job {job_id!r} does not exist in queue {queue!r}")
         self.queue = queue
         self.job_id = job_id
+
+
+class DependencyNotFound(JobNotFound):
+    """Raised when `enqueue(..., depends_on=...)` names a parent that does not exist.
+
+    Nothing was written. A parent must exist when its child is enqueued (enqueue the parents
+    first); a completed parent whose record retention trimmed counts as missing.
+
+    Attributes:
+        job_id: the missing parent.
+        queue: its queue.
+        child_id: the job that was to depend on it.
+    """
+
+    def __init__(self, queue: str, job_id: str, child_id: str) -> None:
+        super().__init__(
+            queue,
+            job_id,
+            f"job {child_id!r} cannot depend on job {job_id!r}: it does not exist in queue"
+            f" {queue!r}; enqueue the parent first",
+        )
+        self.child_id = child_id
+
+
+class DependencyCycle(RedisqError, ValueError):
+    """Raised when `depends_on` would make a job wait for itself; nothing was written.
+
+    Attributes:
+        job_id: the job.
+        path: the ids of the cycle, starting and ending with `job_id`.
+    """
+
+    def __init__(self, job_id: str, path: list[str]) -> None:
+        shown = " -> ".join(path)
+        super().__init__(
+            f"job {job_id!r} cannot depend on itself ({shown}); a job may depend only on jobs"
+            " that exist already, so remove it from depends_on"
+        )
+        self.job_id = job_id
+        self.path = path
 
 
 class ScheduleNotFound(RedisqError, LookupError):

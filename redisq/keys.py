@@ -82,6 +82,13 @@ class QueueKeys:
     schedules: str
     schedule_due: str
     schedule_events: str
+    #: Dependencies (lua/lib/deps_keys.lua): waiting jobs, their pending parents, the parents
+    #: to watch, the todo list, and a prefix for children sets and flow edges.
+    waiting: str
+    deps: str
+    deps_parents: str
+    deps_todo: str
+    deps_prefix: str
     #: Concurrency groups (lua/lib/groups.lua): grouped ready jobs, the groups' turns, their
     #: leases, and each grouped job's group.
     gready: str
@@ -126,6 +133,11 @@ class QueueKeys:
             schedules=f"{tag}:schedules",
             schedule_due=f"{tag}:schedule_due",
             schedule_events=f"{tag}:schedule_events",
+            waiting=f"{tag}:waiting",
+            deps=f"{tag}:deps:pending",
+            deps_parents=f"{tag}:deps:parents",
+            deps_todo=f"{tag}:deps:todo",
+            deps_prefix=f"{tag}:deps:",
             gready=f"{tag}:gready",
             gturn=f"{tag}:gturn",
             gleased=f"{tag}:gleased",

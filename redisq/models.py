@@ -11,6 +11,8 @@ __all__ = [
     "DAY_MS",
     "CancelNotice",
     "Claimed",
+    "Flow",
+    "FlowNode",
     "FlowState",
     "Job",
     "JobState",
@@ -41,6 +43,8 @@ class JobState(StrEnum):
     DEAD = "dead"
     #: Cancelled on purpose before it finished. Kept within the cancelled limits.
     CANCELLED = "cancelled"
+    #: Held until its parents completed (``enqueue(..., depends_on=...)``), then READY.
+    WAITING = "waiting"
 
     @property
     def is_final(self) -> bool:
@@ -314,6 +318,77 @@ class RateState:
 
     limit: str | None
     next_at_ms: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class FlowNode:
+    """One job of a flow (`Store.flow`) with its edges."""
+
+    #: The job id.
+    id: str
+    #: The job as stored now; None when it is gone (deleted, or trimmed by retention).
+    job: Job | None
+    #: The ids of the jobs it depends on (within the flow read).
+    parents: tuple[str, ...]
+    #: The ids of the jobs that depend on it (within the flow read).
+    children: tuple[str, ...]
+
+    @property
+    def state(self) -> JobState | None:
+        """The job's state; None when it is gone."""
+        return None if self.job is None else self.job.state
+
+    @property
+    def result(self) -> Any:
+        """The job's stored result (None when it has none, or is gone)."""
+        return None if self.job is None else self.job.result
+
+
+@dataclass(frozen=True, slots=True)
+class Flow:
+    """The dependency DAG around a job: its ancestors and descendants (`Store.flow`)."""
+
+    #: The queue of the jobs.
+    queue: str
+    #: The job the flow was read from.
+    id: str
+    #: Every job of the flow by id.
+    nodes: dict[str, FlowNode]
+
+    @property
+    def roots(self) -> list[str]:
+        """The ids of the jobs without parents, sorted."""
+        return sorted(i for i, n in self.nodes.items() if not n.parents)
+
+    def render(self) -> str:
+        """Draw the DAG as an indented tree from its roots (a job with several parents is
+        drawn under each, its subtree once)."""
+        lines: list[str] = []
+        drawn: set[str] = set()
+
+        def label(jid: str) -> str:
+            node = self.nodes[jid]
+            state = "gone" if node.job is None else node.job.state.value
+            name = "" if node.job is None or not node.job.name else f" {node.job.name}"
+            result = "" if node.result is None else f" -> {node.result!r}"
+            mark = " *" if jid == self.id else ""
+            return f"{jid}{name} [{state}]{result}{mark}"
+
+        def walk(jid: str, indent: str, last: bool, top: bool) -> None:
+            branch = "" if top else ("`-- " if last else "|-- ")
+            again = jid in drawn
+            lines.append(indent + branch + label(jid) + (" (see above)" if again else ""))
+            if again:
+                return
+            drawn.add(jid)
+            kids = [c for c in self.nodes[jid].children if c in self.nodes]
+            deeper = indent if top else indent + ("    " if last else "|   ")
+            for i, kid in enumerate(kids):
+                walk(kid, deeper, i == len(kids) - 1, False)
+
+        for root in self.roots:
+            walk(root, "", True, True)
+        return "\n".join(lines)
 
 
 @dataclass(frozen=True, slots=True)

@@ -85,6 +85,9 @@ class _CallOptions:
     priority: int | None = None
     max_attempts: int | None = None
     queue: str | None = None
+    #: Parents (Jobs, JobRefs or ids) and the failure policy (Store.enqueue).
+    depends_on: tuple[Any, ...] | None = None
+    on_parent_failure: str | None = None
     group: str | None = None
     expires_ms: int | None = None
     throttle_ms: int | None = None
@@ -108,6 +111,8 @@ def _call_options(
     priority: Any = None,
     max_attempts: Any = None,
     queue: Any = None,
+    depends_on: Any = None,
+    on_parent_failure: Any = None,
     group: Any = None,
     expires_ms: Any = None,
     throttle_ms: Any = None,
@@ -125,6 +130,13 @@ def _call_options(
     _optional_int("max_attempts", max_attempts, 1, MAX_ATTEMPTS)
     if queue is not None:
         check_name("queue", queue)
+    parents: tuple[Any, ...] | None = None
+    if depends_on is not None:
+        parents = tuple(depends_on) if isinstance(depends_on, (list, tuple)) else (depends_on,)
+    if on_parent_failure is not None and on_parent_failure not in ("fail", "continue", "ignore"):
+        raise InvalidArgument(
+            "on_parent_failure", "one of 'fail', 'continue', 'ignore'", on_parent_failure
+        )
     if group is not None:
         check_optional_text("group", group, MAX_GROUP_LENGTH)
     # Each alone here; how they combine (a unique key, not both windows) is checked at enqueue,
@@ -140,6 +152,8 @@ def _call_options(
         priority,
         max_attempts,
         queue,
+        parents,
+        on_parent_failure,
         group,
         expires_ms,
         throttle_ms,
@@ -285,7 +299,7 @@ class _Enqueuer(Generic[P]):
     def _job_options(self, options: _CallOptions) -> tuple[str, dict[str, Any]]:
         t = self._task
         queue = options.queue or t.queue
-        return queue, {
+        out: dict[str, Any] = {
             "id": options.id,
             "name": t.name,
             "priority": t.priority if options.priority is None else options.priority,
@@ -299,6 +313,11 @@ class _Enqueuer(Generic[P]):
             "throttle_ms": options.throttle_ms,
             "debounce_ms": options.debounce_ms,
         }
+        if options.depends_on is not None:
+            out["depends_on"] = list(options.depends_on)
+        if options.on_parent_failure is not None:
+            out["on_parent_failure"] = options.on_parent_failure
+        return queue, out
 
     def _batch(self, calls: Iterable[Any]) -> tuple[str, list[Any], dict[str, Any]]:
         """Check the calls of one enqueue_many: (queue, payloads, options shared by all).
@@ -343,6 +362,12 @@ class _Enqueuer(Generic[P]):
                     self._options if call_options is None else self._options.merged(call_options)
                 )
                 item_queue, o = self._job_options(merged)
+                if "depends_on" in o or "on_parent_failure" in o:
+                    raise InvalidArgument(
+                        f"calls[{i}].depends_on",
+                        "None in enqueue_many (enqueue the jobs with dependencies one by one)",
+                        o.get("depends_on"),
+                    )
             if queue is None:
                 queue = item_queue
             elif item_queue != queue:
@@ -533,6 +558,8 @@ class Task(_Enqueuer[P], Generic[P, R]):
         priority: int | None = None,
         max_attempts: int | None = None,
         queue: str | None = None,
+        depends_on: Sequence[Any] | None = None,
+        on_parent_failure: str | None = None,
         group: str | None = None,
         expires_ms: int | None = None,
         throttle_ms: int | None = None,
@@ -548,6 +575,10 @@ class Task(_Enqueuer[P], Generic[P, R]):
             priority: overrides the task's priority.
             max_attempts: overrides the task's max_attempts.
             queue: overrides the task's queue.
+            depends_on: jobs (Jobs, JobRefs, ids of its queue, or (queue, id) pairs) that
+                must complete before this one runs; it waits meanwhile (docs/workflows.md).
+            on_parent_failure: "fail" (default), "continue" or "ignore": what a parent that
+                ends dead, cancelled or deleted does to it (Store.enqueue).
             group: the job's concurrency group (see `Store.enqueue`).
             expires_ms: cancel the job (last_error "expired") if it has not started within
                 this many ms.
@@ -569,6 +600,8 @@ class Task(_Enqueuer[P], Generic[P, R]):
                 priority,
                 max_attempts,
                 queue,
+                depends_on,
+                on_parent_failure,
                 group,
                 expires_ms,
                 throttle_ms,

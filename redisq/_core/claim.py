@@ -20,6 +20,7 @@ from redisq._core.calls import (
     queue_keys,
     script_call,
 )
+from redisq._core.deps import deliver
 from redisq._core.finish import error_text, nack_call
 from redisq._core.records import parse_entries, parse_record
 from redisq._core.status import ScriptStatus
@@ -314,4 +315,7 @@ def reap(s: Settings, queue: str, limit: int) -> Op[int]:
         leases += int(reply[1]) + int(reply[2])
         promoted += int(reply[3])
         if not int(reply[4]) or max(leases, promoted) >= limit:
+            if len(reply) > 5 and int(reply[5]):
+                # Releases for children in other queues wait in the outbox: deliver them.
+                yield from deliver(s, queue)
             return leases

@@ -40,7 +40,8 @@ def _parse_counts(queue: str) -> Any:
     def parse(reply: Any) -> dict[JobState, int]:
         if reply[0] != ScriptStatus.OK:
             raise_for_status(reply, queue=queue)
-        return dict(zip(_ORDER, (int(n) for n in reply[1:7]), strict=True))
+        # The waiting count comes after the paused flag (reply[7]).
+        return dict(zip(_ORDER, (int(n) for n in [*reply[1:7], reply[8]]), strict=True))
 
     return parse
 

@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 import redis.exceptions
 
-from redisq._core import ops, queries, registry
+from redisq._core import deps, ops, queries, registry
 from redisq._core.claim import Refusal
 from redisq._core.enqueue import keywords_checked
 from redisq._core.ops import NOT_SET, Call, Op, Settings
@@ -28,6 +28,7 @@ from redisq.errors import ConfigurationError, InvalidArgument, RedisqError
 from redisq.models import (
     CancelNotice,
     Claimed,
+    Flow,
     Job,
     JobState,
     Migration,
@@ -189,6 +190,8 @@ class Store:
         max_attempts: int = 3,
         lease_ms: int | None = None,
         unique_key: str | None = None,
+        depends_on: Sequence[Job | str] | None = None,
+        on_parent_failure: str = "fail",
         group: str | None = None,
         expires_ms: int | None = None,
         throttle_ms: int | None = None,
@@ -213,6 +216,13 @@ class Store:
             max_attempts: claims allowed, counting the first run (1 to 1000).
             lease_ms: the job's own lease length, overriding the claim's.
             unique_key: a dedupe key, held while the job is ready, scheduled or leased.
+            depends_on: jobs that must complete first (Jobs, JobRefs, ids of this queue, or
+                (queue, id) pairs): the job waits (JobState.WAITING) until the last of them
+                completed, and is released by that transition, or for a parent in another
+                queue by that queue's next reap (docs/workflows.md). Not with unique_key.
+            on_parent_failure: what a parent that ends dead, cancelled or deleted does to
+                the waiting job: "fail" cancels it (its last_error names the parent),
+                "continue" lets it run anyway, "ignore" drops the parent from its list.
             group: the job's concurrency group (1 to 128 characters, no braces or control
                 characters): a queue serves its groups round-robin and leases at most its
                 `group_concurrency` jobs of one group at once (docs/groups.md).
@@ -235,6 +245,8 @@ class Store:
                 above (a misspelt option); nothing was written.
             SerializationError: msgpack cannot encode the payload.
             PayloadTooLarge: the encoded payload is over the limit.
+            DependencyNotFound: a parent does not exist; nothing was written.
+            DependencyCycle: the job would depend on itself; nothing was written.
         """
         options = {
             "id": id,
@@ -250,6 +262,20 @@ class Store:
             "throttle_ms": throttle_ms,
             "debounce_ms": debounce_ms,
         }
+        if depends_on is not None:
+            return self._run(
+                deps.enqueue_deps(
+                    self.settings,
+                    queue,
+                    payload,
+                    options,
+                    depends_on,
+                    on_parent_failure,
+                    self._registered,
+                )
+            )
+        if on_parent_failure != "fail":
+            deps.check_policy(on_parent_failure)
         return self._run(ops.enqueue_one(self.settings, queue, payload, options, self._registered))
 
     def enqueue_many(self, queue: str, payloads: Sequence[Any], **options: Any) -> _Jobs:
@@ -288,6 +314,15 @@ class Store:
         result lives (see `ack`'s result_ttl_ms).
         """
         return self._run(queries.get(self.settings, queue, id))
+
+    def flow(self, queue: str, id: str) -> Flow:
+        """Read the dependency DAG around a job: its ancestors and descendants, each with
+        its job (state, result) as stored now, at most 1,000 jobs.
+
+        The edges are kept for 7 days after each child's enqueue; a job without any gives a
+        flow of one node.
+        """
+        return self._run(deps.flow(self.settings, queue, id))
 
     def find(self, id: str) -> Job | None:
         """Look a job id up in every known queue with one pipelined round trip."""

@@ -244,6 +244,19 @@ def _show(args: argparse.Namespace, ctx: Context) -> int:
                 f"no job {args.id!r} in queue {args.queue!r} (prefix {ctx.prefix!r}); it was"
                 " never enqueued, or was deleted, purged or trimmed (try --find ID)"
             )
+    if args.flow:
+        flow = ctx.store().flow(job.queue, job.id)
+        nodes = {
+            jid: {
+                "state": None if node.job is None else node.job.state.value,
+                "result": node.result,
+                "parents": list(node.parents),
+                "children": list(node.children),
+            }
+            for jid, node in sorted(flow.nodes.items())
+        }
+        ctx.emit({"queue": flow.queue, "id": flow.id, "nodes": nodes}, flow.render())
+        return EXIT_OK
     document = job_document(job)
     text = _show_text(job)
     width = max(len(n) for n in document)
@@ -319,3 +332,8 @@ def add_show(commands: Commands) -> None:
     parser.add_argument("queue", metavar="QUEUE", nargs="?")
     parser.add_argument("id", metavar="ID", nargs="?")
     parser.add_argument("--find", metavar="ID", help="look the id up in every queue")
+    parser.add_argument(
+        "--flow",
+        action="store_true",
+        help="draw the job's dependency DAG (ancestors and descendants, with states and results)",
+    )

@@ -357,9 +357,10 @@ def test_stats_counts_every_state(cli: Cli, store: redisq.Store) -> None:
     assert run.code == 0
     lines = run.out.splitlines()
     assert lines[0].split() == ["QUEUE", *(s.upper() for s in STATES)]
-    assert lines[1].split() == ["a", "1", "1", "0", "0", "1", "0"]
-    assert lines[2].split() == ["b", "0", "0", "1", "0", "0", "0"]
-    assert lines[3].split() == ["(total)", "1", "1", "1", "0", "1", "0"]
+    # The last column is WAITING (jobs held for dependencies).
+    assert lines[1].split() == ["a", "1", "1", "0", "0", "1", "0", "0"]
+    assert lines[2].split() == ["b", "0", "0", "1", "0", "0", "0", "0"]
+    assert lines[3].split() == ["(total)", "1", "1", "1", "0", "1", "0", "0"]
 
     document = cli("stats", "--json").json()
     for name in ("a", "b"):
@@ -405,10 +406,12 @@ def test_stats_watch_prints_blocks_with_rates(
     for block in (first, second):
         assert "every 0.05 s" in block.splitlines()[0]
         assert block.splitlines()[1].split() == ["QUEUE", *header]
-    assert first.splitlines()[2].split() == ["q", "1", "0", "0", "0", "0", "0", "-", "-", "-", "-"]
+    # (the seventh state column is WAITING)
+    first_row = first.splitlines()[2].split()
+    assert first_row == ["q", "1", "0", "0", "0", "0", "0", "0", "-", "-", "-", "-"]
     row = second.splitlines()[2].split()
-    assert row[:7] == ["q", "5", "0", "0", "2", "0", "0"]
-    enqueued, completed, retried, dead = (float(v.replace(",", "")) for v in row[7:])
+    assert row[:8] == ["q", "5", "0", "0", "2", "0", "0", "0"]
+    enqueued, completed, retried, dead = (float(v.replace(",", "")) for v in row[8:])
     assert enqueued == pytest.approx(3 * completed, rel=0.01)
     assert completed > 0
     assert (retried, dead) == (0.0, 0.0)

@@ -126,6 +126,7 @@ def test_every_transition_on_every_master(
             JobState.COMPLETED: 2,
             JobState.DEAD: 0,
             JobState.CANCELLED: 1,
+            JobState.WAITING: 0,
         }
 
     # Every queue is known, and the totals add up across the masters

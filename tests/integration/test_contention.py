@@ -127,6 +127,7 @@ def test_many_workers_drain_a_queue_exactly_once(
         JobState.COMPLETED: total,
         JobState.DEAD: 0,
         JobState.CANCELLED: 0,
+        JobState.WAITING: 0,
     }
     sample = drainers[0].get("work", enqueued[-1].id)
     assert sample is not None

@@ -162,7 +162,7 @@ class World:
         )
         assert s.cancel(Q, "c1") is True
         counts = s.counts(Q)
-        assert list(counts.values()) == [2, 1, 1, 1, 1, 1]
+        assert list(counts.values()) == [2, 1, 1, 1, 1, 1, 0]  # the last: waiting
         self.held = leased
 
 

@@ -232,13 +232,28 @@ def exercise(s: Any, server: ServerProcess, prefix: str) -> None:
     assert s.cancel(Q, "later") is True
     assert s.delete(Q, "a") is True
     assert s.purge(Q) >= 1
+    # Dependencies (docs/workflows.md): more children than one ack settles (the todo list),
+    # a grandchild, a child in another queue (the outbox, delivered by reap), flow, a cascade
+    s.enqueue("wf", "p", id="p")
+    for i in range(101):
+        s.enqueue("wf", i, id=f"k{i}", depends_on=["p"])
+    s.enqueue("wf", "g", id="g", depends_on=["k0"])
+    s.enqueue("wf2", "far", id="far", depends_on=[("wf", "p")])
+    (parent,) = s.claim("wf", worker="w")
+    s.ack(parent)
+    s.reap("wf")
+    assert s.counts("wf")[JobState.WAITING] == 1
+    assert s.get("wf2", "far").state is JobState.READY
+    assert {"p", "k0", "g"} <= set(s.flow("wf", "g").nodes)
+    assert s.cancel("wf", "k0") is True
+    assert s.get("wf", "g").state is JobState.CANCELLED
 
     # migrate: a queue of the previous schema is converted (HSCAN inside the script)
     s.enqueue("old", "old")
     with server.client() as admin:
         make_schema2(admin, prefix, "old")
     migrated = {m.queue: m.converted for m in s.migrate()}
-    assert migrated == {"old": 1, Q: 0, "gq": 0}
+    assert migrated == {"old": 1, Q: 0, "gq": 0, "wf": 0, "wf2": 0}
     assert s.get("old", s.list("old")[0].id).payload == "old"
 
     # the worker registry: its own hash tag {prefix:}, under ~{prefix:* (SET PX, ZADD,

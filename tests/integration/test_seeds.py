@@ -829,6 +829,7 @@ def test_qml_get_job_counts_has_every_state(cstore: redisq.Store, clock: TestClo
         JobState.COMPLETED: 1,
         JobState.DEAD: 0,
         JobState.CANCELLED: 0,
+        JobState.WAITING: 0,
     }
     assert cstore.counts("a")[JobState.READY] == 1
     assert cstore.counts("a")[JobState.LEASED] == 0

@@ -44,6 +44,7 @@ def test_the_readme_has_its_snippets() -> None:
         "Quick start",
         "Tasks and workers",
         "Periodic schedules",
+        "Workflows: dependencies",
         "Rate limits",
         "Concurrency groups",
         "Expiry",
@@ -86,6 +87,18 @@ def test_each_python_snippet_runs_as_written(section: str, code: str, tmp_path: 
         # 11 starts (one job ran twice) at 20/s, one after a 300 ms hold: over 0.7 s; the
         # limited run did not count.
         assert done.stdout.splitlines() == ["11 True", "1"]
+    elif section == "Workflows: dependencies":
+        # Each job ran after its parents; the flow shows the DAG with results.
+        assert done.stdout.splitlines() == [
+            "waiting 2",
+            "fetch-a",
+            "parse",
+            "report",
+            "fetch-a [completed] -> 'fetch-a done'",
+            "|-- parse [completed] -> 'parse done'",
+            "|   `-- report [completed] -> 'report done' *",
+            "`-- report [completed] -> 'report done' * (see above)",
+        ]
     elif section == "Concurrency groups":
         # Never two of a tenant at once; the small tenant's first job among the first two
         # started, and its three within the first twelve (round-robin, not FIFO).
