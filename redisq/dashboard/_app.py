@@ -111,6 +111,7 @@ class _Dashboard:
         authorize: Authorize,
         page_size: int,
         title: str,
+        refresh_ms: int = 2000,
     ) -> None:
         self.store = store
         self.read_only = read_only
@@ -118,6 +119,7 @@ class _Dashboard:
         self.authorize = authorize
         self.page_size = page_size
         self.title = title
+        self.refresh_ms = refresh_ms
         self.env = jinja2.Environment(
             loader=jinja2.FileSystemLoader(str(_HERE / "templates")),
             autoescape=True,
@@ -126,6 +128,7 @@ class _Dashboard:
         self.env.filters["q"] = lambda s: quote(str(s), safe="")
         self.env.filters["age"] = _data.show_age
         self.env.filters["when"] = _data.show_ms
+        self.env.filters["line"] = lambda s: (s or "").strip().split("\n", 1)[0]
         self.env.filters["num"] = lambda n: "-" if n is None else f"{n:,}"
         self.env.globals["version"] = __version__
         self.env.globals["query"] = query
@@ -228,6 +231,7 @@ class _Dashboard:
             total=total,
             offset=offset,
             now_ms=now_ms,
+            refresh_ms=self.refresh_ms,
         )
 
     async def overview_json(self, request: Request) -> Response:
@@ -683,6 +687,7 @@ def app(
     authorize: Authorize | None = None,
     page_size: int = 50,
     title: str = "redisq",
+    refresh_ms: int = 2000,
     **connect_options: Any,
 ) -> Starlette:
     """Build the dashboard as an ASGI app (Starlette), to serve or mount.
@@ -699,6 +704,7 @@ def app(
             clients, or the token when one is set).
         page_size: jobs per page of the queue and dead-letter pages.
         title: shown in the header and the page titles.
+        refresh_ms: how often the overview's live counts, rates and chart refresh.
         connect_options: passed to `redisq.connect_async` with `url`.
 
     Raises:
@@ -717,6 +723,7 @@ def app(
         authorize=authorize or default_authorize,
         page_size=max(1, min(page_size, MAX_PAGE)),
         title=title,
+        refresh_ms=max(250, refresh_ms),
     )
 
     def page(handler: Callable[[Request], Awaitable[Response]]) -> Any:

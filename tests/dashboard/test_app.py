@@ -33,9 +33,9 @@ def test_every_page_shows_what_redis_holds(store: redisq.Store, url: str, prefix
         # Then the overview counts every state the store counts, under its name
         page = (await c.get("/")).text
         for state, n in store.counts("emails").items():
-            assert re.search(
-                rf'data-count="{state}" href="[^"]*">{n}</a>', page
-            ), f"{state} count {n} missing"
+            assert re.search(rf'data-count="{state}" href="[^"]*">{n}</a>', page), (
+                f"{state} count {n} missing"
+            )
         # and each state's tab lists its job
         for state, job_id in ids.items():
             listing = await c.get("/queues/emails", params={"state": state})
@@ -96,7 +96,9 @@ def test_a_queue_page_pages_sorts_and_searches(store: redisq.Store, url: str, pr
     drive(app, scenario)
 
 
-def test_hostile_payloads_are_escaped_and_capped(store: redisq.Store, url: str, prefix: str) -> None:
+def test_hostile_payloads_are_escaped_and_capped(
+    store: redisq.Store, url: str, prefix: str
+) -> None:
     # Given jobs whose payload, name and error carry markup, a huge string and raw bytes
     evil = '<script>alert("x")</script><img src=x onerror=alert(1)>'
     huge = "A" * 400_000
@@ -238,8 +240,13 @@ def test_read_only_hides_and_refuses_actions(store: redisq.Store, url: str, pref
     app = dashboard.app(url, prefix=prefix, read_only=True)
 
     async def scenario(c: httpx.AsyncClient) -> None:
-        for path in ("/", "/queues/emails", f"/queues/emails/jobs/{ids['dead']}", "/schedules",
-                     "/queues/emails/dead"):
+        for path in (
+            "/",
+            "/queues/emails",
+            f"/queues/emails/jobs/{ids['dead']}",
+            "/schedules",
+            "/queues/emails/dead",
+        ):
             text = (await c.get(path)).text
             assert "/actions/" not in text, path
             assert 'id="read-only"' in text

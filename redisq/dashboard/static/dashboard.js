@@ -23,6 +23,7 @@ document.addEventListener("change", function (event) {
   var table = document.getElementById("queues");
   if (!table) return;
   var url = table.getAttribute("data-live");
+  var every = parseInt(table.getAttribute("data-interval"), 10) || 2000;
   var canvas = document.getElementById("throughput");
   var status = document.getElementById("live-status");
   var last = null;            // the previous reply: {now_ms, rows}
@@ -85,6 +86,7 @@ document.addEventListener("change", function (event) {
       while (samples.length && samples[0].t < data.now_ms - HOUR) samples.shift();
     }
     last = { now_ms: data.now_ms, byName: byName };
+    window.redisqSamples = samples.length;  // for tests: how many points the chart has
     draw();
   }
 
@@ -93,7 +95,7 @@ document.addEventListener("change", function (event) {
       .then(function (r) { if (!r.ok) throw new Error("HTTP " + r.status); return r.json(); })
       .then(function (data) { apply(data); if (status) status.textContent = "· live"; })
       .catch(function (e) { if (status) status.textContent = "· refresh failed: " + e.message; })
-      .then(function () { window.setTimeout(poll, 2000); });
+      .then(function () { window.setTimeout(poll, every); });
   }
   draw();
   poll();
