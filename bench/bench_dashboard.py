@@ -139,12 +139,14 @@ def run(args: argparse.Namespace) -> list[Figure]:
             print(f"# queue {QUEUE!r}: {counts}", flush=True)
             results = asyncio.run(time_pages(server.url, prefix, pages(last_id), rounds, admin))
             for label, (median, worst, calls) in results.items():
+                # A search reads up to SEARCH_WINDOW records: its own, looser goal.
+                goal = 500 if "search by name" in label else 100
                 figures.append(
                     Figure(
                         f"{label}: median ms (worst), commands",
                         f"{median:.1f} ({worst:.1f}), {calls}",
-                        "< 100 ms",
-                        median < 100,
+                        f"< {goal} ms",
+                        median < goal,
                         command,
                     )
                 )
