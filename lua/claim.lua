@@ -21,6 +21,8 @@
   KEYS[7] jobs        hash   job id -> packed job record (lib/record)
   KEYS[8] memo_prefix prefix claim memos are memo_prefix .. <request id>
   KEYS[9] wake        zset   signalled when ready jobs remain (wakes the next waiting worker)
+  KEYS[10] expiring   zset   '<seq>/<id>' of jobs enqueued with expires_ms, score = expiry (ms)
+  KEYS[11] cancelled  zset   job ids, score = time of cancellation (ms)
   ARGV[1] now_ms      int    test clock override; '' = Redis TIME
   ARGV[2] worker      str    name of the claiming worker
   ARGV[3] count       int    most jobs to lease
@@ -32,6 +34,8 @@
   ARGV[8] dead_keep   int    retention of the dead set: count
   ARGV[9] dead_age_ms int    retention of the dead set: age (0 = no age limit)
   ARGV[10] size_hint  int    the largest job record expected, in bytes (sizes the reads)
+  ARGV[11] cancelled_keep int retention of the cancelled set: count (expired jobs go there)
+  ARGV[12] cancelled_age_ms int retention of the cancelled set: age (0 = no age limit)
   Returns: {status, now_ms, next_in_ms, more, id, record, id, record, ...}; next_in_ms = when
            fewer than count jobs were leased, ms until the earliest scheduled job is due, 0 when
            due jobs or expired leases were left behind, -1 when none; or, when the rate limit
@@ -40,6 +44,9 @@
            a candidate was set aside), 2 when the rate limit held ready jobs back (next_in_ms
            says when the next may start), else 0
   A candidate whose record does not parse goes to the dead set as it is (lib/quarantine).
+  Jobs whose expiry passed before they started are cancelled first (lib/expire_due); while
+  such jobs are left beyond the batch, the call leases nothing (next_in_ms 0, more = 1: the
+  client claims again, and each call sweeps another batch).
   Status: OK, PAUSED, WRONG_TYPE, SCHEMA_MISMATCH, BAD_ARGUMENT
   Cost: O((batch + count) log N), at most about 512 KiB of records moved (or one record)
 ]]
@@ -73,6 +80,8 @@ local unique_key = KEYS[6]
 local jobs_key = KEYS[7]
 local memo_prefix = KEYS[8]
 local wake_key = KEYS[9]
+local expiring_key = KEYS[10]
+local cancelled_key = KEYS[11]
 local now_arg = ARGV[1]
 local worker = ARGV[2]
 local count = tonumber(ARGV[3])
@@ -83,9 +92,12 @@ local batch = tonumber(ARGV[7])
 local dead_keep = tonumber(ARGV[8])
 local dead_age_ms = tonumber(ARGV[9])
 local size_hint = tonumber(ARGV[10])
+local cancelled_keep = tonumber(ARGV[11])
+local cancelled_age_ms = tonumber(ARGV[12])
 
 if not count or count < 1 or not lease_ms or lease_ms < 1 or not memo_ms or not batch
-    or batch < 1 or batch > MAX_BATCH or not dead_keep or not dead_age_ms or not size_hint then
+    or batch < 1 or batch > MAX_BATCH or not dead_keep or not dead_age_ms or not size_hint
+    or not cancelled_keep or not cancelled_age_ms then
   return {STATUS.BAD_ARGUMENT, 'claim'}
 end
 local now = now_ms(now_arg)
@@ -128,11 +140,18 @@ end
 local keys = {ready = ready_key, scheduled = scheduled_key, leased = leased_key,
   dead = dead_key, unique = unique_key, jobs = jobs_key}
 local spend = budget(size_hint)
-local promoted, reaped, died, left = housekeep(keys, now, batch, dead_keep, dead_age_ms, spend)
+local expiry = {expiring = expiring_key, cancelled = cancelled_key, meta = meta_key,
+  keep = cancelled_keep, age_ms = cancelled_age_ms}
+local promoted, reaped, died, left, expired_left = housekeep(keys, now, batch, dead_keep,
+  dead_age_ms, spend, expiry)
 if not promoted then
   return reaped
 end
 add_totals(meta_key, 0, reaped, died)
+if expired_left then
+  -- Expired jobs may still wait among the ready ones: lease none of them now.
+  return {STATUS.OK, now, 0, 1}
+end
 
 if meta[2] == '1' then
   return {STATUS.PAUSED, now}

@@ -14,6 +14,8 @@
   KEYS[7] unique      hash   unique key -> job id
   KEYS[8] jobs        hash   job id -> packed job record (lib/record)
   KEYS[9] memo_prefix prefix claim memos are memo_prefix .. <request id>
+  KEYS[10] expiring   zset   '<seq>/<id>' of jobs enqueued with expires_ms, score = expiry (ms)
+  KEYS[11] cancelled  zset   job ids, score = time of cancellation (ms)
   ARGV[1] now_ms      int    test clock override; '' = Redis TIME
   ARGV[2] worker      str    name of the worker
   ARGV[3] request_id  str    '' = no memo
@@ -25,6 +27,8 @@
   ARGV[8] dead_keep   int    retention of the dead set: count
   ARGV[9] dead_age_ms int    retention of the dead set: age (0 = no age limit)
   ARGV[10] size_hint  int    the largest job record expected, in bytes (sizes the reads)
+  ARGV[11] cancelled_keep int retention of the cancelled set: count (expired jobs go there)
+  ARGV[12] cancelled_age_ms int retention of the cancelled set: age (0 = no age limit)
   Returns: {status, now_ms} or {status, now_ms, id, record}
   Status: OK, PAUSED, WRONG_TYPE, SCHEMA_MISMATCH, BAD_ARGUMENT, BAD_RECORD
   Cost: O(batch log N), at most about 512 KiB of records moved by housekeeping
@@ -56,6 +60,8 @@ local dead_key = KEYS[6]
 local unique_key = KEYS[7]
 local jobs_key = KEYS[8]
 local memo_prefix = KEYS[9]
+local expiring_key = KEYS[10]
+local cancelled_key = KEYS[11]
 local now_arg = ARGV[1]
 local worker = ARGV[2]
 local request_id = ARGV[3]
@@ -66,9 +72,12 @@ local done_age_ms = tonumber(ARGV[7])
 local dead_keep = tonumber(ARGV[8])
 local dead_age_ms = tonumber(ARGV[9])
 local size_hint = tonumber(ARGV[10])
+local cancelled_keep = tonumber(ARGV[11])
+local cancelled_age_ms = tonumber(ARGV[12])
 
 if not memo_ms or not batch or batch < 1 or batch > MAX_BATCH or not size_hint
-    or not done_keep or not done_age_ms or not dead_keep or not dead_age_ms then
+    or not done_keep or not done_age_ms or not dead_keep or not dead_age_ms
+    or not cancelled_keep or not cancelled_age_ms then
   return {STATUS.BAD_ARGUMENT, 'claim_and_ack'}
 end
 local now = now_ms(now_arg)
@@ -92,12 +101,17 @@ end
 
 local keys = {ready = ready_key, scheduled = scheduled_key, leased = leased_key,
   dead = dead_key, unique = unique_key, jobs = jobs_key}
-local promoted, reaped, died = housekeep(keys, now, batch, dead_keep, dead_age_ms,
-  budget(size_hint))
+local expiry = {expiring = expiring_key, cancelled = cancelled_key, meta = meta_key,
+  keep = cancelled_keep, age_ms = cancelled_age_ms}
+local promoted, reaped, died, _, expired_left = housekeep(keys, now, batch, dead_keep,
+  dead_age_ms, budget(size_hint), expiry)
 if not promoted then
   return reaped
 end
 add_totals(meta_key, 0, reaped, died)
+if expired_left then
+  return {STATUS.OK, now}  -- expired jobs may still wait among the ready ones
+end
 local m = redis.call('HMGET', meta_key, 'paused', 'rate', 'rate_at')
 if m[1] == '1' then
   return {STATUS.PAUSED, now}

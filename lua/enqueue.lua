@@ -13,13 +13,24 @@
   KEYS[4] unique      hash   unique key -> job id, while the job is live
   KEYS[5] jobs        hash   job id -> packed job record (lib/record)
   KEYS[6] wake        zset   one member; signalled for a waiting worker when jobs arrive
+  KEYS[7] expiring    zset   '<seq>/<id>' of jobs enqueued with expires_ms, score = expiry (ms)
+  KEYS[8] window_prefix prefix throttle windows are window_prefix .. <unique key> (strings
+                             '<end ms>/<id>' of the job that opened the window; the end decides
+                             on the Redis clock, a TTL of throttle_ms frees the memory)
   ARGV[1] now_ms      int    test clock override; '' = Redis TIME
   ARGV[2] lib_version str    redisq version, recorded in meta on the first write
   ARGV[3] count       int    number of jobs that follow
   ARGV[4+] jobs       list   9 values per job: id, payload, name, priority, run_at_ms ('' = now +
-                             delay_ms), delay_ms, max_attempts, lease_ms ('' = claim's), unique_key
+                             delay_ms), delay_ms, max_attempts, lease_ms ('' = claim's), unique_key;
+                             optionally followed by 3 values per job (for every job or none):
+                             expires_ms, throttle_ms, debounce_ms ('' = none; docs/expiry_dedupe.md)
+  With expires_ms, a job not started within that many ms is cancelled (lib/expire_due). With
+  throttle_ms, the job opens a window on its unique key: a repeat within it gets the job that
+  opened it, whatever became of that job. With debounce_ms, the job waits that long; a repeat
+  while it waits unstarted replaces its payload and pushes its due time to now + debounce_ms.
   Returns: {status, now_ms, entries, new_queue}; entry per job handled (the first ones): 0 =
-           created, k > 0 = same job as entry k, or {id, record} = the existing job; new_queue
+           created, k > 0 = same job as entry k, or {id, record} = the existing job (record ''
+           when a throttle window's job is no longer stored); new_queue
            = 1 when this call created the queue's meta hash (the client then makes sure the
            queue is in the registry)
   Status: OK, WRONG_TYPE, SCHEMA_MISMATCH, BAD_ARGUMENT
@@ -33,6 +44,8 @@ local scheduled_key = KEYS[3]
 local unique_key = KEYS[4]
 local jobs_hash = KEYS[5]
 local wake_set = KEYS[6]
+local expiring_key = KEYS[7]
+local window_prefix = KEYS[8]
 local now_arg = ARGV[1]
 local lib_version = ARGV[2]
 local count = tonumber(ARGV[3])
@@ -104,9 +117,27 @@ end
 --- @include "lib/write_jobs"
 --- @include "lib/chunks"
 --- @include "lib/key_types"
+--- @include "lib/record"
+--- @include "lib/rec_pack"
 
-if not count or count < 1 or count > CAPS.BATCH or #ARGV ~= jobs_at - 1 + count * STRIDE then
+if not count or count < 1 or count > CAPS.BATCH then
   return {STATUS.BAD_ARGUMENT, 'count'}
+end
+-- The flow options (expires_ms, throttle_ms, debounce_ms) follow the jobs, 3 per job, only in
+-- calls that use them: a call without them pays nothing for them.
+local flow_at = nil
+if #ARGV == jobs_at - 1 + count * (STRIDE + 3) then
+  flow_at = jobs_at + count * STRIDE
+elseif #ARGV ~= jobs_at - 1 + count * STRIDE then
+  return {STATUS.BAD_ARGUMENT, 'count'}
+end
+-- The flow options of job i: expires_ms, throttle_ms, debounce_ms (numbers or nil).
+local function flow(i)
+  if not flow_at then
+    return nil, nil, nil
+  end
+  local f = flow_at + (i - 1) * 3
+  return tonumber(ARGV[f]), tonumber(ARGV[f + 1]), tonumber(ARGV[f + 2])
 end
 local arg_bytes = 0
 for i = 1, count do
@@ -128,6 +159,21 @@ for i = 1, count do
   if ARGV[b] == '' or not tonumber(ARGV[b + 3]) or not tonumber(ARGV[b + 5])
       or not tonumber(ARGV[b + 6]) then
     return {STATUS.BAD_ARGUMENT, 'jobs', i}
+  end
+  if flow_at then
+    -- Each flow option is '' or a positive integer; throttle and debounce need a unique key
+    -- and exclude each other (the client checks the same, naming the field).
+    local f = flow_at + (i - 1) * 3
+    for k = 0, 2 do
+      local v = ARGV[f + k]
+      if v ~= '' and not (tonumber(v) and tonumber(v) >= 1 and tonumber(v) % 1 == 0) then
+        return {STATUS.BAD_ARGUMENT, 'jobs', i}
+      end
+    end
+    if (ARGV[f + 1] ~= '' or ARGV[f + 2] ~= '')
+        and (ARGV[b + 8] == '' or (ARGV[f + 1] ~= '' and ARGV[f + 2] ~= '')) then
+      return {STATUS.BAD_ARGUMENT, 'jobs', i}
+    end
   end
   ids[i] = ARGV[b]
 end
@@ -164,10 +210,11 @@ if #ukeys > 0 then
     end
   end
   if #held_by > 0 then
-    local recs, covered = read_some(jobs_hash, held_by, CAPS.READ_BYTES - used)
+    local recs, covered, more_used = read_some(jobs_hash, held_by, CAPS.READ_BYTES - used)
     if not recs then
       return covered
     end
+    used = used + more_used
     if covered < #held_by then
       count = held_job[covered + 1] - 1
     end
@@ -179,10 +226,55 @@ if #ukeys > 0 then
     end
   end
 end
+-- Throttle windows open on the unique keys of throttled jobs: each holds the id of the job
+-- that opened it, read with its record (within the read budget, as above).
+local windows = {}
+if flow_at then
+  local win_ids, win_keys, win_job = {}, {}, {}
+  for i = 1, count do
+    local _, throttle = flow(i)
+    local ukey = ARGV[jobs_at + (i - 1) * STRIDE + 8]
+    if throttle and not win_keys[ukey] then
+      local held = redis.pcall('GET', window_prefix .. ukey)
+      if type(held) == 'table' then
+        return wrong_type(window_prefix .. ukey, held)
+      end
+      local ends, held_id = nil, nil
+      if held then
+        ends, held_id = string.match(held, '^(%d+)/(.+)$')
+      end
+      if held_id and tonumber(ends) > now then
+        win_ids[#win_ids + 1] = held_id
+        win_keys[#win_ids] = ukey
+        win_job[#win_ids] = i
+        win_keys[ukey] = true
+      end
+    end
+  end
+  if #win_ids > 0 then
+    local recs, covered = read_some(jobs_hash, win_ids, math.max(0, CAPS.READ_BYTES - used))
+    if not recs then
+      return covered
+    end
+    if covered < #win_ids then
+      count = math.min(count, win_job[covered + 1] - 1)
+    end
+    for i = 1, covered do
+      windows[win_keys[i]] = {win_ids[i], recs[i] or ''}
+    end
+  end
+end
+-- A job waiting unstarted (ready or scheduled, no attempt counted): what a debounced repeat
+-- may still change.
+local function waiting(rec)
+  return string.match(rec, '^j3\n(%l+)\n0\n') == 'ready'
+    or string.match(rec, '^j3\n(%l+)\n0\n') == 'scheduled'
+end
 
 -- Decide per job: created, the same as an earlier entry, or an existing job.
 local entries = {}
 local fresh = {}
+local debounced = {}
 local seen_id = {}
 local seen_ukey = {}
 local to_ready, to_scheduled = 0, 0
@@ -197,10 +289,16 @@ for i = 1, count do
   elseif not existing[i] and ukey ~= '' and seen_ukey[ukey] then
     entries[i] = seen_ukey[ukey]
   else
+    local _, throttle, debounce = flow(i)
     if existing[i] then
       entries[i] = {id, existing[i]}
-    elseif ukey ~= '' and holders[ukey] then
+    elseif throttle and windows[ukey] then
+      entries[i] = windows[ukey]
+    elseif ukey ~= '' and holders[ukey] and not (debounce and not waiting(holders[ukey][2])) then
       entries[i] = holders[ukey]
+      if debounce then
+        debounced[#debounced + 1] = i
+      end
     else
       entries[i] = 0
       fresh[#fresh + 1] = b
@@ -208,6 +306,9 @@ for i = 1, count do
       local due = now + tonumber(ARGV[b + 5])
       if run_at ~= '' then
         due = tonumber(run_at)
+      end
+      if debounce then
+        due = now + debounce
       end
       if due > now then
         to_scheduled = to_scheduled + 1
@@ -227,12 +328,54 @@ for i = 1, count do
     end
   end
 end
+-- Debounced repeats: the waiting job takes the repeat's payload and waits debounce_ms from
+-- now (validated above; the writes come with the others below).
+local rewrites = {}
+for _, i in ipairs(debounced) do
+  local b = jobs_at + (i - 1) * STRIDE
+  local _, _, debounce = flow(i)
+  local hid, rec = entries[i][1], entries[i][2]
+  local t = rec_parse(rec)
+  if t then
+    local kept = tonumber(t[F.LEN_ERROR]) + tonumber(t[F.LEN_RESULT])
+      + tonumber(t[F.LEN_PROGRESS])
+    t[F.STATE] = 'scheduled'
+    t[F.RUN_AT] = num(now + debounce)
+    t[F.TAIL] = string.sub(t[F.TAIL], 1, kept) .. ARGV[b + 1]
+    rec = rec_pack(t)
+    rewrites[#rewrites + 1] = {hid, rec, num(now + debounce), i, t[F.SEQ]}
+    entries[i] = {hid, rec}
+  end
+end
+if #rewrites > 0 then
+  local bad_key = key_types({ready_key, 'zset', scheduled_key, 'zset', expiring_key, 'zset'})
+  if bad_key then
+    return wrong_type(bad_key)
+  end
+  for _, w in ipairs(rewrites) do
+    redis.call('ZREM', ready_key, w[1])
+    redis.call('ZADD', scheduled_key, w[3], w[1])
+    redis.call('HSET', jobs_hash, w[1], w[2])
+    local expires = flow(w[4])
+    if expires then
+      -- The repeat's expiry replaces the job's (same enqueue sequence, so the same entry).
+      redis.call('ZADD', expiring_key, num(now + expires), w[5] .. '/' .. w[1])
+    end
+  end
+  wake(wake_set)
+end
 if #fresh == 0 then
   return {STATUS.OK, now, entries, 0}
 end
 -- Jobs for both sets: check both types now, since the first ZADD can only vouch for its own.
 if to_ready > 0 and to_scheduled > 0 then
   local bad_key, bad_type = key_types({ready_key, 'zset', scheduled_key, 'zset'})
+  if bad_key then
+    return {STATUS.WRONG_TYPE, bad_key, bad_type}
+  end
+end
+if flow_at then
+  local bad_key, bad_type = key_types({expiring_key, 'zset'})
   if bad_key then
     return {STATUS.WRONG_TYPE, bad_key, bad_type}
   end
@@ -246,6 +389,8 @@ local scheduled_pairs = {}
 local n = num(now)
 local records = {}
 local unique_pairs = {}
+local expiring_pairs = {}
+local windows_opened = {}
 -- (Per job, in the hot loop of a batch: ARGV and string.format as locals, lists filled by
 -- counters rather than by the length operator, ready_score written out.)
 local argv, fmt = ARGV, string.format
@@ -261,6 +406,20 @@ for i = 1, #fresh do
     run_at = tonumber(run_at)
   end
   seq = seq + 1
+  if flow_at then
+    local expires, throttle, debounce = flow((b - jobs_at) / STRIDE + 1)
+    if debounce then
+      run_at = now + debounce
+    end
+    if expires then
+      expiring_pairs[#expiring_pairs + 1] = num(now + expires)
+      expiring_pairs[#expiring_pairs + 1] = num(seq) .. '/' .. id
+    end
+    if throttle then
+      windows_opened[#windows_opened + 1] = {window_prefix .. argv[b + 8],
+        num(now + throttle) .. '/' .. id, throttle}
+    end
+  end
   local state = 'ready'
   if run_at > now then
     state = 'scheduled'
@@ -300,6 +459,12 @@ end
 write_jobs(jobs_hash, records)
 if #unique_pairs > 0 then
   chunks({'HSET', unique_key}, unique_pairs)
+end
+if #expiring_pairs > 0 then
+  chunks({'ZADD', expiring_key}, expiring_pairs)
+end
+for _, w in ipairs(windows_opened) do
+  redis.call('SET', w[1], w[2], 'PX', w[3])
 end
 local is_new = 0
 local enqueued = num((tonumber(meta[3]) or 0) + #fresh)

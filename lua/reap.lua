@@ -1,7 +1,8 @@
 --[[ reap: leased -> ready | dead, scheduled -> ready
   The lease reaper, on demand: returns up to `limit` expired leases of this queue to the ready set
-  (or to the dead set when their attempts are used up) and promotes up to `limit` due scheduled
-  jobs, within the byte budget of one call (lib/budget). Claims do the same on every call;
+  (or to the dead set when their attempts are used up), cancels up to `limit` jobs whose expiry
+  passed before they started (lib/expire_due), and promotes up to `limit` due scheduled jobs,
+  within the byte budget of one call (lib/budget). Claims do the same on every call;
   workers also run this periodically. Safe to repeat. The client loops over calls while the
   reply says that work was left and its own limit allows.
   KEYS[1] meta        hash   schema
@@ -12,12 +13,16 @@
   KEYS[6] unique      hash   unique key -> job id
   KEYS[7] jobs        hash   job id -> packed job record (lib/record)
   KEYS[8] wake        zset   signalled when jobs became ready
+  KEYS[9] expiring    zset   '<seq>/<id>' of jobs enqueued with expires_ms, score = expiry (ms)
+  KEYS[10] cancelled  zset   job ids, score = time of cancellation (ms)
   ARGV[1] now_ms      int    test clock override; '' = Redis TIME
   ARGV[2] limit       int    most leases reaped, and most scheduled jobs promoted (1 to
                              MAX_BATCH of lib/budget, 250)
   ARGV[3] dead_keep   int    retention of the dead set: count
   ARGV[4] dead_age_ms int    retention of the dead set: age (0 = no age limit)
   ARGV[5] size_hint   int    the largest job record expected, in bytes (sizes the reads)
+  ARGV[6] cancelled_keep int  retention of the cancelled set: count (expired jobs go there)
+  ARGV[7] cancelled_age_ms int retention of the cancelled set: age (0 = no age limit)
   Returns: {status, reaped to ready, dead-lettered, promoted, more}; more = 1 when expired
            leases or due jobs may be left (the limit or the byte budget was reached), else 0
   Status: OK, WRONG_TYPE, SCHEMA_MISMATCH, BAD_ARGUMENT
@@ -39,16 +44,21 @@ local dead_key = KEYS[5]
 local unique_key = KEYS[6]
 local jobs_key = KEYS[7]
 local wake_key = KEYS[8]
+local expiring_key = KEYS[9]
+local cancelled_key = KEYS[10]
 local now_arg = ARGV[1]
 local limit = tonumber(ARGV[2])
 local dead_keep = tonumber(ARGV[3])
 local dead_age_ms = tonumber(ARGV[4])
 local size_hint = tonumber(ARGV[5])
+local cancelled_keep = tonumber(ARGV[6])
+local cancelled_age_ms = tonumber(ARGV[7])
 
 if not limit or limit < 1 or limit > MAX_BATCH then
   return {STATUS.BAD_ARGUMENT, 'limit', limit or -1}
 end
-if not dead_keep or not dead_age_ms or not size_hint then
+if not dead_keep or not dead_age_ms or not size_hint or not cancelled_keep
+    or not cancelled_age_ms then
   return {STATUS.BAD_ARGUMENT, 'reap'}
 end
 local now = now_ms(now_arg)
@@ -59,8 +69,10 @@ if err then
 end
 local keys = {ready = ready_key, scheduled = scheduled_key, leased = leased_key,
   dead = dead_key, unique = unique_key, jobs = jobs_key}
+local expiry = {expiring = expiring_key, cancelled = cancelled_key, meta = meta_key,
+  keep = cancelled_keep, age_ms = cancelled_age_ms}
 local promoted, reaped, died, left = housekeep(keys, now, limit, dead_keep, dead_age_ms,
-  budget(size_hint))
+  budget(size_hint), expiry)
 if not promoted then
   return reaped
 end

@@ -79,6 +79,10 @@ class QueueKeys:
     schedules: str
     schedule_due: str
     schedule_events: str
+    #: Expiry and dedupe windows (docs/expiry_dedupe.md): '<seq>/<id>' of jobs enqueued with
+    #: expires_ms scored by their expiry; throttle windows are window_prefix .. <unique key>.
+    expiring: str
+    window_prefix: str
 
     @classmethod
     def build(cls, prefix: str, queue: str) -> QueueKeys:
@@ -104,6 +108,8 @@ class QueueKeys:
             schedules=f"{tag}:schedules",
             schedule_due=f"{tag}:schedule_due",
             schedule_events=f"{tag}:schedule_events",
+            expiring=f"{tag}:expiring",
+            window_prefix=f"{tag}:window:",
         )
 
 

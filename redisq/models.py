@@ -142,6 +142,9 @@ class Spec:
     max_attempts: int | None = None
     lease_ms: int | None = None
     unique_key: str | None = None
+    expires_ms: int | None = None
+    throttle_ms: int | None = None
+    debounce_ms: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -82,6 +82,9 @@ class _CallOptions:
     priority: int | None = None
     max_attempts: int | None = None
     queue: str | None = None
+    expires_ms: int | None = None
+    throttle_ms: int | None = None
+    debounce_ms: int | None = None
 
     def merged(self, other: _CallOptions) -> _CallOptions:
         """Return these options with `other`'s given values on top."""
@@ -101,6 +104,9 @@ def _call_options(
     priority: Any = None,
     max_attempts: Any = None,
     queue: Any = None,
+    expires_ms: Any = None,
+    throttle_ms: Any = None,
+    debounce_ms: Any = None,
 ) -> _CallOptions:
     if id is not None:
         check_id("id", id)
@@ -114,7 +120,23 @@ def _call_options(
     _optional_int("max_attempts", max_attempts, 1, MAX_ATTEMPTS)
     if queue is not None:
         check_name("queue", queue)
-    return _CallOptions(id, unique_key, delay_ms, run_at_ms, priority, max_attempts, queue)
+    # Each alone here; how they combine (a unique key, not both windows) is checked at enqueue,
+    # where the options of the task and of each call are merged.
+    _optional_int("expires_ms", expires_ms, 1, MAX_DELAY_MS)
+    _optional_int("throttle_ms", throttle_ms, 1, MAX_DELAY_MS)
+    _optional_int("debounce_ms", debounce_ms, 1, MAX_DELAY_MS)
+    return _CallOptions(
+        id,
+        unique_key,
+        delay_ms,
+        run_at_ms,
+        priority,
+        max_attempts,
+        queue,
+        expires_ms,
+        throttle_ms,
+        debounce_ms,
+    )
 
 
 def _context_parameter(fn: Callable[..., Any]) -> tuple[str | None, int | None]:
@@ -258,6 +280,9 @@ class _Enqueuer(Generic[P]):
             "max_attempts": options.max_attempts or t.max_attempts,
             "lease_ms": t.lease_ms,
             "unique_key": options.unique_key,
+            "expires_ms": options.expires_ms,
+            "throttle_ms": options.throttle_ms,
+            "debounce_ms": options.debounce_ms,
         }
 
     def _batch(self, calls: Iterable[Any]) -> tuple[str, list[Any], dict[str, Any]]:
@@ -443,6 +468,9 @@ class Task(_Enqueuer[P], Generic[P, R]):
         priority: int | None = None,
         max_attempts: int | None = None,
         queue: str | None = None,
+        expires_ms: int | None = None,
+        throttle_ms: int | None = None,
+        debounce_ms: int | None = None,
     ) -> TaskOptions[P]:
         """Set options for the next enqueue: ``task.options(delay_ms=5000).enqueue(...)``.
 
@@ -454,13 +482,30 @@ class Task(_Enqueuer[P], Generic[P, R]):
             priority: overrides the task's priority.
             max_attempts: overrides the task's max_attempts.
             queue: overrides the task's queue.
+            expires_ms: cancel the job (last_error "expired") if it has not started within
+                this many ms.
+            throttle_ms: with unique_key: repeats within this many ms of this enqueue return
+                this job, even after it finished.
+            debounce_ms: with unique_key: the job waits this long; a repeat while it waits
+                replaces its arguments and waits debounce_ms from then.
 
         Raises:
             InvalidArgument: an option is out of range.
         """
         return TaskOptions(
             self,
-            _call_options(id, unique_key, delay_ms, run_at_ms, priority, max_attempts, queue),
+            _call_options(
+                id,
+                unique_key,
+                delay_ms,
+                run_at_ms,
+                priority,
+                max_attempts,
+                queue,
+                expires_ms,
+                throttle_ms,
+                debounce_ms,
+            ),
         )
 
     def _with_context(

@@ -191,6 +191,8 @@ def _claim_call(s: Settings, queue: str, worker: str, count: int, lease: int) ->
         dead_keep=s.retention.dead,
         dead_age_ms=s.retention.dead_age_ms,
         size_hint=size_hint(s),
+        cancelled_keep=s.retention.cancelled,
+        cancelled_age_ms=s.retention.cancelled_age_ms,
     )
 
 
@@ -275,6 +277,8 @@ def claim_and_ack(s: Settings, queue: str, worker: str) -> Call[Job | None]:
         dead_keep=r.dead,
         dead_age_ms=r.dead_age_ms,
         size_hint=size_hint(s),
+        cancelled_keep=r.cancelled,
+        cancelled_age_ms=r.cancelled_age_ms,
     )
 
 
@@ -300,6 +304,8 @@ def reap(s: Settings, queue: str, limit: int) -> Op[int]:
             dead_keep=s.retention.dead,
             dead_age_ms=s.retention.dead_age_ms,
             size_hint=size_hint(s),
+            cancelled_keep=s.retention.cancelled,
+            cancelled_age_ms=s.retention.cancelled_age_ms,
         )
         check_reply(reply, queue)
         leases += int(reply[1]) + int(reply[2])

@@ -24,7 +24,7 @@ from redisq._core.calls import (
     script_call,
 )
 from redisq._core.codec import round_trip, round_trip_many
-from redisq._core.records import build_job, parse_record
+from redisq._core.records import build_job, parse_record, with_changes
 from redisq._core.validate import (
     MAX_ATTEMPTS,
     MAX_DELAY_MS,
@@ -55,8 +55,14 @@ _SPEC_FIELDS = frozenset(
         "max_attempts",
         "lease_ms",
         "unique_key",
+        "expires_ms",
+        "throttle_ms",
+        "debounce_ms",
     }
 )
+#: The flow options (docs/expiry_dedupe.md): sent to the script after the jobs, 3 per job,
+#: only in calls where some job has one (a call without them takes the script's lean path).
+_FLOW_FIELDS = ("expires_ms", "throttle_ms", "debounce_ms")
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +80,8 @@ class _Options:
     #: The script's arguments for these options, as text (hiredis packs str faster than int):
     #: name, priority, run_at_ms, delay_ms, max_attempts, lease_ms, unique_key.
     argv: tuple[str, ...] = ()
+    #: expires_ms, throttle_ms, debounce_ms as the script's text ('' = none); () = none given.
+    flow: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.argv:
@@ -183,6 +191,7 @@ def _options(values: dict[str, Any], where: str) -> _Options:
             cached.lease_ms,
             cached.unique_key,
             cached.argv,
+            cached.flow,
         )
     return _check_options({k: v for k, v in values.items() if v is not None}, where)
 
@@ -208,7 +217,44 @@ def _check_options(values: dict[str, Any], where: str) -> _Options:
     unique_key = values.get("unique_key")
     ukey = "" if unique_key is None else check_id(f"{where}unique_key", unique_key)
     name = check_optional_text(f"{where}name", values.get("name"))
-    return _Options(job_id, name, priority, run_at_ms, delay_ms, max_attempts, lease_ms, ukey)
+    flow = _check_flow(values, where, ukey, delay_ms, run_at_ms)
+    return _Options(
+        job_id, name, priority, run_at_ms, delay_ms, max_attempts, lease_ms, ukey, (), flow
+    )
+
+
+def _check_flow(
+    values: dict[str, Any], where: str, ukey: str, delay_ms: int, run_at_ms: int | None
+) -> tuple[str, ...]:
+    """Validate expires_ms, throttle_ms and debounce_ms; give their script arguments, or ()
+    when none is set. Throttle and debounce act on a unique key and exclude each other;
+    debounce sets the due time itself, so it takes neither delay_ms nor run_at_ms."""
+    given = {f: values.get(f) for f in _FLOW_FIELDS}
+    if all(v is None for v in given.values()):
+        return ()
+    for f, v in given.items():
+        if v is not None:
+            check_int(f"{where}{f}", v, 1, MAX_DELAY_MS)
+    throttle, debounce = given["throttle_ms"], given["debounce_ms"]
+    if throttle is not None and debounce is not None:
+        raise InvalidArgument(
+            f"{where}debounce_ms", "given without throttle_ms (pick one)", debounce
+        )
+    for f in ("throttle_ms", "debounce_ms"):
+        if given[f] is not None and not ukey:
+            raise InvalidArgument(
+                f"{where}unique_key",
+                f"set when {f} is given (the window dedupes repeats by their unique key)",
+                None,
+            )
+    if debounce is not None and (delay_ms or run_at_ms is not None):
+        field = "run_at_ms" if run_at_ms is not None else "delay_ms"
+        raise InvalidArgument(
+            f"{where}{field}",
+            "left out when debounce_ms is given (the job waits debounce_ms)",
+            values.get(field),
+        )
+    return tuple("" if v is None else str(v) for v in given.values())
 
 
 def prepare(
@@ -246,14 +292,35 @@ def prepare(
             round_trip(f"{where}payload", payload, s.payload_limit, jobs[i][0])
         raise AssertionError("round_trip_many refused payloads that round_trip accepts")
     data, values = encoded
+    if not single:
+        _check_debounce_repeats(jobs, given)
     return [
         _Prepared(jid, d, v, opts) for (jid, opts), d, v in zip(jobs, data, values, strict=True)
     ]
 
 
+def _check_debounce_repeats(jobs: Sequence[tuple[str, _Options]], given: dict[str, Any]) -> None:
+    """Refuse one call that repeats a debounced unique key: each repeat replaces the payload of
+    the one before, so they go in separate calls, in the order they happen."""
+    seen: set[str] = set()
+    for i, (_, opts) in enumerate(jobs):
+        if opts.flow and opts.flow[2]:
+            if opts.unique_key in seen:
+                where = "options." if "unique_key" in given else f"payloads[{i}]."
+                raise InvalidArgument(
+                    f"{where}unique_key",
+                    "different for each job of one call when debounce_ms is given"
+                    " (enqueue the repeats one by one)",
+                    opts.unique_key,
+                )
+            seen.add(opts.unique_key)
+
+
 def _created(queue: str, p: _Prepared, now: int) -> Job:
     o = p.opts
     run_at = o.run_at_ms if o.run_at_ms is not None else now + o.delay_ms
+    if o.flow and o.flow[2]:
+        run_at = now + int(o.flow[2])  # debounce_ms sets the due time
     # Positional, in the order of Job's fields (see records.make_job).
     return build_job(
         p.id,
@@ -282,7 +349,26 @@ def _enqueue_args(batch: Sequence[_Prepared]) -> list[Any]:
     args: list[Any] = []
     for p in batch:
         args += (p.id, p.payload, *p.opts.argv)
+    if any(p.opts.flow for p in batch):
+        for p in batch:
+            args += p.opts.flow or ("", "", "")
     return args
+
+
+def _existing(queue: str, p: _Prepared, entry: Any, now: int) -> Job:
+    """The Job of an existing-job entry: its stored record, or, when a throttle window's job
+    is no longer stored (retention trimmed it, or it was deleted), a Job with its id built
+    from this repeat, CANCELLED with last_error "throttled" (the repeat was ignored)."""
+    job_id = entry[0].decode()
+    if entry[1]:
+        return parse_record(queue, job_id, entry[1])
+    return with_changes(
+        _created(queue, p, now),
+        id=job_id,
+        state=JobState.CANCELLED,
+        last_error="throttled",
+        finished_at_ms=now,
+    )
 
 
 def enqueue_many(
@@ -384,7 +470,7 @@ def enqueue_one(
         now_ms=s.now_arg(),
         lib_version=__version__,
         count="1",
-        jobs=(jid, data, *opts.argv),
+        jobs=(jid, data, *opts.argv, *opts.flow),
     )
     if created:
         # The server lost its data (see enqueue_many): register the queue again.
@@ -403,7 +489,7 @@ def _enqueued_one(queue: str, p: _Prepared) -> Callable[[Any], tuple[Job, bool]]
         entry = entries[0]
         if entry == 0:
             return _created(queue, p, reply[1]), bool(reply[3])
-        return parse_record(queue, entry[0].decode(), entry[1]), bool(reply[3])
+        return _existing(queue, p, entry, reply[1]), bool(reply[3])
 
     return parse
 
@@ -432,7 +518,7 @@ def _enqueued(queue: str, batch: list[_Prepared]) -> Callable[[Any], tuple[list[
             elif isinstance(entry, int):
                 out.append(out[entry - 1])
             else:
-                out.append(parse_record(queue, entry[0].decode(), entry[1]))
+                out.append(_existing(queue, p, entry, now))
         return out, bool(reply[3])
 
     return parse

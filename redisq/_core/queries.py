@@ -4,13 +4,32 @@ from __future__ import annotations
 
 from typing import Any
 
-from redisq._core.calls import Call, Op, Settings, command, queue_keys, registry, script_call
+from redisq._core.calls import (
+    Call,
+    Op,
+    Settings,
+    command,
+    ok,
+    queue_keys,
+    registry,
+    script_call,
+)
 from redisq._core.records import parse_entries, parse_record
 from redisq._core.status import ScriptStatus, raise_for_status
 from redisq._core.validate import check_id, check_int, check_name, check_state
 from redisq.models import Job, JobState
 
-__all__ = ["TOTALS", "counts", "find", "get", "list_jobs", "peek", "queues", "totals"]
+__all__ = [
+    "TOTALS",
+    "counts",
+    "expires_at",
+    "find",
+    "get",
+    "list_jobs",
+    "peek",
+    "queues",
+    "totals",
+]
 
 #: Jobs per page when a listing has no limit (or a large one).
 PAGE = 500
@@ -35,7 +54,7 @@ def _sorted_names(reply: Any) -> list[str]:
 
 
 #: The monotonic counters of a queue's meta hash, in the order `totals` reads them.
-TOTALS = ("enqueued", "completed", "retried", "dead")
+TOTALS = ("enqueued", "completed", "retried", "dead", "expired")
 
 
 def totals(s: Settings, queue: str) -> Call[dict[str, int]]:
@@ -46,6 +65,26 @@ def totals(s: Settings, queue: str) -> Call[dict[str, int]]:
         return {name: int(v or 0) for name, v in zip(TOTALS, reply, strict=True)}
 
     return command(parse, "HMGET", keys.meta, *TOTALS)
+
+
+def expires_at(s: Settings, queue: str, job_id: str) -> Op[int | None]:
+    """Read when a job's expiry (enqueue's expires_ms) falls, while it still applies.
+
+    The expiry entry names the job's enqueue sequence (lua/lib/expire_due.lua), read from its
+    record first; two reads, so a job that changes between them may read as None.
+    """
+    keys = queue_keys(s.prefix, queue)
+    check_id("id", job_id)
+    record = yield command(ok, "HGET", keys.jobs, job_id)
+    if not isinstance(record, bytes):
+        return None
+    parts = record.split(b"\n", 17)
+    if len(parts) < 17 or parts[0] != b"j3" or parts[2] != b"0":
+        return None  # not a record, or the job has started: its expiry no longer applies
+    if parts[1] not in (b"ready", b"scheduled"):
+        return None
+    score = yield command(ok, "ZSCORE", keys.expiring, b"%s/%s" % (parts[15], job_id.encode()))
+    return None if score is None else int(float(score))
 
 
 def get(s: Settings, queue: str, job_id: str) -> Call[Job | None]:

@@ -176,11 +176,16 @@ class Store:
         max_attempts: int = 3,
         lease_ms: int | None = None,
         unique_key: str | None = None,
+        expires_ms: int | None = None,
+        throttle_ms: int | None = None,
+        debounce_ms: int | None = None,
     ) -> Job:
         """Add a job to a queue, or return the existing one.
 
         Enqueue is idempotent on (queue, id) and, while the job is live, on `unique_key`: the
         stored job is returned unchanged, so a retried call never creates a second job.
+        `throttle_ms` and `debounce_ms` widen the dedupe of `unique_key` (see
+        docs/expiry_dedupe.md).
 
         Args:
             queue: queue name (1 to 200 characters, no braces or control characters).
@@ -194,9 +199,19 @@ class Store:
             max_attempts: claims allowed, counting the first run (1 to 1000).
             lease_ms: the job's own lease length, overriding the claim's.
             unique_key: a dedupe key, held while the job is ready, scheduled or leased.
+            expires_ms: a job not started within this many ms (Redis clock) is cancelled
+                instead of run, with last_error "expired" (1 ms to 366 days).
+            throttle_ms: with unique_key: repeats within this many ms of this job's enqueue
+                return this job, even after it finished.
+            debounce_ms: with unique_key (not with delay_ms or run_at_ms): the job waits this
+                long; a repeat while it waits unstarted gives it the repeat's payload and
+                waits debounce_ms from then (a repeat once it started makes a new job).
 
         Returns:
-            The new job, or the job that already held the id or unique key.
+            The new job, or the job that already held the id or unique key (for a debounced
+            repeat, that job with the new payload and due time). A throttled repeat whose
+            job retention already trimmed gets a CANCELLED Job with that job's id and
+            last_error "throttled".
 
         Raises:
             InvalidArgument: an argument is out of range, or a keyword is not one of the
@@ -213,6 +228,9 @@ class Store:
             "max_attempts": max_attempts,
             "lease_ms": lease_ms,
             "unique_key": unique_key,
+            "expires_ms": expires_ms,
+            "throttle_ms": throttle_ms,
+            "debounce_ms": debounce_ms,
         }
         return self._run(ops.enqueue_one(self.settings, queue, payload, options, self._registered))
 
@@ -227,7 +245,8 @@ class Store:
             queue: queue name.
             payloads: payloads, or `redisq.Spec` items carrying per-job options.
             **options: defaults for every job: name, priority, delay_ms, run_at_ms,
-                max_attempts, lease_ms, unique_key (as for `enqueue`; not id).
+                max_attempts, lease_ms, unique_key, expires_ms, throttle_ms, debounce_ms (as
+                for `enqueue`; not id). One call may not repeat a debounced unique key.
 
         Returns:
             One Job per item, in order (existing jobs for ids or unique keys already live).
@@ -461,13 +480,23 @@ class Store:
         self._transport.stop_waiting()
 
     def totals(self, queue: str) -> dict[str, int]:
-        """Read a queue's monotonic counters: enqueued, completed, retried and dead.
+        """Read a queue's monotonic counters: enqueued, completed, retried, dead and expired.
 
         Unlike `counts`, which is capped by retention, these only grow (jobs created by
         enqueue; acknowledged; failed attempts sent back to ready or scheduled, by nack or
-        by an expired lease; dead-lettered), so the change between two reads gives rates.
+        by an expired lease; dead-lettered; cancelled because their `expires_ms` passed before
+        they started), so the change between two reads gives rates.
         """
         return self._run(queries.totals(self.settings, queue))
+
+    def expires_at(self, queue: str, id: str) -> int | None:
+        """Read when a waiting job expires (Redis time, ms), if it was enqueued with expires_ms.
+
+        Returns:
+            The expiry, while it still applies (the job waits unstarted); None when the job
+            has none, has started or finished, or does not exist.
+        """
+        return self._run(queries.expires_at(self.settings, queue, id))
 
     def ack(self, job: Job, result: Any = None, *, result_ttl_ms: int | None = None) -> Job:
         """Complete a leased job, storing `result` (msgpack) if given.

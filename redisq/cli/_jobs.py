@@ -66,7 +66,16 @@ def _payload(args: argparse.Namespace) -> tuple[Any, str | None]:
 def _enqueue(args: argparse.Namespace, ctx: Context) -> int:
     payload, name = _payload(args)
     options: dict[str, Any] = {"id": args.id, "name": name, "unique_key": args.unique_key}
-    for option in ("priority", "delay_ms", "run_at_ms", "max_attempts", "lease_ms"):
+    for option in (
+        "priority",
+        "delay_ms",
+        "run_at_ms",
+        "max_attempts",
+        "lease_ms",
+        "expires_ms",
+        "throttle_ms",
+        "debounce_ms",
+    ):
         value = getattr(args, option)
         if value is not None:
             options[option] = value
@@ -113,6 +122,24 @@ def add_enqueue(commands: Commands) -> None:
     )
     parser.add_argument("--lease-ms", type=int, metavar="MS", help="the job's own lease length")
     parser.add_argument("--unique-key", metavar="KEY", help="dedupe key held while the job is live")
+    parser.add_argument(
+        "--expires-ms",
+        type=int,
+        metavar="MS",
+        help="cancel the job (reason expired) if it has not started within this many ms",
+    )
+    parser.add_argument(
+        "--throttle-ms",
+        type=int,
+        metavar="MS",
+        help="with --unique-key: repeats within this many ms return this job, even once done",
+    )
+    parser.add_argument(
+        "--debounce-ms",
+        type=int,
+        metavar="MS",
+        help="with --unique-key: wait this long; a repeat meanwhile replaces the payload",
+    )
     task = parser.add_argument_group(
         "task-style enqueue",
         'makes a job named NAME with the payload {"args": [...], "kwargs": {...}}',
@@ -211,6 +238,17 @@ def _show(args: argparse.Namespace, ctx: Context) -> int:
             )
     document = job_document(job)
     text = _show_text(job)
+    width = max(len(n) for n in document)
+    if job.state in (JobState.READY, JobState.SCHEDULED):
+        expires = ctx.store().expires_at(job.queue, job.id)
+        if expires is not None:
+            document["expires_at_ms"] = expires
+            text += (
+                f"\n{'expires':<{width}}  {show_time(expires)} (cancelled if not started by then)"
+            )
+    elif job.state is JobState.CANCELLED and job.last_error == "expired":
+        document["reason"] = "expired"
+        text += f"\n{'reason':<{width}}  expired (not started before its expires_ms passed)"
     why = _why_waiting(ctx.store(), job)
     if why is not None:
         document["waiting"] = why

@@ -140,6 +140,9 @@ def _text(snap: Snapshot, rates: _Rates | None, watch: bool) -> str:
         if limit["held_until_ms"] is not None:
             line += f"; {limit['held']:,} ready held back until {show_time(limit['held_until_ms'])}"  # type: ignore[arg-type]
         text += "\n" + line
+    expired = {q: t.get("expired", 0) for q, t in snap.totals.items() if t.get("expired")}
+    for queue, n in expired.items():
+        text += f"\n{queue}: {n:,} jobs expired (cancelled before they started) in all"
     return text
 
 

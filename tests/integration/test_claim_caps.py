@@ -48,6 +48,8 @@ def _claim_argv(client: Any, **changes: Any) -> dict[str, Any]:
         "dead_keep": 100,
         "dead_age_ms": 0,
         "size_hint": size_hint(s),
+        "cancelled_keep": 100,
+        "cancelled_age_ms": 0,
     }
     argv.update(changes)
     return argv
@@ -61,6 +63,8 @@ def _reap_argv(client: Any, **changes: Any) -> dict[str, Any]:
         "dead_keep": 100,
         "dead_age_ms": 0,
         "size_hint": size_hint(s),
+        "cancelled_keep": 100,
+        "cancelled_age_ms": 0,
     }
     argv.update(changes)
     return argv
@@ -112,6 +116,8 @@ def test_the_scripts_refuse_a_batch_over_the_cap(client: Any) -> None:
         dead_keep=10,
         dead_age_ms=0,
         size_hint=1000,
+        cancelled_keep=10,
+        cancelled_age_ms=0,
     )
     assert reply[0] == ScriptStatus.BAD_ARGUMENT
     # At the cap, accepted

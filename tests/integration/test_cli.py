@@ -276,6 +276,58 @@ def test_show_prints_every_field(cli: Cli, store: redisq.Store) -> None:
     assert cli("show", "--find", "j1", "--json").json() == document
 
 
+def test_show_gives_the_expiry_and_the_reason_of_an_expired_job(
+    cli: Cli, store: redisq.Store
+) -> None:
+    # Given a job that expires in a minute (enqueued by the CLI), and one that expired
+    run = cli("enqueue", "q", "1", "--id", "later", "--expires-ms", "60000", "--json")
+    assert run.code == 0
+    assert store.expires_at("q", "later") == run.json()["created_at_ms"] + 60_000
+    store.enqueue("q", 2, id="gone", expires_ms=1)
+
+    def expired() -> bool:
+        store.reap("q")
+        job = store.get("q", "gone")
+        return job is not None and job.state is JobState.CANCELLED
+
+    wait_for(expired, timeout=10)
+
+    # Then show says when the first expires, and why the second was cancelled
+    shown = cli("show", "q", "later")
+    assert "expires  " in shown.out
+    assert "cancelled if not started by then" in shown.out
+    assert cli("show", "q", "later", "--json").json()["expires_at_ms"] == store.expires_at(
+        "q", "later"
+    )
+    gone = cli("show", "q", "gone", "--json").json()
+    assert (gone["state"], gone["reason"], gone["last_error"]) == (
+        "cancelled",
+        "expired",
+        "expired",
+    )
+    assert "reason" in cli("show", "q", "gone").out
+
+    # And stats counts the expired job
+    stats = cli("stats", "--json").json()
+    assert stats["totals"]["q"]["expired"] == 1
+    assert "q: 1 jobs expired" in cli("stats").out
+
+
+def test_enqueue_takes_the_dedupe_windows(cli: Cli, store: redisq.Store) -> None:
+    first = cli("enqueue", "q", "1", "--unique-key", "k", "--throttle-ms", "60000", "--json")
+    again = cli("enqueue", "q", "2", "--unique-key", "k", "--throttle-ms", "60000", "--json")
+    assert first.json()["id"] == again.json()["id"]
+    assert again.json()["payload"] == 1
+    first = cli("enqueue", "q", "1", "--unique-key", "d", "--debounce-ms", "60000", "--json")
+    again = cli("enqueue", "q", "2", "--unique-key", "d", "--debounce-ms", "60000", "--json")
+    assert first.json()["id"] == again.json()["id"]
+    assert again.json()["payload"] == 2
+    assert again.json()["state"] == "scheduled"
+    refused = cli("enqueue", "q", "3", "--throttle-ms", "100")
+    assert refused.code != 0
+    assert "unique_key" in refused.err
+
+
 def test_show_missing_job_exits_1(cli: Cli, store: redisq.Store) -> None:
     store.enqueue("q", 0, id="here")
     run = cli("show", "q", "nope")

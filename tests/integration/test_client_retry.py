@@ -23,6 +23,7 @@ import redisq
 from redisq import JobState
 from redisq._core.records import unpack_record
 from redisq._core.scripts import load_all
+from tests.support.clock import TestClock
 from tests.support.polling import wait_for
 from tests.support.proxy import TcpProxy
 from tests.support.servers import ServerProcess
@@ -628,3 +629,81 @@ def test_a_re_sent_hold_holds_once(
     assert before_ms + 10_000 <= until <= before_ms + 10_000 + int(LATE_REPLY * 1000) + 1_500
     assert store.rate_limit(QUEUE).next_at_ms == until
     assert store.claim(QUEUE, worker="w") == []
+
+
+# ------------------------------------------------------------------- expiry and dedupe windows
+
+
+@pytest.fixture
+def clocked(proxy: TcpProxy, prefix: str) -> Iterator[tuple[redisq.Store, TestClock]]:
+    """Like `store`, on the test clock (expiry and windows then pass when the test says)."""
+    clock = TestClock()
+    connected = redisq.connect(proxy.url, prefix=prefix, socket_timeout=SOCKET_TIMEOUT, clock=clock)
+    connected.enqueue(QUEUE, "seed", id="seed")  # registered: one script call per enqueue
+    yield connected, clock
+    connected.close()
+
+
+def test_an_expiring_enqueue_is_created_once(
+    clocked: tuple[redisq.Store, TestClock], direct: redis.Redis, prefix: str, twice: Twice
+) -> None:
+    store, clock = clocked
+    with twice():
+        job = store.enqueue(QUEUE, "x", expires_ms=1_000)
+    assert _meta(direct, prefix, "enqueued") == 2
+    assert _members(direct, prefix, "expiring") == [f"2/{job.id}"]
+    assert store.expires_at(QUEUE, job.id) == clock.now_ms + 1_000
+
+
+def test_a_throttled_enqueue_is_created_once(
+    clocked: tuple[redisq.Store, TestClock], direct: redis.Redis, prefix: str, twice: Twice
+) -> None:
+    store, clock = clocked
+    with twice():
+        job = store.enqueue(QUEUE, "x", unique_key="t", throttle_ms=60_000)
+    assert _meta(direct, prefix, "enqueued") == 2
+    window = direct.get(_key(prefix, "window:t"))
+    assert window == f"{clock.now_ms + 60_000}/{job.id}".encode()
+
+
+def test_a_debounced_repeat_is_applied_once(
+    clocked: tuple[redisq.Store, TestClock], direct: redis.Redis, prefix: str, twice: Twice
+) -> None:
+    store, clock = clocked
+    first = store.enqueue(QUEUE, 1, unique_key="d", debounce_ms=1_000)
+    clock.advance(500)
+    with twice():
+        again = store.enqueue(QUEUE, 2, unique_key="d", debounce_ms=1_000)
+    assert again.id == first.id
+    assert _members(direct, prefix, "scheduled") == [first.id]
+    assert _meta(direct, prefix, "enqueued") == 2
+    stored = store.get(QUEUE, first.id)
+    assert stored is not None
+    assert (stored.payload, stored.run_at_ms) == (2, clock.now_ms + 1_000)
+
+
+def test_a_re_sent_reap_expires_each_job_once(
+    clocked: tuple[redisq.Store, TestClock], direct: redis.Redis, prefix: str, twice: Twice
+) -> None:
+    store, clock = clocked
+    ids = [j.id for j in store.enqueue_many(QUEUE, [1, 2, 3], expires_ms=100)]
+    clock.advance(100)
+    with twice():
+        store.reap(QUEUE)
+    assert _meta(direct, prefix, "expired") == 3
+    assert sorted(_members(direct, prefix, "cancelled")) == sorted(ids)
+    assert _members(direct, prefix, "expiring") == []
+    assert _members(direct, prefix, "ready") == ["seed"]
+
+
+def test_a_re_sent_claim_hands_out_no_expired_job(
+    clocked: tuple[redisq.Store, TestClock], direct: redis.Redis, prefix: str, twice: Twice
+) -> None:
+    store, clock = clocked
+    store.enqueue_many(QUEUE, [1, 2], expires_ms=100, priority=5)
+    clock.advance(100)
+    with twice():
+        leased = store.claim(QUEUE, worker="w", count=5)
+    assert [j.id for j in leased] == ["seed"]
+    assert _meta(direct, prefix, "expired") == 2
+    assert _members(direct, prefix, "leased") == ["seed"]

@@ -208,6 +208,13 @@ def exercise(s: Any, server: ServerProcess, prefix: str) -> None:
     assert s.hold(Q, 1_000) > 0
     assert s.claim(Q, worker="w") == []
     s.set_rate_limit(Q, None)
+    # Expiry and dedupe windows (docs/expiry_dedupe.md)
+    expiring = s.enqueue(Q, "x", id="expiring", expires_ms=3_600_000)
+    assert s.expires_at(Q, expiring.id) is not None
+    assert s.enqueue(Q, 1, id="t1", unique_key="t", throttle_ms=60_000).id == "t1"
+    assert s.enqueue(Q, 2, id="t2", unique_key="t", throttle_ms=60_000).id == "t1"
+    assert s.enqueue(Q, 1, id="d1", unique_key="d", debounce_ms=60_000).id == "d1"
+    assert s.enqueue(Q, 2, id="d2", unique_key="d", debounce_ms=60_000).payload == 2
     assert s.cancel(Q, "later") is True
     assert s.delete(Q, "a") is True
     assert s.purge(Q) >= 1

@@ -238,15 +238,33 @@ def test_totals_only_grow_while_counts_are_trimmed(client_factory: Any, clock: T
     clock.advance(60_000)  # jobs[4]'s lease expires: reaped back to ready, a retry
     assert client.reap("q") == 1
     assert client.counts("q")[JobState.COMPLETED] == 1  # retention keeps one
-    assert client.totals("q") == {"enqueued": 5, "completed": 2, "retried": 2, "dead": 1}
+    assert client.totals("q") == {
+        "enqueued": 5,
+        "completed": 2,
+        "retried": 2,
+        "dead": 1,
+        "expired": 0,
+    }
 
     # The expired lease of a job on its last attempt is dead-lettered and counted as dead
     again = client.claim("q", worker="w", count=5)
     assert {j.attempts for j in again} == {2}
     clock.advance(60_000)
     assert client.reap("q") == 2
-    assert client.totals("q") == {"enqueued": 5, "completed": 2, "retried": 2, "dead": 3}
-    assert client.totals("never-used") == {"enqueued": 0, "completed": 0, "retried": 0, "dead": 0}
+    assert client.totals("q") == {
+        "enqueued": 5,
+        "completed": 2,
+        "retried": 2,
+        "dead": 3,
+        "expired": 0,
+    }
+    assert client.totals("never-used") == {
+        "enqueued": 0,
+        "completed": 0,
+        "retried": 0,
+        "dead": 0,
+        "expired": 0,
+    }
 
 
 def test_release_with_a_delay_schedules_without_counting_the_attempt(

@@ -45,6 +45,8 @@ def test_the_readme_has_its_snippets() -> None:
         "Tasks and workers",
         "Periodic schedules",
         "Rate limits",
+        "Expiry",
+        "Dedupe windows",
     ]
 
 
@@ -80,6 +82,14 @@ def test_each_python_snippet_runs_as_written(section: str, code: str, tmp_path: 
         # 11 starts (one job ran twice) at 20/s, one after a 300 ms hold: over 0.7 s; the
         # limited run did not count.
         assert done.stdout.splitlines() == ["11 True", "1"]
+    elif section == "Expiry":
+        # The backlog ran; the job behind it expired unclaimed and was counted.
+        assert done.stdout.splitlines() == ["100", "['a', 'b', 'c']", "cancelled expired 1"]
+    elif section == "Dedupe windows":
+        assert done.stdout.splitlines() == [
+            "True completed {'day': 1}",
+            "True scheduled {'rev': 2}",
+        ]
     else:
         assert done.stdout.strip() == "{'day': 1}"
 
