@@ -239,11 +239,18 @@ class _Dashboard:
             return JSONResponse({"error": "token required"}, status_code=401)
         offset = _int(request.query_params.get("offset"), 0, 0, 10**9)
         rows, total, now_ms = await _data.overview(self.store, offset, 100)
+        await _data.record_minute(self.store, now_ms, rows)
+        series = (
+            await _data.read_series(self.store, now_ms)
+            if request.query_params.get("series")
+            else []
+        )
         return JSONResponse(
             {
                 "now_ms": now_ms,
                 "queues": total,
                 "rows": [dataclasses.asdict(r) for r in rows],
+                "series": series,
             },
             headers={"cache-control": "no-store"},
         )

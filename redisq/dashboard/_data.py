@@ -7,6 +7,7 @@ states (a page of jobs, a search window); none walks a whole queue or the keyspa
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import json
 import math
@@ -14,8 +15,10 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+import redis
+
 from redisq._async.store import AsyncStore
-from redisq.keys import QueueKeys
+from redisq.keys import QueueKeys, dashboard_series_key
 from redisq.models import Job, JobState
 
 __all__ = [
@@ -26,6 +29,8 @@ __all__ = [
     "count_items",
     "overview",
     "paused",
+    "read_series",
+    "record_minute",
     "redis_info",
     "search_jobs",
     "server_ms",
@@ -93,6 +98,52 @@ async def overview(store: AsyncStore, offset: int, limit: int) -> tuple[list[Que
     page = names[offset : offset + limit]
     rows = await asyncio.gather(*(_queue_row(store, q, now_ms) for q in page))
     return list(rows), len(names), now_ms
+
+
+#: Minutes of counter samples the throughput chart keeps in Redis.
+SERIES_MINUTES = 60
+
+
+def _series_member(now_ms: int, rows: Sequence[QueueRow]) -> str:
+    queues = {r.name: [r.totals.get("enqueued", 0), r.totals.get("completed", 0)] for r in rows}
+    return json.dumps({"t": now_ms, "q": queues}, separators=(",", ":"))
+
+
+async def record_minute(store: AsyncStore, now_ms: int, rows: Sequence[QueueRow]) -> None:
+    """Keep one sample of the queues' monotonic counters per minute, for the last hour.
+
+    The live overview calls this on each refresh; only the first call of a minute writes
+    (one ZADD and a trim), so any number of open dashboards keep one shared, bounded series.
+    A server that refuses the write (a read-only ACL user) leaves the chart to live samples.
+    """
+    minute = now_ms // 60_000
+    key = dashboard_series_key(store.prefix)
+    client = store.redis
+    try:
+        if await client.zrangebyscore(key, minute, minute, start=0, num=1):
+            return
+        await client.zadd(key, {_series_member(now_ms, rows): minute})
+        await client.zremrangebyscore(key, "-inf", minute - SERIES_MINUTES - 1)
+    except redis.ResponseError:
+        return
+
+
+async def read_series(store: AsyncStore, now_ms: int) -> list[dict[str, Any]]:
+    """Read the last hour's per-minute samples: [{"t": ms, "q": {queue: [enq, done]}}]."""
+    minute = now_ms // 60_000
+    try:
+        raw = await store.redis.zrangebyscore(
+            dashboard_series_key(store.prefix), minute - SERIES_MINUTES, "+inf"
+        )
+    except redis.ResponseError:
+        return []
+    out = []
+    for item in raw:
+        with contextlib.suppress(ValueError, TypeError):
+            entry = json.loads(item)
+            if isinstance(entry, dict) and isinstance(entry.get("q"), dict):
+                out.append(entry)
+    return out
 
 
 async def search_jobs(

@@ -411,3 +411,32 @@ def test_the_core_imports_without_the_extra() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert "pip install 'redisq[dashboard]'" in done.stdout
+
+
+def _now_minute(store: redisq.Store) -> int:
+    seconds, micros = store.redis.time()
+    return (int(seconds) * 1000 + int(micros) // 1000) // 60_000
+
+
+def test_the_live_overview_keeps_one_sample_a_minute_for_an_hour(
+    store: redisq.Store, url: str, prefix: str
+) -> None:
+    # Given samples older than an hour in the series, and a queue with 3 jobs enqueued
+    key = f"{prefix}:dashboard:minutes"
+    minute = _now_minute(store)
+    store.redis.zadd(key, {f'{{"t":{i},"q":{{}}}}': minute - 200 + i for i in range(100)})
+    store.enqueue_many("q", [1, 2, 3])
+    app = dashboard.app(url, prefix=prefix)
+
+    async def scenario(c: httpx.AsyncClient) -> list[dict[str, object]]:
+        for _ in range(5):
+            await c.get("/api/overview")
+        series: list[dict[str, object]] = (await c.get("/api/overview?series=1")).json()["series"]
+        return series
+
+    series = drive(app, scenario)
+    # Then one sample per minute was written (two if a minute turned meanwhile), the old ones
+    # trimmed, and the sample holds the queue's counters
+    assert 1 <= store.redis.zcard(key) <= 2
+    assert 1 <= len(series) <= 2
+    assert series[0]["q"] == {"q": [3, 0]}

@@ -362,3 +362,28 @@ def _evil_site(target: str) -> Any:
 
     app.state.store = _Closable()
     return app
+
+
+def test_the_chart_starts_from_the_samples_in_redis(
+    browser: Any, server_url: str, bprefix: str
+) -> None:
+    # Given ten minutes of samples in Redis (as earlier dashboards left them)
+    store = redisq.connect(server_url, prefix=bprefix)
+    store.enqueue("q", 1)
+    seconds, _ = store.redis.time()
+    minute = int(seconds) // 60
+    entries = {
+        f'{{"t":{(minute - 10 + i) * 60_000},"q":{{"q":[{600 * i},{540 * i}]}}}}': minute - 10 + i
+        for i in range(10)
+    }
+    store.redis.zadd(f"{bprefix}:dashboard:minutes", entries)
+    with serving(dashboard.app(server_url, prefix=bprefix, refresh_ms=60_000)) as base:
+        browser.get(base + "/")
+        # Then the chart has their nine per-minute rates at once, plus the rate to the sample
+        # this page's first refresh wrote (before any live sample: the next refresh is 60 s on)
+        wait_for(
+            lambda: browser.execute_script("return window.redisqSamples") == 10,
+            timeout=10,
+            message="the chart did not start from the series",
+        )
+    store.close()

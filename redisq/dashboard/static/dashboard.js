@@ -41,6 +41,7 @@ document.addEventListener("change", function (event) {
     ctx.strokeStyle = "#ccd"; ctx.fillStyle = "#667"; ctx.font = "11px sans-serif";
     ctx.beginPath(); ctx.moveTo(pad, 4); ctx.lineTo(pad, h - pad); ctx.lineTo(w - 4, h - pad); ctx.stroke();
     if (samples.length < 2) { ctx.fillText("collecting…", pad + 8, h / 2); return; }
+    if (samples.length && samples[samples.length - 1].t < samples[0].t) samples.sort(function (x, y) { return x.t - y.t; });
     var t1 = samples[samples.length - 1].t, t0 = Math.min(samples[0].t, t1 - 60000);
     var top = 1;
     samples.forEach(function (s) { top = Math.max(top, s.enq, s.done); });
@@ -59,9 +60,27 @@ document.addEventListener("change", function (event) {
     line("enq", "#2a6fdb"); line("done", "#1a9a4b");
   }
 
+  // The last hour from the per-minute samples in Redis (shared by every dashboard), as
+  // rates between consecutive minutes, summed over the queues of this page.
+  function seed(series, names) {
+    for (var i = 1; i < series.length; i++) {
+      var a = series[i - 1], b = series[i], dt = (b.t - a.t) / 1000;
+      if (dt <= 0) continue;
+      var enq = 0, done = 0;
+      names.forEach(function (q) {
+        if (a.q[q] && b.q[q]) {
+          enq += Math.max(0, b.q[q][0] - a.q[q][0]);
+          done += Math.max(0, b.q[q][1] - a.q[q][1]);
+        }
+      });
+      samples.push({ t: b.t, enq: enq / dt, done: done / dt });
+    }
+  }
+
   function apply(data) {
     var byName = {};
     data.rows.forEach(function (r) { byName[r.name] = r; });
+    if (!last && data.series && data.series.length) seed(data.series, Object.keys(byName));
     var sumEnq = 0, sumDone = 0, dt = last ? (data.now_ms - last.now_ms) / 1000 : 0;
     var rows = table.querySelectorAll("tr[data-queue]");
     for (var i = 0; i < rows.length; i++) {
@@ -91,7 +110,7 @@ document.addEventListener("change", function (event) {
   }
 
   function poll() {
-    fetch(url, { credentials: "same-origin", headers: { accept: "application/json" } })
+    fetch(last ? url : url + "&series=1", { credentials: "same-origin", headers: { accept: "application/json" } })
       .then(function (r) { if (!r.ok) throw new Error("HTTP " + r.status); return r.json(); })
       .then(function (data) { apply(data); if (status) status.textContent = "· live"; })
       .catch(function (e) { if (status) status.textContent = "· refresh failed: " + e.message; })
