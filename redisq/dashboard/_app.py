@@ -6,19 +6,17 @@ import contextlib
 import dataclasses
 import hmac
 import inspect
-import ipaddress
 import json
 import logging
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, quote, urlencode, urlsplit
+from urllib.parse import quote, urlencode, urlsplit
 
 import jinja2
 import redis
 from starlette.applications import Starlette
-from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
@@ -27,7 +25,9 @@ from starlette.staticfiles import StaticFiles
 from redisq._async.store import AsyncStore
 from redisq._connect import connect_async
 from redisq._version import __version__
-from redisq.dashboard import _data
+from redisq.dashboard import _data, _guard
+from redisq.dashboard._actions import ACTIONS, BATCH, do_action
+from redisq.dashboard._guard import default_authorize, refuse, safe_next
 from redisq.errors import RedisqError
 from redisq.models import JobState
 
@@ -35,26 +35,10 @@ __all__ = ["ACTIONS", "Authorize", "app", "default_authorize"]
 
 logger = logging.getLogger("redisq.dashboard")
 
-#: Every action the dashboard can take; `authorize` is asked about each by this name.
-ACTIONS = (
-    "retry",
-    "cancel",
-    "delete",
-    "pause",
-    "resume",
-    "purge",
-    "retry_dead",
-    "delete_dead",
-    "pause_schedule",
-    "resume_schedule",
-    "run_schedule",
-)
 
 #: authorize(request, action, queue) -> allowed; may be a coroutine function.
 Authorize = Callable[[Request, str, str | None], bool | Awaitable[bool]]
 
-#: Jobs a bulk dead-letter action handles per click at most.
-BATCH = 500
 #: Jobs per page of a queue listing (at most).
 MAX_PAGE = 200
 
@@ -62,41 +46,6 @@ _HERE = Path(__file__).parent
 _CSRF_COOKIE = "redisq_csrf"
 _TOKEN_COOKIE = "redisq_token"
 _NOTICE_COOKIE = "redisq_notice"
-
-
-def _is_loopback(host: str | None) -> bool:
-    if not host:
-        return False
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return host == "localhost"
-
-
-def default_authorize(request: Request, action: str, queue: str | None) -> bool:
-    """Allow an action from a client on loopback, or one that showed the token.
-
-    With a token set (`app(token=...)`), the token is checked before any page or action,
-    so reaching this means it was shown. Without one, only loopback clients may act: behind
-    a reverse proxy every client looks like loopback, so set a token or your own hook.
-    """
-    if request.scope.get("redisq.token_ok"):
-        return True
-    client = request.client
-    return _is_loopback(client.host if client else None)
-
-
-def _who(request: Request) -> str:
-    """Name the person acting: the host app's authenticated user, else the client address."""
-    user = request.scope.get("user")
-    name = getattr(user, "display_name", None) or getattr(user, "username", None)
-    client = request.client
-    address = f"{client.host}:{client.port}" if client else "unknown"
-    if name:
-        return f"{name} ({address})"
-    if request.scope.get("redisq.token_ok"):
-        return f"token holder ({address})"
-    return address
 
 
 class _Dashboard:
@@ -453,11 +402,11 @@ class _Dashboard:
     # -- actions --------------------------------------------------------------------------
 
     async def login(self, request: Request) -> Response:
-        form = await _form(request)
+        form = await _guard.form(request)
         shown = str(form.get("token", ""))
         root = self._root(request)
         if self.token is None or not hmac.compare_digest(shown.encode(), self.token.encode()):
-            logger.warning("dashboard login refused from %s", _who(request))
+            logger.warning("dashboard login refused from %s", _guard.who(request))
             return self._login_page(request)
         response = RedirectResponse(f"{root}/", status_code=303)
         response.set_cookie(
@@ -468,34 +417,34 @@ class _Dashboard:
     async def act(self, request: Request) -> Response:
         action = request.path_params["action"]
         if action not in ACTIONS:
-            return _refuse(f"unknown action {action!r}", 404)
+            return refuse(f"unknown action {action!r}", 404)
         if self.read_only:
-            return _refuse("the dashboard is read-only: actions are turned off", 403)
+            return refuse("the dashboard is read-only: actions are turned off", 403)
         if not self._token_ok(request):
-            return _refuse("a token is required", 401)
-        form = await _form(request)
+            return refuse("a token is required", 401)
+        form = await _guard.form(request)
         csrf = request.cookies.get(_CSRF_COOKIE, "")
         sent = str(form.get("csrf", ""))
         if not csrf or not hmac.compare_digest(csrf.encode(), sent.encode()):
-            return _refuse("the form's CSRF token is missing or stale: reload the page", 403)
+            return refuse("the form's CSRF token is missing or stale: reload the page", 403)
         origin = request.headers.get("origin")
         if origin and origin != "null" and urlsplit(origin).netloc != request.url.netloc:
-            return _refuse(f"cross-origin request from {origin} refused", 403)
+            return refuse(f"cross-origin request from {origin} refused", 403)
         queue = str(form.get("queue", "")) or None
         allowed = self.authorize(request, action, queue)
         if inspect.isawaitable(allowed):
             allowed = await allowed
-        who = _who(request)
+        who = _guard.who(request)
         if not allowed:
             logger.warning("dashboard: %s refused %s on queue %s", who, action, queue)
-            return _refuse(
+            return refuse(
                 f"not allowed: {action} (the dashboard allows actions from loopback only, "
                 "unless it has a token or an authorize hook)",
                 403,
             )
-        target = _next(self._root(request), str(form.get("next", "")))
+        target = safe_next(self._root(request), str(form.get("next", "")))
         try:
-            kind, text = await self._do(action, queue, form)
+            kind, text = await do_action(self.store, action, queue, form)
         except RedisqError as exc:
             kind, text = "error", _describe(exc)
         except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
@@ -514,120 +463,9 @@ class _Dashboard:
         )
         return response
 
-    async def _do(self, action: str, queue: str | None, form: Any) -> tuple[str, str]:
-        store = self.store
-        if queue is None:
-            return "error", "no queue given"
-        job_id = str(form.get("id", ""))
-        if action == "retry":
-            n = await store.retry_dead(queue, [job_id], limit=1)
-            if n:
-                return "ok", f"job {job_id} is ready again (from dead)"
-            return "error", f"job {job_id} is not dead, so it was not retried"
-        if action == "cancel":
-            done = await store.cancel(queue, job_id)
-            return (
-                ("ok", f"cancelled job {job_id}")
-                if done
-                else (
-                    "error",
-                    f"job {job_id} was not cancelled: it has finished or does not exist",
-                )
-            )
-        if action == "delete":
-            done = await store.delete(queue, job_id)
-            return (
-                ("ok", f"deleted job {job_id}")
-                if done
-                else (
-                    "error",
-                    f"job {job_id} does not exist",
-                )
-            )
-        if action == "pause":
-            await store.pause(queue)
-            return "ok", f"paused queue {queue}: workers claim nothing from it"
-        if action == "resume":
-            await store.resume(queue)
-            return "ok", f"resumed queue {queue}"
-        if action == "purge":
-            state = str(form.get("state", ""))
-            if str(form.get("confirm", "")) != queue:
-                return "error", f"purge not done: type the queue's name ({queue}) to confirm"
-            n = await store.purge(queue, JobState(state) if state else None)
-            return "ok", f"purged {n:,} {state or 'all'} jobs from {queue}"
-        if action in ("retry_dead", "delete_dead"):
-            return await self._bulk_dead(action, queue, form)
-        schedule = str(form.get("schedule", ""))
-        if action == "pause_schedule":
-            await store.pause_schedule(schedule, queue=queue)
-            return "ok", f"paused schedule {schedule}"
-        if action == "resume_schedule":
-            await store.resume_schedule(schedule, queue=queue)
-            return "ok", f"resumed schedule {schedule}"
-        if action == "run_schedule":
-            new_id = await store.run_schedule_now(schedule, queue=queue)
-            return "ok", f"schedule {schedule} enqueued job {new_id}"
-        raise AssertionError(action)  # pragma: no cover - ACTIONS is checked above
-
-    async def _bulk_dead(self, action: str, queue: str, form: Any) -> tuple[str, str]:
-        store = self.store
-        task = str(form.get("task", ""))
-        error = str(form.get("error", ""))
-        if form.get("all"):
-            if not task and not error and action == "retry_dead":
-                n = await store.retry_dead(queue, limit=BATCH)
-                left = (await store.counts(queue)).get(JobState.DEAD, 0)
-                return "ok", _batch_text("retried", n, left)
-            jobs, _ = await _data.search_jobs(
-                store, queue, JobState.DEAD, name=task, error=error, limit=BATCH
-            )
-            ids = [j.id for j in jobs]
-        else:
-            ids = [str(i) for i in form.getlist("ids")][:BATCH]
-            if not ids:
-                return "error", "no job selected"
-        if action == "retry_dead":
-            n = await store.retry_dead(queue, ids, limit=len(ids) or 1) if ids else 0
-            verb = "retried"
-        else:
-            flags = await _gather(*(store.delete(queue, i) for i in ids))
-            n = sum(1 for f in flags if f)
-            verb = "deleted"
-        left = (await store.counts(queue)).get(JobState.DEAD, 0)
-        return "ok", _batch_text(verb, n, left)
-
-
-async def _form(request: Request) -> FormData:
-    """Parse a urlencoded form (all the dashboard's forms are), at most 1 MiB."""
-    body = await request.body()
-    if len(body) > 1 << 20:
-        return FormData()
-    pairs: list[tuple[str, str | Any]] = list(
-        parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True)
-    )
-    return FormData(pairs)
-
-
-def _batch_text(verb: str, n: int, left: int) -> str:
-    more = f"; {left:,} dead jobs remain (press again for the next batch)" if left else ""
-    return f"{verb} {n:,} dead jobs{more}"
-
 
 def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
-
-
-def _refuse(text: str, status: int) -> Response:
-    return Response(text + "\n", status_code=status, media_type="text/plain")
-
-
-def _next(root: str, target: str) -> str:
-    """A redirect target: a path of this app only (never another site)."""
-    local = target.startswith("/") and not target.startswith("//") and "\\" not in target
-    if local and (not root or target == root or target.startswith(root + "/")):
-        return target
-    return f"{root}/"
 
 
 def _int(text: str | None, default: int, low: int, high: int) -> int:
