@@ -12,7 +12,7 @@ import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlencode, urlsplit
+from urllib.parse import quote, unquote, urlencode, urlsplit
 
 import jinja2
 import redis
@@ -120,7 +120,7 @@ class _Dashboard:
         body = self.env.get_template(template).render(
             request=request,
             root=self._root(request),
-            here=str(request.url.path) + (f"?{request.url.query}" if request.url.query else ""),
+            here=_here(request),
             csrf=csrf,
             read_only=self.read_only,
             title=self.title,
@@ -203,6 +203,21 @@ class _Dashboard:
             },
             headers={"cache-control": "no-store"},
         )
+
+    async def queue_pages(self, request: Request) -> Response:
+        """Route /queues/<queue>[/dead | /jobs/<id>] by the raw path's segments: a queue
+        name or job id may hold any character, "/" included (links quote it as %2F)."""
+        parts = _segments(request)
+        if len(parts) == 1:
+            request.path_params["queue"] = parts[0]
+            return await self.queue(request)
+        if len(parts) == 2 and parts[1] == "dead":
+            request.path_params["queue"] = parts[0]
+            return await self.dead(request)
+        if len(parts) == 3 and parts[1] == "jobs":
+            request.path_params["queue"], request.path_params["id"] = parts[0], parts[2]
+            return await self.job(request)
+        return self.render(request, "error.html", status=404, page="error", error="no such page")
 
     async def queue(self, request: Request) -> Response:
         queue = request.path_params["queue"]
@@ -468,6 +483,25 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
+def _here(request: Request) -> str:
+    """This page's path and query as the browser sent them (quoted: a form's `next`)."""
+    raw = request.scope.get("raw_path")
+    path = raw.decode("latin-1") if isinstance(raw, bytes) else quote(request.url.path)
+    query = request.url.query
+    return path + (f"?{query}" if query else "")
+
+
+def _segments(request: Request) -> list[str]:
+    """The quoted segments after /queues/, unquoted one by one (so %2F stays inside one)."""
+    raw = request.scope.get("raw_path")
+    path = raw.decode("latin-1") if isinstance(raw, bytes) else quote(request.url.path)
+    root = quote(str(request.scope.get("root_path", "")).rstrip("/"))
+    if root and path.startswith(root):
+        path = path[len(root) :]
+    rest = path.split("?", 1)[0].removeprefix("/queues/")
+    return [unquote(part) for part in rest.split("/")]
+
+
 def _int(text: str | None, default: int, low: int, high: int) -> int:
     try:
         value = int(text) if text else default
@@ -588,9 +622,7 @@ def app(
     routes = [
         Route("/", page(dash.overview)),
         Route("/api/overview", dash.overview_json),
-        Route("/queues/{queue}", page(dash.queue)),
-        Route("/queues/{queue}/dead", page(dash.dead)),
-        Route("/queues/{queue}/jobs/{id:path}", page(dash.job)),
+        Route("/queues/{rest:path}", page(dash.queue_pages)),
         Route("/workers", page(dash.workers)),
         Route("/schedules", page(dash.schedules)),
         Route("/redis", page(dash.redis_page)),

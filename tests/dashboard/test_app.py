@@ -440,3 +440,31 @@ def test_the_live_overview_keeps_one_sample_a_minute_for_an_hour(
     assert 1 <= store.redis.zcard(key) <= 2
     assert 1 <= len(series) <= 2
     assert series[0]["q"] == {"q": [3, 0]}
+
+
+def test_names_with_slashes_and_markup_route_and_act(
+    store: redisq.Store, url: str, prefix: str
+) -> None:
+    # Given a queue and a job id that hold "/", "%", spaces and markup
+    queue, job_id = "team/a <b>%2F", "x/../y?z#1"
+    store.enqueue(queue, {"v": 1}, id=job_id)
+    [job] = store.claim(queue, worker="w")
+    store.nack(job, error="boom", dead=True)
+    app = dashboard.app(url, prefix=prefix)
+
+    async def scenario(c: httpx.AsyncClient) -> None:
+        page = (await c.get("/")).text
+        [link] = re.findall(r'<a href="(/queues/[^"?]+)">', page)
+        listing = await c.get(link + "?state=dead")
+        assert listing.status_code == 200
+        [job_link] = re.findall(r'<a href="(/queues/[^"]+/jobs/[^"]+)">', listing.text)
+        job_page = await c.get(job_link)
+        assert job_page.status_code == 200
+        assert 'id="job-id">x/../y?z#1<' in job_page.text
+        # When it is retried from its page, Then the redirect comes back to that page
+        r = await post(c, "retry", queue=queue, id=job_id, next=job_link)
+        assert r.headers["location"] == job_link
+        assert (await c.get(f"/queues/{link.rsplit('/', 1)[1]}/dead")).status_code == 200
+
+    drive(app, scenario)
+    assert store.get(queue, job_id).state == JobState.READY
