@@ -468,3 +468,66 @@ def test_names_with_slashes_and_markup_route_and_act(
 
     drive(app, scenario)
     assert store.get(queue, job_id).state == JobState.READY
+
+
+def test_the_workers_page_reads_the_registry_when_the_store_has_one(
+    store: redisq.Store, url: str, prefix: str
+) -> None:
+    import dataclasses
+
+    @dataclasses.dataclass
+    class Info:  # the shape matters not: every field is shown
+        name: str
+        host: str
+        pid: int
+        queues: list[str]
+        in_flight: int
+        heartbeat_ms: int
+
+    astore = redisq.connect_async(url, prefix=prefix)
+    rows = [Info("w-1", "web-3", 4242, ["emails"], 2, 1_700_000_000_000)]
+
+    async def workers() -> list[Info]:
+        return rows
+
+    astore.workers = workers  # type: ignore[attr-defined]
+    app = dashboard.app(store=astore)
+
+    async def scenario(c: httpx.AsyncClient) -> str:
+        return (await c.get("/workers")).text
+
+    page = drive(app, scenario)
+    assert "From the worker registry" in page
+    for text in ("w-1", "web-3", "4242", "emails", "2023-11-14 22:13:20.000 UTC"):
+        assert text in page, text
+
+
+def test_actions_are_logged_with_the_host_apps_user(
+    store: redisq.Store, url: str, prefix: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    from starlette.applications import Starlette
+    from starlette.authentication import AuthCredentials, AuthenticationBackend, SimpleUser
+    from starlette.middleware import Middleware
+    from starlette.middleware.authentication import AuthenticationMiddleware
+    from starlette.routing import Mount
+
+    class Everyone(AuthenticationBackend):
+        async def authenticate(self, conn: object) -> tuple[AuthCredentials, SimpleUser]:
+            return AuthCredentials(["authenticated"]), SimpleUser("ada")
+
+    store.enqueue("q", 1)
+    inner = dashboard.app(url, prefix=prefix)
+    host = Starlette(
+        routes=[Mount("/ops", app=inner)],
+        middleware=[Middleware(AuthenticationMiddleware, backend=Everyone())],
+    )
+    host.state.store = inner.state.store
+    caplog.set_level(logging.INFO, logger="redisq.dashboard")
+
+    async def scenario(c: httpx.AsyncClient) -> None:
+        await c.get("/ops/")
+        assert (await post(c, "pause", base="/ops", queue="q")).status_code == 303
+
+    drive(host, scenario)
+    logged = [r.getMessage() for r in caplog.records if r.name == "redisq.dashboard"]
+    assert any(m.startswith("dashboard: ada (127.0.0.1:") and "did pause" in m for m in logged)
