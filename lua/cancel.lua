@@ -1,8 +1,14 @@
 --[[ cancel: ready | scheduled | leased -> cancelled
   Cancels a job that has not finished. Cancelling a leased job issues a new token, so the holder's
-  later ack, nack, renew or progress is refused (LEASE_LOST) and its handler can be told. A
-  finished job is left as it is (reply 0). The cancelled set is trimmed like the done set. A
-  re-sent call (same request id) reports 1 again without changing anything.
+  later ack, nack, renew or progress is refused (LEASE_LOST), and the queue's cancel stream gets
+  an entry (id, the holder's token) that the workers of the queue block on (XREAD), so the
+  holder stops its handler at once instead of at its next renewal. The stream is capped at
+  `signal_cap` entries and only cancels of leased jobs write it: a queue where nobody cancels
+  never has one. A finished job is left as it is (reply 0). The cancelled set is trimmed like
+  the done set. A re-sent call (same request id) reports 1 again without changing anything
+  (and signals nothing again).
+  Hook for workflows: jobs waiting for dependencies (the future `waiting` state) are cancelled
+  here like ready ones; cancelling a workflow is this script per job not yet started.
   KEYS[1] meta        hash   schema, token counter
   KEYS[2] ready       zset   job ids
   KEYS[3] scheduled   zset   job ids
@@ -10,12 +16,14 @@
   KEYS[5] cancelled   zset   job ids, score = time of cancellation (ms)
   KEYS[6] unique      hash   unique key -> job id
   KEYS[7] jobs        hash   job id -> packed job record (lib/record)
+  KEYS[8] cancels     stream cancels of leased jobs: id, token (the lease's), capped
   ARGV[1] now_ms      int    test clock override; '' = Redis TIME
   ARGV[2] id          str    job id
   ARGV[3] request_id  str    the caller's id for this call, recorded on the job
   ARGV[4] keep        int    retention of the cancelled set: count
   ARGV[5] max_age_ms  int    retention of the cancelled set: age (0 = no age limit)
   ARGV[6] batch       int    most records trimmed in this call
+  ARGV[7] signal_cap  int    most entries kept in the cancel stream (1 to 10000)
   Returns: {status, 1 = cancelled now | 0 = already finished}
   Status: OK, NOT_FOUND, WRONG_TYPE, SCHEMA_MISMATCH, BAD_ARGUMENT, BAD_RECORD
   Cost: O(log N + batch)
@@ -37,19 +45,22 @@ local leased_key = KEYS[4]
 local cancelled_key = KEYS[5]
 local unique_key = KEYS[6]
 local jobs_key = KEYS[7]
+local cancels_key = KEYS[8]
 local now_arg = ARGV[1]
 local id = ARGV[2]
 local request_id = ARGV[3]
 local keep = tonumber(ARGV[4])
 local max_age_ms = tonumber(ARGV[5])
 local batch = tonumber(ARGV[6])
+local signal_cap = tonumber(ARGV[7])
 
-if not keep or not max_age_ms or not batch then
+if not keep or not max_age_ms or not batch or not signal_cap or signal_cap < 1
+  or signal_cap > 10000 then
   return {STATUS.BAD_ARGUMENT, 'cancel'}
 end
 local now = now_ms(now_arg)
 local err = check_queue({meta_key, 'hash', ready_key, 'zset', scheduled_key, 'zset',
-  leased_key, 'zset', cancelled_key, 'zset', unique_key, 'hash'})
+  leased_key, 'zset', cancelled_key, 'zset', unique_key, 'hash', cancels_key, 'stream'})
 if err then
   return err
 end
@@ -69,8 +80,12 @@ if state ~= 'ready' and state ~= 'scheduled' and state ~= 'leased' then
 end
 local n = num(now)
 if state == 'leased' then
+  -- The holder's token goes into the signal, so that a worker stops that run only (not a
+  -- later run of a job with the same id).
+  local held = t[F.TOKEN]
   t[F.TOKEN] = num(redis.call('HINCRBY', meta_key, 'token', 1))
   redis.call('ZREM', leased_key, id)
+  redis.call('XADD', cancels_key, 'MAXLEN', signal_cap, '*', 'id', id, 'token', held)
 elseif state == 'ready' then
   redis.call('ZREM', ready_key, id)
 else

@@ -57,9 +57,16 @@ class Context:
     Attributes:
         job: the Job as claimed (payload, attempts, token...).
         worker: the name of the worker running it.
-        cancelled_event: set when the worker learns the lease is lost: the job was cancelled,
-            or its lease expired and another claim took it. The handler should stop; its ack
-            will be refused.
+        cancelled_event: set when the worker learns the lease is lost: the job was cancelled
+            (within about a millisecond of `Store.cancel`, or `JobRef.cancel`), or its lease
+            expired and another claim took it (at the next renewal). The handler should stop:
+            whatever it returns is dropped.
+
+    Stopping on a cancel: an async handler's task is cancelled (``asyncio.CancelledError``
+    at its next ``await``). A thread cannot be interrupted, so a sync handler that runs long
+    checks now and then, with ``ctx.cancelled`` (a bool), ``ctx.raise_if_cancelled()``, or
+    ``ctx.cancelled_event.wait(timeout)`` in place of a sleep. Its handler slot is free as
+    soon as it returns or raises.
     """
 
     def __init__(
@@ -141,6 +148,20 @@ class Context:
     def cancelled(self) -> bool:
         """Tell whether the lease was lost (cancelled, or taken over after it expired)."""
         return self.cancelled_event.is_set()
+
+    def raise_if_cancelled(self) -> None:
+        """Raise `LeaseLost` if the lease was lost (the job was cancelled, or taken over):
+        a check for sync handlers to call between steps of long work.
+
+        Raises:
+            LeaseLost: `cancelled` is True; the worker drops the handler's outcome.
+        """
+        if self.cancelled_event.is_set():
+            raise LeaseLost(
+                self.job.id,
+                self.job.token,
+                "the worker was told the job was cancelled or its lease was taken over",
+            )
 
     def _lost(self, exc: LeaseLost | JobNotFound) -> None:
         self.cancelled_event.set()

@@ -72,6 +72,8 @@ class QueueKeys:
     unique: str
     jobs: str
     wake: str
+    #: Cancels of leased jobs (a capped stream the holders' workers block on).
+    cancels: str
     memo_prefix: str
     lock_prefix: str
     result_prefix: str
@@ -102,6 +104,7 @@ class QueueKeys:
             unique=f"{tag}:unique",
             jobs=f"{tag}:jobs",
             wake=f"{tag}:wake",
+            cancels=f"{tag}:cancels",
             memo_prefix=f"{tag}:claim:",
             lock_prefix=f"{tag}:lock:",
             result_prefix=f"{tag}:result:",

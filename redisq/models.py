@@ -9,6 +9,7 @@ from typing import Any
 
 __all__ = [
     "DAY_MS",
+    "CancelNotice",
     "Claimed",
     "Job",
     "JobState",
@@ -251,6 +252,18 @@ class ScheduleTicks:
     next_due_ms: int | None
     #: The Redis time of the pass (ms).
     now_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class CancelNotice:
+    """A leased job was cancelled (`Store.wait_cancels`): the holder of `token` should stop."""
+
+    #: The job's queue.
+    queue: str
+    #: The job id.
+    id: str
+    #: The fencing token of the lease the cancel ended (the holder's `Job.token`).
+    token: int
 
 
 @dataclass(frozen=True)

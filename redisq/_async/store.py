@@ -24,7 +24,15 @@ from redisq._core.enqueue import keywords_checked
 from redisq._core.ops import NOT_SET, Call, Op, Settings
 from redisq._core.validate import check_int
 from redisq.errors import ConfigurationError, InvalidArgument, RedisqError
-from redisq.models import Claimed, Job, JobState, Migration, Schedule, ScheduleTicks
+from redisq.models import (
+    CancelNotice,
+    Claimed,
+    Job,
+    JobState,
+    Migration,
+    Schedule,
+    ScheduleTicks,
+)
 
 __all__ = ["AsyncStore"]
 
@@ -34,6 +42,7 @@ _Names = list[str]
 _Outcomes = list[Job | Exception]
 _Migrations = list[Migration]
 _Schedules = list[Schedule]
+_Notices = list[CancelNotice]
 #: A claim held back by a rate limit returns at once when its next job is this near (ms).
 _HELD_WAIT_MS = 250
 
@@ -108,6 +117,8 @@ class AsyncStore:
         # Per queue, the id of the latest schedule change a tick_schedules pass saw:
         # wait_schedules blocks for changes after it.
         self._schedule_events: dict[str, str] = {}
+        # Per queue, the latest entry of its cancel stream that wait_cancels returned.
+        self._cancel_positions: dict[str, str] = {}
 
     @property
     def prefix(self) -> str:
@@ -664,6 +675,41 @@ class AsyncStore:
         A leased job gets a new token, so its holder's ack or renew is refused (LeaseLost).
         """
         return await self._run(ops.cancel(self.settings, queue, id))
+
+    async def wait_cancels(self, queues: str | Sequence[str], *, timeout_ms: int) -> _Notices:
+        """Block until leased jobs of `queues` are cancelled, or `timeout_ms` passes; return
+        those cancels (queue, id and the token of the lease each ended), oldest first.
+
+        Workers call this in a loop (a thread of their own) so that the holder of a cancelled
+        job stops its handler at once, not at the lease's next renewal. It reads the queues'
+        cancel streams (XREAD), which the cancel script appends to when it ends a lease, so
+        every caller sees every cancel after its previous call. The first call for a queue
+        notes where its stream is, and only later cancels count: call it with ``timeout_ms=0``
+        to do only that (before the jobs of interest are claimed). `stop_waiting` cuts a wait
+        short. On Redis Cluster each queue has its own slot, so with several queues the wait
+        blocks on one queue at a time, in turn (workers there use one caller per queue).
+
+        Args:
+            queues: one queue name or a list of names.
+            timeout_ms: longest wait, 0 to 86,400,000 (a day); 0 returns at once, after
+                noting where the streams are.
+
+        Returns:
+            The cancels seen since this store's previous call (possibly none).
+        """
+        names = ops.check_queues(queues)
+        check_int("timeout_ms", timeout_ms, 0, 86_400_000)
+        if self._no_waits and timeout_ms:
+            return []
+        batch = names
+        block_ms = min(timeout_ms, self.settings.max_block_ms)
+        if block_ms and self.settings.cluster and len(names) > 1:
+            self._wait_turn += 1
+            batch = [names[self._wait_turn % len(names)]]
+            block_ms = min(block_ms, max(50, block_ms // len(names)))
+        return await self._run(
+            ops.wait_cancels(self.settings, batch, self._cancel_positions, block_ms)
+        )
 
     async def retry_dead(
         self, queue: str, ids: Iterable[str] | None = None, *, limit: int = 1000

@@ -21,6 +21,7 @@ from redisq._core.calls import (
     registry,
     script_call,
 )
+from redisq._core.cancels import CANCEL_SIGNAL_CAP
 from redisq._core.codec import round_trip
 from redisq._core.records import parse_record
 from redisq._core.status import ScriptStatus
@@ -108,6 +109,7 @@ def cancel(s: Settings, queue: str, job_id: str) -> Call[bool]:
         keep=r.cancelled,
         max_age_ms=r.cancelled_age_ms,
         batch=r.trim_batch,
+        signal_cap=CANCEL_SIGNAL_CAP,
     )
 
 

@@ -27,6 +27,7 @@ from redisq._core.calls import (
     registry,
     script_call,
 )
+from redisq._core.cancels import CANCEL_SIGNAL_CAP, wait_cancels
 from redisq._core.claim import check_queues, claim, claim_and_ack, reap, wait
 from redisq._core.enqueue import check_options, enqueue_many, enqueue_one, prepare
 from redisq._core.finish import ack_many, nack, progress, release, renew_many, result_ttls
@@ -56,6 +57,7 @@ from redisq._core.schedules import (
 from redisq.models import RateState
 
 __all__ = [
+    "CANCEL_SIGNAL_CAP",
     "CHUNK",
     "MAX_CLAIM",
     "MAX_ERROR_LENGTH",
@@ -106,5 +108,6 @@ __all__ = [
     "update",
     "upsert_schedule",
     "wait",
+    "wait_cancels",
     "wait_schedules",
 ]

@@ -45,6 +45,7 @@ from redisq._sync.store import Store
 from redisq.app import App
 from redisq.errors import ConfigurationError, InvalidArgument
 from redisq.models import Job
+from redisq.worker._cancels import watch_store
 from redisq.worker._executors import AsyncExecutor, Executor, ThreadExecutor
 from redisq.worker._fetcher import Fetcher
 from redisq.worker._handlers import Runner
@@ -299,6 +300,8 @@ class _Runtime:
             executor.cancel,
             self.runner.backoff_ms,
             f"{name}-keeper",
+            # Its own store: one blocking read a minute (see _cancels.py).
+            lambda: watch_store(worker.app.url, worker.app.prefix, worker.app.connect_options),
         )
         self.fetcher = Fetcher(
             store,

@@ -201,7 +201,7 @@ class Runner:
                 value = self._run_coroutine(entry, value)
             return self.completed(entry, value)
         except asyncio.CancelledError as exc:
-            if entry.timed_out or entry.released:
+            if entry.timed_out or entry.released or entry.cancelled:
                 return None  # cancelled by the worker: the outcome was decided already
             return self.failed(entry, exc)
         except BaseException as exc:  # a handler's SystemExit fails its job, not the worker
@@ -214,7 +214,7 @@ class Runner:
         try:
             task = loop.create_task(_awaited(awaitable))
             entry.handle = task
-            if entry.timed_out or entry.released:
+            if entry.timed_out or entry.released or entry.cancelled:
                 task.cancel()
             return loop.run_until_complete(task)
         finally:
@@ -243,7 +243,7 @@ class Runner:
                     value = await value
             return self.completed(entry, value)
         except asyncio.CancelledError as exc:
-            if entry.timed_out or entry.released:
+            if entry.timed_out or entry.released or entry.cancelled:
                 return None  # cancelled by the worker: the outcome was decided already
             return self.failed(entry, exc)
         except BaseException as exc:

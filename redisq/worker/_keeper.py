@@ -5,6 +5,11 @@ hogs a CPU does not lose its lease (the GIL is released by blocking calls and sw
 few ms otherwise). Each lease is renewed every lease_ms / 3, in batches: one renew_many call
 covers every lease due within the next sixth of its period.
 
+Cancels reach it at once: its cancel watch (`_cancels.py`) blocks on the queues' cancel
+streams, and `cancelled` stops the handler of each lease a cancel ended (an async handler's
+task is cancelled, a sync handler sees `ctx.cancelled`; a job still in the buffer is dropped,
+never started), frees its slot and sends nothing for it: the job's outcome is the cancel.
+
 It also watches the buffer of claimed jobs waiting for a handler (`State.trim`): what it holds
 beyond its size once its oldest job waited `STALE_WAIT_S` is released for other workers, and a
 waiting job whose lease a renewal found lost is dropped, never started (`State.lose`).
@@ -34,7 +39,8 @@ from collections.abc import Callable, Iterable, Sequence
 
 from redisq._sync.store import Store, queue_refusal
 from redisq.errors import JobNotFound, LeaseLost
-from redisq.models import Job
+from redisq.models import CancelNotice, Job
+from redisq.worker._cancels import CancelWatch
 from redisq.worker._sizing import STALE_WAIT_S
 from redisq.worker._state import Entry, Outcome, Phase, State
 from redisq.worker._support import Episode, WorkerMetrics, is_transient, logger
@@ -62,6 +68,8 @@ class Keeper:
         cancel: stops a handler (the executor's cancel).
         backoff_ms: the retry delay for a timed-out attempt.
         name: the thread's name.
+        cancel_store: opens the store of the cancel watch (None: no watch; cancels then
+            reach the handlers at the lease's next renewal).
     """
 
     def __init__(
@@ -74,8 +82,14 @@ class Keeper:
         cancel: Callable[[Entry], None],
         backoff_ms: Callable[[Entry], int],
         name: str,
+        cancel_store: Callable[[], Store] | None = None,
     ) -> None:
         self._thread = threading.Thread(target=self._main, name=name, daemon=True)
+        self._watch = (
+            None
+            if cancel_store is None
+            else CancelWatch(cancel_store, queues, self.cancelled, metrics, f"{name}-cancels")
+        )
         self._store = store
         self._state = state
         self._adaptive = state.sizer.adaptive
@@ -164,18 +178,54 @@ class Keeper:
         """Note a successful renewal of `entry` sent at monotonic time `sent_at`."""
         entry.renewed(sent_at)
 
+    def cancelled(self, notices: Sequence[CancelNotice]) -> None:
+        """Stop the handlers of the leases these cancels ended (thread-safe).
+
+        A cancel of a lease this worker does not hold (another worker's, or one it finished)
+        changes nothing. A running handler is told (`ctx.cancelled`), an async one's task is
+        cancelled, and its slot is freed as soon as it returns; whatever it returns is
+        dropped (the job's outcome is the cancel). A job still in the buffer is never started.
+        """
+        for entry in self._state.holding({(n.queue, n.id, n.token) for n in notices}):
+            phase = self._state.cancel(entry)
+            if phase is None:
+                continue  # settled meanwhile: the store refused its outcome, or will
+            entry.notify_cancelled()
+            if phase is Phase.DECIDED:
+                # Its outcome is on its way: the store refuses it (the settler says so quietly).
+                logger.debug("job %s/%s: cancelled after its handler returned", *entry.key)
+                continue
+            self._metrics.add("cancelled")
+            if phase is Phase.PENDING:
+                logger.info("job %s/%s: cancelled before it started; it is not run", *entry.key)
+                continue
+            task = entry.task
+            if task is not None and task.is_async:
+                self._cancel(entry)  # its slot is free when the task ends
+            logger.info(
+                "job %s/%s: cancelled while running; the handler is %s",
+                *entry.key,
+                "cancelled" if task is not None and task.is_async else "told (ctx.cancelled)",
+            )
+
     def stop(self) -> None:
         """End the thread."""
         self._halt.set()
         self._wake.set()
+        if self._watch is not None:
+            self._watch.stop()
 
     def start(self) -> None:
-        """Start the thread."""
+        """Start the thread (and the cancel watch, once it knows where the streams are)."""
+        if self._watch is not None:
+            self._watch.start()
         self._thread.start()
 
     def join(self, timeout: float | None = None) -> None:
         """Wait for the thread to end."""
         self._thread.join(timeout)
+        if self._watch is not None:
+            self._watch.join(min(1.0, 1.0 if timeout is None else timeout))
 
     # ----------------------------------------------------------------------- the heaps
 

@@ -298,6 +298,11 @@ class Settler:
 
     def _refused(self, outcome: Outcome, exc: Exception) -> None:
         self._metrics.add("refused")
+        if outcome.entry.cancelled:
+            # The cancel crossed the outcome: expected, and the job's outcome is the cancel.
+            logger.debug("job %s/%s: %s refused after a cancel", *outcome.entry.key, outcome.kind)
+            self.state.settled((outcome.entry,))
+            return
         logger.warning(
             "job %s/%s: the store refused the %s (%s); the job has moved on (cancelled, or"
             " its lease ended and another run took it)",

@@ -13,7 +13,10 @@ orchestrating `run`) changes state only through `State`'s methods, which keep th
   for two thirds of its length is released (`_stale`); and what the buffer holds beyond its
   size once its oldest entry waited `STALE_WAIT_S` is released for other workers (`trim`);
 - each entry gets at most one outcome: the first of its handler's result, its timeout, or
-  its release at stop wins; later ones are dropped (and logged).
+  its release at stop wins; later ones are dropped (and logged);
+- a cancel of its job (`cancel`, from the keeper's cancel watch) ends an entry at once: no
+  outcome is sent for it (the cancel is the job's outcome), a pending one never starts, and a
+  running one's slot is freed when its handler returns (dropping what it returned, quietly).
 
 The per-job path is short on purpose: a handler hands in its outcome and takes its next
 entry under one plain lock acquisition, and threads are woken only when work or room
@@ -74,6 +77,7 @@ class Entry:
     __slots__ = (
         "_event",
         "cancel_noticed",
+        "cancelled",
         "claimed_at",
         "ctx",
         "handle",
@@ -106,6 +110,8 @@ class Entry:
         self.timed_out = False
         self.released = False
         self.lost = False
+        #: Its job was cancelled (the cancel watch said so): nothing is sent for it.
+        self.cancelled = False
         #: The store took its outcome (or it was given up): the worker forgot it.
         self.settled = False
         #: The handler was told that the lease is lost (see `cancelled_event`).
@@ -625,6 +631,43 @@ class State:
                     self.changed.notify_all()
         return phase
 
+    def holding(self, leases: set[tuple[str, str, int]]) -> list[Entry]:
+        """The entries holding any of these leases ((queue, id, token)); for cancels, which
+        are rare: a scan of the jobs in flight."""
+        with self.lock:
+            return [e for e in self.entries if (e.job.queue, e.job.id, e.job.token) in leases]
+
+    def cancel(self, entry: Entry) -> Phase | None:
+        """Note that the entry's job was cancelled; return its phase before (None: already
+        settled, nothing changed).
+
+        A pending entry is dropped, never started. A running one is forgotten now (no
+        outcome will be sent; its lease is not renewed) and its slot is freed when its
+        handler returns, whatever it returns dropped quietly. A decided one keeps its
+        outcome on the way (the store refuses it; the settler says so quietly).
+        """
+        with self.lock:
+            if entry.settled:
+                return None
+            phase = entry.phase
+            entry.cancelled = True
+            entry.lost = True
+            if phase is Phase.DECIDED:
+                return phase
+            if phase is Phase.PENDING:
+                with contextlib.suppress(ValueError):  # pending entries are all in there
+                    self.pending.remove(entry)
+                self._held -= 1
+                if self._room_waiting and self._room():
+                    self._room_waiting = False
+                    self.changed.notify_all()
+            entry.phase = Phase.DECIDED
+            entry.settled = True
+            self.entries.discard(entry)
+            if self._draining:
+                self.changed.notify_all()
+        return phase
+
     def decide(self, entry: Entry, outcome: Outcome) -> bool:
         """Record the first outcome of an entry and hand it to the settler; False if late."""
         with self.lock:
@@ -709,6 +752,13 @@ class State:
 
 
 def _log_late(entry: Entry, outcome: Settlement) -> None:
+    if entry.cancelled:
+        logger.debug(
+            "job %s/%s: the handler returned after its job was cancelled; its %s is dropped",
+            *entry.key,
+            outcome_of(outcome).label,
+        )
+        return
     why = (
         "its timeout already failed the attempt"
         if entry.timed_out

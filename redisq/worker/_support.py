@@ -160,6 +160,7 @@ _COUNTERS = (
     "snoozed",
     "released",
     "timed_out",
+    "cancelled",
     "lease_lost",
     "refused",
     "abandoned",
@@ -180,6 +181,8 @@ class WorkerMetrics:
         snoozed: jobs put back by a Snooze signal.
         released: leases given back at stop (attempt not counted).
         timed_out: runs stopped by the task's timeout_ms.
+        cancelled: jobs this worker held when they were cancelled (their handler stopped,
+            or never started), as the cancel watch told it.
         lease_lost: leases the renewal found lost (cancelled, or taken over).
         refused: acks, nacks or releases the store refused (LeaseLost): the job had moved on.
         abandoned: outcomes given up after the lease ran out during an outage.
@@ -195,6 +198,7 @@ class WorkerMetrics:
     snoozed: int = 0
     released: int = 0
     timed_out: int = 0
+    cancelled: int = 0
     lease_lost: int = 0
     refused: int = 0
     abandoned: int = 0

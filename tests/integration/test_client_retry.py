@@ -422,6 +422,9 @@ def test_cancel_of_a_leased_job_happens_once(
     assert _members(direct, prefix, "leased") == []
     with pytest.raises(redisq.LeaseLost):
         store.ack(job)
+    # And the holder was signalled once, with the token of the lease the cancel ended
+    entries = direct.xrange(_key(prefix, "cancels"))
+    assert [(e[1][b"id"].decode(), int(e[1][b"token"])) for e in entries] == [(job.id, job.token)]
     # And the call reports that it cancelled the job (its first run did)
     assert cancelled is True
 
@@ -439,6 +442,8 @@ def test_cancel_of_a_ready_job_happens_once(
     # Then it was cancelled once, and the call reports that it cancelled the job
     assert _members(direct, prefix, "cancelled") == ["j1"]
     assert _members(direct, prefix, "ready") == []
+    # And no worker held it: nothing is signalled
+    assert not direct.exists(_key(prefix, "cancels"))
     assert cancelled is True
 
 

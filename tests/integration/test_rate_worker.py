@@ -1,5 +1,5 @@
 """Rate limits with workers: RateLimited in a handler (test clock), and four worker processes
-on a 50/s limit (a ledger of handler start times, polled with a deadline)."""
+on a 50/s limit (a ledger of lease grant times on the Redis clock, polled with a deadline)."""
 
 from __future__ import annotations
 
@@ -99,14 +99,14 @@ def test_four_worker_processes_keep_a_50_per_second_limit(real_url: str, prefix:
                 os.killpg(p.pid, signal.SIGKILL)
                 p.wait(5)
         store.close()
-    # 30 s from the first start (the workers may still have been starting before it).
+    # 30 s from the first grant (the workers may still have been starting before it).
     first = starts[0] + 1.0
     window = [t for t in starts if first <= t < first + SECONDS]
     busiest = max(
         sum(1 for u in window[i : i + RATE + 5] if u < t + 1.0) for i, t in enumerate(window)
     )
-    assert busiest <= RATE + 1, f"{busiest} starts in one second"
-    assert len(window) >= 0.95 * RATE * SECONDS, f"{len(window)} starts in {SECONDS} s"
+    assert busiest <= RATE + 1, f"{busiest} leases granted in one second"
+    assert len(window) >= 0.95 * RATE * SECONDS, f"{len(window)} leases granted in {SECONDS} s"
     assert all(p.returncode == 0 for p in procs)
 
 

@@ -198,6 +198,13 @@ def exercise(s: Any, server: ServerProcess, prefix: str) -> None:
     assert s.remove_schedule("sch", queue=Q) is True
 
     # management
+    # a cancel of a running job signals its worker (XADD inside the script; XREVRANGE, XREAD)
+    assert s.wait_cancels(Q, timeout_ms=0) == []
+    s.enqueue(Q, "run", id="run", priority=100)
+    (run,) = s.claim(Q, worker="w")
+    assert run.id == "run"
+    assert s.cancel(Q, "run") is True
+    assert [n.id for n in s.wait_cancels(Q, timeout_ms=1_000)] == ["run"]
     assert s.lock(Q, "x", "w", 10_000) is True
     assert s.unlock(Q, "x", "w") is True
     s.pause(Q)

@@ -156,3 +156,73 @@ def test_hand_over_declines_while_the_worker_stops() -> None:
     state.close()
     thread.join(10)
     assert got == [None]
+
+
+# ------------------------------------------------------------------------------ cancels
+
+
+def _tokened(job_id: str, token: int) -> Entry:
+    job: Any = SimpleNamespace(id=job_id, queue="q", token=token)
+    return Entry(job, None, 30_000, time.monotonic())
+
+
+def test_a_cancel_finds_only_the_lease_it_ended() -> None:
+    state, _ = _state()
+    a, b = _tokened("a", 1), _tokened("b", 2)
+    state.admit([a, b])
+    assert state.holding({("q", "a", 1)}) == [a]
+    # an earlier run of the same job, another queue, an unknown job: nothing
+    assert state.holding({("q", "b", 1), ("other", "a", 1), ("q", "c", 3)}) == []
+
+
+def test_a_cancelled_pending_entry_never_starts_and_frees_its_room() -> None:
+    # Given two entries pending
+    state, settled = _state()
+    a, b = _tokened("a", 1), _tokened("b", 2)
+    state.admit([a, b])
+    held = state.capacity()
+    # When one is cancelled
+    assert state.cancel(a) is Phase.PENDING
+    # Then it leaves at once, and only the other starts; nothing is settled for it
+    assert a.settled
+    assert a.lost
+    assert a.cancelled
+    assert a not in state.entries
+    assert state.capacity() == held + 1
+    assert state.next(None, None, block=False) is b
+    assert state.next(None, None, block=False) is None
+    assert settled == []
+
+
+def test_a_cancelled_running_entry_frees_its_slot_when_its_handler_returns() -> None:
+    # Given an entry running
+    state, settled = _state()
+    a = _tokened("a", 1)
+    state.admit([a])
+    assert state.next(None, None, block=False) is a
+    # When it is cancelled
+    assert state.cancel(a) is Phase.RUNNING
+    # Then it is forgotten at once (not renewed, not waited for at stop), its slot busy
+    assert a not in state.entries
+    assert a.phase is Phase.DECIDED
+    assert state.running == 1
+    # and when its handler returns, the slot frees and what it returned is dropped
+    b = _tokened("b", 2)
+    state.admit([b])
+    assert state.next(a, a, block=False) is b
+    assert state.running == 1
+    assert settled == []
+    # a second cancel (a re-read signal) changes nothing
+    assert state.cancel(a) is None
+
+
+def test_a_cancel_after_the_outcome_was_decided_leaves_it_on_its_way() -> None:
+    state, settled = _state()
+    a = _tokened("a", 1)
+    state.admit([a])
+    assert state.next(None, None, block=False) is a
+    assert state.next(a, a, block=False) is None  # the handler returned: an ack to send
+    assert settled == [a]
+    assert state.cancel(a) is Phase.DECIDED
+    assert a.cancelled
+    assert a in state.entries
