@@ -42,6 +42,8 @@ __all__ = [
 VALUE_CAP = 64 * 1024
 #: Jobs a search by name (or a dead-letter filter) reads at most, newest or next first.
 SEARCH_WINDOW = 5_000
+#: Queues the overview reads at once (each is 5 calls in flight).
+QUEUES_AT_ONCE = 8
 #: Items of a list or mapping, and nesting levels, a shown value keeps at most.
 _ITEMS = 1_000
 _DEPTH = 32
@@ -96,7 +98,15 @@ async def overview(store: AsyncStore, offset: int, limit: int) -> tuple[list[Que
     """Read a page of queues: rows, the number of queues, and the Redis clock."""
     names, now_ms = await asyncio.gather(store.queues(), server_ms(store))
     page = names[offset : offset + limit]
-    rows = await asyncio.gather(*(_queue_row(store, q, now_ms) for q in page))
+    # A few queues at a time: each row is 5 calls, and every call in flight holds one of
+    # the pool's connections.
+    gate = asyncio.Semaphore(QUEUES_AT_ONCE)
+
+    async def row(queue: str) -> QueueRow:
+        async with gate:
+            return await _queue_row(store, queue, now_ms)
+
+    rows = await asyncio.gather(*(row(q) for q in page))
     return list(rows), len(names), now_ms
 
 

@@ -531,3 +531,21 @@ def test_actions_are_logged_with_the_host_apps_user(
     drive(host, scenario)
     logged = [r.getMessage() for r in caplog.records if r.name == "redisq.dashboard"]
     assert any(m.startswith("dashboard: ada (127.0.0.1:") and "did pause" in m for m in logged)
+
+
+def test_the_overview_reads_a_few_queues_at_a_time(real_url: str, prefix: str) -> None:
+    # Given 40 queues (each row is 5 calls: unbounded, that would be 200 connections at once)
+    with redisq.connect(real_url, prefix=prefix) as s:
+        for i in range(40):
+            s.enqueue(f"q{i:02}", i)
+    app = dashboard.app(real_url, prefix=prefix)
+    with redis.Redis.from_url(real_url) as r:
+        before = int(r.info("clients")["connected_clients"])
+
+        async def scenario(c: httpx.AsyncClient) -> int:
+            assert (await c.get("/")).text.count("data-queue=") == 40
+            return int(r.info("clients")["connected_clients"])
+
+        after = drive(app, scenario)
+    # Then the page opened at most QUEUES_AT_ONCE rows' worth of connections (plus a few)
+    assert after - before <= dashboard._data.QUEUES_AT_ONCE * 5 + 4
