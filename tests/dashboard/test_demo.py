@@ -53,3 +53,39 @@ def test_the_demo_serves_the_dashboard_until_ctrl_c(tmp_path: Path) -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait(10)
+
+
+def test_the_dashboard_command_serves_until_ctrl_c(
+    real_url: str, prefix: str, tmp_path: Path
+) -> None:
+    import redisq
+
+    with redisq.connect(real_url, prefix=prefix) as store:
+        store.enqueue("emails", {"to": "ada@example.com"})
+    port = _free_port()
+    out_path = tmp_path / "out.txt"
+    argv = [sys.executable, "-m", "redisq", "dashboard", "--url", real_url, "--prefix", prefix]
+    with out_path.open("w") as out:
+        proc = subprocess.Popen(
+            [*argv, "--port", str(port), "--read-only"], stdout=out, stderr=subprocess.STDOUT
+        )
+    try:
+
+        def page() -> str | None:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as reply:
+                    return str(reply.read().decode())
+            except OSError:
+                assert proc.poll() is None, out_path.read_text()
+                return None
+
+        text = wait_for(page, timeout=30, interval=0.1)
+        assert 'data-queue="emails"' in text
+        assert 'id="read-only"' in text
+        assert f"redisq dashboard: http://127.0.0.1:{port}/ (read-only)" in out_path.read_text()
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
