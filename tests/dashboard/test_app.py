@@ -19,11 +19,6 @@ from redisq.models import JobState
 from tests.dashboard._support import REMOTE, drive, fill, post
 
 
-@pytest.fixture
-def store(url: str, prefix: str) -> redisq.Store:
-    return redisq.connect(url, prefix=prefix)
-
-
 def test_every_page_shows_what_redis_holds(store: redisq.Store, url: str, prefix: str) -> None:
     # Given a queue with a job in each state
     ids = fill(store)

@@ -123,6 +123,12 @@ def bprefix(server_url: str) -> Iterator[str]:
     delete_prefix(server_url, value)
 
 
+@pytest.fixture
+def store(server_url: str, bprefix: str) -> Iterator[redisq.Store]:
+    with redisq.connect(server_url, prefix=bprefix) as connected:
+        yield connected
+
+
 def _text(driver: Any, css: str) -> str:
     # The live refresh may replace the text node between finding and reading: read again.
     for _ in range(20):
@@ -177,6 +183,21 @@ def test_click_through_every_page_with_a_running_worker(
     def build(n: int) -> int:
         return n
 
+    try:
+        _click_through(app, send, browser, server_url, bprefix, shots, broken)
+    finally:
+        app.close()
+
+
+def _click_through(
+    app: redisq.App,
+    send: Any,
+    browser: Any,
+    server_url: str,
+    bprefix: str,
+    shots: Path,
+    broken: threading.Event,
+) -> None:
     store = app.store
     with running(redisq.Worker(app, queues=["emails"], concurrency=2, handle_signals=False)):
         dead = send.enqueue("<script>alert('x')</script>@example.com")
@@ -307,8 +328,9 @@ Traceback (most recent call last):
 billing.gateway.CardDeclined: card ending 4242 declined (insufficient_funds)"""
 
 
-def test_read_only_mode_in_the_browser(browser: Any, server_url: str, bprefix: str) -> None:
-    store = redisq.connect(server_url, prefix=bprefix)
+def test_read_only_mode_in_the_browser(
+    browser: Any, server_url: str, bprefix: str, store: redisq.Store
+) -> None:
     job = store.enqueue("q", {"a": 1})
     [claimed] = store.claim("q", worker="w")
     store.nack(claimed, error="boom", dead=True)
@@ -324,12 +346,12 @@ def test_read_only_mode_in_the_browser(browser: Any, server_url: str, bprefix: s
         )
         _page_has(browser, "read-only")
     assert store.get("q", job.id).state == JobState.DEAD
-    store.close()
 
 
-def test_a_cross_site_form_is_refused(browser: Any, server_url: str, bprefix: str) -> None:
+def test_a_cross_site_form_is_refused(
+    browser: Any, server_url: str, bprefix: str, store: redisq.Store
+) -> None:
     # Given a page of another origin (another port) that posts to the dashboard
-    store = redisq.connect(server_url, prefix=bprefix)
     store.enqueue("q", 1)
     with serving(dashboard.app(server_url, prefix=bprefix)) as base:
         browser.get(base + "/")  # the victim has the dashboard's cookies
@@ -337,7 +359,6 @@ def test_a_cross_site_form_is_refused(browser: Any, server_url: str, bprefix: st
             browser.get(evil + "/")
             _page_has(browser, "CSRF token is missing")
     assert store.redis.hget(f"{{{bprefix}:q}}:meta", "paused") in (None, b"0")
-    store.close()
 
 
 def _evil_site(target: str) -> Any:
@@ -365,10 +386,9 @@ def _evil_site(target: str) -> Any:
 
 
 def test_the_chart_starts_from_the_samples_in_redis(
-    browser: Any, server_url: str, bprefix: str
+    browser: Any, server_url: str, bprefix: str, store: redisq.Store
 ) -> None:
     # Given ten minutes of samples in Redis (as earlier dashboards left them)
-    store = redisq.connect(server_url, prefix=bprefix)
     store.enqueue("q", 1)
     seconds, _ = store.redis.time()
     minute = int(seconds) // 60
@@ -386,4 +406,3 @@ def test_the_chart_starts_from_the_samples_in_redis(
             timeout=10,
             message="the chart did not start from the series",
         )
-    store.close()
