@@ -49,9 +49,11 @@ from redisq.errors import (
     SerializationError,
     Snooze,
     TaskSignal,
+    WorkerStartError,
     WrongKeyType,
 )
 from redisq.jobref import JobRef
+from redisq.middleware import EnqueueRequest, JobOutcome, Middleware
 from redisq.models import (
     Claimed,
     Job,
@@ -62,6 +64,7 @@ from redisq.models import (
     Schedule,
     ScheduleTicks,
     Spec,
+    WorkerInfo,
 )
 from redisq.supervisor import Supervisor, load_app
 from redisq.task import Task, TaskCall, TaskOptions
@@ -83,6 +86,7 @@ __all__ = [  # noqa: RUF022  (grouped by topic, STYLE section 1)
     "Schedule",
     "ScheduleTicks",
     "Spec",
+    "WorkerInfo",
     # tasks and workers
     "App",
     "Context",
@@ -96,6 +100,10 @@ __all__ = [  # noqa: RUF022  (grouped by topic, STYLE section 1)
     "backoff",
     "current_context",
     "load_app",
+    # hooks and middleware
+    "EnqueueRequest",
+    "JobOutcome",
+    "Middleware",
     # signals raised by task handlers
     "RateLimited",
     "Retry",
@@ -118,6 +126,7 @@ __all__ = [  # noqa: RUF022  (grouped by topic, STYLE section 1)
     "ScriptReplyError",
     "SerializationError",
     "ServerConfigWarning",
+    "WorkerStartError",
     "WrongKeyType",
     "__version__",
 ]

@@ -28,7 +28,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import weakref
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from types import MappingProxyType
@@ -44,6 +44,7 @@ from redisq._sync.store import Store
 from redisq.backoff import BackoffLike
 from redisq.errors import InvalidArgument
 from redisq.keys import check_prefix
+from redisq.middleware import Hooks, single
 from redisq.models import Schedule
 from redisq.task import ExceptionTypes, Task, TaskSettings
 
@@ -51,6 +52,7 @@ __all__ = ["App", "Periodic"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
+F = TypeVar("F", bound=Callable[..., Any])
 
 # ------------------------------------------------------------------------------------ App
 
@@ -64,12 +66,18 @@ class App:
     Args:
         url: as for `redisq.connect` (``redis://...``, ``memory://`` by default).
         prefix: the key prefix of every queue.
+        middleware: `redisq.Middleware` objects, in order (see `add_middleware`).
         **connect_options: passed to `redisq.connect` / `redisq.connect_async` (retention,
             payload_limit, socket_timeout, clock in tests...).
     """
 
     def __init__(
-        self, url: str = "memory://", *, prefix: str = "redisq", **connect_options: Any
+        self,
+        url: str = "memory://",
+        *,
+        prefix: str = "redisq",
+        middleware: Sequence[Any] = (),
+        **connect_options: Any,
     ) -> None:
         check_prefix(prefix)
         self.url = url
@@ -82,6 +90,11 @@ class App:
         self._astores: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncStore] = (
             weakref.WeakKeyDictionary()
         )
+        self._middleware: list[Any] = []
+        #: The hooks compiled in the order they run (rebuilt when one is added).
+        self.hooks = Hooks()
+        for m in middleware:
+            self.add_middleware(m)
 
     def __repr__(self) -> str:
         return f"<redisq.App {self.url!r} prefix={self.prefix!r} tasks={len(self._tasks)}>"
@@ -132,6 +145,71 @@ class App:
         store = self._astores.pop(asyncio.get_running_loop(), None)
         if store is not None:
             await store.close()
+
+    # ---------------------------------------------------------------------------- hooks
+
+    @property
+    def middleware(self) -> tuple[Any, ...]:
+        """The middleware and single hooks added, in order."""
+        return tuple(self._middleware)
+
+    def add_middleware(self, middleware: Any) -> None:
+        """Add a `redisq.Middleware` (or any object with some of its hook methods).
+
+        It becomes the innermost layer so far: its on_worker_start, before_job and
+        around_enqueue run after those added before it, its after_job, on_retry, on_dead and
+        on_worker_stop before theirs (docs/hooks.md). Add hooks before workers start: a
+        running worker keeps the hooks it started with.
+
+        Raises:
+            InvalidArgument: a hook is not callable, or around_enqueue is no generator
+                function; nothing is added.
+        """
+        with self._lock:
+            hooks = Hooks.build([*self._middleware, middleware])
+            self._middleware.append(middleware)
+            self.hooks = hooks
+
+    def _single(self, kind: str, fn: F) -> F:
+        self.add_middleware(single(kind, fn))
+        return fn
+
+    def on_worker_start(self, fn: F) -> F:
+        """Register a hook run once when each worker starts, before it claims: ``fn(worker)``
+        (a plain or async function: a DB pool, for example). If it raises, the worker does
+        not start (`WorkerStartError`)."""
+        return self._single("on_worker_start", fn)
+
+    def on_worker_stop(self, fn: F) -> F:
+        """Register a hook run once when each worker stops, after its jobs: ``fn(worker)``."""
+        return self._single("on_worker_stop", fn)
+
+    def before_job(self, fn: F) -> F:
+        """Register a hook run before each attempt's handler: ``fn(ctx)``; if it raises, the
+        attempt fails with its error (the handler does not run)."""
+        return self._single("before_job", fn)
+
+    def after_job(self, fn: F) -> F:
+        """Register a hook run after each attempt's handler: ``fn(ctx, outcome)``
+        (`redisq.JobOutcome`), before the outcome is sent; if it raises, a completed attempt
+        fails with its error instead."""
+        return self._single("after_job", fn)
+
+    def on_retry(self, fn: F) -> F:
+        """Register a hook run when an attempt failed and the job runs again:
+        ``fn(ctx, outcome)``; an error in it is logged."""
+        return self._single("on_retry", fn)
+
+    def on_dead(self, fn: F) -> F:
+        """Register a hook run when a job is dead-lettered: ``fn(ctx, outcome)``; an error in
+        it is logged."""
+        return self._single("on_dead", fn)
+
+    def around_enqueue(self, fn: F) -> F:
+        """Register a generator hook around each enqueue of the task API: it receives the
+        `redisq.EnqueueRequest`, yields once (the enqueue happens there) and gets the jobs
+        back from the yield; an error of the enqueue is raised at the yield."""
+        return self._single("around_enqueue", fn)
 
     # ---------------------------------------------------------------------------- tasks
 

@@ -34,6 +34,7 @@ __all__ = [
     "SerializationError",
     "Snooze",
     "TaskSignal",
+    "WorkerStartError",
     "WrongKeyType",
 ]
 
@@ -433,6 +434,22 @@ def _check_delay(field: str, value: object, optional: bool) -> int | None:
 
 #: About one year, the store's longest delay.
 _MAX_SIGNAL_DELAY_MS = 366 * 24 * 60 * 60 * 1000
+
+
+class WorkerStartError(RedisqError):
+    """Raised when an on_worker_start hook failed: the worker did not start.
+
+    Attributes:
+        hook: the hook's name.
+    """
+
+    def __init__(self, hook: str, error: BaseException) -> None:
+        self.hook = hook
+        super().__init__(
+            f"on_worker_start hook {hook} failed ({type(error).__name__}: {error}); the worker"
+            " did not start: fix the hook or what it opens (the hooks that had run got their"
+            " on_worker_stop)"
+        )
 
 
 class TaskSignal(Exception):

@@ -14,13 +14,14 @@ queue name. Each key belongs to exactly one (prefix, queue, part), and the ACL p
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass
 
 from redisq._core.validate import check_name
 from redisq.errors import ConfigurationError
 
-__all__ = ["QueueKeys", "check_prefix", "dashboard_series_key", "registry_key"]
+__all__ = ["QueueKeys", "check_prefix", "dashboard_series_key", "registry_key", "registry_keys"]
 
 #: What a prefix may not hold besides what every name refuses: ':' (it ends the prefix inside
 #: the hash tag) and the glob characters of Redis key patterns (an ACL rule ``~{<prefix>:*``
@@ -85,6 +86,10 @@ class QueueKeys:
     #: expires_ms scored by their expiry; throttle windows are window_prefix .. <unique key>.
     expiring: str
     window_prefix: str
+    #: The worker registry (redisq/_core/registry.py): only the registry's own QueueKeys,
+    #: built by `registry_keys` for the empty queue name, uses them.
+    workers: str
+    worker_prefix: str
 
     @classmethod
     def build(cls, prefix: str, queue: str) -> QueueKeys:
@@ -113,7 +118,31 @@ class QueueKeys:
             schedule_events=f"{tag}:schedule_events",
             expiring=f"{tag}:expiring",
             window_prefix=f"{tag}:window:",
+            workers=f"{tag}:workers",
+            worker_prefix=f"{tag}:worker:",
         )
+
+
+def registry_keys(prefix: str) -> QueueKeys:
+    """Build the keys of the worker registry of `prefix`: those of the empty queue name.
+
+    No queue can have that name, so the registry shares no key with any queue. Its hash tag
+    is ``{<prefix>:}``: one Redis Cluster slot per prefix holds the whole registry (each
+    worker's record and the index of them), so that its scripts run in one slot, and the ACL
+    pattern ``~{<prefix>:*`` of a prefix covers it.
+    """
+    check_prefix(prefix)
+    queue_keys = QueueKeys.build(prefix, "_")
+    tag = f"{{{prefix}:}}"
+    return dataclasses.replace(
+        queue_keys,
+        **{
+            f.name: tag + getattr(queue_keys, f.name).split("}", 1)[1]
+            for f in dataclasses.fields(QueueKeys)
+            if f.name != "queue"
+        },
+        queue="",
+    )
 
 
 def registry_key(prefix: str) -> str:

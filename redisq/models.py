@@ -19,6 +19,7 @@ __all__ = [
     "Schedule",
     "ScheduleTicks",
     "Spec",
+    "WorkerInfo",
 ]
 
 DAY_MS = 24 * 60 * 60 * 1000
@@ -279,3 +280,39 @@ class RateState:
 
     limit: str | None
     next_at_ms: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerInfo:
+    """A running worker, as its latest heartbeat in the worker registry describes it
+    (`Store.workers`, ``redisq workers``).
+
+    Attributes:
+        name: the worker's name (host-pid-random by default).
+        host: the host name it runs on.
+        pid: its process id.
+        version: the redisq version it runs.
+        queues: the queues it works.
+        concurrency: its handler slots.
+        pool: ``"thread"`` or ``"async"``.
+        started_at_ms: when it started (ms since the epoch, Redis clock).
+        seen_at_ms: when its latest heartbeat was written (ms, Redis clock).
+        expires_at_ms: when its record expires unless it beats again (ms, Redis clock).
+        in_flight: how many jobs it holds (running or claimed ahead).
+        jobs: ``"queue/id"`` of the jobs it holds (the first 100).
+        counters: its counters (completed, retried, dead, ...; see `WorkerMetrics`).
+    """
+
+    name: str
+    host: str
+    pid: int
+    version: str
+    queues: tuple[str, ...]
+    concurrency: int
+    pool: str
+    started_at_ms: int
+    seen_at_ms: int
+    expires_at_ms: int
+    in_flight: int
+    jobs: tuple[str, ...]
+    counters: dict[str, int]

@@ -64,6 +64,7 @@ WORKER_OPTIONS = (
     "prefetch",
     "idle_wait_ms",
     "schedules",
+    "registry_ttl_ms",
 )
 #: A child exits with this code when it cannot load the app or build its Worker.
 CHILD_EXIT_CONFIG = 2
@@ -186,7 +187,7 @@ class Supervisor:
             (a second signal releases the running jobs at once).
         **worker_options: passed to each child's `redisq.Worker`: queues, concurrency, pool,
             weights, strict, grace_ms, reaper_interval_ms, prefetch, idle_wait_ms,
-            schedules.
+            schedules, registry_ttl_ms.
 
     Raises:
         InvalidArgument: an option is out of range, or not a Worker option.

@@ -29,6 +29,7 @@ from redisq.backoff import resolve
 from redisq.context import Context
 from redisq.errors import InvalidArgument
 from redisq.jobref import JobRef
+from redisq.middleware import EnqueueRequest, enter_enqueue, exit_enqueue, fail_enqueue
 from redisq.models import Spec
 
 if TYPE_CHECKING:
@@ -356,15 +357,21 @@ class _Enqueuer(Generic[P]):
             PayloadTooLarge: the encoded arguments are over the store's payload limit.
         """
         queue, options = self._job_options(self._options)
-        job = self._task.app.store.enqueue(queue, make_payload(args, kwargs), **options)
-        return JobRef(job, self._task.app)
+        app = self._task.app
+        if app.hooks.around_enqueue:
+            return self._hooked(queue, [make_payload(args, kwargs)], options, False)[0]
+        job = app.store.enqueue(queue, make_payload(args, kwargs), **options)
+        return JobRef(job, app)
 
     async def aenqueue(self, *args: P.args, **kwargs: P.kwargs) -> JobRef:
         """Enqueue one call of the task from asyncio (like `enqueue`)."""
         queue, options = self._job_options(self._options)
-        store = self._task.app.async_store
-        job = await store.enqueue(queue, make_payload(args, kwargs), **options)
-        return JobRef(job, self._task.app)
+        app = self._task.app
+        if app.hooks.around_enqueue:
+            refs = await self._ahooked(queue, [make_payload(args, kwargs)], options, False)
+            return refs[0]
+        job = await app.async_store.enqueue(queue, make_payload(args, kwargs), **options)
+        return JobRef(job, app)
 
     def enqueue_many(
         self, calls: Iterable[TaskCall | tuple[Sequence[Any], Mapping[str, Any]]]
@@ -381,6 +388,8 @@ class _Enqueuer(Generic[P]):
         queue, payloads, options = self._batch(calls)
         if not payloads:
             return []
+        if self._task.app.hooks.around_enqueue:
+            return self._hooked(queue, payloads, options, True)
         jobs = self._task.app.store.enqueue_many(queue, payloads, **options)
         return [JobRef(job, self._task.app) for job in jobs]
 
@@ -391,8 +400,47 @@ class _Enqueuer(Generic[P]):
         queue, payloads, options = self._batch(calls)
         if not payloads:
             return []
+        if self._task.app.hooks.around_enqueue:
+            return await self._ahooked(queue, payloads, options, True)
         jobs = await self._task.app.async_store.enqueue_many(queue, payloads, **options)
         return [JobRef(job, self._task.app) for job in jobs]
+
+    def _hooked(
+        self, queue: str, payloads: list[Any], options: dict[str, Any], many: bool
+    ) -> list[JobRef]:
+        """Enqueue through the App's around_enqueue hooks (see redisq.middleware)."""
+        app = self._task.app
+        request = EnqueueRequest(self._task, queue, payloads, options, many)
+        entered = enter_enqueue(app.hooks.around_enqueue, request)
+        try:
+            if many:
+                jobs = app.store.enqueue_many(request.queue, request.payloads, **request.options)
+            else:
+                jobs = [app.store.enqueue(request.queue, request.payloads[0], **request.options)]
+        except BaseException as exc:
+            fail_enqueue(entered, exc)
+            raise
+        exit_enqueue(entered, jobs)
+        return [JobRef(job, app) for job in jobs]
+
+    async def _ahooked(
+        self, queue: str, payloads: list[Any], options: dict[str, Any], many: bool
+    ) -> list[JobRef]:
+        """`_hooked` from asyncio (the hooks are plain generators: they must not block)."""
+        app = self._task.app
+        request = EnqueueRequest(self._task, queue, payloads, options, many)
+        entered = enter_enqueue(app.hooks.around_enqueue, request)
+        store = app.async_store
+        try:
+            if many:
+                jobs = await store.enqueue_many(request.queue, request.payloads, **request.options)
+            else:
+                jobs = [await store.enqueue(request.queue, request.payloads[0], **request.options)]
+        except BaseException as exc:
+            fail_enqueue(entered, exc)
+            raise
+        exit_enqueue(entered, jobs)
+        return [JobRef(job, app) for job in jobs]
 
 
 class TaskOptions(_Enqueuer[P]):

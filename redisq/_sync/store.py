@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 import redis.exceptions
 
-from redisq._core import ops, queries
+from redisq._core import ops, queries, registry
 from redisq._core.claim import Refusal
 from redisq._core.enqueue import keywords_checked
 from redisq._core.ops import NOT_SET, Call, Op, Settings
@@ -33,6 +33,7 @@ from redisq.models import (
     Migration,
     Schedule,
     ScheduleTicks,
+    WorkerInfo,
 )
 
 __all__ = ["Store"]
@@ -44,6 +45,7 @@ _Outcomes = list[Job | Exception]
 _Migrations = list[Migration]
 _Schedules = list[Schedule]
 _Notices = list[CancelNotice]
+_Workers = list[WorkerInfo]
 #: A claim held back by a rate limit returns at once when its next job is this near (ms).
 _HELD_WAIT_MS = 250
 
@@ -924,3 +926,29 @@ class Store:
         if queue is None:
             return self._run(ops.migrate_all(self.settings, batch))
         return [self._run(ops.migrate(self.settings, queue, batch))]
+
+    # ----------------------------------------------------------------------------------------
+    # the worker registry
+
+    def workers(self) -> _Workers:
+        """List the running workers, by name, from their heartbeats in the worker registry.
+
+        Each worker rewrites its record every third of its TTL (`Worker`'s registry_ttl_ms,
+        30 s by default); a worker that stopped cleanly is gone at once, one that died (kill
+        -9, a lost host) once its TTL passed. One script call per 500 workers, each pruning
+        up to 100 expired names from the registry's index.
+        """
+        out: list[WorkerInfo] = []
+        offset = 0
+        while True:
+            page, more = self._run(registry.list_workers(self.settings, offset))
+            out += page
+            if not more:
+                break
+            offset += registry.PAGE
+        return sorted({w.name: w for w in out}.values(), key=lambda w: w.name)
+
+    def _heartbeat(self, name: str, record: dict[str, Any], ttl_ms: int) -> int:
+        """Write a worker's record in the registry for ttl_ms (0: remove it); return when it
+        expires (ms, Redis clock). Workers call this; see `workers`."""
+        return self._run(registry.heartbeat(self.settings, name, record, ttl_ms))

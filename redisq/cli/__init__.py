@@ -38,6 +38,7 @@ from redisq.cli._schedules import add_schedule, add_scheduler, add_schedules
 from redisq.cli._server import add_server
 from redisq.cli._stats import add_stats
 from redisq.cli._worker import add_worker
+from redisq.cli._workers import add_workers
 
 __all__ = [
     "COMMANDS",
@@ -101,6 +102,7 @@ COMMANDS: list[Callable[[Commands], None]] = [
     add_schedules,
     add_schedule,
     add_worker,
+    add_workers,
     add_scheduler,
     add_server,
     add_dashboard,

@@ -122,6 +122,7 @@ def _worker(args: argparse.Namespace, ctx: Context) -> int:
         "prefetch": args.prefetch,
         "reaper_interval_ms": args.reaper_interval_ms,
         "schedules": not args.no_schedules,
+        "registry_ttl_ms": args.registry_ttl_ms,
     }
     try:
         worker = Worker(app, **options)  # validates every option before anything starts
@@ -209,6 +210,14 @@ def add_worker(commands: Commands) -> None:
         default=10_000,
         metavar="MS",
         help="mean time between reaps of expired leases (10000)",
+    )
+    parser.add_argument(
+        "--registry-ttl-ms",
+        type=non_negative_int,
+        default=30_000,
+        metavar="MS",
+        help="TTL of the worker's record in `redisq workers`, rewritten every third of it"
+        " (30000; 0: not listed)",
     )
     parser.add_argument(
         "--no-schedules",

@@ -37,19 +37,22 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 from redisq._core.rotation import Rotation
 from redisq._core.validate import check_int, check_name
 from redisq._sync.store import Store
 from redisq.app import App
-from redisq.errors import ConfigurationError, InvalidArgument
+from redisq.errors import ConfigurationError, InvalidArgument, WorkerStartError
+from redisq.middleware import Hooks, call_blocking, hook_name
 from redisq.models import Job
 from redisq.worker._cancels import watch_store
 from redisq.worker._executors import AsyncExecutor, Executor, ThreadExecutor
 from redisq.worker._fetcher import Fetcher
 from redisq.worker._handlers import Runner
 from redisq.worker._keeper import Keeper
+from redisq.worker._registry import Heartbeat
 from redisq.worker._schedules import Drivers, start_drivers
 from redisq.worker._settler import Settler
 from redisq.worker._sizing import MAX_BUFFER
@@ -108,6 +111,10 @@ class Worker:
         schedules: drive the periodic schedules of the worker's queues (store the app's
             declared ones at start, enqueue due ticks: see docs/schedules.md); False when a
             separate `redisq scheduler` does it.
+        registry_ttl_ms: the TTL of the worker's record in the worker registry
+            (`Store.workers`, ``redisq workers``), rewritten every third of it: a worker
+            killed without a word drops out of the list after at most this long (30 s;
+            1,000 to 86,400,000). 0 keeps the worker out of the registry.
 
     Raises:
         InvalidArgument: an option is out of range.
@@ -130,6 +137,7 @@ class Worker:
         idle_wait_ms: int = 5_000,
         handle_signals: bool = True,
         schedules: bool = True,
+        registry_ttl_ms: int = 30_000,
     ) -> None:
         if not isinstance(app, App):
             raise InvalidArgument("app", "a redisq.App", app)
@@ -188,6 +196,9 @@ class Worker:
         if not isinstance(schedules, bool):
             raise InvalidArgument("schedules", "a bool", schedules)
         self.schedules = schedules
+        if registry_ttl_ms != 0:
+            check_int("registry_ttl_ms", registry_ttl_ms, 1_000, 24 * 60 * 60 * 1000)
+        self.registry_ttl_ms = registry_ttl_ms
         self.metrics = WorkerMetrics()
         self._stop = threading.Event()
         self._hurry = threading.Event()
@@ -250,7 +261,13 @@ class Worker:
         limits = self.app.declare_rate_limits(store, self.queues)
         if limits:
             logger.info("worker %s: rate limits %s", self.name, limits)
-        runtime = _Runtime(self, store)
+        hooks = self.app.hooks
+        runtime = _Runtime(self, store, hooks)
+        try:
+            self._start_hooks(hooks, runtime)
+        except BaseException:
+            runtime.abort()
+            raise
         logger.info(
             "worker %s: working %s with %d %s handler(s)",
             self.name,
@@ -261,8 +278,35 @@ class Worker:
         runtime.start()
         while not self._stop.wait(0.5):
             pass
-        runtime.shutdown()
+        runtime.shutdown(lambda: self._stop_hooks(hooks.worker_stop, runtime))
         logger.info("worker %s: stopped; %s", self.name, self.metrics.snapshot())
+
+    def _start_hooks(self, hooks: Hooks, runtime: _Runtime) -> None:
+        """Run the on_worker_start hooks in order; when one fails, run the on_worker_stop
+        hooks of the middleware that started, and raise WorkerStartError."""
+        for index, fn in hooks.worker_start:
+            try:
+                runtime.call_hook(fn, self)
+            except BaseException as exc:
+                logger.error(
+                    "worker %s: on_worker_start hook %s failed; the worker does not start",
+                    self.name,
+                    hook_name(fn),
+                    exc_info=exc,
+                )
+                # The layers outside the failed one started: they stop (onion order).
+                self._stop_hooks(tuple((i, f) for i, f in hooks.worker_stop if i < index), runtime)
+                raise WorkerStartError(hook_name(fn), exc) from exc
+
+    def _stop_hooks(self, stop: tuple[tuple[int, Any], ...], runtime: _Runtime) -> None:
+        """Run on_worker_stop hooks (last added first); an error is logged, the others run."""
+        for _, fn in stop:
+            try:
+                runtime.call_hook(fn, self)
+            except BaseException:
+                logger.exception(
+                    "worker %s: on_worker_stop hook %s failed", self.name, hook_name(fn)
+                )
 
     def _on_signal(self, signum: int) -> None:
         logger.info("worker %s: got %s", self.name, signal.Signals(signum).name)
@@ -272,12 +316,12 @@ class Worker:
 class _Runtime:
     """The threads of one `Worker.run` and how they start and stop."""
 
-    def __init__(self, worker: Worker, store: Store) -> None:
+    def __init__(self, worker: Worker, store: Store, hooks: Hooks) -> None:
         self.worker = worker
         self.store = store
         self.metrics = worker.metrics
         name = f"redisq-{worker.name}"
-        self.runner = Runner(store, worker.name, self._mark_started)
+        self.runner = Runner(store, worker.name, self._mark_started, hooks)
         self.executor: Executor
         executor: ThreadExecutor | AsyncExecutor
         if worker.pool == "thread":
@@ -320,11 +364,26 @@ class _Runtime:
             executor.fetch = self.fetcher.work
         self._name = name
         self.drivers: Drivers | None = None
+        self.heartbeat: Heartbeat | None = None
+        if worker.registry_ttl_ms:
+            self.heartbeat = Heartbeat(
+                store,
+                self.state,
+                self.metrics,
+                worker.name,
+                worker.queues,
+                worker.concurrency,
+                worker.pool,
+                worker.registry_ttl_ms,
+                f"{name}-heartbeat",
+            )
 
     def start(self) -> None:
         self.settler.start()
         self.keeper.start()
         self.fetcher.start()
+        if self.heartbeat is not None:
+            self.heartbeat.start()
         worker = self.worker
         if worker.schedules:
             app = worker.app
@@ -371,7 +430,21 @@ class _Runtime:
             self.state.yield_to_woken(_YIELD_S)
         return kept
 
-    def shutdown(self) -> None:
+    def call_hook(self, fn: Any, worker: Worker) -> None:
+        """Call a worker hook: an async one on the handlers' event loop (pool="async"), so
+        what it opens (an asyncpg pool) belongs to that loop; else on a private one."""
+        executor = self.executor
+        if isinstance(executor, AsyncExecutor):
+            executor.call(fn, worker)
+        else:
+            call_blocking(fn, worker)
+
+    def abort(self) -> None:
+        """Undo a start that did not happen (an on_worker_start hook failed)."""
+        self.state.close()
+        self.executor.shutdown(1.0)
+
+    def shutdown(self, before_close: Callable[[], None] | None = None) -> None:
         worker = self.worker
         state = self.state
         # No claim may start now; one waiting for work returns (what it leased is released).
@@ -398,7 +471,11 @@ class _Runtime:
             state.wait_settled(_HURRIED_FLUSH_S)
         self.settler.close(_HURRIED_FLUSH_S)
         self.keeper.stop()
+        if self.heartbeat is not None:
+            self.heartbeat.stop(2.0)
         self.keeper.join(5)
         if self.drivers is not None:
             self.drivers.join(5)
+        if before_close is not None:
+            before_close()  # the on_worker_stop hooks, while the executor's loop runs
         self.executor.shutdown(1.0)

@@ -22,9 +22,6 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import redis.backoff
-import redis.retry
-
 from redisq._sync.store import Store
 from redisq.models import CancelNotice
 from redisq.worker._schedules import driver_store
@@ -39,15 +36,10 @@ _POSITION_WAIT_S = 2.0
 
 
 def watch_store(url: str, prefix: str, options: dict[str, Any]) -> Store:
-    """Open the store of a cancel watch: the app's settings, a socket timeout that lets a
-    blocking read last a minute (as the schedule drivers'), and no retry inside redis-py:
-    the watch's loop retries after a pause itself. (On Redis Cluster redis-py would otherwise
-    reconnect a read cut by the store's closing at stop, leaving it blocked on a new socket.)
-    """
-    if url.startswith("memory"):
-        return driver_store(url, prefix, options)
-    retry = redis.retry.Retry(redis.backoff.NoBackoff(), 0)
-    return driver_store(url, prefix, {**options, "retry": retry})
+    """Open the store of a cancel watch: the schedule drivers' (`driver_store`): a socket
+    timeout that lets a blocking read last a minute, and no retry inside redis-py (the
+    watch's loop retries after a pause itself)."""
+    return driver_store(url, prefix, options)
 
 
 class CancelWatch:

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import inspect
 import threading
 from collections.abc import Callable
-from typing import Protocol
+from typing import Any, Protocol
 
 from redisq.worker._handlers import Runner, cancel_handler
 from redisq.worker._state import Entry, Handoff, State
@@ -134,6 +135,16 @@ class AsyncExecutor:
         """Attach the state the tasks report to, and start the loop's thread."""
         self._state = state
         self._thread.start()
+
+    def call(self, fn: Callable[..., Any], *args: Any) -> None:
+        """Call `fn` on the loop and wait for it (awaiting what it returns); raise its error."""
+
+        async def call() -> None:
+            value = fn(*args)
+            if inspect.isawaitable(value):
+                await value
+
+        asyncio.run_coroutine_threadsafe(call(), self.loop).result()
 
     def _run_loop(self) -> None:
         asyncio.set_event_loop(self.loop)

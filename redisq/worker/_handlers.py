@@ -19,6 +19,7 @@ from redisq._core.tasks import describe_exception, is_retryable, parse_payload
 from redisq.backoff import delay_for
 from redisq.context import Context, _current
 from redisq.errors import PayloadTooLarge, RateLimited, Retry, SerializationError, Snooze
+from redisq.middleware import Hooks, JobOutcome, hook_name
 from redisq.worker._state import Entry, Outcome, Settlement
 from redisq.worker._support import logger
 
@@ -59,11 +60,14 @@ class Runner:
         store: Store,
         worker: str,
         mark_started: Callable[[Entry], None],
+        hooks: Hooks | None = None,
     ) -> None:
         self.store = store
         self.worker = worker
         self._mark_started = mark_started
         self._make_context = self.context
+        #: The App's job hooks, or None when it has none: the runs then never look further.
+        self.hooks = hooks if hooks is not None and hooks.for_jobs else None
 
     # ----------------------------------------------------------------------- outcomes
 
@@ -167,6 +171,8 @@ class Runner:
 
     def run_sync(self, entry: Entry) -> Settlement | None:
         """Run the handler of `entry` in this thread (a handler thread of the worker)."""
+        if self.hooks is not None:
+            return self._run_sync_hooked(entry, self.hooks)
         task = entry.task
         payload = entry.job.payload
         if (
@@ -223,6 +229,8 @@ class Runner:
 
     async def run_async(self, entry: Entry) -> Settlement | None:
         """Run the handler of `entry` as (part of) the current asyncio task."""
+        if self.hooks is not None:
+            return await self._run_async_hooked(entry, self.hooks)
         refusal, call = self._refuse(entry)
         if refusal is not None:
             return refusal
@@ -248,3 +256,253 @@ class Runner:
             return self.failed(entry, exc)
         except BaseException as exc:
             return self.failed(entry, exc)
+
+    # ------------------------------------------------------------------ with the App's hooks
+
+    def _run_sync_hooked(self, entry: Entry, hooks: Hooks) -> Settlement | None:
+        """`run_sync` with the job hooks around the handler (see redisq.middleware)."""
+        refusal, call = self._refuse(entry)
+        ctx = self.context(entry)
+        if refusal is not None:  # never ran: no before_job nor after_job, but on_dead
+            return self._after_sync(hooks, entry, ctx, refusal, None, 0)
+        args, kwargs = call
+        task = entry.task
+        assert task is not None
+        if task.timeout_ms is not None:
+            self._mark_started(entry)  # the timeout covers the hooks too
+        _current.set((self._make_context, entry))
+        entered = 0
+        settlement: Settlement | None = None
+        error: BaseException | None = None
+        ran = False
+        for layer in hooks.layers:
+            if layer.before is not None:
+                try:
+                    self._call_sync(entry, layer.before, ctx)
+                except BaseException as exc:
+                    ran = True
+                    error = exc
+                    if isinstance(exc, asyncio.CancelledError) and (
+                        entry.timed_out or entry.released
+                    ):
+                        settlement = None  # cut short by the worker: decided already
+                    else:
+                        settlement = self._hook_error(entry, "before_job", layer.before, exc)
+                    break
+            entered += 1
+        if not ran:
+            try:
+                value = task.invoke(args, kwargs, ctx)
+                if inspect.isawaitable(value):
+                    value = self._run_coroutine(entry, value)
+                settlement = self.completed(entry, value)
+            except asyncio.CancelledError as exc:
+                error = exc
+                settlement = None if entry.timed_out or entry.released else self.failed(entry, exc)
+            except BaseException as exc:
+                error = exc
+                settlement = self.failed(entry, exc)
+        return self._after_sync(hooks, entry, ctx, settlement, error, entered)
+
+    def _call_sync(self, entry: Entry, fn: Callable[..., Any], *args: Any) -> None:
+        value = fn(*args)
+        if inspect.isawaitable(value):
+            self._run_coroutine(entry, value)  # cancellable by the timeout, as a handler
+
+    def _after_sync(
+        self,
+        hooks: Hooks,
+        entry: Entry,
+        ctx: Context,
+        settlement: Settlement | None,
+        error: BaseException | None,
+        entered: int,
+    ) -> Settlement | None:
+        outcome = self.public_outcome(entry, settlement, error)
+        for layer in reversed(hooks.layers[:entered]):
+            if layer.after is None:
+                continue
+            try:
+                self._call_sync(entry, layer.after, ctx, outcome)
+            except BaseException as exc:
+                changed = self._after_error(entry, settlement, layer.after, exc)
+                if changed is not None:
+                    settlement = changed
+                    outcome = self.public_outcome(entry, settlement, exc)
+        for fn in self._notified(hooks, outcome):
+            try:
+                self._call_sync(entry, fn, ctx, outcome)
+            except BaseException as exc:
+                self._notify_error(entry, fn, outcome, exc)
+        return settlement
+
+    async def _run_async_hooked(self, entry: Entry, hooks: Hooks) -> Settlement | None:
+        """`run_async` with the job hooks around the handler (see redisq.middleware)."""
+        refusal, call = self._refuse(entry)
+        ctx = self.context(entry)
+        if refusal is not None:
+            return await self._after_async(hooks, entry, ctx, refusal, None, 0)
+        args, kwargs = call
+        task = entry.task
+        assert task is not None
+        if task.timeout_ms is not None:
+            self._mark_started(entry)
+        _current.set((self._make_context, entry))
+        entered = 0
+        settlement: Settlement | None = None
+        error: BaseException | None = None
+        ran = False
+        for layer in hooks.layers:
+            if layer.before is not None:
+                try:
+                    await _call_async(layer.before, ctx)
+                except BaseException as exc:
+                    ran = True
+                    error = exc
+                    if isinstance(exc, asyncio.CancelledError) and (
+                        entry.timed_out or entry.released
+                    ):
+                        settlement = None
+                    else:
+                        settlement = self._hook_error(entry, "before_job", layer.before, exc)
+                    break
+            entered += 1
+        if not ran:
+            try:
+                if task.is_async:
+                    value = await task.invoke(args, kwargs, ctx)
+                else:
+                    value = await asyncio.to_thread(task.invoke, args, kwargs, ctx)
+                    if inspect.isawaitable(value):
+                        value = await value
+                settlement = self.completed(entry, value)
+            except asyncio.CancelledError as exc:
+                error = exc
+                settlement = None if entry.timed_out or entry.released else self.failed(entry, exc)
+            except BaseException as exc:
+                error = exc
+                settlement = self.failed(entry, exc)
+        return await self._after_async(hooks, entry, ctx, settlement, error, entered)
+
+    async def _after_async(
+        self,
+        hooks: Hooks,
+        entry: Entry,
+        ctx: Context,
+        settlement: Settlement | None,
+        error: BaseException | None,
+        entered: int,
+    ) -> Settlement | None:
+        outcome = self.public_outcome(entry, settlement, error)
+        for layer in reversed(hooks.layers[:entered]):
+            if layer.after is None:
+                continue
+            try:
+                await _call_async(layer.after, ctx, outcome)
+            except BaseException as exc:
+                changed = self._after_error(entry, settlement, layer.after, exc)
+                if changed is not None:
+                    settlement = changed
+                    outcome = self.public_outcome(entry, settlement, exc)
+        for fn in self._notified(hooks, outcome):
+            try:
+                await _call_async(fn, ctx, outcome)
+            except BaseException as exc:
+                self._notify_error(entry, fn, outcome, exc)
+        return settlement
+
+    def public_outcome(
+        self, entry: Entry, settlement: Settlement | None, error: BaseException | None
+    ) -> JobOutcome:
+        """The outcome hooks see: `settlement` (None: decided elsewhere, by the attempt's
+        timeout or a release at stop)."""
+        job = entry.job
+        if settlement is None:
+            if entry.timed_out:
+                task = entry.task
+                limit = task.timeout_ms if task is not None else None
+                text = f"timeout after {limit} ms"
+                dead = job.attempts >= job.max_attempts
+                return JobOutcome("dead" if dead else "retry", None, TimeoutError(text), text)
+            return JobOutcome("released", None, error)
+        if isinstance(settlement, Entry):
+            return JobOutcome("completed")
+        if settlement.kind == "ack":
+            return JobOutcome("completed", settlement.result)
+        if settlement.kind == "nack":
+            dead = settlement.dead or job.attempts >= job.max_attempts
+            return JobOutcome(
+                "dead" if dead else "retry",
+                None,
+                error,
+                settlement.error,
+                None if dead else settlement.delay_ms,
+            )
+        if settlement.label == "snooze":
+            return JobOutcome("snoozed", None, error, "", settlement.delay_ms)
+        if settlement.label == "rate_limited":
+            return JobOutcome("rate_limited", None, error, "", settlement.delay_ms)
+        return JobOutcome("released", None, error)
+
+    @staticmethod
+    def _notified(hooks: Hooks, outcome: JobOutcome) -> tuple[Callable[..., Any], ...]:
+        if outcome.status == "retry":
+            return hooks.on_retry
+        if outcome.status == "dead":
+            return hooks.on_dead
+        return ()
+
+    def _hook_error(
+        self, entry: Entry, kind: str, fn: Callable[..., Any], exc: BaseException
+    ) -> Outcome:
+        """A before_job hook raised: the attempt fails with its error (as a handler's)."""
+        logger.error(
+            "job %s/%s: %s hook %s failed; the attempt fails",
+            *entry.key,
+            kind,
+            hook_name(fn),
+            exc_info=exc,
+        )
+        return self.failed(entry, exc)
+
+    def _after_error(
+        self,
+        entry: Entry,
+        settlement: Settlement | None,
+        fn: Callable[..., Any],
+        exc: BaseException,
+    ) -> Outcome | None:
+        """An after_job hook raised: a completed attempt fails with its error instead (the
+        new outcome is returned); any other outcome stands (None)."""
+        completed = isinstance(settlement, Entry) or (
+            isinstance(settlement, Outcome) and settlement.kind == "ack"
+        )
+        logger.error(
+            "job %s/%s: after_job hook %s failed; %s",
+            *entry.key,
+            hook_name(fn),
+            "the attempt fails" if completed else "the attempt's outcome stands",
+            exc_info=exc,
+        )
+        return self.failed(entry, exc) if completed else None
+
+    @staticmethod
+    def _notify_error(
+        entry: Entry, fn: Callable[..., Any], outcome: JobOutcome, exc: BaseException
+    ) -> None:
+        kind = "on_retry" if outcome.status == "retry" else "on_dead"
+        logger.error(
+            "job %s/%s: %s hook %s failed; the job is %s all the same",
+            *entry.key,
+            kind,
+            hook_name(fn),
+            "retried" if outcome.status == "retry" else "dead",
+            exc_info=exc,
+        )
+
+
+async def _call_async(fn: Callable[..., Any], *args: Any) -> None:
+    """Call a hook on the worker's event loop (a sync one runs right there: keep it quick)."""
+    value = fn(*args)
+    if inspect.isawaitable(value):
+        await value

@@ -23,7 +23,9 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import redis.backoff
 import redis.exceptions
+import redis.retry
 
 from redisq._connect import connect
 from redisq._sync.store import Store
@@ -46,8 +48,14 @@ DRIVER_SOCKET_TIMEOUT_S = 65.0
 
 def driver_store(url: str, prefix: str, options: dict[str, Any]) -> Store:
     """Open the store a driver uses: the app's settings with a socket timeout that lets a
-    blocking read last a minute (a hung server delays only the schedules, by a minute)."""
-    return connect(url, prefix=prefix, **{**options, "socket_timeout": DRIVER_SOCKET_TIMEOUT_S})
+    blocking read last a minute (a hung server delays only the schedules, by a minute), and no
+    retry inside redis-py: the driver's loop retries a failed pass itself, after a pause. (On
+    Redis Cluster redis-py would otherwise reconnect a read cut by the store's closing at
+    stop, and the driver would stay blocked on a new socket for up to a minute.)"""
+    extra: dict[str, Any] = {"socket_timeout": DRIVER_SOCKET_TIMEOUT_S}
+    if not url.startswith("memory"):
+        extra["retry"] = redis.retry.Retry(redis.backoff.NoBackoff(), 0)
+    return connect(url, prefix=prefix, **{**options, **extra})
 
 
 class ScheduleDriver(threading.Thread):

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import redisq
-from redisq.keys import QueueKeys, registry_key
+from redisq.keys import QueueKeys, registry_key, registry_keys
 
 from .checker import KEPT_PARTS, FinalJob, FinalState
 from .ledger import Ledger
@@ -468,6 +468,10 @@ def collect_final(
             allowed.update(getattr(keys, part) for part in KEPT_PARTS)
             expiring.append(keys.memo_prefix)
         found: dict[str, tuple[str, int]] = {}
+        # The worker registry: its index is kept (pruned by readers), each record expires.
+        workers = registry_keys(prefix)
+        allowed.add(workers.workers)
+        expiring.append(workers.worker_prefix)
         for name in raw.scan_iter(count=1000):
             key = name.decode() if isinstance(name, bytes) else str(name)
             kind = raw.type(key)

@@ -341,9 +341,7 @@ def test_on_a_cluster_a_cancel_reaches_the_handler_on_any_queue(
             seen.append(ctx.queue)
 
     try:
-        # (schedules=False: the schedule drivers' threads outlive a worker on a cluster, and
-        # raise when the cluster stops at the session's end; not this test's business)
-        worker = make_worker(app, queues=queues, pool=pool, concurrency=3, schedules=False)
+        worker = make_worker(app, queues=queues, pool=pool, concurrency=3)
         with running(worker):
             refs = {
                 q: redisq.JobRef(app.store.enqueue(q, {"args": [], "kwargs": {}}, name="step"), app)

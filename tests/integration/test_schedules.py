@@ -545,6 +545,10 @@ def test_a_worker_on_a_cluster_drives_each_queue_in_its_slot(cluster_url: str) -
     finally:
         worker.stop()
         assert worker.wait_stopped(20)
+        # The drivers' threads end with the worker: a read under way on a cluster is cut by
+        # the closing of their store, and redis-py does not reconnect it
+        driving = [t for t in threading.enumerate() if "schedules" in t.name]
+        wait_for(lambda: not any(t.is_alive() for t in driving), 5)
         for q in queues:
             app.store.remove_schedule(f"beat-{q}", queue=q)
             app.store.purge(q)

@@ -234,6 +234,15 @@ def exercise(s: Any, server: ServerProcess, prefix: str) -> None:
     assert migrated == {"old": 1, Q: 0}
     assert s.get("old", s.list("old")[0].id).payload == "old"
 
+    # the worker registry: its own hash tag {prefix:}, under ~{prefix:* (SET PX, ZADD,
+    # ZRANGEBYSCORE, ZREM, GET, DEL inside its scripts)
+    record = {"host": "h", "pid": 1, "version": "v", "queues": [Q], "concurrency": 1}
+    record |= {"pool": "thread", "started_at_ms": 0, "ttl_ms": 60_000, "in_flight": 0}
+    assert s._heartbeat("w1", {**record, "jobs": [], "counters": {}}, 60_000) > 0
+    assert [w.name for w in s.workers()] == ["w1"]
+    assert s._heartbeat("w1", {}, 0) == 0
+    assert s.workers() == []
+
     s.stop_waiting()
 
 

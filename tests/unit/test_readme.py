@@ -47,6 +47,8 @@ def test_the_readme_has_its_snippets() -> None:
         "Rate limits",
         "Expiry",
         "Dedupe windows",
+        "Hooks and middleware",
+        "Worker registry",
     ]
 
 
@@ -90,6 +92,20 @@ def test_each_python_snippet_runs_as_written(section: str, code: str, tmp_path: 
             "True completed {'day': 1}",
             "True scheduled {'rev': 2}",
         ]
+    elif section == "Hooks and middleware":
+        # The first attempt failed and was retried (after_job inner to on_retry), the second
+        # completed: each hook once per attempt, in order.
+        assert done.stdout.splitlines() == [
+            "42",
+            "start fetch #1",
+            "end retry",
+            "retry: ConnectionError('flaky')",
+            "start fetch #2",
+            "end completed",
+        ]
+    elif section == "Worker registry":
+        # Listed while it ran, gone at once after a clean stop.
+        assert done.stdout.splitlines() == ["mail-1 ('emails',) 4 0", "[]"]
     else:
         assert done.stdout.strip() == "{'day': 1}"
 
