@@ -78,6 +78,7 @@ class _Dashboard:
         self.env.filters["age"] = _data.show_age
         self.env.filters["when"] = _data.show_ms
         self.env.filters["line"] = lambda s: (s or "").strip().split("\n", 1)[0]
+        self.env.filters["cell"] = _cell
         self.env.filters["num"] = lambda n: "-" if n is None else f"{n:,}"
         self.env.globals["version"] = __version__
         self.env.globals["query"] = query
@@ -352,25 +353,15 @@ class _Dashboard:
         )
 
     async def workers(self, request: Request) -> Response:
-        now_ms = await _data.server_ms(self.store)
-        registry = getattr(self.store, "workers", None)
-        rows: list[dict[str, Any]] = []
-        holders: dict[str, list[Any]] = {}
-        if registry is not None:
-            for info in (await registry())[:1000]:
-                rows.append(_data.as_row(info))
-        else:
-            for q in (await self.store.queues())[:100]:
-                for job in await self.store.list(q, state=JobState.LEASED, limit=200):
-                    holders.setdefault(job.worker or "?", []).append(job)
+        infos, now_ms = await _gather(self.store.workers(), _data.server_ms(self.store))
+        rows = [_data.as_row(info) for info in infos[:1000]]
         return self.render(
             request,
             "workers.html",
             page="workers",
-            registry=registry is not None,
             rows=rows,
-            columns=list(rows[0]) if rows else [],
-            holders=sorted(holders.items()),
+            more=max(0, len(infos) - 1000),
+            columns=[c for c in (rows[0] if rows else {}) if c != "jobs"],
             now_ms=now_ms,
         )
 
@@ -481,6 +472,17 @@ class _Dashboard:
 
 def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
+
+
+def _cell(value: Any) -> str:
+    """A record's field as short text: lists joined, mappings as `key value` pairs."""
+    if isinstance(value, dict):
+        text = ", ".join(f"{k} {v}" for k, v in value.items())
+    elif isinstance(value, list | tuple):
+        text = ", ".join(str(v) for v in value)
+    else:
+        text = str(value)
+    return text if len(text) <= 300 else text[:300] + "…"
 
 
 def _here(request: Request) -> str:

@@ -199,7 +199,11 @@ def _click_through(
     broken: threading.Event,
 ) -> None:
     store = app.store
-    with running(redisq.Worker(app, queues=["emails"], concurrency=2, handle_signals=False)):
+    with running(
+        redisq.Worker(
+            app, queues=["emails"], concurrency=2, handle_signals=False, name="mail-worker-1"
+        )
+    ):
         dead = send.enqueue("<script>alert('x')</script>@example.com")
         wait_for(lambda: store.get("emails", dead.id).state == JobState.DEAD, timeout=10)
         broken.clear()
@@ -300,7 +304,7 @@ def _click_through(
 
             # Workers, schedules (run now), Redis
             browser.get(f"{base}/workers")
-            assert "billing-7f3a" in _text(browser, "#workers")
+            assert "mail-worker-1" in _text(browser, "#workers")
             _shoot(browser, shots, "workers")
             browser.get(f"{base}/schedules")
             assert "nightly" in _text(browser, "#schedules")
