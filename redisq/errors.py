@@ -23,6 +23,7 @@ __all__ = [
     "JobFailed",
     "JobNotFound",
     "LeaseLost",
+    "MissingExtra",
     "PayloadTooLarge",
     "RateLimited",
     "RedisqError",
@@ -68,6 +69,23 @@ def _shown(value: object, width: int = 80) -> str:
 
 class ConfigurationError(RedisqError, ValueError):
     """Raised when a connection URL, client option or server setting cannot work."""
+
+
+class MissingExtra(ConfigurationError, ImportError):
+    """Raised when an option needs an optional extra of redisq that is not installed.
+
+    Attributes:
+        extra: the extra that provides it (``"metrics"``: ``pip install 'redisq[metrics]'``).
+        name: the module that could not be imported (as on any ImportError).
+    """
+
+    def __init__(self, extra: str, feature: str, module: str) -> None:
+        super().__init__(
+            f"{feature} needs the {module} package, which is not installed: install it with"
+            f" `pip install 'redisq[{extra}]'`"
+        )
+        self.extra = extra
+        self.name = module
 
 
 class InvalidArgument(RedisqError, ValueError):

@@ -65,6 +65,8 @@ WORKER_OPTIONS = (
     "idle_wait_ms",
     "schedules",
     "registry_ttl_ms",
+    "metrics_port",
+    "metrics_host",
 )
 #: A child exits with this code when it cannot load the app or build its Worker.
 CHILD_EXIT_CONFIG = 2
@@ -187,7 +189,9 @@ class Supervisor:
             (a second signal releases the running jobs at once).
         **worker_options: passed to each child's `redisq.Worker`: queues, concurrency, pool,
             weights, strict, grace_ms, reaper_interval_ms, prefetch, idle_wait_ms,
-            schedules, registry_ttl_ms.
+            schedules, registry_ttl_ms, metrics_port, metrics_host. Process i serves its
+            metrics on metrics_port + i (each process has its own counters; 0: each any
+            free port).
 
     Raises:
         InvalidArgument: an option is out of range, or not a Worker option.
@@ -214,6 +218,9 @@ class Supervisor:
                 raise InvalidArgument(
                     "worker_options", f"among {allowed} (each child names itself)", key
                 )
+        port = worker_options.get("metrics_port")
+        if type(port) is int and port > 0:
+            check_int("metrics_port", port, 1, 65_536 - self.processes)  # P + i for each
         if log_level is not None and log_level not in LOG_LEVELS:
             raise InvalidArgument("log_level", f"None or one of {', '.join(LOG_LEVELS)}", log_level)
         if not isinstance(handle_signals, bool):
@@ -477,9 +484,12 @@ def child_main() -> None:
     sys.path[:] = [*spec["sys_path"], *(p for p in sys.path if p not in spec["sys_path"])]
     if spec["log_level"] is not None:
         configure_logging(spec["log_level"])
+    options = spec["options"]
+    if options.get("metrics_port"):  # each process its own port: P, P+1, ... (0: any free one)
+        options["metrics_port"] += spec["index"]
     try:
         app = load_app(spec["app"], url=spec["url"], prefix=spec["prefix"])
-        worker = Worker(app, handle_signals=False, **spec["options"])
+        worker = Worker(app, handle_signals=False, **options)
     except (ConfigurationError, InvalidArgument) as exc:
         logger.error("worker process %d: %s", spec["index"], exc)
         sys.exit(CHILD_EXIT_CONFIG)
@@ -502,5 +512,9 @@ def child_main() -> None:
                 return
 
     threading.Thread(target=watch_parent, name="redisq-parent-watch", daemon=True).start()
-    worker.run()
+    try:
+        worker.run()
+    except ConfigurationError as exc:  # its metrics port is in use: restarting cannot help
+        logger.error("worker process %d: %s", spec["index"], exc)
+        sys.exit(CHILD_EXIT_CONFIG)
     sys.exit(0)

@@ -34,6 +34,7 @@ from redisq.cli._base import (
 )
 from redisq.cli._dashboard import add_dashboard
 from redisq.cli._jobs import add_enqueue, add_ls, add_show
+from redisq.cli._metrics import add_metrics
 from redisq.cli._schedules import add_schedule, add_scheduler, add_schedules
 from redisq.cli._server import add_server
 from redisq.cli._stats import add_stats
@@ -93,6 +94,7 @@ COMMANDS: list[Callable[[Commands], None]] = [
     add_ls,
     add_show,
     add_stats,
+    add_metrics,
     add_retry_dead,
     add_purge,
     add_pause,

@@ -124,6 +124,9 @@ def _worker(args: argparse.Namespace, ctx: Context) -> int:
         "schedules": not args.no_schedules,
         "registry_ttl_ms": args.registry_ttl_ms,
     }
+    if args.metrics_port is not None:  # only then: the Supervisor's options stay as they were
+        options["metrics_port"] = args.metrics_port
+        options["metrics_host"] = args.metrics_host
     try:
         worker = Worker(app, **options)  # validates every option before anything starts
     except ConfigurationError as exc:
@@ -223,6 +226,20 @@ def add_worker(commands: Commands) -> None:
         "--no-schedules",
         action="store_true",
         help="do not drive periodic schedules (a separate `redisq scheduler` does)",
+    )
+    parser.add_argument(
+        "--metrics-port",
+        type=non_negative_int,
+        default=None,
+        metavar="P",
+        help="serve Prometheus metrics at http://HOST:P/metrics (needs redisq[metrics]); with"
+        " --processes N, process i serves P+i (docs/metrics.md)",
+    )
+    parser.add_argument(
+        "--metrics-host",
+        default="0.0.0.0",
+        metavar="HOST",
+        help="the address the metrics server listens on (every interface)",
     )
     parser.add_argument(
         "--url", help="the server URL (default: the App's url; this one wins when given)"

@@ -38,7 +38,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from redisq._core.rotation import Rotation
 from redisq._core.validate import check_int, check_name
@@ -58,6 +58,9 @@ from redisq.worker._settler import Settler
 from redisq.worker._sizing import MAX_BUFFER
 from redisq.worker._state import Entry, Outcome, State
 from redisq.worker._support import WorkerMetrics, frozen_heap, logger, stop_signals
+
+if TYPE_CHECKING:
+    from redisq.metrics import WorkerExporter
 
 __all__ = ["Worker", "WorkerMetrics"]
 
@@ -115,10 +118,15 @@ class Worker:
             (`Store.workers`, ``redisq workers``), rewritten every third of it: a worker
             killed without a word drops out of the list after at most this long (30 s;
             1,000 to 86,400,000). 0 keeps the worker out of the registry.
+        metrics_port: serve Prometheus metrics on this port at ``/metrics`` while `run`
+            runs (0: any free port, see `metrics_url`); needs ``redisq[metrics]``. See
+            docs/metrics.md. Default None: no metrics, nothing is measured.
+        metrics_host: the address the metrics server listens on (all interfaces).
 
     Raises:
         InvalidArgument: an option is out of range.
         ConfigurationError: there is nothing to work (no queues and no tasks).
+        MissingExtra: metrics_port is given but prometheus-client is not installed.
     """
 
     def __init__(
@@ -138,6 +146,8 @@ class Worker:
         handle_signals: bool = True,
         schedules: bool = True,
         registry_ttl_ms: int = 30_000,
+        metrics_port: int | None = None,
+        metrics_host: str = "0.0.0.0",
     ) -> None:
         if not isinstance(app, App):
             raise InvalidArgument("app", "a redisq.App", app)
@@ -199,6 +209,18 @@ class Worker:
         if registry_ttl_ms != 0:
             check_int("registry_ttl_ms", registry_ttl_ms, 1_000, 24 * 60 * 60 * 1000)
         self.registry_ttl_ms = registry_ttl_ms
+        self.metrics_port = (
+            None if metrics_port is None else check_int("metrics_port", metrics_port, 0, 65_535)
+        )
+        if not isinstance(metrics_host, str) or not metrics_host:
+            raise InvalidArgument("metrics_host", "an address to listen on", metrics_host)
+        self.metrics_host = metrics_host
+        if self.metrics_port is not None:
+            from redisq.metrics import require_prometheus
+
+            require_prometheus("metrics_port (Prometheus metrics)")
+        #: The metrics server while `run` runs (see metrics_port).
+        self._exporter: WorkerExporter | None = None
         self.metrics = WorkerMetrics()
         self._stop = threading.Event()
         self._hurry = threading.Event()
@@ -208,6 +230,12 @@ class Worker:
 
     def __repr__(self) -> str:
         return f"<Worker {self.name!r} queues={self.queues} pool={self.pool}>"
+
+    @property
+    def metrics_url(self) -> str | None:
+        """The URL of this worker's ``/metrics`` while `run` serves it, else None."""
+        exporter = self._exporter
+        return None if exporter is None else exporter.url
 
     @property
     def running(self) -> bool:
@@ -244,17 +272,28 @@ class Worker:
 
         Raises:
             RuntimeError: the worker already ran (make a new one).
+            ConfigurationError: the metrics port cannot be bound (nothing was claimed).
         """
         with self._lock:
             if self._started:
                 raise RuntimeError("a Worker runs once; create a new Worker to run again")
             self._started = True
         with stop_signals(self.handle_signals, self._on_signal), frozen_heap():
-            store = self.app.connect()
             try:
-                self._run(store)
+                if self.metrics_port is not None:
+                    from redisq.metrics import WorkerExporter
+
+                    # Bound before anything is claimed: a port in use fails the start.
+                    self._exporter = WorkerExporter(self, self.metrics_host, self.metrics_port)
+                store = self.app.connect()
+                try:
+                    self._run(store)
+                finally:
+                    store.close()
             finally:
-                store.close()
+                if self._exporter is not None:
+                    self._exporter.close()
+                    self._exporter = None
                 self._finished.set()
 
     def _run(self, store: Store) -> None:
@@ -331,7 +370,10 @@ class _Runtime:
         self.executor = executor
         self._hand_over = isinstance(executor, ThreadExecutor)
         self.settler = Settler(store, self.metrics, f"{name}-settler")
-        self.state = State(worker.concurrency, worker.prefetch, executor.wake, self.settler.put)
+        #: The metrics exporter (None: metrics off, and nothing below measures anything).
+        self._observer = observer = worker._exporter
+        settle = self.settler.put if observer is None else observer.timed(self.settler.put)
+        self.state = State(worker.concurrency, worker.prefetch, executor.wake, settle)
         self.settler.bind(self.state)
         executor.bind(self.state)
         self._default_lease = store.settings.lease_ms
@@ -347,6 +389,9 @@ class _Runtime:
             # Its own store: one blocking read a minute (see _cancels.py).
             lambda: watch_store(worker.app.url, worker.app.prefix, worker.app.connect_options),
         )
+        if observer is not None:
+            self.settler.observer = self.keeper.observer = observer
+            observer.bind(self.state)
         self.fetcher = Fetcher(
             store,
             worker.queues,
@@ -419,6 +464,8 @@ class _Runtime:
             if (deadline := e.job.lease_deadline_ms) is not None
         ]
         self.metrics.claimed_batch(len(jobs), pickups)  # counted before any can complete
+        if self._observer is not None:
+            self._observer.claimed(entries)
         kept = self.state.hand_over(entries) if waited and self._hand_over else None
         refused = [] if kept is not None else self.state.admit(entries)
         self.keeper.watch(entries)  # until settled, released ones included

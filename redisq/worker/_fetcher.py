@@ -384,5 +384,7 @@ class Fetcher:
     def _note_held(self, jobs: Claimed) -> None:
         """Keep the least `held_ms` of this round's claims."""
         held = jobs.held_ms
-        if held is not None and (self._held_ms is None or held < self._held_ms):
-            self._held_ms = held
+        if held is not None:
+            self._metrics.add("claims_held")
+            if self._held_ms is None or held < self._held_ms:
+                self._held_ms = held

@@ -36,6 +36,7 @@ import random
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING
 
 from redisq._sync.store import Store, queue_refusal
 from redisq.errors import JobNotFound, LeaseLost
@@ -44,6 +45,9 @@ from redisq.worker._cancels import CancelWatch
 from redisq.worker._sizing import STALE_WAIT_S
 from redisq.worker._state import Entry, Outcome, Phase, State
 from redisq.worker._support import Episode, WorkerMetrics, is_transient, logger
+
+if TYPE_CHECKING:
+    from redisq.metrics import WorkerExporter
 
 __all__ = ["Keeper"]
 
@@ -114,6 +118,8 @@ class Keeper:
         #: Per queue: renewals refused by that queue alone; reaps that failed.
         self._renew_refused: dict[str, Episode] = {}
         self._reap_failing: dict[str, Episode] = {}
+        #: The Prometheus exporter (`--metrics-port`), or None.
+        self.observer: WorkerExporter | None = None
         #: Where the next reap round starts (a round cut by the time budget resumes there).
         self._reap_from = 0
         # The first reap comes at a random point of the first interval: workers started
@@ -196,6 +202,8 @@ class Keeper:
                 logger.debug("job %s/%s: cancelled after its handler returned", *entry.key)
                 continue
             self._metrics.add("cancelled")
+            if self.observer is not None:
+                self.observer.count("cancelled", (entry,))
             if phase is Phase.PENDING:
                 logger.info("job %s/%s: cancelled before it started; it is not run", *entry.key)
                 continue
@@ -486,15 +494,16 @@ class Keeper:
                     break
                 if time.monotonic() - started >= REAP_BUDGET_S:
                     # Full batches still: resume with this queue right after the renewals.
-                    self._log_reaped(queue, reaped)
+                    self._reaped(queue, reaped)
                     self._reap_from = (self._reap_from + n) % len(self._queues)
                     return True
-            self._log_reaped(queue, reaped)
+            self._reaped(queue, reaped)
         return False
 
-    @staticmethod
-    def _log_reaped(queue: str, count: int) -> None:
+    def _reaped(self, queue: str, count: int) -> None:
+        """Count and log a queue's reaped leases (once per queue and round)."""
         if count:
+            self._metrics.add("reaped", count)
             logger.info("reaped queue %s: %d expired leases returned (or dead)", queue, count)
 
 

@@ -19,12 +19,16 @@ import queue
 import threading
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from redisq._sync.store import Store, queue_refusal
 from redisq.errors import JobNotFound, LeaseLost
 from redisq.models import Job, JobState
 from redisq.worker._state import Entry, Outcome, Settlement, State, outcome_of
-from redisq.worker._support import Episode, WorkerMetrics, is_transient, logger
+from redisq.worker._support import Episode, WorkerMetrics, is_cancelled, is_transient, logger
+
+if TYPE_CHECKING:
+    from redisq.metrics import WorkerExporter
 
 __all__ = ["Settler"]
 
@@ -62,6 +66,9 @@ class Settler:
         )
         #: Queues that refuse outcomes: theirs wait.
         self._refusing: dict[str, Episode] = {}
+        #: The Prometheus exporter (`--metrics-port`), told what is counted per job; None
+        #: (metrics off) costs one test per batch of outcomes.
+        self.observer: WorkerExporter | None = None
 
     def bind(self, state: State) -> None:
         """Attach the worker's state (entries are forgotten there once settled)."""
@@ -225,6 +232,8 @@ class Settler:
     def _acked(self, entries: list[Entry]) -> None:
         """Acks the store took: count them and forget their entries, all at once."""
         self._metrics.add("completed", len(entries))
+        if self.observer is not None:
+            self.observer.count("completed", entries)
         if logger.isEnabledFor(logging.DEBUG):
             for entry in entries:
                 logger.debug("job %s/%s completed", *entry.key)
@@ -256,16 +265,22 @@ class Settler:
             self._sent(job.queue)
             self._done(outcome, stored)
 
+    def _count(self, counter: str, entry: Entry) -> None:
+        self._metrics.add(counter)
+        if self.observer is not None:
+            self.observer.count(counter, (entry,))
+
     def _done(self, outcome: Outcome, job: Job) -> None:
         entry = outcome.entry
         if outcome.kind == "ack":
-            self._metrics.add("completed")
+            self._count("completed", entry)
             logger.debug("job %s/%s completed", *entry.key)
         elif outcome.label == "snooze":
-            self._metrics.add("snoozed")
+            self._count("snoozed", entry)
             logger.info("job %s/%s snoozed for %s ms", *entry.key, outcome.delay_ms)
         elif outcome.label == "rate_limited":
             self._metrics.add("released")
+            self._count("rate_limited", entry)
             logger.info(
                 "job %s/%s rate limited: its queue is held back for %s ms (the attempt is not"
                 " counted)",
@@ -276,7 +291,7 @@ class Settler:
             self._metrics.add("released")
             logger.info("job %s/%s released (the attempt is not counted)", *entry.key)
         elif job.state is JobState.DEAD:
-            self._metrics.add("dead")
+            self._count("dead", entry)
             logger.warning(
                 "job %s/%s dead after attempt %d of %d (%s)",
                 *entry.key,
@@ -285,7 +300,7 @@ class Settler:
                 outcome.label,
             )
         else:
-            self._metrics.add("retried")
+            self._count("retried", entry)
             logger.info(
                 "job %s/%s failed attempt %d of %d (%s); retry in %s ms",
                 *entry.key,
@@ -298,10 +313,15 @@ class Settler:
 
     def _refused(self, outcome: Outcome, exc: Exception) -> None:
         self._metrics.add("refused")
-        if outcome.entry.cancelled:
+        entry = outcome.entry
+        if entry.cancelled or is_cancelled(exc):
+            # Counted here when the cancel came after the handler returned (its outcome was on
+            # its way), or when only this refusal told the worker; else the keeper counted it.
+            self._count("cancelled", entry)
+        if entry.cancelled:
             # The cancel crossed the outcome: expected, and the job's outcome is the cancel.
-            logger.debug("job %s/%s: %s refused after a cancel", *outcome.entry.key, outcome.kind)
-            self.state.settled((outcome.entry,))
+            logger.debug("job %s/%s: %s refused after a cancel", *entry.key, outcome.kind)
+            self.state.settled((entry,))
             return
         logger.warning(
             "job %s/%s: the store refused the %s (%s); the job has moved on (cancelled, or"

@@ -16,10 +16,13 @@ from typing import Any
 
 import redis.exceptions
 
+from redisq.errors import LeaseLost
+
 __all__ = [
     "Episode",
     "WorkerMetrics",
     "frozen_heap",
+    "is_cancelled",
     "is_transient",
     "logger",
     "stop_signals",
@@ -51,6 +54,11 @@ def is_transient(exc: BaseException) -> bool:
     if isinstance(exc, redis.exceptions.ResponseError):
         return str(exc).startswith(_TRANSIENT_REPLIES)
     return isinstance(exc, (ConnectionError, TimeoutError))
+
+
+def is_cancelled(exc: BaseException) -> bool:
+    """Tell whether a refused renewal or outcome means that the job was cancelled."""
+    return isinstance(exc, LeaseLost) and exc.state == "cancelled"
 
 
 #: While a failure lasts, a WARNING summary at most this often (s).
@@ -164,6 +172,9 @@ _COUNTERS = (
     "lease_lost",
     "refused",
     "abandoned",
+    "rate_limited",
+    "claims_held",
+    "reaped",
     "connection_errors",
     "errors",
 )
@@ -182,10 +193,14 @@ class WorkerMetrics:
         released: leases given back at stop (attempt not counted).
         timed_out: runs stopped by the task's timeout_ms.
         cancelled: jobs this worker held when they were cancelled (their handler stopped,
-            or never started), as the cancel watch told it.
+            or never started), as the cancel watch, a renewal or a refused outcome told it
+            (counted once per job).
         lease_lost: leases the renewal found lost (cancelled, or taken over).
         refused: acks, nacks or releases the store refused (LeaseLost): the job had moved on.
         abandoned: outcomes given up after the lease ran out during an outage.
+        rate_limited: jobs whose handler raised `RateLimited` (released, also counted there).
+        claims_held: claims that a queue's rate limit held back (`Claimed.held_ms`).
+        reaped: expired leases this worker's reaper returned to ready (or dead).
         connection_errors: transient Redis errors seen by the loops.
         errors: unexpected errors in the loops (logged with their traceback).
         pickup_ms: the latest pickup latencies (ms from due to claimed, Redis clock).
@@ -202,6 +217,9 @@ class WorkerMetrics:
     lease_lost: int = 0
     refused: int = 0
     abandoned: int = 0
+    rate_limited: int = 0
+    claims_held: int = 0
+    reaped: int = 0
     connection_errors: int = 0
     errors: int = 0
     pickup_ms: deque[int] = field(default_factory=lambda: deque(maxlen=10_000))
@@ -231,10 +249,14 @@ class WorkerMetrics:
             return None
         return float(ordered[min(len(ordered) - 1, int(q * len(ordered)))])
 
+    def counters(self) -> dict[str, int]:
+        """Return the counters as a plain dict (read at once, without the percentiles)."""
+        with self._lock:
+            return {name: getattr(self, name) for name in _COUNTERS}
+
     def snapshot(self) -> dict[str, Any]:
         """Return the counters and pickup percentiles as a plain dict."""
-        with self._lock:
-            values: dict[str, Any] = {name: getattr(self, name) for name in _COUNTERS}
+        values: dict[str, Any] = self.counters()
         values["pickup_p50_ms"] = self.pickup_percentile(0.5)
         values["pickup_p99_ms"] = self.pickup_percentile(0.99)
         return values

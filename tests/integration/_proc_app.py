@@ -28,8 +28,10 @@ def add(a: int, b: int, ctx: redisq.Context) -> dict[str, object]:
 
 @app.task(queue="q", lease_ms=600, max_attempts=5, store_result=True)
 def gate(key: str, ctx: redisq.Context) -> int:
-    """Wait until the Redis key `key` exists (the test opens the gate); return the pid."""
+    """Say the handler runs (the key `key:started`), then wait until the Redis key `key`
+    exists (the test opens the gate); return the pid."""
     client = app.store.redis
+    client.set(f"{key}:started", os.getpid())
     deadline = time.monotonic() + 25
     while time.monotonic() < deadline and not ctx.cancelled:
         if client.exists(key):

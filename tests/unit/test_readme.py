@@ -49,6 +49,7 @@ def test_the_readme_has_its_snippets() -> None:
         "Dedupe windows",
         "Hooks and middleware",
         "Worker registry",
+        "Metrics",
     ]
 
 
@@ -106,6 +107,13 @@ def test_each_python_snippet_runs_as_written(section: str, code: str, tmp_path: 
     elif section == "Worker registry":
         # Listed while it ran, gone at once after a clean stop.
         assert done.stdout.splitlines() == ["mail-1 ('emails',) 4 0", "[]"]
+    elif section == "Metrics":
+        # Scraped over HTTP from the worker, and collected from Redis.
+        assert done.stdout.splitlines() == [
+            'redisq_worker_jobs_completed_total{queue="mail",task="send"} 3.0',
+            'redisq_worker_run_seconds_count{queue="mail",task="send"} 3.0',
+            'redisq_queue_jobs{queue="mail",state="completed"} 3.0',
+        ]
     else:
         assert done.stdout.strip() == "{'day': 1}"
 
