@@ -29,7 +29,7 @@ MARKS = [
     ("if #fresh == 0 then", "decide"),
     ("-- Write: the index entries first", "type checks"),
     ("for _, set in ipairs(", "build records"),
-    ("write_jobs(jobs_hash, records)\nif", "ZADD"),
+    ("write_jobs(jobs_hash, records)\nfor", "ZADD"),
     ("if #unique_pairs > 0 then\n  chunks", "HSET records"),
     ("wake(wake_set)\nreturn", "unique HSET and meta"),
 ]
@@ -63,7 +63,8 @@ def main() -> int:
     p.add_argument("--url", default=None)
     args = p.parse_args()
     names = [name for _, name in MARKS] + ["wake"]
-    keys = [f"{{lua-bench}}:{part}" for part in ("meta", "ready", "sch", "uniq", "jobs", "wake")]
+    parts = ("meta", "ready", "sch", "uniq", "jobs", "wake", "gready", "gturn", "gleased", "gjob")
+    keys = [f"{{lua-bench}}:{part}" for part in parts]
     with bench_server(args.url) as server:
         client = redis.Redis.from_url(server.url)
         sha = client.script_load(instrumented())
@@ -73,7 +74,7 @@ def main() -> int:
             argv: list[object] = []
             for i in range(args.batch):
                 payload = msgpack.packb({"n": i})
-                argv += [os.urandom(16).hex(), payload, "", "0", "", "0", "3", "", ""]
+                argv += [os.urandom(16).hex(), payload, "", "0", "", "0", "3", "", "", ""]
             out = client.evalsha(sha, len(keys), *keys, "", "bench", str(args.batch), *argv)
             if call >= WARM_UP:
                 counted += 1

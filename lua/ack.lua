@@ -14,6 +14,11 @@
   KEYS[4] unique      hash   unique key -> job id
   KEYS[5] jobs        hash   job id -> packed job record (lib/record)
   KEYS[6] result_prefix prefix stored results are result_prefix .. <id> (strings with a TTL)
+  KEYS[7] gready      zset   grouped ready jobs (lib/groups)
+  KEYS[8] gturn       zset   group -> turn, the groups that may lease now
+  KEYS[9] gleased     zset   leased grouped jobs, member <group> \0 <id>
+  KEYS[10] gjob       hash   job id -> group
+  KEYS[11] wake       zset   signalled when leases end on a queue with groups or a cap
   ARGV[1] now_ms      int    test clock override; '' = Redis TIME
   ARGV[2] keep        int    retention of the done set: count
   ARGV[3] max_age_ms  int    retention of the done set: age (0 = no age limit)
@@ -43,6 +48,8 @@
 --- @include "lib/trim_retention"
 --- @include "lib/wrong_type"
 --- @include "lib/add_totals"
+--- @include "lib/grp_ctx"
+--- @include "lib/wake"
 
 local meta_key = KEYS[1]
 local leased_key = KEYS[2]
@@ -50,6 +57,11 @@ local done_key = KEYS[3]
 local unique_key = KEYS[4]
 local jobs_key = KEYS[5]
 local result_prefix = KEYS[6]
+local gready_key = KEYS[7]
+local gturn_key = KEYS[8]
+local gleased_key = KEYS[9]
+local gjob_key = KEYS[10]
+local wake_key = KEYS[11]
 local now_arg = ARGV[1]
 local keep = tonumber(ARGV[2])
 local max_age_ms = tonumber(ARGV[3])
@@ -72,7 +84,7 @@ if count > 1 and arg_bytes > CAPS.ARG_BYTES then
   return {STATUS.BAD_ARGUMENT, 'result bytes'}
 end
 local now = now_ms(now_arg)
-local meta, err = read_meta(meta_key)
+local meta, err = read_meta(meta_key, 'groups', 'conc')
 if not meta then
   return err
 end
@@ -185,4 +197,18 @@ card = card + chunks({'ZADD', done_key}, done_pairs)
 -- call's own work).
 trim_retention(done_key, jobs_key, keep, max_age_ms, now, batch + done, card)
 add_totals(meta_key, done, 0, 0)
+-- A queue with groups or a concurrency cap (lib/groups): the grouped jobs' slots are free, and
+-- a waiting worker is woken for the jobs the cap or the limits held back.
+if meta[2] then
+  local gctx = grp_ctx(meta_key, gready_key, gturn_key, gleased_key, gjob_key)
+  local groups = gctx and gctx.of(done_ids)
+  for i = 1, groups and done or 0 do
+    if groups[i] then
+      gctx.forget(groups[i], nil, done_ids[i])
+    end
+  end
+end
+if meta[2] or meta[3] then
+  wake(wake_key)
+end
 return {STATUS.OK, now, flags}

@@ -17,6 +17,10 @@
   KEYS[6] unique      hash   unique key -> job id
   KEYS[7] jobs        hash   job id -> packed job record (lib/record)
   KEYS[8] cancels     stream cancels of leased jobs: id, token (the lease's), capped
+  KEYS[9] gready      zset   grouped ready jobs (lib/groups)
+  KEYS[10] gturn      zset   group -> turn, the groups that may lease now
+  KEYS[11] gleased    zset   leased grouped jobs, member <group> \0 <id>
+  KEYS[12] gjob       hash   job id -> group
   ARGV[1] now_ms      int    test clock override; '' = Redis TIME
   ARGV[2] id          str    job id
   ARGV[3] request_id  str    the caller's id for this call, recorded on the job
@@ -37,6 +41,7 @@
 --- @include "lib/read_job"
 --- @include "lib/clear_unique"
 --- @include "lib/trim_retention"
+--- @include "lib/grp_ctx"
 
 local meta_key = KEYS[1]
 local ready_key = KEYS[2]
@@ -46,6 +51,10 @@ local cancelled_key = KEYS[5]
 local unique_key = KEYS[6]
 local jobs_key = KEYS[7]
 local cancels_key = KEYS[8]
+local gready_key = KEYS[9]
+local gturn_key = KEYS[10]
+local gleased_key = KEYS[11]
+local gjob_key = KEYS[12]
 local now_arg = ARGV[1]
 local id = ARGV[2]
 local request_id = ARGV[3]
@@ -79,6 +88,12 @@ if state ~= 'ready' and state ~= 'scheduled' and state ~= 'leased' then
   return {STATUS.OK, 0}
 end
 local n = num(now)
+-- A grouped job (lib/groups) leaves its group: its waiting place or its lease slot.
+local g = redis.call('HGET', gjob_key, id)
+if g then
+  local gctx = grp_ctx(meta_key, gready_key, gturn_key, gleased_key, gjob_key)
+  gctx.forget(g, gctx.member(g, t[F.PRIO], t[F.SEQ], id), id)
+end
 if state == 'leased' then
   -- The holder's token goes into the signal, so that a worker stops that run only (not a
   -- later run of a job with the same id).

@@ -16,6 +16,10 @@
   KEYS[9] memo_prefix prefix claim memos are memo_prefix .. <request id>
   KEYS[10] expiring   zset   '<seq>/<id>' of jobs enqueued with expires_ms, score = expiry (ms)
   KEYS[11] cancelled  zset   job ids, score = time of cancellation (ms)
+  KEYS[12] gready     zset   grouped ready jobs (lib/groups)
+  KEYS[13] gturn      zset   group -> turn, the groups that may lease now
+  KEYS[14] gleased    zset   leased grouped jobs, member <group> \0 <id>
+  KEYS[15] gjob       hash   job id -> group
   ARGV[1] now_ms      int    test clock override; '' = Redis TIME
   ARGV[2] worker      str    name of the worker
   ARGV[3] request_id  str    '' = no memo
@@ -50,6 +54,7 @@
 --- @include "lib/add_totals"
 --- @include "lib/quarantine"
 --- @include "lib/rate"
+--- @include "lib/grp_ctx"
 
 local meta_key = KEYS[1]
 local ready_key = KEYS[2]
@@ -62,6 +67,10 @@ local jobs_key = KEYS[8]
 local memo_prefix = KEYS[9]
 local expiring_key = KEYS[10]
 local cancelled_key = KEYS[11]
+local gready_key = KEYS[12]
+local gturn_key = KEYS[13]
+local gleased_key = KEYS[14]
+local gjob_key = KEYS[15]
 local now_arg = ARGV[1]
 local worker = ARGV[2]
 local request_id = ARGV[3]
@@ -100,7 +109,8 @@ if request_id ~= '' then
 end
 
 local keys = {ready = ready_key, scheduled = scheduled_key, leased = leased_key,
-  dead = dead_key, unique = unique_key, jobs = jobs_key}
+  dead = dead_key, unique = unique_key, jobs = jobs_key,
+  grp = grp_ctx(meta_key, gready_key, gturn_key, gleased_key, gjob_key)}
 local expiry = {expiring = expiring_key, cancelled = cancelled_key, meta = meta_key,
   keep = cancelled_keep, age_ms = cancelled_age_ms}
 local promoted, reaped, died, _, expired_left = housekeep(keys, now, batch, dead_keep,

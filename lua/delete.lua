@@ -12,6 +12,10 @@
   KEYS[8] unique      hash   unique key -> job id
   KEYS[9] jobs        hash   job id -> packed job record (lib/record)
   KEYS[10] result_prefix prefix stored results are result_prefix .. <id> (strings with a TTL)
+  KEYS[11] gready     zset   grouped ready jobs (lib/groups)
+  KEYS[12] gturn      zset   group -> turn, the groups that may lease now
+  KEYS[13] gleased    zset   leased grouped jobs, member <group> \0 <id>
+  KEYS[14] gjob       hash   job id -> group
   ARGV[1] id          str    job id
   Returns: {status, 1 = deleted | 0 = there was no such job (nor a stored result of it)}
   Status: OK, WRONG_TYPE, SCHEMA_MISMATCH
@@ -20,6 +24,8 @@
 --- @include "lib/status"
 --- @include "lib/check_queue"
 --- @include "lib/clear_unique"
+--- @include "lib/grp_ctx"
+--- @include "lib/record"
 
 local meta_key = KEYS[1]
 local ready_key = KEYS[2]
@@ -31,6 +37,10 @@ local cancelled_key = KEYS[7]
 local unique_key = KEYS[8]
 local jobs_key = KEYS[9]
 local result_prefix = KEYS[10]
+local gready_key = KEYS[11]
+local gturn_key = KEYS[12]
+local gleased_key = KEYS[13]
+local gjob_key = KEYS[14]
 local id = ARGV[1]
 
 local err = check_queue({meta_key, 'hash', ready_key, 'zset', scheduled_key, 'zset',
@@ -42,6 +52,13 @@ end
 -- A record that does not parse can still be deleted; its unique key (if any) cannot be read.
 local stored = redis.call('HGET', jobs_key, id)
 local ukey = stored and string.match(stored, '^j3\n' .. string.rep('[^\n]*\n', 9) .. '([^\n]*)\n')
+-- A grouped job (lib/groups) leaves its group: its waiting place or its lease slot.
+local g = redis.call('HGET', gjob_key, id)
+if g then
+  local gctx = grp_ctx(meta_key, gready_key, gturn_key, gleased_key, gjob_key)
+  local t = stored and rec_parse(stored)  -- (a record that does not parse: claim drops it)
+  gctx.forget(g, t and gctx.member(g, t[F.PRIO], t[F.SEQ], id), id)
+end
 local existed = redis.call('HDEL', jobs_key, id)
 if redis.call('DEL', result_prefix .. id) == 1 then
   existed = 1

@@ -7,7 +7,8 @@
   CAPS.ARG_BYTES of payloads per call (beyond the first job), and when the stored records of ids
   or unique keys already taken pass CAPS.READ_BYTES, only the jobs before that one are handled:
   the reply then holds fewer entries, and the client sends the rest again.
-  KEYS[1] meta        hash   schema, lib_version, seq (enqueue counter), enqueued, paused
+  KEYS[1] meta        hash   schema, lib_version, seq (enqueue counter), enqueued, paused,
+                             groups ('1' once a job with a group came, lib/groups)
   KEYS[2] ready       zset   job ids, score = ready_score(priority, seq)
   KEYS[3] scheduled   zset   job ids, score = due time (ms)
   KEYS[4] unique      hash   unique key -> job id, while the job is live
@@ -17,11 +18,17 @@
   KEYS[8] window_prefix prefix throttle windows are window_prefix .. <unique key> (strings
                              '<end ms>/<id>' of the job that opened the window; the end decides
                              on the Redis clock, a TTL of throttle_ms frees the memory)
+  KEYS[9] gready      zset   grouped ready jobs (lib/groups)
+  KEYS[10] gturn      zset   group -> turn, the groups that may lease now
+  KEYS[11] gleased    zset   leased grouped jobs, member <group> \0 <id>
+  KEYS[12] gjob       hash   job id -> group
   ARGV[1] now_ms      int    test clock override; '' = Redis TIME
   ARGV[2] lib_version str    redisq version, recorded in meta on the first write
   ARGV[3] count       int    number of jobs that follow
-  ARGV[4+] jobs       list   9 values per job: id, payload, name, priority, run_at_ms ('' = now +
-                             delay_ms), delay_ms, max_attempts, lease_ms ('' = claim's), unique_key;
+  ARGV[4+] jobs       list   10 values per job: id, payload, name, priority, run_at_ms ('' = now
+                             + delay_ms), delay_ms, max_attempts, lease_ms ('' = claim's),
+                             unique_key, group ('' = none; a grouped ready job waits in its
+                             group, lib/groups);
                              optionally followed by 3 values per job (for every job or none):
                              expires_ms, throttle_ms, debounce_ms ('' = none; docs/expiry_dedupe.md)
   With expires_ms, a job not started within that many ms is cancelled (lib/expire_due). With
@@ -46,11 +53,15 @@ local jobs_hash = KEYS[5]
 local wake_set = KEYS[6]
 local expiring_key = KEYS[7]
 local window_prefix = KEYS[8]
+local gready_key = KEYS[9]
+local gturn_key = KEYS[10]
+local gleased_key = KEYS[11]
+local gjob_key = KEYS[12]
 local now_arg = ARGV[1]
 local lib_version = ARGV[2]
 local count = tonumber(ARGV[3])
 local jobs_at = 4
-local STRIDE = 9
+local STRIDE = 10
 
 -- One new job without a unique key (the single enqueue): the steps of the general path
 -- below, written out for one job and its usual outcome, so that the call runs the commands it
@@ -58,7 +69,8 @@ local STRIDE = 9
 -- key of another type, another schema, an id that exists) leaves this block before its first
 -- write, and the general path handles the call from the start. (lib/status is included after
 -- this block, so that this call does not build its table: 0 below is STATUS.OK.)
-if count == 1 and #ARGV == jobs_at - 1 + STRIDE and ARGV[jobs_at + 8] == '' then
+if count == 1 and #ARGV == jobs_at - 1 + STRIDE and ARGV[jobs_at + 8] == ''
+    and ARGV[jobs_at + 9] == '' then
   local b = jobs_at
   local id = ARGV[b]
   local priority = tonumber(ARGV[b + 3])
@@ -119,6 +131,7 @@ end
 --- @include "lib/key_types"
 --- @include "lib/record"
 --- @include "lib/rec_pack"
+--- @include "lib/grp_ctx"
 
 if not count or count < 1 or count > CAPS.BATCH then
   return {STATUS.BAD_ARGUMENT, 'count'}
@@ -277,7 +290,7 @@ local fresh = {}
 local debounced = {}
 local seen_id = {}
 local seen_ukey = {}
-local to_ready, to_scheduled = 0, 0
+local to_ready, to_scheduled, grouped = 0, 0, 0
 for i = 1, count do
   local b = jobs_at + (i - 1) * STRIDE
   local id = ARGV[b]
@@ -310,9 +323,12 @@ for i = 1, count do
       if debounce then
         due = now + debounce
       end
+      if ARGV[b + 9] ~= '' then
+        grouped = grouped + 1
+      end
       if due > now then
         to_scheduled = to_scheduled + 1
-      else
+      elseif ARGV[b + 9] == '' then
         to_ready = to_ready + 1
       end
     end
@@ -380,6 +396,16 @@ if flow_at then
     return {STATUS.WRONG_TYPE, bad_key, bad_type}
   end
 end
+-- Grouped jobs (lib/groups): their keys are checked too, before the first write.
+if grouped > 0 then
+  local bad_key, bad_type = key_types({gready_key, 'zset', gturn_key, 'zset', gleased_key,
+    'zset', gjob_key, 'hash', scheduled_key, 'zset'})
+  if bad_key then
+    return {STATUS.WRONG_TYPE, bad_key, bad_type}
+  end
+end
+local gctx = grouped > 0 and grp_ctx(meta_hash, gready_key, gturn_key, gleased_key, gjob_key)
+local group_jobs = {}
 
 -- Write: the index entries first (a wrong-typed set refuses the first ZADD, before anything
 -- else is written), then the records, the unique keys and the counters.
@@ -426,10 +452,13 @@ for i = 1, #fresh do
     scheduled_pairs[ns + 1] = fmt('%d', run_at)
     scheduled_pairs[ns + 2] = id
     ns = ns + 2
-  else
+  elseif argv[b + 9] == '' then
     ready_pairs[nr + 1] = fmt('%d', (1000 - tonumber(priority)) * 4398046511104 + seq)
     ready_pairs[nr + 2] = id
     nr = nr + 2
+  end
+  if argv[b + 9] ~= '' then
+    group_jobs[#group_jobs + 1] = {argv[b + 9], id, state, priority, seq}
   end
   -- The layout of lib/record, written out: no error, result or progress yet.
   local ukey = argv[b + 8]
@@ -457,6 +486,17 @@ for _, set in ipairs({{ready_key, ready_pairs}, {scheduled_key, scheduled_pairs}
   end
 end
 write_jobs(jobs_hash, records)
+for i = 1, #group_jobs do
+  local g, id, state, prio, job_seq = unpack(group_jobs[i])
+  redis.call('HSET', gjob_key, id, g)
+  if state == 'ready' then
+    redis.call('ZADD', gready_key, 0, gctx.member(g, prio, job_seq, id))
+    gctx.recheck(g)
+  end
+end
+if #group_jobs > 0 then
+  redis.call('HSET', meta_hash, 'groups', '1')
+end
 if #unique_pairs > 0 then
   chunks({'HSET', unique_key}, unique_pairs)
 end

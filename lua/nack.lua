@@ -11,6 +11,10 @@
   KEYS[6] unique      hash   unique key -> job id
   KEYS[7] jobs        hash   job id -> packed job record (lib/record)
   KEYS[8] wake        zset   signalled when the job is ready or scheduled again
+  KEYS[9] gready      zset   grouped ready jobs (lib/groups)
+  KEYS[10] gturn      zset   group -> turn, the groups that may lease now
+  KEYS[11] gleased    zset   leased grouped jobs, member <group> \0 <id>
+  KEYS[12] gjob       hash   job id -> group
   ARGV[1] now_ms      int    test clock override; '' = Redis TIME
   ARGV[2] id          str    job id
   ARGV[3] token       int    the caller's fencing token
@@ -41,6 +45,7 @@
 --- @include "lib/trim_retention"
 --- @include "lib/wake"
 --- @include "lib/add_totals"
+--- @include "lib/grp_ctx"
 
 local meta_key = KEYS[1]
 local ready_key = KEYS[2]
@@ -50,6 +55,10 @@ local dead_key = KEYS[5]
 local unique_key = KEYS[6]
 local jobs_key = KEYS[7]
 local wake_key = KEYS[8]
+local gready_key = KEYS[9]
+local gturn_key = KEYS[10]
+local gleased_key = KEYS[11]
+local gjob_key = KEYS[12]
 local now_arg = ARGV[1]
 local id = ARGV[2]
 local token = ARGV[3]
@@ -88,6 +97,13 @@ if error_text ~= '' then
 end
 t[F.ENDED] = 'nack/' .. token
 redis.call('ZREM', leased_key, id)
+-- A grouped job's slot is free again (lib/groups), before it takes its place in the group.
+local g = redis.call('HGET', gjob_key, id)
+local gctx
+if g then
+  gctx = grp_ctx(meta_key, gready_key, gturn_key, gleased_key, gjob_key)
+  gctx.unlease(g, id)
+end
 if to_dead or tonumber(t[F.ATTEMPTS]) >= tonumber(t[F.MAX]) then
   t[F.STATE] = 'dead'
   t[F.FINISHED] = n
@@ -95,11 +111,16 @@ if to_dead or tonumber(t[F.ATTEMPTS]) >= tonumber(t[F.MAX]) then
   redis.call('HSET', jobs_key, id, record)
   redis.call('ZADD', dead_key, n, id)
   clear_unique(unique_key, {t[F.UKEY], id})
-  trim_retention(dead_key, jobs_key, dead_keep, dead_age_ms, now, batch)
+  trim_retention(dead_key, jobs_key, dead_keep, dead_age_ms, now, batch, nil, gjob_key)
   add_totals(meta_key, 0, 0, 1)
+  -- Its lease's place is free: a worker may wait on it under a group limit or the queue's cap
+  -- (a queue with neither wakes nobody for a dead letter).
+  if g or redis.call('HGET', meta_key, 'conc') then
+    wake(wake_key)
+  end
   return {STATUS.OK, record}
 end
-requeue(t, id, ready_key, scheduled_key, now, delay_ms, n)
+requeue(t, id, ready_key, scheduled_key, now, delay_ms, n, gctx, g)
 local record = rec_pack(t)
 redis.call('HSET', jobs_key, id, record)
 add_totals(meta_key, 0, 1, 0)

@@ -14,6 +14,10 @@
   KEYS[8] unique      hash   unique key -> job id
   KEYS[9] jobs        hash   job id -> packed job record (lib/record)
   KEYS[10] result_prefix prefix stored results are result_prefix .. <id> (strings with a TTL)
+  KEYS[11] gready     zset   grouped ready jobs (lib/groups)
+  KEYS[12] gturn      zset   group -> turn, the groups that may lease now
+  KEYS[13] gleased    zset   leased grouped jobs, member <group> \0 <id>
+  KEYS[14] gjob       hash   job id -> group
   ARGV[1] state       str    ready, scheduled, leased, completed, dead, cancelled; '' = all
   ARGV[2] limit       int    most jobs deleted in this call (1 to CAPS.BATCH)
   Returns: {status, number deleted, more (1 = stopped for the read budget)}
@@ -26,6 +30,7 @@
 --- @include "lib/chunks"
 --- @include "lib/caps"
 --- @include "lib/read_some"
+--- @include "lib/grp_ctx"
 
 local meta_key = KEYS[1]
 local ready_key = KEYS[2]
@@ -37,12 +42,16 @@ local cancelled_key = KEYS[7]
 local unique_key = KEYS[8]
 local jobs_key = KEYS[9]
 local result_prefix = KEYS[10]
+local gready_key = KEYS[11]
+local gturn_key = KEYS[12]
+local gleased_key = KEYS[13]
+local gjob_key = KEYS[14]
 local state = ARGV[1]
 local limit = tonumber(ARGV[2])
 
 local by_state = {ready = ready_key, scheduled = scheduled_key, leased = leased_key,
   completed = done_key, dead = dead_key, cancelled = cancelled_key}
-local order = {'ready', 'scheduled', 'leased', 'completed', 'dead', 'cancelled'}
+local order = {'ready', 'gready', 'scheduled', 'leased', 'completed', 'dead', 'cancelled'}
 if not limit or limit < 1 or limit > CAPS.BATCH or (state ~= '' and not by_state[state]) then
   return {STATUS.BAD_ARGUMENT, 'purge'}
 end
@@ -53,9 +62,13 @@ if err then
   return err
 end
 local sets = order
-if state ~= '' then
+if state == 'ready' then
+  sets = {'ready', 'gready'}  -- ready jobs of groups (lib/groups) too
+elseif state ~= '' then
   sets = {state}
 end
+by_state.gready = gready_key
+local gctx = grp_ctx(meta_key, gready_key, gturn_key, gleased_key, gjob_key)
 -- The unique key is the 10th text field of a record (lib/record); a record that does not
 -- parse is deleted all the same.
 local UKEY = '^j3\n' .. string.rep('[^\n]*\n', 9) .. '([^\n]*)\n'
@@ -68,6 +81,13 @@ for i = 1, #sets do
   end
   local set_key = by_state[sets[i]]
   local ids = redis.call('ZRANGE', set_key, 0, limit - removed - 1)
+  local members = ids
+  if set_key == gready_key then
+    members, ids = ids, {}
+    for j = 1, #members do
+      ids[j] = string.sub(members[j], string.find(members[j], '\0', 1, true) + 17)
+    end
+  end
   if #ids > 0 then
     -- The first record of the call is always read; after it, the budget decides.
     local recs, covered, bytes = read_some(jobs_key, ids, CAPS.READ_BYTES - used)
@@ -80,6 +100,17 @@ for i = 1, #sets do
     if covered < #ids then
       more = 1
       ids = {unpack(ids, 1, covered)}
+      members = {unpack(members, 1, covered)}
+    end
+    -- Grouped jobs leave their groups: their lease slots and group entries.
+    local groups = gctx and gctx.of(ids)
+    for j = 1, groups and #ids or 0 do
+      if groups[j] then
+        gctx.unlease(groups[j], ids[j])
+      end
+    end
+    if groups then
+      chunks({'HDEL', gjob_key}, ids)
     end
     used = used + bytes
     local uniques = {}
@@ -94,7 +125,7 @@ for i = 1, #sets do
     end
     clear_unique(unique_key, uniques)
     chunks({'HDEL', jobs_key}, ids)
-    chunks({'ZREM', set_key}, ids)
+    chunks({'ZREM', set_key}, members)
     chunks({'DEL'}, results)
   end
   removed = removed + #ids

@@ -15,6 +15,10 @@
   KEYS[8] wake        zset   signalled when jobs became ready
   KEYS[9] expiring    zset   '<seq>/<id>' of jobs enqueued with expires_ms, score = expiry (ms)
   KEYS[10] cancelled  zset   job ids, score = time of cancellation (ms)
+  KEYS[11] gready     zset   grouped ready jobs (lib/groups)
+  KEYS[12] gturn      zset   group -> turn, the groups that may lease now
+  KEYS[13] gleased    zset   leased grouped jobs, member <group> \0 <id>
+  KEYS[14] gjob       hash   job id -> group
   ARGV[1] now_ms      int    test clock override; '' = Redis TIME
   ARGV[2] limit       int    most leases reaped, and most scheduled jobs promoted (1 to
                              MAX_BATCH of lib/budget, 250)
@@ -35,6 +39,7 @@
 --- @include "lib/housekeep"
 --- @include "lib/wake"
 --- @include "lib/add_totals"
+--- @include "lib/grp_ctx"
 
 local meta_key = KEYS[1]
 local ready_key = KEYS[2]
@@ -46,6 +51,10 @@ local jobs_key = KEYS[7]
 local wake_key = KEYS[8]
 local expiring_key = KEYS[9]
 local cancelled_key = KEYS[10]
+local gready_key = KEYS[11]
+local gturn_key = KEYS[12]
+local gleased_key = KEYS[13]
+local gjob_key = KEYS[14]
 local now_arg = ARGV[1]
 local limit = tonumber(ARGV[2])
 local dead_keep = tonumber(ARGV[3])
@@ -68,7 +77,8 @@ if err then
   return err
 end
 local keys = {ready = ready_key, scheduled = scheduled_key, leased = leased_key,
-  dead = dead_key, unique = unique_key, jobs = jobs_key}
+  dead = dead_key, unique = unique_key, jobs = jobs_key,
+  grp = grp_ctx(meta_key, gready_key, gturn_key, gleased_key, gjob_key)}
 local expiry = {expiring = expiring_key, cancelled = cancelled_key, meta = meta_key,
   keep = cancelled_keep, age_ms = cancelled_age_ms}
 local promoted, reaped, died, left = housekeep(keys, now, limit, dead_keep, dead_age_ms,
@@ -77,7 +87,7 @@ if not promoted then
   return reaped
 end
 add_totals(meta_key, 0, reaped, died)
-if reaped > 0 or promoted > 0 then
+if reaped > 0 or promoted > 0 or died > 0 then
   wake(wake_key)
 end
 return {STATUS.OK, reaped, died, promoted, left and 1 or 0}

@@ -9,6 +9,10 @@
   KEYS[4] leased      zset   job ids, score = lease deadline (ms)
   KEYS[5] jobs        hash   job id -> packed job record (lib/record)
   KEYS[6] wake        zset   signalled when the job is ready or scheduled again
+  KEYS[7] gready      zset   grouped ready jobs (lib/groups)
+  KEYS[8] gturn       zset   group -> turn, the groups that may lease now
+  KEYS[9] gleased     zset   leased grouped jobs, member <group> \0 <id>
+  KEYS[10] gjob       hash   job id -> group
   ARGV[1] now_ms      int    test clock override; '' = Redis TIME
   ARGV[2] id          str    job id
   ARGV[3] token       int    the caller's fencing token
@@ -28,6 +32,7 @@
 --- @include "lib/lease_check"
 --- @include "lib/requeue"
 --- @include "lib/wake"
+--- @include "lib/grp_ctx"
 
 local meta_key = KEYS[1]
 local ready_key = KEYS[2]
@@ -35,6 +40,10 @@ local scheduled_key = KEYS[3]
 local leased_key = KEYS[4]
 local jobs_key = KEYS[5]
 local wake_key = KEYS[6]
+local gready_key = KEYS[7]
+local gturn_key = KEYS[8]
+local gleased_key = KEYS[9]
+local gjob_key = KEYS[10]
 local now_arg = ARGV[1]
 local id = ARGV[2]
 local token = ARGV[3]
@@ -66,7 +75,14 @@ end
 t[F.ATTEMPTS] = num(attempts)
 t[F.ENDED] = 'release/' .. token
 redis.call('ZREM', leased_key, id)
-requeue(t, id, ready_key, scheduled_key, now, delay_ms, nil)
+-- A grouped job's slot is free again (lib/groups), before it takes its place in the group.
+local g = redis.call('HGET', gjob_key, id)
+local gctx
+if g then
+  gctx = grp_ctx(meta_key, gready_key, gturn_key, gleased_key, gjob_key)
+  gctx.unlease(g, id)
+end
+requeue(t, id, ready_key, scheduled_key, now, delay_ms, nil, gctx, g)
 local record = rec_pack(t)
 redis.call('HSET', jobs_key, id, record)
 wake(wake_key)

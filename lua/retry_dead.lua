@@ -11,6 +11,10 @@
   KEYS[4] unique      hash   unique key -> job id
   KEYS[5] jobs        hash   job id -> packed job record (lib/record)
   KEYS[6] wake        zset   signalled when jobs were replayed
+  KEYS[7] gready      zset   grouped ready jobs (lib/groups)
+  KEYS[8] gturn       zset   group -> turn, the groups that may lease now
+  KEYS[9] gleased     zset   leased grouped jobs, member <group> \0 <id>
+  KEYS[10] gjob       hash   job id -> group
   ARGV[1] now_ms      int    test clock override; '' = Redis TIME
   ARGV[2] limit       int    most jobs replayed (1 to CAPS.BATCH)
   ARGV[3] count       int    number of ids that follow (0 = the oldest dead jobs)
@@ -32,6 +36,7 @@
 --- @include "lib/ready_score"
 --- @include "lib/chunks"
 --- @include "lib/wake"
+--- @include "lib/grp_ctx"
 
 local meta_key = KEYS[1]
 local ready_key = KEYS[2]
@@ -39,6 +44,10 @@ local dead_key = KEYS[3]
 local unique_key = KEYS[4]
 local jobs_key = KEYS[5]
 local wake_key = KEYS[6]
+local gready_key = KEYS[7]
+local gturn_key = KEYS[8]
+local gleased_key = KEYS[9]
+local gjob_key = KEYS[10]
 local now_arg = ARGV[1]
 local limit = tonumber(ARGV[2])
 local count = tonumber(ARGV[3])
@@ -113,6 +122,13 @@ local seq = redis.call('HINCRBY', meta_key, 'seq', #todo) - #todo
 local n = num(now)
 local moved = {}
 local ready_pairs = {}
+local gctx = grp_ctx(meta_key, gready_key, gturn_key, gleased_key, gjob_key)
+local groups = {}
+for i = 1, #todo do
+  groups[i] = todo[i][1]
+end
+groups = gctx and gctx.of(groups)
+local grouped = {}
 local writes = {}
 local uniques = {}
 for i = 1, #todo do
@@ -131,14 +147,24 @@ for i = 1, #todo do
     uniques[#uniques + 1] = id
   end
   moved[#moved + 1] = id
-  ready_pairs[#ready_pairs + 1] = ready_score(t[F.PRIO], seq)
-  ready_pairs[#ready_pairs + 1] = id
+  if groups and groups[i] then
+    grouped[#grouped + 1] = i
+  else
+    ready_pairs[#ready_pairs + 1] = ready_score(t[F.PRIO], seq)
+    ready_pairs[#ready_pairs + 1] = id
+  end
 end
 write_jobs(jobs_key, writes)
 if #uniques > 0 then
   chunks({'HSET', unique_key}, uniques)
 end
 chunks({'ZREM', dead_key}, moved)
-chunks({'ZADD', ready_key}, ready_pairs)
+if #ready_pairs > 0 then
+  chunks({'ZADD', ready_key}, ready_pairs)
+end
+for _, i in ipairs(grouped) do
+  local t = todo[i][2]
+  gctx.ready(groups[i], t[F.PRIO], t[F.SEQ], todo[i][1])  -- back in its group (lib/groups)
+end
 wake(wake_key)
 return {STATUS.OK, #moved, examined, more}

@@ -7,6 +7,10 @@
   KEYS[3] scheduled   zset   job ids, score = due time (ms)
   KEYS[4] jobs        hash   job id -> packed job record (lib/record)
   KEYS[5] wake        zset   signalled so that waiting workers see the new due time
+  KEYS[6] gready      zset   grouped ready jobs (lib/groups)
+  KEYS[7] gturn       zset   group -> turn, the groups that may lease now
+  KEYS[8] gleased     zset   leased grouped jobs, member <group> \0 <id>
+  KEYS[9] gjob        hash   job id -> group
   ARGV[1] now_ms      int    test clock override; '' = Redis TIME
   ARGV[2] id          str    job id
   ARGV[3] priority    int    new priority ('' = unchanged)
@@ -27,12 +31,17 @@
 --- @include "lib/read_job"
 --- @include "lib/ready_score"
 --- @include "lib/wake"
+--- @include "lib/grp_ctx"
 
 local meta_key = KEYS[1]
 local ready_key = KEYS[2]
 local scheduled_key = KEYS[3]
 local jobs_key = KEYS[4]
 local wake_key = KEYS[5]
+local gready_key = KEYS[6]
+local gturn_key = KEYS[7]
+local gleased_key = KEYS[8]
+local gjob_key = KEYS[9]
 local now_arg = ARGV[1]
 local id = ARGV[2]
 local priority_arg = ARGV[3]
@@ -60,6 +69,12 @@ if t[F.STATE] ~= 'ready' and t[F.STATE] ~= 'scheduled' then
   return {STATUS.INVALID_STATE, t[F.STATE]}
 end
 
+-- A grouped job (lib/groups) leaves its place in its group, and takes its new one below.
+local g = redis.call('HGET', gjob_key, id)
+local gctx = grp_ctx(meta_key, gready_key, gturn_key, gleased_key, gjob_key)
+if g and t[F.STATE] == 'ready' then
+  redis.call('ZREM', gready_key, gctx.member(g, t[F.PRIO], t[F.SEQ], id))
+end
 if priority_arg ~= '' then
   t[F.PRIO] = priority_arg
 end
@@ -77,7 +92,11 @@ if run_at > now then
   t[F.STATE] = 'scheduled'
 else
   redis.call('ZREM', scheduled_key, id)
-  redis.call('ZADD', ready_key, ready_score(t[F.PRIO], t[F.SEQ]), id)
+  if g then
+    gctx.ready(g, t[F.PRIO], t[F.SEQ], id)
+  else
+    redis.call('ZADD', ready_key, ready_score(t[F.PRIO], t[F.SEQ]), id)
+  end
   t[F.STATE] = 'ready'
 end
 local record = rec_pack(t)

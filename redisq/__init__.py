@@ -57,6 +57,7 @@ from redisq.jobref import JobRef
 from redisq.middleware import EnqueueRequest, JobOutcome, Middleware
 from redisq.models import (
     Claimed,
+    FlowState,
     Job,
     JobState,
     Migration,
@@ -82,6 +83,7 @@ __all__ = [  # noqa: RUF022  (grouped by topic, STYLE section 1)
     "Job",
     "JobState",
     "Migration",
+    "FlowState",
     "RateState",
     "Retention",
     "Schedule",

@@ -248,6 +248,8 @@ class App:
         store_result: bool = False,
         result_ttl_ms: int | None = None,
         rate_limit: str | None = None,
+        queue_concurrency: int | None = None,
+        group_concurrency: int | None = None,
     ) -> _Decorator: ...
 
     def task(
@@ -267,6 +269,8 @@ class App:
         store_result: bool = False,
         result_ttl_ms: int | None = None,
         rate_limit: str | None = None,
+        queue_concurrency: int | None = None,
+        group_concurrency: int | None = None,
     ) -> Task[Any, Any] | _Decorator:
         """Register a function (plain or ``async def``) as a task; usable bare or with options.
 
@@ -290,6 +294,11 @@ class App:
                 see `Store.set_rate_limit`): it limits every job of the queue, so the tasks of
                 one queue that give one must give the same. Workers of the queue store it
                 when they start (a task without one leaves the queue's limit as it is).
+            queue_concurrency: the most jobs of the task's queue leased at once, across
+                every worker (see `Store.set_concurrency`); the queue's, like rate_limit.
+            group_concurrency: the most jobs of one concurrency group of the task's queue
+                leased at once (1: strict FIFO per group; see `Store.set_group_concurrency`
+                and ``task.options(group=...)``); the queue's, like rate_limit.
 
         Raises:
             InvalidArgument: an option is out of range, or the name is taken; nothing is
@@ -308,6 +317,8 @@ class App:
             store_result=store_result,
             result_ttl_ms=result_ttl_ms,
             rate_limit=rate_limit,
+            queue_concurrency=queue_concurrency,
+            group_concurrency=group_concurrency,
         )
 
         def register(function: Callable[..., Any]) -> Task[Any, Any]:
@@ -333,15 +344,17 @@ class App:
                 raise InvalidArgument(
                     "name", "a task name not yet registered in this app (pass name=...)", name
                 )
-            limit = settings.rate_limit
-            for other in self._tasks.values():
-                if limit and other.queue == task.queue and other.rate_limit not in (None, limit):
-                    raise InvalidArgument(
-                        "rate_limit",
-                        f"the limit of queue {task.queue!r} that task {other.name!r} gives"
-                        f" ({other.rate_limit}): a rate limit is the queue's",
-                        limit,
-                    )
+            for option in ("rate_limit", "queue_concurrency", "group_concurrency"):
+                limit = getattr(settings, option)
+                for other in self._tasks.values():
+                    theirs = getattr(other, option)
+                    if limit and other.queue == task.queue and theirs not in (None, limit):
+                        raise InvalidArgument(
+                            option,
+                            f"the limit of queue {task.queue!r} that task {other.name!r} gives"
+                            f" ({theirs}): a {option.replace('_', ' ')} is the queue's",
+                            limit,
+                        )
             self._tasks[name] = task
         return task
 
@@ -448,6 +461,33 @@ class App:
         limits = self.rate_limits(queues)
         for queue, limit in limits.items():
             target.set_rate_limit(queue, limit)
+        return limits
+
+    def flow_limits(self, queues: list[str] | None = None) -> dict[str, dict[str, int]]:
+        """The concurrency limits the tasks give their queues (of `queues`, default all):
+        queue -> {"queue_concurrency": n, "group_concurrency": n} (those given)."""
+        out: dict[str, dict[str, int]] = {}
+        for t in self.tasks.values():
+            if queues is not None and t.queue not in queues:
+                continue
+            for name in ("queue_concurrency", "group_concurrency"):
+                value = getattr(t, name)
+                if value is not None:
+                    out.setdefault(t.queue, {})[name] = value
+        return out
+
+    def declare_flow_limits(
+        self, store: Store | None = None, queues: list[str] | None = None
+    ) -> dict[str, dict[str, int]]:
+        """Store the concurrency limits the tasks give their queues (workers do it when they
+        start); return them. A limit no task gives is left as it is."""
+        target = store if store is not None else self.store
+        limits = self.flow_limits(queues)
+        for queue, given in limits.items():
+            if "queue_concurrency" in given:
+                target.set_concurrency(queue, given["queue_concurrency"])
+            if "group_concurrency" in given:
+                target.set_group_concurrency(queue, given["group_concurrency"])
         return limits
 
     def declare_schedules(

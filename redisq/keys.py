@@ -82,6 +82,16 @@ class QueueKeys:
     schedules: str
     schedule_due: str
     schedule_events: str
+    #: Concurrency groups (lua/lib/groups.lua): grouped ready jobs, the groups' turns, their
+    #: leases, and each grouped job's group.
+    gready: str
+    gturn: str
+    gleased: str
+    gjob: str
+    #: Rate limits per group (lua/lib/groups.lua): group -> limit and bucket; groups waiting
+    #: for their next token.
+    grate: str
+    gwait: str
     #: Expiry and dedupe windows (docs/expiry_dedupe.md): '<seq>/<id>' of jobs enqueued with
     #: expires_ms scored by their expiry; throttle windows are window_prefix .. <unique key>.
     expiring: str
@@ -116,6 +126,12 @@ class QueueKeys:
             schedules=f"{tag}:schedules",
             schedule_due=f"{tag}:schedule_due",
             schedule_events=f"{tag}:schedule_events",
+            gready=f"{tag}:gready",
+            gturn=f"{tag}:gturn",
+            gleased=f"{tag}:gleased",
+            gjob=f"{tag}:gjob",
+            grate=f"{tag}:grate",
+            gwait=f"{tag}:gwait",
             expiring=f"{tag}:expiring",
             window_prefix=f"{tag}:window:",
             workers=f"{tag}:workers",

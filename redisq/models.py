@@ -11,6 +11,7 @@ __all__ = [
     "DAY_MS",
     "CancelNotice",
     "Claimed",
+    "FlowState",
     "Job",
     "JobState",
     "Migration",
@@ -144,6 +145,7 @@ class Spec:
     max_attempts: int | None = None
     lease_ms: int | None = None
     unique_key: str | None = None
+    group: str | None = None
     expires_ms: int | None = None
     throttle_ms: int | None = None
     debounce_ms: int | None = None
@@ -265,6 +267,38 @@ class CancelNotice:
     id: str
     #: The fencing token of the lease the cancel ended (the holder's `Job.token`).
     token: int
+
+
+@dataclass(frozen=True)
+class FlowState:
+    """A queue's concurrency limits and what they hold back (`Store.concurrency`).
+
+    Attributes:
+        concurrency: the most jobs of the queue leased at once; None: no cap.
+        group_concurrency: the most jobs of one group leased at once; None: no limit.
+        ready: ready jobs, those waiting in groups included.
+        leased: jobs leased now.
+        grouped_ready: ready jobs waiting in concurrency groups.
+        groups_ready: groups that may lease now (jobs waiting, fewer leased than the limit).
+        grouped_leased: leased jobs of groups.
+        held_by_cap: ready jobs the concurrency cap holds back (all of them while the
+            leases reach the cap, else 0).
+        group: the group of the job asked about (`Store.concurrency(queue, id=...)`).
+        group_leased: that group's leased jobs.
+        group_turn: whether that group may lease now.
+    """
+
+    concurrency: int | None
+    group_concurrency: int | None
+    ready: int
+    leased: int
+    grouped_ready: int
+    groups_ready: int
+    grouped_leased: int
+    held_by_cap: int
+    group: str | None = None
+    group_leased: int = 0
+    group_turn: bool = False
 
 
 @dataclass(frozen=True)

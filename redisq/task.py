@@ -12,11 +12,13 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
 
+from redisq._core.groups import check_limit
 from redisq._core.rates import parse_rate
 from redisq._core.tasks import make_payload
 from redisq._core.validate import (
     MAX_ATTEMPTS,
     MAX_DELAY_MS,
+    MAX_GROUP_LENGTH,
     MAX_LEASE_MS,
     PRIORITY_MAX,
     PRIORITY_MIN,
@@ -83,6 +85,7 @@ class _CallOptions:
     priority: int | None = None
     max_attempts: int | None = None
     queue: str | None = None
+    group: str | None = None
     expires_ms: int | None = None
     throttle_ms: int | None = None
     debounce_ms: int | None = None
@@ -105,6 +108,7 @@ def _call_options(
     priority: Any = None,
     max_attempts: Any = None,
     queue: Any = None,
+    group: Any = None,
     expires_ms: Any = None,
     throttle_ms: Any = None,
     debounce_ms: Any = None,
@@ -121,6 +125,8 @@ def _call_options(
     _optional_int("max_attempts", max_attempts, 1, MAX_ATTEMPTS)
     if queue is not None:
         check_name("queue", queue)
+    if group is not None:
+        check_optional_text("group", group, MAX_GROUP_LENGTH)
     # Each alone here; how they combine (a unique key, not both windows) is checked at enqueue,
     # where the options of the task and of each call are merged.
     _optional_int("expires_ms", expires_ms, 1, MAX_DELAY_MS)
@@ -134,6 +140,7 @@ def _call_options(
         priority,
         max_attempts,
         queue,
+        group,
         expires_ms,
         throttle_ms,
         debounce_ms,
@@ -219,6 +226,10 @@ class TaskSettings:
     result_ttl_ms: int | None = None
     #: The limit of the task's queue (`Store.set_rate_limit`), stored by workers at start.
     rate_limit: str | None = None
+    #: The concurrency limits of the task's queue (`Store.set_concurrency`,
+    #: `Store.set_group_concurrency`), stored by workers at start.
+    queue_concurrency: int | None = None
+    group_concurrency: int | None = None
 
     @classmethod
     def build(cls, **o: Any) -> TaskSettings:
@@ -238,6 +249,8 @@ class TaskSettings:
             store_result=_check_bool("store_result", o["store_result"]),
             result_ttl_ms=_result_ttl(o.get("result_ttl_ms"), o["store_result"]),
             rate_limit=_rate_limit(o.get("rate_limit")),
+            queue_concurrency=check_limit("queue_concurrency", o.get("queue_concurrency")),
+            group_concurrency=check_limit("group_concurrency", o.get("group_concurrency")),
         )
 
 
@@ -281,6 +294,7 @@ class _Enqueuer(Generic[P]):
             "max_attempts": options.max_attempts or t.max_attempts,
             "lease_ms": t.lease_ms,
             "unique_key": options.unique_key,
+            "group": options.group,
             "expires_ms": options.expires_ms,
             "throttle_ms": options.throttle_ms,
             "debounce_ms": options.debounce_ms,
@@ -462,7 +476,8 @@ class Task(_Enqueuer[P], Generic[P, R]):
         fn: the function.
         name: the task name (the job name).
         queue, max_attempts, lease_ms, timeout_ms, backoff, priority, retry_for,
-        non_retryable, store_result, result_ttl_ms, rate_limit: its options (see `App.task`).
+        non_retryable, store_result, result_ttl_ms, rate_limit, queue_concurrency,
+        group_concurrency: its options (see `App.task`).
         is_async: True for ``async def`` functions.
     """
 
@@ -483,6 +498,8 @@ class Task(_Enqueuer[P], Generic[P, R]):
         self.store_result = settings.store_result
         self.result_ttl_ms = settings.result_ttl_ms
         self.rate_limit = settings.rate_limit
+        self.queue_concurrency = settings.queue_concurrency
+        self.group_concurrency = settings.group_concurrency
         self.is_async = inspect.iscoroutinefunction(fn)
         self.context_param, self.context_position = _context_parameter(fn)
         try:
@@ -516,6 +533,7 @@ class Task(_Enqueuer[P], Generic[P, R]):
         priority: int | None = None,
         max_attempts: int | None = None,
         queue: str | None = None,
+        group: str | None = None,
         expires_ms: int | None = None,
         throttle_ms: int | None = None,
         debounce_ms: int | None = None,
@@ -530,6 +548,7 @@ class Task(_Enqueuer[P], Generic[P, R]):
             priority: overrides the task's priority.
             max_attempts: overrides the task's max_attempts.
             queue: overrides the task's queue.
+            group: the job's concurrency group (see `Store.enqueue`).
             expires_ms: cancel the job (last_error "expired") if it has not started within
                 this many ms.
             throttle_ms: with unique_key: repeats within this many ms of this enqueue return
@@ -550,6 +569,7 @@ class Task(_Enqueuer[P], Generic[P, R]):
                 priority,
                 max_attempts,
                 queue,
+                group,
                 expires_ms,
                 throttle_ms,
                 debounce_ms,

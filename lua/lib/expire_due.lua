@@ -48,6 +48,7 @@ local function expire_due(keys, x, now, limit, spend)
   local more = #due == limit or #recs < #ids
   local n = num(now)
   local writes, from_ready, from_scheduled, scored, ukeys, gone = {}, {}, {}, {}, {}, {}
+  local grouped = {}  -- (lib/groups: an expired grouped job leaves its group)
   for i = 1, #recs do
     gone[i] = due[i]
     local t = recs[i] and rec_parse(recs[i])
@@ -55,6 +56,10 @@ local function expire_due(keys, x, now, limit, spend)
     if t and t[F.SEQ] == seqs[i] and t[F.ATTEMPTS] == '0'
         and (state == 'ready' or state == 'scheduled') then
       local id = ids[i]
+      if keys.grp then
+        grouped[#grouped + 1] = {id, state == 'ready' and keys.grp.member('', t[F.PRIO],
+          t[F.SEQ], id)}
+      end
       if state == 'ready' then
         from_ready[#from_ready + 1] = id
       else
@@ -82,6 +87,14 @@ local function expire_due(keys, x, now, limit, spend)
   end
   if #from_scheduled > 0 then
     chunks({'ZREM', keys.scheduled}, from_scheduled)
+  end
+  for i = 1, #grouped do
+    local id = grouped[i][1]
+    local g = redis.call('HGET', keys.grp.gjob, id)
+    if g then
+      local m = grouped[i][2]  -- (its member for group '': prefixed by g, the group's)
+      keys.grp.forget(g, m and g .. m, id)
+    end
   end
   write_jobs(keys.jobs, writes)
   chunks({'ZADD', x.cancelled}, scored)

@@ -5,7 +5,8 @@
 -- The queue's housekeeping, bounded by `batch` and by the call's byte budget `spend`
 -- (lib/budget): promotes due scheduled jobs, returns expired leases to ready (or dead, then
 -- trims the dead set); records that do not parse go to the dead set (lib/quarantine). `keys`
--- holds ready, scheduled, leased, dead, unique and jobs. Returns promoted, reaped,
+-- holds ready, scheduled, leased, dead, unique and jobs, and grp (lib/groups) when the queue
+-- has grouped jobs. Returns promoted, reaped,
 -- dead-lettered (set-aside ones included) and whether work may be left (due jobs or expired
 -- leases beyond the batch or the budget: the caller tells its client to come back at once);
 -- or nil and an error reply when a key holds another type (each step validates before it
@@ -22,7 +23,7 @@ local function housekeep(keys, now, batch, dead_keep, dead_age_ms, spend, x)
     end
   end
   local promoted, set_aside, due_left = promote_due(keys.scheduled, keys.ready, keys.jobs,
-    keys.dead, now, batch, spend)
+    keys.dead, now, batch, spend, keys.grp)
   if not promoted then
     return nil, set_aside
   end
@@ -32,7 +33,8 @@ local function housekeep(keys, now, batch, dead_keep, dead_age_ms, spend, x)
   end
   died = died + set_aside
   if died > 0 then
-    trim_retention(keys.dead, keys.jobs, dead_keep, dead_age_ms, now, batch)
+    trim_retention(keys.dead, keys.jobs, dead_keep, dead_age_ms, now, batch, nil,
+      keys.grp and keys.grp.gjob)
   end
   return promoted, reaped, died, due_left or expired_left or expired_out, expired_out
 end

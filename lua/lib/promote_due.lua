@@ -15,7 +15,8 @@
 -- that does not parse goes to the dead set (lib/quarantine). Returns the number promoted, the
 -- number set aside, and whether due jobs may be left (the limit or the budget was reached); or
 -- nil and an error reply when a key holds another type (nothing of this step is written then).
-local function promote_due(scheduled_key, ready_key, jobs_key, dead_key, now, limit, spend)
+-- With `gctx` (lib/groups: the queue has grouped jobs), a grouped job goes to its group.
+local function promote_due(scheduled_key, ready_key, jobs_key, dead_key, now, limit, spend, gctx)
   if spend.left <= 0 then
     return 0, 0, true
   end
@@ -40,13 +41,19 @@ local function promote_due(scheduled_key, ready_key, jobs_key, dead_key, now, li
   local moves = {}
   local writes = {}
   local spoiled = {}
+  local groups = gctx and gctx.of(ids)
+  local grouped = {}
   for i = 1, #ids do
     if recs[i] then
       local t = rec_parse(recs[i])
       if t then
         t[F.STATE] = 'ready'
-        moves[#moves + 1] = ready_score(t[F.PRIO], t[F.SEQ])
-        moves[#moves + 1] = ids[i]
+        if groups and groups[i] then
+          grouped[#grouped + 1] = {groups[i], t, ids[i]}
+        else
+          moves[#moves + 1] = ready_score(t[F.PRIO], t[F.SEQ])
+          moves[#moves + 1] = ids[i]
+        end
         writes[#writes + 1] = ids[i]
         writes[#writes + 1] = rec_pack(t)
       else
@@ -59,8 +66,14 @@ local function promote_due(scheduled_key, ready_key, jobs_key, dead_key, now, li
   end
   if #writes > 0 then
     write_jobs(jobs_key, writes)
-    chunks({'ZADD', ready_key}, moves)
+    if #moves > 0 then
+      chunks({'ZADD', ready_key}, moves)
+    end
+    for i = 1, #grouped do
+      local t = grouped[i][2]
+      gctx.ready(grouped[i][1], t[F.PRIO], t[F.SEQ], grouped[i][3])
+    end
   end
   chunks({'ZREM', scheduled_key}, ids)
-  return #moves / 2, quarantine(dead_key, now, spoiled), more
+  return #moves / 2 + #grouped, quarantine(dead_key, now, spoiled), more
 end

@@ -17,7 +17,8 @@
 -- the old holder is refused. A record that does not parse goes to the dead set as it is
 -- (lib/quarantine). Returns reaped, dead-lettered (set-aside ones included), and whether
 -- expired leases may be left (the limit or the budget was reached); or nil, nil and an error
--- reply when a key holds another type (then nothing of this step is written).
+-- reply when a key holds another type (then nothing of this step is written). With keys.grp
+-- (lib/groups), a grouped job's lease frees its group's slot and a ready one goes to its group.
 local function reap_expired(keys, now, limit, spend)
   if spend.left <= 0 then
     return 0, 0, true
@@ -43,6 +44,8 @@ local function reap_expired(keys, now, limit, spend)
   local uniques = {}
   local spoiled = {}
   local n = num(now)
+  local groups = keys.grp and keys.grp.of(ids)
+  local grouped = {}
   for i = 1, #ids do
     local t = recs[i] and rec_parse(recs[i])
     if recs[i] and not t then
@@ -61,8 +64,13 @@ local function reap_expired(keys, now, limit, spend)
         uniques[#uniques + 1] = ids[i]
       else
         t[F.STATE] = 'ready'
-        to_ready[#to_ready + 1] = ready_score(t[F.PRIO], t[F.SEQ])
-        to_ready[#to_ready + 1] = ids[i]
+        if not (groups and groups[i]) then
+          to_ready[#to_ready + 1] = ready_score(t[F.PRIO], t[F.SEQ])
+          to_ready[#to_ready + 1] = ids[i]
+        end
+      end
+      if groups and groups[i] then
+        grouped[#grouped + 1] = {groups[i], t, ids[i]}
       end
       writes[#writes + 1] = ids[i]
       writes[#writes + 1] = rec_pack(t)
@@ -83,5 +91,14 @@ local function reap_expired(keys, now, limit, spend)
     clear_unique(keys.unique, uniques)
   end
   chunks({'ZREM', keys.leased}, ids)
-  return #to_ready / 2, #dead / 2 + quarantine(keys.dead, now, spoiled), more
+  local back = 0
+  for i = 1, #grouped do
+    local g, t, id = grouped[i][1], grouped[i][2], grouped[i][3]
+    if t[F.STATE] == 'ready' then
+      back = back + 1
+      redis.call('ZADD', keys.grp.gready, 0, keys.grp.member(g, t[F.PRIO], t[F.SEQ], id))
+    end
+    keys.grp.unlease(g, id)
+  end
+  return #to_ready / 2 + back, #dead / 2 + quarantine(keys.dead, now, spoiled), more
 end

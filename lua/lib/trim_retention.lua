@@ -8,8 +8,10 @@
 -- and old records may be much larger than the ones a call adds. The sizes come from reading the
 -- records under that budget (lib/read_some). Each finishing script adds less than it may remove,
 -- so the set converges to its limits under any steady load. `card`, when the caller knows
--- it, is the set's size (saves a ZCARD). Returns the number removed.
-local function trim_retention(set_key, jobs_key, keep, max_age_ms, now, batch, card)
+-- it, is the set's size (saves a ZCARD). `groups_key`, when given, is the queue's job -> group
+-- hash (lib/groups), whose entries of the removed jobs go too (the dead set: a dead job keeps
+-- its group for retry_dead until trimmed). Returns the number removed.
+local function trim_retention(set_key, jobs_key, keep, max_age_ms, now, batch, card, groups_key)
   batch = math.min(batch, CAPS.TRIM)
   local removed = 0
   local bytes_left = CAPS.TRIM_BYTES
@@ -27,6 +29,9 @@ local function trim_retention(set_key, jobs_key, keep, max_age_ms, now, batch, c
       ids = {unpack(ids, 1, n)}
     end
     chunks({'HDEL', jobs_key}, ids)
+    if groups_key then
+      chunks({'HDEL', groups_key}, ids)
+    end
     redis.call('ZREMRANGEBYRANK', set_key, 0, n - 1)
     removed = n
     bytes_left = bytes_left - used
@@ -49,6 +54,9 @@ local function trim_retention(set_key, jobs_key, keep, max_age_ms, now, batch, c
         ids = {unpack(ids, 1, n)}
       end
       chunks({'HDEL', jobs_key}, ids)
+      if groups_key then
+        chunks({'HDEL', groups_key}, ids)
+      end
       chunks({'ZREM', set_key}, ids)
       removed = removed + n
     end

@@ -188,6 +188,7 @@ class AsyncStore:
         max_attempts: int = 3,
         lease_ms: int | None = None,
         unique_key: str | None = None,
+        group: str | None = None,
         expires_ms: int | None = None,
         throttle_ms: int | None = None,
         debounce_ms: int | None = None,
@@ -211,6 +212,9 @@ class AsyncStore:
             max_attempts: claims allowed, counting the first run (1 to 1000).
             lease_ms: the job's own lease length, overriding the claim's.
             unique_key: a dedupe key, held while the job is ready, scheduled or leased.
+            group: the job's concurrency group (1 to 128 characters, no braces or control
+                characters): a queue serves its groups round-robin and leases at most its
+                `group_concurrency` jobs of one group at once (docs/groups.md).
             expires_ms: a job not started within this many ms (Redis clock) is cancelled
                 instead of run, with last_error "expired" (1 ms to 366 days).
             throttle_ms: with unique_key: repeats within this many ms of this job's enqueue
@@ -240,6 +244,7 @@ class AsyncStore:
             "max_attempts": max_attempts,
             "lease_ms": lease_ms,
             "unique_key": unique_key,
+            "group": group,
             "expires_ms": expires_ms,
             "throttle_ms": throttle_ms,
             "debounce_ms": debounce_ms,
@@ -259,8 +264,9 @@ class AsyncStore:
             queue: queue name.
             payloads: payloads, or `redisq.Spec` items carrying per-job options.
             **options: defaults for every job: name, priority, delay_ms, run_at_ms,
-                max_attempts, lease_ms, unique_key, expires_ms, throttle_ms, debounce_ms (as
-                for `enqueue`; not id). One call may not repeat a debounced unique key.
+                max_attempts, lease_ms, unique_key, group, expires_ms, throttle_ms,
+                debounce_ms (as for `enqueue`; not id). One call may not repeat a debounced
+                unique key.
 
         Returns:
             One Job per item, in order (existing jobs for ids or unique keys already live).
@@ -732,9 +738,13 @@ class AsyncStore:
         """Let workers claim from a paused queue again (any valid name, like `pause`)."""
         await self._run(ops.set_paused(self.settings, queue, False))
 
-    async def set_rate_limit(self, queue: str, rate_limit: str | None) -> None:
+    async def set_rate_limit(
+        self, queue: str, rate_limit: str | None, *, key: str | None = None
+    ) -> None:
         """Limit how many jobs of `queue` start, across every worker: ``"100/s"`` (also
-        ``"/m"``, ``"/h"``); None removes the limit.
+        ``"/m"``, ``"/h"``); None removes the limit. With `key`, the limit of the jobs of that
+        concurrency group of the queue (their rate key, ``group=`` at enqueue; see
+        docs/groups.md) instead: each group has its own bucket.
 
         The limit is a bucket on the Redis clock in the queue's meta hash: claims lease only
         what it allows, the jobs held back stay ready (in order), and a worker waits until the
@@ -744,12 +754,13 @@ class AsyncStore:
         Raises:
             InvalidArgument: a malformed limit (nothing is written).
         """
-        await self._run(ops.set_rate_limit(self.settings, queue, rate_limit))
+        await self._run(ops.set_rate_limit(self.settings, queue, rate_limit, key))
 
-    async def rate_limit(self, queue: str) -> ops.RateState:
+    async def rate_limit(self, queue: str, *, key: str | None = None) -> ops.RateState:
         """Read `queue`'s rate limit (None: none) and, while claims are held back by it or by
-        a handler's `RateLimited`, when the next job may start (Redis clock, ms)."""
-        return await self._run(ops.rate_state(self.settings, queue))
+        a handler's `RateLimited`, when the next job may start (Redis clock, ms); with `key`,
+        those of that group's own limit."""
+        return await self._run(ops.rate_state(self.settings, queue, key))
 
     async def hold(self, queue: str, ms: int) -> int:
         """Hold `queue`'s claims back for `ms`, for every worker (what a handler's
@@ -757,6 +768,39 @@ class AsyncStore:
         queue does not exist and nothing was written). A hold never shortens another.
         """
         return await self._run(ops.rate_hold(self.settings, queue, ms))
+
+    async def set_concurrency(self, queue: str, concurrency: int | None) -> None:
+        """Cap how many jobs of `queue` are leased at once, across every worker; None
+        removes the cap.
+
+        Claims count the queue's leases standing (its leased set), so a slot comes back as
+        soon as a lease ends: ack, nack, release, cancel, or the reaping of a crashed
+        worker's lease. Any valid name is accepted, like `pause`.
+
+        Raises:
+            InvalidArgument: not an int in [1, 1,000,000] or None (nothing is written).
+        """
+        await self._run(ops.set_concurrency(self.settings, queue, "concurrency", concurrency))
+
+    async def set_group_concurrency(self, queue: str, group_concurrency: int | None) -> None:
+        """Lease at most `group_concurrency` jobs of one concurrency group of `queue` at
+        once, across every worker (1: strict FIFO per group); None removes the limit (the
+        groups are still served round-robin).
+
+        A lowered limit holds from the next claim; a raised one reaches a group at its old
+        limit when one of its leases ends or a job joins it.
+
+        Raises:
+            InvalidArgument: not an int in [1, 1,000,000] or None (nothing is written).
+        """
+        await self._run(
+            ops.set_concurrency(self.settings, queue, "group_concurrency", group_concurrency)
+        )
+
+    async def concurrency(self, queue: str, id: str | None = None) -> ops.FlowState:
+        """Read `queue`'s concurrency limits and what they hold back; with `id`, also that
+        job's group and whether its group may lease now (what `redisq show` prints)."""
+        return await self._run(ops.flow_state(self.settings, queue, id))
 
     async def purge(self, queue: str, state: JobState | None = None) -> int:
         """Delete every job of `queue` in `state` (None = all states); count them."""

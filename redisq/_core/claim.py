@@ -145,7 +145,7 @@ def claim(
                 held = int(reply[2])
                 jobs.held_ms = held if jobs.held_ms is None else min(jobs.held_ms, held)
                 break
-            if not reply[3] or len(good) >= need:
+            if not reply[3] or reply[3] == _CAPPED or len(good) >= need:
                 break
             need = count - len(jobs)  # the call stopped early with ready jobs left
         # A wait that timed out signalled nothing: the claim behind it was a safety check of
@@ -159,6 +159,9 @@ def claim(
 
 #: claim's `more` when the queue's rate limit held ready jobs back (lua/lib/rate.lua).
 _HELD = 2
+#: claim's `more` when the queue's concurrency cap or its group limits held jobs back
+#: (lua/lib/groups.lua): the end of a lease wakes a worker.
+_CAPPED = 3
 
 
 def _wait_then(s: Settings, queues: Sequence[str], block_ms: int, call: Call[Any]) -> Op[Any]:

@@ -28,6 +28,7 @@ from redisq._core.records import build_job, parse_record, with_changes
 from redisq._core.validate import (
     MAX_ATTEMPTS,
     MAX_DELAY_MS,
+    MAX_GROUP_LENGTH,
     MAX_LEASE_MS,
     PRIORITY_MAX,
     PRIORITY_MIN,
@@ -55,6 +56,7 @@ _SPEC_FIELDS = frozenset(
         "max_attempts",
         "lease_ms",
         "unique_key",
+        "group",
         "expires_ms",
         "throttle_ms",
         "debounce_ms",
@@ -77,8 +79,10 @@ class _Options:
     max_attempts: int
     lease_ms: int | None
     unique_key: str
+    #: The job's concurrency group ('' = none; docs/groups.md).
+    group: str = ""
     #: The script's arguments for these options, as text (hiredis packs str faster than int):
-    #: name, priority, run_at_ms, delay_ms, max_attempts, lease_ms, unique_key.
+    #: name, priority, run_at_ms, delay_ms, max_attempts, lease_ms, unique_key, group.
     argv: tuple[str, ...] = ()
     #: expires_ms, throttle_ms, debounce_ms as the script's text ('' = none); () = none given.
     flow: tuple[str, ...] = ()
@@ -96,6 +100,7 @@ class _Options:
                     str(self.max_attempts),
                     "" if self.lease_ms is None else str(self.lease_ms),
                     self.unique_key,
+                    self.group,
                 ),
             )
 
@@ -190,6 +195,7 @@ def _options(values: dict[str, Any], where: str) -> _Options:
             cached.max_attempts,
             cached.lease_ms,
             cached.unique_key,
+            cached.group,
             cached.argv,
             cached.flow,
         )
@@ -217,9 +223,10 @@ def _check_options(values: dict[str, Any], where: str) -> _Options:
     unique_key = values.get("unique_key")
     ukey = "" if unique_key is None else check_id(f"{where}unique_key", unique_key)
     name = check_optional_text(f"{where}name", values.get("name"))
+    group = check_optional_text(f"{where}group", values.get("group"), MAX_GROUP_LENGTH)
     flow = _check_flow(values, where, ukey, delay_ms, run_at_ms)
     return _Options(
-        job_id, name, priority, run_at_ms, delay_ms, max_attempts, lease_ms, ukey, (), flow
+        job_id, name, priority, run_at_ms, delay_ms, max_attempts, lease_ms, ukey, group, (), flow
     )
 
 

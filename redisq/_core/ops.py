@@ -31,6 +31,7 @@ from redisq._core.cancels import CANCEL_SIGNAL_CAP, wait_cancels
 from redisq._core.claim import check_queues, claim, claim_and_ack, reap, wait
 from redisq._core.enqueue import check_options, enqueue_many, enqueue_one, prepare
 from redisq._core.finish import ack_many, nack, progress, release, renew_many, result_ttls
+from redisq._core.groups import flow_state, set_concurrency
 from redisq._core.manage import (
     cancel,
     delete,
@@ -54,7 +55,7 @@ from redisq._core.schedules import (
     upsert_schedule,
     wait_schedules,
 )
-from redisq.models import RateState
+from redisq.models import FlowState, RateState
 
 __all__ = [
     "CANCEL_SIGNAL_CAP",
@@ -65,6 +66,7 @@ __all__ = [
     "MAX_TIME_MS",
     "NOT_SET",
     "Call",
+    "FlowState",
     "Op",
     "RateState",
     "Settings",
@@ -79,6 +81,7 @@ __all__ = [
     "delete",
     "enqueue_many",
     "enqueue_one",
+    "flow_state",
     "lock",
     "migrate",
     "migrate_all",
@@ -100,6 +103,7 @@ __all__ = [
     "run_schedule_now",
     "schedules",
     "script_call",
+    "set_concurrency",
     "set_paused",
     "set_rate_limit",
     "set_schedule_paused",

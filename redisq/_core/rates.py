@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from redisq._core.calls import Call, Settings, check_reply, command, queue_keys, script_call
+from redisq._core.validate import MAX_GROUP_LENGTH, check_optional_text
 from redisq._version import __version__
 from redisq.errors import InvalidArgument
 from redisq.models import RateState
@@ -73,16 +74,20 @@ def stored_rate(value: Any) -> str | None:
     return text.rsplit(" ", 1)[-1]
 
 
-def set_rate_limit(s: Settings, queue: str, rate: Any) -> Call[None]:
-    """Set (or with None clear) a queue's rate limit, for every worker."""
+def set_rate_limit(s: Settings, queue: str, rate: Any, key: Any = None) -> Call[None]:
+    """Set (or with None clear) a queue's rate limit, for every worker; with `key`, the limit
+    of that concurrency group of the queue (its jobs' rate key; lua/lib/groups.lua)."""
     keys = queue_keys(s.prefix, queue)
     parsed = parse_rate("rate_limit", rate)
+    group = check_optional_text("key", key, MAX_GROUP_LENGTH)
 
     def parse(reply: Any) -> None:
         check_reply(reply, queue)
 
     stored = "" if parsed is None else parsed.stored()
-    return script_call("set_rate_limit", keys, parse, lib_version=__version__, rate=stored)
+    return script_call(
+        "set_rate_limit", keys, parse, lib_version=__version__, rate=stored, key=group
+    )
 
 
 def check_hold(field: str, ms: Any) -> int:
@@ -105,9 +110,11 @@ def rate_hold(s: Settings, queue: str, ms: int) -> Call[int]:
     return script_call("rate_hold", keys, parse, now_ms=s.now_arg(), hold_ms=ms)
 
 
-def rate_state(s: Settings, queue: str) -> Call[RateState]:
-    """Read a queue's limit and bucket (one HMGET of its meta hash)."""
+def rate_state(s: Settings, queue: str, key: Any = None) -> Call[RateState]:
+    """Read a queue's limit and bucket (one HMGET of its meta hash), or with `key` those of
+    that group (one HMGET of the groups' limits)."""
     keys = queue_keys(s.prefix, queue)
+    group = check_optional_text("key", key, MAX_GROUP_LENGTH)
 
     def parse(reply: Any) -> RateState:
         spec, at = reply
@@ -118,4 +125,6 @@ def rate_state(s: Settings, queue: str) -> Call[RateState]:
         next_at = None if at is None else (int(at) - tolerance) // 1000
         return RateState(stored_rate(spec), next_at)
 
+    if group:
+        return command(parse, "HMGET", keys.grate, group, f"{group}\0at")
     return command(parse, "HMGET", keys.meta, "rate", "rate_at")

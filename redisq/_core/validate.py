@@ -14,6 +14,7 @@ from redisq.models import JobState
 
 __all__ = [
     "MAX_DELAY_MS",
+    "MAX_GROUP_LENGTH",
     "MAX_ID_LENGTH",
     "MAX_LEASE_MS",
     "MAX_NAME_LENGTH",
@@ -28,6 +29,8 @@ __all__ = [
 
 MAX_NAME_LENGTH = 200
 MAX_ID_LENGTH = 256
+#: Concurrency groups (lua/lib/groups.lua): a name of 1 to 128 characters.
+MAX_GROUP_LENGTH = 128
 PRIORITY_MIN = -1000
 PRIORITY_MAX = 1000
 #: 12 hours, the ceiling SQS puts on a visibility timeout.

@@ -65,7 +65,12 @@ def _payload(args: argparse.Namespace) -> tuple[Any, str | None]:
 
 def _enqueue(args: argparse.Namespace, ctx: Context) -> int:
     payload, name = _payload(args)
-    options: dict[str, Any] = {"id": args.id, "name": name, "unique_key": args.unique_key}
+    options: dict[str, Any] = {
+        "id": args.id,
+        "name": name,
+        "unique_key": args.unique_key,
+        "group": args.group,
+    }
     for option in (
         "priority",
         "delay_ms",
@@ -122,6 +127,9 @@ def add_enqueue(commands: Commands) -> None:
     )
     parser.add_argument("--lease-ms", type=int, metavar="MS", help="the job's own lease length")
     parser.add_argument("--unique-key", metavar="KEY", help="dedupe key held while the job is live")
+    parser.add_argument(
+        "--group", metavar="GROUP", help="the job's concurrency group (docs/groups.md)"
+    )
     parser.add_argument(
         "--expires-ms",
         type=int,
@@ -249,6 +257,10 @@ def _show(args: argparse.Namespace, ctx: Context) -> int:
     elif job.state is JobState.CANCELLED and job.last_error == "expired":
         document["reason"] = "expired"
         text += f"\n{'reason':<{width}}  expired (not started before its expires_ms passed)"
+    group = ctx.store().concurrency(job.queue, job.id).group
+    if group is not None:
+        document["group"] = group
+        text += f"\n{'group':<{width}}  {group}"
     why = _why_waiting(ctx.store(), job)
     if why is not None:
         document["waiting"] = why
@@ -258,9 +270,31 @@ def _show(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def _why_waiting(store: redisq.Store, job: Job) -> str | None:
-    """Why a ready job is not being claimed, when its queue's rate limit holds it back."""
+    """Why a ready job is not being claimed: its queue's concurrency cap, its group at its
+    limit, or its queue's rate limit."""
     if job.state is not JobState.READY:
         return None
+    flow = store.concurrency(job.queue, job.id)
+    if flow.held_by_cap:
+        return (
+            f"its queue is at its concurrency cap ({flow.leased:,} of {flow.concurrency:,}"
+            " leased): it waits for a lease to end"
+        )
+    if flow.group is not None and not flow.group_turn:
+        limit = flow.group_concurrency
+        if limit is not None and flow.group_leased >= limit:
+            return (
+                f"its group {flow.group!r} is at its limit ({flow.group_leased:,} of {limit:,}"
+                " leased): it waits for one of them to end"
+            )
+        own = store.rate_limit(job.queue, key=flow.group)
+        if own.limit is not None and own.next_at_ms is not None:
+            seconds, micros = store.redis.time()
+            if own.next_at_ms > int(seconds) * 1000 + int(micros) // 1000:
+                return (
+                    f"its group {flow.group!r} has a rate limit ({own.limit}): its next job may"
+                    f" start at {show_time(own.next_at_ms)}"
+                )
     state = store.rate_limit(job.queue)
     if state.next_at_ms is None:
         return None

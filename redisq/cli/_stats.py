@@ -48,6 +48,49 @@ class Snapshot:
     #: limit (None: a hold only), held_until_ms (None: not held now), held (ready jobs the
     #: limit holds back now).
     limits: dict[str, dict[str, object]] = field(default_factory=dict)
+    #: queue -> its concurrency limits (`Store.concurrency`), for queues with a cap, a limit
+    #: per group or grouped jobs: concurrency, group_concurrency, leased, held_by_cap
+    #: (ready jobs the cap holds back now), grouped_ready, groups_ready (groups that may lease
+    #: now), grouped_leased, held_by_groups (grouped ready jobs whose groups are all at their
+    #: limit: every one when no group may lease now, else 0).
+    flow: dict[str, dict[str, object]] = field(default_factory=dict)
+
+
+def _flow(store: redisq.Store, queue: str) -> dict[str, object] | None:
+    f = store.concurrency(queue)
+    if f.concurrency is None and f.group_concurrency is None and not f.grouped_ready:
+        return None
+    held = f.grouped_ready if f.grouped_ready and not f.groups_ready else 0
+    return {
+        "concurrency": f.concurrency,
+        "group_concurrency": f.group_concurrency,
+        "leased": f.leased,
+        "held_by_cap": f.held_by_cap,
+        "grouped_ready": f.grouped_ready,
+        "groups_ready": f.groups_ready,
+        "grouped_leased": f.grouped_leased,
+        "held_by_groups": 0 if f.held_by_cap else held,
+    }
+
+
+def _flow_line(queue: str, f: dict[str, object]) -> str:
+    parts = []
+    if f["concurrency"] is not None:
+        cap = f"cap {f['concurrency']}, {f['leased']:,} leased"
+        if f["held_by_cap"]:
+            cap += f": {f['held_by_cap']:,} ready held back by the cap"
+        parts.append(cap)
+    if f["group_concurrency"] is not None or f["grouped_ready"]:
+        limit = f["group_concurrency"]
+        text = f"groups: {'no limit' if limit is None else f'at most {limit} leased each'}"
+        text += (
+            f", {f['grouped_ready']:,} ready in groups, {f['groups_ready']:,} groups may lease"
+            f" now, {f['grouped_leased']:,} leased"
+        )
+        if f["held_by_groups"]:
+            text += f": {f['held_by_groups']:,} ready held back by group limits"
+        parts.append(text)
+    return f"concurrency of {queue}: " + "; ".join(parts)
 
 
 def _read(store: redisq.Store, queues: list[str]) -> Snapshot:
@@ -66,7 +109,8 @@ def _read(store: redisq.Store, queues: list[str]) -> Snapshot:
         until = state.next_at_ms if state.next_at_ms and state.next_at_ms > server_ms else None
         held = counts[q]["ready"] if until is not None else 0
         limits[q] = {"limit": state.limit, "held_until_ms": until, "held": held}
-    return Snapshot(time.monotonic(), time.time_ns() // 1_000_000, counts, totals, limits)
+    flow = {q: f for q in names if (f := _flow(store, q)) is not None}
+    return Snapshot(time.monotonic(), time.time_ns() // 1_000_000, counts, totals, limits, flow)
 
 
 def _rates(before: Snapshot, after: Snapshot) -> _Rates:
@@ -103,6 +147,7 @@ def _document(snap: Snapshot, before: Snapshot | None, watch: bool) -> dict[str,
         "total": _sum(snap.counts, STATES),
         "totals": snap.totals,
         "rate_limits": snap.limits,
+        "concurrency": snap.flow,
     }
     if watch:
         rates = None if before is None else _rates(before, snap)
@@ -140,6 +185,8 @@ def _text(snap: Snapshot, rates: _Rates | None, watch: bool) -> str:
         if limit["held_until_ms"] is not None:
             line += f"; {limit['held']:,} ready held back until {show_time(limit['held_until_ms'])}"  # type: ignore[arg-type]
         text += "\n" + line
+    for queue, flow in snap.flow.items():
+        text += "\n" + _flow_line(queue, flow)
     expired = {q: t.get("expired", 0) for q, t in snap.totals.items() if t.get("expired")}
     for queue, n in expired.items():
         text += f"\n{queue}: {n:,} jobs expired (cancelled before they started) in all"

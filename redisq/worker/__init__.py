@@ -300,6 +300,9 @@ class Worker:
         limits = self.app.declare_rate_limits(store, self.queues)
         if limits:
             logger.info("worker %s: rate limits %s", self.name, limits)
+        flow = self.app.declare_flow_limits(store, self.queues)
+        if flow:
+            logger.info("worker %s: concurrency limits %s", self.name, flow)
         hooks = self.app.hooks
         runtime = _Runtime(self, store, hooks)
         try:

@@ -283,7 +283,7 @@ def send(raw: Any, prefix: str) -> Callable[..., list[Any]]:
 
 def test_enqueue_refuses_over_cap_calls(send: Callable[..., Any], raw: Any, prefix: str) -> None:
     def job(i: int, payload: bytes = b"\xc0") -> list[Any]:
-        return [f"id{i}", payload, "", 0, "", 0, 3, "", ""]
+        return [f"id{i}", payload, "", 0, "", 0, 3, "", "", ""]
 
     over_count = [v for i in range(CHUNK + 1) for v in job(i)]
     reply = send("enqueue", now_ms="", lib_version="t", count=CHUNK + 1, jobs=over_count)

@@ -636,6 +636,127 @@ def test_a_re_sent_hold_holds_once(
     assert store.claim(QUEUE, worker="w") == []
 
 
+# ------------------------------------------------------------ concurrency groups (lib/groups)
+
+
+def _group_keys(direct: redis.Redis, prefix: str) -> dict[str, Any]:
+    """What the groups of the queue hold: waiting members, turns, leases, job -> group."""
+    return {
+        "gready": len(_members(direct, prefix, "gready")),
+        "gturn": _members(direct, prefix, "gturn"),
+        "gleased": _members(direct, prefix, "gleased"),
+        "gjob": direct.hlen(_key(prefix, "gjob")),
+    }
+
+
+def _grouped(store: redisq.Store, n: int = 2) -> list[str]:
+    store.set_group_concurrency(QUEUE, 1)
+    jobs = store.enqueue_many(QUEUE, [redisq.Spec(i, id=f"g{i}") for i in range(n)], group="acme")
+    return [j.id for j in jobs]
+
+
+def test_a_grouped_enqueue_joins_its_group_once(
+    store: redisq.Store, direct: redis.Redis, prefix: str, twice: Twice
+) -> None:
+    store.enqueue(QUEUE, "seed", id="seed")  # a queue the store already registered
+    with twice():
+        store.enqueue(QUEUE, 1, id="j1", group="acme")
+    assert _group_keys(direct, prefix) == {"gready": 1, "gturn": ["acme"], "gleased": [], "gjob": 1}
+    assert _meta(direct, prefix, "seq") == 2
+    assert store.counts(QUEUE)[JobState.READY] == 2
+
+
+def test_a_grouped_claim_takes_the_groups_slot_once(
+    store: redisq.Store, direct: redis.Redis, prefix: str, twice: Twice
+) -> None:
+    ids = _grouped(store)
+    with twice():
+        jobs = store.claim(QUEUE, worker="w1", count=5, lease_ms=60_000)
+    # The re-sent claim returned the first run's job from its memo: one lease, one slot.
+    assert [j.id for j in jobs] == ids[:1]
+    assert _group_keys(direct, prefix) == {
+        "gready": 1,
+        "gturn": [],
+        "gleased": ["acme\x00g0"],
+        "gjob": 2,
+    }
+    assert store.claim(QUEUE, worker="w2", count=5) == []
+
+
+@pytest.mark.parametrize("how", ["ack", "nack", "release", "cancel", "delete"])
+def test_a_re_sent_end_of_a_grouped_lease_frees_the_slot_once(
+    store: redisq.Store, direct: redis.Redis, prefix: str, twice: Twice, how: str
+) -> None:
+    ids = _grouped(store)
+    (job,) = store.claim(QUEUE, worker="w1", count=5, lease_ms=60_000)
+    with twice():
+        if how == "ack":
+            store.ack(job)
+        elif how == "nack":
+            store.nack(job, error="x", delay_ms=0)
+        elif how == "release":
+            store.release(job)
+        elif how == "cancel":
+            store.cancel(QUEUE, job.id)
+        else:
+            store.delete(QUEUE, job.id)
+    keys = _group_keys(direct, prefix)
+    assert keys["gleased"] == []
+    assert keys["gturn"] == ["acme"]
+    back = how in ("nack", "release")  # the job waits in its group again, first
+    assert keys["gready"] == (2 if back else 1)
+    assert keys["gjob"] == (2 if back else 1)
+    again = store.claim(QUEUE, worker="w2", count=5, lease_ms=60_000)
+    assert [j.id for j in again] == [job.id if back else ids[1]]
+
+
+def test_set_concurrency_is_the_same_when_re_sent(
+    store: redisq.Store, direct: redis.Redis, prefix: str, twice: Twice
+) -> None:
+    with twice():
+        store.set_concurrency(QUEUE, 7)
+    with twice():
+        store.set_group_concurrency(QUEUE, 2)
+    assert direct.hmget(_key(prefix, "meta"), "conc", "gconc") == [b"7", b"2"]
+    with twice():
+        store.set_concurrency(QUEUE, None)
+    assert direct.hget(_key(prefix, "meta"), "conc") is None
+
+
+def test_a_claim_under_a_groups_own_rate_limit_takes_its_token_once(
+    store: redisq.Store, direct: redis.Redis, prefix: str, twice: Twice
+) -> None:
+    store.set_rate_limit(QUEUE, "1/h", key="acme")
+    ids = [
+        j.id
+        for j in store.enqueue_many(
+            QUEUE, [redisq.Spec(i, id=f"g{i}") for i in range(3)], group="acme"
+        )
+    ]
+    before_ms = int(direct.time()[0]) * 1000
+    with twice():
+        jobs = store.claim(QUEUE, worker="w1", count=3, lease_ms=60_000)
+    assert [j.id for j in jobs] == ids[:1]
+    # The group's bucket moved by one job (an hour, less the tolerance), not two.
+    next_at = store.rate_limit(QUEUE, key="acme").next_at_ms
+    assert next_at is not None
+    hour = 3_600_000
+    assert before_ms + hour - hour // 2 - 1_000 <= next_at <= before_ms + hour, next_at
+    assert store.claim(QUEUE, worker="w2", count=3) == []
+    assert _group_keys(direct, prefix)["gleased"] == ["acme\x00g0"]
+
+
+def test_set_rate_limit_with_a_key_is_the_same_when_re_sent(
+    store: redisq.Store, direct: redis.Redis, prefix: str, twice: Twice
+) -> None:
+    with twice():
+        store.set_rate_limit(QUEUE, "20/m", key="acme")
+    assert direct.hget(_key(prefix, "grate"), "acme") == b"3000000 1500000 20/m"
+    with twice():
+        store.set_rate_limit(QUEUE, None, key="acme")
+    assert direct.hlen(_key(prefix, "grate")) == 0
+
+
 # ------------------------------------------------------------------- expiry and dedupe windows
 
 

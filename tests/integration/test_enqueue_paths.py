@@ -153,7 +153,7 @@ def test_one_job_alone_with_a_bad_argument_is_refused_by_name(url: str, prefix: 
     try:
         store.enqueue("q", "first")
         keys = queue_keys(prefix, "q")
-        args = ["j2", b"\x01", "", "high", "", 0, 3, "", ""]
+        args = ["j2", b"\x01", "", "high", "", 0, 3, "", "", ""]
         call = script_call(
             "enqueue", keys, lambda r: r, now_ms="", lib_version="t", count=1, jobs=args
         )

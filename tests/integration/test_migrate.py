@@ -217,7 +217,7 @@ def test_an_older_schema_2_client_refuses_the_migrating_queue(world: World) -> N
     )
     assert old_counts != script("counts").source
     k = world.keys
-    keys = [k.meta, k.ready, k.scheduled, k.leased, k.done, k.dead, k.cancelled]
+    keys = [k.meta, k.ready, k.scheduled, k.leased, k.done, k.dead, k.cancelled, k.gready]
     assert world.raw.eval(old_counts, len(keys), *keys) == [5, b"migrating:3", b"2"]
 
 

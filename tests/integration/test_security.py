@@ -215,6 +215,13 @@ def exercise(s: Any, server: ServerProcess, prefix: str) -> None:
     assert s.hold(Q, 1_000) > 0
     assert s.claim(Q, worker="w") == []
     s.set_rate_limit(Q, None)
+    s.set_concurrency("gq", 5)  # concurrency groups and the cap: meta fields and group keys
+    s.set_group_concurrency("gq", 1)
+    s.enqueue("gq", "grouped", id="grouped", group="g")
+    assert s.concurrency("gq", "grouped").group == "g"
+    (grouped,) = s.claim("gq", worker="w", count=2)
+    s.ack(grouped)
+    s.set_concurrency("gq", None)
     # Expiry and dedupe windows (docs/expiry_dedupe.md)
     expiring = s.enqueue(Q, "x", id="expiring", expires_ms=3_600_000)
     assert s.expires_at(Q, expiring.id) is not None
@@ -231,7 +238,7 @@ def exercise(s: Any, server: ServerProcess, prefix: str) -> None:
     with server.client() as admin:
         make_schema2(admin, prefix, "old")
     migrated = {m.queue: m.converted for m in s.migrate()}
-    assert migrated == {"old": 1, Q: 0}
+    assert migrated == {"old": 1, Q: 0, "gq": 0}
     assert s.get("old", s.list("old")[0].id).payload == "old"
 
     # the worker registry: its own hash tag {prefix:}, under ~{prefix:* (SET PX, ZADD,

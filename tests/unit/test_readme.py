@@ -45,6 +45,7 @@ def test_the_readme_has_its_snippets() -> None:
         "Tasks and workers",
         "Periodic schedules",
         "Rate limits",
+        "Concurrency groups",
         "Expiry",
         "Dedupe windows",
         "Hooks and middleware",
@@ -85,6 +86,10 @@ def test_each_python_snippet_runs_as_written(section: str, code: str, tmp_path: 
         # 11 starts (one job ran twice) at 20/s, one after a 300 ms hold: over 0.7 s; the
         # limited run did not count.
         assert done.stdout.splitlines() == ["11 True", "1"]
+    elif section == "Concurrency groups":
+        # Never two of a tenant at once; the small tenant's first job among the first two
+        # started, and its three within the first twelve (round-robin, not FIFO).
+        assert done.stdout.splitlines() == ["[('big', 1), ('small', 1)]", "True 3"]
     elif section == "Expiry":
         # The backlog ran; the job behind it expired unclaimed and was counted.
         assert done.stdout.splitlines() == ["100", "['a', 'b', 'c']", "cancelled expired 1"]

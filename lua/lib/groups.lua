@@ -1,0 +1,26 @@
+-- Concurrency groups (docs/groups.md). A job enqueued with a group waits in the queue's gready
+-- set instead of ready, and claim serves the groups round-robin, at most `gconc` leased jobs per
+-- group. Every structure is a fixed key of the queue (under its hash tag), so a script reaches
+-- any group through the keys it is passed:
+--   gready   zset  score 0, member <group> \0 <ready score, 16 digits> <id>: a group's jobs in
+--                  claim order (priority, then FIFO), its head read with ZRANGEBYLEX, O(log N)
+--   gturn    zset  group -> turn: the groups that may lease now (ready jobs, and fewer leased
+--                  than the limit), claimed lowest turn first; a served group takes the next
+--                  turn after the highest, so groups are served round-robin. The member ''
+--                  stands for the queue's ungrouped jobs (ready) while groups take turns.
+--   gleased  zset  score 0, member <group> \0 <id>: the grouped jobs leased now; a group's
+--                  count is a ZLEXCOUNT. Every script that ends a lease removes its member.
+--   gjob     hash  job id -> group, from enqueue until the job completes, is cancelled or
+--                  deleted (a dead job keeps it, so retry_dead puts it back in its group)
+--   grate    hash  group -> its own rate limit ('<interval_us> <tolerance_us> <spec>', lib/rate),
+--                  <group> \0 'at' -> its bucket's position: the rate key of the group's jobs
+--   gwait    zset  group -> when its next token is due (ms): a rate-limited group without a
+--                  token leaves the rotation until then (claim puts it back)
+--   meta     hash  gconc (the limit per group; absent = none), conc (leases of the queue at
+--                  most; absent = none), groups ('1' once a grouped job was enqueued), grate
+--                  ('1' once a group was given a rate limit)
+-- Group names are 1 to 128 characters without control characters (checked by the client), so
+-- '\0' ends a group inside a member and '\1' bounds its range. A gready member whose job is no
+-- longer ready (cancelled, deleted) is dropped by the claim that meets it.
+-- The helpers are the fields of lib/grp_ctx's context (built only on a queue with groups, so
+-- that a call on one without them creates none); lib/grp_ctx includes this description.
