@@ -23,7 +23,7 @@ $(STAMP): pyproject.toml
 		exit 1; }
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e . --group dev
+	$(BIN)/python -m pip install --quiet -e '.[dashboard]' --group dev
 	@touch $(STAMP)
 
 test: venv

@@ -10,6 +10,7 @@ threads until every job is final, and ends with a summary table.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import random
@@ -182,7 +183,46 @@ def delete_keys(store: redisq.Store) -> None:
             client.unlink(*keys[i : i + 1_000])
 
 
-def run_demo(url: str, jobs: int, workers: int, out: TextIO | None = None) -> dict[str, Any]:
+def new_prefix() -> str:
+    """A fresh key prefix for one run."""
+    return f"demo-{os.getpid()}-{random.randrange(1 << 30):x}"
+
+
+def _run(url: str, args: argparse.Namespace) -> None:
+    """Run the demo; with --dashboard, serve the dashboard on its keys until Ctrl-C."""
+    if args.dashboard is None:
+        run_demo(url, args.jobs, args.workers)
+        return
+    try:
+        from redisq import dashboard
+        from redisq.dashboard._serve import Serving
+    except ImportError as exc:
+        raise ConfigurationError(str(exc)) from None
+    prefix = new_prefix()
+    serving = Serving(dashboard.app(url, prefix=prefix), port=args.dashboard).start()
+    store = redisq.connect(url, prefix=prefix)
+    try:
+        print(f"redisq demo: the dashboard is on {serving.url}", flush=True)
+        run_demo(url, args.jobs, args.workers, prefix=prefix, keep=True)
+        print(f"the dashboard still serves the demo's jobs on {serving.url}; Ctrl-C stops it")
+        with contextlib.suppress(KeyboardInterrupt):
+            while True:
+                time.sleep(3600)
+    finally:
+        serving.stop()
+        delete_keys(store)
+        store.close()
+
+
+def run_demo(
+    url: str,
+    jobs: int,
+    workers: int,
+    out: TextIO | None = None,
+    *,
+    prefix: str | None = None,
+    keep: bool = False,
+) -> dict[str, Any]:
     """Run the demo against `url`, writing to `out` (default: sys.stdout); return the summary.
 
     Args:
@@ -190,6 +230,8 @@ def run_demo(url: str, jobs: int, workers: int, out: TextIO | None = None) -> di
         jobs: how many jobs to run.
         workers: handler threads of the worker pool.
         out: where the progress and the summary go.
+        prefix: the key prefix (default: a fresh one).
+        keep: keep the run's keys (the dashboard shows them; the caller deletes them).
 
     Returns:
         completed, retried, dead, jobs_per_s, pickup_p50_ms, pickup_p99_ms, seconds, and
@@ -199,7 +241,7 @@ def run_demo(url: str, jobs: int, workers: int, out: TextIO | None = None) -> di
         RuntimeError: the worker stopped before every job was final.
     """
     out = sys.stdout if out is None else out  # looked up per call: sys.stdout may be replaced
-    prefix = f"demo-{os.getpid()}-{random.randrange(1 << 30):x}"
+    prefix = prefix or new_prefix()
     probe = redisq.connect(url, prefix=prefix)
     pickups = Pickups(clock_offset_ms(probe))
     app = build_app(url, prefix, pickups)
@@ -259,7 +301,8 @@ def run_demo(url: str, jobs: int, workers: int, out: TextIO | None = None) -> di
             )
     finally:
         app.close()
-        delete_keys(probe)
+        if not keep:
+            delete_keys(probe)
         probe.close()
     latencies = pickups.all()
     by_queue = {q: percentile(pickups.by_queue.get(q, []), 0.5) for q in QUEUES}
@@ -306,6 +349,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--url", help="use this server instead of an embedded one")
     parser.add_argument("--jobs", type=int, default=20_000, help="jobs to run (20,000)")
     parser.add_argument("--workers", type=int, default=8, help="worker threads (8)")
+    parser.add_argument(
+        "--dashboard",
+        type=int,
+        metavar="PORT",
+        help="serve the dashboard (redisq[dashboard]) on 127.0.0.1:PORT during the run and"
+        " after it, until Ctrl-C",
+    )
     args = parser.parse_args(argv)
     if args.jobs < 1:
         parser.error("--jobs must be at least 1")
@@ -319,7 +369,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         errors_only.setLevel(logging.ERROR)
         worker_log.addHandler(errors_only)
     if args.url:
-        run_demo(args.url, args.jobs, args.workers)
+        _run(args.url, args)
         return 0
     try:
         server = EmbeddedServer().start()
@@ -339,10 +389,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 " --url redis://HOST:PORT"
             ) from None
         print(f"no embedded server ({exc}); running on memory:// instead", file=sys.stderr)
-        run_demo("memory://demo", args.jobs, args.workers)
+        _run("memory://demo", args)
         return 0
     try:
-        run_demo(server.url, args.jobs, args.workers)
+        _run(server.url, args)
     finally:
         server.stop()
     return 0

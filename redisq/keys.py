@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from redisq._core.validate import check_name
 from redisq.errors import ConfigurationError
 
-__all__ = ["QueueKeys", "check_prefix", "registry_key", "registry_keys"]
+__all__ = ["QueueKeys", "check_prefix", "dashboard_series_key", "registry_key", "registry_keys"]
 
 #: What a prefix may not hold besides what every name refuses: ':' (it ends the prefix inside
 #: the hash tag) and the glob characters of Redis key patterns (an ACL rule ``~{<prefix>:*``
@@ -176,3 +176,9 @@ def registry_keys(prefix: str) -> QueueKeys:
 def registry_key(prefix: str) -> str:
     """Name the set of known queue names under `prefix` (outside every queue's slot)."""
     return f"{prefix}:queues"
+
+
+def dashboard_series_key(prefix: str) -> str:
+    """Name the dashboard's per-minute samples of the queues' counters under `prefix`
+    (a sorted set of at most an hour of entries; redisq/dashboard/_data.py)."""
+    return f"{prefix}:dashboard:minutes"

@@ -32,6 +32,7 @@ from redisq.cli._base import (
     Context,
     UsageError,
 )
+from redisq.cli._dashboard import add_dashboard
 from redisq.cli._jobs import add_enqueue, add_ls, add_show
 from redisq.cli._metrics import add_metrics
 from redisq.cli._schedules import add_schedule, add_scheduler, add_schedules
@@ -106,6 +107,7 @@ COMMANDS: list[Callable[[Commands], None]] = [
     add_workers,
     add_scheduler,
     add_server,
+    add_dashboard,
     add_demo,
 ]
 
