@@ -305,7 +305,8 @@ def test_a_hanging_before_job_is_cut_by_the_task_timeout(app: redisq.App, pool: 
     # Then the timeout failed the first attempt (the hook was cancelled), the second ran
     assert job.attempts == 2
     assert worker.metrics.timed_out == 1
-    assert outcomes == [("retry", "TimeoutError"), ("completed", "NoneType")]
+    # (the cancelled first attempt's after_job may unwind after the second attempt ran)
+    assert sorted(outcomes) == [("completed", "NoneType"), ("retry", "TimeoutError")]
 
 
 # ---------------------------------------------------------------------------- worker hooks
