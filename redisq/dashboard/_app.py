@@ -29,7 +29,7 @@ from redisq.dashboard import _data, _guard
 from redisq.dashboard._actions import ACTIONS, BATCH, do_action
 from redisq.dashboard._guard import default_authorize, refuse, safe_next
 from redisq.errors import RedisqError
-from redisq.models import JobState
+from redisq.models import Flow, JobState
 
 __all__ = ["ACTIONS", "Authorize", "app", "default_authorize"]
 
@@ -300,6 +300,9 @@ class _Dashboard:
                 error=f"no job {job_id!r} in queue {queue!r} (never enqueued, deleted or "
                 "trimmed by retention)",
             )
+        # Its parents and children with their states, from its queue's dependency graph (a
+        # bounded read: store.flow reads at most 1,000 jobs).
+        flow = _neighbours(await self.store.flow(queue, job_id), job_id)
         payload, payload_cut = _data.show_value(job.payload)
         result, result_cut = _data.show_value(job.result)
         progress, _ = _data.show_value(job.progress)
@@ -327,6 +330,7 @@ class _Dashboard:
             timeline=[(label, ms) for label, ms in timeline if ms],
             now_ms=now_ms,
             extra=_extra_fields(job),
+            flow=flow,
         )
 
     async def dead(self, request: Request) -> Response:
@@ -641,3 +645,21 @@ def app(
 def query(**params: Any) -> str:
     """A query string of the non-empty params (templates build links with it)."""
     return urlencode({k: v for k, v in params.items() if v not in (None, "")})
+
+
+def _neighbours(flow: Flow, job_id: str) -> dict[str, list[tuple[str, str]]]:
+    """A job's parents and children as (id, state) pairs, 'gone' for a job no longer stored
+    (deleted, or trimmed by retention); empty for a job without dependencies."""
+    node = flow.nodes.get(job_id)
+    if node is None:
+        return {}
+
+    def state(i: str) -> str:
+        other = flow.nodes.get(i)
+        return str(other.job.state) if other is not None and other.job is not None else "gone"
+
+    return {
+        side: [(i, state(i)) for i in ids]
+        for side, ids in (("parents", node.parents), ("children", node.children))
+        if ids
+    }

@@ -544,3 +544,31 @@ def test_the_overview_reads_a_few_queues_at_a_time(real_url: str, prefix: str) -
         after = drive(app, scenario)
     # Then the page opened at most QUEUES_AT_ONCE rows' worth of connections (plus a few)
     assert after - before <= dashboard._data.QUEUES_AT_ONCE * 5 + 4
+
+
+def test_the_job_page_shows_dependencies(store: redisq.Store, url: str, prefix: str) -> None:
+    # Given a child waiting on two parents, one of them completed
+    a = store.enqueue("flows", {"n": 1}, id="pa")
+    b = store.enqueue("flows", {"n": 2}, id="pb")
+    child = store.enqueue("flows", {"n": 3}, id="kid", depends_on=[a, b])
+    (first,) = store.claim("flows", worker="w", count=1)
+    store.ack(first)
+    app = dashboard.app(url, prefix=prefix)
+
+    async def scenario(c: httpx.AsyncClient) -> None:
+        # Then the child's page lists its parents with their states, linked
+        page = (await c.get(f"/queues/flows/jobs/{child.id}")).text
+        parents = page[page.index('id="parents"') : page.index("</ul>", page.index('id="parents"'))]
+        assert 'href="/queues/flows/jobs/pa"' in parents
+        assert "pa</code></a> completed" in parents
+        assert "pb</code></a> ready" in parents
+        # and a parent's page lists the child, waiting
+        page = (await c.get("/queues/flows/jobs/pb")).text
+        assert "kid</code></a> waiting" in page
+        # and a job without dependencies has neither list
+        store.enqueue("flows", {"n": 4}, id="alone")
+        page = (await c.get("/queues/flows/jobs/alone")).text
+        assert 'id="parents"' not in page
+        assert 'id="children"' not in page
+
+    drive(app, scenario)
