@@ -15,6 +15,7 @@
 ]]
 --- @include "lib/status"
 --- @include "lib/now_ms"
+--- @include "lib/prune_index"
 
 local workers = KEYS[1]
 local worker_prefix = KEYS[2]
@@ -34,12 +35,7 @@ if not prune or prune < 0 or prune > 1000 then
   return {STATUS.BAD_ARGUMENT, 'prune'}
 end
 
-if prune > 0 then
-  local expired = redis.call('ZRANGEBYSCORE', workers, '-inf', '(' .. now, 'LIMIT', 0, prune)
-  for _, gone in ipairs(expired) do
-    redis.call('ZREM', workers, gone)
-  end
-end
+prune_index(workers, now, prune)
 if ttl_ms == 0 then
   redis.call('ZREM', workers, worker)
   redis.call('DEL', worker_prefix .. worker)
