@@ -48,6 +48,7 @@
 --- @include "lib/grp_ctx"
 --- @include "lib/deps_keys"
 --- @include "lib/deps_finish"
+--- @include "lib/attempt_entry"
 
 local meta_key = KEYS[1]
 local ready_key = KEYS[2]
@@ -107,6 +108,7 @@ if state == 'leased' then
   -- The holder's token goes into the signal, so that a worker stops that run only (not a
   -- later run of a job with the same id).
   local held = t[F.TOKEN]
+  redis.call('HSET', jobs_key, attempt_entry(id, t, 'cancelled', 'cancelled', '', now))
   t[F.TOKEN] = num(redis.call('HINCRBY', meta_key, 'token', 1))
   redis.call('ZREM', leased_key, id)
   redis.call('XADD', cancels_key, 'MAXLEN', signal_cap, '*', 'id', id, 'token', held)

@@ -32,6 +32,8 @@
 --- @include "lib/now_ms"
 --- @include "lib/deps_keys"
 --- @include "lib/deps_finish"
+--- @include "lib/chunks"
+--- @include "lib/attempt_fields"
 
 local meta_key = KEYS[1]
 local ready_key = KEYS[2]
@@ -69,6 +71,7 @@ if g then
   gctx.forget(g, t and gctx.member(g, t[F.PRIO], t[F.SEQ], id), id)
 end
 local existed = redis.call('HDEL', jobs_key, id)
+chunks({'HDEL', jobs_key}, attempt_fields({id}))  -- its attempt history (lib/attempt_entry)
 if redis.call('DEL', result_prefix .. id) == 1 then
   existed = 1
 end

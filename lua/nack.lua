@@ -53,6 +53,7 @@
 --- @include "lib/grp_ctx"
 --- @include "lib/deps_keys"
 --- @include "lib/deps_finish"
+--- @include "lib/attempt_entry"
 
 local meta_key = KEYS[1]
 local ready_key = KEYS[2]
@@ -119,6 +120,7 @@ if to_dead or tonumber(t[F.ATTEMPTS]) >= tonumber(t[F.MAX]) then
   t[F.FINISHED] = n
   local record = rec_pack(t)
   redis.call('HSET', jobs_key, id, record)
+  redis.call('HSET', jobs_key, attempt_entry(id, t, 'dead', 'error', error_text, now))
   redis.call('ZADD', dead_key, n, id)
   clear_unique(unique_key, {t[F.UKEY], id})
   trim_retention(dead_key, jobs_key, dead_keep, dead_age_ms, now, batch, nil, gjob_key)
@@ -137,6 +139,7 @@ end
 requeue(t, id, ready_key, scheduled_key, now, delay_ms, n, gctx, g)
 local record = rec_pack(t)
 redis.call('HSET', jobs_key, id, record)
+redis.call('HSET', jobs_key, attempt_entry(id, t, 'retry', 'error', error_text, now))
 add_totals(meta_key, 0, 1, 0)
 wake(wake_key)
 return {STATUS.OK, record}

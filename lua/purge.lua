@@ -35,6 +35,7 @@
 --- @include "lib/caps"
 --- @include "lib/read_some"
 --- @include "lib/grp_ctx"
+--- @include "lib/attempt_fields"
 
 local meta_key = KEYS[1]
 local ready_key = KEYS[2]
@@ -131,7 +132,7 @@ for i = 1, #sets do
       end
     end
     clear_unique(unique_key, uniques)
-    chunks({'HDEL', jobs_key}, ids)
+    chunks({'HDEL', jobs_key}, attempt_fields(ids))
     chunks({'ZREM', set_key}, members)
     chunks({'DEL'}, results)
     if set_key == waiting_key then

@@ -56,6 +56,7 @@ from redisq.errors import (
 from redisq.jobref import JobRef
 from redisq.middleware import EnqueueRequest, JobOutcome, Middleware
 from redisq.models import (
+    Attempt,
     Claimed,
     FlowState,
     Job,
@@ -79,6 +80,7 @@ __all__ = [  # noqa: RUF022  (grouped by topic, STYLE section 1)
     "connect",
     "connect_async",
     # data
+    "Attempt",
     "Claimed",
     "Job",
     "JobState",

@@ -9,6 +9,7 @@ from typing import Any
 
 __all__ = [
     "DAY_MS",
+    "Attempt",
     "CancelNotice",
     "Claimed",
     "Flow",
@@ -425,3 +426,34 @@ class WorkerInfo:
     in_flight: int
     jobs: tuple[str, ...]
     counters: dict[str, int]
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """One failed attempt of a job, from its attempt history (`Store.attempts`).
+
+    A job keeps the entries of its last 10 failed attempts, each with at most 4 KiB of error
+    text (the first KiB and the end of the traceback when longer), while its record lives;
+    they go with it (delete, purge, retention trimming, expiry). A job that never fails has
+    none.
+
+    Attributes:
+        attempt: the attempt number (1 for the first run).
+        token: the fencing token of that attempt's lease.
+        outcome: what came next: ``"retry"``, ``"dead"`` or ``"cancelled"``.
+        cause: what ended it: ``"error"`` (the worker's nack), ``"lease_expired"`` (reaped:
+            the worker stopped renewing) or ``"cancelled"`` (cancelled while running).
+        worker: the worker that held the lease.
+        at_ms: when it ended (ms since the epoch, Redis clock).
+        error: the error's summary line, as the worker sent it ("" when none was sent).
+        traceback: the traceback that followed the summary ("" when none).
+    """
+
+    attempt: int
+    token: int | None
+    outcome: str
+    cause: str
+    worker: str | None
+    at_ms: int
+    error: str
+    traceback: str

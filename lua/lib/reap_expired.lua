@@ -11,6 +11,7 @@
 --- @include "lib/key_types"
 --- @include "lib/wrong_type"
 --- @include "lib/quarantine"
+--- @include "lib/attempt_entry"
 -- Returns up to `limit` jobs whose lease deadline has passed to the ready set, or to the dead
 -- set when their attempts are used up, within the call's byte budget `spend` (lib/budget). The
 -- lease's token stays on the record (ended is 'reap/<token>'), so a late ack, nack or renew by
@@ -74,6 +75,10 @@ local function reap_expired(keys, now, limit, spend)
       end
       writes[#writes + 1] = ids[i]
       writes[#writes + 1] = rec_pack(t)
+      local field, entry = attempt_entry(ids[i], t, t[F.STATE] == 'dead' and 'dead' or 'retry',
+        'lease_expired', '', now)
+      writes[#writes + 1] = field
+      writes[#writes + 1] = entry
     end
   end
   local bad = key_types({keys.ready, 'zset', keys.dead, 'zset', keys.unique, 'hash'})

@@ -2,6 +2,7 @@
 --- @include "lib/chunks"
 --- @include "lib/caps"
 --- @include "lib/read_some"
+--- @include "lib/attempt_fields"
 -- Keeps a finished-jobs set (done, dead, cancelled) within its count and age limits, deleting at
 -- most `batch` job records per call (one HDEL from the jobs hash), never more than CAPS.TRIM,
 -- and no more than CAPS.TRIM_BYTES of records (beyond the first): freeing memory takes time too,
@@ -28,7 +29,7 @@ local function trim_retention(set_key, jobs_key, keep, max_age_ms, now, batch, c
     if n < #ids then
       ids = {unpack(ids, 1, n)}
     end
-    chunks({'HDEL', jobs_key}, ids)
+    chunks({'HDEL', jobs_key}, attempt_fields(ids))
     if groups_key then
       chunks({'HDEL', groups_key}, ids)
     end
@@ -53,7 +54,7 @@ local function trim_retention(set_key, jobs_key, keep, max_age_ms, now, batch, c
       if n < #ids then
         ids = {unpack(ids, 1, n)}
       end
-      chunks({'HDEL', jobs_key}, ids)
+      chunks({'HDEL', jobs_key}, attempt_fields(ids))
       if groups_key then
         chunks({'HDEL', groups_key}, ids)
       end

@@ -19,12 +19,14 @@ import redis.exceptions
 
 from redisq._async.transport import AsyncTransport
 from redisq._core import deps, ops, queries, registry
+from redisq._core.attempts import attempts as _attempts
 from redisq._core.claim import Refusal
 from redisq._core.enqueue import keywords_checked
 from redisq._core.ops import NOT_SET, Call, Op, Settings
 from redisq._core.validate import check_int
 from redisq.errors import ConfigurationError, InvalidArgument, RedisqError
 from redisq.models import (
+    Attempt,
     CancelNotice,
     Claimed,
     Flow,
@@ -324,6 +326,16 @@ class AsyncStore:
         flow of one node.
         """
         return await self._run(deps.flow(self.settings, queue, id))
+
+    async def attempts(self, queue: str, id: str) -> list[Attempt]:
+        """Read a job's failed attempts, oldest first: each with its outcome, error and
+        traceback, worker and time (one read).
+
+        The last 10 failed attempts are kept, each with at most 4 KiB of error text, for as
+        long as the job's record lives; a job that never failed has none (and an unknown id
+        gives an empty list).
+        """
+        return await self._run(_attempts(self.settings, queue, id))
 
     async def find(self, id: str) -> Job | None:
         """Look a job id up in every known queue with one pipelined round trip."""

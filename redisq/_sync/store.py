@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 import redis.exceptions
 
 from redisq._core import deps, ops, queries, registry
+from redisq._core.attempts import attempts as _attempts
 from redisq._core.claim import Refusal
 from redisq._core.enqueue import keywords_checked
 from redisq._core.ops import NOT_SET, Call, Op, Settings
@@ -26,6 +27,7 @@ from redisq._core.validate import check_int
 from redisq._sync.transport import SyncTransport
 from redisq.errors import ConfigurationError, InvalidArgument, RedisqError
 from redisq.models import (
+    Attempt,
     CancelNotice,
     Claimed,
     Flow,
@@ -323,6 +325,16 @@ class Store:
         flow of one node.
         """
         return self._run(deps.flow(self.settings, queue, id))
+
+    def attempts(self, queue: str, id: str) -> list[Attempt]:
+        """Read a job's failed attempts, oldest first: each with its outcome, error and
+        traceback, worker and time (one read).
+
+        The last 10 failed attempts are kept, each with at most 4 KiB of error text, for as
+        long as the job's record lives; a job that never failed has none (and an unknown id
+        gives an empty list).
+        """
+        return self._run(_attempts(self.settings, queue, id))
 
     def find(self, id: str) -> Job | None:
         """Look a job id up in every known queue with one pipelined round trip."""
