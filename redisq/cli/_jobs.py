@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import asdict
 from typing import Any
 
 import redisq
@@ -278,8 +279,26 @@ def _show(args: argparse.Namespace, ctx: Context) -> int:
     if why is not None:
         document["waiting"] = why
         text += f"\n{'waiting':<{max(len(n) for n in document)}}  {why}"
+    attempts = ctx.store().attempts(job.queue, job.id)
+    if attempts:
+        document["failed_attempts"] = [asdict(a) for a in attempts]
+        text += _attempts_text(attempts, max(len(n) for n in document))
     ctx.emit(document, text)
     return EXIT_OK
+
+
+def _attempts_text(attempts: list[redisq.Attempt], width: int) -> str:
+    """The failed attempts, oldest first: a header line each, then its error and traceback."""
+    pad = " " * (width + 2)
+    lines = [f"\n{'failed_attempts':<{width}}  {len(attempts)} (the last 10 are kept)"]
+    for a in attempts:
+        lines.append(
+            f"{pad}#{a.attempt} {a.outcome} ({a.cause.replace('_', ' ')}) by {a.worker or '-'}"
+            f" at {show_time(a.at_ms)}, token {a.token}"
+        )
+        for line in (a.error + ("\n" + a.traceback if a.traceback else "")).splitlines():
+            lines.append(f"{pad}    {line}")
+    return "\n".join(lines)
 
 
 def _why_waiting(store: redisq.Store, job: Job) -> str | None:

@@ -290,7 +290,12 @@ class _Dashboard:
     async def job(self, request: Request) -> Response:
         queue = request.path_params["queue"]
         job_id = request.path_params["id"]
-        job, now_ms = await _gather(self.store.get(queue, job_id), _data.server_ms(self.store))
+        # Its failed attempts come in the same round of reads (one HMGET, lib/attempt_entry).
+        job, now_ms, attempts = await _gather(
+            self.store.get(queue, job_id),
+            _data.server_ms(self.store),
+            self.store.attempts(queue, job_id),
+        )
         if job is None:
             return self.render(
                 request,
@@ -331,6 +336,8 @@ class _Dashboard:
             now_ms=now_ms,
             extra=_extra_fields(job),
             flow=flow,
+            attempts=_data.attempt_rows(attempts),
+            attempt_cap=_data.ATTEMPT_TEXT_CAP,
         )
 
     async def dead(self, request: Request) -> Response:

@@ -19,7 +19,7 @@ import redis
 
 from redisq._async.store import AsyncStore
 from redisq.keys import QueueKeys, dashboard_series_key
-from redisq.models import Job, JobState
+from redisq.models import Attempt, Job, JobState
 
 __all__ = [
     "SEARCH_WINDOW",
@@ -288,3 +288,31 @@ def show_value(value: Any, cap: int = VALUE_CAP) -> tuple[str, bool]:
     if len(text) > cap:
         return text[:cap], True
     return text, False
+
+
+#: Characters of an attempt's error or traceback shown (the store keeps 4 KiB of each attempt's
+#: text already; this bounds the page whatever a later version stores).
+ATTEMPT_TEXT_CAP = 8_192
+
+
+def attempt_rows(attempts: Sequence[Attempt]) -> list[dict[str, Any]]:
+    """The job page's rows of a job's failed attempts, newest first, texts cut to the cap."""
+    rows = []
+    for a in reversed(attempts):
+        error, error_cut = a.error[:ATTEMPT_TEXT_CAP], len(a.error) > ATTEMPT_TEXT_CAP
+        trace, trace_cut = a.traceback[:ATTEMPT_TEXT_CAP], len(a.traceback) > ATTEMPT_TEXT_CAP
+        rows.append(
+            {
+                "attempt": a.attempt,
+                "token": a.token,
+                "outcome": a.outcome,
+                "cause": a.cause.replace("_", " "),
+                "worker": a.worker,
+                "at_ms": a.at_ms,
+                "error": error,
+                "traceback": trace,
+                "cut": error_cut or trace_cut,
+            }
+        )
+    return rows
+

@@ -366,6 +366,27 @@ def test_no_history_field_outlives_its_record(client: Any, raw: Any, prefix: str
     assert not raw.exists(f"{{{prefix}:{Q}}}:jobs")
 
 
+def test_migrate_leaves_history_entries_alone(client: Any, raw: Any, prefix: str) -> None:
+    # Given a queue in schema 2 (records in layout 2) whose jobs hash also holds history entries
+    from tests.integration.test_migrate import to_layout2
+
+    client.enqueue(Q, "x", id="j1")
+    _fail(client)
+    keys = f"{{{prefix}:{Q}}}"
+    for job_id, record in raw.hgetall(f"{keys}:jobs").items():
+        if b"\0" not in job_id:
+            raw.hset(f"{keys}:jobs", job_id, to_layout2(record))
+    raw.hset(f"{keys}:meta", "schema", "2")
+
+    # When it migrates
+    (done,) = client.migrate(Q)
+
+    # Then the record was converted and the entry neither converted nor counted as bad
+    assert (done.converted, done.skipped, done.bad, done.done) == (1, 0, 0, True)
+    assert [a.attempt for a in client.attempts(Q, "j1")] == [1]
+    assert client.get(Q, "j1").state is JobState.READY
+
+
 def test_the_caps_match_the_lua_lib() -> None:
     text = (lua_dir() / "lib" / "attempt_caps.lua").read_text()
     for name, value in ATTEMPT_CAPS.items():

@@ -266,14 +266,15 @@ def test_show_prints_every_field(cli: Cli, store: redisq.Store) -> None:
     run = cli("show", "q", "j1")
     assert run.code == 0
     names = [line.split()[0] for line in run.out.splitlines() if not line.startswith(" ")]
-    assert names == JOB_FIELDS
+    assert names == [*JOB_FIELDS, "failed_attempts"]  # (its one failed attempt: test_attempts_cli)
     assert "line two" in run.out
     assert f"finished_at_ms     {job.finished_at_ms} (" in run.out
     assert 'payload            {"n": "j1"}' in run.out
 
     document = cli("show", "q", "j1", "--json").json()
-    assert document == {name: getattr(job, name) for name in JOB_FIELDS}
     assert cli("show", "--find", "j1", "--json").json() == document
+    assert len(document.pop("failed_attempts")) == 1
+    assert document == {name: getattr(job, name) for name in JOB_FIELDS}
 
 
 def test_show_gives_the_expiry_and_the_reason_of_an_expired_job(
