@@ -105,6 +105,12 @@ def test_hostile_payloads_are_escaped_and_capped(
     [claimed] = [j for j in store.claim("q", worker=evil, count=4) if j.id == a.id] or [None]
     assert claimed is not None
     store.nack(claimed, error=evil + "\n" + huge, dead=True)
+    # and a job whose failed attempts carry markup in their error and traceback (huge too)
+    d = store.enqueue("q", 2, id="hostile-attempts", max_attempts=2)
+    for worker in ("w1", evil):
+        [job] = store.claim("q", worker=worker)
+        trace = f"Traceback (most recent call last):\n  {evil}\n" + "B" * 10_000 + f"\n{evil}"
+        store.nack(job, error=f"{evil}: {huge[:500]}\n\n{trace}", delay_ms=0)
     app = dashboard.app(url, prefix=prefix)
 
     async def scenario(c: httpx.AsyncClient) -> None:
@@ -115,6 +121,7 @@ def test_hostile_payloads_are_escaped_and_capped(
             "/",
             f"/queues/q/jobs/{b.id}",
             f"/queues/q/jobs/{c_.id}",
+            f"/queues/q/jobs/{d.id}",
         ):
             r = await c.get(path)
             assert r.status_code == 200, path
@@ -128,6 +135,13 @@ def test_hostile_payloads_are_escaped_and_capped(
         assert html.escape(evil, quote=False) in html.unescape(page) or "&lt;script&gt;" in page
         big = (await c.get(f"/queues/q/jobs/{b.id}")).text
         assert "cut to the first 65,536 characters" in big
+        # Each attempt is listed, its error and traceback escaped, the traceback folded
+        attempts = (await c.get(f"/queues/q/jobs/{d.id}")).text
+        assert attempts.count('<li class="attempt"') == 2
+        assert attempts.count('<details class="trace"><summary>Traceback</summary>') == 2
+        assert html.unescape(attempts).count(evil) >= 5  # 2 errors, 2 tracebacks, a worker
+        assert "bytes cut ...]" in attempts  # the store kept 4 KiB of each attempt's text
+        assert len(attempts) < 3 * dashboard._data.VALUE_CAP
         raw = (await c.get(f"/queues/q/jobs/{c_.id}")).text
         assert "bytes (hex)" in raw
         assert "00 01 02 03" in raw

@@ -219,9 +219,14 @@ def _click_through(
             {"invoice": 1042, "amount_cents": 129900},
             name="billing.charge",
             id="inv-1042",
+            max_attempts=3,
         )
-        [charge] = store.claim("billing", worker="billing-7f3a")
-        store.nack(charge, error=CHARGE_ERROR, dead=True)
+        # (three failed attempts: a gateway timeout, a 503 from the gateway, then declined)
+        for worker, error in zip(
+            ("billing-1c2d", "billing-9e0b", "billing-7f3a"), CHARGE_ERRORS, strict=True
+        ):
+            [charge] = store.claim("billing", worker=worker)
+            store.nack(charge, error=error, delay_ms=0)
         store.enqueue("billing", {"invoice": 1043}, name="billing.charge", id="inv-1043")
         store.claim("billing", worker="billing-7f3a", lease_ms=600_000)  # held: in flight
         with serving(dashboard.app(server_url, prefix=bprefix, refresh_ms=400)) as base:
@@ -265,7 +270,27 @@ def _click_through(
             assert _text(browser, "#job-state") == "dead"
             assert "<script>alert('x')</script>@example.com" in _text(browser, "#payload")
             assert "SMTP refused" in _text(browser, "#error")
+            # Each failed attempt is listed (the worker's one here), its traceback folded
+            assert len(browser.find_elements(By.CSS_SELECTOR, "#attempts li.attempt")) == 1
+            assert "SMTP refused" in _text(browser, "#attempt-1 .attempt-error")
+            trace = browser.find_element(By.CSS_SELECTOR, "#attempt-1 .attempt-trace")
+            assert not trace.is_displayed()
+            _click(browser, "#attempt-1 details.trace summary")
+            assert trace.is_displayed()
+            assert "Traceback (most recent call last)" in trace.text
+            assert "<script>alert('x')</script>@example.com" in trace.text
             browser.get(f"{base}/queues/billing/jobs/inv-1042")
+            items = browser.find_elements(By.CSS_SELECTOR, "#attempts li.attempt")
+            assert [i.get_attribute("id") for i in items] == [
+                "attempt-3",
+                "attempt-2",
+                "attempt-1",
+            ]
+            assert "billing-9e0b" in _text(browser, "#attempt-2")
+            assert "retry" in _text(browser, "#attempt-2 .badge")
+            assert "dead" in _text(browser, "#attempt-3 .badge")
+            _click(browser, "#attempt-3 details.trace summary")
+            browser.execute_script("window.scrollTo(0, 0)")
             _shoot(browser, shots, "job")
             browser.get(f"{base}/queues/emails/jobs/{dead.id}")
             # When it is retried, Then the worker completes it: the page shows the result
@@ -323,13 +348,33 @@ def _click_through(
             _notice_has(browser, "purged 1 scheduled jobs")
 
 
+_EARLIER_CHARGE_ERRORS = (
+    """TimeoutError: gateway did not answer within 10 s
+
+Traceback (most recent call last):
+  File "billing/tasks.py", line 31, in charge
+    gateway.charge(invoice.card, invoice.amount_cents)
+  File "billing/gateway.py", line 80, in charge
+    reply = self.session.post(self.url, json=body, timeout=10)
+TimeoutError: gateway did not answer within 10 s""",
+    """GatewayError: 503 Service Unavailable
+
+Traceback (most recent call last):
+  File "billing/tasks.py", line 31, in charge
+    gateway.charge(invoice.card, invoice.amount_cents)
+  File "billing/gateway.py", line 84, in charge
+    raise GatewayError(reply.status)
+GatewayError: 503 Service Unavailable""",
+)
 CHARGE_ERROR = """CardDeclined: card ending 4242 declined (insufficient_funds)
+
 Traceback (most recent call last):
   File "billing/tasks.py", line 31, in charge
     gateway.charge(invoice.card, invoice.amount_cents)
   File "billing/gateway.py", line 88, in charge
     raise CardDeclined(reply.code)
 billing.gateway.CardDeclined: card ending 4242 declined (insufficient_funds)"""
+CHARGE_ERRORS = (*_EARLIER_CHARGE_ERRORS, CHARGE_ERROR)
 
 
 def test_read_only_mode_in_the_browser(
