@@ -315,4 +315,3 @@ def attempt_rows(attempts: Sequence[Attempt]) -> list[dict[str, Any]]:
             }
         )
     return rows
-

@@ -7,11 +7,7 @@ import re
 import redisq
 from tests.integration.test_cli import Cli, cli, store  # noqa: F401  (fixtures)
 
-TEXT = (
-    "KeyError: 'x'\n\nTraceback (most recent call last):\n"
-    '  File "t.py", line 1\n'
-    "KeyError: 'x'"
-)
+TEXT = "KeyError: 'x'\n\nTraceback (most recent call last):\n  File \"t.py\", line 1\nKeyError: 'x'"
 
 
 def test_show_prints_each_failed_attempt(cli: Cli, store: redisq.Store) -> None:  # noqa: F811
