@@ -1,7 +1,8 @@
 """Dashboard page times with 1,000,000 jobs in one queue (issue 14 point 4).
 
 Fills a queue on a private server with enqueue_many in calls of 1,000 (plus dead, scheduled
-and leased jobs), then serves each page of `redisq.dashboard.app` in-process (httpx's ASGI
+and leased jobs, and one job with 10 failed attempts, each with a 2 KiB traceback), then
+serves each page of `redisq.dashboard.app` in-process (httpx's ASGI
 transport: the app's own time, Redis round trips included, no network or browser) and prints
 each page's median and worst time over the rounds, and the Redis commands one page costs
 (INFO commandstats, scripts' own commands included).
@@ -71,7 +72,33 @@ def fill(store: redisq.Store, jobs: int) -> str:
     for job in claimed[:OTHERS]:
         store.nack(job, error=f"ValueError: bad input {job.id}", dead=True)
     store.ack_many(claimed[OTHERS : 2 * OTHERS])
+    fail_ten_times(store)
     return claimed[-1].id
+
+
+#: The job whose page shows a full attempt history (10 attempts, the most kept).
+FAILING = "failing-10"
+TRACE = "".join(
+    f'  File "app/tasks.py", line {n}, in step{n}\n    step{n + 1}()\n' for n in range(20)
+)
+
+
+def fail_ten_times(store: redisq.Store) -> None:
+    """Give job FAILING 10 failed attempts (of 12), each with a traceback of about 2 KiB."""
+    store.enqueue(
+        QUEUE,
+        {"to": "x@example.com"},
+        id=FAILING,
+        name="emails.send",
+        max_attempts=12,
+        priority=1000,
+    )
+    for n in range(10):
+        (job,) = store.claim(QUEUE, worker=f"bench-{n}")
+        assert job.id == FAILING
+        summary = f"ConnectionError: attempt {n + 1}"
+        error = f"{summary}\n\nTraceback (most recent call last):\n{TRACE}{summary}"
+        store.nack(job, error=error, delay_ms=0 if n < 9 else 3_600_000)
 
 
 def pages(last_id: str) -> dict[str, str]:
@@ -86,6 +113,7 @@ def pages(last_id: str) -> dict[str, str]:
         "queue: search by id": f"/queues/{QUEUE}?id={last_id}",
         "queue: search by name (5,000 read)": f"/queues/{QUEUE}?name=nomatch",
         "job": f"/queues/{QUEUE}/jobs/{last_id}",
+        "job with 10 failed attempts": f"/queues/{QUEUE}/jobs/{FAILING}",
         "dead letters, filtered": f"/queues/{QUEUE}/dead?error=bad",
         "workers": "/workers",
         "schedules": "/schedules",
