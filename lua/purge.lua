@@ -132,7 +132,7 @@ for i = 1, #sets do
       end
     end
     clear_unique(unique_key, uniques)
-    chunks({'HDEL', jobs_key}, attempt_fields(ids))
+    chunks({'HDEL', jobs_key}, attempt_fields(ids, recs))
     chunks({'ZREM', set_key}, members)
     chunks({'DEL'}, results)
     if set_key == waiting_key then

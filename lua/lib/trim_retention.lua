@@ -29,7 +29,7 @@ local function trim_retention(set_key, jobs_key, keep, max_age_ms, now, batch, c
     if n < #ids then
       ids = {unpack(ids, 1, n)}
     end
-    chunks({'HDEL', jobs_key}, attempt_fields(ids))
+    chunks({'HDEL', jobs_key}, attempt_fields(ids, recs))
     if groups_key then
       chunks({'HDEL', groups_key}, ids)
     end
@@ -54,7 +54,7 @@ local function trim_retention(set_key, jobs_key, keep, max_age_ms, now, batch, c
       if n < #ids then
         ids = {unpack(ids, 1, n)}
       end
-      chunks({'HDEL', jobs_key}, attempt_fields(ids))
+      chunks({'HDEL', jobs_key}, attempt_fields(ids, recs))
       if groups_key then
         chunks({'HDEL', groups_key}, ids)
       end

@@ -304,6 +304,32 @@ def test_retention_of_completed_jobs_removes_the_history(
     _gone(client, raw, prefix, "j1")
 
 
+def test_a_replayed_job_completed_on_its_first_new_run_loses_its_history_when_trimmed(
+    client_factory: Any, raw: Any, prefix: str, clock: TestClock
+) -> None:
+    # Given a store that keeps one completed job, and a job that died with no error text,
+    # was replayed by retry_dead and completed on its first new attempt (its record reads
+    # like a first run's, but for run_at)
+    client = client_factory(retention=Retention(completed=1, result_ttl_ms=0))
+    client.enqueue(Q, "x", id="j1", max_attempts=1)
+    _fail(client, error="")
+    clock.advance(1_000)
+    assert client.retry_dead(Q, ["j1"]) == 1
+    (job,) = client.claim(Q, worker="w1")
+    done = client.ack(job)
+    assert (done.attempts, done.last_error) == (1, None)
+    assert len(client.attempts(Q, "j1")) == 1
+
+    # When another job completes
+    client.enqueue(Q, "y", id="j2")
+    (other,) = client.claim(Q, worker="w1")
+    client.ack(other)
+
+    # Then the first one's record and history were trimmed together
+    assert client.get(Q, "j1") is None
+    _gone(client, raw, prefix, "j1")
+
+
 def test_expiry_trimming_cancelled_jobs_removes_the_history(
     client_factory: Any, raw: Any, prefix: str, clock: TestClock
 ) -> None:
