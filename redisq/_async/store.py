@@ -635,7 +635,9 @@ class AsyncStore:
 
         Args:
             job: the Job returned by claim.
-            error: error text kept as last_error (cut at 16 KiB); '' keeps the previous one.
+            error: error text kept as last_error (cut at 16 KiB: its first and last halves);
+                '' keeps the previous one. The attempt's entry in the job's history
+                (`attempts`) keeps 4 KiB of it.
             delay_ms: retry delay; None = exponential backoff (1 s, x2, cap 15 min, +-25%).
             dead: dead-letter now, whatever attempts remain.
 

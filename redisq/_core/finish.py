@@ -209,16 +209,21 @@ def ack_many(
 def error_text(error: Any) -> bytes:
     """Encode an error text for last_error: UTF-8, at most MAX_ERROR_LENGTH bytes.
 
-    Text that is not valid Unicode (lone surrogates from surrogateescape decoding) is kept
-    with backslash escapes rather than refused: an error report must never fail.
+    A longer text keeps its first half (the summary line comes first) and its last half (the
+    end of a traceback: the failing frame and the exception) around a marker, so the attempt
+    history (lua/lib/attempt_entry.lua) can keep both ends too. Text that is not valid
+    Unicode (lone surrogates from surrogateescape decoding) is kept with backslash escapes
+    rather than refused: an error report must never fail.
     """
     if not isinstance(error, str):
         raise InvalidArgument("error", "a str", error)
     data = error.encode("utf-8", "backslashreplace")
     if len(data) > MAX_ERROR_LENGTH:
-        marker = b"... [truncated]"
-        cut = data[: MAX_ERROR_LENGTH - len(marker)].decode("utf-8", "ignore").encode()
-        return cut + marker
+        marker = b"\n... [truncated] ...\n"
+        keep = MAX_ERROR_LENGTH - len(marker)
+        head = data[: keep // 2].decode("utf-8", "ignore").encode()
+        tail = data[len(data) - (keep - keep // 2) :].decode("utf-8", "ignore").encode()
+        return head + marker + tail
     return data
 
 

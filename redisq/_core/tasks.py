@@ -58,8 +58,10 @@ def parse_payload(payload: Any) -> tuple[list[Any], dict[str, Any]]:
 def describe_exception(exc: BaseException) -> str:
     """Format an exception for a job's last_error: its summary line first, then the traceback.
 
-    The store keeps the first 16 KiB of an error text, so the summary comes first: it
-    survives even when a deep traceback is cut.
+    The store keeps 16 KiB of an error text as last_error, and 4 KiB per attempt in the
+    attempt history, each time the beginning and the end of a longer one: the summary comes
+    first so that it survives, with the end of the traceback, when a deep traceback is cut.
+    The blank line after it is where the attempt history splits error and traceback.
     """
     summary = "".join(traceback.format_exception_only(exc)).strip()
     trace = "".join(traceback.format_exception(exc)).rstrip()

@@ -150,6 +150,27 @@ def test_a_long_error_keeps_its_summary_and_the_end_of_its_traceback(client: Any
     assert client.get(Q, "j1").last_error == text
 
 
+def test_a_huge_traceback_keeps_its_summary_and_its_last_frame(client: Any) -> None:
+    # Given a job whose handler fails with a traceback of about 200 KiB, in non-ASCII text
+    client.enqueue(Q, "x", id="j1")
+    frames = "".join(f'  File "é.py", line {i}, in f{i}\n' for i in range(6_000))
+    last = "RecursionError: trop profond (dernière ligne)"
+    text = f"RecursionError: trop profond\n\nTraceback (most recent call last):\n{frames}{last}"
+
+    # When the attempt fails
+    _fail(client, error=text)
+
+    # Then last_error (16 KiB) and the attempt's entry (4 KiB) each keep both ends
+    job = client.get(Q, "j1")
+    assert job.last_error.startswith("RecursionError: trop profond\n\nTraceback")
+    assert job.last_error.endswith(last)
+    (entry,) = client.attempts(Q, "j1")
+    assert entry.error == "RecursionError: trop profond"
+    assert entry.traceback.startswith("Traceback (most recent call last):")
+    assert entry.traceback.endswith(f'line 5999, in f5999\n{last}')
+    assert len(f"{entry.error}\n\n{entry.traceback}".encode()) <= 4_096 + 40
+
+
 def test_a_reaped_lease_leaves_a_lease_expired_entry(client: Any, clock: TestClock) -> None:
     # Given a job of two attempts whose first lease expires (reap), then its second (claim)
     client.enqueue(Q, "x", id="j1", max_attempts=2)
