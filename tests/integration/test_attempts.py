@@ -167,7 +167,7 @@ def test_a_huge_traceback_keeps_its_summary_and_its_last_frame(client: Any) -> N
     (entry,) = client.attempts(Q, "j1")
     assert entry.error == "RecursionError: trop profond"
     assert entry.traceback.startswith("Traceback (most recent call last):")
-    assert entry.traceback.endswith(f'line 5999, in f5999\n{last}')
+    assert entry.traceback.endswith(f"line 5999, in f5999\n{last}")
     assert len(f"{entry.error}\n\n{entry.traceback}".encode()) <= 4_096 + 40
 
 
