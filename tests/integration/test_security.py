@@ -174,6 +174,7 @@ def exercise(s: Any, server: ServerProcess, prefix: str) -> None:
     s.enqueue(Q, "doomed", id="doomed", max_attempts=1, priority=9)
     (doomed,) = s.claim(Q, worker="w")
     assert s.nack(doomed, error="bad", dead=True).state is JobState.DEAD
+    assert [a.error for a in s.attempts(Q, "doomed")] == ["bad"]
     assert s.retry_dead(Q) == 1
     (short,) = s.claim(Q, worker="w", lease_ms=1)
     assert short.id == "doomed"
