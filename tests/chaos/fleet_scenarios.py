@@ -420,10 +420,11 @@ def _at_share(
         server.restart()
         events.write("SERVER_UP", port=server.port)
 
-    kills = [
-        AtShare(f"worker kill at {share:.0%}", share, fleet.kill)
-        for share in (scenario.worker_kills_at if fleet is not None else ())
-    ]
+    kills = (
+        [AtShare(f"worker kill at {s:.0%}", s, fleet.kill) for s in scenario.worker_kills_at]
+        if fleet is not None
+        else []
+    )
     return kills + [
         AtShare(f"server restart at {share:.0%}", share, restart)
         for share in scenario.server_restarts

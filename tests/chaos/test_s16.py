@@ -213,12 +213,10 @@ def test_s16_in_process_random_dag_with_dying_workers(
             for job in plan[enqueued : enqueued + 8]:
                 parents = [list(p) for p in job.parents]
                 ledger.write("ENQ_SENT", q=job.queue, id=job.id, kind=job.kind, parents=parents)
+                # (queue, id) pairs are documented parents; Store's annotation names Jobs and ids
+                depends_on: Any = list(job.parents) or None
                 producer.enqueue(
-                    job.queue,
-                    {"n": job.id},
-                    id=job.id,
-                    max_attempts=25,
-                    **({"depends_on": list(job.parents)} if job.parents else {}),
+                    job.queue, {"n": job.id}, id=job.id, max_attempts=25, depends_on=depends_on
                 )
             enqueued = min(len(plan), enqueued + 8)
             for n, store in enumerate(workers):
