@@ -52,7 +52,16 @@ from .fleet_scenarios import (
 from .harness import JobPlan
 from .ledger import LedgerData
 
-__all__ = ["S16", "S16_SHORT", "check_dag", "dag_shape", "plan_dag", "run_s16", "run_s16_cluster"]
+__all__ = [
+    "S16",
+    "S16D",
+    "S16_SHORT",
+    "check_dag",
+    "dag_shape",
+    "plan_dag",
+    "run_s16",
+    "run_s16_cluster",
+]
 
 Node = tuple[str, str]
 #: The worker's default idle_wait_ms (redisq.Worker): its longest blocking wait for work.
@@ -76,6 +85,11 @@ S16 = FleetScenario(
     drop_every=None,
     server_restarts=(),
     drain_s=300.0,
+)
+#: S16 with the worker's default reaper interval (10 s): the figure of cross-queue releases,
+#: which wait for the parent queue's next reap (docs/workflows.md).
+S16D = replace(
+    S16, name="S16D", title="random DAG, default reaper (10 s)", reaper_ms=10_000, drain_s=1_200.0
 )
 #: The variant of the normal test suite: 200 nodes, one kill -9 at half the enqueues.
 S16_SHORT = replace(
