@@ -134,7 +134,7 @@ def test_the_dag_checker_reports_nodes_left_waiting(tmp_path: Path) -> None:
 
 
 #: A DAG small enough for a proof: 60 nodes, no kill, a short drain deadline.
-S16_PROOF = replace(S16_SHORT, name="S16-proof", jobs=60, worker_kills_at=(), drain_s=25.0)
+S16_PROOF = replace(S16_SHORT, name="S16-proof", jobs=60, worker_kills_at=(), drain_s=15.0)
 
 
 @pytest.mark.slow
