@@ -41,6 +41,9 @@ MAX_TRACE_BYTES = 55 + 1 + MAX_TRACESTATE_LENGTH
 _TRACEPARENT = re.compile(r"[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}")
 #: The tracestate's characters: printable ASCII (its list members are checked by OTel).
 _TRACESTATE = re.compile(r"[\x20-\x7e]*")
+#: Stored trace contexts already checked (text -> carrier), cleared when full.
+_SEEN: dict[bytes, dict[str, str]] = {}
+_SEEN_SIZE = 256
 _ZERO_TRACE = "0" * 32
 _ZERO_SPAN = "0" * 16
 
@@ -128,13 +131,16 @@ def split_trace(blob: bytes) -> tuple[dict[str, str] | None, bytes] | None:
     n = (blob[1] << 8) | blob[2]
     if n > MAX_TRACE_BYTES or 3 + n > len(blob):
         return None
+    raw = blob[3 : 3 + n]
+    known = _SEEN.get(raw)
+    if known is not None:  # the jobs of one enqueue_many share their context
+        return dict(known), blob[3 + n :]
     try:
-        text = blob[3 : 3 + n].decode("ascii")
-    except UnicodeDecodeError:
-        return None, blob[3 + n :]
-    found = carrier(text)
-    try:
+        found = carrier(raw.decode("ascii"))
         check_trace_context("trace_context", found)
-    except InvalidArgument:
+    except (UnicodeDecodeError, InvalidArgument):
         return None, blob[3 + n :]
-    return found, blob[3 + n :]
+    if len(_SEEN) >= _SEEN_SIZE:
+        _SEEN.clear()
+    _SEEN[raw] = found
+    return dict(found), blob[3 + n :]

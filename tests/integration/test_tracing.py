@@ -8,8 +8,11 @@ poll with deadlines.
 from __future__ import annotations
 
 import asyncio
+import re
+import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import msgpack
@@ -578,3 +581,27 @@ def test_without_opentelemetry_the_middleware_names_the_extra(
         TracingMiddleware()
     assert caught.value.extra == "tracing"
     assert "pip install 'redisq[tracing]'" in str(caught.value)
+
+
+def test_the_docs_example_runs_as_written(tmp_path: Path) -> None:
+    docs = Path(__file__).resolve().parents[2] / "docs" / "tracing.md"
+    [code] = re.findall(r"```python\n(.*?)```", docs.read_text(), re.DOTALL)
+    script = tmp_path / "example.py"
+    script.write_text(code)
+    done = subprocess.run(
+        [sys.executable, "-W", "error", str(script)],
+        capture_output=True,
+        text=True,
+        timeout=90,
+        cwd=tmp_path,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""
+    lines = done.stdout.splitlines()
+    producer = next(line.split()[3] for line in lines if line.startswith("PRODUCER send mail"))
+    consumers = [line for line in lines if line.startswith("CONSUMER process mail")]
+    assert [c.split(" links: ")[1] for c in consumers] == [
+        f"['{producer}'] 1 retry",
+        f"['{producer}'] 2 completed",
+    ]
