@@ -59,7 +59,7 @@ def _otel() -> Any:
         import opentelemetry.trace
         from opentelemetry.trace.propagation import tracecontext
     except ImportError as exc:
-        raise MissingExtra("tracing", "redisq.tracing", "opentelemetry-api") from exc
+        raise MissingExtra("tracing", "redisq.tracing", "opentelemetry") from exc
     return opentelemetry, tracecontext
 
 

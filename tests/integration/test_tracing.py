@@ -580,7 +580,31 @@ def test_without_opentelemetry_the_middleware_names_the_extra(
     with pytest.raises(redisq.MissingExtra) as caught:
         TracingMiddleware()
     assert caught.value.extra == "tracing"
+    assert caught.value.name == "opentelemetry"
     assert "pip install 'redisq[tracing]'" in str(caught.value)
+    with pytest.raises(redisq.MissingExtra):
+        current_trace_context()
+
+
+def test_redisq_imports_and_enqueues_without_opentelemetry(tmp_path: Path) -> None:
+    code = (
+        "import sys\n"
+        "sys.modules['opentelemetry'] = None\n"
+        "import redisq, redisq.tracing\n"
+        "app = redisq.App()\n"
+        "ref = app.task(queue='q', name='t')(lambda: None).enqueue()\n"
+        "print(ref.job.trace_context)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-W", "error", "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "None\n"
 
 
 def test_the_docs_example_runs_as_written(tmp_path: Path) -> None:
