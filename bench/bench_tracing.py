@@ -8,6 +8,8 @@ these settings in turn:
 - "metrics on": ``metrics_port=0`` (served on loopback, not scraped), as bench_metrics.py;
 - "traced jobs, tracing off": jobs enqueued with a trace context, a worker without the
   middleware (what the record's trace context costs a worker that does not trace);
+- "traced jobs, no-op job hooks": the same jobs, a middleware whose before_job and after_job
+  do nothing (the worker's hooked path, without OpenTelemetry);
 - "tracing on": the same jobs, the worker's App with ``TracingMiddleware`` over an SDK
   TracerProvider with a BatchSpanProcessor and an exporter that drops the spans (the SDK's
   own work, without a collector's network).
@@ -74,6 +76,15 @@ if mode == "tracing":
     provider = TracerProvider()
     provider.add_span_processor(BatchSpanProcessor(Drop()))
     middleware = [TracingMiddleware(provider)]
+elif mode == "hooks":
+    class Noop(redisq.Middleware):
+        def before_job(self, ctx):
+            pass
+
+        def after_job(self, ctx, outcome):
+            pass
+
+    middleware = [Noop()]
 app = redisq.App(url, prefix=prefix, middleware=middleware)
 app.task(name=task, queue=queue)(lambda n: None)
 worker = redisq.Worker(app, **options)
@@ -91,6 +102,7 @@ SETTINGS: dict[str, tuple[dict[str, Any], bool]] = {
     "off": ({}, False),
     "metrics on": ({"metrics_port": 0, "metrics_host": "127.0.0.1"}, False),
     "traced jobs, tracing off": ({}, True),
+    "traced jobs, no-op job hooks": ({"_mode": "hooks"}, True),
     "tracing on": ({"_mode": "tracing"}, True),
 }
 
