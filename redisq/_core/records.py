@@ -133,7 +133,8 @@ RECORD_FIELDS = (
     "seq",
     "name",
 )
-#: Blobs at the end of a packed record, in stored order (the payload takes the rest).
+#: Blobs at the end of a packed record, in stored order (the payload takes the rest; a traced
+#: job's payload blob starts with its trace context, see _core/tracectx).
 RECORD_BLOBS = ("error", "result", "progress", "payload")
 _TAG = b"j3"
 _PARTS = 1 + len(RECORD_FIELDS) + 3 + 1
