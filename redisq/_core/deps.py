@@ -26,6 +26,7 @@ from redisq._core.calls import (
 from redisq._core.codec import round_trip
 from redisq._core.records import parse_record
 from redisq._core.status import ScriptStatus
+from redisq._core.tracectx import check_trace_context, pack_trace
 from redisq._core.validate import check_id, check_name
 from redisq._version import __version__
 from redisq.errors import DependencyCycle, DependencyNotFound, InvalidArgument, WrongKeyType
@@ -154,6 +155,8 @@ def enqueue_deps(
     jid = opts.id if opts.id is not None else os.urandom(16).hex()
     parents, far = parent_ids(queue, depends_on, jid)
     data, _ = round_trip("payload", payload, s.payload_limit, jid)
+    if options.get("trace_context") is not None:  # (docs/tracing.md)
+        data = pack_trace(check_trace_context("trace_context", options["trace_context"]), data)
     # Parents in other queues first (their slots): check them and record the child there.
     far_args: list[str] = []
     for pqueue in sorted(far):
