@@ -15,8 +15,8 @@ through the cross-queue path (lua/deps_link.lua, lua/enqueue_deps.lua) otherwise
 chosen when the workflow is built, so calling `enqueue` again (a retry after a timeout)
 creates nothing twice.
 
-A parent whose child needs its result stores it, whatever its task's ``store_result``: its
-payload carries ``"flow": {"keep": 1}``. The child's payload names its parents (``"from"``);
+Every job of a workflow stores its result, whatever its task's ``store_result`` (a child or
+the handle reads it): its payload carries ``"flow": {"keep": 1}``. The child's payload names its parents (``"from"``);
 the worker reads their stored results with one pipelined read before running it.
 """
 
@@ -140,9 +140,9 @@ class _Node:
         self.queue = opts.queue or sig.task.queue
         self.parents = parents
         self.mode = mode  # None, "one" (chain: the result) or "list" (chord: the results)
-        self.keep = False
-        for parent in parents:
-            parent.keep = True
+        # Every job of a workflow stores its result: a child reads it, or the handle returns
+        # it (a chain's last step, a group's jobs, a chord's callback).
+        self.keep = True
 
     def flow_job(self) -> FlowJob:
         task = self.sig.task

@@ -18,8 +18,16 @@ from redisq._core.codec import encode
 from redisq._core.tasks import describe_exception, is_retryable, parse_payload
 from redisq.backoff import delay_for
 from redisq.context import Context, _current
-from redisq.errors import PayloadTooLarge, RateLimited, Retry, SerializationError, Snooze
+from redisq.errors import (
+    PayloadTooLarge,
+    RateLimited,
+    ResultExpired,
+    Retry,
+    SerializationError,
+    Snooze,
+)
 from redisq.middleware import Hooks, JobOutcome, hook_name
+from redisq.worker._flow import FLOW_KEY, flow_arguments, keeps_result
 from redisq.worker._state import Entry, Outcome, Settlement
 from redisq.worker._support import logger
 
@@ -90,7 +98,11 @@ class Runner:
     def completed(self, entry: Entry, value: Any) -> Settlement:
         """The outcome of a handler that returned `value` (the entry itself: a plain ack)."""
         task = entry.task
-        if task is None or not task.store_result or value is None:
+        if (
+            task is None
+            or value is None
+            or not (task.store_result or keeps_result(entry.job.payload))
+        ):
             return entry
         try:
             # Checked here so one bad result cannot fail a whole ack_many batch.
@@ -150,12 +162,21 @@ class Runner:
                 and not kwargs
             ):
                 pass  # the common call shape, checked without parse_payload's generality
+            elif type(payload) is dict and FLOW_KEY in payload:
+                args, kwargs = flow_arguments(self.store, payload)  # a workflow's job
             else:
                 args, kwargs = parse_payload(payload)
             task.check_arguments(args, kwargs)
-        except (ValueError, TypeError) as exc:
+        except (ValueError, TypeError, ResultExpired) as exc:
             error = f"task {task.name!r} cannot run this job: {exc}"
+            if isinstance(exc, ResultExpired):
+                error = f"task {task.name!r} cannot run this job: ResultExpired: {exc}"
             return Outcome(entry, "nack", "failed", error=error, dead=True), None
+        except Exception as exc:  # the read of the parents' results failed: retried
+            error = f"the parents' results could not be read: {describe_exception(exc)}"
+            return Outcome(
+                entry, "nack", "failed", error=error, delay_ms=self.backoff_ms(entry)
+            ), None
         return None, (args, kwargs)
 
     def context(self, entry: Entry) -> Context:
