@@ -149,9 +149,7 @@ def test_a_failed_step_cancels_the_rest_and_the_handle_says_which(app: redisq.Ap
 def test_under_continue_a_failed_parent_passes_none(app: redisq.App) -> None:
     _, _, total, boom, show = _tasks(app)
     chained = redisq.chain(boom.s(1), show.s().options(on_parent_failure="continue"))
-    chorded = redisq.chord(
-        [show.s(1), boom.s(2)], total.s().options(on_parent_failure="ignore")
-    )
+    chorded = redisq.chord([show.s(1), boom.s(2)], total.s().options(on_parent_failure="ignore"))
     with running(_worker(app)):
         assert chained.enqueue().result(timeout=20) == ["got", None]
         ref = chorded.enqueue()
