@@ -16,8 +16,9 @@ chosen when the workflow is built, so calling `enqueue` again (a retry after a t
 creates nothing twice.
 
 Every job of a workflow stores its result, whatever its task's ``store_result`` (a child or
-the handle reads it): its payload carries ``"flow": {"keep": 1}``. The child's payload names its parents (``"from"``);
-the worker reads their stored results with one pipelined read before running it.
+the handle reads it): its payload carries ``"flow": {"keep": 1}``. A child's payload names its
+parents (``"from"``); the worker reads their stored results with one pipelined read before
+running it (redisq/worker/_flow.py).
 """
 
 from __future__ import annotations
