@@ -269,3 +269,36 @@ def test_a_chain_across_two_queues_in_different_slots(cluster_url: str, prefix: 
         assert _deps_keys_left(app, "down") == []
     finally:
         app.close()
+
+
+def test_no_dependency_keys_remain_after_a_workflow_and_its_retention(
+    url: str, prefix: str
+) -> None:
+    # Retention keeps 12 completed records (results only as long as their record: the chord's
+    # callback reads its 10 parents' while they are kept).
+    app = redisq.App(url, prefix=prefix, retention=redisq.Retention(completed=12, result_ttl_ms=0))
+    try:
+        add, double, total, _, _ = _tasks(app)
+        chained = redisq.chain(add.s(1, 1), *[add.s(1) for _ in range(19)])
+        chorded = redisq.chord([double.s(i) for i in range(10)], total.s())
+        with running(_worker(app)):
+            assert chained.enqueue().result(timeout=30) == 21
+            ref = chorded.enqueue()
+            assert ref.result(timeout=30) == [[2 * i for i in range(10)], 90]
+        keys = QueueKeys.build(prefix, Q)
+        # Waiting jobs, pending lists, children sets, watch entries: all gone.
+        assert app.store.counts(Q)[JobState.WAITING] == 0
+        assert _deps_keys_left(app) == []
+        # The flow edges of the jobs retention trimmed went with their records: what is left
+        # belongs to the 12 records kept (u/<id>: its parents; d/<id>: its children).
+        kept = set(app.store.redis.zrange(keys.done, 0, -1))
+        assert len(kept) == 12
+        edges = [
+            k.decode() if isinstance(k, bytes) else k
+            for k in app.store.redis.scan_iter(match=keys.deps_prefix + "*", count=1000)
+        ]
+        owners = {k.rsplit("/", 1)[1] for k in edges}
+        assert owners <= {m.decode() if isinstance(m, bytes) else m for m in kept}, edges
+        assert app.store.redis.hlen(keys.jobs) == 12
+    finally:
+        app.close()
