@@ -179,6 +179,14 @@ class Runner:
             ), None
         return None, (args, kwargs)
 
+    async def _arefuse(self, entry: Entry) -> tuple[Outcome | None, Any]:
+        """`_refuse` from the event loop: a workflow job's read of its parents' results (a
+        round trip on the sync store) runs in a thread, so the loop's other handlers go on."""
+        payload = entry.job.payload
+        if type(payload) is dict and FLOW_KEY in payload:
+            return await asyncio.to_thread(self._refuse, entry)
+        return self._refuse(entry)
+
     def context(self, entry: Entry) -> Context:
         """The Context of `entry`'s run, made on first use (the same one on every call)."""
         ctx = entry.ctx
@@ -252,7 +260,7 @@ class Runner:
         """Run the handler of `entry` as (part of) the current asyncio task."""
         if self.hooks is not None:
             return await self._run_async_hooked(entry, self.hooks)
-        refusal, call = self._refuse(entry)
+        refusal, call = await self._arefuse(entry)
         if refusal is not None:
             return refusal
         args, kwargs = call
@@ -359,7 +367,7 @@ class Runner:
 
     async def _run_async_hooked(self, entry: Entry, hooks: Hooks) -> Settlement | None:
         """`run_async` with the job hooks around the handler (see redisq.middleware)."""
-        refusal, call = self._refuse(entry)
+        refusal, call = await self._arefuse(entry)
         ctx = self.context(entry)
         if refusal is not None:
             return await self._after_async(hooks, entry, ctx, refusal, None, 0)

@@ -302,3 +302,42 @@ def test_no_dependency_keys_remain_after_a_workflow_and_its_retention(
         assert app.store.redis.hlen(keys.jobs) == 12
     finally:
         app.close()
+
+
+def test_a_chord_whose_callback_is_in_another_queue(app: redisq.App) -> None:
+    add, _, total, _, _ = _tasks(app)
+    app.task(queue="sums", name="unused")(lambda: None)  # the worker serves "sums" too
+    flow = redisq.chord([add.s(i, 1) for i in range(30)], total.s(5).options(queue="sums"))
+    with running(_worker(app, reaper_interval_ms=100, pool="async")):
+        ref = flow.enqueue()
+        assert ref.callback.queue == "sums"
+        assert ref.callback.job.state is JobState.WAITING
+        assert ref.result(timeout=30) == [list(range(1, 31)), sum(range(1, 31)) + 5]
+    assert _deps_keys_left(app) == []
+    assert _deps_keys_left(app, "sums") == []
+
+
+def test_an_interrupted_cross_queue_enqueue_is_completed_by_enqueueing_again(
+    app: redisq.App, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from redisq._core import deps
+
+    add, double, _, _, _ = _tasks(app)
+    flow = redisq.chain(add.s(1, 2), double.s().options(queue="other"), double.s())
+
+    def die(point: str) -> None:
+        if point == "linked":
+            raise ConnectionError("the client died after the link")
+
+    monkeypatch.setattr(deps, "crash_point", die)
+    with pytest.raises(ConnectionError):
+        flow.enqueue()
+    assert app.store.counts(Q)[JobState.READY] == 1  # the first step only
+    assert sum(app.store.counts("other").values()) == 0
+    monkeypatch.setattr(deps, "crash_point", None)
+    ref = flow.enqueue()  # the retry: the first step exists, the rest is created once
+    assert app.store.counts(Q)[JobState.READY] == 1
+    assert app.store.counts(Q)[JobState.WAITING] == 1
+    assert app.store.counts("other")[JobState.WAITING] == 1
+    with running(_worker(app, queues=[Q, "other"], reaper_interval_ms=100)):
+        assert ref.result(timeout=30) == 12
