@@ -341,3 +341,20 @@ def test_an_interrupted_cross_queue_enqueue_is_completed_by_enqueueing_again(
     assert app.store.counts("other")[JobState.WAITING] == 1
     with running(_worker(app, queues=[Q, "other"], reaper_interval_ms=100)):
         assert ref.result(timeout=30) == 12
+
+
+@pytest.mark.cluster
+def test_chain_group_and_chord_of_100_on_the_cluster(cluster_url: str, prefix: str) -> None:
+    app = redisq.App(cluster_url, prefix=prefix)
+    try:
+        add, double, total, _, show = _tasks(app)
+        with running(_worker(app, concurrency=8)):
+            chained = redisq.chain(add.s(1, 2), double.s(), add.s(10), show.s()).enqueue()
+            grouped = redisq.group([add.s(i, i) for i in range(10)]).enqueue()
+            chorded = redisq.chord([add.s(i, 0) for i in range(100)], total.s()).enqueue()
+            assert chained.result(timeout=30) == ["got", 16]
+            assert grouped.results(timeout=30) == [2 * i for i in range(10)]
+            assert chorded.result(timeout=60) == [list(range(100)), 4950]
+        assert _deps_keys_left(app) == []
+    finally:
+        app.close()
