@@ -17,7 +17,6 @@ import contextlib
 import shutil
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 from types import TracebackType
 from typing import Self
@@ -153,7 +152,7 @@ class SentinelGroup:
         def linked() -> bool:
             with replica.client(decode_responses=True) as client:
                 info = client.info("replication")
-            return info.get("master_link_status") == "up"
+            return bool(info.get("master_link_status") == "up")
 
         wait_for(linked, timeout=30, message="the replica's link to its master")
 
@@ -186,15 +185,17 @@ class SentinelGroup:
         assert self.sentinel is not None
         old = self.leader()
         deadline = Deadline(timeout)
-        while True:
+
+        def asked() -> bool:
+            assert self.sentinel is not None
             try:
                 with self.sentinel.client() as client:
                     client.execute_command("SENTINEL", "FAILOVER", MASTER_NAME)
-                break
-            except redis.ResponseError as exc:  # NOGOODSLAVE, INPROG: try again shortly
-                if deadline.expired():
-                    raise ServerError(f"SENTINEL FAILOVER kept failing: {exc}") from exc
-                time.sleep(0.1)
+            except redis.ResponseError:  # NOGOODSLAVE, INPROG: the sentinel is not ready yet
+                return False
+            return True
+
+        wait_for(asked, timeout=timeout, interval=0.05, message="SENTINEL FAILOVER accepted")
 
         def promoted() -> ServerProcess | None:
             new = self.leader()
@@ -204,7 +205,11 @@ class SentinelGroup:
                 role = client.info("replication").get("role")
             return new if role == "master" else None
 
-        return wait_for(promoted, timeout=deadline.remaining() or 1, message="the replica promoted")
+        found = wait_for(
+            promoted, timeout=deadline.remaining() or 1, message="the replica promoted"
+        )
+        assert found is not None
+        return found
 
     def kill_leader(self, timeout: float = 60.0) -> ServerProcess:
         """kill -9 the master; returns the replica once the sentinel promoted it."""
