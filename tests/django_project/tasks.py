@@ -12,6 +12,23 @@ from redisq.contrib.django import _compat
 task = _compat._package.task
 
 
+def _record_signal(sender: Any, task_result: Any, **kwargs: Any) -> None:
+    """Worker side: push "<status> <task name>" for each task_started / task_finished."""
+    url = os.environ.get("REDISQ_DJANGO_URL")
+    prefix = os.environ.get("REDISQ_DJANGO_PREFIX")
+    if not url or not prefix:
+        return  # not in a worker of the tests
+    client = redis.Redis.from_url(url)
+    try:
+        client.rpush(f"{{{prefix}}}:signals", f"{task_result.status} {task_result.task.name}")
+    finally:
+        client.close()
+
+
+_compat.signals.task_started.connect(_record_signal, dispatch_uid="tests-started")
+_compat.signals.task_finished.connect(_record_signal, dispatch_uid="tests-finished")
+
+
 class Boom(Exception):
     """What `fail` raises."""
 
@@ -39,7 +56,13 @@ def record(key: str, value: Any) -> list[Any]:
 
 @task(takes_context=True)
 def attempt(context: Any, label: str) -> dict[str, Any]:
-    return {"label": label, "attempt": context.attempt, "id": context.task_result.id}
+    started = context.task_result.started_at
+    return {
+        "label": label,
+        "attempt": context.attempt,
+        "id": context.task_result.id,
+        "started": started is not None,
+    }
 
 
 @task()

@@ -103,12 +103,22 @@ def test_views_enqueue_and_read_results_run_by_a_worker(
     tasks_url: str, prefix: str, project: Any
 ) -> None:
     # Given: the views of a Django project, and a worker process of the redisq backend
+    enqueued: list[Any] = []
+
+    def on_enqueued(sender: Any, task_result: Any, **kwargs: Any) -> None:
+        enqueued.append((sender, task_result.id))
+
     client = Client()
-    ok = client.post("/enqueue/add/", {"args": [2, 3]}, content_type="application/json")
-    bad = client.post("/enqueue/fail/", {"args": ["no way"]}, content_type="application/json")
+    _compat.signals.task_enqueued.connect(on_enqueued)
+    try:
+        ok = client.post("/enqueue/add/", {"args": [2, 3]}, content_type="application/json")
+        bad = client.post("/enqueue/fail/", {"args": ["no way"]}, content_type="application/json")
+    finally:
+        _compat.signals.task_enqueued.disconnect(on_enqueued)
     assert ok.status_code == bad.status_code == 200
     assert ok.json()["status"] == "READY"
     ok_id, bad_id = ok.json()["id"], bad.json()["id"]
+    assert enqueued == [(RedisqBackend, ok_id), (RedisqBackend, bad_id)]
     # Before any worker ran: READY, no return value yet
     assert client.get(f"/result/{ok_id}/").json()["status"] == "READY"
 
@@ -117,7 +127,12 @@ def test_views_enqueue_and_read_results_run_by_a_worker(
         success = _finished(client, ok_id)
         failure = _finished(client, bad_id)
 
-    # Then: SUCCESSFUL with the return value, FAILED with the task's error
+    # Then: the worker sent the framework's signals around each run
+    client_redis = redisq.connect(tasks_url).redis
+    sent = sorted(v.decode() for v in client_redis.lrange(f"{{{prefix}}}:signals", 0, -1))
+    client_redis.close()
+    assert sent == ["FAILED fail", "RUNNING add", "RUNNING fail", "SUCCESSFUL add"]
+    # ... SUCCESSFUL with the return value, FAILED with the task's error
     assert success == {
         "status": "SUCCESSFUL",
         "task": "tests.django_project.tasks.add",
@@ -197,6 +212,7 @@ def test_context_async_and_bad_return_values(tasks_url: str, prefix: str, projec
         "label": "x",
         "attempt": 1,
         "id": with_context.id,
+        "started": True,
     }
     assert backend.get_result(coroutine.id).return_value == 42
     failed = backend.get_result(bad.id)

@@ -23,6 +23,7 @@ __all__ = [
     "TaskResult",
     "TaskResultDoesNotExist",
     "TaskResultStatus",
+    "signals",
     "task_backends",
 ]
 
@@ -51,9 +52,11 @@ _base: Any = importlib.import_module(f"{FRAMEWORK}.base")
 _backend_base: Any = importlib.import_module(f"{FRAMEWORK}.backends.base")
 _exceptions: Any = importlib.import_module(f"{FRAMEWORK}.exceptions")
 
-# Its receivers reset the backends when a test overrides TASKS (override_settings).
+#: task_enqueued, task_started and task_finished; importing it also connects the receiver
+#: that resets the backends when a test overrides TASKS (override_settings).
+signals: Any = None
 with contextlib.suppress(ImportError):
-    importlib.import_module(f"{FRAMEWORK}.signals")
+    signals = importlib.import_module(f"{FRAMEWORK}.signals")
 
 BaseTaskBackend: Any = _backend_base.BaseTaskBackend
 Task: Any = _base.Task

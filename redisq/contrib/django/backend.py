@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import re
 import threading
+import traceback
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from inspect import iscoroutinefunction
@@ -223,7 +224,9 @@ class RedisqBackend(_compat.BaseTaskBackend):  # type: ignore[misc]  # Any: see 
             max_attempts=self.max_attempts,
             lease_ms=self.lease_ms,
         )
-        return self._result(task, job)
+        result = self._result(task, job)
+        _send("task_enqueued", type(self), result)
+        return result
 
     # ------------------------------------------------------------------------ results
 
@@ -293,46 +296,97 @@ def _django_task(path: str) -> Any:
 # --------------------------------------------------------------------------- workers
 
 
+def _send(name: str, sender: type[Any], result: Any) -> None:
+    """Send one of the framework's signals (task_enqueued, task_started, task_finished)."""
+    signal = getattr(_compat.signals, name, None)
+    if signal is not None:
+        signal.send(sender=sender, task_result=result)
+
+
+def _begin(task: Any, args: Sequence[Any], kwargs: Mapping[str, Any]) -> Any:
+    """The RUNNING TaskResult of the job this worker thread runs; sends task_started."""
+    from django.utils import timezone
+
+    ctx = current_context()
+    now = timezone.now()
+    result = _compat.TaskResult(
+        task=task,
+        id=f"{ctx.queue}:{ctx.id}",
+        status=_compat.TaskResultStatus.RUNNING,
+        enqueued_at=_when(ctx.job.created_at_ms),
+        started_at=now,
+        last_attempted_at=now,
+        finished_at=None,
+        args=list(args),
+        kwargs=dict(kwargs),
+        backend=task.backend,
+        errors=[],
+        worker_ids=[ctx.worker] * ctx.attempt,
+    )
+    _send("task_started", RedisqBackend, result)
+    return result
+
+
+def _end(result: Any, error: BaseException | None, value: Any = None) -> None:
+    """Mark `result` finished (SUCCESSFUL with `value`, or FAILED with `error`); sends
+    task_finished. A run that fails is FAILED here even when redisq will retry it."""
+    from django.utils import timezone
+
+    object.__setattr__(result, "finished_at", timezone.now())
+    if error is None:
+        object.__setattr__(result, "status", _compat.TaskResultStatus.SUCCESSFUL)
+        object.__setattr__(result, "_return_value", value)
+    else:
+        object.__setattr__(result, "status", _compat.TaskResultStatus.FAILED)
+        kind = type(error)
+        result.errors.append(
+            _compat.TaskError(
+                exception_class_path=f"{kind.__module__}.{kind.__qualname__}",
+                traceback="".join(traceback.format_exception(error)),
+            )
+        )
+    _send("task_finished", RedisqBackend, result)
+
+
 def _handler(task: Any) -> Callable[..., Any]:
     """The redisq handler that runs a Django task and returns its JSON-safe result."""
     from django.db import close_old_connections
 
     func = task.func
     takes_context = bool(task.takes_context)
-    backend = task.backend
-
-    def django_context(args: Sequence[Any], kwargs: Mapping[str, Any]) -> Any:
-        ctx = current_context()
-        running = _compat.TaskResult(
-            task=task,
-            id=f"{ctx.queue}:{ctx.id}",
-            status=_compat.TaskResultStatus.RUNNING,
-            enqueued_at=None,
-            started_at=None,
-            last_attempted_at=None,
-            finished_at=None,
-            args=list(args),
-            kwargs=dict(kwargs),
-            backend=backend,
-            errors=[],
-            worker_ids=[ctx.worker] * ctx.attempt,
-        )
-        return _compat.TaskContext(task_result=running)
 
     if iscoroutinefunction(func):
 
         async def run_async(*args: Any, **kwargs: Any) -> Any:
-            if takes_context:
-                return normalize_json(await func(django_context(args, kwargs), *args, **kwargs))
-            return normalize_json(await func(*args, **kwargs))
+            result = _begin(task, args, kwargs)
+            try:
+                if takes_context:
+                    value = await func(_compat.TaskContext(task_result=result), *args, **kwargs)
+                else:
+                    value = await func(*args, **kwargs)
+                value = normalize_json(value)
+            except BaseException as exc:
+                _end(result, exc)
+                raise
+            _end(result, None, value)
+            return value
 
         return run_async
 
     def run(*args: Any, **kwargs: Any) -> Any:
         try:
-            if takes_context:
-                return normalize_json(func(django_context(args, kwargs), *args, **kwargs))
-            return normalize_json(func(*args, **kwargs))
+            result = _begin(task, args, kwargs)
+            try:
+                if takes_context:
+                    value = func(_compat.TaskContext(task_result=result), *args, **kwargs)
+                else:
+                    value = func(*args, **kwargs)
+                value = normalize_json(value)
+            except BaseException as exc:
+                _end(result, exc)
+                raise
+            _end(result, None, value)
+            return value
         finally:
             # As after a request: a connection past CONN_MAX_AGE or broken is closed.
             close_old_connections()
