@@ -60,7 +60,10 @@ async def _acycle(store: redisq.AsyncStore, queue: str, payload: int) -> redisq.
     return await store.ack(claimed, result=payload)
 
 
-def test_stores_follow_the_master_across_a_failover(group: SentinelGroup, prefix: str) -> None:
+@pytest.mark.parametrize("how", ["failover", "kill"])
+def test_stores_follow_the_master_across_a_failover(
+    group: SentinelGroup, prefix: str, how: str
+) -> None:
     # Given: a sync and an async store on the sentinel URL, each with a job done
     store = redisq.connect(group.url, prefix=prefix)
     before = _cycle(store, "q", 1)
@@ -75,8 +78,8 @@ def test_stores_follow_the_master_across_a_failover(group: SentinelGroup, prefix
         astore, abefore = loop.run_until_complete(first())
         group.wait_replicated()
 
-        # When: the sentinel fails the master over to the replica
-        new = group.failover()
+        # When: the sentinel fails the master over to the replica (asked, or the master killed)
+        new = group.failover() if how == "failover" else group.kill_leader()
         assert new is not old
 
         # Then: both stores reach the new master; the jobs done before stay done
