@@ -285,3 +285,28 @@ def test_worker_module_needs_the_settings_module() -> None:
     )
     assert done.returncode == 2
     assert b"DJANGO_SETTINGS_MODULE is not set" in done.stderr
+
+
+@pytest.mark.parametrize("missing", ["django", "django_tasks"])
+def test_without_the_extra_the_import_says_what_to_install(missing: str) -> None:
+    # A fresh interpreter where the module cannot be imported (django_tasks matters only
+    # where Django has no django.tasks of its own, i.e. before Django 6)
+    code = (
+        f"import sys; sys.modules[{missing!r}] = None\n"
+        "try:\n"
+        "    import django.tasks  # noqa\n"
+        "    has_builtin = True\n"
+        "except ImportError:\n"
+        "    has_builtin = False\n"
+        f"if has_builtin and {missing!r} == 'django_tasks':\n"
+        "    print('skip'); raise SystemExit(0)\n"
+        "import redisq.contrib.django\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    if done.stdout.strip() == "skip":
+        pytest.skip("Django 6 has django.tasks built in")
+    assert done.returncode == 1
+    assert "redisq.errors.MissingExtra" in done.stderr
+    assert "pip install 'redisq[django]'" in done.stderr
