@@ -65,16 +65,24 @@ def project() -> Any:
     return tasks
 
 
+REDISQ_WORKER = ["-m", "redisq", "worker", "redisq.contrib.django.worker:app"]
+#: The management command (the test settings list "redisq.contrib.django" in INSTALLED_APPS).
+MANAGE_PY_WORKER = ["-m", "django", "redisq_worker"]
+
+
 @contextlib.contextmanager
-def worker_process(url: str, prefix: str, *options: str) -> Iterator[subprocess.Popen[bytes]]:
-    """``redisq worker redisq.contrib.django.worker:app`` in a process, stopped by SIGTERM."""
+def worker_process(
+    url: str, prefix: str, *options: str, how: list[str] = REDISQ_WORKER
+) -> Iterator[subprocess.Popen[bytes]]:
+    """A worker of the backend in a process (by default as ``redisq worker
+    redisq.contrib.django.worker:app``), stopped by SIGTERM."""
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": SETTINGS,
         "REDISQ_DJANGO_URL": url,
         "REDISQ_DJANGO_PREFIX": prefix,
     }
-    command = [sys.executable, "-m", "redisq", "worker", "redisq.contrib.django.worker:app"]
+    command = [sys.executable, *how]
     command += ["--registry-ttl-ms", "0", "--log-level", "warning", *options]
     process = subprocess.Popen(
         command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
@@ -151,6 +159,17 @@ def test_views_enqueue_and_read_results_run_by_a_worker(
     assert result.attempts == 1
     assert project.add.get_result(ok_id).return_value == 5
     assert client.get("/result/default:0123456789abcdef/").status_code == 404
+
+
+def test_the_management_command_runs_a_worker(tasks_url: str, prefix: str, project: Any) -> None:
+    # Given: a task enqueued into the "reports" queue
+    result = project.record.enqueue(f"{{{prefix}}}:managed", "x")
+    # When: `manage.py redisq_worker --backend default --queues reports` runs
+    options = ["--backend", "default", "--queues", "reports"]
+    with worker_process(tasks_url, prefix, *options, how=MANAGE_PY_WORKER):
+        wait_for(lambda: project.record.get_result(result.id).is_finished, 20, message="ran")
+    # Then: the task ran there
+    assert project.record.get_result(result.id).return_value == ["x"]
 
 
 def test_priority_order_is_kept(tasks_url: str, prefix: str, project: Any) -> None:
