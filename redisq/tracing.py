@@ -14,9 +14,10 @@
 - Each attempt a worker runs makes a CONSUMER span ("process <queue>") linked to the
   enqueue's span: a retry makes a new span, linked to the same enqueue. The span is current
   while the handler runs, so the handler's own spans are its children.
-- Attributes follow OpenTelemetry's messaging conventions: ``messaging.system`` "redis" (STYLE X3, as BullMQ's OTel package),
-  ``messaging.destination.name`` (the queue), ``messaging.message.id`` (the job id),
-  ``messaging.operation.type`` and ``.name``, ``messaging.batch.message_count``,
+- Attributes follow OpenTelemetry's messaging conventions: ``messaging.system`` "redis"
+  (as BullMQ's OpenTelemetry package), ``messaging.destination.name`` (the queue),
+  ``messaging.message.id`` (the job id), ``messaging.operation.type`` and ``.name``,
+  ``messaging.batch.message_count``,
   ``messaging.client.id`` (the worker); redisq's own under ``messaging.redisq.``: the task
   name, the attempt number and the outcome. A failed attempt records its exception and sets
   the span's status to ERROR with ``error.type``.
