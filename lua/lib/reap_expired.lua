@@ -11,6 +11,24 @@
 --- @include "lib/key_types"
 --- @include "lib/wrong_type"
 --- @include "lib/quarantine"
+--- @include "lib/events"
+-- The events of reaped jobs (lib/events; keys.meta, keys.events, keys.wait): lease-lost (the
+-- holder's lease ended), then reaped (back to ready) or dead. The meta hash is read only when
+-- a lease expired.
+local function reap_events(keys, now, writes)
+  local m = events(keys.meta, keys.events, keys.wait, nil, now, 'lease-lost', writes)
+  if m[1] or m[2] then
+    local back, gone = {}, {}
+    for i = 1, #writes, 2 do
+      local l = string.sub(writes[i + 1], 1, 7) == 'j3\ndead' and gone or back
+      l[#l + 1] = writes[i]
+      l[#l + 1] = writes[i + 1]
+    end
+    events(keys.meta, keys.events, keys.wait, m, now, 'reaped', back)
+    events(keys.meta, keys.events, keys.wait, m, now, 'dead', gone)
+  end
+end
+
 -- Returns up to `limit` jobs whose lease deadline has passed to the ready set, or to the dead
 -- set when their attempts are used up, within the call's byte budget `spend` (lib/budget). The
 -- lease's token stays on the record (ended is 'reap/<token>'), so a late ack, nack or renew by
@@ -19,6 +37,7 @@
 -- expired leases may be left (the limit or the budget was reached); or nil, nil and an error
 -- reply when a key holds another type (then nothing of this step is written). With keys.grp
 -- (lib/groups), a grouped job's lease frees its group's slot and a ready one goes to its group.
+-- With keys.meta, the reaped jobs' events are written (reap_events).
 local function reap_expired(keys, now, limit, spend)
   if spend.left <= 0 then
     return 0, 0, true
@@ -82,6 +101,9 @@ local function reap_expired(keys, now, limit, spend)
   end
   if #writes > 0 then
     write_jobs(keys.jobs, writes)
+    if keys.meta then
+      reap_events(keys, now, writes)
+    end
   end
   if #to_ready > 0 then
     chunks({'ZADD', keys.ready}, to_ready)
