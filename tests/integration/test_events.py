@@ -144,9 +144,7 @@ def test_bad_arguments_are_refused_naming_the_field(
     assert raw.exists(QueueKeys.build(prefix, "q").meta) == 0
 
 
-def test_a_blocking_read_returns_the_next_event(
-    store: redisq.Store, url: str, prefix: str
-) -> None:
+def test_a_blocking_read_returns_the_next_event(store: redisq.Store, url: str, prefix: str) -> None:
     store.set_events("q")
     got: list[redisq.Event] = []
     follower = redisq.connect(url, prefix=prefix)
