@@ -69,9 +69,7 @@ def run(args: argparse.Namespace) -> list[Figure]:
         print_environment(admin)
         prefix = new_prefix("latency")
         waiter_app = redisq.App(server.url, prefix=prefix)
-        task = waiter_app.task(name="bench.square", queue=QUEUE, store_result=True)(
-            lambda n: n * n
-        )
+        task = waiter_app.task(name="bench.square", queue=QUEUE, store_result=True)(lambda n: n * n)
         store = redisq.connect(server.url, prefix=prefix)
         refs: queue.Queue[Any] = queue.Queue()
         returned: queue.Queue[float] = queue.Queue()
