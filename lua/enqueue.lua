@@ -81,7 +81,7 @@ if count == 1 and #ARGV == jobs_at - 1 + STRIDE and ARGV[jobs_at + 8] == ''
   local delay = tonumber(ARGV[b + 5])
   local meta = redis.pcall('HMGET', meta_hash, 'schema', 'seq', 'enqueued', 'events')
   if id ~= '' and priority and delay and tonumber(ARGV[b + 6]) and not meta['err']
-      and (not meta[1] or meta[1] == SCHEMA_VERSION) and not meta[4]
+      and (not meta[1] or meta[1] == SCHEMA_VERSION)
       and redis.pcall('HEXISTS', jobs_hash, id) == 0 then
     local now
     if now_arg ~= '' then
@@ -114,6 +114,11 @@ if count == 1 and #ARGV == jobs_at - 1 + STRIDE and ARGV[jobs_at + 8] == ''
         is_new = 1
         redis.call('HSET', meta_hash, 'seq', fmt('%d', seq), 'enqueued', totals,
           'schema', SCHEMA_VERSION, 'lib_version', lib_version)
+      end
+      -- lib/events, written out: the enqueued event of a queue whose events are on.
+      if meta[4] then
+        redis.pcall('XADD', events_key, 'MAXLEN', '~', meta[4], '*', 'event', 'enqueued', 'id', id,
+          'name', ARGV[b + 2], 'attempt', '0', 'worker', '', 'at', fmt('%d', now))
       end
       -- lib/wake, written out.
       redis.pcall('ZADD', wake_set, 0, 'w')

@@ -11,6 +11,8 @@
 -- MAXLEN ~ (event, id, name, attempt, worker, at = the script's clock); and when the job is
 -- final (completed, dead, cancelled) and a waiter registered for it (its counter), one element
 -- per waiter (at most 100) pushed on its list, which expires a minute later, read or not.
+-- Every write is a pcall: a key of another type there (a hostile keyspace) loses the event
+-- or the signal, never the transition, whose writes are done by then.
 -- Returns `m`, so that a script calling it in a loop reads the meta hash once.
 local EV_HEAD = '^j3\n%l+\n(%d+)\n%d*\n([^\n]*)\n%d*\n%d*\n%d*\n[^\n]*\n%d*\n[^\n]*\n'
   .. '%-?%d+\n%d+\n%d+\n%d+\n%d+\n([^\n]*)\n'
@@ -29,17 +31,17 @@ local function events(meta, stream, waiters, m, now, kind, list)
     local id = list[i]
     if maxlen then
       local attempt, worker, name = string.match(list[i + 1], EV_HEAD)
-      redis.call('XADD', stream, 'MAXLEN', '~', maxlen, '*', 'event', kind, 'id', id,
+      redis.pcall('XADD', stream, 'MAXLEN', '~', maxlen, '*', 'event', kind, 'id', id,
         'name', name or '', 'attempt', attempt or '', 'worker', worker or '', 'at', at)
     end
     if waiting then
       local n_key = waiters .. 'n' .. id
-      local n = tonumber(redis.call('GET', n_key))
+      local n = tonumber(redis.pcall('GET', n_key))
       if n then
         local q_key = waiters .. 'q' .. id
         redis.call('DEL', n_key)
         for _ = 1, math.min(n, 100) do
-          redis.call('RPUSH', q_key, kind)
+          redis.pcall('RPUSH', q_key, kind)
         end
         redis.call('PEXPIRE', q_key, 60000)
       end

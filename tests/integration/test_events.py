@@ -189,3 +189,17 @@ def test_the_events_command_turns_the_stream_on_and_reads_it(
     assert capsys.readouterr().out == ""
     assert main(["events", "q", "--off", *common]) == 0
     assert main(["events", "nope", *common]) != 0
+
+
+def test_a_stream_key_of_another_type_loses_events_not_transitions(
+    client: Any, raw: Any, prefix: str
+) -> None:
+    keys = QueueKeys.build(prefix, "q")
+    client.set_events("q")
+    raw.set(keys.events, "not a stream")
+    job = client.enqueue("q", 1)
+    client.enqueue_many("q", [2, 3])
+    claimed = client.claim("q", worker="w", count=3)
+    client.ack_many(claimed)
+    assert client.get("q", job.id).state is redisq.JobState.COMPLETED
+    assert raw.get(keys.events) == b"not a stream"
