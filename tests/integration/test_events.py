@@ -203,3 +203,12 @@ def test_a_stream_key_of_another_type_loses_events_not_transitions(
     client.ack_many(claimed)
     assert client.get("q", job.id).state is redisq.JobState.COMPLETED
     assert raw.get(keys.events) == b"not a stream"
+
+
+def test_a_job_that_expires_is_cancelled_in_the_stream(client: Any, clock: Any) -> None:
+    client.set_events("q")
+    late = client.enqueue("q", 1, expires_ms=1_000)
+    clock.advance(2_000)
+    assert client.claim("q", worker="w") == []
+    got = [(e.event, e.job_id) for e in client.events("q")]
+    assert got == [("enqueued", late.id), ("cancelled", late.id)]
