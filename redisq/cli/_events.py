@@ -50,7 +50,7 @@ def _events(args: argparse.Namespace, ctx: Context) -> int:
     since = args.since if args.since is not None else ("$" if args.follow else "0")
     try:
         while True:
-            block = _FOLLOW_BLOCK_MS if args.follow else None
+            block = min(_FOLLOW_BLOCK_MS, store.settings.max_block_ms) if args.follow else None
             got = store.events(args.queue, since=since, count=args.count, block_ms=block)
             _emit(ctx, got)
             if got:

@@ -7,7 +7,12 @@ fixture), on the test clock, so an event's `at_ms` is the transition's own time.
 from __future__ import annotations
 
 import json
+import queue
+import signal
+import subprocess
+import sys
 import threading
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -212,3 +217,51 @@ def test_a_job_that_expires_is_cancelled_in_the_stream(client: Any, clock: Any) 
     assert client.claim("q", worker="w") == []
     got = [(e.event, e.job_id) for e in client.events("q")]
     assert got == [("enqueued", late.id), ("cancelled", late.id)]
+
+
+def test_events_follow_prints_new_events_until_ctrl_c(real_url: str, prefix: str) -> None:
+    with redisq.connect(real_url, prefix=prefix) as store:
+        store.set_events("q")
+        store.enqueue("q", 0)  # the queue exists; --follow starts after this one
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "redisq",
+                "events",
+                "q",
+                "--follow",
+                "--json",
+                *_at(real_url, prefix),
+            ],
+            cwd=Path(__file__).resolve().parents[2],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        lines: queue.Queue[str] = queue.Queue()
+        threading.Thread(
+            target=lambda: [lines.put(line) for line in process.stdout or ()], daemon=True
+        ).start()
+        try:
+            # Enqueue until the follower, once it reads, prints one (it starts from '$').
+            first = wait_for(lambda: (store.enqueue("q", 1) and None) or _next(lines), timeout=30)
+            process.send_signal(signal.SIGINT)
+            _, err = process.communicate(timeout=20)
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.communicate(timeout=10)
+    assert json.loads(first)["event"] == "enqueued"
+    assert process.returncode == 0, err
+
+
+def _at(url: str, prefix: str) -> list[str]:
+    return ["--url", url, "--prefix", prefix]
+
+
+def _next(lines: queue.Queue[str]) -> str | None:
+    try:
+        return lines.get(timeout=0.05)
+    except queue.Empty:
+        return None
