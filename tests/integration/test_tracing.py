@@ -623,7 +623,7 @@ def test_the_docs_example_runs_as_written(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert done.stderr == ""
     lines = done.stdout.splitlines()
-    producer = next(line.split()[3] for line in lines if line.startswith("PRODUCER send mail"))
+    producer = next(line.split()[3] for line in lines if line.startswith("PRODUCER publish mail"))
     consumers = [line for line in lines if line.startswith("CONSUMER process mail")]
     assert [c.split(" links: ")[1] for c in consumers] == [
         f"['{producer}'] 1 retry",
