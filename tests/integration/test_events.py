@@ -265,3 +265,14 @@ def _next(lines: queue.Queue[str]) -> str | None:
         return lines.get(timeout=0.05)
     except queue.Empty:
         return None
+
+
+def test_jobs_with_parents_and_workflows_write_their_enqueued_event(client: Any) -> None:
+    # enqueue_deps and enqueue_flow (depends_on, chain/group/chord) wrote no `enqueued`.
+    client.set_events("q")
+    parent = client.enqueue("q", 1)
+    child = client.enqueue("q", 2, depends_on=[parent])
+    assert [(e.event, e.job_id) for e in client.events("q")] == [
+        ("enqueued", parent.id),
+        ("enqueued", child.id),
+    ]
