@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Any, Protocol, TypeAlias
 
 __all__ = [
     "DAY_MS",
@@ -18,6 +18,7 @@ __all__ = [
     "Job",
     "JobState",
     "Migration",
+    "Parent",
     "RateState",
     "Retention",
     "Schedule",
@@ -105,6 +106,18 @@ class Job:
     #: The W3C trace context of its enqueue ({"traceparent": ..., "tracestate": ...}) when it
     #: was enqueued with one (redisq.tracing, docs/tracing.md), else None.
     trace_context: dict[str, str] | None = None
+
+
+class _HasJob(Protocol):
+    """Anything that holds a Job (a JobRef of the task API)."""
+
+    @property
+    def job(self) -> Job: ...
+
+
+#: A parent in `depends_on`: a Job, a JobRef, a job id of the child's queue, or a
+#: (queue, id) pair.
+Parent: TypeAlias = "Job | _HasJob | str | tuple[str, str]"
 
 
 class Claimed(list[Job]):
