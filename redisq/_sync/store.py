@@ -196,6 +196,7 @@ class Store:
         expires_ms: int | None = None,
         throttle_ms: int | None = None,
         debounce_ms: int | None = None,
+        rate_key: str | None = None,
     ) -> Job:
         """Add a job to a queue, or return the existing one.
 
@@ -233,6 +234,9 @@ class Store:
             debounce_ms: with unique_key (not with delay_ms or run_at_ms): the job waits this
                 long; a repeat while it waits unstarted gives it the repeat's payload and
                 waits debounce_ms from then (a repeat once it started makes a new job).
+            rate_key: the job draws from this key's rate limit (`set_rate_limit(queue,
+                "10/s", key=...)`), across every worker; a rate key is served as the job's
+                concurrency group (docs/rate_limits.md): with `group`, it must be the same.
 
         Returns:
             The new job, or the job that already held the id or unique key (for a debounced
@@ -261,6 +265,7 @@ class Store:
             "expires_ms": expires_ms,
             "throttle_ms": throttle_ms,
             "debounce_ms": debounce_ms,
+            "rate_key": rate_key,
         }
         if depends_on is not None:
             return self._run(
@@ -290,7 +295,7 @@ class Store:
             payloads: payloads, or `redisq.Spec` items carrying per-job options.
             **options: defaults for every job: name, priority, delay_ms, run_at_ms,
                 max_attempts, lease_ms, unique_key, group, expires_ms, throttle_ms,
-                debounce_ms (as for `enqueue`; not id). One call may not repeat a debounced
+                debounce_ms, rate_key (as for `enqueue`; not id). One call may not repeat a debounced
                 unique key.
 
         Returns:
@@ -788,12 +793,20 @@ class Store:
         those of that group's own limit."""
         return self._run(ops.rate_state(self.settings, queue, key))
 
-    def hold(self, queue: str, ms: int) -> int:
+    def rate_keys(self, queue: str, limit: int = 10) -> ops.RateKeys:
+        """Read the rate keys of `queue` held back now (by their own limit or a handler's
+        `RateLimited`): how many, and the first `limit` (1 to 100; soonest due first) with
+        when each may lease again, its ready jobs and its limit. O(limit log N)."""
+        return self._run(ops.rate_keys(self.settings, queue, limit))
+
+    def hold(self, queue: str, ms: int, *, key: str | None = None, id: str | None = None) -> int:
         """Hold `queue`'s claims back for `ms`, for every worker (what a handler's
-        `RateLimited` does); returns when they may lease again (Redis clock, ms; 0: the
-        queue does not exist and nothing was written). A hold never shortens another.
+        `RateLimited` does); with `key`, only the jobs of that rate key (group), and with
+        `id`, those of that job's rate key if it has one (else the queue). Returns when they
+        may lease again (Redis clock, ms; 0: the queue does not exist and nothing was
+        written). A hold never shortens another.
         """
-        return self._run(ops.rate_hold(self.settings, queue, ms))
+        return self._run(ops.rate_hold(self.settings, queue, ms, key, id))
 
     def set_concurrency(self, queue: str, concurrency: int | None) -> None:
         """Cap how many jobs of `queue` are leased at once, across every worker; None
