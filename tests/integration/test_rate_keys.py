@@ -81,11 +81,14 @@ def test_a_key_held_by_rate_limited_holds_only_that_key(client: Any, clock: Test
     assert client.rate_limit(Q).next_at_ms is None  # the queue is not held
     assert client.rate_limit(Q, key="k") == redisq.RateState(None, until)
     assert sorted(_ids(_claim(client))) == sorted([*free, plain])
+    # A job joining the key (or one released back to it, as the worker does after the hold)
+    # gives the key a turn again: claim still finds it held.
+    held.append(client.enqueue(Q, 2, rate_key="k").id)
     waiting = client.claim(Q, worker=W, count=50, lease_ms=LONG)
     assert list(waiting) == []
     assert waiting.held_ms == 5_000
     keys = client.rate_keys(Q)
-    assert keys == redisq.RateKeys(1, (redisq.HeldKey("k", until, 2, None),))
+    assert keys == redisq.RateKeys(1, (redisq.HeldKey("k", until, 3, None),))
     clock.advance(4_999)
     assert _claim(client) == []
     clock.advance(1)
