@@ -199,3 +199,25 @@ def test_a_task_gives_its_rate_key_a_limit(url: str, prefix: str) -> None:
         charge.options(group="tenant").enqueue()
     assert both.value.field == "rate_key"
     app.close()
+
+
+@pytest.mark.cluster
+def test_rate_keys_on_the_local_cluster(cluster_url: str, prefix: str) -> None:
+    # Every structure of a key is a key of its queue, under its hash tag: queues on different
+    # shards each keep their keys' limits and holds.
+    clock = TestClock()
+    store = redisq.connect(cluster_url, prefix=prefix, clock=clock)
+    queues = [f"q{i}" for i in range(4)]
+    for q in queues:
+        store.set_rate_limit(q, "2/s", key="k")
+        store.enqueue_many(q, [1, 2], rate_key="k")
+        store.enqueue_many(q, [1, 2], rate_key="held")
+        store.hold(q, 1_000, key="held")
+    for q in queues:
+        assert len(store.claim(q, worker=W, count=10)) == 1  # one token of k, held waits
+        keys = store.rate_keys(q)
+        assert (keys.held, [k.key for k in keys.keys]) == (2, ["k", "held"])
+    clock.advance(1_000)
+    for q in queues:
+        assert len(store.claim(q, worker=W, count=10)) == 3  # k's next token, held's two
+    store.close()
