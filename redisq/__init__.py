@@ -58,10 +58,10 @@ from redisq.middleware import EnqueueRequest, JobOutcome, Middleware
 from redisq.models import (
     Claimed,
     FlowState,
+    HeldKey,
     Job,
     JobState,
     Migration,
-    HeldKey,
     RateKeys,
     RateState,
     Retention,

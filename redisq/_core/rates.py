@@ -124,9 +124,7 @@ def rate_hold(s: Settings, queue: str, ms: int, key: Any = None, id: Any = None)
         check_reply(reply, queue)
         return int(reply[1])
 
-    return script_call(
-        "rate_hold", keys, parse, now_ms=s.now_arg(), hold_ms=ms, key=group, id=job
-    )
+    return script_call("rate_hold", keys, parse, now_ms=s.now_arg(), hold_ms=ms, key=group, id=job)
 
 
 def rate_state(s: Settings, queue: str, key: Any = None) -> Call[RateState]:

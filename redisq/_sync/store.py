@@ -295,8 +295,8 @@ class Store:
             payloads: payloads, or `redisq.Spec` items carrying per-job options.
             **options: defaults for every job: name, priority, delay_ms, run_at_ms,
                 max_attempts, lease_ms, unique_key, group, expires_ms, throttle_ms,
-                debounce_ms, rate_key (as for `enqueue`; not id). One call may not repeat a debounced
-                unique key.
+                debounce_ms, rate_key (as for `enqueue`; not id). One call may not repeat a
+                debounced unique key.
 
         Returns:
             One Job per item, in order (existing jobs for ids or unique keys already live).

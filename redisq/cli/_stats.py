@@ -143,9 +143,7 @@ def _read(store: redisq.Store, queues: list[str]) -> Snapshot:
         limits[q] = {"limit": state.limit, "held_until_ms": until, "held": held}
     flow = {q: f for q in names if (f := _flow(store, q)) is not None}
     keys = {
-        q: k
-        for q, f in flow.items()
-        if f["grouped_ready"] and (k := _keys(store, q)) is not None
+        q: k for q, f in flow.items() if f["grouped_ready"] and (k := _keys(store, q)) is not None
     }
     return Snapshot(
         time.monotonic(), time.time_ns() // 1_000_000, counts, totals, limits, flow, keys

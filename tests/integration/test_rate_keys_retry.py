@@ -7,7 +7,7 @@ from __future__ import annotations
 import redis
 
 import redisq
-from tests.integration.test_client_retry import (  # noqa: F401 (fixtures)
+from tests.integration.test_client_retry import (  # noqa: F401 (its fixtures)
     LATE_REPLY,
     QUEUE,
     Twice,
@@ -19,7 +19,10 @@ from tests.integration.test_client_retry import (  # noqa: F401 (fixtures)
 
 
 def test_a_re_sent_key_hold_holds_once_and_only_its_key(
-    store: redisq.Store, direct: redis.Redis, prefix: str, twice: Twice
+    store: redisq.Store,  # noqa: F811 (the fixtures imported above)
+    direct: redis.Redis,  # noqa: F811
+    prefix: str,
+    twice: Twice,  # noqa: F811
 ) -> None:
     job = store.enqueue(QUEUE, 1, rate_key="k")
     plain = store.enqueue(QUEUE, 2)
@@ -36,7 +39,10 @@ def test_a_re_sent_key_hold_holds_once_and_only_its_key(
 
 
 def test_a_re_sent_claim_takes_one_token_of_its_key(
-    store: redisq.Store, direct: redis.Redis, prefix: str, twice: Twice
+    store: redisq.Store,  # noqa: F811 (the fixtures imported above)
+    direct: redis.Redis,  # noqa: F811
+    prefix: str,
+    twice: Twice,  # noqa: F811
 ) -> None:
     store.set_rate_limit(QUEUE, "1/h", key="k")
     ids = [j.id for j in store.enqueue_many(QUEUE, [1, 2, 3], rate_key="k")]
