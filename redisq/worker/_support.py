@@ -63,6 +63,13 @@ def is_cancelled(exc: BaseException) -> bool:
 
 #: While a failure lasts, a WARNING summary at most this often (s).
 SUMMARY_S = 60.0
+#: The longest pause between tries while Redis cannot be reached (s), before jitter. The
+#: reliability plan asks every worker to claim again within 5 s of a restore: the pause's
+#: +25% jitter makes 3.75 s at most, which leaves time to reconnect and claim (with a 5 s cap,
+#: 6.25 s: chaos S8 saw a worker claim again 5.4-5.5 s after the restore). A try against a
+#: server that is down is one refused connection, so this costs an outage under 1 try per
+#: second per loop.
+OUTAGE_CAP_S = 3.0
 
 
 class Episode:

@@ -7,6 +7,7 @@ import inspect
 import redisq
 from redisq.cli import build_parser
 from redisq.supervisor import WORKER_OPTIONS
+from redisq.worker import _Runtime
 
 
 def test_the_command_line_passes_the_workers_own_defaults() -> None:
@@ -36,3 +37,17 @@ def test_the_supervisor_leaves_the_workers_defaults_alone() -> None:
     assert supervisor.worker_options == {}  # each child builds Worker(app) as it is
     grace = inspect.signature(redisq.Worker).parameters["grace_ms"].default
     assert supervisor.grace_ms == grace
+
+
+def test_after_an_outage_a_worker_tries_again_within_the_plans_5_s() -> None:
+    # The reliability plan (S8): every worker claims again within 5 s of a restore. Its
+    # fetcher and settler pause at most their cap, +25% jitter, between tries; a cap of 5 s
+    # let one pause reach 6.25 s (S8 saw claims resume 5.4-5.5 s after a restore).
+    app = redisq.App("memory://")
+    app.task(queue="q")(lambda: None)
+    runtime = _Runtime(redisq.Worker(app), app.store, app.hooks)
+    error = ConnectionError("refused")
+    for episode in (runtime.fetcher._outage, runtime.settler._outage):
+        pauses = [episode.failed(error) for _ in range(40)]
+        assert max(pauses) <= 3.75, episode
+        assert max(pauses) >= 3.0 * 0.75  # it does back off
