@@ -88,16 +88,27 @@ class Episode:
         first_s: the first pause.
         cap_s: the longest pause.
         note: said once, after the first failure ("the worker goes on with its other queues").
+        transient_cap_s: the longest pause after an error that means Redis is unreachable
+            for now (`is_transient`), when that must be shorter than `cap_s`: a loop that backs
+            off far on unexpected errors still comes back soon after an outage.
     """
 
     def __init__(
-        self, problem: str, recovery: str, *, first_s: float, cap_s: float, note: str = ""
+        self,
+        problem: str,
+        recovery: str,
+        *,
+        first_s: float,
+        cap_s: float,
+        note: str = "",
+        transient_cap_s: float | None = None,
     ) -> None:
         self.problem = problem
         self.recovery = recovery
         self.note = note
         self._first = first_s
         self._cap = cap_s
+        self._transient_cap = transient_cap_s
         self._next = first_s
         #: Failures in the current episode (0: none under way).
         self.failures = 0
@@ -123,7 +134,10 @@ class Episode:
         next try (also kept as `retry_at`)."""
         now = time.monotonic()
         self.failures += 1
-        pause = self._next * random.uniform(0.75, 1.25)
+        pause = self._next
+        if self._transient_cap is not None and is_transient(error):
+            pause = min(pause, self._transient_cap)
+        pause *= random.uniform(0.75, 1.25)
         self._next = min(self._next * 2, self._cap)
         self.retry_at = now + pause
         what = f"{type(error).__name__}: {error}"
