@@ -45,6 +45,7 @@ def test_the_readme_has_its_snippets() -> None:
         "Tasks and workers",
         "Periodic schedules",
         "Workflows: dependencies",
+        "Workflows: chain, group, chord",
         "Rate limits",
         "Rate limits per key",
         "Concurrency groups",
@@ -91,6 +92,8 @@ def test_each_python_snippet_runs_as_written(section: str, code: str, tmp_path: 
     elif section == "Rate limits per key":
         # The limited key's 6 jobs spread over ~1 s at 5/s; the other key's did not wait.
         assert done.stdout.splitlines() == ["True", "True"]
+    elif section == "Workflows: chain, group, chord":
+        assert done.stdout.splitlines() == ["113", "[0, 2, 4, 6]", "4950"]
     elif section == "Workflows: dependencies":
         # Each job ran after its parents; the flow shows the DAG with results.
         assert done.stdout.splitlines() == [
