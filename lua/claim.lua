@@ -32,7 +32,8 @@
   KEYS[13] gturn      zset   group -> turn, the groups that may lease now
   KEYS[14] gleased    zset   leased grouped jobs, member <group> \0 <id>
   KEYS[15] gjob       hash   job id -> group
-  KEYS[16] grate      hash   group -> rate limit, <group> \0 'at' -> its bucket (lib/rate)
+  KEYS[16] grate      hash   group -> rate limit, <group> \0 'at' -> its bucket or hold
+                             (lib/rate, rate_hold)
   KEYS[17] gwait      zset   group -> when its next token is due (ms): out of the rotation
   KEYS[18] events     stream the queue's events while they are on (lib/events)
   KEYS[19] wait_prefix prefix result waiters' counters and lists (lib/events)
@@ -307,13 +308,16 @@ if grouped then
         if rated then
           -- The group's own rate limit (its jobs' rate key): without a token now, it leaves
           -- the rotation until its next one is due.
+          -- A key without a limit may carry a hold (a handler's RateLimited, rate_hold).
           local r = redis.call('HMGET', grate_key, g, g .. '\0at')
-          if r[1] then
+          if r[1] or r[2] then
             local wait_ms
             spec = r[1]
             ok, tat, iv, wait_ms = rate_allow(spec, r[2], now)
             if ok == 0 then
               redis.call('ZADD', gwait_key, now + wait_ms, g)
+            elseif not spec then
+              redis.call('HDEL', grate_key, g .. '\0at')  -- the hold has passed
             end
           end
         end

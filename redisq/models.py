@@ -170,6 +170,8 @@ class Spec:
     expires_ms: int | None = None
     throttle_ms: int | None = None
     debounce_ms: int | None = None
+    #: The job's rate key (docs/rate_limits.md): served as its concurrency group.
+    rate_key: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -335,6 +337,41 @@ class RateState:
 
     limit: str | None
     next_at_ms: int | None
+
+
+@dataclass(frozen=True)
+class HeldKey:
+    """One rate key held back now (`Store.rate_keys`).
+
+    Attributes:
+        key: the rate key (the jobs' group).
+        until_ms: when its next job may start (Redis clock, ms).
+        ready: its ready jobs, all held back until then.
+        limit: its own limit (``"10/s"``), None when a handler's `RateLimited` holds it.
+    """
+
+    key: str
+    until_ms: int
+    ready: int
+    limit: str | None
+
+
+@dataclass(frozen=True)
+class RateKeys:
+    """The rate keys of a queue held back now (`Store.rate_keys`).
+
+    Attributes:
+        held: how many keys are held back now.
+        keys: the first of them, soonest due first (at most the `limit` asked for).
+        more: held keys not listed (``held - len(keys)``).
+    """
+
+    held: int
+    keys: tuple[HeldKey, ...]
+
+    @property
+    def more(self) -> int:
+        return self.held - len(self.keys)
 
 
 @dataclass(frozen=True, slots=True)

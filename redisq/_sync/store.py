@@ -201,6 +201,7 @@ class Store:
         throttle_ms: int | None = None,
         debounce_ms: int | None = None,
         trace_context: Mapping[str, str] | None = None,
+        rate_key: str | None = None,
     ) -> Job:
         """Add a job to a queue, or return the existing one.
 
@@ -241,6 +242,9 @@ class Store:
             trace_context: the W3C trace context of the enqueue ({"traceparent": ...,
                 "tracestate": ...}, at most 568 bytes), kept in the record for the job's
                 consumer (`Job.trace_context`); redisq.tracing sets it (docs/tracing.md).
+            rate_key: the job draws from this key's rate limit (`set_rate_limit(queue,
+                "10/s", key=...)`), across every worker; a rate key is served as the job's
+                concurrency group (docs/rate_limits.md): with `group`, it must be the same.
 
         Returns:
             The new job, or the job that already held the id or unique key (for a debounced
@@ -269,6 +273,7 @@ class Store:
             "expires_ms": expires_ms,
             "throttle_ms": throttle_ms,
             "debounce_ms": debounce_ms,
+            "rate_key": rate_key,
         }
         if trace_context is not None:
             options["trace_context"] = trace_context
@@ -300,8 +305,8 @@ class Store:
             payloads: payloads, or `redisq.Spec` items carrying per-job options.
             **options: defaults for every job: name, priority, delay_ms, run_at_ms,
                 max_attempts, lease_ms, unique_key, group, expires_ms, throttle_ms,
-                debounce_ms, trace_context (as for `enqueue`; not id). One call may not
-                repeat a debounced unique key.
+                debounce_ms, trace_context, rate_key (as for `enqueue`; not id). One call
+                may not repeat a debounced unique key.
 
         Returns:
             One Job per item, in order (existing jobs for ids or unique keys already live).
@@ -839,12 +844,20 @@ class Store:
         those of that group's own limit."""
         return self._run(ops.rate_state(self.settings, queue, key))
 
-    def hold(self, queue: str, ms: int) -> int:
+    def rate_keys(self, queue: str, limit: int = 10) -> ops.RateKeys:
+        """Read the rate keys of `queue` held back now (by their own limit or a handler's
+        `RateLimited`): how many, and the first `limit` (1 to 100; soonest due first) with
+        when each may lease again, its ready jobs and its limit. O(limit log N)."""
+        return self._run(ops.rate_keys(self.settings, queue, limit))
+
+    def hold(self, queue: str, ms: int, *, key: str | None = None, id: str | None = None) -> int:
         """Hold `queue`'s claims back for `ms`, for every worker (what a handler's
-        `RateLimited` does); returns when they may lease again (Redis clock, ms; 0: the
-        queue does not exist and nothing was written). A hold never shortens another.
+        `RateLimited` does); with `key`, only the jobs of that rate key (group), and with
+        `id`, those of that job's rate key if it has one (else the queue). Returns when they
+        may lease again (Redis clock, ms; 0: the queue does not exist and nothing was
+        written). A hold never shortens another.
         """
-        return self._run(ops.rate_hold(self.settings, queue, ms))
+        return self._run(ops.rate_hold(self.settings, queue, ms, key, id))
 
     def set_concurrency(self, queue: str, concurrency: int | None) -> None:
         """Cap how many jobs of `queue` are leased at once, across every worker; None

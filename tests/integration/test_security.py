@@ -221,6 +221,8 @@ def exercise(s: Any, server: ServerProcess, prefix: str) -> None:
     assert s.concurrency("gq", "grouped").group == "g"
     (grouped,) = s.claim("gq", worker="w", count=2)
     s.ack(grouped)
+    assert s.hold("gq", 1_000, key="g") > 0  # a rate key's hold: group keys, read by claim
+    assert s.rate_keys("gq").held == 1
     s.set_concurrency("gq", None)
     # Expiry and dedupe windows (docs/expiry_dedupe.md)
     expiring = s.enqueue(Q, "x", id="expiring", expires_ms=3_600_000)
