@@ -22,6 +22,8 @@
   KEYS[10] wake        zset   signalled when the job is ready at once
   KEYS[11] done        zset   completed job ids (a parent's state, without reading its record)
   KEYS[12] dead        zset   dead job ids (the same)
+  KEYS[13] events      stream the queue's events while they are on (lib/events)
+  KEYS[14] wait_prefix prefix result waiters' counters and lists (lib/events)
   ARGV[1] now_ms       int    test clock override; '' = Redis TIME
   ARGV[2] lib_version  str    redisq version, recorded in meta on the first write
   ARGV[3] flow_ttl_ms  int    how long the flow edges are kept (ms)
@@ -51,6 +53,7 @@
 --- @include "lib/wake"
 --- @include "lib/deps_name"
 --- @include "lib/deps_state"
+--- @include "lib/events"
 
 local meta_key = KEYS[1]
 local ready_key = KEYS[2]
@@ -64,6 +67,8 @@ local deps_prefix = KEYS[9]
 local wake_key = KEYS[10]
 local done_key = KEYS[11]
 local dead_key = KEYS[12]
+local events_key = KEYS[13]
+local wait_prefix = KEYS[14]
 local now_arg = ARGV[1]
 local lib_version = ARGV[2]
 local flow_ttl_ms = tonumber(ARGV[3])
@@ -98,7 +103,7 @@ for i = 1, far_count do
   end
 end
 local now = now_ms(now_arg)
-local meta, err = read_meta(meta_key, 'seq', 'enqueued', 'deps')
+local meta, err = read_meta(meta_key, 'seq', 'enqueued', 'deps', 'events')
 if not meta then
   return err
 end
@@ -191,10 +196,11 @@ else
   state = 'ready'
   redis.call('ZADD', ready_key, num((1000 - priority) * 4398046511104 + seq), id)
 end
-redis.call('HSET', jobs_key, id, 'j3\n' .. state .. '\n0\n\n\n\n\n' .. finished .. '\n' .. ended
+local record = 'j3\n' .. state .. '\n0\n\n\n\n\n' .. finished .. '\n' .. ended
   .. '\n' .. lease_ms .. '\n\n' .. num(priority) .. '\n' .. num(max_attempts) .. '\n' .. num(now)
   .. '\n' .. num(run_at) .. '\n' .. num(seq) .. '\n' .. name .. '\n' .. #error_text .. '\n0\n0\n'
-  .. error_text .. payload)
+  .. error_text .. payload
+redis.call('HSET', jobs_key, id, record)
 if #early_used > 0 then
   redis.call('HDEL', early_key, unpack(early_used))
 end
@@ -220,4 +226,5 @@ end
 if state == 'ready' then
   wake(wake_key)
 end
+events(meta_key, events_key, wait_prefix, {meta[5], false}, now, 'enqueued', {id, record})
 return {STATUS.OK, now, 0, state, is_new}

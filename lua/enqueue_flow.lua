@@ -23,6 +23,8 @@
   KEYS[10] wake        zset   signalled when a job is ready at once
   KEYS[11] done        zset   completed job ids (a parent's state, without reading its record)
   KEYS[12] dead        zset   dead job ids (the same)
+  KEYS[13] events      stream the queue's events while they are on (lib/events)
+  KEYS[14] wait_prefix prefix result waiters' counters and lists (lib/events)
   ARGV[1] now_ms       int    test clock override; '' = Redis TIME
   ARGV[2] lib_version  str    redisq version, recorded in meta on the first write
   ARGV[3] flow_ttl_ms  int    how long the flow edges are kept (ms)
@@ -44,6 +46,7 @@
 --- @include "lib/wake"
 --- @include "lib/deps_name"
 --- @include "lib/deps_state"
+--- @include "lib/events"
 
 local meta_key = KEYS[1]
 local ready_key = KEYS[2]
@@ -57,6 +60,8 @@ local deps_prefix = KEYS[9]
 local wake_key = KEYS[10]
 local done_key = KEYS[11]
 local dead_key = KEYS[12]
+local events_key = KEYS[13]
+local wait_prefix = KEYS[14]
 local now_arg = ARGV[1]
 local lib_version = ARGV[2]
 local flow_ttl_ms = tonumber(ARGV[3])
@@ -98,7 +103,7 @@ if #ARGV ~= at - 1 or bytes > CAPS.ARG_BYTES then
   return {STATUS.BAD_ARGUMENT, 'jobs', count}
 end
 local now = now_ms(now_arg)
-local meta, err = read_meta(meta_key, 'seq', 'enqueued')
+local meta, err = read_meta(meta_key, 'seq', 'enqueued', 'events')
 if not meta then
   return err
 end
@@ -142,6 +147,7 @@ end
 local seq = tonumber(meta[2]) or 0
 local enqueued = tonumber(meta[3]) or 0
 local woke = false
+local written = {}  -- id, record, ... of the jobs created (lib/events)
 for j = 1, count do
   local job = jobs[j]
   if not job.skip then
@@ -192,10 +198,13 @@ for j = 1, count do
       redis.call('ZADD', ready_key, num((1000 - job.priority) * 4398046511104 + seq), job.id)
     end
     state_of[job.id] = state
-    redis.call('HSET', jobs_key, job.id, 'j3\n' .. state .. '\n0\n\n\n\n\n' .. finished .. '\n'
+    local record = 'j3\n' .. state .. '\n0\n\n\n\n\n' .. finished .. '\n'
       .. ended .. '\n' .. job.lease_ms .. '\n\n' .. num(job.priority) .. '\n'
       .. num(job.max_attempts) .. '\n' .. num(now) .. '\n' .. num(run_at) .. '\n' .. num(seq)
-      .. '\n' .. job.name .. '\n' .. #error_text .. '\n0\n0\n' .. error_text .. job.payload)
+      .. '\n' .. job.name .. '\n' .. #error_text .. '\n0\n0\n' .. error_text .. job.payload
+    redis.call('HSET', jobs_key, job.id, record)
+    written[#written + 1] = job.id
+    written[#written + 1] = record
     if #job.parents > 0 then
       redis.call('SET', deps_prefix .. 'u/' .. job.id, table.concat(job.parents, '\n'), 'PX',
         flow_ttl_ms)
@@ -218,4 +227,5 @@ end
 if woke then
   wake(wake_key)
 end
+events(meta_key, events_key, wait_prefix, {meta[4], false}, now, 'enqueued', written)
 return {STATUS.OK, now, is_new, created}

@@ -250,6 +250,7 @@ class App:
         rate_limit: str | None = None,
         queue_concurrency: int | None = None,
         group_concurrency: int | None = None,
+        rate_key: str | None = None,
     ) -> _Decorator: ...
 
     def task(
@@ -271,6 +272,7 @@ class App:
         rate_limit: str | None = None,
         queue_concurrency: int | None = None,
         group_concurrency: int | None = None,
+        rate_key: str | None = None,
     ) -> Task[Any, Any] | _Decorator:
         """Register a function (plain or ``async def``) as a task; usable bare or with options.
 
@@ -299,6 +301,9 @@ class App:
             group_concurrency: the most jobs of one concurrency group of the task's queue
                 leased at once (1: strict FIFO per group; see `Store.set_group_concurrency`
                 and ``task.options(group=...)``); the queue's, like rate_limit.
+            rate_key: the rate key of its jobs (``task.options(rate_key=...)`` overrides it;
+                see `Store.enqueue`); with rate_limit, the limit is that key's, not the
+                queue's (docs/rate_limits.md).
 
         Raises:
             InvalidArgument: an option is out of range, or the name is taken; nothing is
@@ -319,6 +324,7 @@ class App:
             rate_limit=rate_limit,
             queue_concurrency=queue_concurrency,
             group_concurrency=group_concurrency,
+            rate_key=rate_key,
         )
 
         def register(function: Callable[..., Any]) -> Task[Any, Any]:
@@ -348,6 +354,8 @@ class App:
                 limit = getattr(settings, option)
                 for other in self._tasks.values():
                     theirs = getattr(other, option)
+                    if option == "rate_limit" and other.rate_key != task.rate_key:
+                        continue  # (a rate key's limit is the key's, not the queue's)
                     if limit and other.queue == task.queue and theirs not in (None, limit):
                         raise InvalidArgument(
                             option,
@@ -449,7 +457,19 @@ class App:
         return {
             t.queue: t.rate_limit
             for t in self.tasks.values()
-            if t.rate_limit is not None and (queues is None or t.queue in queues)
+            if t.rate_limit is not None
+            and t.rate_key is None
+            and (queues is None or t.queue in queues)
+        }
+
+    def key_rate_limits(self, queues: list[str] | None = None) -> dict[tuple[str, str], str]:
+        """The rate limits the tasks with a rate key give it: (queue, key) -> limit."""
+        return {
+            (t.queue, t.rate_key): t.rate_limit
+            for t in self.tasks.values()
+            if t.rate_limit is not None
+            and t.rate_key is not None
+            and (queues is None or t.queue in queues)
         }
 
     def declare_rate_limits(
@@ -461,6 +481,8 @@ class App:
         limits = self.rate_limits(queues)
         for queue, limit in limits.items():
             target.set_rate_limit(queue, limit)
+        for (queue, key), limit in self.key_rate_limits(queues).items():
+            target.set_rate_limit(queue, limit, key=key)
         return limits
 
     def flow_limits(self, queues: list[str] | None = None) -> dict[str, dict[str, int]]:

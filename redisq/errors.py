@@ -557,7 +557,8 @@ class RateLimited(TaskSignal):
 
     The job goes back to its place in the ready set without using an attempt (like a
     `Snooze`), and no worker claims a job of its queue for `delay_ms` (the queue's bucket,
-    `Store.set_rate_limit`, is held until then on the Redis clock).
+    `Store.set_rate_limit`, is held until then on the Redis clock). A job with a rate key
+    (or a group) holds only the jobs of its key instead (docs/rate_limits.md#per-key).
 
     Args:
         delay_ms: how long the queue is held back (for example the response's Retry-After).

@@ -5,19 +5,21 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Any, Protocol, TypeAlias
 
 __all__ = [
     "DAY_MS",
     "Attempt",
     "CancelNotice",
     "Claimed",
+    "Event",
     "Flow",
     "FlowNode",
     "FlowState",
     "Job",
     "JobState",
     "Migration",
+    "Parent",
     "RateState",
     "Retention",
     "Schedule",
@@ -107,6 +109,18 @@ class Job:
     trace_context: dict[str, str] | None = None
 
 
+class _HasJob(Protocol):
+    """Anything that holds a Job (a JobRef of the task API)."""
+
+    @property
+    def job(self) -> Job: ...
+
+
+#: A parent in `depends_on`: a Job, a JobRef, a job id of the child's queue, or a
+#: (queue, id) pair.
+Parent: TypeAlias = "Job | _HasJob | str | tuple[str, str]"
+
+
 class Claimed(list[Job]):
     """What a claim returns: the leased jobs (a plain list of Jobs) and the queues that refused.
 
@@ -157,6 +171,8 @@ class Spec:
     expires_ms: int | None = None
     throttle_ms: int | None = None
     debounce_ms: int | None = None
+    #: The job's rate key (docs/rate_limits.md): served as its concurrency group.
+    rate_key: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -324,6 +340,41 @@ class RateState:
     next_at_ms: int | None
 
 
+@dataclass(frozen=True)
+class HeldKey:
+    """One rate key held back now (`Store.rate_keys`).
+
+    Attributes:
+        key: the rate key (the jobs' group).
+        until_ms: when its next job may start (Redis clock, ms).
+        ready: its ready jobs, all held back until then.
+        limit: its own limit (``"10/s"``), None when a handler's `RateLimited` holds it.
+    """
+
+    key: str
+    until_ms: int
+    ready: int
+    limit: str | None
+
+
+@dataclass(frozen=True)
+class RateKeys:
+    """The rate keys of a queue held back now (`Store.rate_keys`).
+
+    Attributes:
+        held: how many keys are held back now.
+        keys: the first of them, soonest due first (at most the `limit` asked for).
+        more: held keys not listed (``held - len(keys)``).
+    """
+
+    held: int
+    keys: tuple[HeldKey, ...]
+
+    @property
+    def more(self) -> int:
+        return self.held - len(self.keys)
+
+
 @dataclass(frozen=True, slots=True)
 class FlowNode:
     """One job of a flow (`Store.flow`) with its edges."""
@@ -460,3 +511,29 @@ class Attempt:
     at_ms: int
     error: str
     traceback: str
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One entry of a queue's event stream (docs/events.md; `Store.set_events` turns it on).
+
+    Attributes:
+        id: the stream entry id (``"<ms>-<n>"``): pass it as ``since=`` to read what follows.
+        queue: the queue.
+        event: what happened: ``"enqueued"``, ``"started"``, ``"progress"``, ``"completed"``,
+            ``"retried"``, ``"dead"``, ``"cancelled"``, ``"lease-lost"`` or ``"reaped"``.
+        job_id: the job's id.
+        name: the job's task name ('' when it has none).
+        attempt: the job's attempts so far (the attempt that started, ended or lost its lease).
+        worker: the worker that holds or last held the job ('' before its first claim).
+        at_ms: when it happened (ms since the epoch, Redis clock).
+    """
+
+    id: str
+    queue: str
+    event: str
+    job_id: str
+    name: str
+    attempt: int
+    worker: str
+    at_ms: int

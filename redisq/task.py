@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
 
 from redisq._core.groups import check_limit
-from redisq._core.rates import parse_rate
+from redisq._core.rates import parse_rate, rate_key_group
 from redisq._core.tasks import make_payload
 from redisq._core.validate import (
     MAX_ATTEMPTS,
@@ -93,6 +93,7 @@ class _CallOptions:
     expires_ms: int | None = None
     throttle_ms: int | None = None
     debounce_ms: int | None = None
+    rate_key: str | None = None
 
     def merged(self, other: _CallOptions) -> _CallOptions:
         """Return these options with `other`'s given values on top."""
@@ -118,6 +119,7 @@ def _call_options(
     expires_ms: Any = None,
     throttle_ms: Any = None,
     debounce_ms: Any = None,
+    rate_key: Any = None,
 ) -> _CallOptions:
     if id is not None:
         check_id("id", id)
@@ -140,6 +142,8 @@ def _call_options(
         )
     if group is not None:
         check_optional_text("group", group, MAX_GROUP_LENGTH)
+    if rate_key is not None:
+        rate_key_group(rate_key, group or "")
     # Each alone here; how they combine (a unique key, not both windows) is checked at enqueue,
     # where the options of the task and of each call are merged.
     _optional_int("expires_ms", expires_ms, 1, MAX_DELAY_MS)
@@ -159,6 +163,7 @@ def _call_options(
         expires_ms,
         throttle_ms,
         debounce_ms,
+        rate_key,
     )
 
 
@@ -245,6 +250,9 @@ class TaskSettings:
     #: `Store.set_group_concurrency`), stored by workers at start.
     queue_concurrency: int | None = None
     group_concurrency: int | None = None
+    #: The rate key of the task's jobs (docs/rate_limits.md); with rate_limit, that key's
+    #: limit instead of the queue's.
+    rate_key: str | None = None
 
     @classmethod
     def build(cls, **o: Any) -> TaskSettings:
@@ -266,6 +274,7 @@ class TaskSettings:
             rate_limit=_rate_limit(o.get("rate_limit")),
             queue_concurrency=check_limit("queue_concurrency", o.get("queue_concurrency")),
             group_concurrency=check_limit("group_concurrency", o.get("group_concurrency")),
+            rate_key=rate_key_group(o.get("rate_key"), "") or None,
         )
 
 
@@ -313,6 +322,7 @@ class _Enqueuer(Generic[P]):
             "expires_ms": options.expires_ms,
             "throttle_ms": options.throttle_ms,
             "debounce_ms": options.debounce_ms,
+            "rate_key": options.rate_key or t.rate_key,
         }
         if options.depends_on is not None:
             out["depends_on"] = list(options.depends_on)
@@ -503,7 +513,7 @@ class Task(_Enqueuer[P], Generic[P, R]):
         name: the task name (the job name).
         queue, max_attempts, lease_ms, timeout_ms, backoff, priority, retry_for,
         non_retryable, store_result, result_ttl_ms, rate_limit, queue_concurrency,
-        group_concurrency: its options (see `App.task`).
+        group_concurrency, rate_key: its options (see `App.task`).
         is_async: True for ``async def`` functions.
     """
 
@@ -526,6 +536,7 @@ class Task(_Enqueuer[P], Generic[P, R]):
         self.rate_limit = settings.rate_limit
         self.queue_concurrency = settings.queue_concurrency
         self.group_concurrency = settings.group_concurrency
+        self.rate_key = settings.rate_key
         self.is_async = inspect.iscoroutinefunction(fn)
         self.context_param, self.context_position = _context_parameter(fn)
         try:
@@ -573,6 +584,7 @@ class Task(_Enqueuer[P], Generic[P, R]):
         expires_ms: int | None = None,
         throttle_ms: int | None = None,
         debounce_ms: int | None = None,
+        rate_key: str | None = None,
     ) -> TaskOptions[P]:
         """Set options for the next enqueue: ``task.options(delay_ms=5000).enqueue(...)``.
 
@@ -595,6 +607,7 @@ class Task(_Enqueuer[P], Generic[P, R]):
                 this job, even after it finished.
             debounce_ms: with unique_key: the job waits this long; a repeat while it waits
                 replaces its arguments and waits debounce_ms from then.
+            rate_key: overrides the task's rate key (see `Store.enqueue`).
 
         Raises:
             InvalidArgument: an option is out of range.
@@ -615,6 +628,7 @@ class Task(_Enqueuer[P], Generic[P, R]):
                 expires_ms,
                 throttle_ms,
                 debounce_ms,
+                rate_key,
             ),
         )
 

@@ -150,7 +150,7 @@ def enqueue_deps(
     from redisq._core.enqueue import _options  # the one validation of enqueue's options
 
     keys = queue_keys(s.prefix, queue)
-    for name in ("unique_key", "group", "expires_ms", "throttle_ms", "debounce_ms"):
+    for name in ("unique_key", "group", "rate_key", "expires_ms", "throttle_ms", "debounce_ms"):
         if options.get(name) is not None:
             raise InvalidArgument(
                 name, "None when depends_on is given (not supported together yet)", options[name]

@@ -24,6 +24,7 @@ from redisq._core.calls import (
     script_call,
 )
 from redisq._core.codec import round_trip, round_trip_many
+from redisq._core.rates import rate_key_group
 from redisq._core.records import build_job, parse_record, with_changes
 from redisq._core.tracectx import carrier, check_trace_context, pack_trace
 from redisq._core.validate import (
@@ -58,6 +59,7 @@ _SPEC_FIELDS = frozenset(
         "lease_ms",
         "unique_key",
         "group",
+        "rate_key",
         "expires_ms",
         "throttle_ms",
         "debounce_ms",
@@ -227,6 +229,8 @@ def _check_options(values: dict[str, Any], where: str) -> _Options:
     ukey = "" if unique_key is None else check_id(f"{where}unique_key", unique_key)
     name = check_optional_text(f"{where}name", values.get("name"))
     group = check_optional_text(f"{where}group", values.get("group"), MAX_GROUP_LENGTH)
+    if values.get("rate_key") is not None:
+        group = rate_key_group(values["rate_key"], group, where)
     flow = _check_flow(values, where, ukey, delay_ms, run_at_ms)
     return _Options(
         job_id, name, priority, run_at_ms, delay_ms, max_attempts, lease_ms, ukey, group, (), flow

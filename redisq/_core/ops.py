@@ -44,7 +44,7 @@ from redisq._core.manage import (
     unlock,
     update,
 )
-from redisq._core.rates import rate_hold, rate_state, set_rate_limit
+from redisq._core.rates import rate_hold, rate_keys, rate_state, set_rate_limit
 from redisq._core.schedules import (
     build_definition,
     remove_schedule,
@@ -55,7 +55,7 @@ from redisq._core.schedules import (
     upsert_schedule,
     wait_schedules,
 )
-from redisq.models import FlowState, RateState
+from redisq.models import FlowState, RateKeys, RateState
 
 __all__ = [
     "CANCEL_SIGNAL_CAP",
@@ -68,6 +68,7 @@ __all__ = [
     "Call",
     "FlowState",
     "Op",
+    "RateKeys",
     "RateState",
     "Settings",
     "ack_many",
@@ -92,6 +93,7 @@ __all__ = [
     "purge",
     "queue_keys",
     "rate_hold",
+    "rate_keys",
     "rate_state",
     "reap",
     "registry",

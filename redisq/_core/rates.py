@@ -18,10 +18,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from redisq._core.calls import Call, Settings, check_reply, command, queue_keys, script_call
-from redisq._core.validate import MAX_GROUP_LENGTH, check_optional_text
+from redisq._core.validate import MAX_GROUP_LENGTH, check_id, check_optional_text
 from redisq._version import __version__
 from redisq.errors import InvalidArgument
-from redisq.models import RateState
+from redisq.models import HeldKey, RateKeys, RateState
 
 #: Longest hold of a RateLimited (about a year, as the store's longest delay).
 MAX_HOLD_MS = 31_622_400_000
@@ -90,6 +90,20 @@ def set_rate_limit(s: Settings, queue: str, rate: Any, key: Any = None) -> Call[
     )
 
 
+def rate_key_group(rate_key: Any, group: str, where: str = "") -> str:
+    """The group a job with `rate_key` waits in: a rate key is served by its group's
+    structures (docs/rate_limits.md), so a job given both must give the same."""
+    key = check_optional_text(f"{where}rate_key", rate_key, MAX_GROUP_LENGTH)
+    if group and key != group:
+        raise InvalidArgument(
+            f"{where}rate_key",
+            f"equal to {where}group ({group!r}) when both are given (a job's rate key is its"
+            " concurrency group), or given alone",
+            rate_key,
+        )
+    return key
+
+
 def check_hold(field: str, ms: Any) -> int:
     """Validate a hold's length in ms."""
     if type(ms) is not int or not 1 <= ms <= MAX_HOLD_MS:
@@ -97,17 +111,20 @@ def check_hold(field: str, ms: Any) -> int:
     return ms
 
 
-def rate_hold(s: Settings, queue: str, ms: int) -> Call[int]:
-    """Hold a queue's claims back for `ms`, for every worker; returns when they may lease
-    again (Redis clock, ms; 0 when the queue does not exist: nothing written)."""
+def rate_hold(s: Settings, queue: str, ms: int, key: Any = None, id: Any = None) -> Call[int]:
+    """Hold a queue's claims back for `ms`, for every worker; with `key`, or `id` of a job
+    with a rate key (its group), only that key's jobs. Returns when they may lease again
+    (Redis clock, ms; 0 when the queue does not exist: nothing written)."""
     keys = queue_keys(s.prefix, queue)
     check_hold("ms", ms)
+    group = check_optional_text("key", key, MAX_GROUP_LENGTH)
+    job = "" if id is None else check_id("id", id)
 
     def parse(reply: Any) -> int:
         check_reply(reply, queue)
         return int(reply[1])
 
-    return script_call("rate_hold", keys, parse, now_ms=s.now_arg(), hold_ms=ms)
+    return script_call("rate_hold", keys, parse, now_ms=s.now_arg(), hold_ms=ms, key=group, id=job)
 
 
 def rate_state(s: Settings, queue: str, key: Any = None) -> Call[RateState]:
@@ -128,3 +145,35 @@ def rate_state(s: Settings, queue: str, key: Any = None) -> Call[RateState]:
     if group:
         return command(parse, "HMGET", keys.grate, group, f"{group}\0at")
     return command(parse, "HMGET", keys.meta, "rate", "rate_at")
+
+
+#: Most held keys one `rate_keys` read lists.
+MAX_KEYS_LISTED = 100
+
+
+def rate_keys(s: Settings, queue: str, limit: Any = 10) -> Call[RateKeys]:
+    """Read the rate keys of `queue` held back now: how many, and the first `limit` (soonest
+    due first) with when each may lease again, its ready jobs and its limit."""
+    keys = queue_keys(s.prefix, queue)
+    if type(limit) is not int or not 1 <= limit <= MAX_KEYS_LISTED:
+        raise InvalidArgument("limit", f"an int in [1, {MAX_KEYS_LISTED}]", limit)
+
+    def parse(reply: Any) -> RateKeys:
+        check_reply(reply, queue)
+        rows = reply[3:]
+        held = tuple(
+            HeldKey(
+                _text(rows[i]),
+                int(float(rows[i + 1])),
+                int(rows[i + 2]),
+                stored_rate(rows[i + 3]) if _text(rows[i + 3]) else None,
+            )
+            for i in range(0, len(rows), 4)
+        )
+        return RateKeys(int(reply[2]), held)
+
+    return script_call("rate_keys", keys, parse, now_ms=s.now_arg(), limit=limit)
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)

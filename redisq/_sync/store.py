@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 import redis.exceptions
 
 from redisq._core import deps, ops, queries, registry
+from redisq._core import events as events_ops
 from redisq._core.attempts import attempts as _attempts
 from redisq._core.claim import Refusal
 from redisq._core.enqueue import keywords_checked
@@ -30,10 +31,12 @@ from redisq.models import (
     Attempt,
     CancelNotice,
     Claimed,
+    Event,
     Flow,
     Job,
     JobState,
     Migration,
+    Parent,
     Schedule,
     ScheduleTicks,
     WorkerInfo,
@@ -46,6 +49,7 @@ _Jobs = list[Job]
 _Names = list[str]
 _Outcomes = list[Job | Exception]
 _Migrations = list[Migration]
+_Events = list[Event]
 _Schedules = list[Schedule]
 _Notices = list[CancelNotice]
 _Workers = list[WorkerInfo]
@@ -192,13 +196,14 @@ class Store:
         max_attempts: int = 3,
         lease_ms: int | None = None,
         unique_key: str | None = None,
-        depends_on: Sequence[Job | str] | None = None,
+        depends_on: Sequence[Parent] | None = None,
         on_parent_failure: str = "fail",
         group: str | None = None,
         expires_ms: int | None = None,
         throttle_ms: int | None = None,
         debounce_ms: int | None = None,
         trace_context: Mapping[str, str] | None = None,
+        rate_key: str | None = None,
     ) -> Job:
         """Add a job to a queue, or return the existing one.
 
@@ -239,6 +244,9 @@ class Store:
             trace_context: the W3C trace context of the enqueue ({"traceparent": ...,
                 "tracestate": ...}, at most 568 bytes), kept in the record for the job's
                 consumer (`Job.trace_context`); redisq.tracing sets it (docs/tracing.md).
+            rate_key: the job draws from this key's rate limit (`set_rate_limit(queue,
+                "10/s", key=...)`), across every worker; a rate key is served as the job's
+                concurrency group (docs/rate_limits.md): with `group`, it must be the same.
 
         Returns:
             The new job, or the job that already held the id or unique key (for a debounced
@@ -267,6 +275,7 @@ class Store:
             "expires_ms": expires_ms,
             "throttle_ms": throttle_ms,
             "debounce_ms": debounce_ms,
+            "rate_key": rate_key,
         }
         if trace_context is not None:
             options["trace_context"] = trace_context
@@ -298,8 +307,8 @@ class Store:
             payloads: payloads, or `redisq.Spec` items carrying per-job options.
             **options: defaults for every job: name, priority, delay_ms, run_at_ms,
                 max_attempts, lease_ms, unique_key, group, expires_ms, throttle_ms,
-                debounce_ms, trace_context (as for `enqueue`; not id). One call may not
-                repeat a debounced unique key.
+                debounce_ms, trace_context, rate_key (as for `enqueue`; not id). One call
+                may not repeat a debounced unique key.
 
         Returns:
             One Job per item, in order (existing jobs for ids or unique keys already live).
@@ -786,6 +795,47 @@ class Store:
         """Let workers claim from a paused queue again (any valid name, like `pause`)."""
         self._run(ops.set_paused(self.settings, queue, False))
 
+    def set_events(
+        self, queue: str, on: bool = True, *, maxlen: int = events_ops.DEFAULT_EVENTS_MAXLEN
+    ) -> None:
+        """Turn the queue's event stream on or off (off by default; docs/events.md).
+
+        While on, the scripts append one entry per job event to the stream, capped at about
+        `maxlen` entries (XADD MAXLEN ~); read it with `events`. While off they write nothing
+        (turning it off keeps the entries written so far).
+
+        Raises:
+            InvalidArgument: maxlen is not an int in [1, 10,000,000].
+        """
+        self._run(events_ops.set_events(self.settings, queue, on, maxlen))
+
+    def events(
+        self, queue: str, *, since: str = "0", count: int = 100, block_ms: int | None = None
+    ) -> _Events:
+        """Read the queue's events that follow the entry `since`, oldest first.
+
+        Args:
+            queue: the queue.
+            since: an entry id (`Event.id`): the events after it; '0' reads from the oldest
+                kept, '$' only events that come after this call (with block_ms).
+            count: most events returned (1 to 10,000).
+            block_ms: wait up to this long for an event when none follows `since` (None:
+                return at once).
+
+        Returns:
+            The events (empty when none came); pass the last one's id as the next `since`.
+        """
+        return self._run(events_ops.events(self.settings, queue, since, count, block_ms))
+
+    def wait_final(self, queue: str, id: str, *, timeout_ms: int) -> bool:
+        """Block until the job is final (completed, dead or cancelled) or gone, at most
+        timeout_ms (1 to 3,600,000): True when it is, False when the time ran out.
+
+        The script that makes the job final wakes the wait in the same step (no polling):
+        at most three commands, however long it waits.
+        """
+        return self._run(events_ops.wait_final(self.settings, queue, id, timeout_ms))
+
     def set_rate_limit(self, queue: str, rate_limit: str | None, *, key: str | None = None) -> None:
         """Limit how many jobs of `queue` start, across every worker: ``"100/s"`` (also
         ``"/m"``, ``"/h"``); None removes the limit. With `key`, the limit of the jobs of that
@@ -808,12 +858,20 @@ class Store:
         those of that group's own limit."""
         return self._run(ops.rate_state(self.settings, queue, key))
 
-    def hold(self, queue: str, ms: int) -> int:
+    def rate_keys(self, queue: str, limit: int = 10) -> ops.RateKeys:
+        """Read the rate keys of `queue` held back now (by their own limit or a handler's
+        `RateLimited`): how many, and the first `limit` (1 to 100; soonest due first) with
+        when each may lease again, its ready jobs and its limit. O(limit log N)."""
+        return self._run(ops.rate_keys(self.settings, queue, limit))
+
+    def hold(self, queue: str, ms: int, *, key: str | None = None, id: str | None = None) -> int:
         """Hold `queue`'s claims back for `ms`, for every worker (what a handler's
-        `RateLimited` does); returns when they may lease again (Redis clock, ms; 0: the
-        queue does not exist and nothing was written). A hold never shortens another.
+        `RateLimited` does); with `key`, only the jobs of that rate key (group), and with
+        `id`, those of that job's rate key if it has one (else the queue). Returns when they
+        may lease again (Redis clock, ms; 0: the queue does not exist and nothing was
+        written). A hold never shortens another.
         """
-        return self._run(ops.rate_hold(self.settings, queue, ms))
+        return self._run(ops.rate_hold(self.settings, queue, ms, key, id))
 
     def set_concurrency(self, queue: str, concurrency: int | None) -> None:
         """Cap how many jobs of `queue` are leased at once, across every worker; None

@@ -71,6 +71,7 @@ def _enqueue(args: argparse.Namespace, ctx: Context) -> int:
         "name": name,
         "unique_key": args.unique_key,
         "group": args.group,
+        "rate_key": args.rate_key,
     }
     for option in (
         "priority",
@@ -130,6 +131,11 @@ def add_enqueue(commands: Commands) -> None:
     parser.add_argument("--unique-key", metavar="KEY", help="dedupe key held while the job is live")
     parser.add_argument(
         "--group", metavar="GROUP", help="the job's concurrency group (docs/groups.md)"
+    )
+    parser.add_argument(
+        "--rate-key",
+        metavar="KEY",
+        help="the job's rate key: it draws from KEY's rate limit (docs/rate_limits.md)",
     )
     parser.add_argument(
         "--expires-ms",
@@ -320,12 +326,17 @@ def _why_waiting(store: redisq.Store, job: Job) -> str | None:
                 " leased): it waits for one of them to end"
             )
         own = store.rate_limit(job.queue, key=flow.group)
-        if own.limit is not None and own.next_at_ms is not None:
+        if own.next_at_ms is not None:
             seconds, micros = store.redis.time()
             if own.next_at_ms > int(seconds) * 1000 + int(micros) // 1000:
+                cause = (
+                    f"has a rate limit ({own.limit})"
+                    if own.limit is not None
+                    else "is held back by a handler's RateLimited"
+                )
                 return (
-                    f"its group {flow.group!r} has a rate limit ({own.limit}): its next job may"
-                    f" start at {show_time(own.next_at_ms)}"
+                    f"its group {flow.group!r} {cause}: its next job may start at"
+                    f" {show_time(own.next_at_ms)}"
                 )
     state = store.rate_limit(job.queue)
     if state.next_at_ms is None:

@@ -54,6 +54,38 @@ class Snapshot:
     #: now), grouped_leased, held_by_groups (grouped ready jobs whose groups are all at their
     #: limit: every one when no group may lease now, else 0).
     flow: dict[str, dict[str, object]] = field(default_factory=dict)
+    #: queue -> its rate keys held back now (`Store.rate_keys`), for queues with grouped
+    #: ready jobs and a held key: held (keys), keys (the first KEYS_SHOWN: key, until_ms,
+    #: ready, limit), more (held keys not listed).
+    keys: dict[str, dict[str, object]] = field(default_factory=dict)
+
+
+#: Held rate keys listed per queue (the rest are counted: "and N more").
+KEYS_SHOWN = 5
+
+
+def _keys(store: redisq.Store, queue: str) -> dict[str, object] | None:
+    held = store.rate_keys(queue, KEYS_SHOWN)
+    if not held.held:
+        return None
+    return {
+        "held": held.held,
+        "keys": [
+            {"key": k.key, "until_ms": k.until_ms, "ready": k.ready, "limit": k.limit}
+            for k in held.keys
+        ],
+        "more": held.more,
+    }
+
+
+def _keys_line(queue: str, held: dict[str, object]) -> str:
+    shown = []
+    for k in held["keys"]:  # type: ignore[attr-defined]
+        why = k["limit"] or "a RateLimited hold"
+        shown.append(f"{k['key']!r} ({why}) {k['ready']:,} ready until {show_time(k['until_ms'])}")
+    more = held["more"]
+    tail = f", and {more:,} more" if more else ""
+    return f"rate keys of {queue}: {held['held']:,} held back: " + ", ".join(shown) + tail
 
 
 def _flow(store: redisq.Store, queue: str) -> dict[str, object] | None:
@@ -88,7 +120,7 @@ def _flow_line(queue: str, f: dict[str, object]) -> str:
             f" now, {f['grouped_leased']:,} leased"
         )
         if f["held_by_groups"]:
-            text += f": {f['held_by_groups']:,} ready held back by group limits"
+            text += f": {f['held_by_groups']:,} ready held back by group limits or rate keys"
         parts.append(text)
     return f"concurrency of {queue}: " + "; ".join(parts)
 
@@ -110,7 +142,12 @@ def _read(store: redisq.Store, queues: list[str]) -> Snapshot:
         held = counts[q]["ready"] if until is not None else 0
         limits[q] = {"limit": state.limit, "held_until_ms": until, "held": held}
     flow = {q: f for q in names if (f := _flow(store, q)) is not None}
-    return Snapshot(time.monotonic(), time.time_ns() // 1_000_000, counts, totals, limits, flow)
+    keys = {
+        q: k for q, f in flow.items() if f["grouped_ready"] and (k := _keys(store, q)) is not None
+    }
+    return Snapshot(
+        time.monotonic(), time.time_ns() // 1_000_000, counts, totals, limits, flow, keys
+    )
 
 
 def _rates(before: Snapshot, after: Snapshot) -> _Rates:
@@ -148,6 +185,7 @@ def _document(snap: Snapshot, before: Snapshot | None, watch: bool) -> dict[str,
         "totals": snap.totals,
         "rate_limits": snap.limits,
         "concurrency": snap.flow,
+        "rate_keys": snap.keys,
     }
     if watch:
         rates = None if before is None else _rates(before, snap)
@@ -187,6 +225,8 @@ def _text(snap: Snapshot, rates: _Rates | None, watch: bool) -> str:
         text += "\n" + line
     for queue, flow in snap.flow.items():
         text += "\n" + _flow_line(queue, flow)
+    for queue, held in snap.keys.items():
+        text += "\n" + _keys_line(queue, held)
     expired = {q: t.get("expired", 0) for q, t in snap.totals.items() if t.get("expired")}
     for queue, n in expired.items():
         text += f"\n{queue}: {n:,} jobs expired (cancelled before they started) in all"

@@ -259,8 +259,9 @@ class Settler:
             elif outcome.label == "rate_limited":
                 # Hold first, so that no worker claims the job back before the hold is on (a
                 # re-send repeats both: a hold never shortens, a release re-sent succeeds).
+                # The job's rate key (its group) if it has one, else its queue.
                 if outcome.delay_ms:
-                    self._store.hold(job.queue, outcome.delay_ms)
+                    self._store.hold(job.queue, outcome.delay_ms, id=job.id)
                 stored = self._store.release(job)
             else:
                 stored = self._store.release(job, delay_ms=outcome.delay_ms or 0)
@@ -289,8 +290,8 @@ class Settler:
             self._metrics.add("released")
             self._count("rate_limited", entry)
             logger.info(
-                "job %s/%s rate limited: its queue is held back for %s ms (the attempt is not"
-                " counted)",
+                "job %s/%s rate limited: its rate key (or queue) is held back for %s ms (the"
+                " attempt is not counted)",
                 *entry.key,
                 outcome.delay_ms,
             )

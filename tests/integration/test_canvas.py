@@ -227,6 +227,16 @@ def test_bad_input_is_refused_before_anything_is_written(app: redisq.App) -> Non
     assert sum(app.store.counts(Q).values()) == 0
 
 
+def test_a_workflow_s_jobs_each_write_their_enqueued_event_once(app: redisq.App) -> None:
+    add, double, _, _, _ = _tasks(app)
+    app.store.set_events(Q)
+    flow = redisq.chain(add.s(1, 2), double.s(), double.s())
+    flow.enqueue()
+    flow.enqueue()  # a re-sent enqueue creates nothing, and so tells nothing
+    got = [(e.event, e.job_id) for e in app.store.events(Q)]
+    assert got == [("enqueued", r.id) for r in flow.enqueue().refs]
+
+
 def test_a_chain_of_one_queue_is_one_script_call(app: redisq.App, backend: str) -> None:
     if backend == "memory":
         pytest.skip("commandstats is a real server's")

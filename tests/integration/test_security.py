@@ -222,6 +222,8 @@ def exercise(s: Any, server: ServerProcess, prefix: str) -> None:
     assert s.concurrency("gq", "grouped").group == "g"
     (grouped,) = s.claim("gq", worker="w", count=2)
     s.ack(grouped)
+    assert s.hold("gq", 1_000, key="g") > 0  # a rate key's hold: group keys, read by claim
+    assert s.rate_keys("gq").held == 1
     s.set_concurrency("gq", None)
     # Expiry and dedupe windows (docs/expiry_dedupe.md)
     expiring = s.enqueue(Q, "x", id="expiring", expires_ms=3_600_000)
@@ -265,6 +267,17 @@ def exercise(s: Any, server: ServerProcess, prefix: str) -> None:
     assert [w.name for w in s.workers()] == ["w1"]
     assert s._heartbeat("w1", {}, 0) == 0
     assert s.workers() == []
+
+    # the event stream and result waits (docs/events.md: XADD, INCR, RPUSH, PEXPIRE inside
+    # the scripts; XREAD, BLPOP)
+    s.set_events("ev")
+    ev = s.enqueue("ev", 1, id="ev1")
+    assert s.wait_final("ev", ev.id, timeout_ms=1) is False
+    (taken,) = s.claim("ev", worker="w")
+    s.ack(taken, "r")
+    assert s.wait_final("ev", ev.id, timeout_ms=1_000) is True
+    assert [e.event for e in s.events("ev", block_ms=1)] == ["enqueued", "started", "completed"]
+    s.set_events("ev", False)
 
     s.stop_waiting()
 

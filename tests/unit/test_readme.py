@@ -47,6 +47,7 @@ def test_the_readme_has_its_snippets() -> None:
         "Workflows: dependencies",
         "Workflows: chain, group, chord",
         "Rate limits",
+        "Rate limits per key",
         "Concurrency groups",
         "Expiry",
         "Dedupe windows",
@@ -88,6 +89,9 @@ def test_each_python_snippet_runs_as_written(section: str, code: str, tmp_path: 
         # 11 starts (one job ran twice) at 20/s, one after a 300 ms hold: over 0.7 s; the
         # limited run did not count.
         assert done.stdout.splitlines() == ["11 True", "1"]
+    elif section == "Rate limits per key":
+        # The limited key's 6 jobs spread over ~1 s at 5/s; the other key's did not wait.
+        assert done.stdout.splitlines() == ["True", "True"]
     elif section == "Workflows: chain, group, chord":
         assert done.stdout.splitlines() == ["113", "[0, 2, 4, 6]", "4950"]
     elif section == "Workflows: dependencies":
