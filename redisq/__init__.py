@@ -70,6 +70,7 @@ from redisq.middleware import EnqueueRequest, JobOutcome, Middleware
 from redisq.models import (
     Attempt,
     Claimed,
+    Counts,
     FlowState,
     HeldKey,
     Job,
@@ -96,6 +97,7 @@ __all__ = [  # noqa: RUF022  (grouped by topic, STYLE section 1)
     # data
     "Attempt",
     "Claimed",
+    "Counts",
     "Job",
     "JobState",
     "Migration",

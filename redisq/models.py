@@ -12,6 +12,7 @@ __all__ = [
     "Attempt",
     "CancelNotice",
     "Claimed",
+    "Counts",
     "Event",
     "Flow",
     "FlowNode",
@@ -119,6 +120,20 @@ class _HasJob(Protocol):
 #: A parent in `depends_on`: a Job, a JobRef, a job id of the child's queue, or a
 #: (queue, id) pair.
 Parent: TypeAlias = "Job | _HasJob | str | tuple[str, str]"
+
+
+class Counts(dict[JobState, int]):
+    """Jobs per state (`Store.counts`), a dict of JobState -> count, plus what limits hold.
+
+    Attributes:
+        held: ready jobs that no claim can take now because of a limit (docs/rate_limits.md,
+            docs/groups.md): all of them while the leases reach the queue's concurrency cap or
+            its rate limit (or a handler's `RateLimited`) holds it, else the grouped ones while
+            no group may lease. Summed over the queues for `counts()` of every queue. A rate
+            key held while other keys may lease is listed by `Store.rate_keys` instead.
+    """
+
+    held: int = 0
 
 
 class Claimed(list[Job]):

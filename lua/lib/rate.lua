@@ -7,27 +7,7 @@
 -- Claim reads both fields with the meta read it makes anyway: a queue that uses no limit pays
 -- two empty fields of one HMGET. Mirrored by redisq/_core/rates.py.
 
--- How many jobs the limit lets start now (math.huge: no limit), the bucket's position
--- (microseconds) and interval, and when none may: the ms until the next one may.
-local function rate_allow(spec, at, now)
-  local now_us = now * 1000
-  local interval, tolerance = 0, 0
-  if spec then
-    local iv, tol = string.match(spec, '^(%d+) (%d+)')
-    interval, tolerance = tonumber(iv) or 0, tonumber(tol) or 0
-  end
-  local tat = tonumber(at) or 0
-  if tat < now_us then
-    tat = now_us
-  end
-  if tat > now_us + tolerance then
-    return 0, tat, interval, math.ceil((tat - tolerance - now_us) / 1000)
-  end
-  if interval <= 0 then
-    return math.huge, tat, interval, 0
-  end
-  return math.floor((now_us + tolerance - tat) / interval) + 1, tat, interval, 0
-end
+--- @include "lib/rate_allow"
 
 -- Records that `taken` jobs started (a queue with a limit), or forgets a hold that has passed
 -- (a queue without one: its claims go back to the cheap path). Returns the ms until the next

@@ -30,6 +30,7 @@ from redisq.models import (
     Attempt,
     CancelNotice,
     Claimed,
+    Counts,
     Event,
     Flow,
     Job,
@@ -377,8 +378,12 @@ class AsyncStore:
         """
         return await self._run(queries.list_jobs(self.settings, queue, state, limit, offset))
 
-    async def counts(self, queue: str | None = None) -> dict[JobState, int]:
-        """Count jobs per state, in one queue or summed over every queue (O(1) per state)."""
+    async def counts(self, queue: str | None = None) -> Counts:
+        """Count jobs per state, in one queue or summed over every queue (O(1) per state).
+
+        The result is a dict of JobState -> jobs; its `held` says how many ready jobs a limit
+        holds back now (a concurrency cap, a rate limit, group limits: `Counts`).
+        """
         return await self._run(queries.counts(self.settings, queue))
 
     async def queues(self) -> _Names:

@@ -17,7 +17,7 @@ from redisq._core.calls import (
 from redisq._core.records import parse_entries, parse_record
 from redisq._core.status import ScriptStatus, raise_for_status
 from redisq._core.validate import check_id, check_int, check_name, check_state
-from redisq.models import Job, JobState
+from redisq.models import Counts, Job, JobState
 
 __all__ = [
     "TOTALS",
@@ -37,17 +37,21 @@ _ORDER = list(JobState)
 
 
 def _parse_counts(queue: str) -> Any:
-    def parse(reply: Any) -> dict[JobState, int]:
+    def parse(reply: Any) -> Counts:
         if reply[0] != ScriptStatus.OK:
             raise_for_status(reply, queue=queue)
-        # The waiting count comes after the paused flag (reply[7]).
-        return dict(zip(_ORDER, (int(n) for n in [*reply[1:7], reply[8]]), strict=True))
+        # The waiting count comes after the paused flag (reply[7]), then the held jobs.
+        out = Counts(zip(_ORDER, (int(n) for n in [*reply[1:7], reply[8]]), strict=True))
+        out.held = int(reply[9])
+        return out
 
     return parse
 
 
-def _counts_call(s: Settings, queue: str) -> Call[dict[JobState, int]]:
-    return script_call("counts", queue_keys(s.prefix, queue), _parse_counts(queue))
+def _counts_call(s: Settings, queue: str) -> Call[Counts]:
+    return script_call(
+        "counts", queue_keys(s.prefix, queue), _parse_counts(queue), now_ms=s.now_arg()
+    )
 
 
 def _sorted_names(reply: Any) -> list[str]:
@@ -114,7 +118,7 @@ def find(s: Settings, job_id: str) -> Op[Job | None]:
     return None
 
 
-def _all_counts(s: Settings) -> Op[dict[str, dict[JobState, int]]]:
+def _all_counts(s: Settings) -> Op[dict[str, Counts]]:
     names = yield command(_sorted_names, "SMEMBERS", registry(s))
     if not names:
         return {}
@@ -128,16 +132,17 @@ def queues(s: Settings) -> Op[list[str]]:
     return [q for q, c in per_queue.items() if any(c.values())]
 
 
-def counts(s: Settings, queue: str | None) -> Op[dict[JobState, int]]:
-    """Count jobs per state in one queue, or summed over every queue."""
+def counts(s: Settings, queue: str | None) -> Op[Counts]:
+    """Count jobs per state in one queue, or summed over every queue (with `held`)."""
     if queue is not None:
         result = yield _counts_call(s, queue)
         return result  # type: ignore[no-any-return]
     per_queue = yield from _all_counts(s)
-    total = dict.fromkeys(_ORDER, 0)
+    total = Counts(dict.fromkeys(_ORDER, 0))
     for c in per_queue.values():
         for state, n in c.items():
             total[state] += n
+        total.held += c.held
     return total
 
 

@@ -31,6 +31,7 @@ from redisq.models import (
     Attempt,
     CancelNotice,
     Claimed,
+    Counts,
     Event,
     Flow,
     Job,
@@ -376,8 +377,12 @@ class Store:
         """
         return self._run(queries.list_jobs(self.settings, queue, state, limit, offset))
 
-    def counts(self, queue: str | None = None) -> dict[JobState, int]:
-        """Count jobs per state, in one queue or summed over every queue (O(1) per state)."""
+    def counts(self, queue: str | None = None) -> Counts:
+        """Count jobs per state, in one queue or summed over every queue (O(1) per state).
+
+        The result is a dict of JobState -> jobs; its `held` says how many ready jobs a limit
+        holds back now (a concurrency cap, a rate limit, group limits: `Counts`).
+        """
         return self._run(queries.counts(self.settings, queue))
 
     def queues(self) -> _Names:

@@ -91,7 +91,7 @@ def read_queues(s: Settings, names: Sequence[str]) -> Op[tuple[list[QueueStats],
     for queue in names:
         keys = queue_keys(s.prefix, queue)
         calls += [
-            script_call("counts", keys, _parse_counts(queue)),
+            script_call("counts", keys, _parse_counts(queue), now_ms=s.now_arg()),
             totals(s, queue),
             rate_state(s, queue),
             command(_flag, "HGET", keys.meta, "paused"),
