@@ -6,12 +6,13 @@ from __future__ import annotations
 import asyncio
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
 import redisq
 from redisq import JobState
+
 from ._worker_support import job_state
 
 
@@ -22,19 +23,17 @@ def app(url: str, prefix: str) -> Iterator[redisq.App]:
     made.close()
 
 
-async def _until(predicate: object, timeout: float = 10.0) -> None:
+async def _until(predicate: Callable[[], bool], limit_s: float = 10.0) -> None:
     """Poll `predicate` from the event loop (without blocking it) until true."""
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():  # type: ignore[operator]
+    deadline = loop.time() + limit_s
+    while not predicate():
         assert loop.time() < deadline, "condition not met in time"
         await asyncio.sleep(0.01)
 
 
 @pytest.mark.parametrize("pool", ["thread", "async"])
-def test_cancel_mid_run_loses_nothing_and_leaves_nothing_leased(
-    app: redisq.App, pool: str
-) -> None:
+def test_cancel_mid_run_loses_nothing_and_leaves_nothing_leased(app: redisq.App, pool: str) -> None:
     # Given jobs in flight: two running (one finishes within grace, one does not), the rest
     # prefetched or ready
     gate = threading.Event()
@@ -101,12 +100,14 @@ def test_stop_from_the_same_loop_returns_none_after_the_jobs(app: redisq.App) ->
         # When stop() is called from the loop itself
         worker.stop()
         # Then arun returns None (no CancelledError)
-        assert await asyncio.wait_for(task, 20) is None
+        await asyncio.wait_for(task, 20)
+        assert task.result() is None
         return asyncio.get_running_loop()
 
     host = asyncio.run(main())
     # the handlers ran as tasks of the host's loop (no loop of the worker's own)
-    assert loops and all(loop is host for loop in loops)
+    assert loops
+    assert all(loop is host for loop in loops)
     assert app.store.counts("q")[JobState.LEASED] == 0
     assert all(job_state(app, "q", r.id).state is JobState.COMPLETED for r in refs)
 

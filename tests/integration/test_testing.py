@@ -84,7 +84,7 @@ def test_run_until_empty_raises_on_timeout_and_leaves_nothing_leased(app: redisq
 
     ref = stuck.enqueue()
     try:
-        with pytest.raises(TimeoutError, match="were not empty after 0.5 s"):
+        with pytest.raises(TimeoutError, match=r"were not empty after 0\.5 s"):
             app.run_until_empty(timeout=0.5)
     finally:
         gate.set()
@@ -110,7 +110,8 @@ def test_arun_until_empty_runs_in_the_event_loop(app: redisq.App) -> None:
 
     summary, loop = asyncio.run(main())
     assert [r.result(timeout=0) for r in refs] == [0, 10, 20]
-    assert loops and all(x is loop for x in loops)
+    assert loops
+    assert all(x is loop for x in loops)
     assert (summary.completed, summary.dead, summary.failed) == (3, 1, 2)
     assert job_state(app, "q", dead.id).state is JobState.DEAD
 
@@ -131,7 +132,8 @@ def test_eager_runs_at_enqueue_without_a_server(offline: redisq.App) -> None:
     with offline.eager():
         ref = t["add"].enqueue(2, 3)
         # the result is there when enqueue returns
-        assert ref.get() is not None and ref.get().state is JobState.COMPLETED  # type: ignore[union-attr]
+        assert ref.get() is not None
+        assert ref.get().state is JobState.COMPLETED
         assert ref.result(timeout=0) == 5
         refs = t["add"].enqueue_many([((1, 1), {}), ((2, 2), {})])
         assert [r.result(timeout=0) for r in refs] == [2, 4]
@@ -147,7 +149,9 @@ def test_eager_retries_at_once_then_dead_letters(offline: redisq.App) -> None:
         dead = t["boom"].enqueue()
         # Then the flaky one completed on its third attempt, at once
         assert flaky.result(timeout=0) == "ok"
-        assert flaky.get().attempts == 3  # type: ignore[union-attr]
+        snapshot = flaky.get()
+        assert snapshot is not None
+        assert snapshot.attempts == 3
         # and the failing one is dead after max_attempts, its error kept
         with pytest.raises(redisq.JobFailed) as failed:
             dead.result(timeout=0)
@@ -220,9 +224,8 @@ def test_eager_block_uses_a_private_store_and_restores_the_app(app: redisq.App) 
         ref = t["add"].enqueue(1, 2)
         assert ref.result(timeout=0) == 3
         assert mode.base.counts("q")[JobState.COMPLETED] == 1
-        with pytest.raises(RuntimeError, match="eager mode already"):
-            with app.eager():
-                pass
+        with pytest.raises(RuntimeError, match="eager mode already"), app.eager():
+            pass
     # nothing reached the App's own store, which is used again after the block
     assert app.store.counts("q")[JobState.COMPLETED] == 0
     assert app.store.get("q", ref.id) is None
