@@ -32,7 +32,7 @@ DOC = ROOT / "docs" / "embedding.md"
 
 def _block(marker: str) -> str:
     """The ```python block of docs/embedding.md that contains `marker`."""
-    blocks = [b for b in re.findall(r"```python\n(.*?)```", DOC.read_text(), re.DOTALL)]
+    blocks: list[str] = re.findall(r"```python\n(.*?)```", DOC.read_text(), re.DOTALL)
     found = [b for b in blocks if marker in b]
     assert len(found) == 1, f"one block with {marker!r} in {DOC.name}"
     return found[0]
