@@ -116,7 +116,7 @@ class Worker:
             the claim after each wait that timed out bounds how long a lost wake-up (a
             worker killed between its wake-up and its claim) can go unnoticed.
         handle_signals: when `run` is called on the main thread, stop on SIGTERM and SIGINT
-            (a second signal releases the running jobs at once).
+            (a second signal releases the running jobs at once); `arun` never installs them.
         schedules: drive the periodic schedules of the worker's queues (store the app's
             declared ones at start, enqueue due ticks: see docs/schedules.md); False when a
             separate `redisq scheduler` does it.
@@ -366,8 +366,13 @@ class Worker:
         cancelled = False
 
         def on_cancel() -> None:
+            # The first cancel is a stop request (none if one came already); a second one
+            # releases the running jobs at once.
             nonlocal cancelled
-            self.stop(grace=not cancelled and not self._stop.is_set())
+            if cancelled:
+                self.stop(grace=False)
+            elif not self._stop.is_set():
+                self.stop()
             cancelled = True
 
         try:
@@ -678,9 +683,9 @@ async def _finish(future: asyncio.Future[Any], on_cancel: Callable[[], None]) ->
         try:
             return await asyncio.shield(future)
         except asyncio.CancelledError:
+            on_cancel()  # even when `future` is done by now: the cancel must not be lost
             if future.done():
                 return future.result()
-            on_cancel()
 
 
 def _in_thread(

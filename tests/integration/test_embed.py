@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import threading
+import time
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -53,7 +54,7 @@ def test_cancel_mid_run_loses_nothing_and_leaves_nothing_leased(app: redisq.App,
 
     refs = [slow.enqueue(0), hold.enqueue(1)] + [slow.enqueue(n) for n in range(2, 10)]
     worker = redisq.Worker(
-        app, concurrency=2, prefetch=3, grace_ms=1_000, pool=pool, idle_wait_ms=50
+        app, concurrency=2, prefetch=3, grace_ms=3_000, pool=pool, idle_wait_ms=50
     )
 
     async def main() -> None:
@@ -167,6 +168,32 @@ def test_a_second_cancel_releases_the_running_jobs_at_once(app: redisq.App) -> N
     assert (job.state, job.attempts) == (JobState.READY, 0)
 
 
+def test_a_cancel_after_stop_is_not_a_second_stop_request(app: redisq.App) -> None:
+    # Given a running job and a worker asked to stop (gracefully)
+    started = threading.Event()
+
+    @app.task(name="short", queue="q")
+    def short() -> None:
+        started.set()
+        time.sleep(0.3)
+
+    ref = short.enqueue()
+    worker = redisq.Worker(app, grace_ms=20_000, idle_wait_ms=50)
+
+    async def main() -> None:
+        task = asyncio.create_task(worker.arun())
+        await _until(started.is_set)
+        worker.stop()
+        # When the task is then cancelled (the usual lifespan shutdown)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(main())
+    # Then the job still finished within the grace period (not released at once)
+    assert job_state(app, "q", ref.id).state is JobState.COMPLETED
+
+
 def test_a_failing_start_hook_raises_from_arun_and_claims_nothing(app: redisq.App) -> None:
     @app.task(name="noop", queue="q")
     def noop() -> None:
@@ -182,3 +209,22 @@ def test_a_failing_start_hook_raises_from_arun_and_claims_nothing(app: redisq.Ap
         asyncio.run(worker.arun())
     assert job_state(app, "q", ref.id).state is JobState.READY
     assert not worker.running
+
+
+def test_a_cancel_as_the_start_completes_is_not_lost() -> None:
+    # The race that once left a cancelled arun() running: the cancel arrives in the loop
+    # iteration in which the start (in its thread) completes.
+    from redisq.worker import _finish
+
+    async def main() -> tuple[int, list[int]]:
+        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        requests: list[int] = []
+        task = asyncio.create_task(_finish(future, lambda: requests.append(1)))
+        await asyncio.sleep(0)  # the task waits on the future
+        future.set_result(5)
+        task.cancel()  # before the task saw the result
+        return await task, requests
+
+    value, requests = asyncio.run(main())
+    assert value == 5
+    assert requests == [1]  # the cancel was taken as a stop request
