@@ -25,7 +25,7 @@ from typing import Any
 from redisq._sync.store import Store
 from redisq.models import CancelNotice
 from redisq.worker._schedules import driver_store
-from redisq.worker._support import Episode, WorkerMetrics, is_transient, logger
+from redisq.worker._support import OUTAGE_CAP_S, Episode, WorkerMetrics, is_transient, logger
 
 __all__ = ["CancelWatch", "watch_store"]
 
@@ -115,6 +115,7 @@ class CancelWatch:
             "watching cancels works again",
             first_s=0.5,
             cap_s=30.0,
+            transient_cap_s=OUTAGE_CAP_S,
         )
         timeout_ms = 0  # the first read notes where the streams are
         while not self._halt.is_set():

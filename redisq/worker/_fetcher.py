@@ -19,7 +19,7 @@ Cluster its master is down) is set aside alone: the other queues are claimed as 
 they leased is admitted, and the refusing queue is tried again after a pause that grows from
 0.5 s to 30 s (jittered); a WARNING says so once per episode, and INFO when the queue works
 again. When Redis itself cannot be reached, or claiming fails in an unexpected way, the whole
-loop pauses (0.1 s doubling to 5 s; 1 s doubling to 60 s) and logs the same way.
+loop pauses (0.1 s doubling to 3 s; 1 s doubling to 60 s) and logs the same way.
 
 The loop starts on the fetcher's own thread but need not stay there: with a thread pool,
 when a waiting claim brings jobs to an idle worker, `admit` may keep the first job for the
@@ -39,7 +39,13 @@ from redisq._core.rotation import Rotation
 from redisq._sync.store import Store, queue_refusal
 from redisq.models import Claimed, Job
 from redisq.worker._state import Entry
-from redisq.worker._support import Episode, WorkerMetrics, is_transient, logger
+from redisq.worker._support import (
+    OUTAGE_CAP_S,
+    Episode,
+    WorkerMetrics,
+    is_transient,
+    logger,
+)
 
 __all__ = ["Fetcher"]
 
@@ -112,7 +118,7 @@ class Fetcher:
             "Redis is unreachable: claiming paused",
             "Redis is reachable again: claiming resumed",
             first_s=0.1,
-            cap_s=5.0,
+            cap_s=OUTAGE_CAP_S,
         )
         #: Claiming fails in a way that is neither an outage nor one queue's refusal.
         self._failing = Episode("claiming failed", "claiming works again", first_s=1.0, cap_s=60.0)

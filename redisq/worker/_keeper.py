@@ -44,7 +44,7 @@ from redisq.models import CancelNotice, Job
 from redisq.worker._cancels import CancelWatch
 from redisq.worker._sizing import STALE_WAIT_S
 from redisq.worker._state import Entry, Outcome, Phase, State
-from redisq.worker._support import Episode, WorkerMetrics, is_transient, logger
+from redisq.worker._support import OUTAGE_CAP_S, Episode, WorkerMetrics, is_transient, logger
 
 if TYPE_CHECKING:
     from redisq.metrics import WorkerExporter
@@ -478,6 +478,7 @@ class Keeper:
                             f"reaping queue {queue!r} works again",
                             first_s=1.0,
                             cap_s=60.0,
+                            transient_cap_s=OUTAGE_CAP_S,
                             note="the other queues are reaped as usual"
                             if len(self._queues) > 1
                             else "",

@@ -30,7 +30,7 @@ import redis.retry
 from redisq._connect import connect
 from redisq._sync.store import Store
 from redisq.errors import RedisqError
-from redisq.worker._support import logger
+from redisq.worker._support import OUTAGE_CAP_S, is_transient, logger
 
 __all__ = ["Drivers", "ScheduleDriver", "driver_store", "start_drivers"]
 
@@ -112,7 +112,9 @@ class ScheduleDriver(threading.Thread):
                         _RETRY_CAP_S,
                     )
                 failing = True
-                self._stop_event.wait(delay * random.uniform(0.8, 1.2))
+                # Back soon after an outage (as the other loops); far on other errors.
+                pause = min(delay, OUTAGE_CAP_S) if is_transient(exc) else delay
+                self._stop_event.wait(pause * random.uniform(0.8, 1.2))
                 delay = min(delay * 2, _RETRY_CAP_S)
 
     def pass_once(self) -> None:

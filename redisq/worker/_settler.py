@@ -25,7 +25,14 @@ from redisq._sync.store import Store, queue_refusal
 from redisq.errors import JobNotFound, LeaseLost
 from redisq.models import Job, JobState
 from redisq.worker._state import Entry, Outcome, Settlement, State, outcome_of
-from redisq.worker._support import Episode, WorkerMetrics, is_cancelled, is_transient, logger
+from redisq.worker._support import (
+    OUTAGE_CAP_S,
+    Episode,
+    WorkerMetrics,
+    is_cancelled,
+    is_transient,
+    logger,
+)
 
 if TYPE_CHECKING:
     from redisq.metrics import WorkerExporter
@@ -62,7 +69,7 @@ class Settler:
             "sending outcome(s) failed: Redis is unreachable",
             "sending outcome(s) works again",
             first_s=0.1,
-            cap_s=5.0,
+            cap_s=OUTAGE_CAP_S,
         )
         #: Queues that refuse outcomes: theirs wait.
         self._refusing: dict[str, Episode] = {}

@@ -63,6 +63,13 @@ def is_cancelled(exc: BaseException) -> bool:
 
 #: While a failure lasts, a WARNING summary at most this often (s).
 SUMMARY_S = 60.0
+#: The longest pause between tries while Redis cannot be reached (s), before jitter. The
+#: reliability plan asks every worker to claim again within 5 s of a restore: the pause's
+#: +25% jitter makes 3.75 s at most, which leaves time to reconnect and claim (with a 5 s cap,
+#: 6.25 s: chaos S8 saw a worker claim again 5.4-5.5 s after the restore). A try against a
+#: server that is down is one refused connection, so this costs an outage under 1 try per
+#: second per loop.
+OUTAGE_CAP_S = 3.0
 
 
 class Episode:
@@ -81,16 +88,27 @@ class Episode:
         first_s: the first pause.
         cap_s: the longest pause.
         note: said once, after the first failure ("the worker goes on with its other queues").
+        transient_cap_s: the longest pause after an error that means Redis is unreachable
+            for now (`is_transient`), when that must be shorter than `cap_s`: a loop that backs
+            off far on unexpected errors still comes back soon after an outage.
     """
 
     def __init__(
-        self, problem: str, recovery: str, *, first_s: float, cap_s: float, note: str = ""
+        self,
+        problem: str,
+        recovery: str,
+        *,
+        first_s: float,
+        cap_s: float,
+        note: str = "",
+        transient_cap_s: float | None = None,
     ) -> None:
         self.problem = problem
         self.recovery = recovery
         self.note = note
         self._first = first_s
         self._cap = cap_s
+        self._transient_cap = transient_cap_s
         self._next = first_s
         #: Failures in the current episode (0: none under way).
         self.failures = 0
@@ -116,7 +134,10 @@ class Episode:
         next try (also kept as `retry_at`)."""
         now = time.monotonic()
         self.failures += 1
-        pause = self._next * random.uniform(0.75, 1.25)
+        pause = self._next
+        if self._transient_cap is not None and is_transient(error):
+            pause = min(pause, self._transient_cap)
+        pause *= random.uniform(0.75, 1.25)
         self._next = min(self._next * 2, self._cap)
         self.retry_at = now + pause
         what = f"{type(error).__name__}: {error}"

@@ -596,7 +596,9 @@ def _check_outages(
         for pid, start in starts.items():
             if start > down:
                 continue  # started during or after the outage
-            first = next((e for e in resumed if e["pid"] == pid and float(e["t"]) > up), None)
+            # The first claim to work after the kill: a worker may reconnect before the harness
+            # has noted the server up (its own check returns after the worker's claim).
+            first = next((e for e in resumed if e["pid"] == pid and float(e["t"]) > down), None)
             if first is None:
                 report.add(
                     "S8", f"worker pid {pid} never claimed again after the restore at {up:.0f}"

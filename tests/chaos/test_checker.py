@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from tests.chaos.checker import FinalJob, FinalState, Limits, Report, check
+from tests.chaos.fleet_scenarios import _check_outages
 from tests.chaos.ledger import Ledger, LedgerData, read_ledger
 
 LEASE = 2_000
@@ -329,3 +330,24 @@ def test_the_ledger_skips_a_torn_last_line_only(tmp_path: Path) -> None:
     torn.write_text('{"ev": "ACK_O\n' + json.dumps({"ev": "ENQ_OK", "t": 1.0}) + "\n")
     with pytest.raises(ValueError, match="bad ledger line"):
         read_ledger(tmp_path)
+
+
+def test_s8_counts_a_claim_that_resumed_before_the_harness_noted_the_server_up() -> None:
+    # S8 seed 22: a worker's claim worked again 22 ms before the harness's own check logged
+    # SERVER_UP; the checker looked only after SERVER_UP and said it "never claimed again".
+    history = History()
+    history.add("WORKER_START", 0, pid=7)
+    history.add("SERVER_KILL", 100)
+    history.add("RESUMED", 5_000, pid=7, op="claim", started=T0 + 4_990)
+    history.add("SERVER_UP", 5_022)
+    history.add("WORKER_STOP", 9_000, pid=7, metrics={})
+    report = Report()
+    outage = {"seconds": 5.0, "reconnects_per_s": 1.0}
+    worst = _check_outages(report, history.data(), [outage], 5.0, 10.0)
+    assert report.ok
+    assert worst == [0.0]
+    # A worker that never claims after the kill is still reported.
+    history.events = [e for e in history.events if e["ev"] != "RESUMED"]
+    report = Report()
+    _check_outages(report, history.data(), [outage], 5.0, 10.0)
+    assert any("never claimed again" in v for v in report.violations["S8"])
