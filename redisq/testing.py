@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import functools
 import secrets
 import threading
@@ -303,7 +304,10 @@ class Eager:
             if claimed is None:
                 return
             job, entry = claimed
-            self._settle(job, entry, _run_here(functools.partial(runner.run_sync, entry)))
+            # In a copy of the caller's context: the handler's current_context() must not
+            # stay set in the caller after the run.
+            run = functools.partial(contextvars.copy_context().run, runner.run_sync, entry)
+            self._settle(job, entry, _run_here(run))
         raise RuntimeError(f"eager mode ran {MAX_EAGER_RUNS} attempts for one enqueue; a loop?")
 
     async def adrain(self) -> None:
@@ -314,7 +318,8 @@ class Eager:
             if claimed is None:
                 return
             job, entry = claimed
-            self._settle(job, entry, await runner.run_async(entry))
+            # As its own asyncio task (a copy of the caller's context, as above).
+            self._settle(job, entry, await asyncio.create_task(runner.run_async(entry)))
         raise RuntimeError(f"eager mode ran {MAX_EAGER_RUNS} attempts for one enqueue; a loop?")
 
     def _settle(self, job: Job, entry: Any, settlement: Settlement | None) -> None:

@@ -229,3 +229,29 @@ def test_eager_block_uses_a_private_store_and_restores_the_app(app: redisq.App) 
     # nothing reached the App's own store, which is used again after the block
     assert app.store.counts("q")[JobState.COMPLETED] == 0
     assert app.store.get("q", ref.id) is None
+
+
+def test_eager_leaves_no_current_context_in_the_caller(offline: redisq.App) -> None:
+    # A handler's current_context() is its own: after an eager run the caller has none
+    # (it once stayed set in the caller's thread, and leaked into later code).
+    @offline.task(name="whoami", queue="q", store_result=True)
+    def whoami() -> str:
+        return redisq.current_context().id
+
+    @offline.task(name="awhoami", queue="q", store_result=True)
+    async def awhoami() -> str:
+        return redisq.current_context().id
+
+    with offline.eager():
+        ref = whoami.enqueue()
+        assert ref.result(timeout=0) == ref.id
+        with pytest.raises(LookupError):
+            redisq.current_context()
+
+        async def main() -> None:
+            aref = await awhoami.aenqueue()
+            assert await aref.aresult(timeout=0) == aref.id
+            with pytest.raises(LookupError):
+                redisq.current_context()
+
+        asyncio.run(main())
