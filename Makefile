@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.redisq-installed.stamp
 PYTEST_ARGS ?=
 # `make chaos`: the chaos scenarios outside the default test run (docs/reliability.md).
-SCENARIOS ?= S2 S3 S6 S7 S8 S10 S15
+SCENARIOS ?= S2 S3 S6 S7 S8 S10 S15 S16 S16C
 SEED ?=
 CHAOS_ARGS ?=
 

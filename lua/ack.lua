@@ -210,7 +210,8 @@ card = card + chunks({'ZADD', done_key}, done_pairs)
 -- Trim as many as this call completed on top of `batch`: a set that grows by n per call and
 -- sheds at least n stays within its limits whatever the size of the calls (bounded by the
 -- call's own work).
-trim_retention(done_key, jobs_key, keep, max_age_ms, now, batch + done, card)
+trim_retention(done_key, jobs_key, keep, max_age_ms, now, batch + done, card, nil,
+  meta[4] == '1' and deps_prefix or nil)
 add_totals(meta_key, done, 0, 0)
 -- A queue with groups or a concurrency cap (lib/groups): the grouped jobs' slots are free, and
 -- a waiting worker is woken for the jobs the cap or the limits held back.

@@ -124,8 +124,10 @@ t[F.ENDED] = 'cancel/' .. request_id
 redis.call('HSET', jobs_key, id, rec_pack(t))
 redis.call('ZADD', cancelled_key, n, id)
 clear_unique(unique_key, {t[F.UKEY], id})
-trim_retention(cancelled_key, jobs_key, keep, max_age_ms, now, batch)
-if redis.call('HGET', meta_key, 'deps') == '1' then
+local has_deps = redis.call('HGET', meta_key, 'deps') == '1'
+trim_retention(cancelled_key, jobs_key, keep, max_age_ms, now, batch, nil, nil,
+  has_deps and deps_prefix or nil)
+if has_deps then
   deps_finish(deps_keys(deps_prefix, jobs_key, waiting_key, ready_key, scheduled_key,
     cancelled_key, wake_key), {id}, 'cancelled', now)
 end

@@ -193,7 +193,8 @@ clear_unique(unique_key, {t[F.UKEY], id})
 if request_id ~= '' and memo_ms > 0 then
   memo_set(memo_prefix .. request_id, {id, token}, memo_ms)
 end
-trim_retention(done_key, jobs_key, done_keep, done_age_ms, now, batch)
+trim_retention(done_key, jobs_key, done_keep, done_age_ms, now, batch, nil, nil,
+  m[4] == '1' and deps_prefix or nil)
 add_totals(meta_key, 1, 0, 0)
 if m[4] == '1' then
   deps_finish(deps_keys(deps_prefix, jobs_key, waiting_key, ready_key, scheduled_key,

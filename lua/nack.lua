@@ -121,14 +121,16 @@ if to_dead or tonumber(t[F.ATTEMPTS]) >= tonumber(t[F.MAX]) then
   redis.call('HSET', jobs_key, id, record)
   redis.call('ZADD', dead_key, n, id)
   clear_unique(unique_key, {t[F.UKEY], id})
-  trim_retention(dead_key, jobs_key, dead_keep, dead_age_ms, now, batch, nil, gjob_key)
+  local has_deps = redis.call('HGET', meta_key, 'deps') == '1'
+  trim_retention(dead_key, jobs_key, dead_keep, dead_age_ms, now, batch, nil, gjob_key,
+    has_deps and deps_prefix or nil)
   add_totals(meta_key, 0, 0, 1)
   -- Its lease's place is free: a worker may wait on it under a group limit or the queue's cap
   -- (a queue with neither wakes nobody for a dead letter).
   if g or redis.call('HGET', meta_key, 'conc') then
     wake(wake_key)
   end
-  if redis.call('HGET', meta_key, 'deps') == '1' then
+  if has_deps then
     deps_finish(deps_keys(deps_prefix, jobs_key, waiting_key, ready_key, scheduled_key,
       cancelled_key, wake_key), {id}, 'dead', now)
   end

@@ -28,6 +28,18 @@ from redisq._server import ServerConfigWarning
 from redisq._sync.store import Store
 from redisq._version import __version__
 from redisq.app import App
+from redisq.canvas import (
+    Chain,
+    ChainRef,
+    Chord,
+    ChordRef,
+    Group,
+    GroupRef,
+    Signature,
+    chain,
+    chord,
+    group,
+)
 from redisq.context import Context, current_context
 from redisq.errors import (
     BadRecord,
@@ -103,6 +115,17 @@ __all__ = [  # noqa: RUF022  (grouped by topic, STYLE section 1)
     "backoff",
     "current_context",
     "load_app",
+    # workflows (docs/workflows.md)
+    "Chain",
+    "ChainRef",
+    "Chord",
+    "ChordRef",
+    "Group",
+    "GroupRef",
+    "Signature",
+    "chain",
+    "chord",
+    "group",
     # hooks and middleware
     "EnqueueRequest",
     "JobOutcome",

@@ -1,12 +1,15 @@
 """connect() and connect_async(): URLs to stores.
 
 Schemes: ``redis://``, ``rediss://`` (TLS), ``unix://``, ``redis+cluster://`` and
-``rediss+cluster://`` (or ``cluster=True``), and ``memory://[name]``: an in-process fakeredis
-server running the very same Lua scripts, shared by every store of the process that names it.
+``rediss+cluster://`` (or ``cluster=True``), ``redis+sentinel://`` and ``rediss+sentinel://``
+(a master named by Sentinel, see `redisq._sentinel`), and ``memory://[name]``: an in-process
+fakeredis server running the very same Lua scripts, shared by every store of the process that
+names it.
 """
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Callable
 from dataclasses import replace
@@ -26,6 +29,8 @@ from redisq._async.transport import AsyncTransport
 from redisq._core.calls import Settings
 from redisq._core.codec import DEFAULT_PAYLOAD_LIMIT
 from redisq._core.validate import MAX_DELAY_MS, MAX_LEASE_MS, check_int
+from redisq._sentinel import SCHEMES as _SENTINEL_SCHEMES
+from redisq._sentinel import master_client, parse_sentinel_url
 from redisq._server import connect_error
 from redisq._sync.store import Store
 from redisq._sync.transport import SyncTransport
@@ -35,7 +40,15 @@ from redisq.models import Retention
 
 __all__ = ["connect", "connect_async", "forget_memory", "memory_server", "redact"]
 
-_SCHEMES = ("redis", "rediss", "unix", "redis+cluster", "rediss+cluster", "memory")
+_SCHEMES = (
+    "redis",
+    "rediss",
+    "unix",
+    "redis+cluster",
+    "rediss+cluster",
+    *_SENTINEL_SCHEMES,
+    "memory",
+)
 _memory_servers: dict[str, Any] = {}
 _memory_lock = threading.Lock()
 
@@ -120,15 +133,21 @@ def _blocking(settings: Settings, options: dict[str, Any], is_cluster: bool) -> 
     return replace(settings, cluster=is_cluster, max_block_ms=limit)
 
 
+#: Query options that hold secrets (``redis+sentinel://...?sentinel_password=``).
+_SECRET_QUERY = re.compile(r"(?i)(^|&)((?:sentinel_)?password)=[^&]*")
+
+
 def redact(url: str) -> str:
-    """Return `url` with its password replaced by ***."""
+    """Return `url` with its passwords (before the @ and in the query) replaced by ***."""
     try:
         parts = urlsplit(url)
         password = parts.password
     except ValueError:
         return url
+    if parts.query and _SECRET_QUERY.search(parts.query):
+        parts = parts._replace(query=_SECRET_QUERY.sub(r"\1\2=***", parts.query))
     if password is None:
-        return url
+        return urlunsplit(parts)
     user = parts.username or ""
     return urlunsplit(parts._replace(netloc=f"{user}:***@{parts.netloc.rsplit('@', 1)[1]}"))
 
@@ -233,11 +252,20 @@ def _aselect_checked(url: str, db: int) -> Callable[[Any], Any]:
     return on_connect
 
 
-def _parse(url: str, cluster: bool | None, options: dict[str, Any]) -> tuple[str, str, bool, int]:
-    """Split a URL into (kind, url for redis-py, cluster?, database), checking it."""
+def _parse(url: str, cluster: bool | None, options: dict[str, Any]) -> tuple[str, Any, bool, int]:
+    """Split a URL into (kind, url for redis-py, cluster?, database), checking it.
+
+    For ``redis+sentinel://`` the second item is a `SentinelTarget`.
+    """
     if not isinstance(url, str):
         raise ConfigurationError(f"url must be a str such as 'redis://localhost:6379'; got {url!r}")
-    scheme = urlsplit(url).scheme.lower()
+    try:
+        scheme = urlsplit(url).scheme.lower()
+    except ValueError as exc:  # "Invalid IPv6 URL": an unbalanced [ or ]
+        raise ConfigurationError(
+            f"{redact(url)} cannot work ({exc}): an IPv6 address goes in [brackets], e.g."
+            " redis://[::1]:6379"
+        ) from None
     if scheme not in _SCHEMES:
         raise ConfigurationError(
             f"unsupported URL scheme {scheme!r} in {redact(url)!r}; use one of"
@@ -251,6 +279,14 @@ def _parse(url: str, cluster: bool | None, options: dict[str, Any]) -> tuple[str
         if cluster:
             raise ConfigurationError("memory:// is a single in-process server, not a cluster")
         return "memory", urlsplit(url).netloc or "default", False, 0
+    if scheme in _SENTINEL_SCHEMES:
+        if cluster:
+            raise ConfigurationError(
+                f"{redact(url)} names a master through Sentinel, not a Redis Cluster: leave"
+                " cluster=True out, or give a cluster node's redis+cluster:// URL"
+            )
+        sentinel = parse_sentinel_url(url, redact(url))
+        return "sentinel", sentinel, False, sentinel.db
     if scheme.endswith("+cluster"):
         target = scheme.split("+")[0] + url[len(scheme) :]
         return "redis", target, True, _check_url(url, scheme, True)
@@ -276,7 +312,9 @@ def connect(
     Args:
         url: ``redis://[[user]:password@]host:port/db``, ``rediss://...`` (TLS; redis-py's
             ``ssl_*`` options pass through), ``unix:///path.sock``, ``redis+cluster://host:port``,
-            or ``memory://[name]`` (in-process, the default).
+            ``redis+sentinel://host:26379[,host:26379...]/MASTER[/db]`` (the master a Sentinel
+            names, followed across failovers; docs/sentinel.md), or ``memory://[name]``
+            (in-process, the default).
         prefix: the key prefix; all keys of queue Q live under the hash tag ``{prefix:Q}``.
         payload_limit: largest encoded payload, result or progress value in bytes (512 KiB).
         retention: how many completed, dead and cancelled jobs are kept, and how long.
@@ -310,9 +348,11 @@ def connect(
         return Store(SyncTransport(client, check_server=False), settings)
     options = _client_options(redis_options, asynchronous=False)
     if db and "redis_connect_func" not in options:
-        options["redis_connect_func"] = _select_checked(target, db)
+        options["redis_connect_func"] = _select_checked(url, db)
     settings = _blocking(settings, options, is_cluster)
-    if is_cluster:
+    if kind == "sentinel":
+        client = master_client(target, options, asynchronous=False)
+    elif is_cluster:
         try:  # redis-py's cluster client connects here, to learn the topology
             client = redis.cluster.RedisCluster.from_url(target, **options)
         except (redis.exceptions.RedisClusterException, redis.RedisError) as exc:
@@ -356,9 +396,14 @@ def connect_async(
         return AsyncStore(AsyncTransport(factory, check_server=False, cluster=False), settings)
     options = _client_options(redis_options, asynchronous=True)
     if db and "redis_connect_func" not in options:
-        options["redis_connect_func"] = _aselect_checked(target, db)
+        options["redis_connect_func"] = _aselect_checked(url, db)
     settings = _blocking(settings, options, is_cluster)
-    if is_cluster:
+    if kind == "sentinel":
+
+        def factory() -> Any:
+            return master_client(target, options, asynchronous=True)
+
+    elif is_cluster:
 
         def factory() -> Any:
             return redis.asyncio.cluster.RedisCluster.from_url(target, **options)

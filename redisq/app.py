@@ -33,7 +33,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, overload
+from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar, overload
 
 from redisq._async.store import AsyncStore
 from redisq._connect import connect, connect_async
@@ -583,4 +583,7 @@ class Periodic:
         )
 
 
-_Decorator = Callable[[Callable[..., Any]], "Task[Any, Any]"]
+class _Decorator(Protocol):
+    """What ``app.task(...)`` returns: keeps the function's types (workflows are checked)."""
+
+    def __call__(self, fn: Callable[P, R], /) -> Task[P, R]: ...

@@ -101,6 +101,9 @@ class Job:
     lease_ms: int | None = None
     #: The dedupe key held while the job is live.
     unique_key: str | None = None
+    #: The W3C trace context of its enqueue ({"traceparent": ..., "tracestate": ...}) when it
+    #: was enqueued with one (redisq.tracing, docs/tracing.md), else None.
+    trace_context: dict[str, str] | None = None
 
 
 class Claimed(list[Job]):

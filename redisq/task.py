@@ -36,6 +36,7 @@ from redisq.models import Spec
 
 if TYPE_CHECKING:
     from redisq.app import App
+    from redisq.canvas import Signature
 
 __all__ = ["ExceptionTypes", "Task", "TaskCall", "TaskOptions", "TaskSettings"]
 
@@ -547,6 +548,14 @@ class Task(_Enqueuer[P], Generic[P, R]):
     def __call__(self, *args: Any, **kwargs: Any) -> R:
         """Run the function here and now, as a plain call (no job, no worker)."""
         return self.fn(*args, **kwargs)
+
+    def s(self, *args: Any, **kwargs: Any) -> Signature[P, R]:
+        """Describe a call for a workflow (`redisq.chain`, `group`, `chord`) without
+        enqueueing it; a chain step after the first leaves out its first argument (the
+        previous step's result)."""
+        from redisq.canvas import Signature
+
+        return Signature(self, args, kwargs, self._options)
 
     def options(
         self,

@@ -10,8 +10,25 @@
 -- so the set converges to its limits under any steady load. `card`, when the caller knows
 -- it, is the set's size (saves a ZCARD). `groups_key`, when given, is the queue's job -> group
 -- hash (lib/groups), whose entries of the removed jobs go too (the dead set: a dead job keeps
--- its group for retry_dead until trimmed). Returns the number removed.
-local function trim_retention(set_key, jobs_key, keep, max_age_ms, now, batch, card, groups_key)
+-- its group for retry_dead until trimmed). `edges`, when given, is the queue's deps prefix (a
+-- queue that used dependencies): the removed jobs' flow edges (u/<id>, d/<id>) go too, so a
+-- workflow's inspection records last no longer than its records. Returns the number removed.
+local function trim_drop(jobs_key, groups_key, edges, ids)
+  chunks({'HDEL', jobs_key}, ids)
+  if groups_key then
+    chunks({'HDEL', groups_key}, ids)
+  end
+  if edges then
+    local keys = {}
+    for i = 1, #ids do
+      keys[#keys + 1] = edges .. 'u/' .. ids[i]
+      keys[#keys + 1] = edges .. 'd/' .. ids[i]
+    end
+    chunks({'DEL'}, keys)
+  end
+end
+local function trim_retention(set_key, jobs_key, keep, max_age_ms, now, batch, card, groups_key,
+    edges)
   batch = math.min(batch, CAPS.TRIM)
   local removed = 0
   local bytes_left = CAPS.TRIM_BYTES
@@ -28,10 +45,7 @@ local function trim_retention(set_key, jobs_key, keep, max_age_ms, now, batch, c
     if n < #ids then
       ids = {unpack(ids, 1, n)}
     end
-    chunks({'HDEL', jobs_key}, ids)
-    if groups_key then
-      chunks({'HDEL', groups_key}, ids)
-    end
+    trim_drop(jobs_key, groups_key, edges, ids)
     redis.call('ZREMRANGEBYRANK', set_key, 0, n - 1)
     removed = n
     bytes_left = bytes_left - used
@@ -53,10 +67,7 @@ local function trim_retention(set_key, jobs_key, keep, max_age_ms, now, batch, c
       if n < #ids then
         ids = {unpack(ids, 1, n)}
       end
-      chunks({'HDEL', jobs_key}, ids)
-      if groups_key then
-        chunks({'HDEL', groups_key}, ids)
-      end
+      trim_drop(jobs_key, groups_key, edges, ids)
       chunks({'ZREM', set_key}, ids)
       removed = removed + n
     end

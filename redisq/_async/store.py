@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from types import TracebackType
 from typing import Any, TypeVar
@@ -195,6 +195,7 @@ class AsyncStore:
         expires_ms: int | None = None,
         throttle_ms: int | None = None,
         debounce_ms: int | None = None,
+        trace_context: Mapping[str, str] | None = None,
     ) -> Job:
         """Add a job to a queue, or return the existing one.
 
@@ -232,6 +233,9 @@ class AsyncStore:
             debounce_ms: with unique_key (not with delay_ms or run_at_ms): the job waits this
                 long; a repeat while it waits unstarted gives it the repeat's payload and
                 waits debounce_ms from then (a repeat once it started makes a new job).
+            trace_context: the W3C trace context of the enqueue ({"traceparent": ...,
+                "tracestate": ...}, at most 568 bytes), kept in the record for the job's
+                consumer (`Job.trace_context`); redisq.tracing sets it (docs/tracing.md).
 
         Returns:
             The new job, or the job that already held the id or unique key (for a debounced
@@ -247,7 +251,7 @@ class AsyncStore:
             DependencyNotFound: a parent does not exist; nothing was written.
             DependencyCycle: the job would depend on itself; nothing was written.
         """
-        options = {
+        options: dict[str, Any] = {
             "id": id,
             "name": name,
             "priority": priority,
@@ -261,6 +265,8 @@ class AsyncStore:
             "throttle_ms": throttle_ms,
             "debounce_ms": debounce_ms,
         }
+        if trace_context is not None:
+            options["trace_context"] = trace_context
         if depends_on is not None:
             return await self._run(
                 deps.enqueue_deps(
@@ -291,8 +297,8 @@ class AsyncStore:
             payloads: payloads, or `redisq.Spec` items carrying per-job options.
             **options: defaults for every job: name, priority, delay_ms, run_at_ms,
                 max_attempts, lease_ms, unique_key, group, expires_ms, throttle_ms,
-                debounce_ms (as for `enqueue`; not id). One call may not repeat a debounced
-                unique key.
+                debounce_ms, trace_context (as for `enqueue`; not id). One call may not
+                repeat a debounced unique key.
 
         Returns:
             One Job per item, in order (existing jobs for ids or unique keys already live).

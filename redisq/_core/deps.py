@@ -8,10 +8,13 @@ edges kept for inspection (`flow`) live under the queue's ``deps:`` prefix for F
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from redisq._core.calls import (
+    CHUNK,
+    CHUNK_BYTES,
     Call,
     Op,
     Settings,
@@ -26,6 +29,7 @@ from redisq._core.calls import (
 from redisq._core.codec import round_trip
 from redisq._core.records import parse_record
 from redisq._core.status import ScriptStatus
+from redisq._core.tracectx import check_trace_context, pack_trace
 from redisq._core.validate import check_id, check_name
 from redisq._version import __version__
 from redisq.errors import DependencyCycle, DependencyNotFound, InvalidArgument, WrongKeyType
@@ -35,8 +39,10 @@ __all__ = [
     "FLOW_TTL_MS",
     "MAX_PARENTS",
     "POLICIES",
+    "FlowJob",
     "deliver",
     "enqueue_deps",
+    "enqueue_flow",
     "flow",
     "parent_ids",
 ]
@@ -154,6 +160,8 @@ def enqueue_deps(
     jid = opts.id if opts.id is not None else os.urandom(16).hex()
     parents, far = parent_ids(queue, depends_on, jid)
     data, _ = round_trip("payload", payload, s.payload_limit, jid)
+    if options.get("trace_context") is not None:  # (docs/tracing.md)
+        data = pack_trace(check_trace_context("trace_context", options["trace_context"]), data)
     # Parents in other queues first (their slots): check them and record the child there.
     far_args: list[str] = []
     for pqueue in sorted(far):
@@ -324,3 +332,126 @@ def flow(s: Settings, queue: str, job_id: str, limit: int = MAX_FLOW_NODES) -> O
         children = [c for c in down.get(jid, []) if c in seen]
         nodes[jid] = FlowNode(jid, job, tuple(parents), tuple(children))
     return Flow(queue, job_id, nodes)
+
+
+@dataclass(frozen=True, slots=True)
+class FlowJob:
+    """One job of a workflow for `enqueue_flow`: its queue, payload, enqueue options (with an
+    ``id``), and its parents as (queue, id) pairs, all of them jobs listed before it or stored."""
+
+    queue: str
+    payload: Any
+    options: dict[str, Any]
+    parents: tuple[tuple[str, str], ...] = ()
+    policy: str = "fail"
+
+
+def _flow_fields(s: Settings, i: int, job: FlowJob) -> list[Any]:
+    from redisq._core.enqueue import _options  # the one validation of enqueue's options
+
+    where = f"jobs[{i}]."
+    for name in ("unique_key", "group", "expires_ms", "throttle_ms", "debounce_ms"):
+        if job.options.get(name) is not None:
+            raise InvalidArgument(
+                where + name, "None in a workflow (not supported together yet)", job.options[name]
+            )
+    if job.options.get("id") is None:
+        raise InvalidArgument(
+            where + "id", "a job id (a workflow's ids are set by the client)", None
+        )
+    opts = _options({k: v for k, v in job.options.items() if k in _PLAIN}, where)
+    check_policy(job.policy)
+    check_name(where + "queue", job.queue)
+    if len(job.parents) > MAX_PARENTS:
+        raise InvalidArgument(
+            where + "depends_on", f"at most {MAX_PARENTS} parents", len(job.parents)
+        )
+    data, _ = round_trip(where + "payload", job.payload, s.payload_limit, str(opts.id))
+    name, priority, run_at, delay, max_attempts, lease_ms = opts.argv[:6]
+    local = [pid for pq, pid in job.parents if pq == job.queue]
+    return [
+        str(opts.id), data, name, priority, run_at, delay, max_attempts, lease_ms,
+        job.policy, str(len(local)), *local,
+    ]  # fmt: skip
+
+
+def enqueue_flow(s: Settings, jobs: Sequence[FlowJob], registered: set[str]) -> Op[list[Job]]:
+    """Enqueue the jobs of a workflow, parents before children (`redisq.canvas`).
+
+    Every job is validated and encoded first (bad input writes nothing). Then each run of
+    consecutive jobs of one queue whose parents are all in that queue is created by one
+    lua/enqueue_flow.lua call (atomically: all of them with their links, or none; at most
+    CHUNK jobs and CHUNK_BYTES of payloads per call); a job with a parent in another queue
+    goes through `enqueue_deps` (link in the parent's slot, then create). Every step is
+    idempotent on the job ids, so a re-sent call or a retry of the whole enqueue creates
+    nothing twice. Returns the jobs (the stored ones for ids that existed), in order.
+    """
+    fields = [_flow_fields(s, i, job) for i, job in enumerate(jobs)]
+    out: list[Job] = []
+    i = 0
+    while i < len(jobs):
+        job = jobs[i]
+        if any(pq != job.queue for pq, _ in job.parents):
+            made = yield from enqueue_deps(
+                s,
+                job.queue,
+                job.payload,
+                {k: v for k, v in job.options.items() if k in _PLAIN},
+                list(job.parents),
+                job.policy,
+                registered,
+            )
+            out.append(made)
+            i += 1
+            continue
+        stop, size = i + 1, 0
+        while (
+            stop < len(jobs)
+            and stop - i < CHUNK
+            and jobs[stop].queue == job.queue
+            and all(pq == job.queue for pq, _ in jobs[stop].parents)
+            and size + len(fields[stop][1]) <= CHUNK_BYTES
+        ):
+            size += len(fields[stop][1])
+            stop += 1
+        out.extend((yield from _flow_call(s, job.queue, fields[i:stop], registered)))
+        i = stop
+    return out
+
+
+def _flow_call(
+    s: Settings, queue: str, fields: list[list[Any]], registered: set[str]
+) -> Op[list[Job]]:
+    keys = queue_keys(s.prefix, queue)
+    if queue not in registered:
+        yield [
+            command(_registry_type(s), "TYPE", registry(s)),
+            command(ok, "SADD", registry(s), queue),
+        ]
+        registered.add(queue)
+    ids = [f[0] for f in fields]
+
+    def parse(reply: Any) -> Any:
+        if reply[0] == ScriptStatus.NOT_FOUND:
+            raise DependencyNotFound(queue, decoded(reply[1]), ids[0])
+        return check_reply(reply, queue)
+
+    reply = yield script_call(
+        "enqueue_flow",
+        keys,
+        parse,
+        now_ms=s.now_arg(),
+        lib_version=__version__,
+        flow_ttl_ms=str(FLOW_TTL_MS),
+        count=str(len(fields)),
+        jobs=[v for f in fields for v in f],
+    )
+    if reply[2]:
+        yield command(ok, "SADD", registry(s), queue)
+    records = yield command(ok, "HMGET", keys.jobs, *ids)
+    out: list[Job] = []
+    for jid, rec in zip(ids, records, strict=True):
+        if rec is None:  # deleted at once by another client
+            raise DependencyNotFound(queue, jid, jid)
+        out.append(parse_record(queue, jid, rec))
+    return out

@@ -25,6 +25,7 @@ from redisq._core.calls import (
 )
 from redisq._core.codec import round_trip, round_trip_many
 from redisq._core.records import build_job, parse_record, with_changes
+from redisq._core.tracectx import carrier, check_trace_context, pack_trace
 from redisq._core.validate import (
     MAX_ATTEMPTS,
     MAX_DELAY_MS,
@@ -111,6 +112,8 @@ class _Prepared:
     payload: bytes
     value: Any  # the payload as readers will decode it
     opts: _Options
+    #: The job's trace context (carrier dict), stored in front of its payload (_core/tracectx).
+    trace: dict[str, str] | None = None
 
 
 def check_keywords(unknown: dict[str, Any]) -> None:
@@ -153,7 +156,7 @@ def check_options(options: dict[str, Any], where: str = "options") -> None:
     if "id" in options:
         raise InvalidArgument(f"{where}.id", "given per job, with redisq.Spec(id=...)", options)
     valid = sorted(_SPEC_FIELDS - {"id"})
-    unknown = sorted(set(options) - _SPEC_FIELDS)
+    unknown = sorted(set(options) - _SPEC_FIELDS - {"trace_context"})
     if unknown:
         raise InvalidArgument(f"{where}.{unknown[0]}", f"one of {', '.join(valid)}", options)
 
@@ -274,6 +277,11 @@ def prepare(
     combination of values, see _options).
     """
     given = {k: v for k, v in defaults.items() if v is not None}
+    trace_text = ""
+    if "trace_context" in given:
+        trace_text = check_trace_context(
+            ("" if single else "options.") + "trace_context", given.pop("trace_context")
+        )
     base = _options(given, "" if single else "options.")
     ids = os.urandom(16 * len(items)).hex()
     jobs: list[tuple[str, _Options]] = []
@@ -301,6 +309,12 @@ def prepare(
     data, values = encoded
     if not single:
         _check_debounce_repeats(jobs, given)
+    if trace_text:
+        trace = carrier(trace_text)
+        return [
+            _Prepared(jid, pack_trace(trace_text, d), v, opts, trace)
+            for (jid, opts), d, v in zip(jobs, data, values, strict=True)
+        ]
     return [
         _Prepared(jid, d, v, opts) for (jid, opts), d, v in zip(jobs, data, values, strict=True)
     ]
@@ -349,6 +363,7 @@ def _created(queue: str, p: _Prepared, now: int) -> Job:
         None,
         o.lease_ms,
         o.unique_key or None,
+        p.trace,
     )
 
 
@@ -468,6 +483,11 @@ def enqueue_one(
     jid = opts.id if opts.id is not None else os.urandom(16).hex()
     data, value = round_trip("payload", payload, s.payload_limit, jid)
     prepared = _Prepared(jid, data, value, opts)
+    if options.get("trace_context") is not None:
+        trace_text = check_trace_context("trace_context", options["trace_context"])
+        if trace_text:
+            data = prepared.payload = pack_trace(trace_text, data)
+            prepared.trace = carrier(trace_text)
     job: Job
     created: bool
     job, created = yield script_call(

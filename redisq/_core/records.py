@@ -10,6 +10,7 @@ from typing import Any
 import msgpack
 
 from redisq._core.codec import decode
+from redisq._core.tracectx import split_trace
 from redisq.errors import BadRecord, ScriptReplyError, SerializationError
 from redisq.models import Job, JobState
 
@@ -44,14 +45,17 @@ def _job_maker() -> Callable[..., Job]:
     a Job by __class__ assignment (allowed between classes of identical layout). The result
     is a genuine Job: frozen, equal and hashed as if built by Job(...), at a third of the cost.
     """
-    names = ", ".join(_FIELDS)
+    # The fields after unique_key (trace_context) are None unless given: the hot paths that
+    # build Jobs without them pass one argument fewer.
+    tail = _FIELDS[_FIELDS.index("unique_key") + 1 :]
+    names = ", ".join(_FIELDS[: len(_FIELDS) - len(tail)] + tuple(f"{n}=None" for n in tail))
     stores = "".join(f"        self.{name} = {name}\n" for name in _FIELDS)
     source = (
         "class JobTwin:\n"
         f"    __slots__ = {_FIELDS!r}\n"
         f"    def __init__(self, {names}):\n{stores}"
         f"def make({names}):\n"
-        "    job = JobTwin(" + names + ")\n"
+        "    job = JobTwin(" + ", ".join(_FIELDS) + ")\n"
         "    job.__class__ = Job\n"
         "    return job\n"
     )
@@ -129,7 +133,8 @@ RECORD_FIELDS = (
     "seq",
     "name",
 )
-#: Blobs at the end of a packed record, in stored order (the payload takes the rest).
+#: Blobs at the end of a packed record, in stored order (the payload takes the rest; a traced
+#: job's payload blob starts with its trace context, see _core/tracectx).
 RECORD_BLOBS = ("error", "result", "progress", "payload")
 _TAG = b"j3"
 _PARTS = 1 + len(RECORD_FIELDS) + 3 + 1
@@ -231,12 +236,23 @@ def parse_record(queue: str, job_id: str, data: bytes) -> Job:
         payload_b, error, result, progress = _blobs(
             queue, job_id, (len_error, len_result, len_progress), tail
         )
+    trace = None
     try:
         payload = _unpackb(payload_b, raw=False, strict_map_key=False)
     except (TypeError, ValueError) as exc:
-        raise SerializationError(
-            "payload", f"the stored bytes do not decode: {exc}", job_id
-        ) from exc
+        # A payload blob may carry the job's trace context in front (_core/tracectx).
+        split = split_trace(payload_b)
+        if split is None:
+            raise SerializationError(
+                "payload", f"the stored bytes do not decode: {exc}", job_id
+            ) from exc
+        trace, payload_b = split
+        try:
+            payload = _unpackb(payload_b, raw=False, strict_map_key=False)
+        except (TypeError, ValueError) as exc2:
+            raise SerializationError(
+                "payload", f"the stored bytes do not decode: {exc2}", job_id
+            ) from exc2
     # Positional, in the order of Job's fields.
     return build_job(
         job_id,
@@ -258,6 +274,7 @@ def parse_record(queue: str, job_id: str, data: bytes) -> Job:
         finished_i,
         lease_i,
         ukey.decode() if ukey else None,
+        trace,
     )
 
 

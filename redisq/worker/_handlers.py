@@ -21,8 +21,16 @@ from redisq._core.codec import encode
 from redisq._core.tasks import describe_exception, is_retryable, parse_payload
 from redisq.backoff import delay_for
 from redisq.context import Context, _current
-from redisq.errors import PayloadTooLarge, RateLimited, Retry, SerializationError, Snooze
+from redisq.errors import (
+    PayloadTooLarge,
+    RateLimited,
+    ResultExpired,
+    Retry,
+    SerializationError,
+    Snooze,
+)
 from redisq.middleware import Hooks, JobOutcome, hook_name
+from redisq.worker._flow import FLOW_KEY, flow_arguments, keeps_result
 from redisq.worker._state import Entry, Outcome, Settlement
 from redisq.worker._support import logger
 
@@ -102,7 +110,11 @@ class Runner:
     def completed(self, entry: Entry, value: Any) -> Settlement:
         """The outcome of a handler that returned `value` (the entry itself: a plain ack)."""
         task = entry.task
-        if task is None or not task.store_result or value is None:
+        if (
+            task is None
+            or value is None
+            or not (task.store_result or keeps_result(entry.job.payload))
+        ):
             return entry
         try:
             # Checked here so one bad result cannot fail a whole ack_many batch.
@@ -162,13 +174,30 @@ class Runner:
                 and not kwargs
             ):
                 pass  # the common call shape, checked without parse_payload's generality
+            elif type(payload) is dict and FLOW_KEY in payload:
+                args, kwargs = flow_arguments(self.store, payload)  # a workflow's job
             else:
                 args, kwargs = parse_payload(payload)
             task.check_arguments(args, kwargs)
-        except (ValueError, TypeError) as exc:
+        except (ValueError, TypeError, ResultExpired) as exc:
             error = f"task {task.name!r} cannot run this job: {exc}"
+            if isinstance(exc, ResultExpired):
+                error = f"task {task.name!r} cannot run this job: ResultExpired: {exc}"
             return Outcome(entry, "nack", "failed", error=error, dead=True), None
+        except Exception as exc:  # the read of the parents' results failed: retried
+            error = f"the parents' results could not be read: {describe_exception(exc)}"
+            return Outcome(
+                entry, "nack", "failed", error=error, delay_ms=self.backoff_ms(entry)
+            ), None
         return None, (args, kwargs)
+
+    async def _arefuse(self, entry: Entry) -> tuple[Outcome | None, Any]:
+        """`_refuse` from the event loop: a workflow job's read of its parents' results (a
+        round trip on the sync store) runs in a thread, so the loop's other handlers go on."""
+        payload = entry.job.payload
+        if type(payload) is dict and FLOW_KEY in payload:
+            return await asyncio.to_thread(self._refuse, entry)
+        return self._refuse(entry)
 
     def context(self, entry: Entry) -> Context:
         """The Context of `entry`'s run, made on first use (the same one on every call)."""
@@ -243,7 +272,7 @@ class Runner:
         """Run the handler of `entry` as (part of) the current asyncio task."""
         if self.hooks is not None:
             return await self._run_async_hooked(entry, self.hooks)
-        refusal, call = self._refuse(entry)
+        refusal, call = await self._arefuse(entry)
         if refusal is not None:
             return refusal
         args, kwargs = call
@@ -350,7 +379,7 @@ class Runner:
 
     async def _run_async_hooked(self, entry: Entry, hooks: Hooks) -> Settlement | None:
         """`run_async` with the job hooks around the handler (see redisq.middleware)."""
-        refusal, call = self._refuse(entry)
+        refusal, call = await self._arefuse(entry)
         ctx = self.context(entry)
         if refusal is not None:
             return await self._after_async(hooks, entry, ctx, refusal, None, 0)

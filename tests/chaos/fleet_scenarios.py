@@ -25,7 +25,7 @@ import redisq
 from redisq.keys import QueueKeys
 from tests.support.proxy import TcpProxy
 
-from .checker import Limits, Report, check, save_run
+from .checker import FinalState, Limits, Report, check, save_run
 from .harness import (
     AtShare,
     Chaos,
@@ -37,7 +37,7 @@ from .harness import (
     plan_jobs,
     used_memory,
 )
-from .ledger import Ledger, read_ledger
+from .ledger import Ledger, LedgerData, read_ledger
 from .tasks import WorkerConfig, task_name
 
 __all__ = ["S1", "S2", "S15", "FleetScenario", "Outcome", "run_fleet", "run_s8", "run_s10"]
@@ -84,6 +84,8 @@ class FleetScenario:
     delay_for: float = 1.0
     delay_s: float = 0.2
     flush_every: float | None = None
+    #: Shares of the plan at which a random worker is killed (-9), besides `kill_every`.
+    worker_kills_at: tuple[float, ...] = ()
     #: Shares of the plan at which the server is killed (-9) and restarted on its AOF.
     server_restarts: tuple[float, ...] = (0.5,)
     server_down_s: float = 1.0
@@ -91,6 +93,8 @@ class FleetScenario:
     drain_s: float = 120.0
     #: One producer per queue (so a queue whose node is down does not hold the others up).
     producer_per_queue: bool = False
+    #: I7's slack over the reaper interval (Limits.recovery_slack_ms).
+    recovery_slack_ms: int = 500
 
     def limits(self) -> Limits:
         """What the checker allows in this scenario."""
@@ -99,6 +103,7 @@ class FleetScenario:
             reaper_ms=self.reaper_ms,
             max_attempts=self.max_attempts,
             concurrency=self.concurrency,
+            recovery_slack_ms=self.recovery_slack_ms,
         )
 
     def describe(self) -> str:
@@ -106,6 +111,9 @@ class FleetScenario:
         faults = []
         if self.kill_every:
             faults.append(f"kill -9 every {self.kill_every:g} s")
+        if self.worker_kills_at:
+            shares = ", ".join(f"{s:.0%}" for s in self.worker_kills_at)
+            faults.append(f"kill -9 of a worker at {shares}")
         if self.stop_every:
             faults.append(f"SIGSTOP {self.stop_for:g} s every {self.stop_every:g} s")
         if self.drop_every:
@@ -217,6 +225,8 @@ def run_fleet(
     *,
     sabotage: Sequence[str] = (),
     log: Callable[[str], None] = print,
+    make_plan: Callable[[random.Random, FleetScenario], list[JobPlan]] | None = None,
+    check_more: Callable[[Report, LedgerData, FinalState], None] | None = None,
 ) -> Outcome:
     """Run `scenario` with `seed` on `server` (AOF on, for the restarts); check it.
 
@@ -227,7 +237,16 @@ def run_fleet(
         "127.0.0.1", server.port, lifetime=scenario.drain_s + 900, max_connections=1024
     ) as proxy:
         target = Target(proxy.url, server.url, [proxy], [server])
-        return run_on(scenario, seed, run_dir, target, sabotage=sabotage, log=log)
+        return run_on(
+            scenario,
+            seed,
+            run_dir,
+            target,
+            sabotage=sabotage,
+            log=log,
+            make_plan=make_plan,
+            check_more=check_more,
+        )
 
 
 def run_on(
@@ -238,8 +257,14 @@ def run_on(
     *,
     sabotage: Sequence[str] = (),
     log: Callable[[str], None] = print,
+    make_plan: Callable[[random.Random, FleetScenario], list[JobPlan]] | None = None,
+    check_more: Callable[[Report, LedgerData, FinalState], None] | None = None,
 ) -> Outcome:
-    """Run `scenario` on `target` and check it (see `run_fleet`)."""
+    """Run `scenario` on `target` and check it (see `run_fleet`).
+
+    `make_plan` replaces the default job plan (S16's DAG); `check_more` adds a scenario's own
+    checks on the ledger and the final state, after I1-I9.
+    """
     started = time.monotonic()
     rng = random.Random(seed)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -270,7 +295,10 @@ def run_on(
     try:
         fleet.start()
         _wait_workers(run_dir, scenario.workers, 60)
-        plan = plan_jobs(rng, scenario.jobs, scenario.queues, scenario.mix)
+        if make_plan is not None:
+            plan = make_plan(rng, scenario)
+        else:
+            plan = plan_jobs(rng, scenario.jobs, scenario.queues, scenario.mix)
         if scenario.producer_per_queue:
             shares = [[j for j in plan if j.queue == q] for q in scenario.queues]
         else:
@@ -297,7 +325,7 @@ def run_on(
         chaos = Chaos(
             rng,
             _periodic(scenario, fleet, target, events),
-            _at_share(scenario, target, events),
+            _at_share(scenario, target, events, fleet),
             progress,
         )
         t0 = time.monotonic()
@@ -318,7 +346,10 @@ def run_on(
     events.write("CHECK")
     events.close()
     save_run(run_dir, final, scenario.limits(), scenario=scenario.name, seed=seed)
-    report = check(read_ledger(run_dir), final, scenario.limits())
+    data = read_ledger(run_dir)
+    report = check(data, final, scenario.limits())
+    if check_more is not None:
+        check_more(report, data, final)
     problems = [
         *fleet.errors,
         *(chaos.errors if chaos else []),
@@ -378,7 +409,9 @@ def _periodic(
     return periodic
 
 
-def _at_share(scenario: FleetScenario, target: Target, events: Ledger) -> list[AtShare]:
+def _at_share(
+    scenario: FleetScenario, target: Target, events: Ledger, fleet: Fleet | None = None
+) -> list[AtShare]:
     def restart(rng: random.Random) -> None:
         server = rng.choice(target.servers)
         events.write("SERVER_KILL", port=server.port)
@@ -387,7 +420,12 @@ def _at_share(scenario: FleetScenario, target: Target, events: Ledger) -> list[A
         server.restart()
         events.write("SERVER_UP", port=server.port)
 
-    return [
+    kills = (
+        [AtShare(f"worker kill at {s:.0%}", s, fleet.kill) for s in scenario.worker_kills_at]
+        if fleet is not None
+        else []
+    )
+    return kills + [
         AtShare(f"server restart at {share:.0%}", share, restart)
         for share in scenario.server_restarts
     ]
@@ -426,6 +464,7 @@ def _drain(
                     redisq.JobState.READY,
                     redisq.JobState.SCHEDULED,
                     redisq.JobState.LEASED,
+                    redisq.JobState.WAITING,
                 )
             )
             final = sum(

@@ -288,11 +288,12 @@ class Chaos:
 
 @dataclass(frozen=True)
 class JobPlan:
-    """One job a producer enqueues."""
+    """One job a producer enqueues (with `parents`, (queue, id) pairs: its depends_on)."""
 
     queue: str
     id: str
     kind: str
+    parents: tuple[tuple[str, str], ...] = ()
 
 
 def plan_jobs(
@@ -403,10 +404,19 @@ class Producer:
 
     def _enqueue(self, store: redisq.Store, job: JobPlan) -> None:
         payload = {"args": [job.kind, self.pad], "kwargs": {}}
+        deps: dict[str, Any] = {}
+        if job.parents:
+            deps["depends_on"] = list(job.parents)
         give_up = time.monotonic() + self.give_up_s
         pause = 0.05
         while True:
-            self.ledger.write("ENQ_SENT", q=job.queue, id=job.id, kind=job.kind)
+            if job.parents:
+                parents = [list(parent) for parent in job.parents]
+                self.ledger.write(
+                    "ENQ_SENT", q=job.queue, id=job.id, kind=job.kind, parents=parents
+                )
+            else:
+                self.ledger.write("ENQ_SENT", q=job.queue, id=job.id, kind=job.kind)
             try:
                 stored = store.enqueue(
                     job.queue,
@@ -415,6 +425,7 @@ class Producer:
                     name=task_name(job.queue),
                     max_attempts=self.max_attempts,
                     lease_ms=self.lease_ms,
+                    **deps,
                 )
             except Exception as exc:
                 self.errors += 1
@@ -463,10 +474,12 @@ def collect_final(
             keys = QueueKeys.build(prefix, queue)
             sets[queue] = {
                 part: int(raw.zcard(getattr(keys, part)))
-                for part in ("ready", "scheduled", "leased")
+                for part in ("ready", "scheduled", "leased", "waiting")
             }
             allowed.update(getattr(keys, part) for part in KEPT_PARTS)
             expiring.append(keys.memo_prefix)
+            # The dependency edges `flow` reads expire (7 days); every other deps key must go.
+            expiring += [keys.deps_prefix + "u/", keys.deps_prefix + "d/"]
         found: dict[str, tuple[str, int]] = {}
         # The worker registry: its index is kept (pruned by readers), each record expires.
         workers = registry_keys(prefix)

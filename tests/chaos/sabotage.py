@@ -88,6 +88,20 @@ SABOTAGES = {
             "-- (sabotaged: the token counter stays)",
             ("claim",),
         ),
+        Sabotage(
+            "deps-release-early",
+            "a waiting child is released when its first parent completes (dependencies broken)",
+            "  if #left > 0 then\n    redis.call('HSET', dk.deps, child,",
+            "  if #left > 0 and false then\n    redis.call('HSET', dk.deps, child,",
+            ("ack", "deps_deliver"),
+        ),
+        Sabotage(
+            "deps-deliver-lost",
+            "a release for another queue is removed from the outbox undelivered (release lost)",
+            "local r = deps_apply(dk, child, ref, outcome, now)",
+            "local r = 'gone'",
+            ("deps_deliver",),
+        ),
     )
 }
 

@@ -9,6 +9,7 @@ from tests.support.cluster import ClusterProcess
 from tests.support.servers import ServerProcess, redis_binary, valkey_binary
 
 from .checker import Report
+from .dag import S16D, run_s16, run_s16_cluster
 from .fleet_scenarios import S1, S2, S15, FleetScenario, run_fleet, run_s3, run_s8, run_s10
 from .store_scenarios import run_s6, run_s7
 
@@ -64,6 +65,21 @@ def _s7(seed: int, run_dir: Path, flavor: str, sabotage: Sequence[str]) -> Repor
         return run_s7(seed, run_dir, server.url, server.port)
 
 
+def _s16(seed: int, run_dir: Path, flavor: str, sabotage: Sequence[str]) -> Report:
+    with ServerProcess(server_binary(flavor)) as server:
+        return run_s16(seed, run_dir, server, sabotage=sabotage).report
+
+
+def _s16d(seed: int, run_dir: Path, flavor: str, sabotage: Sequence[str]) -> Report:
+    with ServerProcess(server_binary(flavor)) as server:
+        return run_s16(seed, run_dir, server, scenario=S16D, sabotage=sabotage).report
+
+
+def _s16c(seed: int, run_dir: Path, flavor: str, sabotage: Sequence[str]) -> Report:
+    with ClusterProcess(server_binary(flavor)) as cluster:
+        return run_s16_cluster(seed, run_dir, cluster, sabotage=sabotage).report
+
+
 SCENARIOS: dict[str, Callable[[int, Path, str, Sequence[str]], Report]] = {
     "S1": _fleet(S1),
     "S2": _fleet(S2),
@@ -73,6 +89,9 @@ SCENARIOS: dict[str, Callable[[int, Path, str, Sequence[str]], Report]] = {
     "S8": _s8,
     "S10": _s10,
     "S15": _fleet(S15),
+    "S16": _s16,
+    "S16C": _s16c,
+    "S16D": _s16d,
 }
 
 

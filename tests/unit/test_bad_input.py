@@ -854,7 +854,7 @@ def test_update_refuses_an_unserialisable_payload(probe: Probe) -> None:
 
 @pytest.mark.parametrize(
     "url",
-    ["ftp://localhost", "http://localhost:6379", "localhost:6379", "", "redis+sentinel://h:1", 7],
+    ["ftp://localhost", "http://localhost:6379", "localhost:6379", "", "redis+unknown://h:1", 7],
     ids=short,
 )
 def test_connect_refuses_an_unknown_scheme(url: Any) -> None:

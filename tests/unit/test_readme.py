@@ -45,6 +45,7 @@ def test_the_readme_has_its_snippets() -> None:
         "Tasks and workers",
         "Periodic schedules",
         "Workflows: dependencies",
+        "Workflows: chain, group, chord",
         "Rate limits",
         "Concurrency groups",
         "Expiry",
@@ -88,6 +89,8 @@ def test_each_python_snippet_runs_as_written(section: str, code: str, tmp_path: 
         # 11 starts (one job ran twice) at 20/s, one after a 300 ms hold: over 0.7 s; the
         # limited run did not count.
         assert done.stdout.splitlines() == ["11 True", "1"]
+    elif section == "Workflows: chain, group, chord":
+        assert done.stdout.splitlines() == ["113", "[0, 2, 4, 6]", "4950"]
     elif section == "Workflows: dependencies":
         # Each job ran after its parents; the flow shows the DAG with results.
         assert done.stdout.splitlines() == [

@@ -1,0 +1,1 @@
+"""A minimal Django project for tests/integration/test_django*.py (settings, tasks, views)."""
