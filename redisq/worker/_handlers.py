@@ -196,7 +196,8 @@ class Runner:
         round trip on the sync store) runs in a thread, so the loop's other handlers go on."""
         payload = entry.job.payload
         if type(payload) is dict and FLOW_KEY in payload:
-            return await self.in_thread(self._refuse, entry)
+            refused: tuple[Outcome | None, Any] = await self.in_thread(self._refuse, entry)
+            return refused
         return self._refuse(entry)
 
     def context(self, entry: Entry) -> Context:
