@@ -15,7 +15,10 @@ scripts included, do not):
   life         enqueue + worker: one job's whole life, as the peer table reports it
 
     python bench/bench_server_cpu.py [--jobs 5000] [--rounds 3] [--only enqueue,claim1]
-        [--url redis://...]
+        [--url redis://...] [--events]
+
+--events turns each queue's event stream on first (docs/events.md): the difference with a
+run without it is the stream's cost per job.
 """
 
 from __future__ import annotations
@@ -82,7 +85,22 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--only", default=",".join(SCENARIOS), help=f"scenarios, comma-separated ({SCENARIOS})"
     )
+    p.add_argument(
+        "--events", action="store_true", help="turn the queues' event stream on (default off)"
+    )
     return p
+
+
+#: Whether the scenarios' queues have their event stream on (--events).
+EVENTS: list[bool] = [False]
+
+
+def fresh_store(url: str, prefix: str) -> redisq.Store:
+    """Connect to a fresh queue, with its event stream on under --events."""
+    store = redisq.connect(url, prefix=prefix)
+    if EVENTS[0]:
+        store.set_events(QUEUE)
+    return store
 
 
 def server_cpu(admin: redis.Redis) -> float:
@@ -142,7 +160,7 @@ def worker_drain(url: str, admin: redis.Redis, prefix: str, jobs: int) -> tuple[
 
     Returns the server CPU µs per job of the enqueues and of the drain.
     """
-    store = redisq.connect(url, prefix=prefix)
+    store = fresh_store(url, prefix)
     child: subprocess.Popen[str] | None = None
     try:
         store.pause(QUEUE)  # (no worker yet: nothing but the enqueues is measured)
@@ -190,7 +208,7 @@ def one_round(url: str, admin: redis.Redis, jobs: int, only: list[str]) -> dict[
                 out["enqueue (worker run)"], out["worker"] = worker_drain(url, admin, prefix, jobs)
                 out["life"] = out["enqueue (worker run)"] + out["worker"]
                 continue
-            store = redisq.connect(url, prefix=prefix)
+            store = fresh_store(url, prefix)
             try:
                 if name == "enqueue":
                     out[name] = measured(
@@ -216,9 +234,10 @@ def run(args: argparse.Namespace) -> list[Figure]:
     unknown = set(only) - set(SCENARIOS)
     if unknown:
         raise SystemExit(f"unknown scenarios {sorted(unknown)}; choose from {SCENARIOS}")
+    EVENTS[0] = bool(args.events)
     cmd = command_line(
         SCRIPT, {"jobs": jobs, "rounds": args.rounds, "only": ",".join(only)}, args.url
-    )
+    ) + (" --events" if args.events else "")
     print(f"## Redis server CPU per job, {jobs:,} jobs per scenario\n# {cmd}", flush=True)
     rounds: list[dict[str, float]] = []
     with bench_server(args.url) as server:

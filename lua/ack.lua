@@ -27,6 +27,8 @@
   KEYS[14] waiting    zset   job ids waiting for parents
   KEYS[15] cancelled  zset   job ids; not written by ack itself
   KEYS[16] deps_prefix prefix dependency keys (lib/deps_keys), used only when meta deps = 1
+  KEYS[17] events     stream the queue's events while they are on (lib/events)
+  KEYS[18] wait_prefix prefix result waiters' counters and lists (lib/events)
   ARGV[1] now_ms      int    test clock override; '' = Redis TIME
   ARGV[2] keep        int    retention of the done set: count
   ARGV[3] max_age_ms  int    retention of the done set: age (0 = no age limit)
@@ -60,6 +62,7 @@
 --- @include "lib/wake"
 --- @include "lib/deps_keys"
 --- @include "lib/deps_finish"
+--- @include "lib/events"
 
 local meta_key = KEYS[1]
 local leased_key = KEYS[2]
@@ -77,6 +80,8 @@ local scheduled_key = KEYS[13]
 local waiting_key = KEYS[14]
 local cancelled_key = KEYS[15]
 local deps_prefix = KEYS[16]
+local events_key = KEYS[17]
+local wait_prefix = KEYS[18]
 local now_arg = ARGV[1]
 local keep = tonumber(ARGV[2])
 local max_age_ms = tonumber(ARGV[3])
@@ -99,7 +104,7 @@ if count > 1 and arg_bytes > CAPS.ARG_BYTES then
   return {STATUS.BAD_ARGUMENT, 'result bytes'}
 end
 local now = now_ms(now_arg)
-local meta, err = read_meta(meta_key, 'groups', 'conc', 'deps')
+local meta, err = read_meta(meta_key, 'groups', 'conc', 'deps', 'events', 'wait')
 if not meta then
   return err
 end
@@ -198,6 +203,7 @@ if type(zrem) == 'table' then
 end
 
 write_jobs(jobs_key, writes)
+events(meta_key, events_key, wait_prefix, {meta[5], meta[6]}, now, 'completed', writes)
 -- The stored result: the completed record again, under a key of its own with a TTL, so that
 -- `get` still finds it after the done set's count limit trimmed the record.
 for j = 1, #results, 2 do

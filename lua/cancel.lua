@@ -25,6 +25,8 @@
   KEYS[13] waiting     zset   job ids waiting for parents
   KEYS[14] deps_prefix prefix dependency keys (lib/deps_keys), used only when meta deps = 1
   KEYS[15] wake       zset   signalled when children were released
+  KEYS[16] events     stream the queue's events while they are on (lib/events)
+  KEYS[17] wait_prefix prefix result waiters' counters and lists (lib/events)
   ARGV[1] now_ms      int    test clock override; '' = Redis TIME
   ARGV[2] id          str    job id
   ARGV[3] request_id  str    the caller's id for this call, recorded on the job
@@ -48,6 +50,7 @@
 --- @include "lib/grp_ctx"
 --- @include "lib/deps_keys"
 --- @include "lib/deps_finish"
+--- @include "lib/events"
 
 local meta_key = KEYS[1]
 local ready_key = KEYS[2]
@@ -64,6 +67,8 @@ local gjob_key = KEYS[12]
 local waiting_key = KEYS[13]
 local deps_prefix = KEYS[14]
 local wake_key = KEYS[15]
+local events_key = KEYS[16]
+local wait_prefix = KEYS[17]
 local now_arg = ARGV[1]
 local id = ARGV[2]
 local request_id = ARGV[3]
@@ -121,7 +126,9 @@ end
 t[F.STATE] = 'cancelled'
 t[F.FINISHED] = n
 t[F.ENDED] = 'cancel/' .. request_id
-redis.call('HSET', jobs_key, id, rec_pack(t))
+local rec = rec_pack(t)
+redis.call('HSET', jobs_key, id, rec)
+events(meta_key, events_key, wait_prefix, nil, now, 'cancelled', {id, rec})
 redis.call('ZADD', cancelled_key, n, id)
 clear_unique(unique_key, {t[F.UKEY], id})
 local has_deps = redis.call('HGET', meta_key, 'deps') == '1'

@@ -34,6 +34,8 @@
   KEYS[15] gjob       hash   job id -> group
   KEYS[16] grate      hash   group -> rate limit, <group> \0 'at' -> its bucket (lib/rate)
   KEYS[17] gwait      zset   group -> when its next token is due (ms): out of the rotation
+  KEYS[18] events     stream the queue's events while they are on (lib/events)
+  KEYS[19] wait_prefix prefix result waiters' counters and lists (lib/events)
   ARGV[1] now_ms      int    test clock override; '' = Redis TIME
   ARGV[2] worker      str    name of the claiming worker
   ARGV[3] count       int    most jobs to lease
@@ -84,6 +86,7 @@
 --- @include "lib/budget"
 --- @include "lib/rate"
 --- @include "lib/grp_ctx"
+--- @include "lib/events"
 
 local meta_key = KEYS[1]
 local ready_key = KEYS[2]
@@ -102,6 +105,8 @@ local gleased_key = KEYS[14]
 local gjob_key = KEYS[15]
 local grate_key = KEYS[16]
 local gwait_key = KEYS[17]
+local events_key = KEYS[18]
+local wait_prefix = KEYS[19]
 local now_arg = ARGV[1]
 local worker = ARGV[2]
 local count = tonumber(ARGV[3])
@@ -124,7 +129,7 @@ local now = now_ms(now_arg)
 -- Keys are type-checked by their first access: reads with pcall here and in the helpers, and
 -- an explicit check before a helper's first write to a key it has not read.
 local meta, err = read_meta(meta_key, 'paused', 'token', 'rate', 'rate_at', 'conc', 'groups',
-  'grate')
+  'grate', 'events')
 if not meta then
   return err
 end
@@ -159,7 +164,8 @@ end
 
 -- Housekeeping of this queue, bounded by `batch`.
 local keys = {ready = ready_key, scheduled = scheduled_key, leased = leased_key,
-  dead = dead_key, unique = unique_key, jobs = jobs_key}
+  dead = dead_key, unique = unique_key, jobs = jobs_key,
+  meta = meta_key, events = events_key, wait = wait_prefix}
 local gctx
 if meta[7] then
   local bad = key_types({gready_key, 'zset', gturn_key, 'zset', gleased_key, 'zset', gjob_key,
@@ -485,6 +491,7 @@ if leased == 0 then
 end
 redis.call('HINCRBY', meta_key, 'token', leased)
 write_jobs(jobs_key, writes)
+events(meta_key, events_key, wait_prefix, {meta[9], false}, now, 'started', writes)
 chunks({'ZADD', leased_key}, leased_pairs)
 if request_id ~= '' and memo_ms > 0 then
   memo_set(memo_prefix .. request_id, memo, memo_ms)

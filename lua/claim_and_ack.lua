@@ -24,6 +24,8 @@
   KEYS[16] waiting    zset   job ids waiting for parents
   KEYS[17] deps_prefix prefix dependency keys (lib/deps_keys), used only when meta deps = 1
   KEYS[18] wake       zset   signalled when children were released
+  KEYS[19] events     stream the queue's events while they are on (lib/events)
+  KEYS[20] wait_prefix prefix result waiters' counters and lists (lib/events)
   ARGV[1] now_ms      int    test clock override; '' = Redis TIME
   ARGV[2] worker      str    name of the worker
   ARGV[3] request_id  str    '' = no memo
@@ -61,6 +63,7 @@
 --- @include "lib/grp_ctx"
 --- @include "lib/deps_keys"
 --- @include "lib/deps_finish"
+--- @include "lib/events"
 
 local meta_key = KEYS[1]
 local ready_key = KEYS[2]
@@ -80,6 +83,8 @@ local gjob_key = KEYS[15]
 local waiting_key = KEYS[16]
 local deps_prefix = KEYS[17]
 local wake_key = KEYS[18]
+local events_key = KEYS[19]
+local wait_prefix = KEYS[20]
 local now_arg = ARGV[1]
 local worker = ARGV[2]
 local request_id = ARGV[3]
@@ -119,6 +124,7 @@ end
 
 local keys = {ready = ready_key, scheduled = scheduled_key, leased = leased_key,
   dead = dead_key, unique = unique_key, jobs = jobs_key,
+  meta = meta_key, events = events_key, wait = wait_prefix,
   grp = grp_ctx(meta_key, gready_key, gturn_key, gleased_key, gjob_key)}
 local expiry = {expiring = expiring_key, cancelled = cancelled_key, meta = meta_key,
   keep = cancelled_keep, age_ms = cancelled_age_ms}
@@ -131,7 +137,7 @@ add_totals(meta_key, 0, reaped, died)
 if expired_left then
   return {STATUS.OK, now}  -- expired jobs may still wait among the ready ones
 end
-local m = redis.call('HMGET', meta_key, 'paused', 'rate', 'rate_at', 'deps')
+local m = redis.call('HMGET', meta_key, 'paused', 'rate', 'rate_at', 'deps', 'events', 'wait')
 if m[1] == '1' then
   return {STATUS.PAUSED, now}
 end
@@ -188,6 +194,7 @@ t[F.ATTEMPTS] = num(tonumber(t[F.ATTEMPTS]) + 1)
 t[F.ENDED] = 'ack/' .. token
 local record = rec_pack(t)
 redis.call('HSET', jobs_key, id, record)
+events(meta_key, events_key, wait_prefix, {m[5], m[6]}, now, 'completed', {id, record})
 redis.call('ZADD', done_key, n, id)
 clear_unique(unique_key, {t[F.UKEY], id})
 if request_id ~= '' and memo_ms > 0 then

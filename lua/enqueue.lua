@@ -22,6 +22,8 @@
   KEYS[10] gturn      zset   group -> turn, the groups that may lease now
   KEYS[11] gleased    zset   leased grouped jobs, member <group> \0 <id>
   KEYS[12] gjob       hash   job id -> group
+  KEYS[13] events     stream the queue's events while they are on (lib/events)
+  KEYS[14] wait_prefix prefix result waiters' counters and lists (lib/events)
   ARGV[1] now_ms      int    test clock override; '' = Redis TIME
   ARGV[2] lib_version str    redisq version, recorded in meta on the first write
   ARGV[3] count       int    number of jobs that follow
@@ -57,6 +59,8 @@ local gready_key = KEYS[9]
 local gturn_key = KEYS[10]
 local gleased_key = KEYS[11]
 local gjob_key = KEYS[12]
+local events_key = KEYS[13]
+local wait_prefix = KEYS[14]
 local now_arg = ARGV[1]
 local lib_version = ARGV[2]
 local count = tonumber(ARGV[3])
@@ -75,7 +79,7 @@ if count == 1 and #ARGV == jobs_at - 1 + STRIDE and ARGV[jobs_at + 8] == ''
   local id = ARGV[b]
   local priority = tonumber(ARGV[b + 3])
   local delay = tonumber(ARGV[b + 5])
-  local meta = redis.pcall('HMGET', meta_hash, 'schema', 'seq', 'enqueued')
+  local meta = redis.pcall('HMGET', meta_hash, 'schema', 'seq', 'enqueued', 'events')
   if id ~= '' and priority and delay and tonumber(ARGV[b + 6]) and not meta['err']
       and (not meta[1] or meta[1] == SCHEMA_VERSION)
       and redis.pcall('HEXISTS', jobs_hash, id) == 0 then
@@ -111,6 +115,11 @@ if count == 1 and #ARGV == jobs_at - 1 + STRIDE and ARGV[jobs_at + 8] == ''
         redis.call('HSET', meta_hash, 'seq', fmt('%d', seq), 'enqueued', totals,
           'schema', SCHEMA_VERSION, 'lib_version', lib_version)
       end
+      -- lib/events, written out: the enqueued event of a queue whose events are on.
+      if meta[4] then
+        redis.pcall('XADD', events_key, 'MAXLEN', '~', meta[4], '*', 'event', 'enqueued', 'id', id,
+          'name', ARGV[b + 2], 'attempt', '0', 'worker', '', 'at', fmt('%d', now))
+      end
       -- lib/wake, written out.
       redis.pcall('ZADD', wake_set, 0, 'w')
       return {0, now, {0}, is_new}
@@ -132,6 +141,7 @@ end
 --- @include "lib/record"
 --- @include "lib/rec_pack"
 --- @include "lib/grp_ctx"
+--- @include "lib/events"
 
 if not count or count < 1 or count > CAPS.BATCH then
   return {STATUS.BAD_ARGUMENT, 'count'}
@@ -160,7 +170,7 @@ if count > 1 and arg_bytes > CAPS.ARG_BYTES then
   return {STATUS.BAD_ARGUMENT, 'payload bytes'}
 end
 local now = now_ms(now_arg)
-local meta, err = read_meta(meta_hash, 'seq', 'enqueued')
+local meta, err = read_meta(meta_hash, 'seq', 'enqueued', 'events')
 if not meta then
   return err
 end
@@ -486,6 +496,7 @@ for _, set in ipairs({{ready_key, ready_pairs}, {scheduled_key, scheduled_pairs}
   end
 end
 write_jobs(jobs_hash, records)
+events(meta_hash, events_key, wait_prefix, {meta[4], false}, now, 'enqueued', records)
 for i = 1, #group_jobs do
   local g, id, state, prio, job_seq = unpack(group_jobs[i])
   redis.call('HSET', gjob_key, id, g)

@@ -20,6 +20,8 @@
   KEYS[13] waiting     zset   job ids waiting for parents
   KEYS[14] cancelled  zset   job ids; children cancelled by policy 'fail'
   KEYS[15] deps_prefix prefix dependency keys (lib/deps_keys), used only when meta deps = 1
+  KEYS[16] events     stream the queue's events while they are on (lib/events)
+  KEYS[17] wait_prefix prefix result waiters' counters and lists (lib/events)
   ARGV[1] now_ms      int    test clock override; '' = Redis TIME
   ARGV[2] id          str    job id
   ARGV[3] token       int    the caller's fencing token
@@ -53,6 +55,7 @@
 --- @include "lib/grp_ctx"
 --- @include "lib/deps_keys"
 --- @include "lib/deps_finish"
+--- @include "lib/events"
 
 local meta_key = KEYS[1]
 local ready_key = KEYS[2]
@@ -69,6 +72,8 @@ local gjob_key = KEYS[12]
 local waiting_key = KEYS[13]
 local cancelled_key = KEYS[14]
 local deps_prefix = KEYS[15]
+local events_key = KEYS[16]
+local wait_prefix = KEYS[17]
 local now_arg = ARGV[1]
 local id = ARGV[2]
 local token = ARGV[3]
@@ -119,6 +124,7 @@ if to_dead or tonumber(t[F.ATTEMPTS]) >= tonumber(t[F.MAX]) then
   t[F.FINISHED] = n
   local record = rec_pack(t)
   redis.call('HSET', jobs_key, id, record)
+  events(meta_key, events_key, wait_prefix, nil, now, 'dead', {id, record})
   redis.call('ZADD', dead_key, n, id)
   clear_unique(unique_key, {t[F.UKEY], id})
   local has_deps = redis.call('HGET', meta_key, 'deps') == '1'
@@ -139,6 +145,7 @@ end
 requeue(t, id, ready_key, scheduled_key, now, delay_ms, n, gctx, g)
 local record = rec_pack(t)
 redis.call('HSET', jobs_key, id, record)
+events(meta_key, events_key, wait_prefix, nil, now, 'retried', {id, record})
 add_totals(meta_key, 0, 1, 0)
 wake(wake_key)
 return {STATUS.OK, record}

@@ -3,6 +3,8 @@
   lease changes nothing. Writing the same value again is harmless (a client retry).
   KEYS[1] meta        hash   schema
   KEYS[2] jobs        hash   job id -> packed job record (lib/record)
+  KEYS[3] events     stream the queue's events while they are on (lib/events)
+  KEYS[4] wait_prefix prefix result waiters' counters and lists (lib/events)
   ARGV[1] now_ms      int    test clock override; '' = Redis TIME
   ARGV[2] id          str    job id
   ARGV[3] token       int    the caller's fencing token
@@ -19,9 +21,12 @@
 --- @include "lib/rec_blobs"
 --- @include "lib/read_job"
 --- @include "lib/lease_check"
+--- @include "lib/events"
 
 local meta_key = KEYS[1]
 local jobs_key = KEYS[2]
+local events_key = KEYS[3]
+local wait_prefix = KEYS[4]
 local now_arg = ARGV[1]
 local id = ARGV[2]
 local token = ARGV[3]
@@ -42,5 +47,7 @@ if refusal then
 end
 local e, r, _, payload = rec_blobs(t)
 rec_set_blobs(t, e, r, progress, payload)
-redis.call('HSET', jobs_key, id, rec_pack(t))
+local rec = rec_pack(t)
+redis.call('HSET', jobs_key, id, rec)
+events(meta_key, events_key, wait_prefix, nil, now, 'progress', {id, rec})
 return {STATUS.OK}

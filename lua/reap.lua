@@ -24,6 +24,8 @@
   KEYS[15] waiting    zset   job ids waiting for parents
   KEYS[16] deps_prefix prefix dependency keys (lib/deps_keys), used only when meta deps = 1
   KEYS[17] done       zset   completed job ids (a watched parent's state, lib/deps_state)
+  KEYS[18] events     stream the queue's events while they are on (lib/events)
+  KEYS[19] wait_prefix prefix result waiters' counters and lists (lib/events)
   ARGV[1] now_ms      int    test clock override; '' = Redis TIME
   ARGV[2] limit       int    most leases reaped, and most scheduled jobs promoted (1 to
                              MAX_BATCH of lib/budget, 250)
@@ -67,6 +69,8 @@ local gjob_key = KEYS[14]
 local waiting_key = KEYS[15]
 local deps_prefix = KEYS[16]
 local done_key = KEYS[17]
+local events_key = KEYS[18]
+local wait_prefix = KEYS[19]
 local now_arg = ARGV[1]
 local limit = tonumber(ARGV[2])
 local dead_keep = tonumber(ARGV[3])
@@ -90,6 +94,7 @@ if err then
 end
 local keys = {ready = ready_key, scheduled = scheduled_key, leased = leased_key,
   dead = dead_key, unique = unique_key, jobs = jobs_key,
+  meta = meta_key, events = events_key, wait = wait_prefix,
   grp = grp_ctx(meta_key, gready_key, gturn_key, gleased_key, gjob_key)}
 local expiry = {expiring = expiring_key, cancelled = cancelled_key, meta = meta_key,
   keep = cancelled_keep, age_ms = cancelled_age_ms}

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
+import math
 import time
 from typing import TYPE_CHECKING, Any
 
+from redisq._core.events import MAX_WAIT_MS
 from redisq.errors import JobFailed, JobNotFound, ResultExpired
 from redisq.models import Job, JobState, Retention
 
@@ -13,10 +14,6 @@ if TYPE_CHECKING:
     from redisq.app import App
 
 __all__ = ["JobRef"]
-
-#: JobRef.result polls `get` from this interval, doubling up to the cap (seconds).
-_POLL_FIRST_S = 0.002
-_POLL_CAP_S = 0.2
 
 
 def _duration(ms: int) -> str:
@@ -112,12 +109,23 @@ class JobRef:
             f"job {self.id!r} of queue {self.queue!r} is still {state} after {timeout:g} s"
         )
 
+    def _wait_ms(self, deadline: float | None, max_block_ms: int) -> int:
+        """How long the next wait blocks: what is left of the timeout, within one blocking
+        call's limit (longer waits register again)."""
+        ms = min(max_block_ms, MAX_WAIT_MS)
+        if deadline is not None:
+            ms = min(ms, math.ceil((deadline - time.monotonic()) * 1000))
+        return max(1, ms)
+
     def result(self, timeout: float | None = None) -> Any:
         """Wait until the job is final and return its result.
 
-        Polls the job with a growing interval (2 ms doubling to 200 ms), so waiting is cheap.
-        A stored result stays readable for its result_ttl_ms (one day by default) after the
-        job completed, even once retention trimmed the completed record.
+        Blocks on Redis, not polling: the script that makes the job final (its ack, its
+        nack or reap to the dead set, its cancel) wakes the wait in the same step (a list the
+        wait pops with BLPOP; docs/events.md). A wait costs three commands (two when the job
+        is final already), and three more for each further minute. A stored result stays
+        readable for its result_ttl_ms (one day by default) after the job completed, even
+        once retention trimmed the completed record.
 
         Args:
             timeout: seconds to wait at most; None waits for ever.
@@ -134,31 +142,25 @@ class JobRef:
             JobNotFound: the job is gone and its task stores no result.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
-        delay = _POLL_FIRST_S
+        store = self._app.store
         while True:
+            ms = self._wait_ms(deadline, store.settings.max_block_ms)
+            store.wait_final(self.queue, self.id, timeout_ms=ms)
             done, value = self._outcome(self.get())
             if done:
                 return value
-            if deadline is not None:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise self._timeout(timeout, value)
-                delay = min(delay, left)
-            time.sleep(delay)
-            delay = min(delay * 2, _POLL_CAP_S)
+            if deadline is not None and deadline - time.monotonic() <= 0:
+                raise self._timeout(timeout, value)
 
     async def aresult(self, timeout: float | None = None) -> Any:  # noqa: ASYNC109  (mirrors result(timeout=))
         """Wait from asyncio until the job is final and return its result (like `result`)."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        delay = _POLL_FIRST_S
+        store = self._app.async_store
         while True:
+            ms = self._wait_ms(deadline, store.settings.max_block_ms)
+            await store.wait_final(self.queue, self.id, timeout_ms=ms)
             done, value = self._outcome(await self.aget())
             if done:
                 return value
-            if deadline is not None:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise self._timeout(timeout, value)
-                delay = min(delay, left)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, _POLL_CAP_S)
+            if deadline is not None and deadline - time.monotonic() <= 0:
+                raise self._timeout(timeout, value)

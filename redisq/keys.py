@@ -107,6 +107,11 @@ class QueueKeys:
     #: built by `registry_keys` for the empty queue name, uses them.
     workers: str
     worker_prefix: str
+    #: The queue's event stream (lua/lib/events.lua, off unless set_events turned it on) and
+    #: the result waiters' keys: wait_prefix .. 'n' .. <id> counts a job's waiters,
+    #: wait_prefix .. 'q' .. <id> is the list they block on (lua/wait_result.lua).
+    events: str
+    wait_prefix: str
 
     @classmethod
     def build(cls, prefix: str, queue: str) -> QueueKeys:
@@ -148,6 +153,8 @@ class QueueKeys:
             window_prefix=f"{tag}:window:",
             workers=f"{tag}:workers",
             worker_prefix=f"{tag}:worker:",
+            events=f"{tag}:events",
+            wait_prefix=f"{tag}:wait:",
         )
 
 

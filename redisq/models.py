@@ -11,6 +11,7 @@ __all__ = [
     "DAY_MS",
     "CancelNotice",
     "Claimed",
+    "Event",
     "Flow",
     "FlowNode",
     "FlowState",
@@ -428,3 +429,29 @@ class WorkerInfo:
     in_flight: int
     jobs: tuple[str, ...]
     counters: dict[str, int]
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One entry of a queue's event stream (docs/events.md; `Store.set_events` turns it on).
+
+    Attributes:
+        id: the stream entry id (``"<ms>-<n>"``): pass it as ``since=`` to read what follows.
+        queue: the queue.
+        event: what happened: ``"enqueued"``, ``"started"``, ``"progress"``, ``"completed"``,
+            ``"retried"``, ``"dead"``, ``"cancelled"``, ``"lease-lost"`` or ``"reaped"``.
+        job_id: the job's id.
+        name: the job's task name ('' when it has none).
+        attempt: the job's attempts so far (the attempt that started, ended or lost its lease).
+        worker: the worker that holds or last held the job ('' before its first claim).
+        at_ms: when it happened (ms since the epoch, Redis clock).
+    """
+
+    id: str
+    queue: str
+    event: str
+    job_id: str
+    name: str
+    attempt: int
+    worker: str
+    at_ms: int

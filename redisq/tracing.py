@@ -8,15 +8,16 @@
     app = redisq.App("redis://localhost:6379", middleware=[TracingMiddleware()])
 
 - Each enqueue of the task API (``enqueue``, ``enqueue_many`` and their async twins) makes a
-  PRODUCER span ("send <queue>"), and its W3C trace context (traceparent, tracestate) is kept
+  PRODUCER span ("publish <queue>"), and its W3C trace context (traceparent, tracestate) is kept
   in the job's record (`Job.trace_context`; a job enqueued without tracing stores nothing
   extra).
 - Each attempt a worker runs makes a CONSUMER span ("process <queue>") linked to the
   enqueue's span: a retry makes a new span, linked to the same enqueue. The span is current
   while the handler runs, so the handler's own spans are its children.
-- Attributes follow OpenTelemetry's messaging conventions: ``messaging.system`` "redisq",
-  ``messaging.destination.name`` (the queue), ``messaging.message.id`` (the job id),
-  ``messaging.operation.type`` and ``.name``, ``messaging.batch.message_count``,
+- Attributes follow OpenTelemetry's messaging conventions: ``messaging.system`` "redis"
+  (as BullMQ's OpenTelemetry package), ``messaging.destination.name`` (the queue),
+  ``messaging.message.id`` (the job id), ``messaging.operation.type`` and ``.name``,
+  ``messaging.batch.message_count``,
   ``messaging.client.id`` (the worker); redisq's own under ``messaging.redisq.``: the task
   name, the attempt number and the outcome. A failed attempt records its exception and sets
   the span's status to ERROR with ``error.type``.
@@ -49,7 +50,7 @@ __all__ = ["TracingMiddleware", "current_trace_context", "link_context"]
 
 #: The instrumentation scope of redisq's spans.
 SCOPE = "redisq"
-SYSTEM = "redisq"
+SYSTEM = "redis"
 
 
 def _otel() -> Any:
@@ -148,7 +149,7 @@ class TracingMiddleware(Middleware):
             "messaging.system": SYSTEM,
             "messaging.destination.name": request.queue,
             "messaging.operation.type": "send",
-            "messaging.operation.name": "enqueue_many" if request.many else "enqueue",
+            "messaging.operation.name": "publish",
             "messaging.redisq.task.name": request.task.name,
         }
         if request.many:
@@ -157,7 +158,7 @@ class TracingMiddleware(Middleware):
         if not request.many and isinstance(given, str):
             attributes["messaging.message.id"] = given
         with self._tracer.start_as_current_span(
-            f"send {request.queue}", kind=self._producer, attributes=attributes
+            f"publish {request.queue}", kind=self._producer, attributes=attributes
         ) as span:
             if span.get_span_context().is_valid:
                 carrier: dict[str, str] = {}

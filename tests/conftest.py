@@ -30,6 +30,7 @@ import os
 import re
 import secrets
 import shutil
+import signal
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -96,6 +97,12 @@ def pytest_configure(config: pytest.Config) -> None:
     for name, line in _MARKERS.items():
         if name not in known:
             config.addinivalue_line("markers", line)
+    # A run started in the background by a shell without job control (`cmd &` in a script)
+    # inherits SIGINT ignored, and so would every process a test starts: a Python child then
+    # has no KeyboardInterrupt, and the tests that stop a command with Ctrl-C (SIGINT) would
+    # wait for it in vain. An ignored signal stays ignored across exec; a handler does not.
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:

@@ -4,6 +4,7 @@
 --- @include "lib/rec_pack"
 --- @include "lib/read_spend"
 --- @include "lib/write_jobs"
+--- @include "lib/events"
 --- @include "lib/clear_unique"
 --- @include "lib/key_types"
 --- @include "lib/wrong_type"
@@ -97,6 +98,9 @@ local function expire_due(keys, x, now, limit, spend)
     end
   end
   write_jobs(keys.jobs, writes)
+  if keys.meta then
+    events(keys.meta, keys.events, keys.wait, nil, now, 'cancelled', writes)  -- (lib/events)
+  end
   chunks({'ZADD', x.cancelled}, scored)
   clear_unique(keys.unique, ukeys)
   redis.call('HINCRBY', x.meta, 'expired', #scored / 2)

@@ -11,6 +11,7 @@
 --- @include "lib/key_types"
 --- @include "lib/wrong_type"
 --- @include "lib/quarantine"
+--- @include "lib/reap_events"
 -- Returns up to `limit` jobs whose lease deadline has passed to the ready set, or to the dead
 -- set when their attempts are used up, within the call's byte budget `spend` (lib/budget). The
 -- lease's token stays on the record (ended is 'reap/<token>'), so a late ack, nack or renew by
@@ -19,6 +20,7 @@
 -- expired leases may be left (the limit or the budget was reached); or nil, nil and an error
 -- reply when a key holds another type (then nothing of this step is written). With keys.grp
 -- (lib/groups), a grouped job's lease frees its group's slot and a ready one goes to its group.
+-- With keys.meta, the reaped jobs' events are written (reap_events).
 local function reap_expired(keys, now, limit, spend)
   if spend.left <= 0 then
     return 0, 0, true
@@ -82,6 +84,9 @@ local function reap_expired(keys, now, limit, spend)
   end
   if #writes > 0 then
     write_jobs(keys.jobs, writes)
+    if keys.meta then
+      reap_events(keys, now, writes)
+    end
   end
   if #to_ready > 0 then
     chunks({'ZADD', keys.ready}, to_ready)

@@ -19,6 +19,7 @@ import redis.exceptions
 
 from redisq._async.transport import AsyncTransport
 from redisq._core import deps, ops, queries, registry
+from redisq._core import events as events_ops
 from redisq._core.claim import Refusal
 from redisq._core.enqueue import keywords_checked
 from redisq._core.ops import NOT_SET, Call, Op, Settings
@@ -27,6 +28,7 @@ from redisq.errors import ConfigurationError, InvalidArgument, RedisqError
 from redisq.models import (
     CancelNotice,
     Claimed,
+    Event,
     Flow,
     Job,
     JobState,
@@ -43,6 +45,7 @@ _Jobs = list[Job]
 _Names = list[str]
 _Outcomes = list[Job | Exception]
 _Migrations = list[Migration]
+_Events = list[Event]
 _Schedules = list[Schedule]
 _Notices = list[CancelNotice]
 _Workers = list[WorkerInfo]
@@ -778,6 +781,47 @@ class AsyncStore:
     async def resume(self, queue: str) -> None:
         """Let workers claim from a paused queue again (any valid name, like `pause`)."""
         await self._run(ops.set_paused(self.settings, queue, False))
+
+    async def set_events(
+        self, queue: str, on: bool = True, *, maxlen: int = events_ops.DEFAULT_EVENTS_MAXLEN
+    ) -> None:
+        """Turn the queue's event stream on or off (off by default; docs/events.md).
+
+        While on, the scripts append one entry per job event to the stream, capped at about
+        `maxlen` entries (XADD MAXLEN ~); read it with `events`. While off they write nothing
+        (turning it off keeps the entries written so far).
+
+        Raises:
+            InvalidArgument: maxlen is not an int in [1, 10,000,000].
+        """
+        await self._run(events_ops.set_events(self.settings, queue, on, maxlen))
+
+    async def events(
+        self, queue: str, *, since: str = "0", count: int = 100, block_ms: int | None = None
+    ) -> _Events:
+        """Read the queue's events that follow the entry `since`, oldest first.
+
+        Args:
+            queue: the queue.
+            since: an entry id (`Event.id`): the events after it; '0' reads from the oldest
+                kept, '$' only events that come after this call (with block_ms).
+            count: most events returned (1 to 10,000).
+            block_ms: wait up to this long for an event when none follows `since` (None:
+                return at once).
+
+        Returns:
+            The events (empty when none came); pass the last one's id as the next `since`.
+        """
+        return await self._run(events_ops.events(self.settings, queue, since, count, block_ms))
+
+    async def wait_final(self, queue: str, id: str, *, timeout_ms: int) -> bool:
+        """Block until the job is final (completed, dead or cancelled) or gone, at most
+        timeout_ms (1 to 3,600,000): True when it is, False when the time ran out.
+
+        The script that makes the job final wakes the wait in the same step (no polling):
+        at most three commands, however long it waits.
+        """
+        return await self._run(events_ops.wait_final(self.settings, queue, id, timeout_ms))
 
     async def set_rate_limit(
         self, queue: str, rate_limit: str | None, *, key: str | None = None

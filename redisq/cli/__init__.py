@@ -33,6 +33,7 @@ from redisq.cli._base import (
     UsageError,
 )
 from redisq.cli._dashboard import add_dashboard
+from redisq.cli._events import add_events
 from redisq.cli._jobs import add_enqueue, add_ls, add_show
 from redisq.cli._metrics import add_metrics
 from redisq.cli._schedules import add_schedule, add_scheduler, add_schedules
@@ -105,6 +106,7 @@ COMMANDS: list[Callable[[Commands], None]] = [
     add_schedule,
     add_worker,
     add_workers,
+    add_events,
     add_scheduler,
     add_server,
     add_dashboard,

@@ -12,7 +12,7 @@ SECRET_KEY = "tests-only-not-secret"
 DEBUG = False
 ALLOWED_HOSTS = ["testserver", "localhost", "127.0.0.1"]
 ROOT_URLCONF = "tests.django_project.urls"
-INSTALLED_APPS: list[str] = ["django.contrib.contenttypes", "redisq.contrib.django"]
+INSTALLED_APPS: list[str] = ["django.contrib.contenttypes", "redisq.integrations.django"]
 DATABASES: dict[str, dict[str, str]] = {}
 MIDDLEWARE: list[str] = []
 USE_TZ = True
@@ -24,7 +24,7 @@ def tasks_setting(url: str, prefix: str) -> dict[str, object]:
     """The TASKS setting for a redisq server."""
     return {
         "default": {
-            "BACKEND": "redisq.contrib.django.RedisqBackend",
+            "BACKEND": "redisq.integrations.django.RedisqBackend",
             "QUEUES": QUEUES,
             "OPTIONS": {"url": url, "prefix": prefix},
         }

@@ -7,7 +7,7 @@ from typing import Any
 
 import redis
 
-from redisq.contrib.django import _compat
+from redisq.integrations.django import _compat
 
 task = _compat._package.task
 

@@ -8,7 +8,7 @@ from typing import Any
 from django.http import HttpRequest, JsonResponse
 from django.urls import path
 
-from redisq.contrib.django import _compat
+from redisq.integrations.django import _compat
 from tests.django_project import tasks
 
 

@@ -1,8 +1,8 @@
-"""redisq.contrib.django: Django's tasks framework on redisq, end to end on a real server.
+"""redisq.integrations.django: Django's tasks framework on redisq, end to end on a real server.
 
 A minimal project (tests/django_project: settings, tasks, a view that enqueues and one that
 reads a result) driven by django.test.Client; the tasks run in a real worker process started
-as docs/django.md says: ``redisq worker redisq.contrib.django.worker:app``.
+as docs/django.md says: ``redisq worker redisq.integrations.django.worker:app``.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ django = pytest.importorskip("django", reason="the django extra: pip install 're
 from django.test import Client, override_settings  # noqa: E402  (after the importorskip)
 
 import redisq  # noqa: E402
-from redisq.contrib.django import (  # noqa: E402
+from redisq.integrations.django import (  # noqa: E402
     RedisqBackend,
     _compat,
     django_priority,
@@ -65,8 +65,8 @@ def project() -> Any:
     return tasks
 
 
-REDISQ_WORKER = ["-m", "redisq", "worker", "redisq.contrib.django.worker:app"]
-#: The management command (the test settings list "redisq.contrib.django" in INSTALLED_APPS).
+REDISQ_WORKER = ["-m", "redisq", "worker", "redisq.integrations.django.worker:app"]
+#: The management command (the test settings list "redisq.integrations.django" in INSTALLED_APPS).
 MANAGE_PY_WORKER = ["-m", "django", "redisq_worker"]
 
 
@@ -75,7 +75,7 @@ def worker_process(
     url: str, prefix: str, *options: str, how: list[str] = REDISQ_WORKER
 ) -> Iterator[subprocess.Popen[bytes]]:
     """A worker of the backend in a process (by default as ``redisq worker
-    redisq.contrib.django.worker:app``), stopped by SIGTERM."""
+    redisq.integrations.django.worker:app``), stopped by SIGTERM."""
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": SETTINGS,
@@ -296,7 +296,7 @@ def test_a_job_of_another_kind_is_not_a_django_result(tasks_url: str, project: A
 def test_worker_module_needs_the_settings_module() -> None:
     env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
     done = subprocess.run(
-        [sys.executable, "-m", "redisq", "worker", "redisq.contrib.django.worker:app"],
+        [sys.executable, "-m", "redisq", "worker", "redisq.integrations.django.worker:app"],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -319,7 +319,7 @@ def test_without_the_extra_the_import_says_what_to_install(missing: str) -> None
         "    has_builtin = False\n"
         f"if has_builtin and {missing!r} == 'django_tasks':\n"
         "    print('skip'); raise SystemExit(0)\n"
-        "import redisq.contrib.django\n"
+        "import redisq.integrations.django\n"
     )
     done = subprocess.run(
         [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60

@@ -265,6 +265,17 @@ def exercise(s: Any, server: ServerProcess, prefix: str) -> None:
     assert s._heartbeat("w1", {}, 0) == 0
     assert s.workers() == []
 
+    # the event stream and result waits (docs/events.md: XADD, INCR, RPUSH, PEXPIRE inside
+    # the scripts; XREAD, BLPOP)
+    s.set_events("ev")
+    ev = s.enqueue("ev", 1, id="ev1")
+    assert s.wait_final("ev", ev.id, timeout_ms=1) is False
+    (taken,) = s.claim("ev", worker="w")
+    s.ack(taken, "r")
+    assert s.wait_final("ev", ev.id, timeout_ms=1_000) is True
+    assert [e.event for e in s.events("ev", block_ms=1)] == ["enqueued", "started", "completed"]
+    s.set_events("ev", False)
+
     s.stop_waiting()
 
 

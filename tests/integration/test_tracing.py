@@ -108,12 +108,12 @@ def test_enqueue_makes_a_producer_span_and_stores_its_context(
     ref = send.enqueue("a@example.com")
     # Then one PRODUCER span with the messaging attributes
     [span] = spans(exporter, SpanKind.PRODUCER)
-    assert span.name == "send mail"
+    assert span.name == "publish mail"
     assert dict(span.attributes or {}) == {
-        "messaging.system": "redisq",
+        "messaging.system": "redis",
         "messaging.destination.name": "mail",
         "messaging.operation.type": "send",
-        "messaging.operation.name": "enqueue",
+        "messaging.operation.name": "publish",
         "messaging.redisq.task.name": send.name,
         "messaging.message.id": ref.id,
     }
@@ -187,7 +187,7 @@ def test_enqueue_many_makes_one_producer_span_whose_context_every_job_carries(
     refs = add.enqueue_many([add.call(1), add.call(2), add.options(priority=5).call(3)])
     [span] = spans(exporter, SpanKind.PRODUCER)
     assert span.attributes is not None
-    assert span.attributes["messaging.operation.name"] == "enqueue_many"
+    assert span.attributes["messaging.operation.name"] == "publish"
     assert span.attributes["messaging.batch.message_count"] == 3
     assert "messaging.message.id" not in span.attributes
     # Then every job carries the span's context
@@ -271,7 +271,7 @@ def test_a_run_makes_a_consumer_span_linked_to_the_enqueue(
     assert [ids(link.context) for link in consumer.links] == [ids(producer.get_span_context())]
     assert consumer.parent is None
     assert dict(consumer.attributes or {}) == {
-        "messaging.system": "redisq",
+        "messaging.system": "redis",
         "messaging.destination.name": "q",
         "messaging.operation.type": "process",
         "messaging.operation.name": "process",
@@ -623,7 +623,7 @@ def test_the_docs_example_runs_as_written(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert done.stderr == ""
     lines = done.stdout.splitlines()
-    producer = next(line.split()[3] for line in lines if line.startswith("PRODUCER send mail"))
+    producer = next(line.split()[3] for line in lines if line.startswith("PRODUCER publish mail"))
     consumers = [line for line in lines if line.startswith("CONSUMER process mail")]
     assert [c.split(" links: ")[1] for c in consumers] == [
         f"['{producer}'] 1 retry",

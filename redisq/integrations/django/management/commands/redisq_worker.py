@@ -1,6 +1,6 @@
 """``python manage.py redisq_worker [--backend NAME] [redisq worker options]``.
 
-The same as ``DJANGO_SETTINGS_MODULE=... redisq worker redisq.contrib.django.worker:app``;
+The same as ``DJANGO_SETTINGS_MODULE=... redisq worker redisq.integrations.django.worker:app``;
 every option of ``redisq worker`` passes through (``--queues``, ``--concurrency``,
 ``--processes``...; ``redisq worker --help`` lists them).
 """
@@ -15,15 +15,15 @@ from django.core.management.base import BaseCommand
 
 def _command(arguments: list[str]) -> list[str]:
     """The ``redisq`` command line for a redisq_worker command line."""
-    target = "redisq.contrib.django.worker:app"
+    target = "redisq.integrations.django.worker:app"
     rest = list(arguments)
     for i, item in enumerate(rest):
         if item == "--backend" and i + 1 < len(rest):
-            target = f"redisq.contrib.django.worker:apps.{rest[i + 1]}"
+            target = f"redisq.integrations.django.worker:apps.{rest[i + 1]}"
             del rest[i : i + 2]
             break
         if item.startswith("--backend="):
-            target = f"redisq.contrib.django.worker:apps.{item.split('=', 1)[1]}"
+            target = f"redisq.integrations.django.worker:apps.{item.split('=', 1)[1]}"
             del rest[i]
             break
     return ["worker", target, *rest]

@@ -1,11 +1,11 @@
-"""The App a redisq worker runs for Django: ``redisq worker redisq.contrib.django.worker:app``.
+"""The App a redisq worker runs for Django: ``redisq worker redisq.integrations.django.worker:app``.
 
 Importing this module sets Django up (``DJANGO_SETTINGS_MODULE`` names the settings, as for
 ``manage.py``), then exposes:
 
 - ``app``: the `DjangoApp` of the ``"default"`` entry of ``TASKS``;
 - ``apps.NAME``: the one of the entry called NAME (``redisq worker
-  redisq.contrib.django.worker:apps.emails``).
+  redisq.integrations.django.worker:apps.emails``).
 
 Every option of ``redisq worker`` applies (--queues, --concurrency, --processes...). The
 worker works the entry's QUEUES unless --queues names some.
@@ -16,8 +16,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from redisq.contrib.django.backend import DjangoApp, RedisqBackend
 from redisq.errors import ConfigurationError
+from redisq.integrations.django.backend import DjangoApp, RedisqBackend
 
 __all__ = ["app", "app_for", "apps"]
 
@@ -27,7 +27,7 @@ def _setup() -> None:
         raise ConfigurationError(
             "DJANGO_SETTINGS_MODULE is not set: name your settings module, e.g."
             " `DJANGO_SETTINGS_MODULE=mysite.settings redisq worker"
-            " redisq.contrib.django.worker:app`, from the folder that holds manage.py"
+            " redisq.integrations.django.worker:app`, from the folder that holds manage.py"
         )
     import django
 
@@ -40,7 +40,7 @@ def app_for(alias: str = "default") -> DjangoApp:
     Raises:
         ConfigurationError: there is no such entry, or its BACKEND is not RedisqBackend.
     """
-    from redisq.contrib.django import _compat
+    from redisq.integrations.django import _compat
 
     try:
         backend = _compat.task_backends[alias]
@@ -49,7 +49,7 @@ def app_for(alias: str = "default") -> DjangoApp:
     if not isinstance(backend, RedisqBackend):
         raise ConfigurationError(
             f"TASKS[{alias!r}]['BACKEND'] is {type(backend).__module__}."
-            f"{type(backend).__qualname__}, not redisq.contrib.django.RedisqBackend: a redisq"
+            f"{type(backend).__qualname__}, not redisq.integrations.django.RedisqBackend: a redisq"
             " worker runs only the tasks of a redisq backend"
         )
     return backend.app

@@ -4,13 +4,13 @@ Settings::
 
     TASKS = {
         "default": {
-            "BACKEND": "redisq.contrib.django.RedisqBackend",
+            "BACKEND": "redisq.integrations.django.RedisqBackend",
             "OPTIONS": {"url": "redis://localhost:6379/0"},
         }
     }
 
 Workers: ``DJANGO_SETTINGS_MODULE=mysite.settings redisq worker
-redisq.contrib.django.worker:app`` (docs/django.md).
+redisq.integrations.django.worker:app`` (docs/django.md).
 
 Django 6's ``django.tasks`` is used when importable, else the ``django-tasks`` package (the
 reference implementation Django merged, for Django 4.2 to 5.2 and Python below 3.12).
@@ -18,8 +18,8 @@ reference implementation Django merged, for Django 4.2 to 5.2 and Python below 3
 
 from __future__ import annotations
 
-from redisq.contrib.django._compat import FRAMEWORK
-from redisq.contrib.django.backend import (
+from redisq.integrations.django._compat import FRAMEWORK
+from redisq.integrations.django.backend import (
     DjangoApp,
     RedisqBackend,
     django_priority,

@@ -27,7 +27,7 @@ __all__ = [
     "task_backends",
 ]
 
-_FEATURE = "redisq.contrib.django (the backend of Django's tasks framework)"
+_FEATURE = "redisq.integrations.django (the backend of Django's tasks framework)"
 
 try:
     import django  # noqa: F401  (a clear error when Django itself is missing)

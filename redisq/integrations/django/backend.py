@@ -11,7 +11,7 @@ A Django task call becomes one redisq job (msgpack, never pickle):
 
 The result id Django hands out is ``"<queue>:<job id>"``, so `get_result` reads the one job
 with one round trip. Workers run the jobs through `DjangoApp` (see
-``redisq.contrib.django.worker``), which finds each task by the job's name.
+``redisq.integrations.django.worker``), which finds each task by the job's name.
 """
 
 from __future__ import annotations
@@ -29,14 +29,14 @@ from redisq._core.tasks import make_payload
 from redisq._core.validate import MAX_ATTEMPTS, MAX_DELAY_MS, MAX_LEASE_MS, check_int, check_name
 from redisq.app import App
 from redisq.context import current_context
-from redisq.contrib.django import _compat
 from redisq.errors import ConfigurationError, InvalidArgument
+from redisq.integrations.django import _compat
 from redisq.models import Job, JobState
 from redisq.task import Task, TaskSettings
 
 __all__ = ["DjangoApp", "RedisqBackend", "django_priority", "redisq_priority"]
 
-logger = logging.getLogger("redisq.contrib.django")
+logger = logging.getLogger("redisq.integrations.django")
 
 #: Django priorities are whole numbers in [-100, 100]; redisq's in [-1000, 1000].
 PRIORITY_SCALE = 10
@@ -173,7 +173,7 @@ def _task_error(last_error: str) -> Any:
 
 class RedisqBackend(_compat.BaseTaskBackend):  # type: ignore[misc]  # Any: see _compat
     """Django's task backend on redisq: ``TASKS = {"default": {"BACKEND":
-    "redisq.contrib.django.RedisqBackend", "OPTIONS": {"url": "redis://..."}}}``.
+    "redisq.integrations.django.RedisqBackend", "OPTIONS": {"url": "redis://..."}}}``.
 
     OPTIONS:
         url: the redisq server (required): any URL `redisq.connect` takes.
@@ -432,7 +432,7 @@ class _Tasks(Mapping[str, Task[Any, Any]]):
 class DjangoApp(App):
     """The redisq App of a RedisqBackend: its tasks are the Django tasks jobs name.
 
-    A worker of it (``redisq worker redisq.contrib.django.worker:app``) works the backend's
+    A worker of it (``redisq worker redisq.integrations.django.worker:app``) works the backend's
     QUEUES, and imports each task by its module path the first time a job names it.
     """
 

@@ -1,4 +1,4 @@
-"""The Django app of redisq's backend: add ``"redisq.contrib.django"`` to INSTALLED_APPS for
+"""The Django app of redisq's backend: add ``"redisq.integrations.django"`` to INSTALLED_APPS for
 ``python manage.py redisq_worker``."""
 
 from __future__ import annotations
@@ -9,6 +9,6 @@ from django.apps import AppConfig
 class RedisqConfig(AppConfig):  # type: ignore[misc]  # Django ships no types
     """redisq's Django app: it holds the ``redisq_worker`` management command."""
 
-    name = "redisq.contrib.django"
+    name = "redisq.integrations.django"
     label = "redisq"
     verbose_name = "redisq"
