@@ -26,13 +26,14 @@ start, and enqueue each tick exactly once across the fleet.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import weakref
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from types import MappingProxyType
-from typing import Any, ParamSpec, Protocol, TypeVar, overload
+from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar, overload
 
 from redisq._async.store import AsyncStore
 from redisq._connect import connect, connect_async
@@ -47,6 +48,9 @@ from redisq.keys import check_prefix
 from redisq.middleware import Hooks, single
 from redisq.models import Schedule
 from redisq.task import ExceptionTypes, Task, TaskSettings
+
+if TYPE_CHECKING:
+    from redisq.testing import Eager, RunSummary
 
 __all__ = ["App", "Periodic"]
 
@@ -93,6 +97,8 @@ class App:
         self._middleware: list[Any] = []
         #: The hooks compiled in the order they run (rebuilt when one is added).
         self.hooks = Hooks()
+        #: Eager mode while `eager` is on (redisq.testing.Eager), else None.
+        self._eager: Any = None
         for m in middleware:
             self.add_middleware(m)
 
@@ -112,6 +118,9 @@ class App:
     @property
     def store(self) -> Store:
         """The app's sync Store, opened on first use; shared by threads."""
+        if self._eager is not None:
+            eager: Store = self._eager.store
+            return eager
         store = self._store
         if store is None:
             with self._lock:
@@ -127,6 +136,9 @@ class App:
         Raises:
             RuntimeError: no event loop is running in this thread.
         """
+        if self._eager is not None:
+            eager: AsyncStore = self._eager.async_store
+            return eager
         loop = asyncio.get_running_loop()
         store = self._astores.get(loop)
         if store is None:
@@ -145,6 +157,45 @@ class App:
         store = self._astores.pop(asyncio.get_running_loop(), None)
         if store is not None:
             await store.close()
+
+    # -------------------------------------------------------------------------- testing
+
+    def eager(self) -> contextlib.AbstractContextManager[Eager]:
+        """Run each task at enqueue, in the caller, for the block: ``with app.eager(): ...``.
+
+        The App's stores become a private ``memory://`` store (no server needed); each
+        enqueue runs the jobs it made ready before it returns, so ``ref.result()`` is ready.
+        A failed attempt is retried at once until max_attempts, then the job is dead
+        (``result()`` raises JobFailed). See `redisq.testing.Eager` and docs/testing.md.
+        """
+        from redisq.testing import eager
+
+        return eager(self)
+
+    def run_until_empty(
+        self, queues: Sequence[str] | str | None = None, *, timeout: float = 30.0, **options: Any
+    ) -> RunSummary:
+        """Run a worker in this thread until the queues are empty; return a
+        `redisq.testing.RunSummary` (completed, failed...). See docs/testing.md.
+
+        Raises:
+            TimeoutError: the queues were not empty within `timeout` seconds.
+        """
+        from redisq.testing import run_until_empty
+
+        return run_until_empty(self, queues, timeout=timeout, **options)
+
+    async def arun_until_empty(
+        self,
+        queues: Sequence[str] | str | None = None,
+        *,
+        timeout: float = 30.0,  # noqa: ASYNC109  (mirrors run_until_empty(timeout=))
+        **options: Any,
+    ) -> RunSummary:
+        """`run_until_empty` from asyncio (the worker runs in this event loop)."""
+        from redisq.testing import arun_until_empty
+
+        return await arun_until_empty(self, queues, timeout=timeout, **options)
 
     # ---------------------------------------------------------------------------- hooks
 

@@ -67,6 +67,7 @@ WORKER_OPTIONS = (
     "registry_ttl_ms",
     "metrics_port",
     "metrics_host",
+    "burst",
 )
 #: A child exits with this code when it cannot load the app or build its Worker.
 CHILD_EXIT_CONFIG = 2
@@ -191,7 +192,8 @@ class Supervisor:
             weights, strict, grace_ms, reaper_interval_ms, prefetch, idle_wait_ms,
             schedules, registry_ttl_ms, metrics_port, metrics_host. Process i serves its
             metrics on metrics_port + i (each process has its own counters; 0: each any
-            free port).
+            free port). With burst=True a child that exits 0 (its queues were empty) is not
+            restarted, and `run` returns once every child has.
 
     Raises:
         InvalidArgument: an option is out of range, or not a Worker option.
@@ -239,6 +241,7 @@ class Supervisor:
         self.handle_signals = handle_signals
         self.worker_options = worker_options
         self.grace_ms: int = worker_options.get("grace_ms", 30_000)
+        self.burst = bool(worker_options.get("burst", False))
         self._slots = [_Slot(i) for i in range(self.processes)]
         self._stops = 0
         self._wake = threading.Event()
@@ -363,6 +366,10 @@ class Supervisor:
                         slot.exit_code = -signal.SIGKILL
                     break
             else:
+                if self.burst and all(
+                    s.process is None and s.restart_at is None for s in self._slots
+                ):
+                    break  # every child finished its burst
                 self._restart_due(now)
             self._wake.wait(_TICK_S)
             self._wake.clear()
@@ -430,6 +437,13 @@ class Supervisor:
                 )
                 continue
             if code == CHILD_EXIT_CONFIG:
+                continue
+            if code == 0 and self.burst:
+                logger.info(
+                    "supervisor: worker process %d (pid %d) finished its burst",
+                    slot.index,
+                    process.pid,
+                )
                 continue
             if now - slot.started_at >= _HEALTHY_S:
                 slot.failures = 0

@@ -42,8 +42,14 @@ go back to ready when their lease expires, through the reaper of the other worke
 The server is the App's url unless --url is given; the key prefix the App's unless --prefix
 is given ($REDISQ_URL and $REDISQ_PREFIX are not read: the App decides). Logs go to stderr.
 
-exit codes: 0 stopped by a signal, 1 a worker process failed to stop cleanly, 2 usage error
-(bad MODULE:APP, unknown queue, bad option), 3 the server cannot be reached at start."""
+With --burst the worker stops by itself once its queues are empty (see docs/cli.md): nothing
+ready or due in them and no job of its own in flight; scheduled jobs due later and jobs
+waiting for their parents do not keep it running. With --processes N each process stops
+so, and the command returns once all have.
+
+exit codes: 0 stopped by a signal (or, with --burst, the queues are empty), 1 a worker
+process failed to stop cleanly, 2 usage error (bad MODULE:APP, unknown queue, bad option),
+3 the server cannot be reached at start."""
 
 
 def _queues(text: str) -> list[str]:
@@ -124,6 +130,8 @@ def _worker(args: argparse.Namespace, ctx: Context) -> int:
         "schedules": not args.no_schedules,
         "registry_ttl_ms": args.registry_ttl_ms,
     }
+    if args.burst:  # only then, likewise
+        options["burst"] = True
     if args.metrics_port is not None:  # only then: the Supervisor's options stay as they were
         options["metrics_port"] = args.metrics_port
         options["metrics_host"] = args.metrics_host
@@ -226,6 +234,12 @@ def add_worker(commands: Commands) -> None:
         "--no-schedules",
         action="store_true",
         help="do not drive periodic schedules (a separate `redisq scheduler` does)",
+    )
+    parser.add_argument(
+        "--burst",
+        action="store_true",
+        help="exit (0) once the queues are empty: nothing ready or due, no job of this worker"
+        " in flight (scheduled jobs due later do not keep it running)",
     )
     parser.add_argument(
         "--metrics-port",

@@ -4,6 +4,7 @@
 
     worker = redisq.Worker(app)            # every queue of the app's tasks, the defaults
     worker.run()                           # until SIGTERM / SIGINT / stop()
+    await worker.arun()                    # or inside your own event loop (docs/embedding.md)
 
 Threads of one worker (pool="thread"; pool="async" replaces the handler threads with one
 event loop running asyncio tasks):
@@ -30,6 +31,8 @@ everything that touches Redis is created in `run`, never in the constructor.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import random
 import re
@@ -71,6 +74,9 @@ _FLUSH_S = 10.0
 _HURRIED_FLUSH_S = 1.0
 #: How long the fetcher lets a handler thread it woke get going before claiming on (s).
 _YIELD_S = 0.002
+#: Longest wait for work of a burst worker while it holds jobs (ms): a job retried to ready
+#: is claimed at once (its wake-up), and once the worker is idle it looks again this soon.
+_BURST_WAIT_MS = 100
 
 
 def _default_name() -> str:
@@ -110,7 +116,7 @@ class Worker:
             the claim after each wait that timed out bounds how long a lost wake-up (a
             worker killed between its wake-up and its claim) can go unnoticed.
         handle_signals: when `run` is called on the main thread, stop on SIGTERM and SIGINT
-            (a second signal releases the running jobs at once).
+            (a second signal releases the running jobs at once); `arun` never installs them.
         schedules: drive the periodic schedules of the worker's queues (store the app's
             declared ones at start, enqueue due ticks: see docs/schedules.md); False when a
             separate `redisq scheduler` does it.
@@ -122,6 +128,13 @@ class Worker:
             runs (0: any free port, see `metrics_url`); needs ``redisq[metrics]``. See
             docs/metrics.md. Default None: no metrics, nothing is measured.
         metrics_host: the address the metrics server listens on (all interfaces).
+        burst: stop by itself once its queues are empty: when, with no job of this worker
+            left in flight (running, waiting for a handler or for its outcome to be stored),
+            a claim over its queues leases nothing. Scheduled jobs due by then were promoted
+            by that claim and run; scheduled jobs due later (a retry's backoff included),
+            jobs waiting for their parents, and the ready jobs of a paused queue do not keep
+            it running. A queue that refuses claims, or whose rate limit holds ready jobs
+            back, does: it is waited for as usual. See docs/cli.md (``--burst``).
 
     Raises:
         InvalidArgument: an option is out of range.
@@ -148,6 +161,7 @@ class Worker:
         registry_ttl_ms: int = 30_000,
         metrics_port: int | None = None,
         metrics_host: str = "0.0.0.0",
+        burst: bool = False,
     ) -> None:
         if not isinstance(app, App):
             raise InvalidArgument("app", "a redisq.App", app)
@@ -215,6 +229,11 @@ class Worker:
         if not isinstance(metrics_host, str) or not metrics_host:
             raise InvalidArgument("metrics_host", "an address to listen on", metrics_host)
         self.metrics_host = metrics_host
+        if not isinstance(burst, bool):
+            raise InvalidArgument("burst", "a bool", burst)
+        self.burst = burst
+        #: Set once a burst worker found its queues empty (it then stops by itself).
+        self.drained = False
         if self.metrics_port is not None:
             from redisq.metrics import require_prometheus
 
@@ -227,6 +246,8 @@ class Worker:
         self._started = False
         self._finished = threading.Event()
         self._lock = threading.Lock()
+        #: Called after every stop request (`arun` wakes its event loop with it).
+        self._on_stop: Callable[[], None] | None = None
 
     def __repr__(self) -> str:
         return f"<Worker {self.name!r} queues={self.queues} pool={self.pool}>"
@@ -251,10 +272,13 @@ class Worker:
         if grace and not self._stop.is_set():
             logger.info("worker %s: stopping (grace %d ms)", self.name, self.grace_ms)
             self._stop.set()
-            return
-        logger.info("worker %s: stopping now; releasing the running jobs", self.name)
-        self._stop.set()
-        self._hurry.set()
+        else:
+            logger.info("worker %s: stopping now; releasing the running jobs", self.name)
+            self._stop.set()
+            self._hurry.set()
+        notify = self._on_stop
+        if notify is not None:
+            notify()
 
     def wait_stopped(self, timeout: float | None = None) -> bool:
         """Wait until `run` has returned; True if it did within `timeout`."""
@@ -274,10 +298,7 @@ class Worker:
             RuntimeError: the worker already ran (make a new one).
             ConfigurationError: the metrics port cannot be bound (nothing was claimed).
         """
-        with self._lock:
-            if self._started:
-                raise RuntimeError("a Worker runs once; create a new Worker to run again")
-            self._started = True
+        self._begin_run()
         with stop_signals(self.handle_signals, self._on_signal), frozen_heap():
             try:
                 if self.metrics_port is not None:
@@ -296,7 +317,113 @@ class Worker:
                     self._exporter = None
                 self._finished.set()
 
+    def _begin_run(self) -> None:
+        with self._lock:
+            if self._started:
+                raise RuntimeError("a Worker runs once; create a new Worker to run again")
+            self._started = True
+
     def _run(self, store: Store) -> None:
+        runtime = self._start(store, None)
+        while not self._stop.wait(0.5):
+            pass
+        self._end(runtime)
+
+    async def arun(self) -> None:
+        """Work inside the running event loop until stopped, then drain and return.
+
+        For applications that own their event loop (a web app's lifespan, docs/embedding.md).
+        The worker's own threads (fetcher, keeper, settler; handler threads with
+        pool="thread") run as with `run`; with pool="async" the handlers are tasks on this
+        loop (sync handlers on a pool of `concurrency` threads). No signal handler is
+        installed (the application owns them), and the heap is not frozen (see `run`).
+
+        Stops when `stop` is called (from any thread, this loop's included) or when the task
+        awaiting it is cancelled. Either way it stops as `run` does at SIGTERM: claims stop,
+        prefetched jobs are released, running handlers finish within grace_ms and what still
+        runs is then released, outcomes are flushed, on_worker_stop hooks run; only then
+        does it return. A cancel waits for that drain (a second cancel, like a second stop
+        request, releases the running jobs at once) and then raises CancelledError, as a
+        cancelled task should; after `stop` it returns None.
+
+        Raises:
+            RuntimeError: the worker already ran (make a new one).
+            WorkerStartError: an on_worker_start hook failed (nothing was claimed).
+            ConfigurationError: the metrics port cannot be bound (nothing was claimed).
+            asyncio.CancelledError: the task was cancelled (after the drain).
+        """
+        self._begin_run()
+        loop = asyncio.get_running_loop()
+        stopped = asyncio.Event()
+
+        def notify() -> None:
+            with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits
+                loop.call_soon_threadsafe(stopped.set)
+
+        self._on_stop = notify
+        if self._stop.is_set():
+            stopped.set()
+        cancelled = False
+
+        def on_cancel() -> None:
+            # The first cancel is a stop request (none if one came already); a second one
+            # releases the running jobs at once.
+            nonlocal cancelled
+            if cancelled:
+                self.stop(grace=False)
+            elif not self._stop.is_set():
+                self.stop()
+            cancelled = True
+
+        try:
+            runtime_of: tuple[Store, _Runtime] = await _finish(
+                _in_thread(loop, lambda: self._open(loop), f"redisq-{self.name}-start"),
+                on_cancel,
+            )
+            store, runtime = runtime_of
+            try:
+                if not cancelled:
+                    try:
+                        await stopped.wait()
+                    except asyncio.CancelledError:
+                        on_cancel()
+                await _finish(
+                    _in_thread(loop, lambda: self._end(runtime), f"redisq-{self.name}-stop"),
+                    on_cancel,
+                )
+            finally:
+                store.close()
+                self._close_exporter()
+        finally:
+            self._on_stop = None
+            self._finished.set()
+        if cancelled:
+            raise asyncio.CancelledError
+
+    def _open(self, loop: asyncio.AbstractEventLoop) -> tuple[Store, _Runtime]:
+        """`arun`'s start, in a thread: bind the metrics port, connect, start the runtime."""
+        try:
+            if self.metrics_port is not None:
+                from redisq.metrics import WorkerExporter
+
+                self._exporter = WorkerExporter(self, self.metrics_host, self.metrics_port)
+            store = self.app.connect()
+        except BaseException:
+            self._close_exporter()
+            raise
+        try:
+            return store, self._start(store, loop)
+        except BaseException:
+            store.close()
+            self._close_exporter()
+            raise
+
+    def _close_exporter(self) -> None:
+        if self._exporter is not None:
+            self._exporter.close()
+            self._exporter = None
+
+    def _start(self, store: Store, loop: asyncio.AbstractEventLoop | None) -> _Runtime:
         limits = self.app.declare_rate_limits(store, self.queues)
         if limits:
             logger.info("worker %s: rate limits %s", self.name, limits)
@@ -304,7 +431,7 @@ class Worker:
         if flow:
             logger.info("worker %s: concurrency limits %s", self.name, flow)
         hooks = self.app.hooks
-        runtime = _Runtime(self, store, hooks)
+        runtime = _Runtime(self, store, hooks, loop)
         try:
             self._start_hooks(hooks, runtime)
         except BaseException:
@@ -318,10 +445,19 @@ class Worker:
             self.pool,
         )
         runtime.start()
-        while not self._stop.wait(0.5):
-            pass
-        runtime.shutdown(lambda: self._stop_hooks(hooks.worker_stop, runtime))
+        return runtime
+
+    def _end(self, runtime: _Runtime) -> None:
+        stop = runtime.hooks.worker_stop
+        runtime.shutdown(lambda: self._stop_hooks(stop, runtime))
         logger.info("worker %s: stopped; %s", self.name, self.metrics.snapshot())
+
+    def _burst_done(self) -> None:
+        """A burst worker found its queues empty: it stops (gracefully: nothing runs)."""
+        if not self._stop.is_set():
+            logger.info("worker %s: burst done: its queues are empty", self.name)
+            self.drained = True
+            self.stop()
 
     def _start_hooks(self, hooks: Hooks, runtime: _Runtime) -> None:
         """Run the on_worker_start hooks in order; when one fails, run the on_worker_stop
@@ -358,9 +494,16 @@ class Worker:
 class _Runtime:
     """The threads of one `Worker.run` and how they start and stop."""
 
-    def __init__(self, worker: Worker, store: Store, hooks: Hooks) -> None:
+    def __init__(
+        self,
+        worker: Worker,
+        store: Store,
+        hooks: Hooks,
+        loop: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
         self.worker = worker
         self.store = store
+        self.hooks = hooks
         self.metrics = worker.metrics
         name = f"redisq-{worker.name}"
         self.runner = Runner(store, worker.name, self._mark_started, hooks)
@@ -369,7 +512,7 @@ class _Runtime:
         if worker.pool == "thread":
             executor = ThreadExecutor(self.runner, worker.concurrency, name)
         else:
-            executor = AsyncExecutor(self.runner, worker.concurrency, name)
+            executor = AsyncExecutor(self.runner, worker.concurrency, name, loop)
         self.executor = executor
         self._hand_over = isinstance(executor, ThreadExecutor)
         self.settler = Settler(store, self.metrics, f"{name}-settler")
@@ -404,9 +547,11 @@ class _Runtime:
             self._admit,
             executor.adopt if isinstance(executor, ThreadExecutor) else None,
             worker._stop,
-            worker.idle_wait_ms,
+            min(worker.idle_wait_ms, _BURST_WAIT_MS) if worker.burst else worker.idle_wait_ms,
             self.metrics,
             f"{name}-fetcher",
+            idle=self.state.holds_nothing if worker.burst else None,
+            drained=worker._burst_done if worker.burst else None,
         )
         if isinstance(executor, ThreadExecutor):
             executor.fetch = self.fetcher.work
@@ -529,3 +674,45 @@ class _Runtime:
         if before_close is not None:
             before_close()  # the on_worker_stop hooks, while the executor's loop runs
         self.executor.shutdown(1.0)
+
+
+async def _finish(future: asyncio.Future[Any], on_cancel: Callable[[], None]) -> Any:
+    """Await `future` to its end whatever cancels the waiting task: each cancel calls
+    `on_cancel` (which asks the worker to stop) and the wait goes on."""
+    while True:
+        try:
+            return await asyncio.shield(future)
+        except asyncio.CancelledError:
+            on_cancel()  # even when `future` is done by now: the cancel must not be lost
+            if future.done():
+                return future.result()
+
+
+def _in_thread(
+    loop: asyncio.AbstractEventLoop, fn: Callable[[], Any], name: str
+) -> asyncio.Future[Any]:
+    """Run `fn` in a new daemon thread; its outcome as a future of `loop`.
+
+    Not the loop's default executor: the application's own blocking calls may fill it,
+    and the worker's start and stop must not wait behind them.
+    """
+    future: asyncio.Future[Any] = loop.create_future()
+
+    def settle(value: Any, error: BaseException | None) -> None:
+        if future.cancelled():
+            return
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(value)
+
+    def main() -> None:
+        try:
+            value = fn()
+        except BaseException as exc:
+            loop.call_soon_threadsafe(settle, None, exc)
+        else:
+            loop.call_soon_threadsafe(settle, value, None)
+
+    threading.Thread(target=main, name=name, daemon=True).start()
+    return future

@@ -113,19 +113,31 @@ class ThreadExecutor:
 class AsyncExecutor:
     """One event loop in its own thread; each handler is an asyncio task on it.
 
-    Sync handlers run through ``asyncio.to_thread`` on a pool of `concurrency` threads. A
-    handler past its timeout, or still running when a stop's grace period ends, is cancelled
-    (an async handler at its next await; a sync one runs on in its thread).
+    Sync handlers run on a pool of `concurrency` threads. A handler past its timeout, or
+    still running when a stop's grace period ends, is cancelled (an async handler at its next
+    await; a sync one runs on in its thread).
+
+    Given a `loop` (`Worker.arun`: the application's own, running), the handlers are tasks on
+    it: no thread of its own, and the loop is neither stopped nor closed at shutdown.
     """
 
-    def __init__(self, runner: Runner, concurrency: int, name: str) -> None:
+    def __init__(
+        self,
+        runner: Runner,
+        concurrency: int,
+        name: str,
+        loop: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
         self._runner = runner
         self._state: State | None = None
-        self.loop = asyncio.new_event_loop()
+        self._owned = loop is None
+        self.loop = asyncio.new_event_loop() if loop is None else loop
         self._pool = concurrent.futures.ThreadPoolExecutor(
             concurrency, thread_name_prefix=f"{name}-sync"
         )
-        self.loop.set_default_executor(self._pool)
+        runner.pool = self._pool
+        if self._owned:
+            self.loop.set_default_executor(self._pool)
         self._tasks: set[asyncio.Task[None]] = set()
         #: A _fill is scheduled on the loop (a hint: an extra _fill is harmless).
         self._filling = False
@@ -134,7 +146,8 @@ class AsyncExecutor:
     def bind(self, state: State) -> None:
         """Attach the state the tasks report to, and start the loop's thread."""
         self._state = state
-        self._thread.start()
+        if self._owned:
+            self._thread.start()
 
     def call(self, fn: Callable[..., Any], *args: Any) -> None:
         """Call `fn` on the loop and wait for it (awaiting what it returns); raise its error."""
@@ -199,7 +212,17 @@ class AsyncExecutor:
             await asyncio.wait(tasks, timeout=wait_s)
 
     def shutdown(self, timeout: float) -> None:
-        """Cancel what still runs, stop the loop and close it."""
+        """Cancel what still runs, stop the loop and close it (a borrowed loop: only the
+        handlers' tasks end; call from another thread than the loop's)."""
+        if not self._owned:
+            if not self.loop.is_closed():
+                future = asyncio.run_coroutine_threadsafe(self._cancel_all(timeout), self.loop)
+                try:
+                    future.result(timeout + 1)
+                except (concurrent.futures.TimeoutError, concurrent.futures.CancelledError):
+                    logger.warning("some handler tasks did not end after cancellation")
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            return
         if self._thread.is_alive():
             future = asyncio.run_coroutine_threadsafe(self._cancel_all(timeout), self.loop)
             try:

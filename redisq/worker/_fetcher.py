@@ -77,6 +77,10 @@ class Fetcher:
         idle_wait_ms: longest blocking wait when no work is there.
         metrics: the worker's counters.
         name: the thread's name.
+        idle: burst mode (``Worker(burst=True)``): tells whether the worker holds no job
+            (none pending, running or waiting for its outcome to be stored).
+        drained: burst mode: called once a claim sent while the worker was idle leased
+            nothing (no queue refused, no rate limit held jobs back); the loop then ends.
     """
 
     def __init__(
@@ -92,6 +96,8 @@ class Fetcher:
         idle_wait_ms: int,
         metrics: WorkerMetrics,
         name: str,
+        idle: Callable[[], bool] | None = None,
+        drained: Callable[[], None] | None = None,
     ) -> None:
         self._thread = threading.Thread(target=self._main, name=name, daemon=True)
         self._store = store
@@ -129,6 +135,8 @@ class Fetcher:
         #: A rate limit held ready jobs back in this round: the least ms until the next
         #: may start (claims then wait on this clock; see `_held`), else None.
         self._held_ms: int | None = None
+        self._idle = idle
+        self._drained = drained
 
     def quiesce(self, timeout: float) -> None:
         """Claim nothing more; wait for a claim under way to be admitted.
@@ -175,6 +183,16 @@ class Fetcher:
                 first = min(ep.retry_at for ep in self._refusing.values())
                 self._stopping.wait(max(0.0, first - now))
                 continue
+            # Burst mode: once idle, one claim that leases nothing ends the burst.
+            # (Not while a queue is set aside or a rate limit held jobs back last round:
+            # those wait as usual.)
+            burst_check = (
+                self._idle is not None
+                and not self._must_claim
+                and not self._refusing
+                and self._held_ms is None
+                and self._idle()
+            )
             with self._lock:
                 if self._closed:
                     return None
@@ -189,7 +207,10 @@ class Fetcher:
                 if waited:
                     # The queues were drained: wait for work and claim it in one round trip
                     # (woken in time to try a refusing queue again).
-                    jobs: list[Job] = self._interleave(self._wait_and_claim(healthy, count, now))
+                    wait_ms = 0 if burst_check else self._idle_wait_ms
+                    jobs: list[Job] = self._interleave(
+                        self._wait_and_claim(healthy, count, now, wait_ms)
+                    )
                     # That claim ran when the wait was woken, not when it was sent: date the
                     # leases from the reply, less a margin for its way back. (This only
                     # schedules renewals; the store itself enforces every lease.)
@@ -222,6 +243,16 @@ class Fetcher:
                 self._failed(error, healthy if waited else healthy + due)
             if kept is not None:
                 return kept
+            if (
+                burst_check
+                and error is None
+                and not jobs
+                and self._held_ms is None
+                and not self._refusing
+                and self._drained is not None
+            ):
+                self._drained()
+                return None
             if held_s > 0:
                 self._stopping.wait(held_s)  # a rate limit's next job (see `_held`)
         return None
@@ -242,11 +273,10 @@ class Fetcher:
             self._claiming -= 1
             self._claimed.notify_all()
 
-    def _wait_and_claim(self, queues: list[str], count: int, now: float) -> Claimed:
-        """Claim with a wait for work on `queues`, waking in time for the next refusing
-        queue's try; note the queues that refused."""
-        wait_ms = self._idle_wait_ms
-        if self._refusing:
+    def _wait_and_claim(self, queues: list[str], count: int, now: float, wait_ms: int) -> Claimed:
+        """Claim with a wait for work on `queues` (up to `wait_ms`), waking in time for the
+        next refusing queue's try; note the queues that refused."""
+        if wait_ms and self._refusing:
             first = min(ep.retry_at for ep in self._refusing.values())
             wait_ms = max(1, min(wait_ms, int((first - now) * 1000) + 1))
         jobs = self._store.claim(queues, worker=self._worker, count=count, wait_ms=wait_ms)

@@ -9,6 +9,9 @@ its timeout or a release at stop (the outcome was decided elsewhere).
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import contextvars
+import functools
 import inspect
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
@@ -76,6 +79,15 @@ class Runner:
         self._make_context = self.context
         #: The App's job hooks, or None when it has none: the runs then never look further.
         self.hooks = hooks if hooks is not None and hooks.for_jobs else None
+        #: The threads of sync handlers under the async pool (None: the loop's default).
+        self.pool: concurrent.futures.Executor | None = None
+
+    def in_thread(self, fn: Callable[..., Any], *args: Any) -> Awaitable[Any]:
+        """Run `fn(*args)` on `pool` (like ``asyncio.to_thread``, context variables kept)."""
+        if self.pool is None:
+            return asyncio.to_thread(fn, *args)
+        call = functools.partial(contextvars.copy_context().run, fn, *args)
+        return asyncio.get_running_loop().run_in_executor(self.pool, call)
 
     # ----------------------------------------------------------------------- outcomes
 
@@ -184,7 +196,8 @@ class Runner:
         round trip on the sync store) runs in a thread, so the loop's other handlers go on."""
         payload = entry.job.payload
         if type(payload) is dict and FLOW_KEY in payload:
-            return await asyncio.to_thread(self._refuse, entry)
+            refused: tuple[Outcome | None, Any] = await self.in_thread(self._refuse, entry)
+            return refused
         return self._refuse(entry)
 
     def context(self, entry: Entry) -> Context:
@@ -275,7 +288,7 @@ class Runner:
             if task.is_async:
                 value = await task.invoke(args, kwargs, ctx)
             else:
-                value = await asyncio.to_thread(task.invoke, args, kwargs, ctx)
+                value = await self.in_thread(task.invoke, args, kwargs, ctx)
                 if inspect.isawaitable(value):
                     value = await value
             return self.completed(entry, value)
@@ -401,7 +414,7 @@ class Runner:
                 if task.is_async:
                     value = await task.invoke(args, kwargs, ctx)
                 else:
-                    value = await asyncio.to_thread(task.invoke, args, kwargs, ctx)
+                    value = await self.in_thread(task.invoke, args, kwargs, ctx)
                     if inspect.isawaitable(value):
                         value = await value
                 settlement = self.completed(entry, value)

@@ -687,6 +687,11 @@ class State:
             if self._draining:
                 self.changed.notify_all()
 
+    def holds_nothing(self) -> bool:
+        """Tell whether no entry is in flight: none pending, running or unsettled."""
+        with self.lock:
+            return not self.entries
+
     # ----------------------------------------------------------------------------- stop
 
     def begin_stop(self) -> list[Entry]:

@@ -54,6 +54,7 @@ def test_the_readme_has_its_snippets() -> None:
         "Hooks and middleware",
         "Worker registry",
         "Metrics",
+        "Testing and embedding",
     ]
 
 
@@ -138,6 +139,13 @@ def test_each_python_snippet_runs_as_written(section: str, code: str, tmp_path: 
             'redisq_worker_jobs_completed_total{queue="mail",task="send"} 3.0',
             'redisq_worker_run_seconds_count{queue="mail",task="send"} 3.0',
             'redisq_queue_jobs{queue="mail",state="completed"} 3.0',
+        ]
+    elif section == "Testing and embedding":
+        # Eager at enqueue, a burst worker until empty, a worker inside an event loop.
+        assert done.stdout.splitlines() == [
+            "hello ada",
+            "2 ['hello bob', 'hello cy']",
+            "hello dee",
         ]
     else:
         assert done.stdout.strip() == "{'day': 1}"
