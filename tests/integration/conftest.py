@@ -7,14 +7,20 @@ whose coroutines an adapter drives on a private event loop, so the same lines ex
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+import redis
 
 import redisq
+from redisq._core.scripts import load_all
 from tests.support.clock import TestClock
+from tests.support.proxy import TcpProxy
+from tests.support.resend import ran_twice
+from tests.support.servers import ServerProcess
 
 
 class AsyncAdapter:
@@ -80,3 +86,32 @@ def raw(url: str, prefix: str) -> Iterator[Any]:
     store = redisq.connect(url, prefix=prefix)
     yield store.redis
     store.close()
+
+
+# ------------------------------------------------------------ client retries (the *_retry tests)
+
+
+@pytest.fixture
+def proxy(real_server: ServerProcess, make_proxy: Callable[..., TcpProxy]) -> TcpProxy:
+    """A fault-injection proxy in front of the real server."""
+    return make_proxy(real_server.port)
+
+
+@pytest.fixture
+def direct(real_server: ServerProcess) -> Iterator[redis.Redis]:
+    """A plain client to the server (not through the proxy), with every script loaded.
+
+    Loading the scripts up front means no EVALSHA of the test meets NOSCRIPT, so the
+    ``cmdstat_evalsha`` counter moves exactly once per execution.
+    """
+    with real_server.client() as client:
+        for spec in load_all().values():
+            client.script_load(spec.source)
+        yield client
+
+
+@pytest.fixture
+def twice(proxy: TcpProxy, direct: redis.Redis) -> Callable[..., Any]:
+    """``with twice(): store.op(...)``: the op's script runs twice, its first reply lost
+    (``twice(scripts=n)`` for an op of n script calls; tests/support/resend.py)."""
+    return functools.partial(ran_twice, proxy, direct)

@@ -6,7 +6,6 @@ as in test_client_retry.py): the attempt must still leave exactly one entry.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -14,28 +13,12 @@ import redis
 
 import redisq
 from redisq import JobState
-from redisq._core.scripts import load_all
 from tests.support.proxy import TcpProxy
-from tests.support.servers import ServerProcess
+from tests.support.resend import SOCKET_TIMEOUT
 
 Q = "retried"
-SOCKET_TIMEOUT = 0.2
-LATE_REPLY = 1.0
 
 Twice = Callable[..., Any]
-
-
-@pytest.fixture
-def proxy(real_server: ServerProcess, make_proxy: Callable[..., TcpProxy]) -> TcpProxy:
-    return make_proxy(real_server.port)
-
-
-@pytest.fixture
-def direct(real_server: ServerProcess) -> Iterator[redis.Redis]:
-    with real_server.client() as client:
-        for spec in load_all().values():
-            client.script_load(spec.source)
-        yield client
 
 
 @pytest.fixture
@@ -44,26 +27,6 @@ def store(proxy: TcpProxy, prefix: str) -> Iterator[redisq.Store]:
     connected.counts(Q)
     yield connected
     connected.close()
-
-
-def _evalsha_calls(direct: redis.Redis) -> int:
-    stats = direct.info("commandstats").get("cmdstat_evalsha", {})
-    return int(stats.get("calls", 0))
-
-
-@pytest.fixture
-def twice(proxy: TcpProxy, direct: redis.Redis) -> Twice:
-    """``with twice(): store.op(...)``: the op's script runs twice (its first reply is lost)."""
-
-    @contextmanager
-    def armed() -> Iterator[None]:
-        calls, accepted = _evalsha_calls(direct), proxy.accepted
-        proxy.delay_next_reply(LATE_REPLY)
-        yield
-        assert _evalsha_calls(direct) - calls == 2, "no script ran twice"
-        assert proxy.accepted - accepted == 1, "the client did not reconnect to retry"
-
-    return armed
 
 
 def _fields(direct: redis.Redis, prefix: str) -> list[bytes]:

@@ -6,8 +6,7 @@ job and each link is created once.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -15,27 +14,11 @@ import redis
 
 import redisq
 from redisq import JobState
-from redisq._core.scripts import load_all
 from redisq.keys import QueueKeys
 from tests.support.proxy import TcpProxy
-from tests.support.servers import ServerProcess
+from tests.support.resend import SOCKET_TIMEOUT, ran_twice
 
 Q = "retried"
-SOCKET_TIMEOUT = 0.2
-LATE_REPLY = 1.0
-
-
-@pytest.fixture
-def proxy(real_server: ServerProcess, make_proxy: Callable[..., TcpProxy]) -> TcpProxy:
-    return make_proxy(real_server.port)
-
-
-@pytest.fixture
-def direct(real_server: ServerProcess) -> Iterator[redis.Redis]:
-    with real_server.client() as client:
-        for spec in load_all().values():
-            client.script_load(spec.source)
-        yield client
 
 
 @pytest.fixture
@@ -43,21 +26,6 @@ def app(proxy: TcpProxy, prefix: str) -> Iterator[redisq.App]:
     made = redisq.App(proxy.url, prefix=prefix, socket_timeout=SOCKET_TIMEOUT)
     yield made
     made.close()
-
-
-def _evalsha_calls(direct: redis.Redis) -> int:
-    stats = direct.info("commandstats").get("cmdstat_evalsha", {})
-    return int(stats.get("calls", 0))
-
-
-@contextmanager
-def _twice(proxy: TcpProxy, direct: redis.Redis) -> Iterator[None]:
-    """The first script call inside runs twice on the server (its reply is lost)."""
-    calls, accepted = _evalsha_calls(direct), proxy.accepted
-    proxy.delay_next_reply(LATE_REPLY)
-    yield
-    assert _evalsha_calls(direct) - calls == 2, "the script did not run twice"
-    assert proxy.accepted - accepted >= 1, "the client did not reconnect to retry"
 
 
 def _tasks(app: redisq.App) -> Any:
@@ -84,7 +52,7 @@ def test_a_re_sent_workflow_enqueue_creates_nothing_twice(
         flow = redisq.chord([add.s(i, i) for i in range(10)], total.s())
         waiting, ready = 1, 10
     app.store.enqueue(Q, None, id="first")  # the queue is registered: one script call follows
-    with _twice(proxy, direct):
+    with ran_twice(proxy, direct):
         ref = flow.enqueue()
     k = QueueKeys.build(prefix, Q)
     assert direct.hget(k.meta, "enqueued") == str(1 + waiting + ready).encode()

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -22,17 +21,12 @@ import redis
 import redisq
 from redisq import JobState
 from redisq._core.records import unpack_record
-from redisq._core.scripts import load_all
 from tests.support.clock import TestClock
 from tests.support.polling import wait_for
 from tests.support.proxy import TcpProxy
-from tests.support.servers import ServerProcess
+from tests.support.resend import LATE_REPLY, SOCKET_TIMEOUT, evalsha_calls
 
 QUEUE = "retried"
-#: Short enough to keep each case fast, long enough for a loopback reply under load.
-SOCKET_TIMEOUT = 0.2
-#: How long the proxy holds the one late reply: well past the socket timeout.
-LATE_REPLY = 1.0
 #: Per server: 20 retried claims in all across valkey and redis7.
 CLAIM_ROUNDS = 10
 
@@ -43,56 +37,12 @@ Twice = Callable[..., Any]
 
 
 @pytest.fixture
-def proxy(real_server: ServerProcess, make_proxy: Callable[..., TcpProxy]) -> TcpProxy:
-    """A fault-injection proxy in front of the real server."""
-    return make_proxy(real_server.port)
-
-
-@pytest.fixture
-def direct(real_server: ServerProcess) -> Iterator[redis.Redis]:
-    """A plain client to the server (not through the proxy), with every script loaded.
-
-    Loading the scripts up front means no EVALSHA of the test meets NOSCRIPT, so the
-    ``cmdstat_evalsha`` counter moves exactly once per execution.
-    """
-    with real_server.client() as client:
-        for spec in load_all().values():
-            client.script_load(spec.source)
-        yield client
-
-
-@pytest.fixture
 def store(proxy: TcpProxy, prefix: str) -> Iterator[redisq.Store]:
     """A store that reaches the server through the proxy (with redisq's default retries)."""
     connected = redisq.connect(proxy.url, prefix=prefix, socket_timeout=SOCKET_TIMEOUT)
     connected.counts(QUEUE)  # the server check of the first call is done before any test
     yield connected
     connected.close()
-
-
-def _evalsha_calls(direct: redis.Redis) -> int:
-    stats = direct.info("commandstats").get("cmdstat_evalsha", {})
-    return int(stats.get("calls", 0))
-
-
-@pytest.fixture
-def twice(proxy: TcpProxy, direct: redis.Redis) -> Twice:
-    """``with twice(): store.op(...)``: the op's script runs twice, the first reply is lost.
-
-    Asserts afterwards that the retry really happened: EVALSHA ran exactly once more than
-    the op has script calls (``scripts``), and the client opened exactly one new connection
-    (redis-py reconnects to retry).
-    """
-
-    @contextmanager
-    def armed(scripts: int = 1) -> Iterator[None]:
-        calls, accepted = _evalsha_calls(direct), proxy.accepted
-        proxy.delay_next_reply(LATE_REPLY)
-        yield
-        assert _evalsha_calls(direct) - calls == scripts + 1, "no script ran twice"
-        assert proxy.accepted - accepted == 1, "the client did not reconnect to retry"
-
-    return armed
 
 
 def _key(prefix: str, part: str, queue: str = QUEUE) -> str:
@@ -346,7 +296,7 @@ def test_retry_after_another_worker_took_the_job_still_succeeds(
     job = _claim_one(store)
     with redisq.connect(real_url, prefix=prefix) as other, ThreadPoolExecutor(1) as pool:
         other.counts(QUEUE)
-        calls = _evalsha_calls(direct)
+        calls = evalsha_calls(direct)
 
         # When the release (or nack) runs, its reply is late, and the second worker claims
         # the job before the client's retry reaches the server (the proxy is frozen meanwhile)
@@ -358,7 +308,7 @@ def test_retry_after_another_worker_took_the_job_still_succeeds(
         wait_for(lambda: _job_state(direct, prefix, job.id) == b"ready")
         proxy.freeze()
         try:
-            assert _evalsha_calls(direct) == calls + 1, "the retry ran too early"
+            assert evalsha_calls(direct) == calls + 1, "the retry ran too early"
             (taken,) = other.claim(QUEUE, worker="w2", lease_ms=60_000)
         finally:
             proxy.unfreeze()
@@ -369,7 +319,7 @@ def test_retry_after_another_worker_took_the_job_still_succeeds(
             outcome = future.result(timeout=10)
         except redisq.LeaseLost as exc:
             outcome = exc
-    assert _evalsha_calls(direct) == calls + 3, "the call was not retried"
+    assert evalsha_calls(direct) == calls + 3, "the call was not retried"
     assert taken.id == job.id
     assert taken.attempts == (1 if verb == "release" else 2)
     stored = store.get(QUEUE, job.id)

@@ -8,35 +8,18 @@ twice (EVALSHA calls and one reconnection).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import redis
 
 import redisq
-from redisq._core.scripts import load_all
 from redisq.keys import QueueKeys
 from tests.support.proxy import TcpProxy
-from tests.support.servers import ServerProcess
+from tests.support.resend import SOCKET_TIMEOUT, ran_twice
 
 QUEUE = "retried"
-SOCKET_TIMEOUT = 0.2
-LATE_REPLY = 1.0
-
-
-@pytest.fixture
-def proxy(real_server: ServerProcess, make_proxy: Callable[..., TcpProxy]) -> TcpProxy:
-    return make_proxy(real_server.port)
-
-
-@pytest.fixture
-def direct(real_server: ServerProcess) -> Iterator[redis.Redis]:
-    with real_server.client() as client:
-        for spec in load_all().values():
-            client.script_load(spec.source)
-        yield client
 
 
 @pytest.fixture
@@ -50,19 +33,6 @@ def store(proxy: TcpProxy, prefix: str) -> Iterator[redisq.Store]:
     connected.close()
 
 
-def _evalsha(direct: redis.Redis) -> int:
-    return int(direct.info("commandstats").get("cmdstat_evalsha", {}).get("calls", 0))
-
-
-@contextmanager
-def _twice(proxy: TcpProxy, direct: redis.Redis) -> Iterator[None]:
-    calls, accepted = _evalsha(direct), proxy.accepted
-    proxy.delay_next_reply(LATE_REPLY)
-    yield
-    assert _evalsha(direct) - calls == 2, "no script ran twice"
-    assert proxy.accepted - accepted == 1, "the client did not reconnect to retry"
-
-
 def _kinds(direct: redis.Redis, prefix: str) -> list[str]:
     entries: Any = direct.xrange(QueueKeys.build(prefix, QUEUE).events)
     return [e[1][b"event"].decode() for e in entries if e[1][b"id"] != b"first"]
@@ -71,13 +41,13 @@ def _kinds(direct: redis.Redis, prefix: str) -> list[str]:
 def test_a_re_sent_enqueue_claim_and_ack_write_each_event_once(
     store: redisq.Store, proxy: TcpProxy, direct: redis.Redis, prefix: str
 ) -> None:
-    with _twice(proxy, direct):
+    with ran_twice(proxy, direct):
         job = store.enqueue(QUEUE, 1, id="j1")
-    with _twice(proxy, direct):
+    with ran_twice(proxy, direct):
         (claimed,) = store.claim(QUEUE, worker="w")
     # A result waiter registered, as JobRef.result does before it blocks.
     assert store.wait_final(QUEUE, job.id, timeout_ms=1) is False
-    with _twice(proxy, direct):
+    with ran_twice(proxy, direct):
         store.ack(claimed, "r")
     assert _kinds(direct, prefix) == ["enqueued", "started", "completed"]
     assert direct.llen(QueueKeys.build(prefix, QUEUE).wait_prefix + "q" + job.id) == 1
@@ -87,10 +57,10 @@ def test_a_re_sent_cancel_or_nack_writes_its_event_once(
     store: redisq.Store, proxy: TcpProxy, direct: redis.Redis, prefix: str
 ) -> None:
     a = store.enqueue(QUEUE, 1, id="a")
-    with _twice(proxy, direct):
+    with ran_twice(proxy, direct):
         assert store.cancel(QUEUE, a.id)
     store.enqueue(QUEUE, 2, id="b")
     (b,) = store.claim(QUEUE, worker="w")
-    with _twice(proxy, direct):
+    with ran_twice(proxy, direct):
         store.nack(b, error="boom", delay_ms=0)
     assert _kinds(direct, prefix) == ["enqueued", "cancelled", "enqueued", "started", "retried"]

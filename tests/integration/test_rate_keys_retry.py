@@ -1,28 +1,25 @@
 """Rate keys under client retries (redis-py re-sends a call whose reply was late): a loopback
 proxy delays one reply past the socket timeout, and the `twice` fixture checks the script ran
-twice (see test_client_retry.py, whose fixtures these are)."""
+twice (tests/integration/conftest.py; the store is test_client_retry.py's)."""
 
 from __future__ import annotations
 
 import redis
 
 import redisq
-from tests.integration.test_client_retry import (  # noqa: F401 (its fixtures)
-    LATE_REPLY,
+from tests.integration.test_client_retry import (  # noqa: F401 (its fixture)
     QUEUE,
     Twice,
-    direct,
-    proxy,
     store,
-    twice,
 )
+from tests.support.resend import LATE_REPLY
 
 
 def test_a_re_sent_key_hold_holds_once_and_only_its_key(
-    store: redisq.Store,  # noqa: F811 (the fixtures imported above)
-    direct: redis.Redis,  # noqa: F811
+    store: redisq.Store,  # noqa: F811 (the fixture imported above)
+    direct: redis.Redis,
     prefix: str,
-    twice: Twice,  # noqa: F811
+    twice: Twice,
 ) -> None:
     job = store.enqueue(QUEUE, 1, rate_key="k")
     plain = store.enqueue(QUEUE, 2)
@@ -39,10 +36,10 @@ def test_a_re_sent_key_hold_holds_once_and_only_its_key(
 
 
 def test_a_re_sent_claim_takes_one_token_of_its_key(
-    store: redisq.Store,  # noqa: F811 (the fixtures imported above)
-    direct: redis.Redis,  # noqa: F811
+    store: redisq.Store,  # noqa: F811 (the fixture imported above)
+    direct: redis.Redis,
     prefix: str,
-    twice: Twice,  # noqa: F811
+    twice: Twice,
 ) -> None:
     store.set_rate_limit(QUEUE, "1/h", key="k")
     ids = [j.id for j in store.enqueue_many(QUEUE, [1, 2, 3], rate_key="k")]
