@@ -201,6 +201,32 @@ class Meter:
         )
 
 
+def claim_and_ack_all(
+    store: redisq.Store, queue: str, jobs: int, count: int, worker: str
+) -> tuple[float, float, int]:
+    """Claim `count` at a time and ack them until `jobs` are done: seconds in claim, in ack,
+    and the number of rounds."""
+    done = rounds = 0
+    in_claim = in_ack = 0.0
+    clock = time.perf_counter
+    while done < jobs:
+        t0 = clock()
+        claimed = store.claim(queue, worker=worker, count=count)
+        t1 = clock()
+        if not claimed:
+            raise RuntimeError(f"queue {queue!r} ran dry after {done:,} of {jobs:,} jobs")
+        if len(claimed) == 1:
+            store.ack(claimed[0])
+        else:
+            store.ack_many(claimed)
+        t2 = clock()
+        in_claim += t1 - t0
+        in_ack += t2 - t1
+        done += len(claimed)
+        rounds += 1
+    return in_claim, in_ack, rounds
+
+
 def fmt_int(value: float) -> str:
     """Format a count with thousands separators."""
     return f"{round(value):,}"

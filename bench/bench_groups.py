@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 
 import redis
 from _common import (
     Figure,
     Meter,
     base_parser,
+    claim_and_ack_all,
     command_line,
     command_stats,
     delete_prefix,
@@ -63,30 +63,6 @@ def fill(store: redisq.Store, queue: str, jobs: int, groups: int) -> None:
             store.enqueue_many(queue, [{"n": i} for i in batch])
 
 
-def drain(store: redisq.Store, queue: str, jobs: int, count: int) -> tuple[float, float, int]:
-    """Claim `count` at a time and ack them until `jobs` are done: seconds in claim, in ack,
-    and the number of rounds."""
-    done = rounds = 0
-    in_claim = in_ack = 0.0
-    clock = time.perf_counter
-    while done < jobs:
-        t0 = clock()
-        claimed = store.claim(queue, worker=WORKER, count=count)
-        t1 = clock()
-        if not claimed:
-            raise RuntimeError(f"queue {queue!r} ran dry after {done:,} of {jobs:,} jobs")
-        if len(claimed) == 1:
-            store.ack(claimed[0])
-        else:
-            store.ack_many(claimed)
-        t2 = clock()
-        in_claim += t1 - t0
-        in_ack += t2 - t1
-        done += len(claimed)
-        rounds += 1
-    return in_claim, in_ack, rounds
-
-
 def run(args: argparse.Namespace) -> list[Figure]:
     """Drain the same number of jobs ungrouped, over 10 groups and over 10,000 groups."""
     jobs = args.jobs or (QUICK_JOBS if args.quick else JOBS)
@@ -108,7 +84,7 @@ def run(args: argparse.Namespace) -> list[Figure]:
                     fill(store, queue, jobs, groups)
                 reset_stats(admin)
                 with Meter(admin) as meter:
-                    in_claim, in_ack, rounds = drain(store, queue, jobs, count)
+                    in_claim, in_ack, rounds = claim_and_ack_all(store, queue, jobs, count, WORKER)
                 stats = command_stats(admin)
                 rate = jobs / meter.wall
                 line = (
