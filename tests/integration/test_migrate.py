@@ -222,8 +222,8 @@ def test_an_older_schema_2_client_refuses_the_migrating_queue(world: World) -> N
     assert old_counts != script("counts").source
     k = world.keys
     keys = [k.meta, k.ready, k.scheduled, k.leased, k.done, k.dead, k.cancelled, k.gready]
-    keys.append(k.waiting)
-    assert world.raw.eval(old_counts, len(keys), *keys) == [5, b"migrating:3", b"2"]
+    keys += [k.waiting, k.gturn]
+    assert world.raw.eval(old_counts, len(keys), *keys, "") == [5, b"migrating:3", b"2"]
 
 
 def test_a_resent_call_converts_nothing_twice(world: World) -> None:
