@@ -409,6 +409,10 @@ def _periodic(
     return periodic
 
 
+#: How long a kill at a share of the run waits for a live worker to kill (s).
+KILL_WAIT_S = 10.0
+
+
 def _at_share(
     scenario: FleetScenario, target: Target, events: Ledger, fleet: Fleet | None = None
 ) -> list[AtShare]:
@@ -420,8 +424,17 @@ def _at_share(
         server.restart()
         events.write("SERVER_UP", port=server.port)
 
+    def kill(rng: random.Random) -> int | None:
+        # Every worker may be down at that moment (S16's nodes that end their own process):
+        # wait for one to be back rather than skip the kill (S16-short once ran without it).
+        assert fleet is not None
+        deadline = time.monotonic() + KILL_WAIT_S
+        while (pid := fleet.kill(rng)) is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return pid
+
     kills = (
-        [AtShare(f"worker kill at {s:.0%}", s, fleet.kill) for s in scenario.worker_kills_at]
+        [AtShare(f"worker kill at {s:.0%}", s, kill) for s in scenario.worker_kills_at]
         if fleet is not None
         else []
     )

@@ -28,6 +28,7 @@ import redisq
 from tests.chaos.checker import FinalJob, FinalState, Report
 from tests.chaos.dag import S16_SHORT, check_dag, dag_shape, plan_dag, run_s16, run_s16_cluster
 from tests.chaos.figures import block
+from tests.chaos.fleet_scenarios import _at_share
 from tests.chaos.ledger import Ledger, read_ledger
 from tests.chaos.sabotage import SABOTAGES
 from tests.chaos.test_proofs import DAG_EXPECTED
@@ -155,6 +156,21 @@ def test_the_dag_checks_catch_a_broken_release(
 
 
 # ---------------------------------------------------------------------- worker processes
+
+
+def test_a_kill_at_a_share_waits_for_a_live_worker() -> None:
+    # CI: every S16-short worker had ended its own process when the kill at 50% came, so the
+    # run had no kill -9 at all ('kills' missing from its faults).
+    tries: list[int] = []
+
+    class Fleet:
+        def kill(self, rng: random.Random) -> int | None:
+            tries.append(1)
+            return None if len(tries) < 3 else 42
+
+    [kill] = _at_share(S16_SHORT, target=Any, events=Any, fleet=Fleet())  # type: ignore[arg-type]
+    assert kill.action(random.Random(1)) == 42
+    assert len(tries) == 3
 
 
 @pytest.mark.slow
