@@ -28,7 +28,7 @@ import os
 import time
 from collections.abc import Iterable
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any, Concatenate, Generic, ParamSpec, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Concatenate, Generic, ParamSpec, Protocol, TypeVar, overload
 
 from redisq._core.deps import FlowJob, enqueue_flow
 from redisq._core.tasks import make_payload
@@ -222,7 +222,32 @@ class _Workflow:
 # --------------------------------------------------------------------------------- handles
 
 
-class ChainRef(Generic[R_co]):
+class _HasRefs(Protocol):
+    @property
+    def refs(self) -> list[JobRef]: ...
+
+
+class _Cancels:
+    """`cancel` for a workflow's handle: every job of it that has not finished."""
+
+    __slots__ = ()
+
+    def cancel(self: _HasRefs) -> int:
+        """Cancel the workflow: each of its jobs that has not finished (waiting, ready,
+        scheduled, or running: a running one's handler hears of it at once, see
+        docs/cancel.md). The last jobs go first, so no step is released while the steps before
+        it are cancelled. Returns how many this call cancelled; a second call cancels none."""
+        return sum(ref.cancel() for ref in reversed(self.refs))
+
+    async def acancel(self: _HasRefs) -> int:
+        """`cancel` from asyncio."""
+        cancelled = 0
+        for ref in reversed(self.refs):
+            cancelled += await ref.acancel()
+        return cancelled
+
+
+class ChainRef(_Cancels, Generic[R_co]):
     """The enqueued jobs of a chain: `refs` (one per step, in order) and `last`."""
 
     __slots__ = ("refs",)
@@ -253,7 +278,7 @@ class ChainRef(Generic[R_co]):
         return value
 
 
-class GroupRef(Generic[R_co]):
+class GroupRef(_Cancels, Generic[R_co]):
     """The enqueued jobs of a group: `refs`, one per signature, in order."""
 
     __slots__ = ("refs",)
@@ -288,7 +313,7 @@ class GroupRef(Generic[R_co]):
         return list(values)
 
 
-class ChordRef(Generic[R_co]):
+class ChordRef(_Cancels, Generic[R_co]):
     """The enqueued jobs of a chord: `header` (the group's refs) and `callback`."""
 
     __slots__ = ("callback", "header")

@@ -227,6 +227,30 @@ def test_bad_input_is_refused_before_anything_is_written(app: redisq.App) -> Non
     assert sum(app.store.counts(Q).values()) == 0
 
 
+def test_cancelling_a_workflow_cancels_every_job_not_finished(app: redisq.App) -> None:
+    # Issue 12 point 3: cancelling a workflow cancels its jobs that have not started.
+    add, double, total, _, _ = _tasks(app)
+    flow = redisq.chain(add.s(1, 2), double.s(), double.s()).enqueue()
+    chorded = redisq.chord([add.s(i, 0) for i in range(3)], total.s()).enqueue()
+    grouped = redisq.group([add.s(i, 1) for i in range(2)]).enqueue()
+    assert flow.cancel() == 3
+
+    async def acancel() -> int:
+        try:
+            return await chorded.acancel()
+        finally:
+            await app.async_store.close()
+
+    assert asyncio.run(acancel()) == 4
+    assert grouped.cancel() == 2
+    assert flow.cancel() == 0  # a second cancel finds nothing left
+    refs = [*flow.refs, *chorded.refs, *grouped.refs]
+    assert {app.store.get(r.queue, r.id).state for r in refs} == {JobState.CANCELLED}
+    # Nothing of theirs is left to run.
+    counts = app.store.counts(Q)
+    assert counts[JobState.READY] + counts[JobState.WAITING] == 0
+
+
 def test_a_workflow_s_jobs_each_write_their_enqueued_event_once(app: redisq.App) -> None:
     add, double, _, _, _ = _tasks(app)
     app.store.set_events(Q)
